@@ -1,0 +1,32 @@
+# Two commands matter: `make tour` and `make test`. Everything else is a step they use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.lm2llm-installed
+
+.PHONY: setup tour test bench lint clean
+
+setup: $(STAMP)
+
+# Reinstall only when the package metadata changed; torch is pinned to the local CPU wheel
+# because a looser spec makes pip fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+tour: setup
+	$(BIN)/lm2llm tour $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
+
+lint: setup
+	$(BIN)/python -m ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,80 @@
+"""The `lm2llm` command line: thin wrappers that parse arguments and call the package API.
+
+Each stage lives in its own module here and registers a typer sub-app or command in `STAGES` below.
+User mistakes (`UserError`, bad flags) print one line and exit 2; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from lm2llm import __version__
+from lm2llm.errors import UserError
+
+# Module names under lm2llm.cli; each exposes `register(app)`.
+STAGES = ["env", "tour"]
+
+app = typer.Typer(
+    name="lm2llm",
+    help="From n-grams to LLMs: build, train, measure and compare language models on a laptop CPU.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lm2llm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+) -> None:
+    if debug:
+        os.environ["LM2LLM_DEBUG"] = "1"
+
+
+for _name in STAGES:
+    importlib.import_module(f"lm2llm.cli.{_name}").register(app)
+
+
+def _fail(message: str) -> int:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and exits with) the process status."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("LM2LLM_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="lm2llm", standalone_mode=False)
+        status = 0
+    except typer.Exit as exc:
+        status = exc.exit_code
+    except typer.Abort:
+        status = _fail("aborted")
+    except typer.TyperException as exc:  # click's usage errors, as vendored by typer
+        if debug:
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        status = _fail(f"{message}{where}")
+    except UserError as exc:
+        if debug:
+            raise
+        status = _fail(str(exc))
+    except KeyboardInterrupt:
+        status = _fail("interrupted")
+    if argv is None:
+        sys.exit(status)
+    return status

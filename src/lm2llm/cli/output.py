@@ -1,0 +1,29 @@
+"""Shared output helpers: every command that reports figures prints a rich table or, with --json, JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lm2llm.runs import to_jsonable
+
+console = Console()
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False))
+
+
+def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,49 @@
+"""`lm2llm tour`: the whole journey, one chapter per section of the guide, into one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lm2llm.cli.output import JSON_OPTION, console, print_json
+from lm2llm.tour import registry
+from lm2llm.tour.report import heading
+from lm2llm.tour.runner import run_tour
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("tour")
+    def tour_command(
+        quick: bool = typer.Option(False, "--quick", help="Small budgets: the whole tour in a few minutes."),
+        only: list[str] = typer.Option(None, "--only", help="Run only these chapters (e.g. --only 1.1 --only 4.2)."),
+        lang: str = typer.Option("en", "--lang", help="Report language: en or ko."),
+        out: Path = typer.Option(Path("runs/tour"), "--out", help="Output directory."),
+        force: bool = typer.Option(False, "--force", help="Re-run chapters that already finished."),
+        list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Run the journey and write report.html and report.md."""
+        if list_chapters:
+            chapters = registry.all_chapters()
+            if json_out:
+                print_json([{"id": c.id, "title": c.title} for c in chapters])
+            else:
+                for c in chapters:
+                    console.print(f"{c.id:>4}  {heading(c.title, lang)}")
+            return
+        outcome = run_tour(out, quick=quick, lang=lang, only=only or None, force=force, show_progress=not json_out)
+        if json_out:
+            print_json(
+                {
+                    "report_html": outcome.html,
+                    "report_md": outcome.markdown,
+                    "chapters": [
+                        {"id": c.id, "reused": reused, "seconds": r.seconds, "claims": r.claims, "metrics": r.metrics}
+                        for c, r, reused in outcome.chapters
+                    ],
+                }
+            )
+            return
+        claims = [claim for _, r, _ in outcome.chapters for claim in r.claims]
+        console.print(f"report: {outcome.html}  ({sum(c.holds for c in claims)}/{len(claims)} claims hold)")

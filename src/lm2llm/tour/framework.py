@@ -1,0 +1,153 @@
+"""The tour's building blocks: chapters return results, never prose verdicts typed by hand.
+
+A chapter is a module in `lm2llm.tour.chapters` that defines `CHAPTER = Chapter(...)`. Its `run(ctx)`
+measures things and returns a `ChapterResult` of tables, figures, samples and `Claim`s. A claim pairs a
+statement of the guide (in our own words) with the measurement behind it; `holds` must be computed from
+that measurement. Results are saved as JSON so a later tour reuses finished chapters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lm2llm.runs import atomic_write_json
+
+
+@dataclass
+class Text:
+    """A string in both report languages."""
+
+    en: str
+    ko: str
+
+    def get(self, lang: str) -> str:
+        return self.ko if lang == "ko" else self.en
+
+
+def T(en: str, ko: str) -> Text:  # noqa: N802 - short constructor used throughout the chapters
+    return Text(en, ko)
+
+
+@dataclass
+class Claim:
+    statement: Text
+    measurement: Text
+    holds: bool
+
+
+@dataclass
+class Table:
+    title: Text
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass
+class Figure:
+    title: Text
+    path: str  # relative to the chapter directory
+
+
+@dataclass
+class Sample:
+    title: Text
+    text: str
+
+
+@dataclass
+class ChapterResult:
+    summary: Text
+    claims: list[Claim] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ChapterResult:
+        return cls(
+            summary=Text(**data["summary"]),
+            claims=[Claim(Text(**c["statement"]), Text(**c["measurement"]), bool(c["holds"])) for c in data["claims"]],
+            tables=[Table(Text(**t["title"]), t["columns"], t["rows"]) for t in data["tables"]],
+            figures=[Figure(Text(**f["title"]), f["path"]) for f in data["figures"]],
+            samples=[Sample(Text(**s["title"]), s["text"]) for s in data["samples"]],
+            metrics=data.get("metrics", {}),
+            seconds=data.get("seconds", 0.0),
+        )
+
+
+class ChapterContext:
+    """What a chapter gets: its output directory, the quick flag, progress reporting, earlier results."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        quick: bool,
+        lang: str,
+        progress: Callable[[float, float], None] | None = None,
+        results: dict[str, ChapterResult] | None = None,
+    ):
+        self.out_dir = out_dir
+        self.quick = quick
+        self.lang = lang
+        self._progress = progress or (lambda done, total: None)
+        self._results = results if results is not None else {}
+
+    def progress(self, done: float, total: float) -> None:
+        self._progress(done, total)
+
+    def result_of(self, chapter_id: str) -> ChapterResult | None:
+        return self._results.get(chapter_id)
+
+    def save_figure(self, fig: Any, name: str, title: Text) -> Figure:
+        """Save a matplotlib figure as PNG in the chapter directory and close it."""
+        import matplotlib.pyplot as plt
+
+        path = self.out_dir / f"{name}.png"
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        tmp.replace(path)
+        return Figure(title, path.name)
+
+
+@dataclass
+class Chapter:
+    id: str  # the guide's section number: "0", "1.1", "4.2", ...
+    title: Text
+    run: Callable[[ChapterContext], ChapterResult]
+    needs: tuple[str, ...] = ()  # chapters whose results this one reads
+
+    @property
+    def sort_key(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.id.split("."))
+
+    @property
+    def slug(self) -> str:
+        return "ch" + "_".join(f"{int(p):02d}" for p in self.id.split("."))
+
+
+def save_result(path: Path, result: ChapterResult, quick: bool) -> None:
+    atomic_write_json(path, {"quick": quick, "finished": time.time(), **result.to_dict()})
+
+
+def load_result(path: Path, quick: bool) -> ChapterResult | None:
+    """A finished chapter's result, if it was run in the same mode (a quick result never stands in for a full one)."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("quick") != quick:
+            return None
+        return ChapterResult.from_dict(data)
+    except (ValueError, KeyError, TypeError):
+        return None

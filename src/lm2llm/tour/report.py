@@ -1,0 +1,152 @@
+"""The tour report: one self-contained HTML file (figures embedded) and a Markdown twin.
+
+With `--lang ko` headings are bilingual (Korean first, English after) and the prose is Korean.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from lm2llm import __version__
+from lm2llm.runs import atomic_write_text
+from lm2llm.tour.framework import Chapter, ChapterResult, Text
+
+UI = {
+    "title": Text("lm2llm tour: from n-grams to LLMs", "lm2llm 투어: n-gram에서 LLM까지"),
+    "claims": Text("Claims of the guide, checked", "가이드의 주장, 측정으로 확인"),
+    "claim": Text("Claim", "주장"),
+    "measured": Text("Measured", "측정"),
+    "verdict": Text("Verdict", "판정"),
+    "holds": Text("holds", "성립"),
+    "fails": Text("does not hold", "불성립"),
+    "tables": Text("Tables", "표"),
+    "figures": Text("Figures", "그림"),
+    "samples": Text("Samples", "예시"),
+    "contents": Text("Contents", "목차"),
+    "summary": Text("Verdicts", "판정 요약"),
+    "mode_quick": Text("quick mode: small budgets, numbers are indicative", "빠른 모드: 작은 예산, 수치는 참고용"),
+    "mode_full": Text("full mode", "전체 모드"),
+    "seconds": Text("seconds", "초"),
+    "reused": Text("reused from an earlier run", "이전 실행 결과 재사용"),
+}
+
+
+def heading(text: Text, lang: str) -> str:
+    """Korean reports carry both languages in headings so mixed classrooms can follow."""
+    return f"{text.ko} · {text.en}" if lang == "ko" else text.en
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.4g}"
+    return str(value)
+
+
+def _verdict(holds: bool, lang: str) -> str:
+    return ("✓ " + UI["holds"].get(lang)) if holds else ("✗ " + UI["fails"].get(lang))
+
+
+def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused: bool, lang: str) -> str:
+    esc = html.escape
+    parts = [f'<section id="{chapter.slug}"><h2>{esc(chapter.id)}. {esc(heading(chapter.title, lang))}</h2>']
+    note = f" · {UI['reused'].get(lang)}" if reused else ""
+    parts.append(f'<p class="meta">{result.seconds:.1f} {UI["seconds"].get(lang)}{note}</p>')
+    parts.append(f"<p>{esc(result.summary.get(lang))}</p>")
+    if result.claims:
+        parts.append(f"<h3>{esc(heading(UI['claims'], lang))}</h3><table class='claims'><tr>")
+        parts += [f"<th>{esc(UI[k].get(lang))}</th>" for k in ("claim", "measured", "verdict")]
+        parts.append("</tr>")
+        for claim in result.claims:
+            css = "ok" if claim.holds else "no"
+            parts.append(
+                f"<tr><td>{esc(claim.statement.get(lang))}</td><td>{esc(claim.measurement.get(lang))}</td>"
+                f"<td class='{css}'>{esc(_verdict(claim.holds, lang))}</td></tr>"
+            )
+        parts.append("</table>")
+    for table in result.tables:
+        parts.append(f"<h3>{esc(heading(table.title, lang))}</h3><table><tr>")
+        parts += [f"<th>{esc(str(c))}</th>" for c in table.columns]
+        parts.append("</tr>")
+        for row in table.rows:
+            parts.append("<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>")
+        parts.append("</table>")
+    for figure in result.figures:
+        path = out_dir / chapter.slug / figure.path
+        if not path.exists():
+            continue
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        caption = esc(heading(figure.title, lang))
+        parts.append(
+            f"<figure><img alt='{caption}' src='data:image/png;base64,{data}'><figcaption>{caption}</figcaption></figure>"
+        )
+    for sample in result.samples:
+        parts.append(f"<h3>{esc(heading(sample.title, lang))}</h3><pre>{esc(sample.text)}</pre>")
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+CSS = """
+body{font-family:system-ui,'Noto Sans KR','Apple SD Gothic Neo',sans-serif;max-width:980px;margin:2em auto;padding:0 1em;line-height:1.5;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.92em}
+td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} .ok{color:#14713a;font-weight:600} .no{color:#b3261e;font-weight:600}
+.meta{color:#777;font-size:.85em} pre{background:#f7f7f7;padding:.7em;overflow-x:auto;white-space:pre-wrap}
+figure img{max-width:100%} figcaption{color:#555;font-size:.9em}
+"""
+
+
+def render_html(out_dir: Path, done: list[tuple[Chapter, ChapterResult, bool]], lang: str, quick: bool) -> str:
+    esc = html.escape
+    title = heading(UI["title"], lang)
+    mode = UI["mode_quick" if quick else "mode_full"].get(lang)
+    claims = [(c, claim) for c, r, _ in done for claim in r.claims]
+    passed = sum(claim.holds for _, claim in claims)
+    toc = "".join(
+        f"<li><a href='#{c.slug}'>{esc(c.id)}. {esc(heading(c.title, lang))}</a></li>" for c, _, _ in done
+    )
+    summary_rows = "".join(
+        f"<tr><td>{esc(c.id)}</td><td>{esc(claim.statement.get(lang))}</td>"
+        f"<td class='{'ok' if claim.holds else 'no'}'>{esc(_verdict(claim.holds, lang))}</td></tr>"
+        for c, claim in claims
+    )
+    body = "\n".join(_chapter_html(out_dir, c, r, reused, lang) for c, r, reused in done)
+    return f"""<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{esc(title)}</title><style>{CSS}</style></head>
+<body><h1>{esc(title)}</h1>
+<p class="meta">lm2llm {__version__} · {esc(mode)} · {passed}/{len(claims)} {esc(UI['holds'].get(lang))}</p>
+<h2>{esc(heading(UI['contents'], lang))}</h2><ol class="toc">{toc}</ol>
+<h2>{esc(heading(UI['summary'], lang))}</h2>
+<table><tr><th>#</th><th>{esc(UI['claim'].get(lang))}</th><th>{esc(UI['verdict'].get(lang))}</th></tr>{summary_rows}</table>
+{body}
+</body></html>
+"""
+
+
+def render_markdown(done: list[tuple[Chapter, ChapterResult, bool]], lang: str, quick: bool) -> str:
+    lines = [f"# {heading(UI['title'], lang)}", "", f"_{UI['mode_quick' if quick else 'mode_full'].get(lang)}_", ""]
+    for chapter, result, _ in done:
+        lines += [f"## {chapter.id}. {heading(chapter.title, lang)}", "", result.summary.get(lang), ""]
+        if result.claims:
+            lines += [f"| {UI['claim'].get(lang)} | {UI['measured'].get(lang)} | {UI['verdict'].get(lang)} |", "|---|---|---|"]
+            lines += [
+                f"| {c.statement.get(lang)} | {c.measurement.get(lang)} | {_verdict(c.holds, lang)} |" for c in result.claims
+            ]
+            lines.append("")
+        for table in result.tables:
+            lines += [f"### {heading(table.title, lang)}", "", "| " + " | ".join(map(str, table.columns)) + " |"]
+            lines.append("|" + "---|" * len(table.columns))
+            lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.rows]
+            lines.append("")
+        for figure in result.figures:
+            lines += [f"![{heading(figure.title, lang)}]({chapter.slug}/{figure.path})", ""]
+        for sample in result.samples:
+            lines += [f"### {heading(sample.title, lang)}", "", "```", sample.text, "```", ""]
+    return "\n".join(lines)
+
+
+def write(out_dir: Path, done: list[tuple[Chapter, ChapterResult, bool]], lang: str, quick: bool) -> tuple[Path, Path]:
+    html_path = atomic_write_text(out_dir / "report.html", render_html(out_dir, done, lang, quick))
+    md_path = atomic_write_text(out_dir / "report.md", render_markdown(done, lang, quick))
+    return html_path, md_path

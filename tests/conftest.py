@@ -1,0 +1,61 @@
+"""Shared fixtures: the CLI run in-process and in a subprocess, the optional shared data, a private cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import lm2llm
+
+SRC = Path(lm2llm.__file__).resolve().parent.parent
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Keep measured-env caches and downloads out of the user's home directory."""
+    monkeypatch.setenv("LM2LLM_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `lm2llm ARGS...` in this process and return its exit code and output."""
+
+    def run(*args: str) -> CliResult:
+        from lm2llm.cli import main
+
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def run_cli_subprocess(*args: str, cwd: Path | None = None, timeout: float = 300) -> CliResult:
+    """Run `python -m lm2llm ARGS...` in a fresh process, against the source tree under test."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lm2llm", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """`../shared/data`, or skip: end users do not have it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA

@@ -1,0 +1,51 @@
+import json
+import os
+
+import pytest
+
+from lm2llm.runs import RunDir, atomic_open, atomic_save, atomic_write_json, atomic_write_text
+
+
+class Crash(Exception):
+    pass
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    path = tmp_path / "a.txt"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_crash_mid_write_keeps_old_file_and_leaves_no_partial(tmp_path):
+    path = tmp_path / "config.json"
+    atomic_write_json(path, {"v": 1})
+    with pytest.raises(Crash):
+        with atomic_open(path, "w") as handle:
+            handle.write('{"v": 2, "trunc')
+            raise Crash()
+    assert json.loads(path.read_text()) == {"v": 1}
+    assert os.listdir(tmp_path) == ["config.json"]
+
+
+def test_atomic_save_with_library_writer(tmp_path):
+    path = tmp_path / "w.bin"
+
+    def failing_writer(p):
+        p.write_bytes(b"partial")
+        raise Crash()
+
+    with pytest.raises(Crash):
+        atomic_save(path, failing_writer)
+    assert not path.exists() and os.listdir(tmp_path) == []
+    atomic_save(path, lambda p: p.write_bytes(b"ok"))
+    assert path.read_bytes() == b"ok"
+
+
+def test_run_dir_config_and_metrics(tmp_path):
+    run = RunDir.create(tmp_path / "run", {"lr": 1e-3, "name": "한국어"})
+    run.log_metrics({"step": 1, "loss": 2.5})
+    run.log_metrics({"step": 2, "loss": 2.0})
+    assert run.read_config() == {"lr": 1e-3, "name": "한국어"}
+    assert [m["loss"] for m in run.read_metrics()] == [2.5, 2.0]

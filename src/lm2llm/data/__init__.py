@@ -1,0 +1,1 @@
+"""Data: corpora, cleaning, deduplication, PII scrubbing, and token shards."""

@@ -69,7 +69,7 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
-def _coerce(key: str, value: Any, tp: Any, where: str) -> Any:
+def coerce_value(key: str, value: Any, tp: Any, where: str) -> Any:
     """Check (and, for strings from the command line, convert) one value against its field type."""
     origin = typing.get_origin(tp)
     if origin in (types.UnionType, typing.Union):
@@ -147,7 +147,7 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
                 close = difflib.get_close_matches(key, list(known), n=1)
                 raise UserError(f"unknown key '{key}'", where=source,
                                 hint=f"did you mean '{close[0]}'?" if close else "see 'lm2llm train --help'")
-            values[key] = _coerce(key, value, types_of[key], source)
+            values[key] = coerce_value(key, value, types_of[key], source)
     cfg = TrainConfig(**values)
     cfg.model_overrides = {**cfg.model_overrides, **model_overrides}
     _check_ranges(cfg)

@@ -84,7 +84,7 @@ def flops_per_token(model: nn.Module, block_size: int) -> float:
     """Training FLOPs per token, nanoGPT/PaLM style: 6·N for the matmuls plus 12·layers·width·T for attention."""
     config = getattr(model, "config", None)
     layers = getattr(config, "n_layer", 0) or 0
-    width = getattr(config, "n_embd", 0) or 0
+    width = getattr(config, "d_model", 0) or getattr(config, "n_embd", 0) or 0
     return 6 * matmul_params(model) + 12 * layers * width * block_size
 
 

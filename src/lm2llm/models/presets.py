@@ -117,13 +117,15 @@ PRESETS: dict[str, Preset] = {
 }
 
 # BERT is an encoder (built in lm2llm.bert); counted here by formula, checked against transformers.
-BERT_PRESETS: dict[str, dict[str, Any]] = {
-    "bert-base": {"vocab_size": 30522, "context_length": 512, "type_vocab_size": 2, "n_layer": 12, "d_model": 768,
-                  "n_head": 12, "d_ff": 3072, "published_params": 109_482_240, "stated_params": "110M",
-                  "source": "Devlin et al. 2019, BERT; google-bert/bert-base-uncased (with pooler)", "year": 2018},
-    "bert-large": {"vocab_size": 30522, "context_length": 512, "type_vocab_size": 2, "n_layer": 24, "d_model": 1024,
-                   "n_head": 16, "d_ff": 4096, "published_params": 335_141_888, "stated_params": "340M",
-                   "source": "Devlin et al. 2019, BERT; google-bert/bert-large-uncased (with pooler)", "year": 2018},
+BERT_PRESETS: dict[str, Preset] = {
+    "bert-base": Preset("bert", {"vocab_size": 30522, "context_length": 512, "type_vocab_size": 2, "n_layer": 12,
+                                 "d_model": 768, "n_head": 12, "d_ff": 3072},
+                        "Devlin et al. 2019, BERT; google-bert/bert-base-uncased (with pooler)", 2018,
+                        published_params=109_482_240, stated_params="110M"),
+    "bert-large": Preset("bert", {"vocab_size": 30522, "context_length": 512, "type_vocab_size": 2, "n_layer": 24,
+                                  "d_model": 1024, "n_head": 16, "d_ff": 4096},
+                         "Devlin et al. 2019, BERT; google-bert/bert-large-uncased (with pooler)", 2018,
+                         published_params=335_141_888, stated_params="340M"),
 }
 
 

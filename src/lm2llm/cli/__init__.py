@@ -16,7 +16,6 @@ import typer
 from lm2llm import __version__
 from lm2llm.errors import UserError
 
-
 app = typer.Typer(
     name="lm2llm",
     help="From n-grams to LLMs: build, train, measure and compare language models on a laptop CPU.",

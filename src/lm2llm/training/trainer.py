@@ -99,6 +99,7 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    sample: str = ""
 
 
 class Trainer:

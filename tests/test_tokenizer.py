@@ -210,3 +210,14 @@ def test_cli_train_encode_decode_stats(cli, tmp_path):
     assert again.code == 2 and "already exists" in again.err
     bad = cli("tokenizer", "decode", out, "999999")
     assert bad.code == 2 and "outside" in bad.err
+
+
+def test_tour_chapter_4_2_measures_its_claims(cli, tmp_path):
+    result = cli("tour", "--quick", "--only", "4.2", "--out", tmp_path, "--json")
+    assert result.code == 0, result.err
+    saved = json.loads((tmp_path / "ch04_02" / "result.json").read_text(encoding="utf-8"))
+    metrics = saved["metrics"]
+    assert metrics["korean_length_ratio"] > 1.0
+    assert metrics["korean_attention_ratio"] == pytest.approx(metrics["korean_length_ratio"] ** 2)
+    assert len(saved["claims"]) == 4 and (tmp_path / "ch04_02" / "korean_fertility.png").is_file()
+    assert "⟨" in saved["samples"][0]["text"]  # Hangul split into byte pieces by the English-only vocabulary

@@ -50,6 +50,16 @@ def test_identical_merges_with_min_frequency(min_frequency):
         assert ours.vocab_size < 1000  # stopped early: the best pair became rarer than min_frequency
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="ab 가나\n1é😀", min_size=1, max_size=40), min_size=1, max_size=6),
+       st.integers(min_value=257, max_value=320))
+def test_property_identical_merges_on_random_corpora(texts, vocab_size):
+    # A tiny alphabet makes ties between pair counts common: the tie-breaking rule is what is tested.
+    ours = ByteLevelBPE.train(texts, vocab_size, ["<s>"])
+    theirs = to_scratch(train_fast(texts, vocab_size, ["<s>"]))
+    assert ours.merges == theirs.merges and ours.vocab == theirs.vocab
+
+
 def test_ties_go_to_the_smallest_pair_of_ids():
     # (a, b) and (x, y) both occur once; 'a' < 'x' so the library merges a+b first.
     ours = ByteLevelBPE.train(["xy ab"], 256 + 1)
@@ -182,6 +192,21 @@ def test_fertility_counts_korean_worse_for_english_only_vocab():
     ko_mixed = fertility(mixed, korean).by_language["ko"]
     assert ko_en.tokens_per_word > ko_mixed.tokens_per_word
     assert ko_en.bytes_per_token < ko_mixed.bytes_per_token
+
+
+def test_saved_bpe_feeds_token_shards(trained, tmp_path):
+    from lm2llm.data.shards import ShardWriter, TokenShards
+
+    fast, _ = trained
+    fast.save(tmp_path / "tok")
+    tokenizer = load_tokenizer(tmp_path / "tok")
+    writer = ShardWriter(tmp_path / "shards", tokenizer.vocab_size)
+    for i, text in enumerate(CORPUS):
+        writer.write("val" if i % 3 == 0 else "train", [*tokenizer.encode(text), tokenizer.eos_id])
+    writer.close(tokenizer=tokenizer.kind)
+    shards = TokenShards(tmp_path / "shards")
+    stored = shards.arrays["train"].tolist()
+    assert tokenizer.decode(stored).startswith(CORPUS[1])
 
 
 def test_training_rejects_bad_settings():

@@ -68,6 +68,7 @@ class FertilityReport:
 def fertility(tokenizer: Tokenizer, texts: Sequence[str]) -> FertilityReport:
     overall = Fertility()
     by_language: dict[str, Fertility] = {}
+    word_tokens: dict[str, int] = {}  # words repeat: encode each distinct one once
     for text in texts:
         words = text.split()
         overall.chars += len(text)
@@ -80,5 +81,7 @@ def fertility(tokenizer: Tokenizer, texts: Sequence[str]) -> FertilityReport:
             stats.chars += len(spaced)
             stats.words += 1
             stats.bytes += len(spaced.encode("utf-8"))
-            stats.tokens += len(tokenizer.encode(spaced))
+            if spaced not in word_tokens:
+                word_tokens[spaced] = len(tokenizer.encode(spaced))
+            stats.tokens += word_tokens[spaced]
     return FertilityReport(overall, dict(sorted(by_language.items())))

@@ -14,9 +14,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import write_result  # noqa: E402
 
+from lm2llm.data import load_documents  # noqa: E402
 from lm2llm.tokenizer.bpe import ByteLevelBPE  # noqa: E402
 from lm2llm.tokenizer.chat import SPECIAL_TOKENS  # noqa: E402
-from lm2llm.tokenizer.corpus import load_texts  # noqa: E402
 from lm2llm.tokenizer.fast import to_scratch, train_fast  # noqa: E402
 
 VOCAB = 8000
@@ -30,7 +30,7 @@ def _seconds(fn) -> tuple[float, object]:
 
 
 def main() -> None:
-    texts = load_texts(SOURCE)
+    texts = load_documents(SOURCE)
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     fast_train, fast = _seconds(lambda: train_fast(texts, VOCAB, SPECIAL_TOKENS))
     scratch_train, scratch = _seconds(lambda: ByteLevelBPE.train(texts, VOCAB, SPECIAL_TOKENS))

@@ -11,10 +11,10 @@ from pathlib import Path
 import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
+from lm2llm.data import load_documents
 from lm2llm.errors import UserError
 from lm2llm.runs import atomic_write_json
 from lm2llm.tokenizer import BPETokenizer, load_tokenizer
-from lm2llm.tokenizer.corpus import load_texts
 from lm2llm.tokenizer.stats import fertility
 
 IMPL_OPTION = typer.Option("fast", "--impl", help="fast (HF tokenizers) or scratch (lm2llm's own BPE); same ids.")
@@ -24,7 +24,7 @@ SOURCE_HELP = "A registered corpus (python-docs, korean-law, ...) or a local tex
 def _sources_texts(sources: list[str], limit: int | None) -> dict[str, list[str]]:
     if not sources:
         raise UserError("give at least one --source", where="--source", hint=SOURCE_HELP)
-    return {source: load_texts(source, limit=limit) for source in sources}
+    return {source: load_documents(source, limit=limit) for source in sources}
 
 
 def register(app: typer.Typer) -> None:

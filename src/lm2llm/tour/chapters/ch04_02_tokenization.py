@@ -9,8 +9,8 @@ charge per token, so both ratios are computed from the measured token counts.
 
 from __future__ import annotations
 
+from lm2llm.data import load_documents
 from lm2llm.tokenizer import BPETokenizer, CharTokenizer
-from lm2llm.tokenizer.corpus import load_texts
 from lm2llm.tokenizer.stats import fertility
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.plots import plt
@@ -42,8 +42,8 @@ def _pieces(tokenizer: BPETokenizer, text: str) -> str:
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
-    english_train, english_test = _split(load_texts("python-docs", limit=ENGLISH_DOCS[ctx.quick]), 10)
-    korean_train, korean_test = _split(load_texts("korean-law"), 4)
+    english_train, english_test = _split(load_documents("python-docs", limit=ENGLISH_DOCS[ctx.quick]), 10)
+    korean_train, korean_test = _split(load_documents("korean-law"), 4)
     steps = len(QUICK_VOCABS if ctx.quick else FULL_VOCABS) + 3
     done = 0
 

@@ -60,6 +60,13 @@ def test_property_identical_merges_on_random_corpora(texts, vocab_size):
     assert ours.merges == theirs.merges and ours.vocab == theirs.vocab
 
 
+def test_special_tokens_in_training_text_count_as_characters_like_the_library():
+    texts = ["<|user|>hi there<|end|><|assistant|>hello<|end|><|endoftext|>"] * 5
+    ours = ByteLevelBPE.train(texts, 300, SPECIAL_TOKENS)
+    assert ours.merges == to_scratch(train_fast(texts, 300, SPECIAL_TOKENS)).merges
+    assert b"<|" in ours.vocab
+
+
 def test_ties_go_to_the_smallest_pair_of_ids():
     # (a, b) and (x, y) both occur once; 'a' < 'x' so the library merges a+b first.
     ours = ByteLevelBPE.train(["xy ab"], 256 + 1)

@@ -101,6 +101,14 @@ def test_both_encoders_give_identical_ids(trained, name):
     assert fast.decode(ids) == scratch.decode(ids) == text
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(min_value=0, max_value=255), max_size=12))
+def test_property_invalid_utf8_decodes_the_same(trained, raw):
+    fast, scratch = trained
+    ids = [scratch.scratch.byte_ids[b] for b in raw]
+    assert scratch.decode(ids) == fast.decode(ids) == bytes(raw).decode("utf-8", errors="replace")
+
+
 def test_special_tokens_are_single_ids_never_merged(trained):
     fast, _ = trained
     ids = fast.encode("a<|end|>b<|endoftext|>")
@@ -188,6 +196,16 @@ def test_streaming_decode_never_emits_a_broken_character(trained):
     chars = CharTokenizer.train(["가나다"])
     stream = StreamDecoder(chars)
     assert [stream.push(i) for i in chars.encode("나가")] == ["나", "가"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40))
+def test_property_streaming_decode_equals_full_decode(trained, text):
+    fast, _ = trained
+    stream = StreamDecoder(fast)
+    pieces = [stream.push(i) for i in fast.encode(text)]
+    assert "".join(pieces) + stream.flush() == text
+    assert all(piece.count("\ufffd") <= text.count("\ufffd") for piece in pieces)
 
 
 def test_fertility_counts_korean_worse_for_english_only_vocab():

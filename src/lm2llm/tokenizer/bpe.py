@@ -182,13 +182,13 @@ class ByteLevelBPE:
             merges.append((left, right))
 
             # Merge in the affected words only and apply the count changes they report.
-            where = {}
+            formed: dict[tuple[int, int], set[int]] = {}  # new pairs -> the words they appeared in
             for index in positions:
                 for pair, change in _merge_word(words[index], left, right, new_id):
                     pair_counts[pair] = pair_counts.get(pair, 0) + change * counts[index]
                     if change > 0:
-                        where.setdefault(pair, set()).add(index)
-            for pair, new_positions in where.items():
+                        formed.setdefault(pair, set()).add(index)
+            for pair, new_positions in formed.items():
                 if pair_counts[pair] > 0:
                     heapq.heappush(heap, (-pair_counts[pair], pair[0], pair[1], seq, new_positions))
                     seq += 1

@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from lm2llm.errors import UserError
 from lm2llm.runs import atomic_write_json, atomic_write_text, read_json
-from lm2llm.tokenizer.bpe import ByteLevelBPE, bytes_to_unicode
+from lm2llm.tokenizer.bpe import ByteLevelBPE
 from lm2llm.tokenizer.chat import (
     CHAT_TEMPLATE,
     END_OF_TURN,
@@ -26,7 +26,7 @@ from lm2llm.tokenizer.chat import (
     ROLE_TOKENS,
     SPECIAL_TOKENS,
 )
-from lm2llm.tokenizer.fast import special_tokens_of, to_fast, to_scratch, train_fast
+from lm2llm.tokenizer.fast import special_tokens_of, to_fast, to_scratch, token_bytes_table, train_fast
 
 IMPLS = ("fast", "scratch")
 
@@ -100,14 +100,7 @@ class BPETokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         """The exact bytes a token stands for (for streaming decode)."""
         if self._token_bytes is None:
-            from_stand_in = {ch: b for b, ch in bytes_to_unicode().items()}
-            table: list[bytes] = [b""] * self.vocab_size
-            for token, i in self.fast.get_vocab(with_added_tokens=True).items():
-                if token in self.special_tokens:
-                    table[i] = token.encode("utf-8")
-                else:
-                    table[i] = bytes(from_stand_in[ch] for ch in token)
-            self._token_bytes = table
+            self._token_bytes = token_bytes_table(self.fast)
         return self._token_bytes[token_id]
 
     def render_chat(self, messages: Sequence[dict], add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:

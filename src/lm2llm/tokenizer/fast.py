@@ -7,6 +7,7 @@ and the special tokens first. Converting between the two keeps one vocabulary fo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -64,19 +65,23 @@ def special_tokens_of(tokenizer: Tokenizer) -> list[str]:
     return [added[i].content for i in sorted(added) if added[i].special]
 
 
+def token_bytes_table(tokenizer: Tokenizer) -> list[bytes]:
+    """`table[id]` is the bytes token `id` stands for (a special token: its UTF-8 text)."""
+    from_stand_in = {ch: b for b, ch in bytes_to_unicode().items()}
+    specials = set(special_tokens_of(tokenizer))
+    vocab = tokenizer.get_vocab(with_added_tokens=True)
+    table: list[bytes] = [b""] * (max(vocab.values()) + 1)
+    for token, i in vocab.items():
+        table[i] = token.encode("utf-8") if token in specials else bytes(from_stand_in[ch] for ch in token)
+    return table
+
+
 def to_scratch(tokenizer: Tokenizer) -> ByteLevelBPE:
     """The from-scratch model holding the library tokenizer's vocabulary and merges."""
-    import json
-
     model = json.loads(tokenizer.to_str())["model"]
-    from_stand_in = {ch: b for b, ch in bytes_to_unicode().items()}
-    specials = special_tokens_of(tokenizer)
-    vocab: list[bytes] = [b""] * len(model["vocab"])
-    for token, i in model["vocab"].items():
-        vocab[i] = token.encode("utf-8") if token in specials else bytes(from_stand_in[ch] for ch in token)
-    ids = {token: i for token, i in model["vocab"].items()}
+    ids = model["vocab"]
     merges = []
     for merge in model["merges"]:
         left, right = merge.split(" ") if isinstance(merge, str) else merge
         merges.append((ids[left], ids[right]))
-    return ByteLevelBPE(vocab, merges, specials)
+    return ByteLevelBPE(token_bytes_table(tokenizer), merges, special_tokens_of(tokenizer))

@@ -67,6 +67,18 @@ def test_special_tokens_in_training_text_count_as_characters_like_the_library():
     assert b"<|" in ours.vocab
 
 
+@pytest.mark.slow
+def test_identical_merges_and_ids_on_python_docs_and_korean_law():
+    from lm2llm.data import load_documents
+
+    texts = load_documents("python-docs", limit=600) + load_documents("korean-law")
+    train, held_out = texts[::2], texts[1::2]
+    ours = ByteLevelBPE.train(train, 3000, SPECIAL_TOKENS)
+    theirs = train_fast(train, 3000, SPECIAL_TOKENS)
+    assert ours.merges == to_scratch(theirs).merges
+    assert [ours.encode(t) for t in held_out] == [e.ids for e in theirs.encode_batch(held_out, add_special_tokens=False)]
+
+
 def test_ties_go_to_the_smallest_pair_of_ids():
     # (a, b) and (x, y) both occur once; 'a' < 'x' so the library merges a+b first.
     ours = ByteLevelBPE.train(["xy ab"], 256 + 1)
@@ -260,6 +272,10 @@ def test_cli_train_encode_decode_stats(cli, tmp_path):
     assert again.code == 2 and "already exists" in again.err
     bad = cli("tokenizer", "decode", out, "999999")
     assert bad.code == 2 and "outside" in bad.err
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café".encode("latin-1"))
+    not_utf8 = cli("tokenizer", "encode", out, "--file", latin1)
+    assert not_utf8.code == 2 and "UTF-8" in not_utf8.err
 
 
 def test_tour_chapter_4_2_measures_its_claims(cli, tmp_path):

@@ -85,7 +85,10 @@ def register(app: typer.Typer) -> None:
         if file is not None:
             if not file.is_file():
                 raise UserError("file not found", where=str(file))
-            text = file.read_text(encoding="utf-8")
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(file)) from exc
         tokenizer = load_tokenizer(directory, impl=impl)
         ids = tokenizer.encode(text)
         if json_out:

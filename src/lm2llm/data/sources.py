@@ -43,6 +43,15 @@ def list_sources() -> list[Source]:
     return list(registry().values())
 
 
+def describe(source: str) -> dict:
+    """Name, kind, language, licence and description of a registered source or of local files."""
+    known = registry().get(source)
+    if known is None:
+        return {"name": source, "kind": "local", "language": "unknown", "description": "local files",
+                "licence": "unknown: check the licence of the files before sharing models trained on them"}
+    return {k: getattr(known, k) for k in ("name", "kind", "language", "licence", "description")}
+
+
 def iter_documents(source: str, options: ReadOptions | None = None) -> Iterator[Document]:
     """Raw documents of a registered source or of local files, in a fixed order."""
     options = options or ReadOptions()

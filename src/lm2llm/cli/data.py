@@ -9,10 +9,15 @@ import typer
 from lm2llm import data as data_api
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 from lm2llm.data.card import funnel_rows
+from lm2llm.data.download import file_sha256
 from lm2llm.data.prepare import DedupConfig, PrepareConfig, prepare
 from lm2llm.data.quality import QualityConfig
+from lm2llm.data.sources import download_source
 from lm2llm.errors import UserError
 from lm2llm.runs import read_json
+
+TRUST_OPTION = typer.Option(False, "--trust-unverified",
+                            help="Accept and pin a downloaded file that has no published sha256.")
 
 
 def register(app: typer.Typer) -> None:
@@ -45,6 +50,7 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", help="CSV/TSV column holding the text."),
         strict: bool = typer.Option(False, "--strict", help="Invalid UTF-8 is an error (file and byte offset)."),
         skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Count and skip malformed JSONL/CSV rows."),
+        trust_unverified: bool = TRUST_OPTION,
         near_threshold: float = typer.Option(0.8, min=0.01, max=1.0, help="Near-duplicate Jaccard threshold."),
         shingle: str = typer.Option("word", help="Near-dedup shingles: 'word' or 'char' n-grams."),
         shingle_size: int = typer.Option(5, min=1, help="Words or characters per shingle."),
@@ -64,7 +70,7 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"unknown shingle kind {shingle!r}", where="--shingle", hint="use 'word' or 'char'")
         config = PrepareConfig(
             source=source, text_field=text_field, text_column=text_column, strict=strict,
-            skip_bad_rows=skip_bad_rows, scrub_pii=not no_scrub_pii, val_fraction=val_fraction,
+            skip_bad_rows=skip_bad_rows, trust_unverified=trust_unverified, scrub_pii=not no_scrub_pii, val_fraction=val_fraction,
             tokenizer=tokenizer, limit=limit,
             dedup=DedupConfig(threshold=near_threshold, shingle=shingle, shingle_size=shingle_size,
                               near=not no_near_dedup),
@@ -72,6 +78,16 @@ def register(app: typer.Typer) -> None:
         )
         stats = prepare(config, out, force=force)
         _show(out, stats.to_dict(), json_out)
+
+    @data_app.command("download")
+    def download_command(name: str = typer.Argument(..., help="A downloadable source (see 'data sources')."),
+                         trust_unverified: bool = TRUST_OPTION, json_out: bool = JSON_OPTION) -> None:
+        """Fetch a public corpus into the cache (or copy it from $LM2LLM_DATA_MIRROR), checking its sha256."""
+        files = [{"path": str(path), "sha256": file_sha256(path)} for path in download_source(name, trust_unverified)]
+        if json_out:
+            print_json(files)
+            return
+        print_table(f"lm2llm data download {name}", [(f["path"], f["sha256"]) for f in files])
 
     @data_app.command("stats")
     def stats_command(directory: Path = typer.Argument(..., help="A directory made by 'data prepare'."),

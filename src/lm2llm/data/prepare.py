@@ -53,6 +53,7 @@ class PrepareConfig:
     text_column: str = "text"
     strict: bool = False
     skip_bad_rows: bool = False
+    trust_unverified: bool = False
     dedup: DedupConfig = field(default_factory=DedupConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     scrub_pii: bool = True
@@ -125,7 +126,8 @@ class PrepareStats:
 
 def process(config: PrepareConfig, stats: PrepareStats) -> Iterator[tuple[str, Document]]:
     """The kept documents with their split, counting everything else into `stats` on the way."""
-    options = ReadOptions(config.text_field, config.text_column, config.strict, config.skip_bad_rows, stats.read)
+    options = ReadOptions(config.text_field, config.text_column, config.strict, config.skip_bad_rows,
+                          config.trust_unverified, stats.read)
     exact = ExactDeduplicator() if config.dedup.exact else None
     d = config.dedup
     near = NearDuplicateIndex(d.threshold, d.num_perm, d.shingle, d.shingle_size) if d.near else None

@@ -34,6 +34,7 @@ from lm2llm.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 DOCUMENTS_FILE = "documents.jsonl"
 DOCUMENT_SEPARATOR = "\n\n"  # between documents in the token stream
 SPLIT_BUCKETS = 10_000
+EXAMPLE_PREVIEW = 300  # characters of each duplicate example written to stats.json
 
 
 @dataclass
@@ -119,6 +120,8 @@ class PrepareStats:
     def to_dict(self) -> dict:
         # asdict would rebuild each Counter from its (key, count) pairs, counting the pairs: convert by hand
         data = {**asdict(self), "read": dict(self.read), "pii": dict(self.pii)}
+        for key in ("exact_examples", "near_examples"):  # full texts stay in memory; the file gets a preview
+            data[key] = [{**example, "text": example["text"][:EXAMPLE_PREVIEW]} for example in data[key]]
         data["funnel"] = {**asdict(self.funnel), "filtered": dict(self.funnel.filtered),
                           "stages": dict(self.funnel.stages()), "balanced": self.funnel.balanced()}
         return data
@@ -146,13 +149,13 @@ def process(config: PrepareConfig, stats: PrepareStats) -> Iterator[tuple[str, D
         if exact is not None and (earlier := exact.first_seen(text, document.origin)) is not None:
             funnel.exact_duplicates += 1
             if len(stats.exact_examples) < config.examples:
-                stats.exact_examples.append({"removed": document.origin, "kept": earlier, "text": text[:200]})
+                stats.exact_examples.append({"removed": document.origin, "kept": earlier, "text": text})
             continue
         if near is not None and (match := near.match(text, document.origin)) is not None:
             funnel.near_duplicates += 1
             if len(stats.near_examples) < config.examples:
                 stats.near_examples.append({"removed": document.origin, "kept": match[0],
-                                            "estimated_jaccard": round(match[1], 3), "text": text[:200]})
+                                            "estimated_jaccard": round(match[1], 3), "text": text})
             continue
         if (reason := reject_reason(text, config.quality)) is not None:
             funnel.filtered[reason] += 1

@@ -99,13 +99,13 @@ def trigram_recall_accuracy(distances: list[int], train_batches: int, batch: int
     for _ in range(train_batches):
         for d in distances:
             ids, targets = recall_batch(d, batch)
-            for row, answer in zip(ids.tolist(), targets[:, -1].tolist()):
+            for row, answer in zip(ids.tolist(), targets[:, -1].tolist(), strict=True):
                 counts[tuple(row[-2:])][answer] += 1
     accuracy = {}
     for d in distances:
         ids, targets = recall_batch(d, 256)
         hits = [counts[tuple(row[-2:])].most_common(1)[0][0] == answer if counts[tuple(row[-2:])] else False
-                for row, answer in zip(ids.tolist(), targets[:, -1].tolist())]
+                for row, answer in zip(ids.tolist(), targets[:, -1].tolist(), strict=True)]
         accuracy[d] = float(np.mean(hits))
     return accuracy
 

@@ -28,7 +28,7 @@ def bilingual_ids(chars_per_language: int) -> tuple[CharTokenizer, torch.Tensor]
     """English Python docs and Korean law text, cut to equal character budgets and interleaved by paragraph."""
     english = "\n\n".join(load_documents("python-docs", limit=40))[:chars_per_language]
     korean = "\n\n".join(load_documents("korean-law", limit=4))[:chars_per_language]
-    paragraphs = [p for pair in zip(english.split("\n\n"), korean.split("\n\n")) for p in pair]
+    paragraphs = [p for pair in zip(english.split("\n\n"), korean.split("\n\n"), strict=False) for p in pair]
     text = "\n\n".join(paragraphs)
     tokenizer = CharTokenizer.train([text, *SENTENCES.values()])
     return tokenizer, torch.tensor(tokenizer.encode(text), dtype=torch.long)
@@ -107,7 +107,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     best_kind = min((k for k in POSITIONAL_KINDS if k != "none"), key=losses.get)
     heat_model = models[best_kind]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (lang, sentence) in zip(axes, SENTENCES.items()):
+    for ax, (lang, sentence) in zip(axes, SENTENCES.items(), strict=True):
         sentence_ids = torch.tensor([tokenizer.encode(sentence)])
         weights = heat_model.attention_maps(sentence_ids)[-1][0].mean(0).numpy()  # last layer, mean over heads
         ax.imshow(weights, cmap="viridis")

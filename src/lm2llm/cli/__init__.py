@@ -16,7 +16,7 @@ from lm2llm import __version__
 from lm2llm.errors import UserError
 
 # Module names under lm2llm.cli; each exposes `register(app)`.
-STAGES = ["env", "tour"]
+STAGES = ["env", "tour", "generate"]
 
 app = typer.Typer(
     name="lm2llm",

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
+from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
-from lm2llm.tokenizer import Tokenizer
+from lm2llm.tokenizer import Tokenizer, load_tokenizer
 
 REPLACEMENT = "\ufffd"
 
@@ -96,6 +98,24 @@ class TextGenerator:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.end_ids = tuple(end_ids)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> TextGenerator:
+        """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
+        files); plain completion ends at the tokenizer's end-of-text token when it has one."""
+        from lm2llm.models import load_model
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "model_config.json").is_file():
+            raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
+                            hint="give the folder a training run wrote")
+        tokenizer = load_tokenizer(run_dir)
+        model = load_model(run_dir)
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                            f"{model.config.vocab_size}", where=str(run_dir))
+        eos = getattr(tokenizer, "eos_id", None)
+        return cls(model, tokenizer, end_ids=() if eos is None else (eos,))
 
     def encode(self, prompt: str | Sequence[int]) -> list[int]:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lm2llm.errors import UserError
+from lm2llm.models import build_model, load_model, save_model
 from lm2llm.models.lora import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -47,9 +48,21 @@ def tiny_gpt2():
 IDS = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
 
 
+def our_gpt():
+    torch.manual_seed(0)
+    return build_model("gpt", "gpt-tiny", vocab_size=64).eval()
+
+
+def our_llama():
+    torch.manual_seed(0)
+    return build_model("llama", "llama-tiny", vocab_size=64).eval()
+
+
 def logits(model):
+    """Logits from a transformers model (`.logits`) or one of ours (`(logits, loss)`)."""
     with torch.no_grad():
-        return model(IDS).logits
+        out = model(IDS)
+    return out[0] if isinstance(out, tuple) else out.logits
 
 
 def peft_twin(base, targets, r=4, alpha=8, fan_in_fan_out=False):
@@ -73,6 +86,8 @@ def peft_twin(base, targets, r=4, alpha=8, fan_in_fan_out=False):
 @pytest.mark.parametrize(("make", "targets", "fan_in_fan_out"), [
     (tiny_llama, ["q_proj", "v_proj", "down_proj"], False),
     (tiny_gpt2, ["c_attn", "c_proj"], True),  # GPT-2's Conv1D stores weights transposed
+    (our_gpt, ["q_proj", "out_proj", "up", "down"], False),
+    (our_llama, ["q_proj", "v_proj", "gate"], False),
 ])
 def test_forward_and_merge_equal_peft(make, targets, fan_in_fan_out):
     base = make()
@@ -184,3 +199,15 @@ def test_config_errors():
     with pytest.raises(UserError, match="already"):
         add_lora(model, LoraConfig(r=2))
     assert isinstance(model.model.layers[0].self_attn.q_proj, LoraLinear)
+
+
+def test_our_model_default_targets_skip_the_tied_head_and_merge_back_to_a_plain_model(tmp_path):
+    base = our_gpt()
+    model = copy.deepcopy(base)
+    names = add_lora(model, LoraConfig(r=2))
+    assert "lm_head" not in names and len(names) == 2 * 6  # q, k, v, out, up, down per block
+    for layer in lora_layers(model).values():
+        torch.nn.init.normal_(layer.lora_B.weight, std=0.05)
+    expected = logits(model)
+    save_model(merge_and_unload(model), tmp_path)
+    assert (logits(load_model(tmp_path).eval()) - expected).abs().max() < 1e-5

@@ -69,9 +69,9 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
 
 
 def last_real_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last 1 in each row of a right-padded mask (0 for an empty row)."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    return torch.where(mask.bool(), positions, torch.zeros_like(positions)).max(dim=1).values
+    """Index of the last 1 in each row of a 0/1 mask, left- or right-padded (0 for an empty row)."""
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    return (positions * mask.to(torch.long)).argmax(dim=1)
 
 
 def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ KOREAN_PAIR = PreferencePair(
     prompt=[{"role": "system", "content": "간결하게 답하세요."}, {"role": "user", "content": "3 더하기 4는?"}],
     chosen="7입니다.",
     rejected="음, 아마도 8일 거예요. 아니면 9일지도 모르고요.",
+    kind="rambling",
 )
 TEXT_PAIR = PreferencePair(prompt="Capital of France?", chosen="Paris.", rejected="London, I think.")
 
@@ -47,6 +48,7 @@ def test_blank_lines_are_skipped(tmp_path):
     ('{"prompt": [{"role": "robot", "content": "안녕"}], "chosen": "a", "rejected": "b"}', "role 'robot'"),
     ('{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}', "exactly 'role' and 'content'"),
     ('{"prompt": [{"role": "assistant", "content": "네"}], "chosen": "a", "rejected": "b"}', "must be a user turn"),
+    ('{"prompt": "q", "chosen": "a", "rejected": "b", "kind": 1}', "'kind' must be a string"),
 ])
 def test_malformed_jsonl_record_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"

@@ -36,9 +36,11 @@ class PreferencePair:
     prompt: Prompt
     chosen: str
     rejected: str
+    kind: str = ""  # optional label of how `rejected` is worse (e.g. "wrong", "rambling"), for per-kind reports
 
     def to_json(self) -> dict:
-        return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        record = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        return record | {"kind": self.kind} if self.kind else record
 
     def messages(self) -> list[Message]:
         """The prompt as chat messages (plain text becomes one user turn)."""
@@ -81,7 +83,10 @@ def pair_from_record(record: object, where: str) -> PreferencePair:
         prompt = _check_messages(prompt, where)
     elif not isinstance(prompt, str) or not prompt.strip():
         raise UserError("'prompt' must be a non-empty string or a list of chat messages", where=where)
-    return PreferencePair(prompt, record["chosen"], record["rejected"])
+    kind = record.get("kind", "")
+    if not isinstance(kind, str):
+        raise UserError("'kind' must be a string", where=where)
+    return PreferencePair(prompt, record["chosen"], record["rejected"], kind)
 
 
 def read_preference_jsonl(path: str | Path) -> list[PreferencePair]:

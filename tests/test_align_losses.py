@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lm2llm.align.losses import (
-    bradley_terry_loss,
+    bradley_terry_losses,
     dpo_loss,
     pairwise_accuracy,
     sequence_logprobs,
@@ -121,7 +121,7 @@ def test_reward_loss_equals_trl_reward_trainer(pair_batch):
         with torch.no_grad():
             trl_loss = RewardTrainer.compute_loss(trainer, model, dict(inputs))
             chosen, rejected = model(input_ids=ids, attention_mask=attention).logits.squeeze(-1).chunk(2)
-        ours = bradley_terry_loss(chosen, rejected, 0.0 if margin is None else margin)
+        ours = bradley_terry_losses(chosen, rejected, 0.0 if margin is None else margin).mean()
         torch.testing.assert_close(ours, trl_loss, rtol=1e-6, atol=1e-7)
         assert pairwise_accuracy(chosen, rejected) == pytest.approx(trainer._metrics["eval"]["accuracy"][0])
 
@@ -129,13 +129,13 @@ def test_reward_loss_equals_trl_reward_trainer(pair_batch):
 def test_bradley_terry_hand_values_and_gradient_direction():
     chosen = torch.tensor([2.0, 0.0], requires_grad=True)
     rejected = torch.tensor([0.0, 0.0])
-    loss = bradley_terry_loss(chosen, rejected)
+    loss = bradley_terry_losses(chosen, rejected).mean()
     expected = (torch.log1p(torch.exp(torch.tensor(-2.0))) + torch.log(torch.tensor(2.0))) / 2
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert (chosen.grad < 0).all()  # descending the loss raises the chosen reward
     # a margin demands a larger gap: the same rewards now cost more
-    assert bradley_terry_loss(chosen, rejected, 1.0) > loss
+    assert bradley_terry_losses(chosen, rejected, 1.0).mean() > loss
     assert pairwise_accuracy(torch.tensor([1.0, 0.0, 2.0]), torch.tensor([0.0, 0.0, 3.0])) == pytest.approx(1 / 3)
 
 

@@ -56,10 +56,11 @@ def sequence_logprobs(logits: torch.Tensor, ids: torch.Tensor, completion_mask: 
     return (per_token * completion_mask[:, 1:].to(per_token.dtype)).sum(-1)
 
 
-def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
-                       margin: torch.Tensor | float = 0.0) -> torch.Tensor:
-    """Mean of −log σ(r_w − r_l − margin) over the batch."""
-    return -F.logsigmoid(chosen_rewards - rejected_rewards - margin).mean()
+def bradley_terry_losses(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor,
+                         margin: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """−log σ(r_w − r_l − margin) for each pair."""
+    return -F.logsigmoid(chosen_rewards - rejected_rewards - margin)
+
 
 
 def pairwise_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> float:
@@ -71,9 +72,14 @@ def pairwise_accuracy(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tens
 class DPOOutput:
     """The loss to minimise and the per-pair statistics that show what DPO is doing."""
 
-    loss: torch.Tensor              # scalar, differentiable
+    losses: torch.Tensor            # per pair, differentiable, shape (batch,)
     chosen_rewards: torch.Tensor    # β (log π_θ(y_w) − log π_ref(y_w)), detached, shape (batch,)
     rejected_rewards: torch.Tensor  # β (log π_θ(y_l) − log π_ref(y_l)), detached
+
+    @property
+    def loss(self) -> torch.Tensor:
+        """The mean over pairs: what a training step minimises."""
+        return self.losses.mean()
 
     @property
     def margins(self) -> torch.Tensor:
@@ -115,7 +121,7 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
                  - rejected_logratios / rejected_lengths.clamp(min=1))
         per_pair = (delta - 1.0 / (2.0 * beta)) ** 2
     return DPOOutput(
-        loss=per_pair.mean(),
+        losses=per_pair,
         chosen_rewards=(beta * chosen_logratios).detach(),
         rejected_rewards=(beta * rejected_logratios).detach(),
     )

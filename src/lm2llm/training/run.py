@@ -110,6 +110,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDi
                           write_weights=save_model)
         if world.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
+            if not resume:  # metrics of an earlier attempt that died before its first checkpoint
+                (run / RunDir.METRICS).unlink(missing_ok=True)
             run.write_config({"stage": "train", "train": cfg.to_dict(),
                               "model": {"family": cfg.model, "config": dataclasses.asdict(model.config),
                                         "num_params": sum(p.numel() for p in model.parameters())},

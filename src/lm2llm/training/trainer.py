@@ -25,9 +25,9 @@ from lm2llm.errors import UserError
 from lm2llm.runs import RunDir
 from lm2llm.training import checkpoint as ckpt
 from lm2llm.training.config import TrainConfig
-from lm2llm.training.data import ShardBatches
+from lm2llm.training.data import BatchSource
 from lm2llm.training.distributed import World
-from lm2llm.training.objectives import Batch, Objective, lm_metrics
+from lm2llm.training.objectives import Batch, Objective
 from lm2llm.training.optim import build_optimizer
 from lm2llm.training.schedule import learning_rate
 
@@ -105,7 +105,7 @@ class TrainResult:
 class Trainer:
     """Train `model` on `data` with `objective`; `run` (a RunDir) receives metrics and checkpoints."""
 
-    def __init__(self, model: nn.Module, objective: Objective, data: ShardBatches, cfg: TrainConfig, *,
+    def __init__(self, model: nn.Module, objective: Objective, data: BatchSource, cfg: TrainConfig, *,
                  run: RunDir | None = None, world: World | None = None, device: torch.device | None = None,
                  write_weights: ckpt.WeightsWriter = ckpt.save_weights):
         self.cfg = cfg
@@ -197,7 +197,7 @@ class Trainer:
             sums += torch.tensor([loss_sum.item(), float(self.objective.weight(batch))], dtype=torch.float64)
         self.world.all_sum(sums)
         loss, tokens = sums[0].item() / sums[1].item(), int(sums[1].item())
-        return lm_metrics(loss, tokens, self.data.eval_bytes)
+        return self.objective.eval_metrics(loss, tokens, self.data.eval_bytes)
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:

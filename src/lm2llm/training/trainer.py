@@ -162,6 +162,9 @@ class Trainer:
         weight = self.world.all_sum(torch.tensor(float(sum(self.objective.weight(b) for b in micro_batches))))
         # DDP averages gradients over processes; multiplying by the process count turns that into a sum,
         # and dividing by the global weight makes the step's gradient the mean over the global batch.
+        if weight.item() == 0:
+            raise UserError(f"step {self.step + 1}: the batch has no target tokens (every target is masked)",
+                            where="data", hint="check the loss mask of the training examples")
         scale = self.world.size / weight.item()
         total = torch.zeros((), device=self.device)
         self.train_model.train()

@@ -38,9 +38,9 @@ def write_arpa(model: BackoffModel, path: str | os.PathLike) -> Path:
             text = [" ".join(row) for row in words[grams]]
             probs, backoffs = model.log10_probs[n - 1], model.log10_backoffs[n - 1]
             if n < model.order:
-                out.writelines(f"{_number(p)}\t{t}\t{_number(b)}\n" for p, t, b in zip(probs, text, backoffs))
+                out.writelines(f"{_number(p)}\t{t}\t{_number(b)}\n" for p, t, b in zip(probs, text, backoffs, strict=True))
             else:
-                out.writelines(f"{_number(p)}\t{t}\n" for p, t in zip(probs, text))
+                out.writelines(f"{_number(p)}\t{t}\n" for p, t in zip(probs, text, strict=True))
         out.write("\n\\end\\\n")
     return Path(path)
 

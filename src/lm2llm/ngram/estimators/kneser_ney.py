@@ -90,7 +90,7 @@ def compute_discounts(stats: list[np.ndarray], fallback: tuple[float, float, flo
         else:
             y = t[1] / (t[1] + 2.0 * t[2])
             d = [k - (k + 1) * y * t[k + 1] / t[k] for k in (1, 2, 3)]
-            bad = [k for k, dk in zip((1, 2, 3), d) if not 0.0 <= dk <= k]
+            bad = [k for k, dk in zip((1, 2, 3), d, strict=True) if not 0.0 <= dk <= k]
             if bad:
                 problem = f"{n}-gram discount D{bad[0]} = {d[bad[0] - 1]:.3f} is outside [0, {bad[0]}]"
         if problem is None:

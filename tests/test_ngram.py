@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 
 from lm2llm.errors import UserError
-from lm2llm.ngram import NgramConfig, evaluate, generate, load, read_arpa, save, sentence_scores, train, write_arpa
+from lm2llm.ngram import (
+    NgramConfig,
+    evaluate,
+    generate,
+    load,
+    read_arpa,
+    save,
+    sentence_scores,
+    train,
+    write_arpa,
+)
 from lm2llm.ngram.limits import long_range_probe, perplexity_by_order, unseen_shares
 from lm2llm.ngram.model import count
 from lm2llm.ngram.vocab import split_whitespace, split_words

@@ -227,3 +227,15 @@ def test_cli_train_eval_generate_export(cli, tmp_path):
     assert result.code == 0 and read_arpa(tmp_path / "m.arpa").order == 3
     result = cli("ngram", "train", "--text", corpus, "--out", tmp_path / "r2", "--order", "9")
     assert result.code == 2 and "order" in result.err
+
+
+@pytest.mark.slow
+def test_tour_chapter_1_1_quick(cli, tmp_path):
+    result = cli("tour", "--quick", "--only", "1.1", "--out", tmp_path, "--json")
+    assert result.code == 0, result.err
+    chapter = json.loads((tmp_path / "ch01_01" / "result.json").read_text(encoding="utf-8"))
+    metrics = chapter["metrics"]
+    assert metrics["unseen_share"] == sorted(metrics["unseen_share"])
+    assert len(chapter["samples"]) == 5 and {"perplexity_by_order.png", "sparsity.png"} <= {
+        f["path"] for f in chapter["figures"]}
+    assert all(claim["statement"]["ko"] for claim in chapter["claims"])

@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
                                  discount_fallback=discount_fallback)
         model = api.train(read_lines(text), config)
         api.save(model, out)
-        sizes = [len(keys) for keys in model.lm.keys] if hasattr(model.lm, "keys") else [len(k) for k in model.lm.counts.keys]
-        report = {"out": str(out), "order": order, "estimator": estimator, "vocab_size": len(model.vocab), "ngrams": sizes}
+        report = {"out": str(out), "order": order, "estimator": estimator, "vocab_size": len(model.vocab),
+                  "ngrams": model.sizes}
         if json_out:
             print_json(report)
         else:
@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"{model.config.estimator} is not a backoff model, so ARPA cannot hold it",
                             where="--model", hint="train with --estimator kneser-ney")
         api.write_arpa(model.lm, out)
-        report = {"out": str(out), "ngrams": [len(k) for k in model.lm.keys]}
+        report = {"out": str(out), "ngrams": model.sizes}
         if json_out:
             print_json(report)
         else:

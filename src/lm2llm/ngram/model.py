@@ -59,6 +59,12 @@ class NgramModel:
     def vocab(self) -> Vocabulary:
         return self.lm.vocab
 
+    @property
+    def sizes(self) -> list[int]:
+        """Number of n-grams per order."""
+        table = self.lm if isinstance(self.lm, BackoffModel) else self.lm.counts
+        return [len(keys) for keys in table.keys]
+
     def encode(self, lines: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return self.vocab.encode(tokenize(lines, self.config.tokenize))
 

@@ -239,3 +239,22 @@ def test_tour_chapter_1_1_quick(cli, tmp_path):
     assert len(chapter["samples"]) == 5 and {"perplexity_by_order.png", "sparsity.png"} <= {
         f["path"] for f in chapter["figures"]}
     assert all(claim["statement"]["ko"] for claim in chapter["claims"])
+
+
+def test_vocabulary_limits_map_rare_words_to_unk():
+    model = train(KOREAN, NgramConfig(order=2, min_count=2, discount_fallback=True))
+    assert "좋으면" not in model.vocab.index  # seen once
+    small = train(KOREAN, NgramConfig(order=2, max_vocab=8, discount_fallback=True))
+    assert len(small.vocab) == 8
+    assert evaluate(small, ["처음 보는 말"]).oov == 3
+    with pytest.raises(UserError, match="max_vocab"):
+        NgramConfig(max_vocab=2)
+
+
+def test_kneser_ney_stays_normalised_after_unk():
+    model = train(KOREAN, NgramConfig(order=3, min_count=2, discount_fallback=True))
+    tokens, _ = model.encode(KOREAN)
+    assert (tokens == 0).any()  # <unk> is in the training text
+    for context in ([1, 0], [1, model.vocab.index["날씨"], 0]):
+        probs = 10 ** model.lm.next_log10_probs(context)
+        assert math.isclose(probs.sum() - probs[1], 1.0, rel_tol=1e-6)

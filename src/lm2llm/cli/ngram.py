@@ -37,13 +37,14 @@ def register(app: typer.Typer) -> None:
         k: float = typer.Option(1.0, help="add-k: the pseudo-count (1 is Laplace)."),
         tokenize: str = typer.Option("whitespace", help="whitespace (KenLM's) | words (punctuation split off)."),
         min_count: int = typer.Option(1, help="Words seen fewer times become <unk>."),
+        max_vocab: int | None = typer.Option(None, help="Keep only this many most frequent words (specials included)."),
         discount_fallback: bool = typer.Option(False, help="Kneser-Ney: use 0.5/1/1.5 where lmplz's formula fails."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Count the text and estimate a model; saves config.json and model.arpa (or counts.npz)."""
         from lm2llm import ngram as api
 
-        config = api.NgramConfig(order=order, estimator=estimator, k=k, tokenize=tokenize, min_count=min_count,
+        config = api.NgramConfig(order=order, estimator=estimator, k=k, tokenize=tokenize, min_count=min_count, max_vocab=max_vocab,
                                  discount_fallback=discount_fallback)
         model = api.train(read_lines(text), config)
         api.save(model, out)

@@ -35,6 +35,7 @@ class NgramConfig:
     k: float = 1.0  # add-k only
     tokenize: str = "whitespace"  # KenLM's convention; "words" splits punctuation off (Unicode-aware)
     min_count: int = 1  # rarer words become <unk>
+    max_vocab: int | None = None  # keep only the most frequent words (specials included); the rest become <unk>
     discount_fallback: bool = False  # lmplz --discount_fallback: 0.5 1 1.5 where the closed form fails
 
     def __post_init__(self) -> None:
@@ -46,6 +47,8 @@ class NgramConfig:
             raise UserError(f"unknown tokenisation {self.tokenize!r}", where="tokenize", hint=f"one of {sorted(TOKENIZERS)}")
         if self.k <= 0 and self.estimator == "add-k":
             raise UserError(f"must be > 0, got {self.k}", where="k")
+        if self.max_vocab is not None and self.max_vocab < 4:
+            raise UserError(f"must be >= 4 (three specials and a word), got {self.max_vocab}", where="max_vocab")
         if self.min_count < 1:
             raise UserError(f"must be >= 1, got {self.min_count}", where="min_count")
 
@@ -73,7 +76,7 @@ def count(lines: list[str], config: NgramConfig) -> NgramCounts:
     sentences = tokenize(lines, config.tokenize)
     if not any(sentences):
         raise UserError("the training text has no words", where="training text")
-    vocab = Vocabulary.build(sentences, min_count=config.min_count)
+    vocab = Vocabulary.build(sentences, min_count=config.min_count, max_size=config.max_vocab)
     tokens, starts = vocab.encode(sentences)
     return NgramCounts.from_ids(vocab, tokens, starts, config.order)
 

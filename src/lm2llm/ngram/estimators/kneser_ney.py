@@ -13,7 +13,8 @@ The facts matched, from lmplz's source:
 - interpolate.cc: p(w|c) = u(w|c) + gamma(c) p(w|c'), the unigrams interpolating with 1/|V| where |V|
   counts `<unk>` but not `<s>` (so p(<unk>) = gamma/|V|); written log10 p, and log10 gamma as the
   backoff of an n-gram that is the context of a longer one (0 otherwise, and always for n-grams ending
-  in `</s>` or `<unk>`).
+  in `</s>` or `<unk>`). lmplz never sees `<unk>` in its input; when our vocabulary limits put `<unk>`
+  into the text, it is counted like a word, including its backoff, so the model stays normalised.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from lm2llm.errors import UserError
 from lm2llm.ngram.backoff import BackoffModel
 from lm2llm.ngram.counts import NgramCounts
-from lm2llm.ngram.vocab import BOS_ID, EOS_ID, UNK_ID
+from lm2llm.ngram.vocab import BOS_ID, EOS_ID
 
 LMPLZ_FALLBACK = (0.5, 1.0, 1.5)
 
@@ -51,9 +52,7 @@ def adjusted_counts(counts: NgramCounts) -> list[np.ndarray]:
         continuation = np.bincount(counts.suffixes[n], minlength=len(counts.keys[n - 1])).astype(np.int64)
         keep_raw = counts.starts_with_bos(n)
         adjusted[n - 1] = np.where(keep_raw, counts.counts[n - 1], continuation)
-    if order > 1:
-        adjusted[0][UNK_ID] = 0  # never seen as a word; lmplz sets it to 0 and <s> has no left context
-        adjusted[0][BOS_ID] = 0
+    adjusted[0][BOS_ID] = 0  # <s> is never predicted (and has no left context)
     return adjusted
 
 
@@ -138,7 +137,7 @@ def estimate_kneser_ney(counts: NgramCounts, discount_fallback: tuple[float, flo
         if n < order:
             is_context = np.bincount(counts.contexts(n + 1), minlength=len(backoff)) > 0
             last = counts.last_words(n)
-            is_context &= (last != EOS_ID) & (last != UNK_ID)
+            is_context &= last != EOS_ID
             backoff[is_context] = np.log10(gammas[n][is_context])
         log10_backoffs.append(backoff)
     model = BackoffModel(counts.vocab, counts.keys, log10_probs, log10_backoffs)

@@ -258,3 +258,16 @@ def test_kneser_ney_stays_normalised_after_unk():
     for context in ([1, 0], [1, model.vocab.index["날씨"], 0]):
         probs = 10 ** model.lm.next_log10_probs(context)
         assert math.isclose(probs.sum() - probs[1], 1.0, rel_tol=1e-6)
+
+
+def test_bpe_ids_as_tokens(tmp_path):
+    from lm2llm.tokenizer import BPETokenizer
+
+    BPETokenizer.train(KOREAN + ENGLISH, vocab_size=300).save(tmp_path / "bpe")
+    config = NgramConfig(order=3, tokenize=f"bpe:{tmp_path / 'bpe'}", discount_fallback=True)
+    model = train(KOREAN + ENGLISH, config)
+    assert all(w.isdigit() for w in model.vocab.words[3:])
+    assert np.isfinite(evaluate(model, ["오늘 날씨"]).perplexity)
+    assert isinstance(generate(model, "오늘", seed=0, max_words=5), str)
+    with pytest.raises(UserError, match="not found"):
+        NgramConfig(tokenize=f"bpe:{tmp_path / 'missing'}")

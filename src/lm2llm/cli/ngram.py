@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         order: int = typer.Option(3, help="N: the model sees the last N-1 words (1..6)."),
         estimator: str = typer.Option("kneser-ney", help="kneser-ney | mle | add-k | stupid-backoff."),
         k: float = typer.Option(1.0, help="add-k: the pseudo-count (1 is Laplace)."),
-        tokenize: str = typer.Option("whitespace", help="whitespace (KenLM's) | words (punctuation split off)."),
+        tokenize: str = typer.Option("whitespace", help="whitespace (KenLM's) | words (punctuation split off) | bpe:DIR (a saved tokenizer's ids)."),
         min_count: int = typer.Option(1, help="Words seen fewer times become <unk>."),
         max_vocab: int | None = typer.Option(None, help="Keep only this many most frequent words (specials included)."),
         discount_fallback: bool = typer.Option(False, help="Kneser-Ney: use 0.5/1/1.5 where lmplz's formula fails."),

@@ -21,7 +21,7 @@ from lm2llm.ngram.backoff import BackoffModel
 from lm2llm.ngram.counts import MAX_ORDER, NgramCounts
 from lm2llm.ngram.estimators.counting import AdditiveModel, StupidBackoffModel
 from lm2llm.ngram.estimators.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
-from lm2llm.ngram.vocab import BOS_ID, EOS_ID, TOKENIZERS, UNK_ID, Vocabulary, tokenize
+from lm2llm.ngram.vocab import BOS_ID, EOS_ID, UNK_ID, Vocabulary, check_kind, detokenize, tokenize
 from lm2llm.runs import atomic_write_json, read_json
 
 ESTIMATORS = ("kneser-ney", "mle", "add-k", "stupid-backoff")
@@ -33,7 +33,7 @@ class NgramConfig:
     order: int = 3
     estimator: str = "kneser-ney"
     k: float = 1.0  # add-k only
-    tokenize: str = "whitespace"  # KenLM's convention; "words" splits punctuation off (Unicode-aware)
+    tokenize: str = "whitespace"  # KenLM's convention; "words" splits punctuation off; "bpe:DIR" uses BPE ids
     min_count: int = 1  # rarer words become <unk>
     max_vocab: int | None = None  # keep only the most frequent words (specials included); the rest become <unk>
     discount_fallback: bool = False  # lmplz --discount_fallback: 0.5 1 1.5 where the closed form fails
@@ -43,8 +43,7 @@ class NgramConfig:
             raise UserError(f"must be 1..{MAX_ORDER}, got {self.order}", where="order")
         if self.estimator not in ESTIMATORS:
             raise UserError(f"unknown estimator {self.estimator!r}", where="estimator", hint=f"one of {', '.join(ESTIMATORS)}")
-        if self.tokenize not in TOKENIZERS:
-            raise UserError(f"unknown tokenisation {self.tokenize!r}", where="tokenize", hint=f"one of {sorted(TOKENIZERS)}")
+        check_kind(self.tokenize)
         if self.k <= 0 and self.estimator == "add-k":
             raise UserError(f"must be > 0, got {self.k}", where="k")
         if self.max_vocab is not None and self.max_vocab < 4:
@@ -154,7 +153,7 @@ def generate(model: NgramModel, prompt: str = "", *, max_words: int = 30, temper
             break
         out.append(vocab.words[token])
         context.append(token)
-    return " ".join(out)
+    return detokenize(out, model.config.tokenize)
 
 
 # --- saving: a run directory, built under a temporary name and renamed -------------------------------

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -34,14 +35,37 @@ def split_words(line: str) -> list[str]:
 
 
 TOKENIZERS = {"whitespace": split_whitespace, "words": split_words}
+BPE_PREFIX = "bpe:"  # "bpe:DIR": the ids of a tokenizer saved in DIR (lm2llm.tokenizer), as tokens
+
+
+def check_kind(kind: str) -> None:
+    if kind.startswith(BPE_PREFIX):
+        if not Path(kind[len(BPE_PREFIX):]).is_dir():
+            raise UserError("tokenizer directory not found", where=kind[len(BPE_PREFIX):])
+    elif kind not in TOKENIZERS:
+        raise UserError(f"unknown tokenisation {kind!r}", where="tokenize",
+                        hint=f"one of {', '.join(TOKENIZERS)} or {BPE_PREFIX}DIR")
 
 
 def tokenize(lines: Iterable[str], kind: str = "whitespace") -> list[list[str]]:
     """One sentence per line; an empty line stays an empty sentence (`<s> </s>`), as in lmplz."""
-    if kind not in TOKENIZERS:
-        raise UserError(f"unknown tokenisation {kind!r}", where="tokenize", hint=f"use one of {sorted(TOKENIZERS)}")
+    check_kind(kind)
+    if kind.startswith(BPE_PREFIX):
+        from lm2llm.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(kind[len(BPE_PREFIX):])
+        return [[str(i) for i in tokenizer.encode(line)] for line in lines]
     split = TOKENIZERS[kind]
     return [split(line) for line in lines]
+
+
+def detokenize(tokens: list[str], kind: str) -> str:
+    """Text of generated tokens: BPE ids decoded, words joined by spaces."""
+    if kind.startswith(BPE_PREFIX):
+        from lm2llm.tokenizer import load_tokenizer
+
+        return load_tokenizer(kind[len(BPE_PREFIX):]).decode([int(t) for t in tokens if t.isdigit()])
+    return " ".join(tokens)
 
 
 @dataclass

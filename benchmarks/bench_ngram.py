@@ -61,7 +61,8 @@ built = time.perf_counter()
 test = [g for l in test_lines for g in ngrams(pad_both_ends(l.split(), n=ORDER), ORDER)]
 perplexity = model.perplexity(test)
 done = time.perf_counter()
-print(json.dumps({"build_s": built - start, "eval_s": done - built, "perplexity": perplexity,
+print(json.dumps({"build_s": built - start, "eval_s": done - built,
+                  "perplexity": perplexity if perplexity != float("inf") else "inf",
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -104,7 +105,7 @@ def main() -> None:
     write_result("ngram", figures, peers, ratios, notes=(
         f"order {ORDER}; NLTK and the *_capped figures use the first {NLTK_TRAIN_LINES} training lines and "
         f"{NLTK_TEST_LINES} held-out lines (ours with --discount-fallback, which applies only where lmplz's closed form fails); NLTK's perplexity is inf when a held-out word is unseen (it gives it p=0). "
-        "count_order5_1m_tokens: tinyshakespeare repeated 5x. Timings on a shared 2-core machine are noisy."))
+        "python-docs peak memory includes loading the corpus. count_order5_1m_tokens: tinyshakespeare repeated 5x. Timings on a shared 2-core machine are noisy."))
 
 
 if __name__ == "__main__":

@@ -58,11 +58,12 @@ class NgramTable:
         if n == 1:
             return np.asarray(words, dtype=np.int64).copy()
         keys = self.keys[n - 1]
-        query = np.asarray(context_ids, dtype=np.int64) * self.vocab_size + words
-        pos = np.searchsorted(keys, query)
-        pos_clipped = np.minimum(pos, max(len(keys) - 1, 0))
-        found = (pos < len(keys)) & (keys[pos_clipped] == query) & (np.asarray(context_ids) >= 0) if len(keys) else np.zeros(len(query), bool)
-        return np.where(found, pos_clipped, -1)
+        context_ids = np.asarray(context_ids, dtype=np.int64)
+        query = context_ids * self.vocab_size + words
+        if len(keys) == 0:
+            return np.full(len(query), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        return np.where((keys[pos] == query) & (context_ids >= 0), pos, -1)
 
     def window_ids(self, tokens: np.ndarray, sentence_start: np.ndarray) -> list[np.ndarray]:
         """For every position i and order n: id of the n-gram ending at i, -1 if absent or crossing `<s>`."""

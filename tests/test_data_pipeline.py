@@ -185,3 +185,20 @@ def test_cli_prepare_and_stats(cli, tmp_path):
     assert "deduplicated" in table.out and "PHONE 1" in table.out
     bad = cli("data", "prepare", tmp_path / "nope", "--out", tmp_path / "x")
     assert bad.code == 2 and "no such file" in bad.err and not (tmp_path / "x").exists()
+
+
+def test_minhash_signatures_and_lsh_bands_match_datasketch():
+    """Given datasketch's permutations and shingle hashes, our signatures are identical ("legacy" scheme)."""
+    datasketch = pytest.importorskip("datasketch")
+    from datasketch.hashfunc import sha1_hash32
+
+    words = [f"word{i}" for i in range(300)] + [f"한국어 {i}" for i in range(40)]
+    reference = datasketch.MinHash(num_perm=128, seed=1, scheme="legacy")
+    reference.update_batch([w.encode() for w in words])
+    ours = MinHasher(128)
+    ours.a, ours.b = (p.astype(np.uint64) for p in reference.permutations)
+    hashes = np.array([sha1_hash32(w.encode()) for w in words], dtype=np.uint64)
+    assert np.array_equal(ours.signature(hashes, chunk=100), reference.hashvalues)
+    for threshold in (0.5, 0.7, 0.8, 0.9):
+        lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=128)
+        assert optimal_bands(threshold, 128) == (lsh.b, lsh.r)

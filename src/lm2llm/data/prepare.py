@@ -182,16 +182,16 @@ def _write_documents(config: PrepareConfig, stats: PrepareStats, path: Path) -> 
 
 
 def _write_shards(directory: Path, tokenizer: Tokenizer, source: str) -> dict:
-    writer = ShardWriter(directory, tokenizer.vocab_size)
     separator = tokenizer.encode(DOCUMENT_SEPARATOR)
     documents = Counter()
-    with open(directory / DOCUMENTS_FILE, encoding="utf-8") as lines:
-        for line in lines:
-            record = json.loads(line)
-            writer.write(record["split"], tokenizer.encode(record["text"]) + separator)
-            documents[record["split"]] += 1
-    writer.close(tokenizer=tokenizer.kind, tokenizer_dir="tokenizer", documents=dict(documents),
-                 separator=DOCUMENT_SEPARATOR, source=source)
+    with ShardWriter(directory, tokenizer.vocab_size) as writer:
+        with open(directory / DOCUMENTS_FILE, encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                writer.write(record["split"], tokenizer.encode(record["text"]) + separator)
+                documents[record["split"]] += 1
+        writer.close(tokenizer=tokenizer.kind, tokenizer_dir="tokenizer", documents=dict(documents),
+                     separator=DOCUMENT_SEPARATOR, source=source)
     return writer.counts
 
 

@@ -1,0 +1,92 @@
+"""Data pipeline: `data prepare` throughput (MB/s) and peak memory on python-code, and near-dedup time per MB,
+ours (numpy MinHash + LSH) against datasketch (MinHash + MinHashLSH) on the same word 5-gram shingles."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import measure_in_subprocess, skip, write_result  # noqa: E402
+
+from lm2llm.data import load_documents  # noqa: E402
+from lm2llm.data.dedup import WORD_TOKEN, NearDuplicateIndex  # noqa: E402
+
+SOURCE = "python-code"
+THRESHOLD, NUM_PERM, SHINGLE = 0.8, 128, 5
+
+PREPARE = f"""
+import json, resource, tempfile, time
+from pathlib import Path
+from lm2llm.data.embedded import stdlib_files
+from lm2llm.data.prepare import PrepareConfig, prepare
+base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+size = sum(p.stat().st_size for p in stdlib_files())
+with tempfile.TemporaryDirectory() as tmp:
+    start = time.perf_counter()
+    stats = prepare(PrepareConfig({SOURCE!r}), Path(tmp) / "out")
+    seconds = time.perf_counter() - start
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"input_mb": size / 1e6, "seconds": seconds, "peak_rss_mb": peak_mb, "rss_after_imports_mb": base_mb,
+                  "documents_out": stats.funnel.out, "tokens": stats.tokens}}))
+"""
+
+
+def ours(documents: list[str]) -> tuple[float, int]:
+    index = NearDuplicateIndex(THRESHOLD, NUM_PERM, "word", SHINGLE)
+    start = time.perf_counter()
+    found = sum(index.match(text, str(i)) is not None for i, text in enumerate(documents))
+    return time.perf_counter() - start, found
+
+
+def datasketch_peer(documents: list[str]) -> tuple[float, int]:
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+    kept: dict[str, MinHash] = {}
+    start = time.perf_counter()
+    found = 0
+    for i, text in enumerate(documents):
+        tokens = WORD_TOKEN.findall(text.lower())
+        grams = {" ".join(tokens[j : j + SHINGLE]) for j in range(max(1, len(tokens) - SHINGLE + 1))}
+        signature = MinHash(num_perm=NUM_PERM, scheme="legacy")
+        signature.update_batch([g.encode() for g in grams])
+        if any(signature.jaccard(kept[key]) >= THRESHOLD for key in lsh.query(signature)):
+            found += 1
+            continue
+        lsh.insert(str(i), signature)
+        kept[str(i)] = signature
+    return time.perf_counter() - start, found
+
+
+def main() -> None:
+    prepared = measure_in_subprocess(PREPARE)
+    documents = load_documents(SOURCE)
+    megabytes = sum(len(d.encode("utf-8")) for d in documents) / 1e6
+    our_seconds, our_found = ours(documents)
+    figures = {
+        "prepare_input_mb": round(prepared["input_mb"], 2),
+        "prepare_seconds": round(prepared["seconds"], 2),
+        "prepare_mb_per_s": round(prepared["input_mb"] / prepared["seconds"], 3),
+        "prepare_peak_rss_mb": round(prepared["peak_rss_mb"], 1),
+        "prepare_rss_after_imports_mb": round(prepared["rss_after_imports_mb"], 1),
+        "near_dedup_mb": round(megabytes, 2),
+        "near_dedup_seconds_per_mb": round(our_seconds / megabytes, 4),
+        "near_duplicates_found": our_found,
+    }
+    peers, ratios = {}, {}
+    try:
+        peer_seconds, peer_found = datasketch_peer(documents)
+        peers = {"datasketch_near_dedup_seconds_per_mb": round(peer_seconds / megabytes, 4),
+                 "datasketch_near_duplicates_found": peer_found}
+        ratios = {"near_dedup_speedup_vs_datasketch": round(peer_seconds / our_seconds, 2)}
+    except ImportError:
+        skip("datasketch", "not installed (pip install datasketch); no peer figures")
+    write_result("data", figures, peers, ratios,
+                 notes="2-core machine shared with other jobs: timings are noisy. " + json.dumps(prepared["tokens"]))
+
+
+if __name__ == "__main__":
+    main()

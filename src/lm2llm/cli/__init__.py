@@ -1,6 +1,6 @@
 """The `lm2llm` command line: thin wrappers that parse arguments and call the package API.
 
-Each stage lives in its own module here and registers a typer sub-app or command in `STAGES` below.
+Each stage lives in its own module here and defines `register(app)`; modules are found automatically.
 User mistakes (`UserError`, bad flags) print one line and exit 2; `--debug` shows the traceback.
 """
 
@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import pkgutil
 import sys
 
 import typer
 
 from lm2llm import __version__
 from lm2llm.errors import UserError
-
-# Module names under lm2llm.cli; each exposes `register(app)`.
-STAGES = ["env", "data", "tour"]
 
 app = typer.Typer(
     name="lm2llm",
@@ -42,8 +40,11 @@ def _root(
         os.environ["LM2LLM_DEBUG"] = "1"
 
 
-for _name in STAGES:
-    importlib.import_module(f"lm2llm.cli.{_name}").register(app)
+# Every module in this package that defines `register(app)` is a stage; no central list to edit.
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    _module = importlib.import_module(f"{__name__}.{_info.name}")
+    if hasattr(_module, "register"):
+        _module.register(app)
 
 
 def _fail(message: str) -> int:

@@ -5,13 +5,9 @@ Every later speed figure (tokens/s, MFU) is read against the matmul throughput m
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from lm2llm import env  # noqa: E402
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table  # noqa: E402
+from lm2llm import env
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table
+from lm2llm.tour.plots import plt
 
 
 def run(ctx: ChapterContext) -> ChapterResult:

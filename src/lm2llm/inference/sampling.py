@@ -1,0 +1,320 @@
+"""Sampling: how a batch of next-token logits [B, V] becomes the next tokens.
+
+One implementation for every model in the project (n-gram, RNN, Transformer): a model only has to
+produce logits, and everything a user can turn — greedy or temperature, top-k, top-p, min-p, the
+repetition / frequency / presence penalties, a seed, per-token log-probabilities with their top
+alternatives, stop strings — lives here.
+
+The processors follow `transformers`' semantics and order (repetition penalty, then temperature, top-k,
+top-p, min-p; tested equal to its logits processors), and the frequency / presence penalties follow the
+OpenAI API as vLLM implements it (counted over generated tokens only). Log-probabilities are those of
+the model's own distribution (before temperature and filtering), which is what perplexity of a sample
+and the OpenAI `logprobs` field mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from lm2llm.errors import UserError
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Every knob of generation; the defaults sample from the model's distribution unchanged."""
+
+    max_new_tokens: int = 128
+    temperature: float = 1.0  # 0 means greedy (argmax)
+    top_k: int = 0  # 0 disables
+    top_p: float = 1.0  # 1 disables
+    min_p: float = 0.0  # 0 disables; keeps tokens with p >= min_p * p(most likely token)
+    repetition_penalty: float = 1.0  # > 1 discourages any token already in prompt or output (CTRL paper)
+    frequency_penalty: float = 0.0  # subtracted once per earlier occurrence in the output
+    presence_penalty: float = 0.0  # subtracted once if the token occurred in the output
+    stop: tuple[str, ...] = ()  # generation ends before the first of these strings
+    seed: int | None = None  # same seed, same model, same prompt -> same tokens
+    logprobs: bool = False  # report each chosen token's log-probability
+    top_logprobs: int = 0  # ... and this many most likely alternatives at each step
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("max_new_tokens", self.max_new_tokens >= 0, "must be >= 0"),
+            ("temperature", self.temperature >= 0, "must be >= 0 (0 is greedy)"),
+            ("top_k", self.top_k >= 0, "must be >= 0 (0 disables)"),
+            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("min_p", 0 <= self.min_p <= 1, "must be in [0, 1]"),
+            ("repetition_penalty", self.repetition_penalty > 0, "must be > 0 (1 disables)"),
+            ("frequency_penalty", -2 <= self.frequency_penalty <= 2, "must be in [-2, 2]"),
+            ("presence_penalty", -2 <= self.presence_penalty <= 2, "must be in [-2, 2]"),
+            ("top_logprobs", 0 <= self.top_logprobs <= 20, "must be in [0, 20]"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise UserError(f"{rule}, got {getattr(self, name)!r}", where=name)
+        if any(not s for s in self.stop):
+            raise UserError("stop strings must not be empty", where="stop")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs or self.top_logprobs > 0
+
+
+# --- logits processors: each maps logits [B, V] to logits [B, V]; removed tokens become -inf ---------
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make every token in `seen` (bool [B, V]) less likely: positive logits / penalty, negative * penalty."""
+    penalised = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def apply_frequency_presence(logits: torch.Tensor, counts: torch.Tensor, frequency: float,
+                             presence: float) -> torch.Tensor:
+    """OpenAI's penalties: logit -= frequency * count + presence * (count > 0), counts over the output."""
+    return logits - frequency * counts - presence * (counts > 0).to(logits.dtype)
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits (and any tied with the k-th)."""
+    kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus sampling: keep the smallest set of most likely tokens whose probability reaches p."""
+    sorted_logits, order = torch.sort(logits, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative <= (1 - p)
+    remove_sorted[..., -1:] = False  # the most likely token always stays
+    remove = remove_sorted.scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep tokens at least min_p times as likely as the most likely one: a cut that scales with confidence."""
+    probs = logits.softmax(dim=-1)
+    remove = probs < min_p * probs.amax(dim=-1, keepdim=True)
+    remove.scatter_(-1, probs.argmax(dim=-1, keepdim=True), False)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def apply_penalties(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None = None,
+                    counts: torch.Tensor | None = None) -> torch.Tensor:
+    """The penalties (they apply to greedy decoding too); `seen`/`counts` are needed only when one is on."""
+    logits = logits.float()
+    if config.repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
+    if config.frequency_penalty or config.presence_penalty:
+        logits = apply_frequency_presence(logits, counts, config.frequency_penalty, config.presence_penalty)
+    return logits
+
+
+def warp_logits(logits: torch.Tensor, config: SamplingConfig, *, top_k: bool = True) -> torch.Tensor:
+    """Temperature, top-k, top-p, min-p, in transformers' order (`top_k=False` when already applied)."""
+    if config.temperature != 1.0:
+        logits = apply_temperature(logits, config.temperature)
+    if config.top_k and top_k:
+        logits = top_k_filter(logits, config.top_k)
+    if config.top_p < 1.0:
+        logits = top_p_filter(logits, config.top_p)
+    if config.min_p:
+        logits = min_p_filter(logits, config.min_p)
+    return logits
+
+
+def process_logits(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None = None,
+                   counts: torch.Tensor | None = None) -> torch.Tensor:
+    """All processors over the whole vocabulary, in transformers' order (the readable definition)."""
+    logits = apply_penalties(logits, config, seen, counts)
+    return logits if config.greedy else warp_logits(logits, config)
+
+
+def _warp_sorted(best: torch.Tensor, config: SamplingConfig) -> torch.Tensor:
+    """Temperature, top-p and min-p on logits sorted in descending order, as probabilities.
+
+    A token survives top-p when the tokens more likely than it hold less than p: the descending form of
+    transformers' rule (drop the least likely tokens while their total stays within 1 − p).
+    """
+    probs = (best / config.temperature if config.temperature != 1.0 else best).softmax(dim=-1)
+    keep = None
+    if config.top_p < 1.0:
+        keep = (probs.cumsum(dim=-1) - probs) < config.top_p
+    if config.min_p:
+        above = probs >= config.min_p * probs[:, :1]
+        keep = above if keep is None else keep & above
+    if keep is None:
+        return probs
+    probs = probs * keep
+    return probs / probs.sum(dim=-1, keepdim=True)
+
+
+# --- the sampler: per-batch state (generator, penalty counts) and one call per step ---------------------
+
+
+@dataclass
+class SampleStep:
+    """One step's choice for every row: tokens [B] and, when asked, their log-probabilities."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor | None = None  # [B]
+    top_ids: torch.Tensor | None = None  # [B, top_logprobs], most likely first
+    top_logprobs: torch.Tensor | None = None  # [B, top_logprobs]
+
+
+class Sampler:
+    """Chooses next tokens for a batch of B sequences, remembering what each has produced for penalties."""
+
+    def __init__(self, config: SamplingConfig, batch_size: int, vocab_size: int,
+                 device: torch.device | str = "cpu"):
+        self.config = config
+        self.generator: torch.Generator | None = None
+        if config.seed is not None:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(config.seed)
+        self.seen = (torch.zeros(batch_size, vocab_size, dtype=torch.bool, device=device)
+                     if config.repetition_penalty != 1.0 else None)
+        self.counts = (torch.zeros(batch_size, vocab_size, dtype=torch.float32, device=device)
+                       if config.frequency_penalty or config.presence_penalty else None)
+
+    def observe_prompt(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Mark prompt tokens [B, T] as seen for the repetition penalty; `mask` is 0 at padding."""
+        if self.seen is None:
+            return
+        keep = torch.ones_like(ids) if mask is None else mask.long()
+        hits = torch.zeros(self.seen.shape, dtype=torch.long, device=ids.device).scatter_add_(1, ids, keep)
+        self.seen |= hits > 0  # a count, not a scatter of booleans: a padding id may also be a real token
+
+    def distribution(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The sampling distribution: probabilities [B, C] over candidates [B, C], or over the whole
+        vocabulary (candidates None).
+
+        With top-k on, only the k best tokens can be drawn, and `torch.topk` hands them over sorted, so
+        temperature, top-p and min-p reduce to a few operations on k numbers instead of sorting all V:
+        the same distribution as `process_logits` (tested). An exact tie at the k-th logit, which top-k
+        keeps whole, takes the full path.
+        """
+        config = self.config
+        logits = apply_penalties(logits, config, self.seen, self.counts)
+        k = config.top_k
+        if k and k < logits.size(-1):
+            best, candidates = torch.topk(logits, k + 1, dim=-1)
+            if not bool((best[:, k] == best[:, k - 1]).any()):
+                return _warp_sorted(best[:, :k], config), candidates[:, :k]
+        return warp_logits(logits, config).softmax(dim=-1), None
+
+    def __call__(self, logits: torch.Tensor) -> SampleStep:
+        """Choose one token per row from logits [B, V] and record it."""
+        config = self.config
+        if config.greedy:
+            tokens = apply_penalties(logits, config, self.seen, self.counts).argmax(dim=-1)
+        else:
+            probs, candidates = self.distribution(logits)
+            tokens = torch.multinomial(probs, 1, generator=self.generator)
+            tokens = (tokens if candidates is None else candidates.gather(1, tokens)).squeeze(-1)
+        column = tokens.unsqueeze(-1)
+        if self.seen is not None:
+            self.seen.scatter_(1, column, True)
+        if self.counts is not None:
+            self.counts.scatter_add_(1, column, torch.ones_like(column, dtype=self.counts.dtype))
+        step = SampleStep(tokens)
+        if config.wants_logprobs:
+            logp = logits.float().log_softmax(dim=-1)
+            step.logprobs = logp.gather(1, column).squeeze(-1)
+            if config.top_logprobs:
+                step.top_logprobs, step.top_ids = torch.topk(logp, config.top_logprobs, dim=-1)
+        return step
+
+
+# --- stop strings, checked on decoded text -----------------------------------------------------------
+
+
+class StopStrings:
+    """Finds stop strings in growing text, and says how much of the text is safe to show already.
+
+    Streaming must hold back a tail that could be the start of a stop string ("<|e" of "<|end|>"),
+    otherwise a user would see text that the finished answer does not contain.
+    """
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = tuple(stops)
+        self.longest = max((len(s) for s in self.stops), default=0)
+
+    def find(self, text: str, start: int = 0) -> int | None:
+        """Index of the earliest stop string in text that ends after `start`, or None."""
+        begin = max(0, start - self.longest + 1)
+        hits = [i for i in (text.find(s, begin) for s in self.stops) if i >= 0]
+        return min(hits) if hits else None
+
+    def safe_length(self, text: str) -> int:
+        """Length of the prefix of text that no future text can turn into the start of a stop string."""
+        for size in range(min(self.longest - 1, len(text)), 0, -1):
+            tail = text[-size:]
+            if any(s.startswith(tail) for s in self.stops):
+                return len(text) - size
+        return len(text)
+
+
+# --- a simple loop for models that give logits from a context (n-grams, tests) -------------------------
+
+
+@dataclass
+class Completion:
+    """A generated continuation and why it ended ("stop": end token or stop string; "length")."""
+
+    token_ids: list[int]
+    text: str | None = None
+    finish_reason: str = "length"
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
+
+
+def generate_from(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Sequence[int],
+                  config: SamplingConfig, *, vocab_size: int, end_ids: Sequence[int] = (),
+                  decode: Callable[[list[int]], str] | None = None) -> Completion:
+    """Generate one sequence from any model that maps a context (token ids) to next-token logits [V].
+
+    Stop strings need `decode`; the returned text (when `decode` is given) ends before the stop string.
+    The batched, cached engine uses the same `Sampler` and `StopStrings`.
+    """
+    if config.stop and decode is None:
+        raise UserError("stop strings need a decoder to check the text", where="stop")
+    sampler = Sampler(config, 1, vocab_size)
+    sampler.observe_prompt(torch.tensor([list(prompt_ids)], dtype=torch.long))
+    stops = StopStrings(config.stop)
+    context = list(prompt_ids)
+    completion = Completion([])
+    checked = 0  # text before this length holds no stop string
+    for _ in range(config.max_new_tokens):
+        step = sampler(next_logits(context).reshape(1, -1))
+        token = int(step.tokens[0])
+        if token in end_ids:
+            completion.finish_reason = "stop"
+            break
+        context.append(token)
+        completion.token_ids.append(token)
+        if step.logprobs is not None:
+            completion.logprobs.append(float(step.logprobs[0]))
+        if step.top_ids is not None:
+            completion.top_logprobs.append(dict(zip(step.top_ids[0].tolist(), step.top_logprobs[0].tolist(), strict=True)))
+        if stops.stops:
+            text = decode(completion.token_ids)
+            cut = stops.find(text, checked)
+            checked = len(text)
+            if cut is not None:
+                completion.text, completion.finish_reason = text[:cut], "stop"
+                break
+    if decode is not None and completion.text is None:
+        completion.text = decode(completion.token_ids)
+    return completion

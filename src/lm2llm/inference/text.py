@@ -1,0 +1,161 @@
+"""Text in, text out: tokenise prompts, run the engine, detokenise as tokens arrive, honour stop strings.
+
+Streaming has two traps, both handled here for every row of a batch:
+
+- a byte-level token may end in the middle of a UTF-8 character (a Hangul syllable is 3 bytes and can
+  span tokens): text is released only once it no longer ends in a replacement character;
+- the tail of the text may be the beginning of a stop string: it is held back until it cannot be.
+
+`generate` is `stream` collected, so the streamed and the returned text are the same by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from lm2llm.errors import UserError
+from lm2llm.inference.engine import DecodeBatch
+from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
+from lm2llm.models import load_model
+from lm2llm.tokenizer import Tokenizer, load_tokenizer
+
+REPLACEMENT = "\ufffd"
+
+
+class IncrementalDetokenizer:
+    """Turns a growing list of token ids into text pieces that never end inside a character.
+
+    It decodes only a short window (the tokens since the last released piece, plus the few before them
+    for context), so each step costs O(1) however long the text is — the approach of HF's TextStreamer
+    and vLLM, and it needs nothing from a tokenizer but `decode`.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]):
+        self.decode = decode
+        self.ids: list[int] = []
+        self.prefix_offset = 0  # window start: tokens decoded only for context
+        self.read_offset = 0  # tokens before this are released
+
+    def push(self, token: int) -> str:
+        """Add a token; return the newly complete text (maybe empty)."""
+        self.ids.append(token)
+        return self._release(final=False)
+
+    def flush(self) -> str:
+        """Whatever is still held back (a truly broken tail is shown as U+FFFD, as `decode` would)."""
+        return self._release(final=True)
+
+    def _release(self, final: bool) -> str:
+        before = self.decode(self.ids[self.prefix_offset:self.read_offset])
+        after = self.decode(self.ids[self.prefix_offset:])
+        if len(after) <= len(before) or (after.endswith(REPLACEMENT) and not final):
+            return ""
+        self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+        return after[len(before):]
+
+
+@dataclass
+class TextChunk:
+    """A piece of one row's output: new text, the tokens that made it, and the finish reason at the end."""
+
+    index: int
+    text: str
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+class _RowText:
+    """One row's text so far and how much of it has been released."""
+
+    def __init__(self, decode: Callable[[list[int]], str], stops: StopStrings):
+        self.detokenizer = IncrementalDetokenizer(decode)
+        self.stops = stops
+        self.text = ""
+        self.released = 0
+        self.checked = 0
+
+    def add(self, piece: str, final: bool) -> tuple[str, bool]:
+        """Append decoded text; return what may be shown now and whether a stop string was reached."""
+        self.text += piece
+        cut = self.stops.find(self.text, self.checked) if self.stops.stops else None
+        self.checked = len(self.text)
+        if cut is not None:
+            self.text = self.text[:cut]
+            final = True
+        end = len(self.text) if final else self.stops.safe_length(self.text)
+        out, self.released = self.text[self.released:end], max(self.released, end)
+        return out, cut is not None
+
+
+class TextGenerator:
+    """A model and its tokenizer, ready to complete text: `generate(prompts)` or `stream(prompts)`."""
+
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, end_ids: Sequence[int] = ()):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.end_ids = tuple(end_ids)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> TextGenerator:
+        """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
+        files); plain completion ends at the tokenizer's end-of-text token when it has one."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "model_config.json").is_file():
+            raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
+                            hint="give the folder a training run wrote")
+        tokenizer = load_tokenizer(run_dir)
+        model = load_model(run_dir)
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                            f"{model.config.vocab_size}", where=str(run_dir))
+        eos = getattr(tokenizer, "eos_id", None)
+        return cls(model, tokenizer, end_ids=() if eos is None else (eos,))
+
+    def encode(self, prompt: str | Sequence[int]) -> list[int]:
+        return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+
+    def stream(self, prompts: Sequence[str | Sequence[int]], config: SamplingConfig) -> Iterator[TextChunk]:
+        """Yield text pieces of every row as they are produced; each row's last chunk has its finish reason."""
+        batch = DecodeBatch(self.model, [self.encode(p) for p in prompts], config, end_ids=self.end_ids)
+        stops = StopStrings(config.stop)
+        rows = [_RowText(self.tokenizer.decode, stops) for _ in prompts]
+        if batch.done:  # nothing to generate (max_new_tokens 0)
+            yield from (TextChunk(i, "", finish_reason=batch.completions[i].finish_reason) for i in range(len(rows)))
+        while not batch.done:
+            for step in batch.step():
+                row = rows[step.row]
+                finished = step.finish_reason is not None
+                piece = row.detokenizer.push(step.token) if step.token is not None else ""
+                if finished:
+                    piece += row.detokenizer.flush()
+                text, stopped = row.add(piece, final=finished)
+                if stopped:
+                    batch.finish(step.row, "stop")
+                chunk = TextChunk(step.row, text, [] if step.token is None else [step.token],
+                                  [] if step.logprob is None else [step.logprob],
+                                  [] if step.top_logprobs is None else [step.top_logprobs],
+                                  batch.completions[step.row].finish_reason if (finished or stopped) else None)
+                if chunk.text or chunk.token_ids or chunk.finish_reason:
+                    yield chunk
+
+    def generate(self, prompts: Sequence[str | Sequence[int]], config: SamplingConfig) -> list[Completion]:
+        """Complete every prompt; `text` ends before a stop string, `token_ids` are all tokens sampled."""
+        texts = [""] * len(prompts)
+        batch_completions: list[Completion] = [Completion([]) for _ in prompts]
+        for chunk in self.stream(prompts, config):
+            texts[chunk.index] += chunk.text
+            done = batch_completions[chunk.index]
+            done.token_ids += chunk.token_ids
+            done.logprobs += chunk.logprobs
+            done.top_logprobs += chunk.top_logprobs
+            if chunk.finish_reason:
+                done.finish_reason = chunk.finish_reason
+        for completion, text in zip(batch_completions, texts, strict=True):
+            completion.text = text
+        return batch_completions

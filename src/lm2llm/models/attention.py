@@ -1,0 +1,165 @@
+"""Scaled dot-product attention, written out, with the fused PyTorch kernel as a tested-equal fast path.
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d + M) V
+
+`M` is 0 where a query may look at a key and a very large negative number where it may not (a future
+token under the causal mask, or a padding token). We use the dtype's most negative finite value rather
+than −∞ so that a row with nothing to look at (a padding query) stays finite instead of turning into NaN;
+its output is ignored anyway.
+
+Multi-head attention splits the model width into `n_head` heads; grouped-query attention (GQA) lets
+`n_head / n_kv_head` query heads share one key/value head, and multi-query attention (MQA) is the case
+`n_kv_head = 1`. Fewer key/value heads shrink the KV cache that incremental decoding keeps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, n_kv_head, S, D) → (B, n_kv_head·n_rep, S, D): each key/value head serves `n_rep` query heads."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def attention_bias(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Boolean "may attend" mask → additive bias (0 or the most negative finite value)."""
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def sdpa_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None, causal: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The formula itself. q: (B, H, T, D); k, v: (B, H, S, D); allowed: broadcastable to (B, H, T, S);
+    `causal` (with no `allowed`) hides future keys.
+
+    Returns the output (B, H, T, D) and the attention weights (B, H, T, S), for visualisation.
+    """
+    if causal and allowed is None:
+        allowed = causal_padding_mask(q.size(2), k.size(2), k.size(2) - q.size(2)).to(q.device)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    bias = attention_bias(allowed, scores.dtype)
+    if bias is not None:
+        scores = scores + bias
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+def sdpa_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None,
+              causal: bool = False) -> torch.Tensor:
+    """The same computation through `F.scaled_dot_product_attention` (fused kernels; no weights returned)."""
+    if allowed is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.size(2) > 1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(allowed, q.dtype))
+
+
+def causal_padding_mask(
+    q_len: int, k_len: int, offset: int, key_valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Which keys each query may see: (B or 1, 1, q_len, k_len) booleans.
+
+    Query i sits at cache slot `offset + i`; it sees slots 0..offset+i (causal), minus padding slots
+    (`key_valid[b, j]` False). Slots are cache positions, not token positions: with left padding the two
+    differ, which the positional encodings take care of.
+    """
+    device = key_valid.device if key_valid is not None else None
+    query_slot = torch.arange(offset, offset + q_len, device=device).unsqueeze(1)
+    key_slot = torch.arange(k_len, device=device).unsqueeze(0)
+    allowed = (key_slot <= query_slot).unsqueeze(0).unsqueeze(0)  # (1, 1, T, S)
+    if key_valid is not None:
+        allowed = allowed & key_valid[:, None, None, :k_len]
+    return allowed
+
+
+@dataclass
+class KVCache:
+    """Preallocated keys and values for every layer, filled as decoding advances.
+
+    keys/values: (n_layer, B, n_kv_head, max_len, head_dim). Preallocating once avoids re-allocating and
+    copying a growing tensor at every generated token.
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+    @classmethod
+    def allocate(cls, n_layer: int, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> KVCache:
+        shape = (n_layer, batch_size, n_kv_head, max_len, head_dim)
+        return cls(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
+
+    @property
+    def max_len(self) -> int:
+        return self.keys.size(3)
+
+    def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, n_kv_head, T, D) at slots start..start+T; return all keys/values so far."""
+        end = start + k.size(2)
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional GQA/MQA, rotary positions and a KV cache."""
+
+    def __init__(self, d_model: int, n_head: int, n_kv_head: int, head_dim: int, bias: bool, dropout: float = 0.0):
+        super().__init__()
+        if n_head % n_kv_head:
+            raise ValueError(f"n_head ({n_head}) must be a multiple of n_kv_head ({n_kv_head})")
+        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
+        self.q_proj = nn.Linear(d_model, n_head * head_dim, bias=bias)
+        self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=bias)
+        self.v_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=bias)
+        self.out_proj = nn.Linear(n_head * head_dim, d_model, bias=bias)
+        self.dropout = dropout
+        self.use_fast = True  # F.scaled_dot_product_attention; False runs the written-out formula
+        self.last_weights: torch.Tensor | None = None  # filled only when `keep_weights` is set
+        self.keep_weights = False
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        allowed: torch.Tensor | None,
+        causal: bool = False,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        offset: int = 0,
+    ) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.write(layer, offset, k, v)
+        n_rep = self.n_head // self.n_kv_head
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
+        if self.keep_weights or not self.use_fast:
+            out, weights = sdpa_reference(q, k, v, allowed, causal)
+            if self.keep_weights:
+                self.last_weights = weights.detach()
+        else:
+            out = sdpa_fast(q, k, v, allowed, causal)
+        out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
+        return F.dropout(self.out_proj(out), self.dropout, self.training)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) → (−x2, x1) on the two halves of the last dim: a 90° turn of each (x1[i], x2[i]) pair."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate query/key pairs by position-dependent angles; cos/sin: (B, T, D) broadcast over heads."""
+    return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)

@@ -1,0 +1,262 @@
+"""One decoder-only Transformer whose config spans GPT-2, LLaMA and PaLM.
+
+| knob            | GPT-2 style           | LLaMA style                | PaLM            |
+|-----------------|-----------------------|----------------------------|-----------------|
+| norm            | LayerNorm (with bias) | RMSNorm                    | LayerNorm, no bias |
+| mlp             | GELU (tanh), 4·d      | SwiGLU                     | SwiGLU          |
+| positional      | learned absolute      | RoPE                       | RoPE            |
+| n_kv_head       | = n_head (MHA)        | < n_head (GQA) in big ones | 1 (MQA)         |
+| bias            | yes                   | no                         | no              |
+| tie_embeddings  | yes                   | no                         | yes             |
+| parallel_block  | no                    | no                         | yes             |
+
+Pre-norm residual blocks: x + Attn(Norm(x)), then x + MLP(Norm(x)); the parallel block computes both
+branches from one normalised input, x + Attn(Norm(x)) + MLP(Norm(x)), which lets them run concurrently.
+
+Incremental decoding: `state = model.new_state(B, max_len)` preallocates a KV cache; each call
+`model(ids, state=state)` writes the new keys/values into it and attends over everything so far, giving
+the same logits as recomputing the whole sequence. `attention_mask` (1 = token, 0 = padding) supports
+left-padded batches: padding slots are never attended to and real tokens are numbered from 0 in each row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm2llm.errors import UserError
+from lm2llm.models.attention import Attention, KVCache, causal_padding_mask
+from lm2llm.models.positions import POSITIONAL_KINDS, AbsolutePositions, rope_cos_sin
+
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "gelu_tanh", "swiglu")
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 256
+    context_length: int = 128
+    n_layer: int = 2
+    n_head: int = 4
+    n_kv_head: int | None = None  # None: = n_head (MHA); 1: MQA; in between: GQA
+    d_model: int = 64
+    d_ff: int | None = None  # None: 4·d_model for GELU, ≈ 8/3·d_model (rounded up to 8) for SwiGLU
+    head_dim: int | None = None  # None: d_model // n_head
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    mlp: str = "gelu_tanh"
+    positional: str = "learned"
+    rope_theta: float = 10000.0
+    bias: bool = True
+    tie_embeddings: bool = True
+    parallel_block: bool = False
+    dropout: float = 0.0
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("norm", self.norm, NORMS), ("mlp", self.mlp, MLPS),
+                                     ("positional", self.positional, POSITIONAL_KINDS)):
+            if value not in allowed:
+                raise UserError(f"unknown {name} {value!r}", where=f"config.{name}", hint=f"choose from {', '.join(allowed)}")
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.head_dim is None:
+            if self.d_model % self.n_head:
+                raise UserError(f"d_model {self.d_model} is not divisible by n_head {self.n_head}", where="config.n_head")
+            self.head_dim = self.d_model // self.n_head
+        if self.n_head % self.n_kv_head:
+            raise UserError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}", where="config.n_kv_head")
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model if self.mlp != "swiglu" else 8 * math.ceil(8 * self.d_model / 3 / 8)
+        if self.positional == "rope" and self.head_dim % 2:
+            raise UserError(f"RoPE needs an even head_dim, got {self.head_dim}", where="config.head_dim")
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x²) + eps) · g: LayerNorm without centring or bias (cheaper, as good in practice)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+
+
+def make_norm(config: TransformerConfig) -> nn.Module:
+    if config.norm == "rmsnorm":
+        return RMSNorm(config.d_model, config.norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.norm_eps, bias=config.bias)
+
+
+class MLP(nn.Module):
+    """GELU: down(gelu(up(x))). SwiGLU: down(silu(gate(x)) · up(x)), a gated unit with a third matrix."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.kind = config.mlp
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias) if config.mlp == "swiglu" else None
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gate is not None:
+            hidden = F.silu(self.gate(x)) * self.up(x)
+        else:
+            hidden = F.gelu(self.up(x), approximate="tanh" if self.kind == "gelu_tanh" else "none")
+        return F.dropout(self.down(hidden), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.parallel = config.parallel_block
+        self.norm_attn = make_norm(config)
+        self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, config.head_dim, config.bias, config.dropout)
+        self.norm_mlp = None if config.parallel_block else make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, layer: int, **attn_args) -> torch.Tensor:
+        if self.parallel:
+            h = self.norm_attn(x)
+            return x + self.attn(h, layer=layer, **attn_args) + self.mlp(h)
+        x = x + self.attn(self.norm_attn(x), layer=layer, **attn_args)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+@dataclass
+class DecoderState:
+    """What incremental decoding carries between calls: the KV cache and, per row, padding and positions."""
+
+    cache: KVCache
+    key_valid: torch.Tensor  # (B, max_len) bool: slot holds a real token
+    next_position: torch.Tensor  # (B,) long: position id of the row's next real token
+    length: int = 0  # slots filled so far (the same for every row)
+
+
+def positions_from_mask(mask: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+    """Position ids (B, T) for a 0/1 mask: real tokens count 0, 1, 2, ... from `start`; padding gets 0."""
+    mask = mask.long()
+    positions = mask.cumsum(dim=1) - 1
+    if start is not None:
+        positions = positions + start.unsqueeze(1)
+    return positions.clamp(min=0) * mask
+
+
+class Transformer(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
+        self.pos_emb = (
+            AbsolutePositions(config.positional, config.context_length, config.d_model)
+            if config.positional in ("learned", "sinusoidal") else None
+        )
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_f = make_norm(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        if not any(p.is_meta for p in self.parameters()):
+            self.apply(self._init_weights)
+            self.init_residual_projections()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    def init_residual_projections(self) -> None:
+        """GPT-2: projections that write into the residual stream get std 0.02/√(2·n_layer), because each
+        layer adds two such outputs to the stream and its variance would otherwise grow with depth."""
+        std = self.config.init_std / math.sqrt(2 * self.config.n_layer)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.out_proj.weight, mean=0.0, std=std)
+            nn.init.normal_(block.mlp.down.weight, mean=0.0, std=std)
+
+    def num_params(self) -> int:
+        """Distinct parameters (a tied embedding counts once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def new_state(self, batch_size: int, max_len: int) -> DecoderState:
+        c = self.config
+        weight = self.tok_emb.weight
+        return DecoderState(
+            KVCache.allocate(c.n_layer, batch_size, c.n_kv_head, max_len, c.head_dim, weight.dtype, weight.device),
+            torch.zeros(batch_size, max_len, dtype=torch.bool, device=weight.device),
+            torch.zeros(batch_size, dtype=torch.long, device=weight.device),
+        )
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        state: DecoderState | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """ids (B, T) → logits (B, T, vocab) and, given targets (−100 = ignore), the mean cross-entropy."""
+        B, T = ids.shape
+        chunk_valid = None if attention_mask is None else attention_mask.to(torch.bool)
+        if state is None:
+            offset, cache = 0, None
+            positions = (positions_from_mask(chunk_valid) if chunk_valid is not None
+                         else torch.arange(T, device=ids.device).expand(B, T))
+            key_valid = chunk_valid
+            allowed = None if chunk_valid is None else causal_padding_mask(T, T, 0, chunk_valid)
+        else:
+            offset, cache = state.length, state.cache
+            if offset + T > cache.max_len:
+                raise UserError(f"the KV cache holds {cache.max_len} tokens; {offset + T} were given",
+                                where="new_state(max_len)", hint="allocate a longer state")
+            if chunk_valid is None:
+                chunk_valid = torch.ones(B, T, dtype=torch.bool, device=ids.device)
+            state.key_valid[:, offset:offset + T] = chunk_valid
+            positions = positions_from_mask(chunk_valid, state.next_position)
+            state.next_position = state.next_position + chunk_valid.sum(dim=1)
+            state.length = offset + T
+            key_valid = None if bool(state.key_valid[:, :offset + T].all()) else state.key_valid
+            # one new token seeing the whole (unpadded) cache needs no mask at all
+            allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(T, offset + T, offset, key_valid)
+        if self.pos_emb is not None and int(positions.max()) >= self.config.context_length:
+            raise UserError(f"position {int(positions.max())} is past the context length {self.config.context_length}",
+                            where="ids", hint="feed at most context_length tokens")
+        x = self.tok_emb(ids)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        x = F.dropout(x, self.config.dropout, self.training)
+        rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta) if self.config.positional == "rope" else None
+        causal = allowed is None and state is None
+        for layer, block in enumerate(self.blocks):
+            x = block(x, layer, allowed=allowed, causal=causal, rope=rope, cache=cache, offset=offset)
+        logits = self.lm_head(self.norm_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    @torch.no_grad()
+    def attention_maps(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Attention weights of every layer, each (B, n_head, T, T), from the written-out formula."""
+        for block in self.blocks:
+            block.attn.keep_weights = True
+        try:
+            self(ids, attention_mask=attention_mask)
+            return [block.attn.last_weights for block in self.blocks]
+        finally:
+            for block in self.blocks:
+                block.attn.keep_weights = False
+                block.attn.last_weights = None
+
+    def set_fast_attention(self, enabled: bool) -> None:
+        """Switch every layer between F.scaled_dot_product_attention and the written-out formula."""
+        for block in self.blocks:
+            block.attn.use_fast = enabled

@@ -1,0 +1,236 @@
+"""Neural models: attention paths equal, RNN cells equal torch's, decoders equal transformers', cached
+decoding equal to recomputation (also with left padding), and save/load round trips."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lm2llm.errors import UserError
+from lm2llm.models import build_model, load_model, save_model
+from lm2llm.models.attention import causal_padding_mask, repeat_kv, sdpa_fast, sdpa_reference
+
+VOCAB = 61
+TOL = 1e-5
+
+DECODERS = {
+    "gpt2": ("gpt", dict(n_layer=2, d_model=32, n_head=4)),
+    "llama-gqa": ("llama", dict(n_layer=2, d_model=32, n_head=4, n_kv_head=2)),
+    "palm-mqa-parallel": ("llama", dict(n_layer=2, d_model=32, n_head=4, n_kv_head=1, norm="layernorm",
+                                        parallel_block=True, tie_embeddings=True)),
+    "sinusoidal": ("gpt", dict(n_layer=2, d_model=32, n_head=4, positional="sinusoidal")),
+    "no-positions": ("gpt", dict(n_layer=1, d_model=32, n_head=2, positional="none")),
+}
+
+
+def decoder(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    family, kw = DECODERS[name]
+    return build_model(family, vocab_size=VOCAB, context_length=48, **kw).eval()
+
+
+def recurrent(cell: str, **kw) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(cell, vocab_size=VOCAB, d_embed=12, d_hidden=16, n_layer=2, **kw).eval()
+
+
+# --- attention -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_written_out_attention_equals_fused_kernel(n_kv_head):
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 7, 8)
+    k, v = torch.randn(2, n_kv_head, 7, 8), torch.randn(2, n_kv_head, 7, 8)
+    k, v = repeat_kv(k, 4 // n_kv_head), repeat_kv(v, 4 // n_kv_head)
+    valid = torch.tensor([[True] * 7, [False, False] + [True] * 5])
+    for allowed in (None, causal_padding_mask(7, 7, 0), causal_padding_mask(7, 7, 0, valid)):
+        ours, weights = sdpa_reference(q, k, v, allowed)
+        assert torch.allclose(ours, sdpa_fast(q, k, v, allowed), atol=1e-6)
+        assert torch.allclose(weights.sum(-1), torch.ones(()))
+    ours, weights = sdpa_reference(q, k, v, causal=True)
+    assert torch.allclose(ours, sdpa_fast(q, k, v, causal=True), atol=1e-6)
+    assert weights[0, 0, 0, 1:].abs().max() == 0  # the first token sees only itself
+
+
+def test_padding_keys_get_no_attention_and_padding_queries_stay_finite():
+    valid = torch.tensor([[False, False, True, True]])
+    _, weights = sdpa_reference(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8),
+                                causal_padding_mask(4, 4, 0, valid))
+    assert torch.isfinite(weights).all()
+    assert weights[0, 0, 2:, :2].abs().max() == 0
+
+
+def test_model_fast_and_written_out_attention_agree():
+    model = decoder("llama-gqa")
+    ids = torch.randint(0, VOCAB, (2, 10))
+    fast = model(ids)[0]
+    model.set_fast_attention(False)
+    assert torch.allclose(fast, model(ids)[0], atol=TOL)
+    maps = model.attention_maps(ids)
+    assert len(maps) == 2 and maps[0].shape == (2, 4, 10, 10)
+    assert torch.allclose(maps[0].sum(-1), torch.ones(())) and maps[0].triu(1).abs().max() == 0
+
+
+# --- recurrent models ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_cells_equal_torch_nn_on_the_same_weights(cell):
+    model = recurrent(cell)
+    reference_cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    reference = reference_cls(12, 16, num_layers=2, batch_first=True)
+    with torch.no_grad():
+        for layer, c in enumerate(model.cells):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(reference, f"{name}_l{layer}").copy_(getattr(c, name))
+    ids = torch.randint(0, VOCAB, (3, 9))
+    x = model.tok_emb(ids)
+    expected = reference(x)[0]
+    ours = model._unrolled(x, model.new_state(3), None)
+    assert torch.allclose(ours, expected, atol=TOL)
+    logits = model(ids)[0]
+    model.config.use_torch = True
+    assert torch.allclose(model(ids)[0], logits, atol=TOL)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("use_torch", [False, True])
+def test_rnn_state_carry_equals_full_sequence(cell, use_torch):
+    model = recurrent(cell, use_torch=use_torch)
+    ids = torch.randint(0, VOCAB, (2, 11))
+    full = model(ids)[0]
+    state = model.new_state(2, 11)
+    pieces = [model(ids[:, :4], state=state)[0]] + [model(ids[:, t:t + 1], state=state)[0] for t in range(4, 11)]
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=TOL)
+
+
+def test_rnn_left_padding_leaves_state_untouched():
+    model = recurrent("lstm")
+    ids = torch.randint(1, VOCAB, (1, 6))
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], dim=1)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]])
+    assert torch.allclose(model(padded, attention_mask=mask)[0][:, 3:], model(ids)[0], atol=TOL)
+
+
+# --- decoders --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_decoder_logits_equal_transformers(name):
+    pytest.importorskip("transformers")
+    from lm2llm.models.hf_compat import to_hf
+
+    model = decoder(name)
+    ids = torch.randint(0, VOCAB, (2, 13))
+    with torch.no_grad():
+        assert torch.allclose(model(ids)[0], to_hf(model)(ids).logits, atol=TOL)
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_cached_decoding_equals_recomputation(name):
+    model = decoder(name)
+    ids = torch.randint(0, VOCAB, (2, 12))
+    with torch.no_grad():
+        full = model(ids)[0]
+        state = model.new_state(2, 16)
+        steps = [model(ids[:, :5], state=state)[0]] + [model(ids[:, t:t + 1], state=state)[0] for t in range(5, 12)]
+    assert (torch.cat(steps, dim=1) - full).abs().max() <= TOL
+    assert state.length == 12
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa", "sinusoidal"])
+def test_left_padded_batch_matches_unpadded_rows(name):
+    """The inference engine batches prompts of different lengths by padding on the left."""
+    model = decoder(name)
+    long_row, short_row = torch.randint(1, VOCAB, (7,)), torch.randint(1, VOCAB, (4,))
+    batch = torch.stack([long_row, torch.cat([torch.zeros(3, dtype=torch.long), short_row])])
+    mask = torch.tensor([[1] * 7, [0, 0, 0, 1, 1, 1, 1]])
+    continuation = torch.randint(1, VOCAB, (2, 3))
+    with torch.no_grad():
+        padded_full = model(batch, attention_mask=mask)[0]
+        assert (padded_full[1, 3:] - model(short_row[None])[0][0]).abs().max() <= TOL
+        assert (padded_full[0] - model(long_row[None])[0][0]).abs().max() <= TOL
+        state = model.new_state(2, 10)
+        model(batch, state=state, attention_mask=mask)
+        steps = [model(continuation[:, t:t + 1], state=state)[0] for t in range(3)]
+        alone = model(torch.cat([short_row, continuation[1]])[None])[0][0, 4:]
+    assert (torch.cat(steps, dim=1)[1] - alone).abs().max() <= TOL
+
+
+def test_cache_overflow_and_context_overflow_are_user_errors():
+    model = decoder("gpt2")
+    state = model.new_state(1, 4)
+    with pytest.raises(UserError, match="KV cache"):
+        model(torch.zeros(1, 5, dtype=torch.long), state=state)
+    with pytest.raises(UserError, match="context length"):
+        model(torch.zeros(1, 49, dtype=torch.long))
+
+
+def test_gpt2_init_scales_residual_projections():
+    torch.manual_seed(0)
+    model = build_model("gpt", n_layer=8, d_model=256, n_head=4)
+    assert abs(model.blocks[0].attn.out_proj.weight.std().item() - 0.02 / 4) < 1e-3
+    assert abs(model.blocks[0].attn.q_proj.weight.std().item() - 0.02) < 2e-3
+    assert model.lm_head.weight is model.tok_emb.weight
+
+
+def test_loss_ignores_minus_100_and_matches_cross_entropy():
+    model = decoder("gpt2")
+    ids = torch.randint(0, VOCAB, (2, 6))
+    targets = ids.clone()
+    targets[:, :2] = -100
+    logits, loss = model(ids, targets)
+    expected = torch.nn.functional.cross_entropy(logits[:, 2:].reshape(-1, VOCAB), ids[:, 2:].reshape(-1))
+    assert torch.allclose(loss, expected)
+
+
+# --- build / save / load ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["gpt2", "palm-mqa-parallel"])
+def test_save_load_round_trip(tmp_path, name):
+    model = decoder(name)
+    save_model(model, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model_config.json").read_text())
+    assert set(meta) == {"family", "config"}
+    loaded = load_model(tmp_path / "m").eval()
+    ids = torch.randint(0, VOCAB, (1, 8))
+    assert torch.equal(model(ids)[0], loaded(ids)[0])
+    assert loaded.config == model.config
+    assert not list(tmp_path.glob("m/.*.tmp"))
+
+
+def test_save_load_rnn(tmp_path):
+    model = recurrent("gru")
+    save_model(model, tmp_path)
+    ids = torch.randint(0, VOCAB, (1, 5))
+    assert torch.equal(load_model(tmp_path).eval()(ids)[0], model(ids)[0])
+
+
+def test_load_errors_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_model(tmp_path)
+    (tmp_path / "model_config.json").write_text(json.dumps({"family": "lstm", "config": {"d_hidden": 8}}))
+    with pytest.raises(UserError, match="model.safetensors"):
+        load_model(tmp_path)
+    save_model(recurrent("lstm"), tmp_path / "other")
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(UserError, match="do not match"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize(("family", "kw", "match"), [
+    ("transformer", {}, "unknown model family"),
+    ("gpt", {"n_heads": 4}, "unknown gpt config field"),
+    ("gpt", {"norm": "batchnorm"}, "unknown norm"),
+    ("llama", {"n_head": 4, "n_kv_head": 3}, "multiple of n_kv_head"),
+])
+def test_bad_configs_are_user_errors(family, kw, match):
+    with pytest.raises(UserError, match=match):
+        build_model(family, **kw)
+
+
+def test_preset_of_another_family_is_refused():
+    with pytest.raises(UserError, match="belongs to family"):
+        build_model("gpt", "llama-tiny")
+    with pytest.raises(UserError, match="unknown preset"):
+        build_model("gpt", "gpt-5")

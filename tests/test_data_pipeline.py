@@ -202,3 +202,21 @@ def test_minhash_signatures_and_lsh_bands_match_datasketch():
     for threshold in (0.5, 0.7, 0.8, 0.9):
         lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=128)
         assert optimal_bands(threshold, 128) == (lsh.b, lsh.r)
+
+
+def test_prepare_with_a_saved_bpe_tokenizer_ends_documents_with_eos(tmp_path):
+    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+
+    corpus = _corpus(tmp_path)
+    tokenizer = BPETokenizer.train([KOREAN, "Python is a programming language."] * 5, vocab_size=300)
+    tokenizer.save(tmp_path / "bpe")
+    out = tmp_path / "bpe-data"
+    stats = prepare(PrepareConfig(str(corpus), tokenizer=str(tmp_path / "bpe")), out)
+    shards = TokenShards(out)
+    ids = np.concatenate([shards.arrays["train"], shards.arrays["val"]])
+    assert shards.meta["tokenizer"] == "bpe" and shards.meta["separator"] == "eos"
+    assert int((ids == tokenizer.eos_id).sum()) == stats.funnel.out
+    assert load_tokenizer(out / "tokenizer").encode(KOREAN) == tokenizer.encode(KOREAN)
+    with pytest.raises(UserError):
+        prepare(PrepareConfig(str(corpus), tokenizer=str(tmp_path / "missing")), tmp_path / "never")
+    assert not (tmp_path / "never").exists()

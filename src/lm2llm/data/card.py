@@ -93,7 +93,8 @@ def dataset_card(config: Any, stats: dict, source: dict) -> str:
         "",
         f"- split by content hash: {settings['val_fraction']:.0%} of hash buckets to val, so no document is in both",
         f"- tokenizer: {settings['tokenizer']}; tokens: {tokens.get('train', 0):,} train, {tokens.get('val', 0):,} val "
-        f"(`train.bin`, `val.bin`, `meta.json`); documents joined by a blank line",
+        f"(`train.bin`, `val.bin`, `meta.json`); each document ends with the end-of-text token, or a blank line "
+        "for tokenizers without one",
         "",
         "## Files",
         "",

@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lm2llm.data.card import funnel_rows
 from lm2llm.data.dedup import (
@@ -220,3 +222,19 @@ def test_prepare_with_a_saved_bpe_tokenizer_ends_documents_with_eos(tmp_path):
     with pytest.raises(UserError):
         prepare(PrepareConfig(str(corpus), tokenizer=str(tmp_path / "missing")), tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["010", "1234", "5678", "-", " ", ".", "+82", "(", ")", "@", "a", "kr", "가",
+                                 "900101", "1234568", "4111", "192", "0", "_", "\n", "com", "x.y"]), max_size=30))
+def test_windowed_pii_search_equals_the_full_scan(pieces):
+    text = "".join(pieces)
+    assert find_pii(text) == find_pii(text, scan_all=True)
+
+
+def test_windowed_pii_search_equals_the_full_scan_on_corpora():
+    from lm2llm.data import load_documents
+
+    texts = [e["text"] for e in labelled_examples()] + load_documents("korean-law") + load_documents(
+        "python-docs", limit=1500)
+    assert [find_pii(t) for t in texts] == [find_pii(t, scan_all=True) for t in texts]

@@ -43,7 +43,8 @@ def dataset_card(config: Any, stats: dict, source: dict) -> str:
         "",
         "## Source",
         "",
-        _table(["field", "value"], [[k, source[k]] for k in ("name", "kind", "language", "licence", "description")]),
+        _table(["field", "value"], [[k, source[k]] for k in ("name", "kind", "language", "licence", "description")]
+               + [["file", f"{f['url']} (sha256 {f['sha256'] or 'pinned on first use'})"] for f in source.get("files", [])]),
         "",
         "## Funnel",
         "",

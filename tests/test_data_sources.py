@@ -117,6 +117,7 @@ def test_cleaning_nfc_controls_and_whitespace():
     cleaned = clean_text(f"  def f():\r\n\t{decomposed}\x07\u200b  \n\n\n\nend\u3000word \n")
     assert cleaned.text == "  def f():\n\t한국어\n\nend word" and cleaned.removed_chars == 2
     assert clean_text("\x00\n \n").text == ""
+    assert clean_text("줄\u2028다음\u2029문단").text == "줄\n다음\n\n문단"
 
 
 def test_cli_lists_sources_as_json(cli):

@@ -46,7 +46,9 @@ def kenlm_agreement(train_lines: list[str], test_lines: list[str]) -> float | No
     sample = [" ".join(split_words(line)) for line in test_lines[:300]]  # KenLM splits on spaces only
     with tempfile.TemporaryDirectory() as tmp:
         write_arpa(model.lm, Path(tmp) / "m.arpa")
-        reference = kenlm.Model(str(Path(tmp) / "m.arpa"))
+        quiet = kenlm.Config()
+        quiet.show_progress = False
+        reference = kenlm.Model(str(Path(tmp) / "m.arpa"), quiet)
         theirs = np.array([reference.score(line, bos=True, eos=True) for line in sample])
     ours = sentence_scores(model, sample)
     return float(np.abs(ours - theirs).max())

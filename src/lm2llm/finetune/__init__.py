@@ -1,0 +1,1 @@
+"""Fine-tuning: instruction data, the synthetic task suite, and supervised fine-tuning."""

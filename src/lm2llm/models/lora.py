@@ -1,0 +1,271 @@
+"""LoRA (low-rank adaptation), from scratch: fine-tune a few small matrices instead of the whole model.
+
+A frozen linear layer `W` gets a trainable update `ΔW = B·A·(alpha/r)` with `A: r×in` and `B: out×r`,
+so a layer of `in·out` weights trains only `r·(in+out)`. `A` starts Kaiming-uniform and `B` at zero,
+so the wrapped model computes exactly what the base did until training moves `B`. After training the
+update can be merged into `W` (no extra cost at inference) or kept apart as a small adapter file.
+
+The layout follows PEFT, which practitioners use: each wrapped layer keeps the original as `base_layer`
+next to `lora_A`/`lora_B`, and adapters are saved as `adapter_model.safetensors` + `adapter_config.json`
+with PEFT's key names, so an adapter trained here loads in PEFT and one trained in PEFT loads here.
+Limitations: one adapter per model, no bias training, no DoRA/rsLoRA/per-layer ranks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from lm2llm.errors import UserError
+from lm2llm.runs import atomic_save, atomic_write_json, read_json
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+KEY_PREFIX = "base_model.model."  # PEFT's prefix for the wrapped model's parameter names
+
+
+@dataclass
+class LoraConfig:
+    """rank `r`, `alpha` (the update is scaled by alpha/r), input `dropout`, and which layers to wrap.
+
+    `targets`: None wraps every linear layer except the output head; a string is a regular expression
+    that must match a layer's full name; a list holds names or glob patterns, each matching a full name
+    or its last dotted components (`"q_proj"` matches `blocks.0.attn.q_proj`), as PEFT's lists do.
+    """
+
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: str | list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.r, int) or self.r < 1:
+            raise UserError(f"LoRA rank must be a positive integer, got {self.r!r}", where="r")
+        if self.alpha <= 0:
+            raise UserError(f"LoRA alpha must be positive, got {self.alpha!r}", where="alpha")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}", where="dropout")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.r
+
+
+def _is_conv1d(module: nn.Module) -> bool:
+    """transformers' GPT-2 `Conv1D`: a linear layer whose weight is stored (in, out) instead of (out, in)."""
+    return type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None \
+        and module.weight.dim() == 2
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or _is_conv1d(module)
+
+
+def _in_out(module: nn.Module) -> tuple[int, int]:
+    """(in_features, out_features) of an nn.Linear or a Conv1D."""
+    rows, cols = module.weight.shape
+    return (rows, cols) if _is_conv1d(module) else (cols, rows)
+
+
+class LoraLinear(nn.Module):
+    """`base_layer(x) + B(A(dropout(x))) · alpha/r`, with the base layer frozen."""
+
+    def __init__(self, base_layer: nn.Module, r: int, alpha: float, dropout: float = 0.0):
+        super().__init__()
+        self.base_layer = base_layer
+        self.fan_in_fan_out = _is_conv1d(base_layer)  # Conv1D stores W transposed
+        weight = base_layer.weight
+        in_features, out_features = _in_out(base_layer)
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_A = nn.Linear(in_features, r, bias=False, device=weight.device, dtype=weight.dtype)
+        self.lora_B = nn.Linear(r, out_features, bias=False, device=weight.device, dtype=weight.dtype)
+        self.merged = False
+        self.reset_lora_parameters()
+
+    def reset_lora_parameters(self) -> None:
+        """A as nn.Linear's own default (Kaiming-uniform, a=√5), B = 0: the update starts at exactly zero."""
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW = B·A·scaling, in the base weight's layout."""
+        delta = self.lora_B.weight @ self.lora_A.weight
+        return (delta.T if self.fan_in_fan_out else delta) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.base_layer.weight += self.delta_weight()
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.base_layer.weight -= self.delta_weight()
+            self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base_layer(x)
+        if self.merged:
+            return out
+        return out + self.lora_B(self.lora_A(self.dropout(x))) * self.scaling
+
+    def extra_repr(self) -> str:
+        return f"r={self.r}, alpha={self.alpha}, merged={self.merged}"
+
+
+def _output_head(model: nn.Module) -> nn.Module | None:
+    """The layer that maps hidden states to vocabulary logits: LoRA leaves it alone by default."""
+    get_output_embeddings = getattr(model, "get_output_embeddings", None)
+    if callable(get_output_embeddings):
+        return get_output_embeddings()
+    return getattr(model, "lm_head", None)
+
+
+def _matches(name: str, targets: str | Sequence[str]) -> bool:
+    if isinstance(targets, str):
+        return re.fullmatch(targets, name) is not None
+    return any(fnmatchcase(name, pattern) or fnmatchcase(name, f"*.{pattern}") for pattern in targets)
+
+
+def select_targets(model: nn.Module, targets: str | Sequence[str] | None = None) -> list[str]:
+    """Names of the linear layers LoRA would wrap (only linear layers are candidates)."""
+    head = _output_head(model)
+    names = []
+    for name, module in model.named_modules():
+        if not _is_linear(module) or isinstance(module, LoraLinear):
+            continue
+        if targets is None and module is not head or targets is not None and _matches(name, targets):
+            names.append(name)
+    return names
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoraLinear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
+
+
+def add_lora(model: nn.Module, config: LoraConfig) -> list[str]:
+    """Wrap the selected layers in place, freeze everything else; returns the wrapped layers' names."""
+    if lora_layers(model):
+        raise UserError("this model already has LoRA adapters", hint="merge_and_unload() it first")
+    names = select_targets(model, config.targets)
+    if not names:
+        raise UserError(f"no linear layer matches LoRA targets {config.targets!r}",
+                        hint=f"linear layers: {', '.join(select_targets(model, '.*')[:8])}, ...")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        setattr(parent, child, LoraLinear(getattr(parent, child), config.r, config.alpha, config.dropout))
+    return names
+
+
+def merge_lora(model: nn.Module) -> None:
+    for layer in lora_layers(model).values():
+        layer.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    for layer in lora_layers(model).values():
+        layer.unmerge()
+
+
+def merge_and_unload(model: nn.Module) -> nn.Module:
+    """Fold every update into its base weight and put the plain layers back: a normal model again."""
+    for name, layer in lora_layers(model).items():
+        layer.merge()
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, layer.base_layer)
+    return model
+
+
+def trainable_share(model: nn.Module) -> tuple[int, int]:
+    """(trainable parameters, all parameters), counting each shared tensor once."""
+    params = {id(p): p for p in model.parameters()}.values()
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def lora_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights under PEFT's names: `base_model.model.<layer>.lora_A.weight`."""
+    return {
+        f"{KEY_PREFIX}{name}.{part}.weight": getattr(layer, part).weight.detach().contiguous()
+        for name, layer in lora_layers(model).items()
+        for part in ("lora_A", "lora_B")
+    }
+
+
+def save_adapter(model: nn.Module, directory: str | Path) -> Path:
+    """Write the adapter (weights, then the config that marks it complete) into `directory`, atomically."""
+    layers = lora_layers(model)
+    if not layers:
+        raise UserError("the model has no LoRA adapters to save")
+    first = next(iter(layers.values()))
+    dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
+    directory = Path(directory)
+    weights = lora_state_dict(model)
+    atomic_save(directory / ADAPTER_WEIGHTS, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
+    atomic_write_json(directory / ADAPTER_CONFIG, {
+        "peft_type": "LORA",
+        "r": first.r,
+        "lora_alpha": first.alpha,
+        "lora_dropout": dropout,
+        "target_modules": list(layers),
+        "fan_in_fan_out": any(layer.fan_in_fan_out for layer in layers.values()),
+        "bias": "none",
+        "init_lora_weights": True,
+        "inference_mode": True,
+    })
+    return directory
+
+
+def load_adapter(model: nn.Module, directory: str | Path) -> list[str]:
+    """Wrap `model` as the saved adapter says and load its weights; works for adapters saved by PEFT too."""
+    directory = Path(directory)
+    config_path = directory / ADAPTER_CONFIG
+    saved = read_json(config_path)
+    if saved.get("peft_type", "LORA") != "LORA":
+        raise UserError(f"not a LoRA adapter (peft_type {saved.get('peft_type')!r})", where=str(config_path))
+    for unsupported in ("use_dora", "use_rslora", "rank_pattern", "alpha_pattern"):
+        if saved.get(unsupported):
+            raise UserError(f"'{unsupported}' adapters are not supported", where=str(config_path))
+    try:
+        config = LoraConfig(r=int(saved["r"]), alpha=float(saved["lora_alpha"]),
+                            dropout=float(saved.get("lora_dropout", 0.0)), targets=saved["target_modules"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"bad adapter config: {exc!r}", where=str(config_path)) from exc
+    weights_path = directory / ADAPTER_WEIGHTS
+    if not weights_path.is_file():
+        raise UserError("adapter weights not found", where=str(weights_path))
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise UserError(f"unreadable safetensors file: {exc}", where=str(weights_path)) from exc
+    expected = {}  # checked before wrapping, so a mismatched adapter leaves the model untouched
+    for name in select_targets(model, config.targets):
+        in_features, out_features = _in_out(model.get_submodule(name))
+        expected[f"{KEY_PREFIX}{name}.lora_A.weight"] = (config.r, in_features)
+        expected[f"{KEY_PREFIX}{name}.lora_B.weight"] = (out_features, config.r)
+    missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
+    if missing or unexpected:
+        raise UserError(f"adapter does not fit this model: missing {missing[:3]}, unexpected {unexpected[:3]}",
+                        where=str(weights_path), hint="was it trained on a different base model?")
+    for key, shape in expected.items():
+        if tuple(tensors[key].shape) != shape:
+            raise UserError(f"{key}: shape {tuple(tensors[key].shape)}, the model needs {shape}",
+                            where=str(weights_path))
+    names = add_lora(model, config)
+    with torch.no_grad():
+        for name, layer in lora_layers(model).items():
+            for part in ("lora_A", "lora_B"):
+                getattr(layer, part).weight.copy_(tensors[f"{KEY_PREFIX}{name}.{part}.weight"])
+    return names

@@ -38,14 +38,34 @@ class FunctionBatches:
         return {}
 
 
-def train_briefly(model: nn.Module, next_batch: BatchFn, steps: int, lr: float = 3e-3,
-                  weight_decay: float = 0.0) -> list[float]:
-    """Train `model` for `steps` batches of `next_batch()`; returns every step's mean loss."""
+def brief_trainer(model: nn.Module, next_batch: BatchFn, steps: int, lr: float = 3e-3,
+                  weight_decay: float = 0.0) -> Trainer:
+    """A Trainer for `steps` batches of `next_batch()` (fp32, CPU, no run directory); call `train_step()`."""
     data = FunctionBatches(next_batch)
     cfg = TrainConfig(batch_size=data.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
                       warmup_steps=max(1, steps // 20), weight_decay=weight_decay, dtype="float32", device="cpu",
                       progress=False)
-    trainer = Trainer(model, CausalLM(), data, cfg)
+    return Trainer(model, CausalLM(), data, cfg)
+
+
+def train_briefly(model: nn.Module, next_batch: BatchFn, steps: int, lr: float = 3e-3,
+                  weight_decay: float = 0.0) -> list[float]:
+    """Train `model` for `steps` batches of `next_batch()`; returns every step's mean loss."""
+    trainer = brief_trainer(model, next_batch, steps, lr, weight_decay)
     losses = [trainer.train_step().item() for _ in range(steps)]
     model.eval()
     return losses
+
+
+def steps_until(model: nn.Module, next_batch: BatchFn, learned: Callable[[], bool], max_steps: int,
+                check_every: int, lr: float = 3e-3) -> int | None:
+    """Train until `learned()` holds (checked every `check_every` steps); the step it first held, or None."""
+    trainer = brief_trainer(model, next_batch, max_steps, lr)
+    for step in range(1, max_steps + 1):
+        trainer.train_step()
+        if step % check_every == 0 or step == max_steps:
+            model.eval()
+            if learned():
+                return step
+    model.eval()
+    return None

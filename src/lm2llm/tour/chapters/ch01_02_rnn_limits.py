@@ -173,6 +173,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     speed = {"Transformer": training_tokens_per_second(tf_model, ids, steps),
              "LSTM": training_tokens_per_second(lstm_model, ids, steps)}
     speed_ratio = speed["Transformer"] / speed["LSTM"]
+    threads = torch.get_num_threads()
     ctx.progress(2, 4)
 
     # (c)
@@ -217,9 +218,11 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Sequential processing limits parallelism: a Transformer trains faster than an RNN of the same size.",
                 "순차 처리는 병렬화를 제한한다: 같은 크기라면 Transformer가 RNN보다 빨리 학습한다."),
               T(f"training tokens/s at {tf_model.num_params():,} vs {lstm_model.num_params():,} parameters: "
-                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}×)",
+                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}×) "
+                f"on {threads} CPU thread(s)",
                 f"매개변수 {tf_model.num_params():,}개 대 {lstm_model.num_params():,}개의 학습 토큰/초: "
-                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}배)"),
+                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}배), "
+                f"CPU 스레드 {threads}개"),
               speed_ratio > 1.0),
         Claim(T("An n-gram model sees only a fixed window: it cannot recall a token beyond it.",
                 "n-gram 모델은 고정된 길이의 문맥만 본다: 그 밖의 토큰은 기억하지 못한다."),
@@ -253,7 +256,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"Transformer는 같은 크기의 LSTM보다 {speed_ratio:.1f}배 빨리 학습하고, {d_max}토큰 앞의 키를 "
         f"{accuracy['Transformer'][d_max]:.0%} 정확도로 기억한다(LSTM {accuracy['LSTM'][d_max]:.0%}, trigram {accuracy['trigram'][d_max]:.0%}).",
     )
-    metrics = {"gradient_ratio_far_over_near": relative, "train_tokens_per_s": speed, "speed_ratio": speed_ratio,
+    metrics = {"gradient_ratio_far_over_near": relative, "train_tokens_per_s": speed, "speed_ratio": speed_ratio, "threads": threads,
                "recall_accuracy": {k: {str(d): v for d, v in acc.items()} for k, acc in accuracy.items()},
                "steps_to_90pct_recall": learned_at,
                "seq_len": seq_len, "recall_steps": recall_steps}

@@ -264,7 +264,6 @@ class Trainer:
                     self._log({"step": self.step, "loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"],
                                "tokens_per_s": round(tok_s, 1), "mfu": round(mfu, 5),
                                "ms_per_step": round(1000 * dt, 2)})
-                progress.update(self.step, loss_value, tok_s, mfu)
                 elapsed = time.perf_counter() - start
                 out_of_time = cfg.max_seconds > 0 and self._any(elapsed >= cfg.max_seconds)
                 if self.step % cfg.eval_every == 0 or self.step == end or out_of_time:
@@ -272,6 +271,7 @@ class Trainer:
                     result.evals.append(metrics)
                     self._log(metrics)
                     progress.note(metrics)
+                progress.update(self.step, loss_value, tok_s, mfu)
                 if self.step % checkpoint_every == 0 or self.step == end or out_of_time:
                     self.save_checkpoint()
                 if out_of_time:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lm2llm.align.evaluate import generate_answers, prompt_ids
 from lm2llm.align.objectives import (
     DPOObjective,
     RewardObjective,
@@ -34,12 +35,11 @@ from lm2llm.align.objectives import (
     reference_logprobs,
 )
 from lm2llm.align.pairs import PreferenceBatches, encode_pairs
-from lm2llm.align.ppo import PPOConfig, PPOTrainer, pad_prompts_and_responses
+from lm2llm.align.ppo import PPOConfig, PPOTrainer
 from lm2llm.align.preference import Message, PreferencePair, read_preferences, split_held_out
 from lm2llm.align.reward_model import RewardModel, load_reward_model, save_reward_model
 from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.errors import UserError
-from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
 from lm2llm.runs import RunDir
@@ -108,11 +108,6 @@ def load_sft_run(path: str | Path) -> tuple[nn.Module, Any]:
     return model, tokenizer
 
 
-def prompt_ids(tokenizer, messages: list[Message]) -> list[int]:
-    """A prompt rendered for generation: the conversation followed by the assistant role token."""
-    return tokenizer.render_chat(messages, add_generation_prompt=True)[0]
-
-
 def unique_prompts(pairs: list[PreferencePair]) -> list[list[Message]]:
     seen, prompts = set(), []
     for pair in pairs:
@@ -121,18 +116,6 @@ def unique_prompts(pairs: list[PreferencePair]) -> list[list[Message]]:
             seen.add(key)
             prompts.append(pair.messages())
     return prompts
-
-
-@torch.no_grad()
-def sample_answers(model: nn.Module, tokenizer, prompts: list[list[int]], sampling: SamplingConfig
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample one answer per prompt and return prompt+answer ids and attention masks (answers closed by
-    end-of-turn when the model emitted it)."""
-    model.eval()
-    completions = generate_ids(model, prompts, sampling, end_ids=[tokenizer.end_of_turn_id])
-    answers = [c.token_ids + ([tokenizer.end_of_turn_id] if c.finish_reason == "stop" else []) for c in completions]
-    ids, attention, _ = pad_prompts_and_responses(prompts, answers, tokenizer.pad_id)
-    return ids, attention
 
 
 def _trainer_config(steps: int, lr: float, batch_size: int, seed: int):
@@ -186,11 +169,11 @@ def train_reward(cfg: RewardStageConfig) -> tuple[dict[str, float], RunDir]:
         after = evaluate_reward_model(model, data.eval_set(), cfg.margin)
         # normalise on answers the SFT model itself gives to held-out prompts: the distribution PPO starts from
         prompts = [prompt_ids(tokenizer, m) for m in unique_prompts(held_pairs)][:cfg.reference_samples]
-        ids, attention = sample_answers(load_model(cfg.sft), tokenizer, prompts,
-                                        SamplingConfig(max_new_tokens=context // 2, seed=cfg.seed))
+        answers = generate_answers(load_model(cfg.sft), tokenizer, prompts,
+                                   SamplingConfig(max_new_tokens=context // 2, seed=cfg.seed))
         with torch.no_grad():
             model.eval()
-            raw = model.score(ids, attention)
+            raw = model.score(answers.ids, answers.attention)
             model.normalise(raw)
         metrics = {"held_out_accuracy_before": before["accuracy"], "held_out_accuracy": after["accuracy"],
                    "held_out_loss": after["loss"], "held_out_margin": after["margin"],

@@ -37,7 +37,8 @@ def sft_run(tmp_path_factory):
 
 
 def test_reward_dpo_ppo_commands(cli, sft_run, tmp_path):
-    reward = cli("reward", "--sft", sft_run, "--out", tmp_path / "rm", "--steps", 4, "--lr", "1e-3", "--json")
+    reward = cli("reward", "--sft", sft_run, "--out", tmp_path / "rm", "--steps", 4, "--lr", "1e-3",
+                 "--tasks", "addition,korean_to_digits", "--json")
     assert reward.code == 0, reward.err
     metrics = json.loads(reward.out)
     assert metrics["held_out_pairs"] > 0 and 0 <= metrics["held_out_accuracy"] <= 1
@@ -49,6 +50,8 @@ def test_reward_dpo_ppo_commands(cli, sft_run, tmp_path):
     assert dpo.code == 0, dpo.err
     assert "held_out_rewards_accuracy" in json.loads(dpo.out)
     load_model(tmp_path / "dpo")
+    generated = cli("generate", tmp_path / "dpo", "--prompt", "안녕", "-n", 3, "--seed", 1)
+    assert generated.code == 0, generated.err  # an aligned run is an ordinary policy run
 
     ppo = cli("ppo", "--sft", sft_run, "--reward", tmp_path / "rm", "--out", tmp_path / "ppo", "--steps", 2,
               "--batch-size", 4, "--minibatch-size", 2, "--max-new-tokens", 6, "--kl-target", "0.5", "--json")

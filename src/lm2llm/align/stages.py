@@ -55,12 +55,13 @@ class PreferenceData:
     held_out: float = 0.1
     synthetic_train: int = 60
     synthetic_held_out: int = 10
+    tasks: list[str] | None = None  # synthetic: which tasks of the suite (default: all)
     seed: int = 0
 
     def load(self) -> tuple[list[PreferencePair], list[PreferencePair]]:
         if self.data:
             return split_held_out(read_preferences(self.data), self.held_out, seed=self.seed)
-        return make_preference_suite(self.synthetic_train, self.synthetic_held_out, seed=self.seed)
+        return make_preference_suite(self.synthetic_train, self.synthetic_held_out, seed=self.seed, tasks=self.tasks)
 
 
 @dataclass

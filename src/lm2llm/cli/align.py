@@ -13,17 +13,18 @@ OUT = typer.Option(..., "--out", help="The new run directory (must not exist).")
 DATA = typer.Option("", "--data", help="Preference file (.jsonl {prompt, chosen, rejected} or an Alpaca .json "
                                        "array); default: synthetic pairs over the task suite.")
 HELD_OUT = typer.Option(0.1, "--held-out", help="Share of a preference file held out for evaluation.")
+TASKS = typer.Option("", "--tasks", help="Synthetic pairs: comma-separated tasks of the suite (default: all).")
 SEED = typer.Option(0, "--seed")
 
 
-def _pairs(data: str, held_out: float, seed: int):
+def _pairs(data: str, held_out: float, seed: int, tasks: str):
     from lm2llm.align.stages import PreferenceData
 
-    return PreferenceData(data=data, held_out=held_out, seed=seed)
+    return PreferenceData(data=data, held_out=held_out, seed=seed, tasks=tasks.split(",") if tasks else None)
 
 
 def reward(
-    sft: Path = SFT, out: Path = OUT, data: str = DATA, held_out: float = HELD_OUT,
+    sft: Path = SFT, out: Path = OUT, data: str = DATA, held_out: float = HELD_OUT, tasks: str = TASKS,
     steps: int = typer.Option(200, "--steps"), lr: float = typer.Option(1e-4, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"),
     margin: float = typer.Option(0.0, "--margin", help="Bradley–Terry margin: −log σ(r_c − r_r − margin)."),
@@ -32,13 +33,13 @@ def reward(
     """Train a reward model (scalar head on the SFT transformer) on preference pairs."""
     from lm2llm.align.stages import RewardStageConfig, train_reward
 
-    metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed), steps, lr,
-                                                  batch_size, margin, seed=seed))
+    metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps,
+                                                  lr, batch_size, margin, seed=seed))
     _report(f"reward model → {run.path}", metrics, as_json)
 
 
 def dpo(
-    sft: Path = SFT, out: Path = OUT, data: str = DATA, held_out: float = HELD_OUT,
+    sft: Path = SFT, out: Path = OUT, data: str = DATA, held_out: float = HELD_OUT, tasks: str = TASKS,
     steps: int = typer.Option(200, "--steps"), lr: float = typer.Option(1e-5, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"), beta: float = typer.Option(0.1, "--beta"),
     loss: str = typer.Option("sigmoid", "--loss", help="sigmoid (DPO) or ipo."),
@@ -50,7 +51,7 @@ def dpo(
 
     if loss not in ("sigmoid", "ipo"):
         raise UserError(f"unknown loss {loss!r}", where="--loss", hint="sigmoid or ipo")
-    metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed), steps, lr,
+    metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps, lr,
                                             batch_size, beta, loss, seed))
     _report(f"DPO policy → {run.path}", metrics, as_json)
 
@@ -59,6 +60,7 @@ def ppo(
     sft: Path = SFT, reward_run: Path = typer.Option(..., "--reward", help="The reward-model run directory."),
     out: Path = OUT, data: str = typer.Option("", "--data", help="Prompts come from this preference file's "
                                                                    "training split; default: the task suite."),
+    tasks: str = TASKS,
     steps: int = typer.Option(20, "--steps"), batch_size: int = typer.Option(16, "--batch-size"),
     minibatch_size: int = typer.Option(8, "--minibatch-size"), epochs: int = typer.Option(4, "--ppo-epochs"),
     lr: float = typer.Option(1e-5, "--lr"), temperature: float = typer.Option(1.0, "--temperature"),
@@ -75,7 +77,8 @@ def ppo(
     config = PPOConfig(batch_size=batch_size, minibatch_size=minibatch_size, ppo_epochs=epochs, lr=lr,
                        temperature=temperature, max_new_tokens=max_new_tokens, kl_coef=kl_coef,
                        kl_target=kl_target or None, kl_estimator=kl_estimator, seed=seed)
-    history, run = run_ppo(PPOStageConfig(str(sft), str(reward_run), str(out), _pairs(data, 0.1, seed), steps, config))
+    history, run = run_ppo(PPOStageConfig(str(sft), str(reward_run), str(out), _pairs(data, 0.1, seed, tasks), steps,
+                                        config))
     first, last = history[0], history[-1]
     summary = {"steps": len(history), "score_first": first["score"], "score_last": last["score"],
                "kl_last": last["kl"], "kl_coef_last": last["kl_coef"], "response_length_last": last["response_length"],

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import tomllib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lm2llm.errors import UserError
 

@@ -129,8 +129,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.flops_per_token = flops_per_token(self.model, data.block_size)
-        with torch.random.fork_rng(devices=[]):  # measuring the peak draws random matrices: keep seeded runs exact
-            peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
+        peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
         self.peak_flops = peak * 1e9 * (self.world.size if self.device.type == "cuda" else 1)
         forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         if self.world.distributed:

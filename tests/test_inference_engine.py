@@ -9,7 +9,7 @@ import torch
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch, generate_ids
 from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.inference.text import IncrementalDetokenizer, TextGenerator
+from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model
 from lm2llm.tokenizer import CharTokenizer
 
@@ -85,20 +85,6 @@ def test_context_length_limits_prompt_and_generation():
     assert (len(done.token_ids), done.finish_reason) == (4, "length")
     with pytest.raises(UserError, match="empty prompt"):
         DecodeBatch(model, [[1], []], SamplingConfig())
-
-
-def byte_decode(ids: list[int]) -> str:
-    """A byte-level vocabulary (one token per byte): the worst case for splitting a Hangul syllable."""
-    return bytes(ids).decode("utf-8", errors="replace")
-
-
-def test_incremental_detokenizer_never_breaks_a_korean_character():
-    text = "한국어 스트리밍: 글자가 깨지지 않아요 ✓"
-    detokenizer = IncrementalDetokenizer(byte_decode)
-    pieces = [detokenizer.push(b) for b in text.encode("utf-8")] + [detokenizer.flush()]
-    assert "".join(pieces) == text
-    assert all("\ufffd" not in piece for piece in pieces)
-    assert sum(1 for piece in pieces if piece) > 10  # it does stream
 
 
 @pytest.fixture

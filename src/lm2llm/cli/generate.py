@@ -59,6 +59,8 @@ def register(app: typer.Typer) -> None:
             if len(prompt) > 1 and not json_out:
                 raise UserError("--stream prints one prompt's text; give one --prompt", where="--stream",
                                 hint="or add --json for one JSON line per piece, tagged with its prompt index")
+            if not json_out:
+                typer.echo(prompt[0], nl=False)
             for chunk in generator.stream(prompt, config):
                 if json_out:
                     typer.echo(json.dumps(asdict(chunk), ensure_ascii=False))

@@ -118,3 +118,10 @@ def test_stop_string_cuts_the_text_and_is_never_streamed(korean_generator):
     text = "".join(c.text for c in chunks)
     assert text == free[:free.index(stop)]
     assert chunks[-1].finish_reason == "stop"
+
+
+def test_nothing_to_generate_still_reports_each_row(korean_generator):
+    chunks = list(korean_generator.stream(["안녕", "오늘"], SamplingConfig(max_new_tokens=0)))
+    assert [(c.index, c.text, c.finish_reason) for c in chunks] == [(0, "", "length"), (1, "", "length")]
+    full = korean_generator.generate(["안" * 64], SamplingConfig(max_new_tokens=5))[0]  # the context is full
+    assert (full.token_ids, full.finish_reason) == ([], "length")

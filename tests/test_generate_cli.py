@@ -60,6 +60,7 @@ def test_a_batch_of_prompts_with_logprobs(cli, char_run):
     (("--temperature", "-1"), "temperature"),
     (("--top-p", "0"), "top_p"),
     (("-p", "둘째", "--stream"), "--stream"),
+    (("--device", "gpu"), "--device"),
 ])
 def test_bad_flags_are_one_line_errors(cli, char_run, args, message):
     result = cli("generate", char_run, "-p", "안녕", *args)

@@ -15,8 +15,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
@@ -68,15 +70,21 @@ class TextGenerator:
         self.end_ids = tuple(end_ids)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> TextGenerator:
+    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> TextGenerator:
         """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
-        files); plain completion ends at the tokenizer's end-of-text token when it has one."""
+        files), the model on `device` ("auto": a GPU when there is one); plain completion ends at the
+        tokenizer's end-of-text token when it has one."""
         run_dir = Path(run_dir)
+        device = env.best_device() if device == "auto" else device
+        if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+            raise UserError(f"unknown device {device!r}", where="--device", hint="cpu, cuda, cuda:N, mps or auto")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("device 'cuda' requested but no CUDA GPU is visible", where="--device")
         if not (run_dir / "model_config.json").is_file():
             raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
                             hint="give the folder a training run wrote")
         tokenizer = load_tokenizer(run_dir)
-        model = load_model(run_dir)
+        model = load_model(run_dir, device=device)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))

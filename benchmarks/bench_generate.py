@@ -46,9 +46,11 @@ def ours_generate(model, prompts: torch.Tensor, new_tokens: int) -> list[list[in
 
 def hf_generate(hf, prompts: torch.Tensor, new_tokens: int, greedy: bool = False) -> torch.Tensor:
     sampling = dict(do_sample=False) if greedy else dict(do_sample=True, **SAMPLING)
-    with torch.inference_mode():
-        return hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
-                           min_new_tokens=new_tokens, pad_token_id=0, **sampling)
+    with torch.inference_mode():  # the exported config has no end token, so every row runs to new_tokens
+        out = hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new_tokens,
+                          pad_token_id=0, **sampling)
+    assert out.size(1) == prompts.size(1) + new_tokens
+    return out
 
 
 def ours_prefill(model, prompts: torch.Tensor) -> None:
@@ -94,7 +96,7 @@ def main() -> None:
             peers.update({f"hf_{key}_{k}": v for k, v in theirs.items()})
             for k in ("prefill_tokens_per_s", "decode_tokens_per_s"):
                 ratios[f"{key}_{k}_ours_over_hf"] = ours[k] / theirs[k]
-    curve = latency_curve(build_model("gpt", "gpt-small", vocab_size=VOCAB).eval(), CONTEXTS, repeats=REPEATS)
+    curve = latency_curve(build_model("gpt", "gpt-small", vocab_size=VOCAB).eval(), CONTEXTS, repeats=3 * REPEATS)
     figures["gpt-small_token_latency_by_context"] = curve
     ratios["cached_latency_longest_over_shortest_context"] = curve[-1]["cached_ms"] / curve[0]["cached_ms"]
     ratios["uncached_latency_longest_over_shortest_context"] = curve[-1]["uncached_ms"] / curve[0]["uncached_ms"]

@@ -128,7 +128,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     # the cache is timed on the gpt-small shape (the quick model is too small for the cache to matter, and
     # speed does not depend on the weights' values)
     timed = build_model("gpt", "gpt-small", vocab_size=generator.model.config.vocab_size).eval()
-    curve = latency_curve(timed, (4, 16, 32, 64, 96, 128), repeats=3 if ctx.quick else 7)
+    curve = latency_curve(timed, (4, 16, 32, 64, 96, 128), repeats=5 if ctx.quick else 15)
     ctx.progress(3, 4)
 
     s = scores

@@ -216,3 +216,24 @@ def test_generate_from_stops_at_a_stop_string_max_tokens_or_end_id():
 def test_stop_strings_without_a_decoder_are_refused():
     with pytest.raises(UserError):
         generate_from(CycleModel(4), [0], SamplingConfig(stop=("x",)), vocab_size=4)
+
+
+@pytest.mark.parametrize("config", [
+    SamplingConfig(top_k=20, temperature=0.7, top_p=0.8),
+    SamplingConfig(top_k=5, min_p=0.2, repetition_penalty=1.3, frequency_penalty=0.5),
+    SamplingConfig(top_k=VOCAB, top_p=0.5),
+])
+def test_top_k_candidates_give_the_full_vocabulary_distribution(logits, history, config):
+    sampler = Sampler(config, BATCH, VOCAB)
+    sampler.observe_prompt(history)
+    probs, candidates = sampler.distribution(logits)
+    full = process_logits(logits, config, sampler.seen, sampler.counts).softmax(-1)
+    if candidates is not None:
+        probs = torch.zeros(BATCH, VOCAB).scatter(1, candidates, probs)
+    torch.testing.assert_close(probs, full, atol=1e-6, rtol=0)
+
+
+def test_a_tie_at_the_k_th_logit_keeps_every_tied_token():
+    logits = torch.tensor([[3.0, 1.0, 1.0, 1.0, 0.0]])
+    probs, candidates = Sampler(SamplingConfig(top_k=2), 1, 5).distribution(logits)
+    assert candidates is None and (probs[0, :4] > 0).all() and probs[0, 4] == 0

@@ -21,6 +21,20 @@ from typing import IO, Any
 DEFAULT_RUNS_DIR = Path("runs")
 
 
+def _umask_mode() -> int:
+    """The mode a normally created file gets (0o666 less the umask); mkstemp alone would give 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temp_sibling(target: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, _umask_mode())
+    os.close(fd)
+    return Path(name)
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -40,9 +54,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_sibling(target)
     try:
         with open(tmp, mode, **kwargs) as handle:
             yield handle
@@ -90,9 +102,7 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path
     """Atomically create `path` with a library writer that takes a filename (e.g. safetensors' save_file)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_sibling(target)
     try:
         writer(tmp)
         with open(tmp, "rb") as handle:

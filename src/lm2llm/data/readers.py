@@ -40,6 +40,7 @@ class ReadOptions:
     text_column: str = "text"  # CSV/TSV header name
     strict: bool = False  # invalid UTF-8 is an error instead of a counted replacement
     skip_bad_rows: bool = False  # malformed JSONL/CSV rows are counted and skipped instead of an error
+    trust_unverified: bool = False  # accept (and pin) a downloaded file that has no published sha256
     counts: Counter = field(default_factory=Counter)  # events: files, binary_files_skipped, ...
 
 

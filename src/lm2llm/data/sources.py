@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from lm2llm.data import embedded
 from lm2llm.data.clean import clean_text
+from lm2llm.data.download import RemoteFile, fetch
+from lm2llm.data.public import PUBLIC
 from lm2llm.data.readers import Document, ReadOptions, expand_paths, read_file
+from lm2llm.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Source:
     licence: str
     kind: str  # "embedded" (ships with Python or a dependency) or "download"
     read: Callable[[ReadOptions], Iterator[Document]]
+    files: tuple[RemoteFile, ...] = ()  # what a "download" source fetches
 
 
 EMBEDDED = [
@@ -35,12 +40,36 @@ EMBEDDED = [
 ]
 
 
+DOWNLOADS = [Source(p.name, p.description, p.language, p.licence, "download", p.read, p.files) for p in PUBLIC]
+
+
 def registry() -> dict[str, Source]:
-    return {source.name: source for source in EMBEDDED}
+    return {source.name: source for source in EMBEDDED + DOWNLOADS}
 
 
 def list_sources() -> list[Source]:
     return list(registry().values())
+
+
+def describe(source: str) -> dict:
+    """Name, kind, language, licence and description of a registered source or of local files."""
+    known = registry().get(source)
+    if known is None:
+        return {"name": source, "kind": "local", "language": "unknown", "description": "local files",
+                "licence": "unknown: check the licence of the files before sharing models trained on them"}
+    info = {k: getattr(known, k) for k in ("name", "kind", "language", "licence", "description")}
+    if known.files:
+        info["files"] = [{"url": f.url, "sha256": f.sha256} for f in known.files]
+    return info
+
+
+def download_source(name: str, trust_unverified: bool = False) -> list[Path]:
+    """Fetch the files of a downloadable source into the cache; returns their paths."""
+    source = registry().get(name)
+    if source is None or not source.files:
+        names = ", ".join(s.name for s in DOWNLOADS)
+        raise UserError(f"{name!r} is not a downloadable source", hint=f"downloadable: {names}")
+    return [fetch(name, f, trust_unverified=trust_unverified) for f in source.files]
 
 
 def iter_documents(source: str, options: ReadOptions | None = None) -> Iterator[Document]:

@@ -81,10 +81,9 @@ class DecodeBatch:
         return not any(self.live)
 
     def finish(self, row: int, reason: str) -> None:
-        """End a row early (the text layer calls this when it sees a stop string)."""
-        if self.live[row]:
-            self.live[row] = False
-            self.completions[row].finish_reason = reason
+        """End a row (the text layer calls this when it sees a stop string, even in the row's last token)."""
+        self.live[row] = False
+        self.completions[row].finish_reason = reason
 
     @torch.inference_mode()
     def step(self) -> list[RowStep]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 
+from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
-from lm2llm.tokenizer import Tokenizer
+from lm2llm.models import load_model
+from lm2llm.tokenizer import Tokenizer, load_tokenizer
 
 REPLACEMENT = "\ufffd"
 
@@ -63,6 +66,7 @@ class TextChunk:
     text: str
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
     finish_reason: str | None = None
 
 
@@ -97,6 +101,22 @@ class TextGenerator:
         self.tokenizer = tokenizer
         self.end_ids = tuple(end_ids)
 
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> TextGenerator:
+        """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
+        files); plain completion ends at the tokenizer's end-of-text token when it has one."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "model_config.json").is_file():
+            raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
+                            hint="give the folder a training run wrote")
+        tokenizer = load_tokenizer(run_dir)
+        model = load_model(run_dir)
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                            f"{model.config.vocab_size}", where=str(run_dir))
+        eos = getattr(tokenizer, "eos_id", None)
+        return cls(model, tokenizer, end_ids=() if eos is None else (eos,))
+
     def encode(self, prompt: str | Sequence[int]) -> list[int]:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
 
@@ -119,6 +139,7 @@ class TextGenerator:
                     batch.finish(step.row, "stop")
                 chunk = TextChunk(step.row, text, [] if step.token is None else [step.token],
                                   [] if step.logprob is None else [step.logprob],
+                                  [] if step.top_logprobs is None else [step.top_logprobs],
                                   batch.completions[step.row].finish_reason if (finished or stopped) else None)
                 if chunk.text or chunk.token_ids or chunk.finish_reason:
                     yield chunk
@@ -132,6 +153,7 @@ class TextGenerator:
             done = batch_completions[chunk.index]
             done.token_ids += chunk.token_ids
             done.logprobs += chunk.logprobs
+            done.top_logprobs += chunk.top_logprobs
             if chunk.finish_reason:
                 done.finish_reason = chunk.finish_reason
         for completion, text in zip(batch_completions, texts, strict=True):

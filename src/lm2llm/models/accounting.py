@@ -14,6 +14,7 @@ Chinchilla (Hoffmann et al. 2022): compute-optimal training uses about 20 tokens
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,6 @@ import torch
 from lm2llm.errors import UserError
 from lm2llm.models.factory import build_model
 from lm2llm.models.presets import BERT_PRESETS, CATALOG, PRESETS, CatalogEntry
-from lm2llm.models.rnn import RNNConfig
 
 CHINCHILLA_TOKENS_PER_PARAM = 20
 BYTES = {"fp32": 4, "bf16": 2}
@@ -109,6 +109,17 @@ def preset_names() -> list[str]:
     return [*PRESETS, *BERT_PRESETS]
 
 
+@functools.cache
+def _count(name: str) -> tuple[dict[str, int], dict[str, Any]]:
+    """Components and full config of a preset (cached: presets never change while the process runs)."""
+    preset = PRESETS.get(name) or BERT_PRESETS[name]
+    if preset.family == "bert":
+        return bert_components(**preset.config), dict(preset.config)
+    with torch.device("meta"):
+        model = build_model(preset.family, name)
+    return count_by_component(model), dataclasses.asdict(model.config)
+
+
 def param_report(name: str, tokens: float | None = None) -> ParamReport:
     """Count a preset on the meta device and derive compute and memory for training it on `tokens`."""
     preset = PRESETS.get(name) or BERT_PRESETS.get(name)
@@ -116,17 +127,13 @@ def param_report(name: str, tokens: float | None = None) -> ParamReport:
         unpublished = ", ".join(e.name for e in CATALOG)
         raise UserError(f"unknown preset {name!r}", where="PRESET",
                         hint=f"choose from {', '.join(preset_names())}; without a published architecture: {unpublished}")
-    if preset.family == "bert":
-        components, config = bert_components(**preset.config), dict(preset.config)
-        n_layer, n_ctx, d_attn = config["n_layer"], config["context_length"], config["d_model"]
+    components, config = _count(name)
+    components, config = dict(components), dict(config)
+    if preset.family in ("rnn", "lstm", "gru"):
+        n_layer = n_ctx = d_attn = 0
     else:
-        with torch.device("meta"):
-            model = build_model(preset.family, name)
-        components, config = count_by_component(model), dataclasses.asdict(model.config)
-        if isinstance(model.config, RNNConfig):
-            n_layer = n_ctx = d_attn = 0
-        else:
-            n_layer, n_ctx, d_attn = config["n_layer"], config["context_length"], config["n_head"] * config["head_dim"]
+        d_attn = config["d_model"] if preset.family == "bert" else config["n_head"] * config["head_dim"]
+        n_layer, n_ctx = config["n_layer"], config["context_length"]
     total = sum(components.values())
     non_embedding = total - components.get("token_embedding", 0) - components.get("position_embedding", 0)
     chinchilla = CHINCHILLA_TOKENS_PER_PARAM * total

@@ -142,6 +142,11 @@ class CatalogEntry:
 
 
 CATALOG: list[CatalogEntry] = [
+    CatalogEntry("GPT-3.5", "OpenAI", 2022, False,
+                 ["a series of GPT-3-family models trained on text and code; ChatGPT was fine-tuned from one of "
+                  "them with RLHF (OpenAI's ChatGPT announcement)",
+                  "sizes and architectures of the series are not published"],
+                 []),
     CatalogEntry("GPT-4", "OpenAI", 2023, False,
                  ["Transformer-based, pre-trained to predict the next token, then tuned with RLHF (technical report)",
                   "accepts image and text input, produces text",

@@ -1,0 +1,1 @@
+"""Alignment: preference data, reward model, PPO-based RLHF and DPO (guide §4)."""

@@ -1,0 +1,246 @@
+"""Chapter 1.2, the limits of recurrent models, measured three ways.
+
+(a) Vanishing gradients: how much of the last token's loss gradient reaches a token d positions back,
+    in an Elman RNN, an LSTM and a Transformer (all freshly initialised, same width).
+(b) Parallelism: training tokens/s (forward, backward and optimiser step) of an LSTM (PyTorch's fused
+    kernel) and a Transformer with the same parameter count on the same batches.
+(c) Long-range recall: the answer is a key token seen d positions earlier; accuracy against d for a
+    trigram count model, an LSTM and a Transformer trained with the same budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lm2llm.models import build_model
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table
+from lm2llm.tour.minitrain import train_briefly
+from lm2llm.tour.plots import plt
+
+VOCAB = 64
+
+
+# --- (a) gradient against distance -----------------------------------------------------------------
+
+def gradient_by_distance(model: torch.nn.Module, seq_len: int, batch: int = 8) -> np.ndarray:
+    """‖∂L_T/∂x_t‖ for t = T, T−1, ..., 1 (index = distance T−t), averaged over a batch.
+
+    x_t is token t's embedding as it enters the model (for an RNN it reaches the loss only through the
+    hidden states h_t, h_{t+1}, ..., so this is the gradient that flowed back through the recurrence).
+    """
+    captured: list[torch.Tensor] = []
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        captured.append(output)
+
+    handle = model.tok_emb.register_forward_hook(keep)
+    try:
+        ids = torch.randint(0, VOCAB, (batch, seq_len))
+        logits, _ = model(ids)
+        F.cross_entropy(logits[:, -1], torch.randint(0, VOCAB, (batch,))).backward()
+    finally:
+        handle.remove()
+    norms = captured[0].grad.norm(dim=-1).mean(dim=0)  # (T,)
+    return norms.flip(0).numpy()
+
+
+# --- (b) training throughput -----------------------------------------------------------------------
+
+def training_tokens_per_second(model: torch.nn.Module, ids: torch.Tensor, steps: int) -> float:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        _, loss = model(ids[:, :-1], ids[:, 1:])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: first-call allocations
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * ids[:, :-1].numel() / (time.perf_counter() - start)
+
+
+def lstm_matching(params: int, d_embed: int) -> torch.nn.Module:
+    """The single-layer LSTM (fused kernel) whose parameter count is closest to `params`."""
+    def count(hidden: int) -> int:
+        return VOCAB * d_embed + 4 * hidden * (d_embed + hidden + 2) + hidden * VOCAB + VOCAB
+
+    hidden = min(range(8, 2048), key=lambda h: abs(count(h) - params))
+    return build_model("lstm", vocab_size=VOCAB, d_embed=d_embed, d_hidden=hidden, use_torch=True)
+
+
+# --- (c) long-range recall -------------------------------------------------------------------------
+
+N_KEYS, N_FILLERS = 8, 48
+QUERY = VOCAB - 1  # keys are ids 0..7, fillers 8..55, the query marker the last id
+
+
+def recall_batch(distance: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[key, filler × (distance−1), QUERY] → the model must answer the key after QUERY."""
+    keys = torch.randint(0, N_KEYS, (batch, 1))
+    fillers = torch.randint(N_KEYS, N_KEYS + N_FILLERS, (batch, distance - 1))
+    ids = torch.cat([keys, fillers, torch.full((batch, 1), QUERY)], dim=1)
+    targets = torch.full_like(ids, -100)
+    targets[:, -1] = keys[:, 0]
+    return ids, targets
+
+
+def trigram_recall_accuracy(distances: list[int], train_batches: int, batch: int) -> dict[int, float]:
+    """A trigram count model: the answer is the most frequent token after the same two-token context."""
+    counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for _ in range(train_batches):
+        for d in distances:
+            ids, targets = recall_batch(d, batch)
+            for row, answer in zip(ids.tolist(), targets[:, -1].tolist(), strict=True):
+                counts[tuple(row[-2:])][answer] += 1
+    accuracy = {}
+    for d in distances:
+        ids, targets = recall_batch(d, 256)
+        hits = [counts[tuple(row[-2:])].most_common(1)[0][0] == answer if counts[tuple(row[-2:])] else False
+                for row, answer in zip(ids.tolist(), targets[:, -1].tolist(), strict=True)]
+        accuracy[d] = float(np.mean(hits))
+    return accuracy
+
+
+@torch.no_grad()
+def neural_recall_accuracy(model: torch.nn.Module, distances: list[int]) -> dict[int, float]:
+    accuracy = {}
+    for d in distances:
+        ids, targets = recall_batch(d, 256)
+        logits, _ = model(ids)
+        accuracy[d] = (logits[:, -1].argmax(-1) == targets[:, -1]).float().mean().item()
+    return accuracy
+
+
+def train_on_recall(model: torch.nn.Module, distances: list[int], steps: int, batch: int) -> None:
+    rng = np.random.default_rng(0)
+    train_briefly(model, lambda: recall_batch(int(rng.choice(distances)), batch), steps, lr=3e-3)
+
+
+# --- the chapter -----------------------------------------------------------------------------------
+
+def run(ctx: ChapterContext) -> ChapterResult:
+    torch.manual_seed(0)
+    quick = ctx.quick
+    seq_len = 64 if quick else 160
+    width = 64
+
+    # (a)
+    models = {
+        "RNN": build_model("rnn", vocab_size=VOCAB, d_embed=width, d_hidden=width),
+        "LSTM": build_model("lstm", vocab_size=VOCAB, d_embed=width, d_hidden=width),
+        "Transformer": build_model("gpt", vocab_size=VOCAB, d_model=width, n_head=4, n_layer=2, context_length=seq_len),
+    }
+    grads = {name: gradient_by_distance(m, seq_len) for name, m in models.items()}
+    far = seq_len - 1
+    relative = {name: float(g[far] / g[0]) for name, g in grads.items()}
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name, g in grads.items():
+        ax.semilogy(np.arange(seq_len), np.maximum(g / g[0], 1e-30), label=name)
+    ax.set_xlabel("distance T − t (tokens)")
+    ax.set_ylabel("‖∂L_T/∂x_t‖ / ‖∂L_T/∂x_T‖")
+    ax.legend()
+    fig_grad = ctx.save_figure(fig, "gradient_vs_distance",
+                               T("Gradient reaching a token d positions back (initialised models)",
+                                 "d칸 앞 토큰까지 도달하는 기울기 (초기화 직후 모델)"))
+    ctx.progress(1, 4)
+
+    # (b)
+    bench_len = 128 if quick else 256
+    tf_model = build_model("gpt", vocab_size=VOCAB, d_model=128, n_head=4, n_layer=2, context_length=bench_len)
+    lstm_model = lstm_matching(tf_model.num_params(), d_embed=128)
+    ids = torch.randint(0, VOCAB, (8, bench_len + 1))
+    steps = 2 if quick else 8
+    speed = {"Transformer": training_tokens_per_second(tf_model, ids, steps),
+             "LSTM": training_tokens_per_second(lstm_model, ids, steps)}
+    speed_ratio = speed["Transformer"] / speed["LSTM"]
+    ctx.progress(2, 4)
+
+    # (c)
+    distances = [1, 2, 8, 24] if quick else [1, 2, 4, 8, 16, 32, 64]
+    recall_steps = 120 if quick else 600
+    recall_batch_size = 32
+    accuracy = {"trigram": trigram_recall_accuracy(distances, recall_steps // len(distances), recall_batch_size)}
+    ctx_len = max(distances) + 1
+    recall_models = {
+        "LSTM": build_model("lstm", vocab_size=VOCAB, d_embed=32, d_hidden=64, use_torch=True),
+        "Transformer": build_model("gpt", vocab_size=VOCAB, d_model=64, n_head=4, n_layer=2, context_length=ctx_len),
+    }
+    for name, model in recall_models.items():
+        train_on_recall(model, distances, recall_steps, recall_batch_size)
+        accuracy[name] = neural_recall_accuracy(model, distances)
+        ctx.progress(3 + list(recall_models).index(name) / 2, 4)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for name, acc in accuracy.items():
+        ax.plot(distances, [acc[d] for d in distances], marker="o", label=name)
+    ax.axhline(1 / N_KEYS, color="grey", linestyle=":", label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("distance d between the key and the question")
+    ax.set_ylabel("recall accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    fig_recall = ctx.save_figure(fig, "recall_vs_distance",
+                                 T("Recalling a token seen d positions earlier", "d칸 앞에서 본 토큰 기억해 내기"))
+    ctx.progress(4, 4)
+
+    d_max = max(distances)
+    chance = 1 / N_KEYS
+    claims = [
+        Claim(T("Gradients vanish with distance in a recurrent network.",
+                "순환 신경망에서는 거리가 멀어질수록 기울기가 소실된다."),
+              T(f"gradient {far} tokens back / at the last token: RNN {relative['RNN']:.1e}, "
+                f"LSTM {relative['LSTM']:.1e}, Transformer {relative['Transformer']:.2f}",
+                f"{far}토큰 앞 기울기 / 마지막 토큰 기울기: RNN {relative['RNN']:.1e}, "
+                f"LSTM {relative['LSTM']:.1e}, Transformer {relative['Transformer']:.2f}"),
+              relative["RNN"] < 1e-3 and relative["Transformer"] > 100 * relative["RNN"]),
+        Claim(T("Sequential processing limits parallelism: a Transformer trains faster than an RNN of the same size.",
+                "순차 처리는 병렬화를 제한한다: 같은 크기라면 Transformer가 RNN보다 빨리 학습한다."),
+              T(f"training tokens/s at {tf_model.num_params():,} vs {lstm_model.num_params():,} parameters: "
+                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}×)",
+                f"매개변수 {tf_model.num_params():,}개 대 {lstm_model.num_params():,}개의 학습 토큰/초: "
+                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}배)"),
+              speed_ratio > 1.0),
+        Claim(T("An n-gram model sees only a fixed window: it cannot recall a token beyond it.",
+                "n-gram 모델은 고정된 길이의 문맥만 본다: 그 밖의 토큰은 기억하지 못한다."),
+              T(f"trigram accuracy: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
+                f"(chance {chance:.2f})",
+                f"trigram 정확도: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
+                f"(우연 {chance:.2f})"),
+              accuracy["trigram"][1] > 0.9 and accuracy["trigram"][d_max] < chance + 0.1),
+        Claim(T("Long-range dependencies are hard for recurrent models: with the same budget the LSTM recalls "
+                "distant tokens less well than the Transformer.",
+                "순환 모델은 장기 의존성 학습이 어렵다: 같은 학습량에서 LSTM은 먼 토큰을 Transformer보다 덜 기억한다."),
+              T(f"accuracy at d={d_max}: LSTM {accuracy['LSTM'][d_max]:.2f}, Transformer {accuracy['Transformer'][d_max]:.2f}",
+                f"d={d_max}에서 정확도: LSTM {accuracy['LSTM'][d_max]:.2f}, Transformer {accuracy['Transformer'][d_max]:.2f}"),
+              accuracy["LSTM"][d_max] < accuracy["Transformer"][d_max]),
+    ]
+    recall_table = Table(T("Recall accuracy by distance", "거리별 기억 정확도"), ["model", *[f"d={d}" for d in distances]],
+                         [[name, *[round(acc[d], 3) for d in distances]] for name, acc in accuracy.items()])
+    speed_table = Table(T("Training throughput, same data and parameter count", "같은 데이터·같은 매개변수 수의 학습 처리량"),
+                        ["model", "parameters", "tokens/s"],
+                        [["Transformer", tf_model.num_params(), round(speed["Transformer"])],
+                         ["LSTM (fused)", lstm_model.num_params(), round(speed["LSTM"])]])
+    summary = T(
+        f"Over {far} tokens the RNN keeps {relative['RNN']:.0e} of its gradient, the Transformer {relative['Transformer']:.2f}; "
+        f"the Transformer trains {speed_ratio:.1f}× faster than an LSTM of equal size and recalls a key {d_max} tokens back "
+        f"with {accuracy['Transformer'][d_max]:.0%} accuracy (LSTM {accuracy['LSTM'][d_max]:.0%}, trigram {accuracy['trigram'][d_max]:.0%}).",
+        f"{far}토큰을 거슬러 오르면 RNN의 기울기는 {relative['RNN']:.0e}배로, Transformer는 {relative['Transformer']:.2f}배로 줄어든다. "
+        f"Transformer는 같은 크기의 LSTM보다 {speed_ratio:.1f}배 빨리 학습하고, {d_max}토큰 앞의 키를 "
+        f"{accuracy['Transformer'][d_max]:.0%} 정확도로 기억한다(LSTM {accuracy['LSTM'][d_max]:.0%}, trigram {accuracy['trigram'][d_max]:.0%}).",
+    )
+    metrics = {"gradient_ratio_far_over_near": relative, "train_tokens_per_s": speed, "speed_ratio": speed_ratio,
+               "recall_accuracy": {k: {str(d): v for d, v in acc.items()} for k, acc in accuracy.items()},
+               "seq_len": seq_len, "recall_steps": recall_steps}
+    return ChapterResult(summary, claims=claims, tables=[speed_table, recall_table], figures=[fig_grad, fig_recall],
+                         metrics=metrics)
+
+
+CHAPTER = Chapter("1.2", T("The limits of RNNs, measured", "RNN의 한계, 직접 재 보기"), run)

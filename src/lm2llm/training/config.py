@@ -1,0 +1,182 @@
+"""The training configuration: one small dataclass, filled from defaults, a TOML/JSON file and `--set` flags.
+
+Every value is checked here, before any model is built, so a typo fails in a second with the key's name
+rather than after an hour of training. Model-shape overrides live under `model.` (`model.n_layer=4`) and
+are checked against the model's own config when it is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from lm2llm.errors import UserError
+
+SCHEDULES = ("cosine", "wsd", "constant")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class TrainConfig:
+    """What a training run needs besides the model; `batch_size` is the *global* batch in sequences."""
+
+    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama
+    preset: str | None = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str = ""  # a token-shard directory (train.bin, val.bin, meta.json)
+    tokenizer: str | None = None  # default: <data>/tokenizer
+    out: str = ""
+    objective: str = "causal_lm"
+    block_size: int = 0  # 0: the model's context length
+    batch_size: int = 12  # sequences per optimizer step, summed over processes and accumulation
+    micro_batch_size: int = 0  # sequences per forward pass; 0: batch_size / processes (no accumulation)
+    max_steps: int = 2000
+    max_seconds: float = 0.0  # stop early after this much training wall time; 0: no limit
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    decay_fraction: float = 0.2  # WSD: the last fraction of steps that decays to min_lr
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # 0: no clipping
+    dtype: str = "auto"  # auto: bf16 where the CPU/GPU supports it, else fp32
+    compile: bool = False
+    device: str = "auto"
+    threads: int = 0  # torch threads per process; 0: cores / local processes
+    seed: int = 1337
+    eval_every: int = 250
+    eval_batches: int = 20
+    log_every: int = 10
+    checkpoint_every: int = 0  # 0: at every evaluation
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def coerce_value(key: str, value: Any, tp: Any, where: str) -> Any:
+    """Check (and, for strings from the command line, convert) one value against its field type."""
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and type(None) in options):
+            return None
+        tp = next(t for t in options if t is not type(None))
+        origin = typing.get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"'{key}' must be a table of values, got {value!r}", where=where)
+        return dict(value)
+    if isinstance(value, str) and tp is not str:
+        text = value.strip()
+        try:
+            if tp is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return text.lower() in ("true", "1", "yes")
+            return tp(float(text)) if tp is int and float(text).is_integer() else tp(text)
+        except ValueError:
+            raise UserError(f"'{key}' must be {_type_name(tp)}, got {value!r}", where=where) from None
+    ok = (
+        isinstance(value, bool) if tp is bool
+        else isinstance(value, int) and not isinstance(value, bool) if tp is int
+        else isinstance(value, (int, float)) and not isinstance(value, bool) if tp is float
+        else isinstance(value, tp)
+    )
+    if not ok:
+        raise UserError(f"'{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}", where=where)
+    return float(value) if tp is float else value
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    def bad(key: str, why: str, hint: str | None = None) -> UserError:
+        return UserError(f"'{key}' {why}", where="config", hint=hint)
+
+    choices = {"schedule": SCHEDULES, "dtype": DTYPES, "device": DEVICES}
+    for key, allowed in choices.items():
+        if getattr(cfg, key) not in allowed:
+            raise bad(key, f"is {getattr(cfg, key)!r}", hint=f"choose from {', '.join(allowed)}")
+    for key in ("batch_size", "max_steps", "eval_batches", "log_every", "eval_every"):
+        if getattr(cfg, key) < 1:
+            raise bad(key, "must be at least 1")
+    for key in ("micro_batch_size", "block_size", "warmup_steps", "threads", "checkpoint_every"):
+        if getattr(cfg, key) < 0:
+            raise bad(key, "must not be negative")
+    for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps"):
+        if getattr(cfg, key) < 0:
+            raise bad(key, "must not be negative")
+    if cfg.min_lr > cfg.lr:
+        raise bad("min_lr", f"({cfg.min_lr}) is above lr ({cfg.lr})")
+    if not 0 <= cfg.decay_fraction <= 1:
+        raise bad("decay_fraction", "must be between 0 and 1")
+    if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
+        raise bad("beta1/beta2", "must be in [0, 1)")
+
+
+def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
+                 where: str = "config") -> TrainConfig:
+    """Defaults, then a config file's values, then command-line overrides; `model.X` keys go to the model."""
+    known = {f.name: f for f in fields(TrainConfig)}
+    types_of = typing.get_type_hints(TrainConfig)
+    values: dict[str, Any] = {}
+    model_overrides: dict[str, Any] = {}
+    for source, items in ((where, file_values or {}), ("--set", overrides or {})):
+        items = dict(items)
+        if isinstance(items.get("model"), dict):  # a [model] table in TOML
+            model_overrides.update(items.pop("model"))
+        for key, value in items.items():
+            if key.startswith("model."):
+                model_overrides[key.removeprefix("model.")] = value
+                continue
+            if key not in known or key == "model_overrides":
+                close = difflib.get_close_matches(key, list(known), n=1)
+                raise UserError(f"unknown key '{key}'", where=source,
+                                hint=f"did you mean '{close[0]}'?" if close else "see 'lm2llm train --help'")
+            values[key] = coerce_value(key, value, types_of[key], source)
+    cfg = TrainConfig(**values)
+    cfg.model_overrides = {**cfg.model_overrides, **model_overrides}
+    _check_ranges(cfg)
+    return cfg
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML or JSON file of config keys (a `[model]` table holds model overrides)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("config file not found", where=str(p))
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"invalid JSON at line {exc.lineno}: {exc.msg}", where=str(p)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"invalid TOML: {exc}", where=str(p)) from exc
+    if not isinstance(data, dict):
+        raise UserError("the config must be an object of keys", where=str(p))
+    return data
+
+
+def parse_set(pairs: list[str]) -> dict[str, str]:
+    """`--set key=value` flags into a dict (values stay strings; `build_config` converts them)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"expected key=value, got {pair!r}", where="--set")
+        out[key.strip()] = value
+    return out

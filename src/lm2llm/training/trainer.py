@@ -1,0 +1,319 @@
+"""The training loop every objective runs on: one plain loop, the objective a small pluggable piece.
+
+One step: draw the global batch, keep this process's slice, run its micro-batches forward and backward
+(gradients synchronised across processes only on the last one), scale so the step's loss is the mean
+over the whole global batch, clip, step AdamW at the scheduled learning rate. Every `eval_every` steps:
+validation loss, perplexity and bits per byte, then a checkpoint. Only process 0 logs and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from lm2llm import env
+from lm2llm.errors import UserError
+from lm2llm.runs import RunDir
+from lm2llm.training import checkpoint as ckpt
+from lm2llm.training.config import TrainConfig
+from lm2llm.training.data import ShardBatches
+from lm2llm.training.distributed import World
+from lm2llm.training.objectives import Batch, Objective, lm_metrics
+from lm2llm.training.optim import build_optimizer
+from lm2llm.training.schedule import learning_rate
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str, world: World) -> torch.device:
+    device = env.best_device() if name == "auto" else name
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device 'cuda' requested but no CUDA GPU is visible", where="device")
+        return torch.device("cuda", world.local_rank)
+    return torch.device(device)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """`auto`: bf16 where the hardware computes it natively (CUDA bf16 GPUs, AVX512-BF16/AMX CPUs), else fp32."""
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" and env.cpu_supports_bf16() else torch.float32
+    if name == "float16" and device.type != "cuda":
+        raise UserError("float16 training needs a CUDA GPU", where="dtype", hint="use bfloat16 or float32 on CPU")
+    return DTYPES[name]
+
+
+def split_batch(batch: Batch, parts: int) -> list[Batch]:
+    size = next(iter(batch.values())).shape[0]
+    step = size // parts
+    return [{k: v[i * step:(i + 1) * step] for k, v in batch.items()} for i in range(parts)]
+
+
+def matmul_params(model: nn.Module) -> int:
+    """Parameters that take part in a matmul per token: all matrices except lookup-only embeddings."""
+    linear = {id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
+    lookup_only = {id(p) for m in model.modules() if isinstance(m, nn.Embedding)
+                   for p in m.parameters()} - linear
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen and p.ndim >= 2 and id(p) not in lookup_only:
+            total += p.numel()
+        seen.add(id(p))
+    return total
+
+
+def flops_per_token(model: nn.Module, block_size: int) -> float:
+    """Training FLOPs per token, nanoGPT/PaLM style: 6·N for the matmuls plus 12·layers·width·T for attention."""
+    config = getattr(model, "config", None)
+    layers = getattr(config, "n_layer", 0) or 0
+    width = getattr(config, "d_model", 0) or getattr(config, "n_embd", 0) or 0
+    return 6 * matmul_params(model) + 12 * layers * width * block_size
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    tokens: int
+    tokens_per_second: float
+    ms_per_step: float
+    mfu: float
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Trainer:
+    """Train `model` on `data` with `objective`; `run` (a RunDir) receives metrics and checkpoints."""
+
+    def __init__(self, model: nn.Module, objective: Objective, data: ShardBatches, cfg: TrainConfig, *,
+                 run: RunDir | None = None, world: World | None = None, device: torch.device | None = None,
+                 write_weights: ckpt.WeightsWriter = ckpt.save_weights):
+        self.cfg = cfg
+        self.world = world or World()
+        self.device = device or resolve_device(cfg.device, self.world)
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.model = model.to(self.device)
+        self.objective = objective
+        self.data = data
+        self.run = run
+        self.write_weights = write_weights
+        per_process, rest = divmod(cfg.batch_size, self.world.size)
+        micro = cfg.micro_batch_size or per_process
+        if rest or per_process % micro:
+            raise UserError(f"batch_size {cfg.batch_size} does not split into {self.world.size} process(es) × "
+                            f"micro-batches of {micro}", where="batch_size",
+                            hint="make batch_size a multiple of processes × micro_batch_size")
+        self.micro_steps = per_process // micro
+        self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                         betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, device_type=self.device.type)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+        self.step = 0
+        self.flops_per_token = flops_per_token(self.model, data.block_size)
+        with torch.random.fork_rng(devices=[]):  # measuring the peak draws random matrices: keep seeded runs exact
+            peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
+        self.peak_flops = peak * 1e9 * (self.world.size if self.device.type == "cuda" else 1)
+        forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            forward_model = DistributedDataParallel(forward_model, device_ids=ids)
+        self.train_model = forward_model
+
+    # -- mixed precision -------------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _to_device(self, batch: Batch) -> Batch:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    # -- one optimizer step ----------------------------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step on the next global batch; returns the step's mean loss (a 0-d tensor)."""
+        cfg = self.cfg
+        lr = learning_rate(self.step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+                           max_steps=cfg.max_steps, schedule=cfg.schedule, decay_fraction=cfg.decay_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        mine = split_batch(self.data.next_batch(), self.world.size)[self.world.rank]
+        micro_batches = [self._to_device(b) for b in split_batch(mine, self.micro_steps)]
+        weight = self.world.all_sum(torch.tensor(float(sum(self.objective.weight(b) for b in micro_batches))))
+        # DDP averages gradients over processes; multiplying by the process count turns that into a sum,
+        # and dividing by the global weight makes the step's gradient the mean over the global batch.
+        scale = self.world.size / weight.item()
+        total = torch.zeros((), device=self.device)
+        self.train_model.train()
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last or not self.world.distributed else self.train_model.no_sync()
+            with sync:
+                with self.autocast():
+                    loss_sum = self.objective.loss_sum(self.train_model, batch)
+                self.scaler.scale(loss_sum * scale).backward()
+            total += loss_sum.detach()
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return total / weight.to(total.device)  # this process's share of the step's mean loss
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss over the fixed validation windows, split over processes; plus perplexity and bits/byte."""
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64)
+        for i, batch in enumerate(self.data.eval_set()):
+            if i % self.world.size != self.world.rank:
+                continue
+            batch = self._to_device(batch)
+            with self.autocast():
+                loss_sum = self.objective.loss_sum(self.model, batch)
+            sums += torch.tensor([loss_sum.item(), float(self.objective.weight(batch))], dtype=torch.float64)
+        self.world.all_sum(sums)
+        loss, tokens = sums[0].item() / sums[1].item(), int(sums[1].item())
+        return lm_metrics(loss, tokens, self.data.eval_bytes)
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        if self.run is None or not self.world.is_main:
+            return None
+        state = {"step": self.step, "scaler": self.scaler.state_dict(), "config": self.cfg.to_dict()}
+        return ckpt.write_checkpoint(self.run.path, model=self.model, write_weights=self.write_weights,
+                                     optimizer=self.optimizer, extra_tensors=self.data.state_tensors(),
+                                     state=state)
+
+    def resume(self) -> int:
+        """Load the run's newest checkpoint (every process reads it); returns the step it continues from."""
+        if self.run is None or (found := ckpt.find_checkpoint(self.run.path)) is None:
+            raise UserError("no checkpoint to resume from", where=str(self.run.path if self.run else "run"),
+                            hint="train without --resume first")
+        state, opt_tensors, tensors = ckpt.read_checkpoint(found)
+        ckpt.load_weights(self.model, found)
+        ckpt.load_optimizer_state(self.optimizer, opt_tensors, state["optimizer"])
+        ckpt.set_rng_state(tensors, state["rng"])
+        self.data.load_state_tensors(tensors)
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        return self.step
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.run is not None and self.world.is_main:
+            self.run.log_metrics(record)
+
+    def fit(self, stop_at: int | None = None) -> TrainResult:
+        """Train until `max_steps` (or `stop_at`, or `max_seconds`), evaluating and checkpointing on schedule."""
+        cfg = self.cfg
+        end = min(cfg.max_steps, stop_at or cfg.max_steps)
+        tokens_per_step = cfg.batch_size * self.data.block_size
+        result = TrainResult(0, 0.0, 0, 0.0, 0.0, 0.0)
+        checkpoint_every = cfg.checkpoint_every or cfg.eval_every
+        progress = _Progress(self.world.is_main and cfg.progress, self.step, end)
+        start = time.perf_counter()
+        train_seconds, steps_timed = 0.0, 0
+        first = self.step
+        try:
+            while self.step < end:
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                if (self.step % cfg.log_every == 0) or self.step == end:
+                    loss_value = self.world.all_sum(loss.detach().float().cpu()).item()
+                    if not math.isfinite(loss_value):
+                        raise UserError(f"the loss became {loss_value} at step {self.step}", where="training",
+                                        hint="lower lr, or use float32")
+                else:
+                    loss_value = None
+                dt = time.perf_counter() - t0
+                if self.step - first > 1 or self.step == end:  # the first step pays for warm-up (compile, allocation)
+                    train_seconds += dt
+                    steps_timed += 1
+                tok_s = tokens_per_step * steps_timed / train_seconds if train_seconds else 0.0
+                mfu = self.flops_per_token * tok_s / self.peak_flops if self.peak_flops else 0.0
+                if loss_value is not None:
+                    result.losses.append((self.step, loss_value))
+                    self._log({"step": self.step, "loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"],
+                               "tokens_per_s": round(tok_s, 1), "mfu": round(mfu, 5),
+                               "ms_per_step": round(1000 * dt, 2)})
+                progress.update(self.step, loss_value, tok_s, mfu)
+                elapsed = time.perf_counter() - start
+                out_of_time = cfg.max_seconds > 0 and self._any(elapsed >= cfg.max_seconds)
+                if self.step % cfg.eval_every == 0 or self.step == end or out_of_time:
+                    metrics = {"step": self.step, **self.evaluate(), "elapsed_s": round(time.perf_counter() - start, 3)}
+                    result.evals.append(metrics)
+                    self._log(metrics)
+                    progress.note(metrics)
+                if self.step % checkpoint_every == 0 or self.step == end or out_of_time:
+                    self.save_checkpoint()
+                if out_of_time:
+                    result.stopped_early = self.step < end
+                    break
+        finally:
+            progress.close()
+        result.steps = self.step - first
+        result.seconds = time.perf_counter() - start
+        result.tokens = result.steps * tokens_per_step
+        result.tokens_per_second = tokens_per_step * steps_timed / train_seconds if train_seconds else 0.0
+        result.ms_per_step = 1000 * train_seconds / steps_timed if steps_timed else 0.0
+        result.mfu = self.flops_per_token * result.tokens_per_second / self.peak_flops if self.peak_flops else 0.0
+        return result
+
+    def _any(self, flag: bool) -> bool:
+        """True on every process when any process says so (so all stop at the same step)."""
+        return bool(self.world.all_sum(torch.tensor([float(flag)])).item() > 0)
+
+
+class _Progress:
+    """A rich progress bar with loss, tokens/s, MFU and ETA (only on process 0, only when asked)."""
+
+    def __init__(self, enabled: bool, start: int, total: int):
+        self.progress = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=False)
+        self.task = self.progress.add_task("train", total=total, completed=start, info="")
+        self.val = ""
+        self.progress.start()
+
+    def update(self, step: int, loss: float | None, tok_s: float, mfu: float) -> None:
+        if self.progress is None:
+            return
+        loss_text = f"loss {loss:.4f} " if loss is not None else ""
+        self.progress.update(self.task, completed=step,
+                             info=f"{loss_text}{self.val}{tok_s:,.0f} tok/s MFU {100 * mfu:.1f}%")
+
+    def note(self, metrics: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.val = f"val {metrics['val_loss']:.4f} "
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

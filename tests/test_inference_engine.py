@@ -1,0 +1,134 @@
+"""The engine: cached, left-padded batched decoding equals full recomputation, for decoders and RNNs;
+per-row stopping, limits, seeds; streaming text that never breaks a character or leaks a stop string."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lm2llm.errors import UserError
+from lm2llm.inference.engine import DecodeBatch, generate_ids
+from lm2llm.inference.sampling import SamplingConfig
+from lm2llm.inference.text import IncrementalDetokenizer, TextGenerator
+from lm2llm.models import build_model
+from lm2llm.tokenizer import CharTokenizer
+
+VOCAB = 61
+PROMPTS = [[5, 9, 2], [7, 1, 4, 4, 8, 3, 2, 9], [11]]
+# learned positions (GPT-2), RoPE + GQA (LLaMA), MQA, and the recurrent cells
+MODELS = {
+    "gpt": dict(family="gpt", preset="gpt-tiny"),
+    "llama-gqa": dict(family="llama", preset="llama-tiny"),
+    "llama-mqa": dict(family="llama", n_layer=2, d_model=32, n_head=4, n_kv_head=1, context_length=64),
+    "lstm": dict(family="lstm", d_embed=16, d_hidden=24, n_layer=2),
+    "gru": dict(family="gru", d_embed=16, d_hidden=24, n_layer=1),
+}
+
+
+def make_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    spec = dict(MODELS[name])
+    return build_model(spec.pop("family"), spec.pop("preset", None), vocab_size=VOCAB, **spec).eval()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_cached_batched_decoding_equals_full_recomputation(name):
+    """Each step's log-probabilities (chosen token and top 5) from the cache, with left padding, equal
+    a fresh forward pass over the unpadded sequence so far."""
+    model = make_model(name)
+    config = SamplingConfig(temperature=0.9, top_k=20, seed=1, max_new_tokens=12, logprobs=True, top_logprobs=5)
+    completions = generate_ids(model, PROMPTS, config)
+    for prompt, completion in zip(PROMPTS, completions, strict=True):
+        full = torch.tensor([prompt + completion.token_ids])
+        with torch.no_grad():
+            logp = model(full)[0][0].log_softmax(-1)[len(prompt) - 1:-1]
+        expected = logp.gather(1, torch.tensor(completion.token_ids).unsqueeze(1)).squeeze(1)
+        torch.testing.assert_close(torch.tensor(completion.logprobs), expected, atol=1e-5, rtol=0)
+        top = torch.tensor([sorted(step.values(), reverse=True) for step in completion.top_logprobs])
+        torch.testing.assert_close(top, logp.topk(5, dim=-1).values, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama-gqa", "lstm"])
+def test_a_batch_generates_what_each_prompt_generates_alone(name):
+    model = make_model(name)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=10)
+    together = [c.token_ids for c in generate_ids(model, PROMPTS, greedy)]
+    alone = [generate_ids(model, [p], greedy)[0].token_ids for p in PROMPTS]
+    assert together == alone
+
+
+def test_rows_stop_on_their_own_end_token():
+    model = make_model("gpt")
+    greedy = SamplingConfig(temperature=0, max_new_tokens=8)
+    free = generate_ids(model, PROMPTS, greedy)
+    end = free[0].token_ids[2]
+    stopped = generate_ids(model, PROMPTS, greedy, end_ids=[end])
+    assert stopped[0].token_ids == free[0].token_ids[:free[0].token_ids.index(end)]
+    assert stopped[0].finish_reason == "stop"
+    for before, after in zip(free[1:], stopped[1:], strict=True):  # other rows unaffected until their own end
+        cut = before.token_ids.index(end) if end in before.token_ids else len(before.token_ids)
+        assert after.token_ids == before.token_ids[:cut]
+
+
+def test_same_seed_same_batch_output():
+    model = make_model("llama-gqa")
+    config = SamplingConfig(temperature=1.0, top_p=0.95, seed=42, max_new_tokens=15)
+    first = [c.token_ids for c in generate_ids(model, PROMPTS, config)]
+    assert first == [c.token_ids for c in generate_ids(model, PROMPTS, config)]
+
+
+def test_context_length_limits_prompt_and_generation():
+    model = make_model("gpt")  # context 64
+    with pytest.raises(UserError, match="at most 64"):
+        generate_ids(model, [[1] * 65], SamplingConfig())
+    done = generate_ids(model, [[1] * 60], SamplingConfig(temperature=0, max_new_tokens=50))[0]
+    assert (len(done.token_ids), done.finish_reason) == (4, "length")
+    with pytest.raises(UserError, match="empty prompt"):
+        DecodeBatch(model, [[1], []], SamplingConfig())
+
+
+def byte_decode(ids: list[int]) -> str:
+    """A byte-level vocabulary (one token per byte): the worst case for splitting a Hangul syllable."""
+    return bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_incremental_detokenizer_never_breaks_a_korean_character():
+    text = "한국어 스트리밍: 글자가 깨지지 않아요 ✓"
+    detokenizer = IncrementalDetokenizer(byte_decode)
+    pieces = [detokenizer.push(b) for b in text.encode("utf-8")] + [detokenizer.flush()]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in piece for piece in pieces)
+    assert sum(1 for piece in pieces if piece) > 10  # it does stream
+
+
+@pytest.fixture
+def korean_generator() -> TextGenerator:
+    tokenizer = CharTokenizer.train(["안녕하세요 반갑습니다. 오늘 날씨가 좋네요! 한국어 문장을 만듭니다."])
+    torch.manual_seed(0)
+    model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size)
+    return TextGenerator(model, tokenizer)
+
+
+def test_streamed_text_is_the_generated_text(korean_generator):
+    config = SamplingConfig(temperature=0.8, seed=3, max_new_tokens=20)
+    prompts = ["안녕하세요", "오늘 날씨"]
+    streamed = ["", ""]
+    last = {}
+    for chunk in korean_generator.stream(prompts, config):
+        streamed[chunk.index] += chunk.text
+        last[chunk.index] = chunk.finish_reason
+    completions = korean_generator.generate(prompts, config)
+    assert streamed == [c.text for c in completions]
+    assert last == {0: "length", 1: "length"}
+    tokenizer = korean_generator.tokenizer
+    assert [tokenizer.decode(c.token_ids) for c in completions] == streamed
+
+
+def test_stop_string_cuts_the_text_and_is_never_streamed(korean_generator):
+    free = korean_generator.generate(["안녕"], SamplingConfig(temperature=0.8, seed=5, max_new_tokens=30))[0].text
+    stop = free[6:8]  # a two-character stop string that really occurs
+    config = SamplingConfig(temperature=0.8, seed=5, max_new_tokens=30, stop=(stop,))
+    chunks = list(korean_generator.stream(["안녕"], config))
+    text = "".join(c.text for c in chunks)
+    assert text == free[:free.index(stop)]
+    assert chunks[-1].finish_reason == "stop"

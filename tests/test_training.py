@@ -1,0 +1,195 @@
+"""The training engine on a tiny model: exact resume, accumulation-invariant loss, safe checkpoints, config errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm2llm.data.shards import ShardWriter, TokenShards
+from lm2llm.errors import UserError
+from lm2llm.runs import RunDir
+from lm2llm.tokenizer import CharTokenizer
+from lm2llm.training import checkpoint as ckpt
+from lm2llm.training.config import build_config, parse_set, read_config_file
+from lm2llm.training.data import ShardBatches
+from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
+from lm2llm.training.optim import decay_groups
+from lm2llm.training.schedule import learning_rate
+from lm2llm.training.trainer import Trainer
+
+TEXT = ("The quick brown fox jumps over the lazy dog. 다람쥐 헌 쳇바퀴에 타고파. " * 60)
+
+
+class TinyLM(nn.Module):
+    """A causal model small enough for unit tests of the loop (the real ones live in lm2llm.models)."""
+
+    def __init__(self, vocab: int, dim: int = 16, block: int = 8):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Embedding(block, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mix = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(0.1)  # uses the global RNG, so resume must restore it
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.tok.weight
+
+    def forward(self, ids, targets=None):
+        t = ids.shape[1]
+        x = self.tok(ids) + self.pos(torch.arange(t))
+        h = torch.tanh(self.mix(self.norm(x)))
+        x = x + self.drop(h.cumsum(1) / torch.arange(1, t + 1).view(1, t, 1))  # causal: a running mean
+        logits = self.head(x)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+
+@pytest.fixture(autouse=True)
+def known_peak(monkeypatch):
+    """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
+    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+
+
+@pytest.fixture
+def shards(tmp_path):
+    tok = CharTokenizer.train([TEXT])
+    ids = tok.encode(TEXT)
+    writer = ShardWriter(tmp_path / "data", tok.vocab_size)
+    cut = int(0.9 * len(ids))
+    writer.write("train", ids[:cut])
+    writer.write("val", ids[cut:])
+    writer.close(tokenizer="char")
+    tok.save(tmp_path / "data" / "tokenizer")
+    return TokenShards(tmp_path / "data"), tok
+
+
+def make_trainer(shards, run_path=None, **overrides):
+    data_shards, tok = shards
+    values = {"batch_size": 8, "max_steps": 10, "warmup_steps": 2, "lr": 3e-2, "min_lr": 3e-3,
+              "eval_every": 5, "eval_batches": 2, "log_every": 1, "dtype": "float32", "device": "cpu",
+              "progress": False, "seed": 7, **overrides}
+    cfg = build_config(values)
+    torch.manual_seed(cfg.seed)
+    model = TinyLM(data_shards.vocab_size)
+    data = ShardBatches(data_shards, block_size=8, batch_size=cfg.batch_size, seed=cfg.seed,
+                        eval_batches=cfg.eval_batches, tokenizer=tok)
+    run = RunDir.create(run_path) if run_path else None
+    return Trainer(model, CausalLM(), data, cfg, run=run)
+
+
+def test_resumed_run_repeats_the_uninterrupted_loss_sequence(shards, tmp_path):
+    whole = make_trainer(shards).fit()
+    first = make_trainer(shards, tmp_path / "run", checkpoint_every=3)
+    first.fit(stop_at=6)  # "killed" after step 6; its last checkpoint is at step 6
+    second = make_trainer(shards, tmp_path / "run", checkpoint_every=3)
+    assert second.resume() == 6
+    rest = second.fit()
+    resumed = dict(rest.losses)
+    for step, loss in whole.losses:
+        if step > 6:
+            assert abs(resumed[step] - loss) <= 1e-6, (step, resumed[step], loss)
+    assert rest.evals[-1]["val_loss"] == pytest.approx(whole.evals[-1]["val_loss"], abs=1e-6)
+
+
+def test_loss_scale_does_not_depend_on_accumulation(shards):
+    one = make_trainer(shards, max_steps=4).fit()
+    four = make_trainer(shards, max_steps=4, micro_batch_size=2).fit()
+    for (_, a), (_, b) in zip(one.losses, four.losses, strict=True):
+        assert abs(a - b) < 1e-5
+
+
+def test_masked_targets_count_only_their_tokens():
+    torch.manual_seed(0)
+    model = TinyLM(10).eval()
+    ids = torch.randint(0, 10, (2, 8))
+    targets = torch.randint(0, 10, (2, 8))
+    targets[:, :5] = IGNORE_INDEX
+    objective = CausalLM()
+    batch = {"ids": ids, "targets": targets}
+    assert objective.weight(batch) == 6
+    logits, _ = model(ids)
+    expected = F.cross_entropy(logits[:, 5:].flatten(0, 1), targets[:, 5:].flatten(), reduction="sum")
+    assert objective.loss_sum(model, batch).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_metrics_eval_and_bits_per_byte(shards, tmp_path):
+    trainer = make_trainer(shards, tmp_path / "run", max_steps=5)
+    result = trainer.fit()
+    records = RunDir(tmp_path / "run").read_metrics()
+    steps = [r for r in records if "loss" in r]
+    evals = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5] and evals[-1]["step"] == 5
+    ev = evals[-1]
+    assert ev["val_ppl"] == pytest.approx(np.exp(ev["val_loss"]))
+    # 16 windows × 8 target chars; Korean characters take 3 UTF-8 bytes, so bpb < loss / ln 2 per char
+    assert 0 < ev["val_bpb"] < ev["val_loss"] / np.log(2)
+    assert result.tokens_per_second > 0 and result.mfu > 0
+
+
+def test_checkpoint_killed_mid_write_keeps_the_last_good_one(shards, tmp_path):
+    trainer = make_trainer(shards, tmp_path / "run", max_steps=4, eval_every=2)
+    trainer.fit(stop_at=2)
+    good = (tmp_path / "run" / "checkpoint" / "model.safetensors").read_bytes()
+
+    def dies_midway(model, directory):
+        (directory / "model.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt  # what a kill looks like from inside the process
+
+    trainer.write_weights = dies_midway
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    run = tmp_path / "run"
+    assert ckpt.find_checkpoint(run) == run / "checkpoint"
+    assert (run / "checkpoint" / "model.safetensors").read_bytes() == good
+    assert not list(run.glob(".checkpoint.tmp-*"))
+    again = make_trainer(shards, run, max_steps=4)
+    assert again.resume() == 2
+
+
+def test_weight_decay_groups_skip_embeddings_biases_norms():
+    model = TinyLM(10)
+    decay, no_decay = decay_groups(model)
+    assert [p is model.mix.weight for p in decay] == [True]
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert sorted(names[id(p)] for p in no_decay) == ["mix.bias", "norm.bias", "norm.weight", "pos.weight", "tok.weight"]
+
+
+def test_schedules():
+    kw = {"lr": 1.0, "min_lr": 0.1, "warmup_steps": 10, "max_steps": 100}
+    assert learning_rate(0, **kw) == pytest.approx(0.1)
+    assert learning_rate(9, **kw) == pytest.approx(1.0)
+    assert learning_rate(100, **kw) == pytest.approx(0.1)
+    assert learning_rate(55, **kw) == pytest.approx(0.55)
+    wsd = {**kw, "schedule": "wsd", "decay_fraction": 0.2}
+    assert learning_rate(79, **wsd) == 1.0
+    assert learning_rate(90, **wsd) == pytest.approx(0.55)
+    assert learning_rate(100, **wsd) == pytest.approx(0.1)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(UserError, match="unknown key 'max_step'.*did you mean 'max_steps'"):
+        build_config({"max_step": 1})
+    with pytest.raises(UserError, match="'max_steps' must be int"):
+        build_config(overrides=parse_set(["max_steps=ten"]))
+    with pytest.raises(UserError, match="'lr' must be float"):
+        build_config({"lr": "fast"})
+    with pytest.raises(UserError, match="schedule"):
+        build_config({"schedule": "linear"})
+    with pytest.raises(UserError, match="key=value"):
+        parse_set(["lr"])
+    path = tmp_path / "train.toml"
+    path.write_text('lr = 3e-4\nmax_steps = 50\n# 한국어 주석\n[model]\nn_layer = 2\n', encoding="utf-8")
+    cfg = build_config(read_config_file(path), parse_set(["model.n_head=2", "compile=false", "max_steps=60"]))
+    assert (cfg.lr, cfg.max_steps, cfg.compile) == (3e-4, 60, False)
+    assert cfg.model_overrides == {"n_layer": 2, "n_head": "2"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = = 1", encoding="utf-8")
+    with pytest.raises(UserError, match="invalid TOML"):
+        read_config_file(bad)
+
+
+def test_batch_must_split_evenly(shards):
+    with pytest.raises(UserError, match="does not split"):
+        make_trainer(shards, micro_batch_size=3)

@@ -104,4 +104,4 @@ def test_batches_resume_exactly(tokenizer, suite):
     saved = data.state_tensors()
     expected = [data.next_batch() for _ in range(3)]
     data.load_state_tensors(saved)
-    assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(expected, [data.next_batch() for _ in range(3)]))
+    assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(expected, [data.next_batch() for _ in range(3)], strict=True))

@@ -105,3 +105,61 @@ def test_batches_resume_exactly(tokenizer, suite):
     expected = [data.next_batch() for _ in range(3)]
     data.load_state_tensors(saved)
     assert all(torch.equal(a["ids"], b["ids"]) for a, b in zip(expected, [data.next_batch() for _ in range(3)], strict=True))
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory, tokenizer):
+    """A run as `lm2llm train` leaves it (model + tokenizer), with a small untrained GPT."""
+    from lm2llm.models import save_model
+
+    path = tmp_path_factory.mktemp("base")
+    torch.manual_seed(0)
+    save_model(build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size), path)
+    tokenizer.save(path)
+    return path
+
+
+def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
+    import json
+
+    from lm2llm.models import load_model
+    from lm2llm.models.lora import load_adapter
+
+    args = ["--task", "korean_to_digits", "--task", "reverse_words", "--n-train", "40", "--n-test", "4",
+            "--steps", "4", "--batch-size", "8", "--lr", "3e-3", "--max-new-tokens", "6", "--json"]
+    full = cli("sft", base_run, "--out", tmp_path / "full", *args)
+    assert full.code == 0, full.err
+    report = json.loads(full.out)
+    assert report["held_out"] == 8 and set(report["per_task_after"]) == {"korean_to_digits", "reverse_words"}
+    assert report["trainable_params"] == report["total_params"] and report["adapter_bytes"] is None
+
+    lora = cli("sft", base_run, "--out", tmp_path / "lora", "--lora", "r=4,alpha=8,targets=q_proj+v_proj", *args)
+    assert lora.code == 0, lora.err
+    report = json.loads(lora.out)
+    assert report["trainable_params"] < report["total_params"] / 10 and report["adapter_bytes"] > 0
+    merged = load_model(tmp_path / "lora").eval()
+    with_adapter = load_model(base_run)
+    load_adapter(with_adapter, tmp_path / "lora" / "adapter")
+    ids = torch.randint(0, 300, (2, 16))
+    assert (merged(ids)[0] - with_adapter.eval()(ids)[0]).abs().max() < 1e-5
+    metrics = (tmp_path / "lora" / "metrics.jsonl").read_text()
+    assert "exact_match_before" in metrics and "exact_match_after" in metrics
+
+    again = cli("sft", base_run, "--out", tmp_path / "lora", "--lora", "r=4")
+    assert again.code == 2 and "not empty" in again.err
+    bad = cli("sft", base_run, "--out", tmp_path / "x", "--lora", "rank=4")
+    assert bad.code == 2 and "--lora" in bad.err
+
+
+def test_sft_on_the_real_alpaca_file(cli, shared_data, base_run, tmp_path):
+    import json
+
+    path = shared_data / "instructions-en" / "instruction-data.json"
+    if not path.is_file():
+        pytest.skip("instruction-data.json is absent")
+    result = cli("sft", base_run, "--data", path, "--out", tmp_path / "alpaca", "--n-test", "4", "--steps", "3",
+                 "--batch-size", "4", "--max-new-tokens", "4", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["held_out"] == 4
+    config = json.loads((tmp_path / "alpaca" / "config.json").read_text())
+    assert config["examples"]["train"] + config["examples"]["dropped"] == 1100 - 4

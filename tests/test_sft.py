@@ -163,3 +163,14 @@ def test_sft_on_the_real_alpaca_file(cli, shared_data, base_run, tmp_path):
     assert json.loads(result.out)["held_out"] == 4
     config = json.loads((tmp_path / "alpaca" / "config.json").read_text())
     assert config["examples"]["train"] + config["examples"]["dropped"] == 1100 - 4
+
+
+def test_a_base_without_a_chat_template_is_refused(cli, tmp_path):
+    from lm2llm.models import save_model
+    from lm2llm.tokenizer import CharTokenizer
+
+    char = CharTokenizer.train(["가나다 abc"])
+    save_model(build_model("gpt", "gpt-tiny", vocab_size=char.vocab_size), tmp_path / "base")
+    char.save(tmp_path / "base")
+    result = cli("sft", tmp_path / "base", "--out", tmp_path / "out", "--steps", "1")
+    assert result.code == 2 and "chat template" in result.err

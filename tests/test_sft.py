@@ -174,3 +174,10 @@ def test_a_base_without_a_chat_template_is_refused(cli, tmp_path):
     char.save(tmp_path / "base")
     result = cli("sft", tmp_path / "base", "--out", tmp_path / "out", "--steps", "1")
     assert result.code == 2 and "chat template" in result.err
+
+
+def test_a_file_too_small_to_hold_out_is_refused(cli, base_run, tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_text('{"instruction": "인사해 주세요.", "output": "안녕하세요"}\n', encoding="utf-8")
+    result = cli("sft", base_run, "--data", path, "--out", tmp_path / "out", "--steps", "1")
+    assert result.code == 2 and "hold any out" in result.err

@@ -41,6 +41,7 @@ from lm2llm.tokenizer import load_tokenizer
 from lm2llm.training import TrainConfig, Trainer
 from lm2llm.training.checkpoint import save_weights
 from lm2llm.training.objectives import CausalLM
+from lm2llm.training.run import RNN_DEFAULT_BLOCK
 
 SYNTHETIC = "synthetic"
 
@@ -98,6 +99,9 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
     ending_in_reply = [i for i in order if conversations[i][-1]["role"] == "assistant"]
     n_test = min(config.n_test, len(conversations) - 1)
     held = set(ending_in_reply[:n_test])
+    if not held:
+        raise UserError("too few records to hold any out for scoring", where=config.data,
+                        hint="give at least two conversations that end with an assistant reply")
     test = [TaskRecord("held-out", tuple(conversations[i]), conversations[i][-1]["content"], "") for i in sorted(held)]
     return [c for i, c in enumerate(conversations) if i not in held], test
 
@@ -141,7 +145,7 @@ def sft(config: SFTConfig) -> SFTResult:
         raise UserError(f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}",
                         where=str(base))
     train_conversations, test = held_out_records(config)
-    context = getattr(model.config, "context_length", 256)
+    context = getattr(model.config, "context_length", None) or RNN_DEFAULT_BLOCK
     encoded = encode_conversations(tokenizer, train_conversations, context)
     eval_encoded = encode_conversations(tokenizer, [list(r.messages) for r in test], context)
 

@@ -168,7 +168,7 @@ def select_targets(model: nn.Module, targets: str | Sequence[str] | None = None)
     for name, module in model.named_modules():
         if not _is_linear(module) or isinstance(module, LoraLinear):
             continue
-        if targets is None and module is not head or targets is not None and _matches(name, targets):
+        if (module is not head) if targets is None else _matches(name, targets):
             names.append(name)
     return names
 

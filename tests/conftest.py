@@ -16,10 +16,19 @@ SRC = Path(lm2llm.__file__).resolve().parent.parent
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Keep measured-env caches and downloads out of the user's home directory."""
-    monkeypatch.setenv("LM2LLM_CACHE", str(tmp_path_factory.mktemp("cache")))
+def private_cache(session_cache, monkeypatch):
+    """Keep measured-env caches and corpora out of the user's home directory.
+
+    One cache serves the whole session, so the matmul peak and the python-docs extraction are paid once;
+    a test that needs an empty cache sets LM2LLM_CACHE itself.
+    """
+    monkeypatch.setenv("LM2LLM_CACHE", str(session_cache))
 
 
 @dataclass

@@ -9,6 +9,7 @@ leaves either the old file or the new one, never a partial file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -95,8 +96,11 @@ def to_jsonable(obj: Any) -> Any:
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN/Infinity; a missing value reads as null everywhere
+
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 0) == 0:
-        return obj.item()
+        return to_jsonable(obj.item())
     return obj
 
 

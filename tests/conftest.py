@@ -68,3 +68,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def quick_tour(tmp_path_factory, session_cache):
+    """The whole `lm2llm tour --quick`, run once per test session; chapter tests read its results.
+
+    Returns the runner's outcome: `.out_dir`, `.html`, and `.chapters` as (chapter, result, reused).
+    """
+    from lm2llm.tour.runner import run_tour
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LM2LLM_CACHE", str(session_cache))
+        return run_tour(tmp_path_factory.mktemp("tour"), quick=True, show_progress=False)
+
+
+def chapter_result(outcome, chapter_id: str):
+    """One chapter's `ChapterResult` from a tour outcome."""
+    return next(result for chapter, result, _ in outcome.chapters if chapter.id == chapter_id)

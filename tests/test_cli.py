@@ -44,3 +44,18 @@ def test_env_json_reports_measured_throughput(cli):
     data = json.loads(result.out)
     assert data["torch"] and data["threads"] >= 1
     assert data["matmul"][0]["dtype"] == "float32" and data["matmul"][0]["gflops"] > 0
+
+
+def test_help_does_not_import_the_engines():
+    """`lm2llm --help` stays fast: CLI modules import torch (and what needs it) only inside their commands."""
+    import subprocess
+    import sys
+
+    from conftest import SRC
+
+    code = ("import sys; import lm2llm.cli; "
+            "print(sorted(m for m in ('torch', 'numpy', 'transformers', 'matplotlib') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(SRC), "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -74,3 +74,39 @@ def test_whole_quick_tour_reports_every_chapter(quick_tour):
         assert chapter.title.en in text
         assert all(isinstance(claim.holds, bool) for claim in result.claims)
     print({c.id: r.seconds for c, r, _ in quick_tour.chapters})
+
+
+def test_chapters_run_on_the_chosen_threads_and_all_cores_on_request(tmp_path, monkeypatch):
+    """Quick chapters run on one torch thread; `ctx.all_cores()` gives a measurement every core; both restore."""
+    import os
+
+    import torch
+
+    from lm2llm.tour import runner
+    from lm2llm.tour.framework import Chapter, ChapterResult, T
+
+    seen = {}
+
+    def run(ctx):
+        seen["chapter"] = torch.get_num_threads()
+        with ctx.all_cores():
+            seen["all_cores"] = torch.get_num_threads()
+        seen["after"] = torch.get_num_threads()
+        return ChapterResult(T("s", "s"))
+
+    chapter = Chapter("9", T("threads", "스레드"), run)
+    monkeypatch.setattr(runner.registry, "select", lambda only: [chapter])
+    before = torch.get_num_threads()
+    outcome = runner.run_tour(tmp_path, quick=True, show_progress=False)
+    assert seen == {"chapter": 1, "all_cores": os.cpu_count(), "after": 1}
+    assert torch.get_num_threads() == before
+    assert outcome.chapters[0][1].cpu_seconds >= 0
+    runner.run_tour(tmp_path / "two", quick=True, show_progress=False, threads=2)
+    assert seen["chapter"] == 2
+    assert runner.chapter_threads(quick=False) is None  # full mode keeps torch's default
+
+
+def test_threads_must_be_positive(cli, tmp_path):
+    result = cli("tour", "--quick", "--only", "0", "--threads", "0", "--out", tmp_path)
+    assert result.code == 2
+    assert "--threads" in result.err

@@ -6,13 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm import data as data_api
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
-from lm2llm.data.card import funnel_rows
-from lm2llm.data.download import file_sha256
-from lm2llm.data.prepare import DedupConfig, PrepareConfig, prepare
-from lm2llm.data.quality import QualityConfig
-from lm2llm.data.sources import download_source
 from lm2llm.errors import UserError
 from lm2llm.runs import read_json
 
@@ -28,6 +22,8 @@ def register(app: typer.Typer) -> None:
     @data_app.command("sources")
     def sources_command(json_out: bool = JSON_OPTION) -> None:
         """The registered corpora, their language and licence (any local file, folder or glob works too)."""
+        from lm2llm import data as data_api  # lm2llm.data imports torch: only when a command runs
+
         sources = data_api.list_sources()
         if json_out:
             print_json([data_api.describe(s.name) for s in sources])
@@ -66,6 +62,9 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Clean, deduplicate, scrub PII, filter, split and tokenize a corpus into DIR (with DATASET.md)."""
+        from lm2llm.data.prepare import DedupConfig, PrepareConfig, prepare
+        from lm2llm.data.quality import QualityConfig
+
         if shingle not in ("word", "char"):
             raise UserError(f"unknown shingle kind {shingle!r}", where="--shingle", hint="use 'word' or 'char'")
         config = PrepareConfig(
@@ -83,6 +82,9 @@ def register(app: typer.Typer) -> None:
     def download_command(name: str = typer.Argument(..., help="A downloadable source (see 'data sources')."),
                          trust_unverified: bool = TRUST_OPTION, json_out: bool = JSON_OPTION) -> None:
         """Fetch a public corpus into the cache (or copy it from $LM2LLM_DATA_MIRROR), checking its sha256."""
+        from lm2llm.data.download import file_sha256
+        from lm2llm.data.sources import download_source
+
         files = [{"path": str(path), "sha256": file_sha256(path)} for path in download_source(name, trust_unverified)]
         if json_out:
             print_json(files)
@@ -101,6 +103,8 @@ def _show(directory: Path, stats: dict, json_out: bool) -> None:
         print_json(stats)
         return
     from rich.table import Table
+
+    from lm2llm.data.card import funnel_rows
 
     table = Table(title=f"{stats['source']} → {directory}")
     for column in ("stage", "documents", "removed", "why"):

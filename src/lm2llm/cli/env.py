@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from lm2llm import env as env_api
 from lm2llm.cli.output import JSON_OPTION, print_json, print_table
 
 
@@ -15,6 +14,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Torch version, threads, device, bf16 support and measured matmul GFLOP/s (saved for MFU)."""
+        from lm2llm import env as env_api  # imports torch: only when the command runs, not for --help
+
         report = env_api.collect(measure_seconds=seconds)
         if json_out:
             print_json(report)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import typer
 
 from lm2llm.cli.output import JSON_OPTION, print_json
 from lm2llm.errors import UserError
-from lm2llm.inference.chat import ChatSession
-from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.inference.text import TextGenerator
+
+if TYPE_CHECKING:  # the engine imports torch: loaded inside the commands, so --help stays fast
+    from lm2llm.inference.sampling import SamplingConfig
 
 RUN_ARGUMENT = typer.Argument(..., help="A run directory: model.safetensors, model_config.json and tokenizer files.")
 MAX_NEW_TOKENS = typer.Option(128, "--max-new-tokens", "-n", help="Generate at most this many tokens.")
@@ -31,6 +32,8 @@ DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, or auto (a GPU when th
 def sampling_config(max_new_tokens: int, temperature: float, top_k: int, top_p: float, min_p: float,
                     repetition_penalty: float, frequency_penalty: float, presence_penalty: float,
                     stop: list[str], seed: int | None, top_logprobs: int = 0) -> SamplingConfig:
+    from lm2llm.inference.sampling import SamplingConfig
+
     return SamplingConfig(
         max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
@@ -55,6 +58,8 @@ def register(app: typer.Typer) -> None:
         """Continue one prompt or a batch of prompts (generated together, left-padded, with a KV cache)."""
         config = sampling_config(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                  frequency_penalty, presence_penalty, stop, seed, top_logprobs)
+        from lm2llm.inference.text import TextGenerator
+
         generator = TextGenerator.from_run(run, device)
         if stream:
             if len(prompt) > 1 and not json_out:
@@ -97,6 +102,9 @@ def register(app: typer.Typer) -> None:
         prompt, /quit (or Ctrl-D) leaves."""
         config = sampling_config(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                  frequency_penalty, presence_penalty, stop, seed)
+        from lm2llm.inference.chat import ChatSession
+        from lm2llm.inference.text import TextGenerator
+
         session = ChatSession(TextGenerator.from_run(run, device), system=system or None)
         typer.secho("/reset: new conversation · /system TEXT: set the system prompt · /quit: leave", fg="cyan", err=True)
         while True:

@@ -7,8 +7,6 @@ import dataclasses
 import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
-from lm2llm.models import accounting
-from lm2llm.models.presets import CATALOG
 
 
 def human(n: float, unit: str = "") -> str:
@@ -26,6 +24,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Count a model on the meta device: parameters by component, training FLOPs and memory."""
+        from lm2llm.models import accounting  # imports torch: only when the command runs
+
         if preset is None:
             _list_presets(json_out)
             return
@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _list_presets(json_out: bool) -> None:
+    from lm2llm.models import accounting
+    from lm2llm.models.presets import CATALOG
+
     reports = [accounting.param_report(name) for name in accounting.preset_names()]
     if json_out:
         print_json({"presets": [{"name": r.name, "family": r.family, "total": r.total,

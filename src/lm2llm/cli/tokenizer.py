@@ -11,11 +11,8 @@ from pathlib import Path
 import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
-from lm2llm.data import load_documents
 from lm2llm.errors import UserError
 from lm2llm.runs import atomic_write_json
-from lm2llm.tokenizer import BPETokenizer, load_tokenizer
-from lm2llm.tokenizer.stats import fertility
 
 IMPL_OPTION = typer.Option("fast", "--impl", help="fast (HF tokenizers) or scratch (lm2llm's own BPE); same ids.")
 SOURCE_HELP = "A registered corpus (python-docs, korean-law, ...) or a local text file/folder; repeatable."
@@ -24,6 +21,8 @@ SOURCE_HELP = "A registered corpus (python-docs, korean-law, ...) or a local tex
 def _sources_texts(sources: list[str], limit: int | None) -> dict[str, list[str]]:
     if not sources:
         raise UserError("give at least one --source", where="--source", hint=SOURCE_HELP)
+    from lm2llm.data import load_documents  # imports torch: only when a command runs, not for --help
+
     return {source: load_documents(source, limit=limit) for source in sources}
 
 
@@ -42,6 +41,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Train a byte-level BPE and save tokenizer.json + tokenizer_config.json (with the chat template)."""
+        from lm2llm.tokenizer import BPETokenizer
+
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise UserError("output already exists", where=str(out), hint="choose another --out or remove it")
         corpora = _sources_texts(source, limit)
@@ -80,6 +81,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Print the token ids (and, with --json, each token's text) of a text."""
+        from lm2llm.tokenizer import load_tokenizer
+
         if (text is None) == (file is None):
             raise UserError("give either TEXT or --file", where="encode")
         if file is not None:
@@ -104,6 +107,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Print the text of token ids."""
+        from lm2llm.tokenizer import load_tokenizer
+
         tokenizer = load_tokenizer(directory, impl=impl)
         bad = [i for i in ids if not 0 <= i < tokenizer.vocab_size]
         if bad:
@@ -123,6 +128,9 @@ def register(app: typer.Typer) -> None:
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Fertility per corpus and language: tokens per character, per word, and bytes per token."""
+        from lm2llm.tokenizer import load_tokenizer
+        from lm2llm.tokenizer.stats import fertility
+
         tokenizer = load_tokenizer(directory, impl=impl)
         reports = {name: fertility(tokenizer, texts).as_dict() for name, texts in _sources_texts(source, limit).items()}
         if json_out:

@@ -20,6 +20,8 @@ def register(app: typer.Typer) -> None:
         lang: str = typer.Option("en", "--lang", help="Report language: en or ko."),
         out: Path = typer.Option(Path("runs/tour"), "--out", help="Output directory."),
         force: bool = typer.Option(False, "--force", help="Re-run chapters that already finished."),
+        threads: int = typer.Option(None, "--threads", min=1,
+                                    help="Torch threads per chapter (default: 1 with --quick, all cores otherwise)."),
         list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),
         json_out: bool = JSON_OPTION,
     ) -> None:
@@ -32,14 +34,15 @@ def register(app: typer.Typer) -> None:
                 for c in chapters:
                     console.print(f"{c.id:>4}  {heading(c.title, lang)}")
             return
-        outcome = run_tour(out, quick=quick, lang=lang, only=only or None, force=force, show_progress=not json_out)
+        outcome = run_tour(out, quick=quick, lang=lang, only=only or None, force=force, show_progress=not json_out,
+                             threads=threads)
         if json_out:
             print_json(
                 {
                     "report_html": outcome.html,
                     "report_md": outcome.markdown,
                     "chapters": [
-                        {"id": c.id, "reused": reused, "seconds": r.seconds, "claims": r.claims, "metrics": r.metrics}
+                        {"id": c.id, "reused": reused, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "claims": r.claims, "metrics": r.metrics}
                         for c, r, reused in outcome.chapters
                     ],
                 }

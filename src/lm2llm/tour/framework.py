@@ -9,13 +9,31 @@ that measurement. Results are saved as JSON so a later tour reuses finished chap
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lm2llm.runs import atomic_write_json
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the block (None: leave it), then restore it."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -67,7 +85,8 @@ class ChapterResult:
     figures: list[Figure] = field(default_factory=list)
     samples: list[Sample] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock
+    cpu_seconds: float = 0.0  # CPU time of the whole process (all threads) while the chapter ran
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -82,6 +101,7 @@ class ChapterResult:
             samples=[Sample(Text(**s["title"]), s["text"]) for s in data["samples"]],
             metrics=data.get("metrics", {}),
             seconds=data.get("seconds", 0.0),
+            cpu_seconds=data.get("cpu_seconds", 0.0),
         )
 
 
@@ -101,6 +121,14 @@ class ChapterContext:
         self.lang = lang
         self._progress = progress or (lambda done, total: None)
         self._results = results if results is not None else {}
+
+    def all_cores(self) -> AbstractContextManager[None]:
+        """Run a measurement *of* parallelism (matmul peak, training throughput) on every core.
+
+        The runner gives chapters few torch threads (`runner.chapter_threads`); a claim about what
+        parallel hardware buys must still be measured with all of it.
+        """
+        return torch_threads(os.cpu_count() or 1)
 
     def progress(self, done: float, total: float) -> None:
         self._progress(done, total)

@@ -29,6 +29,7 @@ UI = {
     "mode_quick": Text("quick mode: small budgets, numbers are indicative", "빠른 모드: 작은 예산, 수치는 참고용"),
     "mode_full": Text("full mode", "전체 모드"),
     "seconds": Text("seconds", "초"),
+    "cpu_seconds": Text("CPU seconds", "CPU 초"),
     "reused": Text("reused from an earlier run", "이전 실행 결과 재사용"),
 }
 
@@ -52,7 +53,8 @@ def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused
     esc = html.escape
     parts = [f'<section id="{chapter.slug}"><h2>{esc(chapter.id)}. {esc(heading(chapter.title, lang))}</h2>']
     note = f" · {UI['reused'].get(lang)}" if reused else ""
-    parts.append(f'<p class="meta">{result.seconds:.1f} {UI["seconds"].get(lang)}{note}</p>')
+    parts.append(f'<p class="meta">{result.seconds:.1f} {UI["seconds"].get(lang)} · '
+                 f'{result.cpu_seconds:.1f} {UI["cpu_seconds"].get(lang)}{note}</p>')
     parts.append(f"<p>{esc(result.summary.get(lang))}</p>")
     if result.claims:
         parts.append(f"<h3>{esc(heading(UI['claims'], lang))}</h3><table class='claims'><tr>")

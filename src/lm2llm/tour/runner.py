@@ -1,4 +1,11 @@
-"""Runs the selected chapters in order, reusing finished ones, and writes the report."""
+"""Runs the selected chapters in order, reusing finished ones, and writes the report.
+
+Thread policy: the tour's models are tiny (≤ a few million parameters), and their matmuls are too
+small for a second torch thread to pay for its synchronisation; on a machine that is also busy with
+other work, OpenMP threads that spin waiting for a descheduled sibling cost several times the CPU of
+one thread (measured in docs/architecture.md). So each chapter runs on `chapter_threads(quick)` torch
+threads (1 in quick mode), and measurements *of* parallelism opt back in with `ctx.all_cores()`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,23 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lm2llm.tour import registry, report
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, load_result, save_result
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    load_result,
+    save_result,
+    torch_threads,
+)
 
 LANGS = ("en", "ko")
+
+
+def chapter_threads(quick: bool, requested: int | None = None) -> int | None:
+    """Torch threads for a chapter: `requested` if given, 1 in quick mode, else torch's default (None)."""
+    if requested is not None:
+        return requested
+    return 1 if quick else None
 
 
 @dataclass
@@ -30,11 +51,16 @@ def run_tour(
     only: list[str] | None = None,
     force: bool = False,
     show_progress: bool = True,
+    threads: int | None = None,
 ) -> TourOutcome:
-    if lang not in LANGS:
-        from lm2llm.errors import UserError
+    """Run the chapters; `threads` overrides the torch threads per chapter (see `chapter_threads`)."""
+    from lm2llm.errors import UserError
 
+    if lang not in LANGS:
         raise UserError(f"unknown language '{lang}'", where="--lang", hint="use en or ko")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}", where="--threads",
+                        hint="leave it out for the default (1 in quick mode, all cores otherwise)")
     chapters = registry.select(only)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, ChapterResult] = {}
@@ -63,9 +89,11 @@ def run_tour(
                 progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
 
             ctx = ChapterContext(chapter_dir, quick, lang, report_progress, results)
-            start = time.perf_counter()
-            result = chapter.run(ctx)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            with torch_threads(chapter_threads(quick, threads)):
+                result = chapter.run(ctx)
             result.seconds = round(time.perf_counter() - start, 2)
+            result.cpu_seconds = round(time.process_time() - cpu_start, 2)
             save_result(result_path, result, quick)
             results[chapter.id] = result
             done.append((chapter, result, False))

@@ -75,13 +75,15 @@ def mean_loss(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Te
 
 def run(ctx: ChapterContext) -> ChapterResult:
     quick = ctx.quick
-    context, batch = 32, 32
-    steps = 80 if quick else 400
+    # quick: smaller batches but more steps (the same model); at 80 steps of 32 the gap between positions
+    # and none was 0.01 nats, at 140 steps of 12 it is ~0.1 for less compute
+    context = 32
+    batch, steps = (12, 140) if quick else (32, 400)
     tokenizer, ids = bilingual_ids(12_000 if quick else 60_000)
     split = int(0.9 * len(ids))
     train_ids, val_ids = ids[:split], ids[split:]
-    val_next = window_sampler(val_ids, context, batch, seed=123)
-    val_batches = [val_next() for _ in range(4 if quick else 16)]
+    val_next = window_sampler(val_ids, context, 32, seed=123)  # 32 windows a batch, whatever the training batch
+    val_batches = [val_next() for _ in range(8 if quick else 16)]
 
     losses, curves, models = {}, {}, {}
     for i, kind in enumerate(POSITIONAL_KINDS):

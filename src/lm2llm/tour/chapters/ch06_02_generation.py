@@ -14,6 +14,7 @@ each is scored on its own samples:
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ SETTINGS: list[tuple[str, dict]] = [
     ("top-p 0.9", {"top_p": 0.9}),
     ("min-p 0.1", {"min_p": 0.1}),
 ]
+QUICK_STEPS = 150  # about what gpt-tiny trains in 5 s on one idle core
 TEMPERATURES = ["greedy", "T=0.5", "T=0.8", "T=1.0", "T=1.5"]
 
 
@@ -49,7 +51,9 @@ def train_small_model(ctx: ChapterContext, documents: list[str]) -> Path:
     text = "\n\n".join(documents)
     tokenizer = CharTokenizer.train([text], min_count=2)
     split = int(len(text) * 0.95)
-    data = ctx.out_dir / "data"
+    data, run_dir = ctx.out_dir / "data", ctx.out_dir / "run"
+    for stale in (data, run_dir):  # a re-run (--force) trains afresh instead of finding the old checkpoint
+        shutil.rmtree(stale, ignore_errors=True)
     writer = ShardWriter(data, tokenizer.vocab_size)
     writer.write("train", tokenizer.encode(text[:split]))
     writer.write("val", tokenizer.encode(text[split:]))
@@ -57,7 +61,9 @@ def train_small_model(ctx: ChapterContext, documents: list[str]) -> Path:
     tokenizer.save(data / "tokenizer")
     config = build_config(overrides={
         "model": "gpt", "preset": "gpt-tiny" if ctx.quick else "gpt-small", "data": str(data),
-        "out": str(ctx.out_dir / "run"), "max_steps": 10_000, "max_seconds": 5.0 if ctx.quick else 90.0,
+        # quick: a step budget (~5 CPU seconds), so a busy machine gets the same model, only later
+        "out": str(run_dir), "max_steps": QUICK_STEPS if ctx.quick else 10_000,
+        "max_seconds": 60.0 if ctx.quick else 90.0,
         "batch_size": 16, "lr": 3e-3, "warmup_steps": 20, "eval_every": 10_000, "eval_batches": 4,
         "log_every": 50, "progress": False, "device": "cpu", "seed": 0,
     })

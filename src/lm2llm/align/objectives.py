@@ -58,6 +58,9 @@ class RewardObjective:
         chosen, rejected = pair_scores(model, batch)
         return bradley_terry_losses(chosen.float(), rejected.float(), self.margin).sum()
 
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        return {"val_loss": loss}  # a loss per pair: no perplexity or bits per byte to derive
+
 
 class DPOObjective:
     """DPO (`loss_type="sigmoid"`) or IPO (`"ipo"`) against precomputed reference log-probs."""
@@ -79,6 +82,9 @@ class DPOObjective:
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return self.output(model, batch).losses.sum()
+
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        return {"val_loss": loss}  # a loss per pair: no perplexity or bits per byte to derive
 
 
 @torch.no_grad()

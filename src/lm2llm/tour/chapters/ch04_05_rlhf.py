@@ -36,7 +36,7 @@ from lm2llm.tour.plots import plt
 
 KL_BOUND = 10.0  # nats per answer: "bounded" means the aligned model still mostly speaks like the SFT model
 SETTINGS = {  # quick / full: preference pairs per task, optimiser steps per stage
-    True: {"pairs": 48, "rm_steps": 30, "dpo_steps": 30, "ppo_steps": 6},
+    True: {"pairs": 48, "rm_steps": 24, "dpo_steps": 24, "ppo_steps": 5},
     False: {"pairs": 200, "rm_steps": 200, "dpo_steps": 200, "ppo_steps": 40},
 }
 
@@ -155,13 +155,19 @@ def run(ctx: ChapterContext) -> ChapterResult:
                       "\n".join(f"Q: {t['prompt']}\n  answer: {t['answer']} | SFT: {t['sft']} | "
                                 f"{name.upper()}: {t['aligned']}" for t in transcripts[name][:4]))
                for name in ("ppo", "dpo")]
+    sft_exact = ppo["exact_match_sft"]
+    hacked = ppo["reward"] > ppo["reward_sft"] and ppo["exact_match"] < sft_exact  # the score rose, the answers did not
     summary = T(
-        f"From an SFT model (exact match {finetuning['runs']['full']['after']['accuracy']:.2f}), PPO moved held-out reward "
-        f"{ppo['reward_sft']:.2f} → {ppo['reward']:.2f} at KL {ppo['kl_to_sft']:.2f}; DPO's win rate by the "
-        f"reward model is {dpo_eval['win_rate_reward']:.2f}.",
-        f"SFT 모델(정확 일치 {finetuning['runs']['full']['after']['accuracy']:.2f})에서 PPO는 보류 보상을 {ppo['reward_sft']:.2f} → "
-        f"{ppo['reward']:.2f}로 바꾸었고 KL은 {ppo['kl_to_sft']:.2f}; 보상 모델이 판정한 DPO 승률은 "
-        f"{dpo_eval['win_rate_reward']:.2f}.",
+        f"From 4.4's SFT model, PPO moved the held-out reward {ppo['reward_sft']:.2f} → {ppo['reward']:.2f} "
+        f"(KL {ppo['kl_to_sft']:.2f}) and exact match {sft_exact:.2f} → {ppo['exact_match']:.2f}; DPO: reward "
+        f"{dpo_eval['reward']:.2f}, exact match {dpo_eval['exact_match']:.2f}, win rate by the reward model "
+        f"{dpo_eval['win_rate_reward']:.2f}." + (" Here PPO raised the reward-model score while fewer answers "
+                                                  "were right: the reward model, not the task, was optimised." if hacked else ""),
+        f"4.4의 SFT 모델에서 PPO는 보류 보상을 {ppo['reward_sft']:.2f} → {ppo['reward']:.2f}(KL "
+        f"{ppo['kl_to_sft']:.2f}), 정확 일치를 {sft_exact:.2f} → {ppo['exact_match']:.2f}로 바꾸었다; DPO: 보상 "
+        f"{dpo_eval['reward']:.2f}, 정확 일치 {dpo_eval['exact_match']:.2f}, 보상 모델 판정 승률 "
+        f"{dpo_eval['win_rate_reward']:.2f}." + (" 여기서 PPO는 보상 모델 점수를 올렸지만 정답은 줄었다: 과제가 아니라 "
+                                                  "보상 모델을 최적화한 것이다." if hacked else ""),
     )
     metrics = {"sft_run": str(sft_dir.relative_to(ctx.out_dir.parent)), "reward_model": rm, "dpo": dpo,
                "ppo_history": ppo_history, "compare": results, "settings": s, "tasks": tasks}

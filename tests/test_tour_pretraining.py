@@ -3,6 +3,7 @@
 import pytest
 
 from lm2llm.data.shards import TokenShards
+from lm2llm.errors import UserError
 from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import load_model
 from lm2llm.tokenizer import load_tokenizer
@@ -19,6 +20,15 @@ def test_pipeline_chapters_declare_what_they_read():
 def test_a_chapter_finds_the_folder_of_another(tmp_path):
     ctx = ChapterContext(tmp_path / slug_of("4.4"), quick=True, lang="en")
     assert ctx.chapter_dir("4.3") == tmp_path / "ch04_03"
+
+
+@pytest.mark.parametrize(("chapter_id", "missing"), [("4.4", "4.3"), ("4.5", "4.4")])
+def test_a_missing_earlier_run_is_a_clear_error(tmp_path, chapter_id, missing):
+    chapter = next(c for c in all_chapters() if c.id == chapter_id)
+    ctx = ChapterContext(tmp_path / chapter.slug, quick=True, lang="en")
+    with pytest.raises(UserError, match=missing) as caught:
+        chapter.run(ctx)
+    assert f"--only {missing}" in caught.value.hint
 
 
 def test_chapter_4_3_compares_ngram_lstm_and_gpt_and_saves_the_gpt(quick_tour):

@@ -42,7 +42,8 @@ SETTINGS = {  # quick / full: examples and held-out prompts per task, optimiser 
 def pretrained_base(ctx: ChapterContext) -> Path:
     """Chapter 4.3's GPT run directory, checked; its held-out reserve must cover this chapter's test prompts."""
     pretraining = ctx.result_of("4.3")
-    base = ctx.chapter_dir("4.3") / pretraining.metrics["runs"]["GPT"] if pretraining else None
+    saved = pretraining.metrics.get("runs", {}).get("GPT") if pretraining else None  # older results saved none
+    base = ctx.chapter_dir("4.3") / saved if saved else None
     if base is None or not (base / "model.safetensors").is_file():
         raise UserError("chapter 4.3's pre-trained GPT is missing", where=str(base or ctx.chapter_dir("4.3")),
                         hint="rerun it: lm2llm tour --force --only 4.3")
@@ -150,10 +151,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
               lora.after["accuracy"] > before and lora.after["accuracy"] >= after - CLOSE_ENOUGH),
     ]
     summary = T(
-        f"4.3's GPT fine-tuned for {s['steps']} steps on {len(task_names)} tasks: exact match {before:.0%} → "
+        f"4.3's GPT fine-tuned for {s['steps']} steps on {', '.join(task_names)}: exact match {before:.0%} → "
         f"{after:.0%} (full), {lora.after['accuracy']:.0%} (LoRA, {share:.0%} of weights trained); the same "
         f"fine-tuning of an untrained GPT reaches {scratch.after['accuracy']:.0%}.",
-        f"4.3의 GPT를 {len(task_names)}개 과제로 {s['steps']}스텝 미세조정: 정확 일치율 {before:.0%} → "
+        f"4.3의 GPT를 과제 {', '.join(task_names)}로 {s['steps']}스텝 미세조정: 정확 일치율 {before:.0%} → "
         f"{after:.0%}(전체), {lora.after['accuracy']:.0%}(LoRA, 가중치 {share:.0%}만 학습); 학습하지 않은 "
         f"GPT에 같은 미세조정을 하면 {scratch.after['accuracy']:.0%}.",
     )

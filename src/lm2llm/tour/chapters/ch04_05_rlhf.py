@@ -44,7 +44,8 @@ SETTINGS = {  # quick / full: preference pairs per task, optimiser steps per sta
 def sft_run(ctx: ChapterContext) -> tuple[Path, dict]:
     """Chapter 4.4's fully fine-tuned run and that chapter's metrics (tasks, held-out size, exact match)."""
     finetuning = ctx.result_of("4.4")
-    run = ctx.chapter_dir("4.4") / finetuning.metrics["runs"]["full"]["dir"] if finetuning else None
+    saved = finetuning.metrics.get("runs", {}).get("full", {}).get("dir") if finetuning else None
+    run = ctx.chapter_dir("4.4") / saved if saved else None
     if run is None or not (run / "model.safetensors").is_file():
         raise UserError("chapter 4.4's fine-tuned model is missing", where=str(run or ctx.chapter_dir("4.4")),
                         hint="rerun it: lm2llm tour --force --only 4.4")

@@ -35,7 +35,7 @@ CLOSE_ENOUGH = 0.10  # LoRA counts as matching full fine-tuning within 10 accura
 SETTINGS = {  # quick / full: examples and held-out prompts per task, optimiser steps per run
     True: {"tasks": ["facts"], "n_train": 200, "n_test": 20, "steps": 80},
     False: {"tasks": ["facts", "reverse_words", "korean_to_digits", "unit_conversion"], "n_train": 400,
-            "n_test": 20, "steps": 800},
+            "n_test": 20, "steps": 400},
 }
 
 

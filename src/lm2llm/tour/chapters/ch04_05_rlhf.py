@@ -37,7 +37,7 @@ from lm2llm.tour.plots import plt
 KL_BOUND = 10.0  # nats per answer: "bounded" means the aligned model still mostly speaks like the SFT model
 SETTINGS = {  # quick / full: preference pairs per task, optimiser steps per stage
     True: {"pairs": 48, "rm_steps": 24, "dpo_steps": 24, "ppo_steps": 5},
-    False: {"pairs": 200, "rm_steps": 200, "dpo_steps": 200, "ppo_steps": 40},
+    False: {"pairs": 120, "rm_steps": 150, "dpo_steps": 150, "ppo_steps": 20},
 }
 
 

@@ -7,6 +7,7 @@ from lm2llm.finetune.tasks import (
     korean_to_number,
     make_suite,
     number_to_korean,
+    pretraining_documents,
     score_exact_match,
 )
 
@@ -81,3 +82,13 @@ def test_exact_match_scorer_normalises_only_whitespace():
     predictions = [test[0].answer, "wrong", test[2].answer + "\n", test[3].answer]
     assert score_exact_match(test, predictions) == {"accuracy": 0.75, "n": 4,
                                                     "per_task": {"addition": 0.5, "facts": 1.0}}
+
+
+def test_pretraining_documents_never_hold_a_reserved_prompt():
+    docs = pretraining_documents(30, reserve=10, seed=0, tasks=["facts", "korean_to_digits"], per_document=4)
+    assert len(docs) == 15 and docs == pretraining_documents(30, 10, 0, ["facts", "korean_to_digits"], 4)
+    text = "\n\n".join(docs)
+    assert "Q: 숫자로 쓰세요: " in text and "\nA: " in text
+    for n_test in (1, 10):  # any held-out set up to the reserve stays unseen
+        _, test = make_suite(5, n_test, seed=0, tasks=["facts", "korean_to_digits"])
+        assert not any(f"Q: {r.prompt}\n" in text for r in test)

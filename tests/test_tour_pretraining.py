@@ -1,17 +1,97 @@
-import json
+"""Chapters 4.3 → 4.4 → 4.5 as one pipeline, read from the session's quick tour (no chapter runs again here)."""
 
 import pytest
 
+from lm2llm.data.shards import TokenShards
+from lm2llm.errors import UserError
+from lm2llm.finetune.tasks import make_suite
+from lm2llm.models import load_model
+from lm2llm.tokenizer import load_tokenizer
+from lm2llm.tour.framework import ChapterContext, slug_of
+from lm2llm.tour.registry import all_chapters
+from tests.conftest import chapter_result
 
-@pytest.mark.slow
-def test_chapter_4_3_compares_ngram_lstm_and_gpt_on_one_clock(cli, tmp_path):
-    result = cli("tour", "--quick", "--only", "4.3", "--out", tmp_path, "--json")
-    assert result.code == 0, result.err
-    chapter = json.loads(result.out)["chapters"][0]
-    curves = chapter["metrics"]["curves"]
+
+def test_pipeline_chapters_declare_what_they_read():
+    needs = {c.id: c.needs for c in all_chapters()}
+    assert needs["4.4"] == ("4.3",) and needs["4.5"] == ("4.4",)
+
+
+def test_a_chapter_finds_the_folder_of_another(tmp_path):
+    ctx = ChapterContext(tmp_path / slug_of("4.4"), quick=True, lang="en")
+    assert ctx.chapter_dir("4.3") == tmp_path / "ch04_03"
+
+
+@pytest.mark.parametrize(("chapter_id", "missing"), [("4.4", "4.3"), ("4.5", "4.4")])
+def test_a_missing_earlier_run_is_a_clear_error(tmp_path, chapter_id, missing):
+    chapter = next(c for c in all_chapters() if c.id == chapter_id)
+    ctx = ChapterContext(tmp_path / chapter.slug, quick=True, lang="en")
+    with pytest.raises(UserError, match=missing) as caught:
+        chapter.run(ctx)
+    assert f"--only {missing}" in caught.value.hint
+
+
+def test_chapter_4_3_compares_ngram_lstm_and_gpt_and_saves_the_gpt(quick_tour):
+    result = chapter_result(quick_tour, "4.3")
+    curves = result.metrics["curves"]
     assert set(curves) == {"LSTM", "GPT"}
-    for curve in curves.values():  # each starts untrained and improves
+    for curve in curves.values():  # each improves while it trains
         assert curve[-1]["val_loss"] < curve[0]["val_loss"]
-    assert (tmp_path / "ch04_03" / "val_loss.png").is_file()
-    assert 0 < chapter["metrics"]["ngram"]["val_bpb"] < 8
-    assert len(chapter["claims"]) == 3
+    assert 0 < result.metrics["ngram"]["val_bpb"] < 8
+    assert len(result.claims) == 3
+    chapter_dir = quick_tour.out_dir / "ch04_03"
+    assert (chapter_dir / "val_loss.png").is_file()
+    run = chapter_dir / result.metrics["runs"]["GPT"]
+    model, tokenizer = load_model(run), load_tokenizer(run)  # an ordinary run: lm2llm chat/sft can read it
+    assert model.config.vocab_size == tokenizer.vocab_size
+    assert (run / "config.json").is_file() and (run / "metrics.jsonl").is_file()
+    assert tokenizer.render_chat([{"role": "user", "content": "안녕"}], add_generation_prompt=True)[0]
+
+
+def test_chapter_4_4_fine_tunes_the_pretrained_gpt(quick_tour):
+    result = chapter_result(quick_tour, "4.4")
+    metrics = result.metrics
+    assert metrics["base"] == "ch04_03/runs/gpt"
+    runs = metrics["runs"]
+    assert set(runs) == {"full", "lora", "scratch"}
+    for name, run in runs.items():
+        assert (quick_tour.out_dir / "ch04_04" / run["dir"] / "model.safetensors").is_file(), name
+        assert 0 <= run["after"]["accuracy"] <= 1
+    assert runs["lora"]["trainable"] < runs["full"]["trainable"] == runs["full"]["total"]
+    assert 0 < runs["lora"]["adapter_bytes"] < metrics["model_bytes"]
+    claims = {c.statement.en.split(":")[0]: c.holds for c in result.claims}
+    assert len(claims) == 4
+    full_after = runs["full"]["after"]["accuracy"]
+    assert result.claims[0].holds == (full_after > metrics["before"]["accuracy"])  # verdicts follow the numbers
+    assert result.claims[1].holds == (runs["full"]["held_out_loss"] < runs["scratch"]["held_out_loss"]
+                                      and full_after >= runs["scratch"]["after"]["accuracy"])
+    assert "base:" in result.samples[0].text and "SFT:" in result.samples[0].text
+
+
+def test_chapter_4_5_aligns_the_sft_model(quick_tour):
+    result = chapter_result(quick_tour, "4.5")
+    metrics = result.metrics
+    assert metrics["sft_run"] == "ch04_04/runs/full"
+    assert metrics["tasks"] == chapter_result(quick_tour, "4.4").metrics["tasks"]
+    assert len(metrics["ppo_history"]) == metrics["settings"]["ppo_steps"]
+    for name in ("ppo", "dpo"):
+        compared = metrics["compare"][name]
+        assert 0 <= compared["win_rate_reward"] <= 1 and 0 <= compared["exact_match"] <= 1
+        assert compared["kl_to_sft"] == pytest.approx(compared["kl_to_sft"])  # a number, not NaN
+    ppo = metrics["compare"]["ppo"]
+    assert result.claims[1].holds == (ppo["reward"] > ppo["reward_sft"] and ppo["kl_to_sft"] < 10.0)
+    assert [row[0] for row in result.tables[0].rows] == ["SFT", "PPO", "DPO"]
+    assert (quick_tour.out_dir / "ch04_05" / "rlhf_curves.png").is_file()
+
+
+def test_held_out_prompts_never_reach_pre_training(quick_tour):
+    """The prompts 4.4 and 4.5 score on are absent from every token 4.3's models were trained on."""
+    tasks = chapter_result(quick_tour, "4.4").metrics["tasks"]
+    n_test = chapter_result(quick_tour, "4.4").metrics["settings"]["n_test"]
+    assert n_test <= chapter_result(quick_tour, "4.3").metrics["corpus"]["qa_reserve"]
+    data = quick_tour.out_dir / "ch04_03" / "data"
+    shards, tokenizer = TokenShards(data), load_tokenizer(data / "tokenizer")
+    text = tokenizer.decode(shards.arrays["train"].tolist())
+    assert "\nA: " in text  # the Q&A pages are there
+    _, held_out = make_suite(0, n_test, seed=0, tasks=tasks)
+    assert not [r.prompt for r in held_out if r.prompt in text]

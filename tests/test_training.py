@@ -137,6 +137,20 @@ def test_metrics_eval_and_bits_per_byte(shards, tmp_path):
     assert result.tokens_per_second > 0 and result.mfu > 0
 
 
+def test_time_budget_counts_wall_or_cpu_time(shards, monkeypatch):
+    """`clock="cpu"` spends the budget in this process's CPU time: a machine busy with others does not shrink it."""
+    import time
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(time, "process_time", lambda: float(next(ticks)))  # one CPU second per reading
+    result = make_trainer(shards, max_steps=100, max_seconds=3.0, clock="cpu", eval_every=100).fit()
+    assert result.steps == 3 and result.stopped_early
+    assert result.evals[-1]["cpu_s"] == 3.0 and "elapsed_s" in result.evals[-1]
+    assert make_trainer(shards, max_steps=4, max_seconds=3600.0).fit().steps == 4  # wall clock by default
+    with pytest.raises(UserError, match="clock"):
+        build_config({"clock": "gpu"})
+
+
 def test_checkpoint_killed_mid_write_keeps_the_last_good_one(shards, tmp_path):
     trainer = make_trainer(shards, tmp_path / "run", max_steps=4, eval_every=2)
     trainer.fit(stop_at=2)

@@ -199,6 +199,20 @@ def make_suite(
     return train, test
 
 
+def pretraining_documents(n_per_task: int, reserve: int, seed: int = 0, tasks: Sequence[str] | None = None,
+                          per_document: int = 8) -> list[str]:
+    """The suite's training prompts written as plain "Q: ... / A: ..." text, the way Q&A pages sit in a web corpus.
+
+    A pre-training corpus that contains such text gives a base model the tasks' content before it ever
+    sees the chat template; supervised fine-tuning then only has to teach the format and when to stop.
+    No document holds any of the first `reserve` prompts per task, so every held-out set of
+    `make_suite(..., n_test <= reserve, seed)` stays unseen. Documents group `per_document` records.
+    """
+    train, _ = make_suite(n_per_task, reserve, seed, tasks)
+    pages = [f"Q: {r.prompt}\nA: {r.answer}" for r in train]
+    return ["\n\n".join(pages[i:i + per_document]) for i in range(0, len(pages), per_document)]
+
+
 def normalize_answer(text: str) -> str:
     """Collapse runs of whitespace and strip the ends; nothing else (case and punctuation count)."""
     return " ".join(text.split())

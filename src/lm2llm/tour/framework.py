@@ -136,6 +136,10 @@ class ChapterContext:
     def result_of(self, chapter_id: str) -> ChapterResult | None:
         return self._results.get(chapter_id)
 
+    def chapter_dir(self, chapter_id: str) -> Path:
+        """The output folder of another chapter of this tour, e.g. to load a run it saved (name it in `needs`)."""
+        return self.out_dir.parent / slug_of(chapter_id)
+
     def save_figure(self, fig: Any, name: str, title: Text) -> Figure:
         """Save a matplotlib figure as PNG in the chapter directory and close it."""
         import matplotlib.pyplot as plt
@@ -161,7 +165,12 @@ class Chapter:
 
     @property
     def slug(self) -> str:
-        return "ch" + "_".join(f"{int(p):02d}" for p in self.id.split("."))
+        return slug_of(self.id)
+
+
+def slug_of(chapter_id: str) -> str:
+    """A chapter's folder name: "4.3" → "ch04_03"."""
+    return "ch" + "_".join(f"{int(p):02d}" for p in chapter_id.split("."))
 
 
 def save_result(path: Path, result: ChapterResult, quick: bool) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from lm2llm.errors import UserError
 
 SCHEDULES = ("cosine", "wsd", "constant")
+CLOCKS = ("wall", "cpu")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -38,7 +39,8 @@ class TrainConfig:
     batch_size: int = 12  # sequences per optimizer step, summed over processes and accumulation
     micro_batch_size: int = 0  # sequences per forward pass; 0: batch_size / processes (no accumulation)
     max_steps: int = 2000
-    max_seconds: float = 0.0  # stop early after this much training wall time; 0: no limit
+    max_seconds: float = 0.0  # stop early after this much training time (see `clock`); 0: no limit
+    clock: str = "wall"  # what max_seconds counts: wall time, or "cpu" time of this process (fair on a shared machine)
     lr: float = 1e-3
     min_lr: float = 1e-4
     schedule: str = "cosine"
@@ -107,7 +109,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     def bad(key: str, why: str, hint: str | None = None) -> UserError:
         return UserError(f"'{key}' {why}", where="config", hint=hint)
 
-    choices = {"schedule": SCHEDULES, "dtype": DTYPES, "device": DEVICES}
+    choices = {"schedule": SCHEDULES, "dtype": DTYPES, "device": DEVICES, "clock": CLOCKS}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise bad(key, f"is {getattr(cfg, key)!r}", hint=f"choose from {', '.join(allowed)}")

@@ -231,7 +231,10 @@ class Trainer:
             self.run.log_metrics(record)
 
     def fit(self, stop_at: int | None = None) -> TrainResult:
-        """Train until `max_steps` (or `stop_at`, or `max_seconds`), evaluating and checkpointing on schedule."""
+        """Train until `max_steps` (or `stop_at`, or `max_seconds` on `clock`), evaluating and checkpointing on schedule.
+
+        Evaluation records `elapsed_s` in wall time and, with `clock="cpu"`, `cpu_s` in this process's CPU time.
+        """
         cfg = self.cfg
         end = min(cfg.max_steps, stop_at or cfg.max_steps)
         tokens_per_step = cfg.batch_size * self.data.block_size
@@ -239,6 +242,8 @@ class Trainer:
         checkpoint_every = cfg.checkpoint_every or cfg.eval_every
         progress = _Progress(self.world.is_main and cfg.progress, self.step, end)
         start = time.perf_counter()
+        budget_clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
+        budget_start = budget_clock()
         train_seconds, steps_timed = 0.0, 0
         first = self.step
         try:
@@ -263,10 +268,12 @@ class Trainer:
                     self._log({"step": self.step, "loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"],
                                "tokens_per_s": round(tok_s, 1), "mfu": round(mfu, 5),
                                "ms_per_step": round(1000 * dt, 2)})
-                elapsed = time.perf_counter() - start
-                out_of_time = cfg.max_seconds > 0 and self._any(elapsed >= cfg.max_seconds)
+                spent = budget_clock() - budget_start
+                out_of_time = cfg.max_seconds > 0 and self._any(spent >= cfg.max_seconds)
                 if self.step % cfg.eval_every == 0 or self.step == end or out_of_time:
                     metrics = {"step": self.step, **self.evaluate(), "elapsed_s": round(time.perf_counter() - start, 3)}
+                    if cfg.clock == "cpu":
+                        metrics["cpu_s"] = round(spent, 3)
                     result.evals.append(metrics)
                     self._log(metrics)
                     progress.note(metrics)

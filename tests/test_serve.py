@@ -11,7 +11,6 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import torch
 
 from lm2llm.serve.app import ServedModel, ServerThread, create_app
 from lm2llm.serve.demo import save_demo_run
@@ -20,6 +19,7 @@ from lm2llm.serve.loadgen import run_load
 KEY = "test-key"
 TEXTS = ["안녕하세요 반갑습니다. 오늘 날씨가 좋네요! 한국어 문장을 만듭니다.",
          "The quick brown fox jumps over the lazy dog. Python is a programming language."] * 10
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 HELLO = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user", "content": "안녕하세요, 오늘 날씨 어때요?"}]
 
 
@@ -27,15 +27,6 @@ HELLO = [{"role": "system", "content": "짧게 답하세요."}, {"role": "user",
 def run_dir(tmp_path_factory) -> Path:
     return save_demo_run(tmp_path_factory.mktemp("serve") / "tiny-ko", TEXTS, vocab_size=400,
                          context_length=96, n_layer=2, d_model=48, n_head=4)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """As `lm2llm serve` defaults to: tiny decode steps lose more to OpenMP's synchronisation than they gain."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -159,9 +159,11 @@ class Generation:
     """The sequences of one request: submitted to the scheduler, their chunks collected on the event loop."""
 
     def __init__(self, served: ServedModel, prompts: list[list[int]], configs: list[SamplingConfig],
-                 n: int, end_ids: tuple[int, ...] | list[int]):
+                 n: int, end_ids: tuple[int, ...] | list[int], stream: bool):
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[TextChunk] = asyncio.Queue()
+        self.stream = stream
+        self.pending: dict[int, TextChunk] = {}  # without streaming: each sequence's text, handed over once
         self.prompt_tokens = sum(len(p) for p in prompts)
         self.completion_tokens = 0
         requests = [SequenceRequest(prompt, configs[i], self._emit, tuple(end_ids), index=p * n + i)
@@ -175,6 +177,14 @@ class Generation:
             raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
 
     def _emit(self, chunk: TextChunk) -> None:  # runs on the scheduler thread
+        if not self.stream and chunk.finish_reason != "error":  # gather here; wake the event loop once per sequence
+            whole = self.pending.setdefault(chunk.index, TextChunk(chunk.index, ""))
+            whole.text += chunk.text
+            whole.token_ids += chunk.token_ids
+            if chunk.finish_reason is None:
+                return
+            whole.finish_reason = chunk.finish_reason
+            chunk = self.pending.pop(chunk.index)
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
         except RuntimeError:  # the event loop has closed (server shutting down): nobody is listening
@@ -262,7 +272,9 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
 
     @app.get("/health", response_model=protocol.Health)
     async def health() -> dict:
-        return {"status": "ok", "model": served.model_id, **served.scheduler.load}
+        stats = served.scheduler.stats
+        return {"status": "ok", "model": served.model_id, **served.scheduler.load, "steps": stats.steps,
+                "mean_batch": stats.mean_batch}
 
     @app.get("/", include_in_schema=False)
     async def chat_page() -> HTMLResponse:
@@ -294,7 +306,8 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         except UserError as error:
             raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
         check_length(prompts, "prompt")
-        generation = Generation(served, prompts, sampling_configs(body, body.max_tokens), body.n, served.end_ids)
+        generation = Generation(served, prompts, sampling_configs(body, body.max_tokens), body.n, served.end_ids,
+                                body.stream)
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         echoes = [texts[i // body.n] if body.echo else "" for i in range(generation.total)]
         head = {"id": ident, "object": "text_completion", "created": created, "model": served.model_id}
@@ -341,7 +354,7 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         budget = body.token_budget()
         if budget is None:
             budget = DEFAULT_CHAT_TOKENS if limit is None else limit - len(ids)
-        generation = Generation(served, [ids], sampling_configs(body, budget), body.n, end_ids)
+        generation = Generation(served, [ids], sampling_configs(body, budget), body.n, end_ids, body.stream)
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.model_id,
                 "system_fingerprint": None}

@@ -161,5 +161,7 @@ class ModelList(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     model: str
-    live: int
-    waiting: int
+    live: int  # sequences decoding now
+    waiting: int  # sequences queued for a free row
+    steps: int  # decode steps so far
+    mean_batch: float  # live rows per decode step, on average

@@ -16,10 +16,19 @@ SRC = Path(lm2llm.__file__).resolve().parent.parent
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Keep measured-env caches and downloads out of the user's home directory."""
-    monkeypatch.setenv("LM2LLM_CACHE", str(tmp_path_factory.mktemp("cache")))
+def private_cache(session_cache, monkeypatch):
+    """Keep measured-env caches and corpora out of the user's home directory.
+
+    One cache serves the whole session, so the matmul peak and the python-docs extraction are paid once;
+    a test that needs an empty cache sets LM2LLM_CACHE itself.
+    """
+    monkeypatch.setenv("LM2LLM_CACHE", str(session_cache))
 
 
 @dataclass
@@ -71,3 +80,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def quick_tour(tmp_path_factory, session_cache):
+    """The whole `lm2llm tour --quick`, run once per test session; chapter tests read its results.
+
+    Returns the runner's outcome: `.out_dir`, `.html`, and `.chapters` as (chapter, result, reused).
+    """
+    from lm2llm.tour.runner import run_tour
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LM2LLM_CACHE", str(session_cache))
+        return run_tour(tmp_path_factory.mktemp("tour"), quick=True, show_progress=False)
+
+
+def chapter_result(outcome, chapter_id: str):
+    """One chapter's `ChapterResult` from a tour outcome."""
+    return next(result for chapter, result, _ in outcome.chapters if chapter.id == chapter_id)

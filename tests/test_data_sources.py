@@ -25,7 +25,8 @@ def test_stdlib_listing_leaves_out_tests_and_third_party_code():
     assert not any({"test", "tests", "idle_test", "site-packages"} & set(p) for p in parts)
 
 
-def test_python_docs_streams_with_a_limit_then_caches_a_complete_pass(monkeypatch):
+def test_python_docs_streams_with_a_limit_then_caches_a_complete_pass(monkeypatch, tmp_path):
+    monkeypatch.setenv("LM2LLM_CACHE", str(tmp_path))  # its tiny corpus must not reach the session cache
     root = embedded.stdlib_dir()
     few = [root / "abc.py", root / "bisect.py", *sorted((root / "json").glob("*.py"))]
     monkeypatch.setattr(embedded, "stdlib_files", lambda: few)  # a complete pass in a fraction of a second

@@ -9,7 +9,7 @@ import torch
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch, generate_ids
 from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.inference.text import IncrementalDetokenizer, TextGenerator
+from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model
 from lm2llm.tokenizer import CharTokenizer
 
@@ -87,20 +87,6 @@ def test_context_length_limits_prompt_and_generation():
         DecodeBatch(model, [[1], []], SamplingConfig())
 
 
-def byte_decode(ids: list[int]) -> str:
-    """A byte-level vocabulary (one token per byte): the worst case for splitting a Hangul syllable."""
-    return bytes(ids).decode("utf-8", errors="replace")
-
-
-def test_incremental_detokenizer_never_breaks_a_korean_character():
-    text = "한국어 스트리밍: 글자가 깨지지 않아요 ✓"
-    detokenizer = IncrementalDetokenizer(byte_decode)
-    pieces = [detokenizer.push(b) for b in text.encode("utf-8")] + [detokenizer.flush()]
-    assert "".join(pieces) == text
-    assert all("\ufffd" not in piece for piece in pieces)
-    assert sum(1 for piece in pieces if piece) > 10  # it does stream
-
-
 @pytest.fixture
 def korean_generator() -> TextGenerator:
     tokenizer = CharTokenizer.train(["안녕하세요 반갑습니다. 오늘 날씨가 좋네요! 한국어 문장을 만듭니다."])
@@ -132,3 +118,10 @@ def test_stop_string_cuts_the_text_and_is_never_streamed(korean_generator):
     text = "".join(c.text for c in chunks)
     assert text == free[:free.index(stop)]
     assert chunks[-1].finish_reason == "stop"
+
+
+def test_nothing_to_generate_still_reports_each_row(korean_generator):
+    chunks = list(korean_generator.stream(["안녕", "오늘"], SamplingConfig(max_new_tokens=0)))
+    assert [(c.index, c.text, c.finish_reason) for c in chunks] == [(0, "", "length"), (1, "", "length")]
+    full = korean_generator.generate(["안" * 64], SamplingConfig(max_new_tokens=5))[0]  # the context is full
+    assert (full.token_ids, full.finish_reason) == ([], "length")

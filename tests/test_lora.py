@@ -211,3 +211,12 @@ def test_our_model_default_targets_skip_the_tied_head_and_merge_back_to_a_plain_
     expected = logits(model)
     save_model(merge_and_unload(model), tmp_path)
     assert (logits(load_model(tmp_path).eval()) - expected).abs().max() < 1e-5
+
+
+def test_command_line_spec():
+    assert LoraConfig.from_spec("r=4,alpha=8,targets=q_proj+v_proj") == LoraConfig(4, 8.0, 0.0, ["q_proj", "v_proj"])
+    assert LoraConfig.from_spec("r=16") == LoraConfig(16, 32.0, 0.0, None)  # alpha defaults to 2r
+    assert LoraConfig.from_spec("dropout=0.1,targets=all-linear").dropout == 0.1
+    for bad in ("rank=4", "r=four", "r=0", "targets="):
+        with pytest.raises(UserError):
+            LoraConfig.from_spec(bad)

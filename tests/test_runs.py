@@ -49,3 +49,10 @@ def test_run_dir_config_and_metrics(tmp_path):
     run.log_metrics({"step": 2, "loss": 2.0})
     assert run.read_config() == {"lr": 1e-3, "name": "한국어"}
     assert [m["loss"] for m in run.read_metrics()] == [2.5, 2.0]
+
+
+def test_metrics_stay_valid_json_when_a_value_is_not_finite(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.log_metrics({"val_bpb": float("nan"), "loss": float("inf")})
+    line = (tmp_path / "run" / "metrics.jsonl").read_text().strip()
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))["val_bpb"] is None

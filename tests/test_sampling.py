@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from transformers.generation.logits_process import (
@@ -23,7 +21,6 @@ from lm2llm.inference.sampling import (
     apply_frequency_presence,
     apply_repetition_penalty,
     apply_temperature,
-    generate_from,
     min_p_filter,
     process_logits,
     top_k_filter,
@@ -175,47 +172,6 @@ def test_stop_strings_find_and_hold_back_korean():
     assert stops.safe_length("안녕<") == 2  # "<" may begin "<끝>"
     assert stops.safe_length("안녕\n") == 2
     assert stops.safe_length("안녕<x") == 4
-
-
-class CycleModel:
-    """A real (if trivial) next-token rule: always predicts (last id + 1) mod V, with a peaked distribution."""
-
-    def __init__(self, vocab: int):
-        self.vocab = vocab
-
-    def __call__(self, context: list[int]) -> torch.Tensor:
-        logits = torch.zeros(self.vocab)
-        logits[(context[-1] + 1) % self.vocab] = 10.0
-        return logits
-
-
-ALPHABET = "가나다라마바사아"
-
-
-def decode(ids: list[int]) -> str:
-    return "".join(ALPHABET[i] for i in ids)
-
-
-def test_generate_from_stops_at_a_stop_string_max_tokens_or_end_id():
-    model = CycleModel(len(ALPHABET))
-    greedy = SamplingConfig(temperature=0, max_new_tokens=5)
-    done = generate_from(model, [0], greedy, vocab_size=8, decode=decode)
-    assert (done.text, done.finish_reason) == ("나다라마바", "length")
-
-    stopped = generate_from(model, [0], SamplingConfig(temperature=0, stop=("라마",)), vocab_size=8,
-                            decode=decode)
-    assert (stopped.text, stopped.finish_reason) == ("나다", "stop")
-
-    ended = generate_from(model, [0], SamplingConfig(temperature=0, logprobs=True), vocab_size=8,
-                          end_ids=[4], decode=decode)
-    assert (ended.text, ended.finish_reason) == ("나다라", "stop")
-    expected = 10 - math.log(math.exp(10) + 7)
-    assert ended.logprobs == pytest.approx([expected] * 3, abs=1e-5)
-
-
-def test_stop_strings_without_a_decoder_are_refused():
-    with pytest.raises(UserError):
-        generate_from(CycleModel(4), [0], SamplingConfig(stop=("x",)), vocab_size=4)
 
 
 @pytest.mark.parametrize("config", [

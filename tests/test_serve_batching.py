@@ -63,6 +63,13 @@ def test_gathered_rows_decode_as_in_their_own_state(name):
         assert merged.key_valid.shape == (4, len(PROMPTS[3]) + 3)
 
 
+class HangulIds:
+    """A stand-in vocabulary: token i is the Hangul syllable U+AC00 + i (what the scheduler decodes with)."""
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(chr(0xAC00 + i) for i in ids)
+
+
 def collect(out: queue.Queue) -> tuple[list[int], str, str]:
     tokens, text = [], ""
     while True:
@@ -77,7 +84,7 @@ def collect(out: queue.Queue) -> tuple[list[int], str, str]:
 def test_sequences_joining_a_running_batch_generate_what_they_generate_alone(name):
     model = make_model(name)
     alone = [generate_ids(model, [p], SamplingConfig(temperature=0, max_new_tokens=20))[0].token_ids for p in PROMPTS]
-    scheduler = BatchScheduler(model, lambda ids: "".join(chr(0xAC00 + i) for i in ids), max_batch=3)
+    scheduler = BatchScheduler(model, HangulIds(), max_batch=3)
     scheduler.start()
     try:
         outs = []
@@ -96,9 +103,9 @@ def test_sequences_joining_a_running_batch_generate_what_they_generate_alone(nam
 
 def test_stop_strings_end_tokens_and_limits():
     model = make_model("gpt")
-    decode = lambda ids: "".join(chr(0xAC00 + i) for i in ids)  # noqa: E731
+    decode = HangulIds().decode
     sampled = SamplingConfig(temperature=1.0, seed=3, max_new_tokens=12)
-    scheduler = BatchScheduler(model, decode, max_batch=4, max_waiting=2)
+    scheduler = BatchScheduler(model, HangulIds(), max_batch=4, max_waiting=2)
     scheduler.start()
 
     def alone(config: SamplingConfig, prompt=PROMPTS[0], **kwargs) -> tuple[list[int], str, str]:
@@ -127,7 +134,7 @@ def test_stop_strings_end_tokens_and_limits():
 
 def test_cancelled_sequences_leave_the_batch():
     model = make_model("llama")
-    scheduler = BatchScheduler(model, str, max_batch=2)
+    scheduler = BatchScheduler(model, HangulIds(), max_batch=2)
     scheduler.start()
     try:
         out = queue.Queue()

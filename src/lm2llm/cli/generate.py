@@ -25,6 +25,7 @@ FREQUENCY = typer.Option(0.0, "--frequency-penalty", help="Subtract this per ear
 PRESENCE = typer.Option(0.0, "--presence-penalty", help="Subtract this once for a token already used (OpenAI's).")
 STOP = typer.Option([], "--stop", help="End before this string (repeatable).")
 SEED = typer.Option(None, "--seed", help="Fix the random choices: same seed, same text.")
+DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, or auto (a GPU when there is one).")
 
 
 def sampling_config(max_new_tokens: int, temperature: float, top_k: int, top_p: float, min_p: float,
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = MAX_NEW_TOKENS, temperature: float = TEMPERATURE, top_k: int = TOP_K,
         top_p: float = TOP_P, min_p: float = MIN_P, repetition_penalty: float = REPETITION,
         frequency_penalty: float = FREQUENCY, presence_penalty: float = PRESENCE, stop: list[str] = STOP,
-        seed: int | None = SEED,
+        seed: int | None = SEED, device: str = DEVICE,
         top_logprobs: int = typer.Option(0, "--logprobs", help="Report log-probabilities with this many alternatives."),
         stream: bool = typer.Option(False, "--stream", help="Print text as it is generated."),
         json_out: bool = JSON_OPTION,
@@ -54,11 +55,13 @@ def register(app: typer.Typer) -> None:
         """Continue one prompt or a batch of prompts (generated together, left-padded, with a KV cache)."""
         config = sampling_config(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                  frequency_penalty, presence_penalty, stop, seed, top_logprobs)
-        generator = TextGenerator.from_run(run)
+        generator = TextGenerator.from_run(run, device)
         if stream:
             if len(prompt) > 1 and not json_out:
                 raise UserError("--stream prints one prompt's text; give one --prompt", where="--stream",
                                 hint="or add --json for one JSON line per piece, tagged with its prompt index")
+            if not json_out:
+                typer.echo(prompt[0], nl=False)
             for chunk in generator.stream(prompt, config):
                 if json_out:
                     typer.echo(json.dumps(asdict(chunk), ensure_ascii=False))
@@ -88,13 +91,13 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.7, "--temperature", "-t", help=TEMPERATURE.help),
         top_k: int = TOP_K, top_p: float = typer.Option(0.9, "--top-p", help=TOP_P.help), min_p: float = MIN_P,
         repetition_penalty: float = REPETITION, frequency_penalty: float = FREQUENCY,
-        presence_penalty: float = PRESENCE, stop: list[str] = STOP, seed: int | None = SEED,
+        presence_penalty: float = PRESENCE, stop: list[str] = STOP, seed: int | None = SEED, device: str = DEVICE,
     ) -> None:
         """Talk to a chat-tuned run in the terminal. /reset clears the history, /system TEXT sets the system
         prompt, /quit (or Ctrl-D) leaves."""
         config = sampling_config(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                  frequency_penalty, presence_penalty, stop, seed)
-        session = ChatSession(TextGenerator.from_run(run), system=system or None)
+        session = ChatSession(TextGenerator.from_run(run, device), system=system or None)
         typer.secho("/reset: new conversation · /system TEXT: set the system prompt · /quit: leave", fg="cyan", err=True)
         while True:
             try:

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
                                            help="Require 'Authorization: Bearer KEY' on /v1 routes."),
         max_batch: int = typer.Option(16, "--max-batch", help="Sequences decoded together in one step."),
         max_waiting: int = typer.Option(256, "--max-waiting", help="Sequences that may wait; beyond, HTTP 429."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when there is one)."),
         threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
                                     "suits small models: a decode step is too small to share between cores."),
     ) -> None:
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("threads must be >= 0", where="--threads")
         if threads:
             torch.set_num_threads(threads)
-        served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting)
+        served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device)
         sock = bind_socket(host, port)
         if not is_loopback(host) and not api_key:
             typer.secho(f"warning: listening on {host} without --api-key: anyone who reaches this machine can "

@@ -67,10 +67,12 @@ class DecodeBatch:
         for row, prompt in enumerate(prompts):
             ids[row, longest - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
             mask[row, longest - len(prompt):] = 1
-        self.next_ids, self.next_mask = ids.to(device), mask.to(device)
+        self.next_ids = ids.to(device)
         self.state = model.new_state(batch, longest + max(self.max_new_tokens, 1))
         self.sampler = Sampler(config, batch, model.config.vocab_size, device)
-        self.sampler.observe_prompt(self.next_ids, self.next_mask)
+        self.sampler.observe_prompt(self.next_ids, mask.to(device))
+        padded = any(len(p) < longest for p in prompts)
+        self.next_mask = mask.to(device) if padded else None  # what the next model call gets
         self.completions = [Completion([]) for _ in prompts]
         self.live = [True] * batch
         if self.max_new_tokens == 0:
@@ -90,16 +92,17 @@ class DecodeBatch:
         """Run the model once and choose one token for every live row."""
         if self.done:
             return []
-        mask = None if bool(self.next_mask.all()) else self.next_mask  # no mask keeps the fast kernels
-        logits, _ = self.model(self.next_ids, state=self.state, attention_mask=mask)
+        logits, _ = self.model(self.next_ids, state=self.state, attention_mask=self.next_mask)
         sample = self.sampler(logits[:, -1])
-        steps = [self._record(row, sample) for row in range(len(self.live)) if self.live[row]]
+        tokens = sample.tokens.tolist()  # one conversion per step, not one per row
+        steps = [self._record(row, tokens[row], sample) for row in range(len(self.live)) if self.live[row]]
         self.next_ids = sample.tokens.unsqueeze(1)
-        self.next_mask = torch.tensor(self.live, dtype=torch.long, device=self.next_ids.device).unsqueeze(1)
+        # no mask while every row is live keeps the models' fast paths (fused kernels, no mask building)
+        self.next_mask = None if all(self.live) else torch.tensor(
+            self.live, dtype=torch.long, device=self.next_ids.device).unsqueeze(1)
         return steps
 
-    def _record(self, row: int, sample: SampleStep) -> RowStep:
-        token = int(sample.tokens[row])
+    def _record(self, row: int, token: int, sample: SampleStep) -> RowStep:
         completion = self.completions[row]
         if token in self.end_ids:
             self.finish(row, "stop")

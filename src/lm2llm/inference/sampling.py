@@ -14,7 +14,7 @@ and the OpenAI `logprobs` field mean.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -266,7 +266,7 @@ class StopStrings:
         return len(text)
 
 
-# --- a simple loop for models that give logits from a context (n-grams, tests) -------------------------
+# --- what a finished generation returns ------------------------------------------------------------
 
 
 @dataclass
@@ -278,43 +278,3 @@ class Completion:
     finish_reason: str = "length"
     logprobs: list[float] = field(default_factory=list)
     top_logprobs: list[dict[int, float]] = field(default_factory=list)
-
-
-def generate_from(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Sequence[int],
-                  config: SamplingConfig, *, vocab_size: int, end_ids: Sequence[int] = (),
-                  decode: Callable[[list[int]], str] | None = None) -> Completion:
-    """Generate one sequence from any model that maps a context (token ids) to next-token logits [V].
-
-    Stop strings need `decode`; the returned text (when `decode` is given) ends before the stop string.
-    The batched, cached engine uses the same `Sampler` and `StopStrings`.
-    """
-    if config.stop and decode is None:
-        raise UserError("stop strings need a decoder to check the text", where="stop")
-    sampler = Sampler(config, 1, vocab_size)
-    sampler.observe_prompt(torch.tensor([list(prompt_ids)], dtype=torch.long))
-    stops = StopStrings(config.stop)
-    context = list(prompt_ids)
-    completion = Completion([])
-    checked = 0  # text before this length holds no stop string
-    for _ in range(config.max_new_tokens):
-        step = sampler(next_logits(context).reshape(1, -1))
-        token = int(step.tokens[0])
-        if token in end_ids:
-            completion.finish_reason = "stop"
-            break
-        context.append(token)
-        completion.token_ids.append(token)
-        if step.logprobs is not None:
-            completion.logprobs.append(float(step.logprobs[0]))
-        if step.top_ids is not None:
-            completion.top_logprobs.append(dict(zip(step.top_ids[0].tolist(), step.top_logprobs[0].tolist(), strict=True)))
-        if stops.stops:
-            text = decode(completion.token_ids)
-            cut = stops.find(text, checked)
-            checked = len(text)
-            if cut is not None:
-                completion.text, completion.finish_reason = text[:cut], "stop"
-                break
-    if decode is not None and completion.text is None:
-        completion.text = decode(completion.token_ids)
-    return completion

@@ -3,7 +3,7 @@
 Streaming has two traps, both handled here for every row of a batch:
 
 - a byte-level token may end in the middle of a UTF-8 character (a Hangul syllable is 3 bytes and can
-  span tokens): text is released only once it no longer ends in a replacement character;
+  span tokens): the tokenizer's `StreamDecoder` releases a character only once all its bytes are in;
 - the tail of the text may be the beginning of a stop string: it is held back until it cannot be.
 
 `generate` is `stream` collected, so the streamed and the returned text are the same by construction.
@@ -11,51 +11,19 @@ Streaming has two traps, both handled here for every row of a batch:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
 from lm2llm.models import load_model
-from lm2llm.tokenizer import Tokenizer, load_tokenizer
-
-REPLACEMENT = "\ufffd"
-
-
-class IncrementalDetokenizer:
-    """Turns a growing list of token ids into text pieces that never end inside a character.
-
-    It decodes only a short window (the tokens since the last released piece, plus the few before them
-    for context), so each step costs O(1) however long the text is — the approach of HF's TextStreamer
-    and vLLM, and it needs nothing from a tokenizer but `decode`.
-    """
-
-    def __init__(self, decode: Callable[[list[int]], str]):
-        self.decode = decode
-        self.ids: list[int] = []
-        self.prefix_offset = 0  # window start: tokens decoded only for context
-        self.read_offset = 0  # tokens before this are released
-
-    def push(self, token: int) -> str:
-        """Add a token; return the newly complete text (maybe empty)."""
-        self.ids.append(token)
-        return self._release(final=False)
-
-    def flush(self) -> str:
-        """Whatever is still held back (a truly broken tail is shown as U+FFFD, as `decode` would)."""
-        return self._release(final=True)
-
-    def _release(self, final: bool) -> str:
-        before = self.decode(self.ids[self.prefix_offset:self.read_offset])
-        after = self.decode(self.ids[self.prefix_offset:])
-        if len(after) <= len(before) or (after.endswith(REPLACEMENT) and not final):
-            return ""
-        self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
-        return after[len(before):]
+from lm2llm.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
 
 
 @dataclass
@@ -73,8 +41,8 @@ class TextChunk:
 class RowText:
     """One row's text so far and how much of it has been released."""
 
-    def __init__(self, decode: Callable[[list[int]], str], stops: StopStrings):
-        self.detokenizer = IncrementalDetokenizer(decode)
+    def __init__(self, tokenizer: Tokenizer, stops: StopStrings):
+        self.detokenizer = StreamDecoder(tokenizer)
         self.stops = stops
         self.text = ""
         self.released = 0
@@ -102,15 +70,21 @@ class TextGenerator:
         self.end_ids = tuple(end_ids)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path) -> TextGenerator:
+    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> TextGenerator:
         """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
-        files); plain completion ends at the tokenizer's end-of-text token when it has one."""
+        files), the model on `device` ("auto": a GPU when there is one); plain completion ends at the
+        tokenizer's end-of-text token when it has one."""
         run_dir = Path(run_dir)
+        device = env.best_device() if device == "auto" else device
+        if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+            raise UserError(f"unknown device {device!r}", where="--device", hint="cpu, cuda, cuda:N, mps or auto")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError("device 'cuda' requested but no CUDA GPU is visible", where="--device")
         if not (run_dir / "model_config.json").is_file():
             raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
                             hint="give the folder a training run wrote")
         tokenizer = load_tokenizer(run_dir)
-        model = load_model(run_dir)
+        model = load_model(run_dir, device=device)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))
@@ -124,7 +98,7 @@ class TextGenerator:
         """Yield text pieces of every row as they are produced; each row's last chunk has its finish reason."""
         batch = DecodeBatch(self.model, [self.encode(p) for p in prompts], config, end_ids=self.end_ids)
         stops = StopStrings(config.stop)
-        rows = [RowText(self.tokenizer.decode, stops) for _ in prompts]
+        rows = [RowText(self.tokenizer, stops) for _ in prompts]
         if batch.done:  # nothing to generate (max_new_tokens 0)
             yield from (TextChunk(i, "", finish_reason=batch.completions[i].finish_reason) for i in range(len(rows)))
         while not batch.done:

@@ -43,7 +43,7 @@ def sdpa_reference(
     Returns the output (B, H, T, D) and the attention weights (B, H, T, S), for visualisation.
     """
     if causal and allowed is None:
-        allowed = causal_padding_mask(q.size(2), k.size(2), k.size(2) - q.size(2)).to(q.device)
+        allowed = causal_padding_mask(q.size(2), k.size(2), k.size(2) - q.size(2), device=q.device)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     bias = attention_bias(allowed, scores.dtype)
     if bias is not None:
@@ -61,7 +61,7 @@ def sdpa_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.
 
 
 def causal_padding_mask(
-    q_len: int, k_len: int, offset: int, key_valid: torch.Tensor | None = None
+    q_len: int, k_len: int, offset: int, key_valid: torch.Tensor | None = None, device: torch.device | None = None
 ) -> torch.Tensor:
     """Which keys each query may see: (B or 1, 1, q_len, k_len) booleans.
 
@@ -69,7 +69,7 @@ def causal_padding_mask(
     (`key_valid[b, j]` False). Slots are cache positions, not token positions: with left padding the two
     differ, which the positional encodings take care of.
     """
-    device = key_valid.device if key_valid is not None else None
+    device = key_valid.device if key_valid is not None else device
     query_slot = torch.arange(offset, offset + q_len, device=device).unsqueeze(1)
     key_slot = torch.arange(k_len, device=device).unsqueeze(0)
     allowed = (key_slot <= query_slot).unsqueeze(0).unsqueeze(0)  # (1, 1, T, S)

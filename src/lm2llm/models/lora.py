@@ -58,6 +58,30 @@ class LoraConfig:
     def scaling(self) -> float:
         return self.alpha / self.r
 
+    @classmethod
+    def from_spec(cls, spec: str) -> LoraConfig:
+        """Parse the command line's `r=8,alpha=16,dropout=0.05,targets=q_proj+v_proj` (any subset).
+
+        `targets` lists names or globs joined by `+`; left out (or `all-linear`), every linear layer but
+        the output head is wrapped.
+        """
+        fields: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key not in ("r", "alpha", "dropout", "targets") or not value:
+                raise UserError(f"bad LoRA setting {item!r}", where="--lora",
+                                hint="write r=8,alpha=16,dropout=0.05,targets=q_proj+v_proj")
+            fields[key] = value
+        try:
+            r = int(fields.get("r", cls.r))
+            alpha = float(fields.get("alpha", 2 * r))
+            dropout = float(fields.get("dropout", cls.dropout))
+        except ValueError as exc:
+            raise UserError(f"bad LoRA number: {exc}", where="--lora") from exc
+        targets = fields.get("targets", "all-linear")
+        return cls(r=r, alpha=alpha, dropout=dropout,
+                   targets=None if targets == "all-linear" else targets.split("+"))
+
 
 def _is_conv1d(module: nn.Module) -> bool:
     """transformers' GPT-2 `Conv1D`: a linear layer whose weight is stored (in, out) instead of (out, in)."""
@@ -144,7 +168,7 @@ def select_targets(model: nn.Module, targets: str | Sequence[str] | None = None)
     for name, module in model.named_modules():
         if not _is_linear(module) or isinstance(module, LoraLinear):
             continue
-        if targets is None and module is not head or targets is not None and _matches(name, targets):
+        if (module is not head) if targets is None else _matches(name, targets):
             names.append(name)
     return names
 

@@ -264,7 +264,7 @@ class Transformer(nn.Module):
             state.length = offset + T
             key_valid = None if bool(state.key_valid[:, :offset + T].all()) else state.key_valid
             # one new token seeing the whole (unpadded) cache needs no mask at all
-            allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(T, offset + T, offset, key_valid)
+            allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(T, offset + T, offset, key_valid, device=ids.device)
         if self.pos_emb is not None and int(positions.max()) >= self.config.context_length:
             raise UserError(f"position {int(positions.max())} is past the context length {self.config.context_length}",
                             where="ids", hint="feed at most context_length tokens")

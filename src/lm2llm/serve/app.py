@@ -87,10 +87,11 @@ class ServedModel:
     created: int
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256) -> ServedModel:
+    def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
+                 device: str = "cpu") -> ServedModel:
         run_dir = Path(run_dir)
-        generator = TextGenerator.from_run(run_dir)
-        scheduler = BatchScheduler(generator.model, generator.tokenizer.decode, max_batch=max_batch,
+        generator = TextGenerator.from_run(run_dir, device=device)
+        scheduler = BatchScheduler(generator.model, generator.tokenizer, max_batch=max_batch,
                                    max_waiting=max_waiting)
         created = int((run_dir / "model.safetensors").stat().st_mtime)
         return cls(run_dir.resolve().name, scheduler, generator.tokenizer, generator.end_ids, created)

@@ -30,6 +30,7 @@ from lm2llm.errors import UserError
 from lm2llm.inference.engine import context_limit
 from lm2llm.inference.sampling import Sampler, SamplingConfig, StopStrings
 from lm2llm.inference.text import RowText, TextChunk
+from lm2llm.tokenizer import Tokenizer
 
 
 class QueueFull(Exception):
@@ -94,12 +95,11 @@ class SchedulerStats:
 class BatchScheduler:
     """Runs a model on a thread, decoding every admitted sequence together; `submit` from any thread."""
 
-    def __init__(self, model: nn.Module, decode: Callable[[list[int]], str], *, max_batch: int = 16,
-                 max_waiting: int = 256):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, max_batch: int = 16, max_waiting: int = 256):
         if max_batch < 1 or max_waiting < 1:
             raise UserError("max_batch and max_waiting must be at least 1", where="scheduler")
         self.model = model.eval()
-        self.decode = decode
+        self.tokenizer = tokenizer
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.limit = context_limit(model)
         self.vocab_size = model.config.vocab_size
@@ -142,7 +142,7 @@ class BatchScheduler:
             room = min(room, self.limit - len(request.prompt_ids))
         sampler = Sampler(request.config, 1, self.vocab_size, self.device)
         sampler.observe_prompt(torch.tensor([request.prompt_ids], dtype=torch.long, device=self.device))
-        return _Live(request, sampler, RowText(self.decode, StopStrings(request.config.stop)), room)
+        return _Live(request, sampler, RowText(self.tokenizer, StopStrings(request.config.stop)), room)
 
     @property
     def load(self) -> dict[str, int]:

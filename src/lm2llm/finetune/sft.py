@@ -1,0 +1,189 @@
+"""Supervised fine-tuning of a pre-trained run on instructions, fully or with LoRA, scored before and after.
+
+`sft(SFTConfig(base=RUN, data="synthetic" | FILE, out=OUT, lora="r=8,alpha=16"))` loads the base run's
+model and tokenizer, renders every conversation with the chat template, trains with the project's
+`Trainer` and its `CausalLM` objective on assistant-only targets (`batches.py`), and measures exact
+match on held-out prompts with greedy generation through `lm2llm.inference` before and after. The
+output is an ordinary run (merged `model.safetensors`, tokenizer, `config.json`, `metrics.jsonl`), so
+`lm2llm chat OUT` talks to it; a LoRA run also keeps its adapter in `OUT/adapter/` (PEFT format).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lm2llm.errors import UserError
+from lm2llm.finetune.batches import ChatTokenizer, SFTBatches, encode_conversations
+from lm2llm.finetune.data import load_instructions
+from lm2llm.finetune.tasks import TaskRecord, make_suite, score_exact_match
+from lm2llm.inference.engine import generate_ids
+from lm2llm.inference.sampling import SamplingConfig
+from lm2llm.models import load_model, save_model
+from lm2llm.models.lora import (
+    ADAPTER_WEIGHTS,
+    LoraConfig,
+    add_lora,
+    merge_and_unload,
+    save_adapter,
+    trainable_share,
+)
+from lm2llm.runs import RunDir
+from lm2llm.tokenizer import load_tokenizer
+from lm2llm.training import TrainConfig, Trainer
+from lm2llm.training.checkpoint import save_weights
+from lm2llm.training.objectives import CausalLM
+from lm2llm.training.run import RNN_DEFAULT_BLOCK
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class SFTConfig:
+    base: str  # a run directory with model.safetensors, model_config.json and a BPE tokenizer
+    out: str
+    data: str = SYNTHETIC  # "synthetic" (the task suite) or an instruction file (JSONL or JSON array)
+    lora: str | None = None  # None: full fine-tuning; else "r=8,alpha=16,dropout=0,targets=a+b"
+    n_train: int = 300  # synthetic: training examples per task
+    n_test: int = 20  # synthetic: held-out prompts per task; a file: held-out conversations in all
+    tasks: list[str] | None = None  # synthetic: which tasks (default: all)
+    skip_invalid: bool = False  # a file: skip malformed records instead of stopping
+    steps: int = 300
+    batch_size: int = 16
+    micro_batch_size: int = 0
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    max_new_tokens: int = 24
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    progress: bool = False
+
+
+@dataclass
+class SFTResult:
+    run: Path
+    before: dict[str, Any]  # exact-match score of the base model on the held-out prompts
+    after: dict[str, Any]
+    trainable_params: int
+    total_params: int
+    train_seconds: float
+    final_loss: float
+    adapter_bytes: int | None  # size of the LoRA adapter file, when LoRA was used
+    samples: list[dict[str, str]]  # a few held-out prompts with the answers before and after
+
+
+def _chat_tokenizer(tokenizer: Any, where: str) -> ChatTokenizer:
+    if not callable(getattr(tokenizer, "render_chat", None)):
+        raise UserError(f"the base run's {getattr(tokenizer, 'kind', '?')} tokenizer has no chat template", where=where,
+                        hint="fine-tune a model trained with a BPE tokenizer (lm2llm tokenizer train)")
+    return tokenizer
+
+
+def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskRecord]]:
+    """(training conversations, held-out records) from the synthetic suite or a file."""
+    if config.data == SYNTHETIC:
+        train, test = make_suite(config.n_train, config.n_test, config.seed, config.tasks)
+        return [list(r.messages) for r in train], test
+    conversations = load_instructions(config.data, skip_invalid=config.skip_invalid).conversations
+    order = list(range(len(conversations)))
+    random.Random(config.seed).shuffle(order)
+    ending_in_reply = [i for i in order if conversations[i][-1]["role"] == "assistant"]
+    n_test = min(config.n_test, len(conversations) - 1)
+    held = set(ending_in_reply[:n_test])
+    if not held:
+        raise UserError("too few records to hold any out for scoring", where=config.data,
+                        hint="give at least two conversations that end with an assistant reply")
+    test = [TaskRecord("held-out", tuple(conversations[i]), conversations[i][-1]["content"], "") for i in sorted(held)]
+    return [c for i, c in enumerate(conversations) if i not in held], test
+
+
+@torch.no_grad()
+def generate_answers(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+                     max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
+    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`."""
+    model.eval()
+    limit = getattr(model.config, "context_length", None)
+    prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
+    config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
+    answers = [""] * len(prompts)
+    fitting = [i for i, p in enumerate(prompts) if limit is None or len(p) < limit]  # too long: no answer
+    for start in range(0, len(fitting), batch_size):
+        rows = fitting[start:start + batch_size]
+        completions = generate_ids(model, [prompts[i] for i in rows], config, end_ids=[tokenizer.end_of_turn_id])
+        for row, completion in zip(rows, completions, strict=True):
+            answers[row] = tokenizer.decode(completion.token_ids)
+    return answers
+
+
+def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequence[TaskRecord],
+                     max_new_tokens: int = 24) -> tuple[dict[str, Any], list[str]]:
+    """(score, predictions) of greedy answers to the held-out prompts."""
+    predictions = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
+    return score_exact_match(records, predictions), predictions
+
+
+def sft(config: SFTConfig) -> SFTResult:
+    """Fine-tune `config.base` into `config.out`; see the module docstring."""
+    base, out = Path(config.base), Path(config.out)
+    if config.n_test < 1:
+        raise UserError("at least one held-out prompt is needed to score the model", where="n_test")
+    if out.exists() and any(out.iterdir()):
+        raise UserError("the output directory is not empty", where=str(out), hint="choose another --out")
+    lora = LoraConfig.from_spec(config.lora) if config.lora is not None else None  # fail before any work
+    model = load_model(base, device=config.device)
+    tokenizer = _chat_tokenizer(load_tokenizer(base), str(base))
+    if model.config.vocab_size < tokenizer.vocab_size:
+        raise UserError(f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}",
+                        where=str(base))
+    train_conversations, test = held_out_records(config)
+    context = getattr(model.config, "context_length", None) or RNN_DEFAULT_BLOCK
+    encoded = encode_conversations(tokenizer, train_conversations, context)
+    eval_encoded = encode_conversations(tokenizer, [list(r.messages) for r in test], context)
+
+    torch.manual_seed(config.seed)
+    before, before_answers = exact_match_eval(model, tokenizer, test, config.max_new_tokens)
+    if lora is not None:
+        add_lora(model, lora)
+    trainable, total = trainable_share(model)
+    data = SFTBatches(encoded, batch_size=config.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
+                      eval_examples=eval_encoded.examples)
+    train_config = TrainConfig(
+        data=config.data, out=str(out), batch_size=config.batch_size, micro_batch_size=config.micro_batch_size,
+        max_steps=config.steps, lr=config.lr, min_lr=config.lr / 10, warmup_steps=config.warmup_steps,
+        weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
+        eval_every=max(1, config.steps // 4), progress=config.progress,
+    )
+    run = RunDir.create(out)
+    run.write_config({"stage": "sft", "sft": dataclasses.asdict(config), "train": train_config.to_dict(),
+                      "lora": dataclasses.asdict(lora) if lora else None,
+                      "examples": {"train": len(encoded.examples), "truncated": encoded.truncated,
+                                   "dropped": len(encoded.dropped), "held_out": len(test)},
+                      "params": {"trainable": trainable, "total": total}})
+    run.log_metrics({"event": "exact_match_before", **before})
+    trainer = Trainer(model, CausalLM(), data, train_config, run=run, write_weights=save_weights)
+    start = time.perf_counter()
+    result = trainer.fit()
+    train_seconds = time.perf_counter() - start
+
+    after, after_answers = exact_match_eval(model, tokenizer, test, config.max_new_tokens)
+    run.log_metrics({"event": "exact_match_after", **after})
+    adapter_bytes = None
+    if lora is not None:
+        adapter_bytes = (save_adapter(model, out / "adapter") / ADAPTER_WEIGHTS).stat().st_size
+        merge_and_unload(model)
+    save_model(model, out)
+    tokenizer.save(out)
+    samples = [{"task": r.task, "prompt": r.prompt_messages[-1]["content"], "answer": r.answer,
+                "before": b, "after": a}
+               for r, b, a in list(zip(test, before_answers, after_answers, strict=True))[:: max(1, len(test) // 6)]]
+    return SFTResult(out, before, after, trainable, total, train_seconds,
+                     result.losses[-1][1] if result.losses else float("nan"), adapter_bytes, samples)

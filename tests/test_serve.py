@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from lm2llm.serve.app import ServedModel, ServerThread, create_app
+from lm2llm.serve.app import ServedModel, ServerThread, bind_socket, create_app
 from lm2llm.serve.demo import save_demo_run
 from lm2llm.serve.loadgen import run_load
 
@@ -195,16 +195,22 @@ def test_a_client_that_leaves_frees_its_row(server):
 
 def test_schemathesis_finds_no_failures(server):
     """Fuzz every documented operation from /openapi.json: no 5xx, statuses and bodies as documented, bad
-    data refused. A schema-valid request may still be refused with 400 for what JSON Schema cannot say
-    (a prompt longer than the context, a special token in a message): those codes are allowed, no other."""
+    data refused (400, or 413 for a body over the size limit). A schema-valid request may still be refused
+    with 400 for what JSON Schema cannot say (a prompt longer than the context, a special token in a
+    message): those two error codes are allowed, no other."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
     from schemathesis.core.parameters import ParameterLocation
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
+    from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
     schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
     failures = []
+
+    def invalid_data_refused(ctx, response, case):
+        if response.status_code == 413:  # a body over the size limit is refused before it is parsed
+            return None
+        return negative_data_rejection(ctx, response, case)
 
     def valid_data_accepted(ctx, response, case):
         if response.status_code == 400 and response.json()["error"]["code"] in ("context_length_exceeded",
@@ -228,8 +234,8 @@ def test_schemathesis_finds_no_failures(server):
             if isinstance(case.body, dict) and isinstance(case.body.get("max_tokens"), int):
                 case.body["max_tokens"] = max(0, min(case.body["max_tokens"], 8))  # keep each case quick
             try:
-                case.call_and_validate(headers=auth, additional_checks=[valid_data_accepted],
-                                       excluded_checks=[positive_data_acceptance])
+                case.call_and_validate(headers=auth, additional_checks=[valid_data_accepted, invalid_data_refused],
+                                       excluded_checks=[positive_data_acceptance, negative_data_rejection])
             except Exception as error:  # collect, then report them all
                 failures.append(f"{case.method} {case.path} {case.body!r:.300}: {error}")
 
@@ -271,3 +277,53 @@ def test_web_page_streams_a_korean_reply_in_chromium(server, client):
                                               top_p=0.9, seed=7)  # the page's default sliders
     assert shown == expected.choices[0].message.content and shown
     assert chunks > 1  # it arrived in pieces, not at once
+
+
+def test_serve_cli_answers_and_refuses_bad_input(cli, run_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from conftest import SRC
+
+    taken = bind_socket("127.0.0.1", 0)
+    taken.listen()  # a server is on it
+    port = taken.getsockname()[1]
+    try:
+        failed = cli("serve", run_dir, "--port", port)
+        assert failed.code == 2 and "cannot listen" in failed.err
+    finally:
+        taken.close()
+    assert cli("serve", tmp_path).code == 2  # not a run directory
+    process = subprocess.Popen([sys.executable, "-m", "lm2llm", "serve", str(run_dir), "--port", str(port)],
+                               env={**os.environ, "PYTHONPATH": str(SRC)}, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, process.stderr.read()
+                time.sleep(0.1)
+        assert health["model"] == "tiny-ko"
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=30,
+                            json={"model": "tiny-ko", "prompt": "안녕", "max_tokens": 3}).json()
+        assert answer["usage"]["prompt_tokens"] > 0
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_deployment_chapter_measured_over_loopback(quick_tour):
+    result = next(r for chapter, r, _ in quick_tour.chapters if chapter.id == "9.2")
+    for mode in ("batched", "one at a time"):
+        for clients in ("1", "4", "8"):
+            level = result.metrics[mode][clients]
+            assert set(level["statuses"]) == {"200"} and level["tokens_per_second"] > 0
+    assert result.metrics["batched"]["8"]["mean_batch"] > 1  # concurrent requests shared steps
+    assert result.metrics["one at a time"]["8"]["mean_batch"] == 1
+    connections = result.metrics["connections"]
+    assert connections["count"] > 0 and connections["hosts"] == ["127.0.0.1"] == connections["bound"]
+    on_premise = result.claims[-1]
+    assert on_premise.holds and "127.0.0.1" in on_premise.measurement.en and on_premise.statement.ko

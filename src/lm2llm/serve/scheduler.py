@@ -18,7 +18,6 @@ other requests that share its steps. Nothing here knows HTTP: results go to a ca
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -281,12 +280,3 @@ class BatchScheduler:
         self.stats.finished += 1
         sequence.request.emit(TextChunk(sequence.request.index, text, finish_reason=reason))
 
-
-def wait_idle(scheduler: BatchScheduler, timeout: float = 10.0) -> bool:
-    """Poll until nothing is live or waiting (tests and the tour use it between measurements)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(scheduler.load.values()):
-            return True
-        time.sleep(0.01)
-    return False

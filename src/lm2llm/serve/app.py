@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from lm2llm.tokenizer import Tokenizer
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 DEFAULT_CHAT_TOKENS = 512  # a chat's default budget when the model has no context limit (RNNs)
+SWITCH_INTERVAL = 0.0005  # seconds between forced GIL hand-overs while serving (CPython's default: 0.005)
 
 
 class APIError(Exception):
@@ -228,11 +230,17 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
     """The FastAPI app; the scheduler thread runs while the app does (its lifespan)."""
 
     async def lifespan(_app: FastAPI):
+        # Two threads share the GIL: the event loop and the scheduler, whose decode steps alternate Python
+        # and torch calls. With CPython's default 5 ms switch interval each hand-over can stall a step by up
+        # to that much (measured: ~1.5x slower generation behind HTTP); 0.5 ms removes the stall.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
         served.scheduler.start()
         try:
             yield
         finally:
             served.scheduler.stop()
+            sys.setswitchinterval(interval)
 
     app = FastAPI(title="lm2llm", version="1", lifespan=lifespan,
                   description=f"OpenAI-compatible API serving `{served.model_id}` with continuous batching.")

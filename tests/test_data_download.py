@@ -22,8 +22,9 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def server(tmp_path):
-    """A local HTTP server on 127.0.0.1 serving tmp_path/www; yields its base URL."""
+def server(tmp_path, monkeypatch):
+    """A local HTTP server on 127.0.0.1 serving tmp_path/www; yields its base URL. Each test gets an empty cache."""
+    monkeypatch.setenv("LM2LLM_CACHE", str(tmp_path / "cache"))
     www = tmp_path / "www"
     www.mkdir()
     (www / "input.txt").write_bytes(TEXT)

@@ -43,6 +43,11 @@ def pair_logprobs(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.T
     return sequence_logprobs(logits, ids, completion).chunk(2)
 
 
+def pair_metrics(loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+    """A pairwise loss has no perplexity or bits per byte: evaluation reports the mean loss per pair."""
+    return {"val_loss": loss}
+
+
 class RewardObjective:
     """−log σ(r_chosen − r_rejected − margin), summed over pairs."""
 
@@ -57,6 +62,8 @@ class RewardObjective:
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         chosen, rejected = pair_scores(model, batch)
         return bradley_terry_losses(chosen.float(), rejected.float(), self.margin).sum()
+
+    eval_metrics = staticmethod(pair_metrics)
 
 
 class DPOObjective:
@@ -79,6 +86,8 @@ class DPOObjective:
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         return self.output(model, batch).losses.sum()
+
+    eval_metrics = staticmethod(pair_metrics)
 
 
 @torch.no_grad()

@@ -140,6 +140,7 @@ class DecoderState:
     key_valid: torch.Tensor  # (B, max_len) bool: slot holds a real token
     next_position: torch.Tensor  # (B,) long: position id of the row's next real token
     length: int = 0  # slots filled so far (the same for every row)
+    padded: bool = False  # some filled slot holds no real token: attention needs the key mask
 
     def span(self) -> torch.Tensor:
         """Per row, how many trailing slots it uses: from its first real token to `length`."""
@@ -256,16 +257,23 @@ class Transformer(nn.Module):
             if offset + T > cache.max_len:
                 raise UserError(f"the KV cache holds {cache.max_len} tokens; {offset + T} were given",
                                 where="new_state(max_len)", hint="allocate a longer state")
-            if chunk_valid is None:
-                chunk_valid = torch.ones(B, T, dtype=torch.bool, device=ids.device)
-            state.key_valid[:, offset:offset + T] = chunk_valid
-            positions = positions_from_mask(chunk_valid, state.next_position)
-            state.next_position = state.next_position + chunk_valid.sum(dim=1)
+            if chunk_valid is None:  # every token real: no mask to build, no device sync (the decode fast path)
+                state.key_valid[:, offset:offset + T] = True
+                positions = state.next_position.unsqueeze(1) + torch.arange(T, device=ids.device)
+                state.next_position = state.next_position + T
+            else:
+                state.key_valid[:, offset:offset + T] = chunk_valid
+                positions = positions_from_mask(chunk_valid, state.next_position)
+                state.next_position = state.next_position + chunk_valid.sum(dim=1)
+                state.padded = state.padded or not bool(chunk_valid.all())
             state.length = offset + T
-            key_valid = None if bool(state.key_valid[:, :offset + T].all()) else state.key_valid
+            key_valid = state.key_valid if state.padded else None
             # one new token seeing the whole (unpadded) cache needs no mask at all
-            allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(T, offset + T, offset, key_valid, device=ids.device)
-        if self.pos_emb is not None and int(positions.max()) >= self.config.context_length:
+            allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(
+                T, offset + T, offset, key_valid, device=ids.device)
+        # positions never exceed slots, so only a chunk reaching past the context needs the exact check
+        if self.pos_emb is not None and offset + T > self.config.context_length and (
+                int(positions.max()) >= self.config.context_length):
             raise UserError(f"position {int(positions.max())} is past the context length {self.config.context_length}",
                             where="ids", hint="feed at most context_length tokens")
         x = self.tok_emb(ids)

@@ -178,7 +178,7 @@ class DecoderState:
                 key_valid[out, dst] = state.key_valid[row, src]
                 out += 1
         positions = torch.cat([state.next_position[rows] for state, rows in picked])
-        return cls(cache, key_valid, positions, length)
+        return cls(cache, key_valid, positions, length, padded=not bool(key_valid[:, :length].all()))
 
 
 def positions_from_mask(mask: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:

@@ -205,7 +205,6 @@ def test_schemathesis_finds_no_failures(server):
     from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
     schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
-    failures = []
 
     def invalid_data_refused(ctx, response, case):
         if response.status_code == 413:  # a body over the size limit is refused before it is parsed
@@ -233,14 +232,10 @@ def test_schemathesis_finds_no_failures(server):
                 auth = {"Authorization": f"Bearer {KEY}"}  # explicit: the auth check then probes bad keys itself
             if isinstance(case.body, dict) and isinstance(case.body.get("max_tokens"), int):
                 case.body["max_tokens"] = max(0, min(case.body["max_tokens"], 8))  # keep each case quick
-            try:
-                case.call_and_validate(headers=auth, additional_checks=[valid_data_accepted, invalid_data_refused],
-                                       excluded_checks=[positive_data_acceptance, negative_data_rejection])
-            except Exception as error:  # collect, then report them all
-                failures.append(f"{case.method} {case.path} {case.body!r:.300}: {error}")
+            case.call_and_validate(headers=auth, additional_checks=[valid_data_accepted, invalid_data_refused],
+                                   excluded_checks=[positive_data_acceptance, negative_data_rejection])
 
         fuzz()
-    assert not failures, "\n".join(failures[:5])
 
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

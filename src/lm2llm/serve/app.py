@@ -218,7 +218,7 @@ def sampling_configs(body: protocol.SamplingFields, max_new_tokens: int) -> list
     return [SamplingConfig(
         max_new_tokens=max_new_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-        stop=body.stop_strings(), seed=None if body.seed is None else (body.seed + i) % 2**63,
+        stop=body.stop_strings(), seed=None if body.seed is None else body.seed + i,
     ) for i in range(body.n)]
 
 

@@ -40,7 +40,8 @@ class SamplingFields(Strict):
     top_p: float = Field(1.0, gt=0, le=1)
     n: int = Field(1, ge=1, le=MAX_CHOICES, description="Choices to generate for each prompt.")
     stop: StopText | Annotated[list[StopText], Field(max_length=MAX_STOP)] | None = None
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Same seed, same request: same text.")
+    seed: int | None = Field(None, ge=0, le=2**53 - 1,  # the largest integer every JSON client keeps exact
+                             description="Same seed, same request: same text.")
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = Field(0.0, ge=-2, le=2)

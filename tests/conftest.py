@@ -70,6 +70,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for tests of small decode steps (as `lm2llm serve` runs): splitting them across cores
+    costs more in OpenMP synchronisation than it saves, badly so on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def quick_tour(tmp_path_factory, session_cache):
     """The whole `lm2llm tour --quick`, run once per test session; chapter tests read its results.

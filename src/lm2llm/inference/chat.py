@@ -13,6 +13,21 @@ from lm2llm.errors import UserError
 from lm2llm.inference.engine import context_limit
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
+from lm2llm.tokenizer import Tokenizer
+
+
+def chat_end_ids(tokenizer: Tokenizer) -> list[int]:
+    """The tokens that end an assistant's answer, or a UserError when the tokenizer has no chat template.
+
+    The answer ends at end-of-turn; any other special token would also end it (and could not be rendered
+    back into the history), so it stops generation too.
+    """
+    if not hasattr(tokenizer, "render_chat") or getattr(tokenizer, "end_of_turn_id", None) is None:
+        raise UserError(f"the {tokenizer.kind} tokenizer has no chat template", where="tokenizer",
+                        hint="chat needs a run trained with a BPE tokenizer (its special tokens)")
+    specials = [tokenizer.end_of_turn_id, getattr(tokenizer, "eos_id", None), getattr(tokenizer, "pad_id", None),
+                *getattr(tokenizer, "role_ids", {}).values()]
+    return [i for i in specials if i is not None]
 
 
 class ChatSession:
@@ -20,15 +35,9 @@ class ChatSession:
 
     def __init__(self, generator: TextGenerator, system: str | None = None):
         tokenizer = generator.tokenizer
-        if not hasattr(tokenizer, "render_chat") or getattr(tokenizer, "end_of_turn_id", None) is None:
-            raise UserError(f"the {tokenizer.kind} tokenizer has no chat template", where="tokenizer",
-                            hint="chat needs a run trained with a BPE tokenizer (its special tokens)")
+        end_ids = chat_end_ids(tokenizer)
         self.tokenizer = tokenizer
-        # the answer ends at end-of-turn; any other special token would also end it (and could not be
-        # rendered back into the history), so it stops generation too
-        specials = [tokenizer.end_of_turn_id, getattr(tokenizer, "eos_id", None), getattr(tokenizer, "pad_id", None),
-                    *getattr(tokenizer, "role_ids", {}).values()]
-        self.generator = TextGenerator(generator.model, tokenizer, end_ids=[i for i in specials if i is not None])
+        self.generator = TextGenerator(generator.model, tokenizer, end_ids=end_ids)
         self.system = system
         self.history: list[dict[str, str]] = []
 

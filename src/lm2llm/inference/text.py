@@ -38,7 +38,7 @@ class TextChunk:
     finish_reason: str | None = None
 
 
-class _RowText:
+class RowText:
     """One row's text so far and how much of it has been released."""
 
     def __init__(self, tokenizer: Tokenizer, stops: StopStrings):
@@ -98,7 +98,7 @@ class TextGenerator:
         """Yield text pieces of every row as they are produced; each row's last chunk has its finish reason."""
         batch = DecodeBatch(self.model, [self.encode(p) for p in prompts], config, end_ids=self.end_ids)
         stops = StopStrings(config.stop)
-        rows = [_RowText(self.tokenizer, stops) for _ in prompts]
+        rows = [RowText(self.tokenizer, stops) for _ in prompts]
         if batch.done:  # nothing to generate (max_new_tokens 0)
             yield from (TextChunk(i, "", finish_reason=batch.completions[i].finish_reason) for i in range(len(rows)))
         while not batch.done:

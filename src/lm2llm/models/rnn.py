@@ -13,6 +13,7 @@ same weights to PyTorch's fused kernel (the one `torch.nn.LSTM` calls); tests pi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,6 +88,17 @@ class RNNState:
 
     h: torch.Tensor
     c: torch.Tensor | None
+
+    @classmethod
+    def gather(cls, parts: Sequence[tuple[RNNState, Sequence[int]]], room: int = 0) -> RNNState:
+        """Rows picked from several states as one state (continuous batching); `room` is for the common
+        interface: a recurrent state has no length to grow."""
+        picked = [(state, list(rows)) for state, rows in parts if len(rows)]
+        if not picked:
+            raise ValueError("gather needs at least one row")
+        h = torch.cat([state.h[:, rows] for state, rows in picked], dim=1)
+        c = None if picked[0][0].c is None else torch.cat([state.c[:, rows] for state, rows in picked], dim=1)
+        return cls(h, c)
 
 
 class RNNLanguageModel(nn.Module):

@@ -22,6 +22,7 @@ left-padded batches: padding slots are never attended to and real tokens are num
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +141,44 @@ class DecoderState:
     next_position: torch.Tensor  # (B,) long: position id of the row's next real token
     length: int = 0  # slots filled so far (the same for every row)
     padded: bool = False  # some filled slot holds no real token: attention needs the key mask
+
+    def span(self) -> torch.Tensor:
+        """Per row, how many trailing slots it uses: from its first real token to `length`."""
+        used = self.key_valid[:, :self.length].long()
+        first = torch.where(used.any(dim=1), used.argmax(dim=1), self.length)
+        return self.length - first
+
+    @classmethod
+    def gather(cls, parts: Sequence[tuple[DecoderState, Sequence[int]]], room: int) -> DecoderState:
+        """Rows picked from several states (a row may repeat) as one state, for continuous batching.
+
+        Rows end at their state's `length`, so each is copied right-aligned into a fresh cache as long as
+        the longest row's span plus `room` slots for tokens still to come. The slots in front of a
+        shorter row are padding (never attended to), and positions travel with the row, so the logits of
+        every row stay what they were in its own state; trailing slots nobody uses are dropped.
+        """
+        picked = [(state, list(rows)) for state, rows in parts if len(rows)]
+        if not picked:
+            raise ValueError("gather needs at least one row")
+        first = picked[0][0]
+        spans = [state.span()[rows] for state, rows in picked]
+        length = int(max(int(s.max()) for s in spans))
+        n_layer, _, n_kv_head, _, head_dim = first.cache.keys.shape
+        batch = sum(len(rows) for _, rows in picked)
+        cache = KVCache.allocate(n_layer, batch, n_kv_head, length + room, head_dim, first.cache.keys.dtype,
+                                 first.cache.keys.device)
+        key_valid = torch.zeros(batch, length + room, dtype=torch.bool, device=first.key_valid.device)
+        out = 0
+        for (state, rows), row_spans in zip(picked, spans, strict=True):
+            for row, span in zip(rows, row_spans.tolist(), strict=True):
+                src = slice(state.length - span, state.length)
+                dst = slice(length - span, length)
+                cache.keys[:, out, :, dst] = state.cache.keys[:, row, :, src]
+                cache.values[:, out, :, dst] = state.cache.values[:, row, :, src]
+                key_valid[out, dst] = state.key_valid[row, src]
+                out += 1
+        positions = torch.cat([state.next_position[rows] for state, rows in picked])
+        return cls(cache, key_valid, positions, length, padded=not bool(key_valid[:, :length].all()))
 
 
 def positions_from_mask(mask: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,147 @@
+"""Serving throughput and latency: `lm2llm serve` (its own process) under 1, 4 and 8 concurrent HTTP clients,
+with continuous batching vs the same server decoding one sequence at a time (`--max-batch 1`, the peer).
+
+Goal of issue 12: at 8 clients, batched throughput (completion tokens/s) >= 4x a single client's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import ROOT, write_result  # noqa: E402
+
+from lm2llm.data import load_documents  # noqa: E402
+from lm2llm.serve.app import bind_socket  # noqa: E402
+from lm2llm.serve.demo import save_demo_run  # noqa: E402
+from lm2llm.serve.loadgen import run_load  # noqa: E402
+
+CLIENTS = (1, 4, 8)
+PER_CLIENT = 4
+REPEATS = 2
+MAX_TOKENS = 64
+MODEL = dict(family="llama", context_length=256, n_layer=6, d_model=384, n_head=6, n_kv_head=2)
+
+
+def free_port() -> int:
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def serve(run_dir: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    process = subprocess.Popen([sys.executable, "-m", "lm2llm", "serve", str(run_dir), "--port", str(port),
+                                "--max-batch", str(max_batch)], env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=1).read()
+            return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
+def health(url: str) -> dict:
+    return json.loads(urllib.request.urlopen(url + "/health", timeout=10).read())
+
+
+def measure(url: str, body, clients: int) -> dict:
+    """One load level, run REPEATS times; the fastest run (the least disturbed by other work on the machine),
+    with the server's mean batch size over it (from /health's step counters)."""
+    runs = []
+    for _ in range(REPEATS):
+        before = health(url)
+        summary = run_load(url, body, clients=clients, requests=clients * PER_CLIENT).summary()
+        after = health(url)
+        steps = after["steps"] - before["steps"]
+        rows = after["mean_batch"] * after["steps"] - before["mean_batch"] * before["steps"]
+        runs.append({**summary, "mean_rows_per_step": round(rows / steps, 2) if steps else 0.0})
+    return max(runs, key=lambda run: run["tokens_per_second"])
+
+
+def scheduler_only(run_dir: Path, prompts: list[str]) -> dict[str, float]:
+    """Tokens/s of the scheduler alone (no HTTP, same process) with 1 and 8 sequences at once: what
+    batching gives before the web server and the clients take their share of the CPU."""
+    import queue
+
+    import torch
+
+    from lm2llm.inference.sampling import SamplingConfig
+    from lm2llm.serve.app import ServedModel
+    from lm2llm.serve.scheduler import SequenceRequest
+
+    torch.set_num_threads(1)
+    served = ServedModel.from_run(run_dir)
+    served.scheduler.start()
+    rates = {}
+    try:
+        for batch in (1, 8, 1, 8):  # twice each; the better run is the less disturbed one
+            out: queue.Queue = queue.Queue()
+            start = time.perf_counter()
+            served.scheduler.submit([SequenceRequest(served.tokenizer.encode(prompts[i]),
+                                                     SamplingConfig(max_new_tokens=MAX_TOKENS, seed=i), out.put, index=i)
+                                     for i in range(batch)])
+            finished = tokens = 0
+            while finished < batch:
+                chunk = out.get()
+                finished += chunk.finish_reason is not None
+                tokens += len(chunk.token_ids)
+            rates[str(batch)] = max(rates.get(str(batch), 0.0), tokens / (time.perf_counter() - start))
+    finally:
+        served.scheduler.stop()
+    return rates
+
+
+def main() -> None:
+    korean, english = load_documents("korean-law"), load_documents("python-docs", limit=100)
+    prompts = [line.strip()[:48] for doc in korean + english for line in doc.splitlines() if len(line.strip()) > 20][:64]
+    figures: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = save_demo_run(Path(tmp) / "bench", korean + english, vocab_size=1024, **MODEL)
+        for mode, max_batch in (("batched", 16), ("one_at_a_time", 1)):
+            process, url = serve(run_dir, max_batch)
+            try:
+                def body(i: int) -> dict:
+                    return {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": MAX_TOKENS,
+                            "temperature": 1.0, "seed": i}
+
+                run_load(url, body, clients=2, requests=4)  # warm-up
+                figures[mode] = {str(c): measure(url, body, c) for c in CLIENTS}
+            finally:
+                process.terminate()
+                process.wait(timeout=30)
+        alone = scheduler_only(run_dir, prompts)
+    ours, peer = figures["batched"], figures["one_at_a_time"]
+    tps = lambda table, c: table[str(c)]["tokens_per_second"]  # noqa: E731
+    write_result(
+        "serve",
+        figures={"model": MODEL, "max_tokens": MAX_TOKENS, "requests_per_client": PER_CLIENT, "repeats": REPEATS,
+                 "batched": ours,
+                 "scheduler_only_tokens_per_second": alone},
+        peers={"one_at_a_time": peer},
+        ratios={"batched_8_over_1_clients": tps(ours, 8) / tps(ours, 1),
+                "batched_4_over_1_clients": tps(ours, 4) / tps(ours, 1),
+                "one_at_a_time_8_over_1_clients": tps(peer, 8) / tps(peer, 1),
+                "batched_over_one_at_a_time_at_8_clients": tps(ours, 8) / tps(peer, 8),
+                "scheduler_only_8_over_1_sequences": alone["8"] / alone["1"]},
+        notes="Server in its own process (1 torch thread), clients are threads of the benchmark process, "
+              "all on 127.0.0.1 of a shared 2-core machine: the figures are noisy. The model is freshly "
+              "initialised (speed depends on its shape, not its weights).",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""`lm2llm serve RUN`: an OpenAI-compatible API and a web chat page for a trained run."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import typer
+
+from lm2llm.errors import UserError
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve_command(
+        run: str = typer.Argument(..., help="A run directory: model.safetensors, model_config.json and tokenizer files."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback keeps it on this machine)."),
+        port: int = typer.Option(8000, "--port", help="TCP port."),
+        api_key: str | None = typer.Option(None, "--api-key", envvar="LM2LLM_API_KEY",
+                                           help="Require 'Authorization: Bearer KEY' on /v1 routes."),
+        max_batch: int = typer.Option(16, "--max-batch", help="Sequences decoded together in one step."),
+        max_waiting: int = typer.Option(256, "--max-waiting", help="Sequences that may wait; beyond, HTTP 429."),
+        device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when there is one)."),
+        threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
+                                    "suits small models: a decode step is too small to share between cores."),
+    ) -> None:
+        """Serve RUN over HTTP: /v1/completions, /v1/chat/completions (streaming), /v1/models, /health, and a
+        chat page at /. Concurrent requests are decoded together (continuous batching)."""
+        import torch
+
+        from lm2llm.serve.app import ServedModel, bind_socket, create_app, uvicorn_server
+
+        if not 0 < port < 65536:
+            raise UserError(f"port must be in 1..65535, got {port}", where="--port")
+        if threads < 0:
+            raise UserError("threads must be >= 0", where="--threads")
+        if threads:
+            torch.set_num_threads(threads)
+        served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device)
+        sock = bind_socket(host, port)
+        if not is_loopback(host) and not api_key:
+            typer.secho(f"warning: listening on {host} without --api-key: anyone who reaches this machine can "
+                        "use the model", fg="yellow", err=True)
+        where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        typer.secho(f"serving {served.model_id} at {where}/v1 (chat page: {where}/)", fg="cyan", err=True)
+        uvicorn_server(create_app(served, api_key=api_key)).run(sockets=[sock])

@@ -1,0 +1,453 @@
+"""The OpenAI-compatible HTTP API over the batching scheduler, and the web chat page at `/`.
+
+Routes: `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (JSON, or server-sent
+events with `stream`), `GET /health`, `GET /` (the chat page). Errors have OpenAI's shape
+`{"error": {"message", "type", "param", "code"}}` and the status a client expects: 400 for a request the
+server cannot take (validation, a prompt longer than the context), 401 for a wrong key, 404 for an unknown
+model, 413 for an oversized body, 429 when the queue is full. 5xx is kept for the server's own faults,
+because the official client retries those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lm2llm.errors import UserError
+from lm2llm.inference.chat import chat_end_ids
+from lm2llm.inference.sampling import SamplingConfig
+from lm2llm.inference.text import TextChunk, TextGenerator
+from lm2llm.serve import protocol
+from lm2llm.serve.scheduler import BatchScheduler, QueueFull, SequenceRequest, Ticket
+from lm2llm.tokenizer import Tokenizer
+
+DEFAULT_MAX_BODY = 1 << 20  # bytes
+DEFAULT_CHAT_TOKENS = 512  # a chat's default budget when the model has no context limit (RNNs)
+SWITCH_INTERVAL = 0.0005  # seconds between forced GIL hand-overs while serving (CPython's default: 0.005)
+
+
+class APIError(Exception):
+    """An error answered in OpenAI's shape with an HTTP status."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", *,
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, self.type, self.param, self.code)
+
+
+def error_response(status: int, message: str, type_: str, param: str | None = None,
+                   code: str | None = None) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+ERRORS = {status: {"model": protocol.ErrorResponse, "description": text} for status, text in (
+    (400, "Invalid request, or a prompt longer than the model's context"),
+    (401, "Missing or wrong API key"),
+    (404, "Unknown model"),
+    (413, "Request body too large"),
+    (429, "Too many sequences are waiting; retry later"),
+)}
+
+
+def documented(model: type, stream: bool = False) -> dict:
+    """The `responses` of a route: its JSON body, SSE when it streams, and the errors above."""
+    content: dict[str, Any] = {"application/json": {}}
+    if stream:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    return {200: {"model": model, "content": content}, **ERRORS}
+
+
+@dataclass
+class ServedModel:
+    """What the server needs to know about the model it serves."""
+
+    model_id: str
+    scheduler: BatchScheduler
+    tokenizer: Tokenizer
+    end_ids: tuple[int, ...]  # where a plain completion ends (end of text)
+    created: int
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
+                 device: str = "cpu") -> ServedModel:
+        run_dir = Path(run_dir)
+        generator = TextGenerator.from_run(run_dir, device=device)
+        scheduler = BatchScheduler(generator.model, generator.tokenizer, max_batch=max_batch,
+                                   max_waiting=max_waiting)
+        created = int((run_dir / "model.safetensors").stat().st_mtime)
+        return cls(run_dir.resolve().name, scheduler, generator.tokenizer, generator.end_ids, created)
+
+    @property
+    def context_length(self) -> int | None:
+        return self.scheduler.limit
+
+    def chat_end_ids(self) -> list[int]:
+        try:
+            return chat_end_ids(self.tokenizer)
+        except UserError as error:
+            raise APIError(400, f"this model cannot chat: {error}", param="model", code="model_not_chat") from error
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a completion prompt; an empty prompt starts a document (end-of-text) when the
+        tokenizer has that token."""
+        ids = self.tokenizer.encode(text)
+        if not ids and getattr(self.tokenizer, "eos_id", None) is not None:
+            ids = [self.tokenizer.eos_id]
+        return ids
+
+
+class BodyLimit:
+    """Refuse a request body over `limit` bytes with 413 before any handler reads it (pure ASGI)."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                response = error_response(413, f"the request body is over {self.limit} bytes",
+                                          "invalid_request_error", code="request_too_large")
+                await response(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # later calls wait for the disconnect, as streaming needs
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _first_validation_error(error: RequestValidationError) -> tuple[str, str | None]:
+    detail = error.errors()[0] if error.errors() else {"msg": "invalid request", "loc": ()}
+    loc = [str(p) for p in detail.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    return (f"{param}: {detail['msg']}" if param else detail["msg"]), param
+
+
+class Generation:
+    """The sequences of one request: submitted to the scheduler, their chunks collected on the event loop."""
+
+    def __init__(self, served: ServedModel, prompts: list[list[int]], configs: list[SamplingConfig],
+                 n: int, end_ids: tuple[int, ...] | list[int], stream: bool):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[TextChunk] = asyncio.Queue()
+        self.stream = stream
+        self.pending: dict[int, TextChunk] = {}  # without streaming: each sequence's text, handed over once
+        self.prompt_tokens = sum(len(p) for p in prompts)
+        self.completion_tokens = 0
+        requests = [SequenceRequest(prompt, configs[i], self._emit, tuple(end_ids), index=p * n + i)
+                    for p, prompt in enumerate(prompts) for i in range(n)]
+        self.total = len(requests)
+        try:
+            self.ticket: Ticket = served.scheduler.submit(requests)
+        except QueueFull as error:
+            raise APIError(429, f"the server is busy: {error}", "rate_limit_error", code="queue_full") from error
+        except UserError as error:
+            raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
+
+    def _emit(self, chunk: TextChunk) -> None:  # runs on the scheduler thread
+        if not self.stream and chunk.finish_reason != "error":  # gather here; wake the event loop once per sequence
+            whole = self.pending.setdefault(chunk.index, TextChunk(chunk.index, ""))
+            whole.text += chunk.text
+            whole.token_ids += chunk.token_ids
+            if chunk.finish_reason is None:
+                return
+            whole.finish_reason = chunk.finish_reason
+            chunk = self.pending.pop(chunk.index)
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
+        except RuntimeError:  # the event loop has closed (server shutting down): nobody is listening
+            pass
+
+    async def chunks(self) -> AsyncIterator[TextChunk]:
+        """Every chunk of every sequence until all have finished; cancels the rest if the consumer leaves."""
+        finished = 0
+        try:
+            while finished < self.total:
+                chunk = await self.queue.get()
+                if chunk.finish_reason == "error":
+                    raise APIError(500, f"generation failed: {chunk.text}", "server_error")
+                self.completion_tokens += len(chunk.token_ids)
+                finished += chunk.finish_reason is not None
+                yield chunk
+        finally:
+            if finished < self.total:
+                self.ticket.cancel()
+
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens}
+
+
+def sampling_configs(body: protocol.SamplingFields, max_new_tokens: int) -> list[SamplingConfig]:
+    """One config per choice: with a seed, choice i uses seed + i (choice 0 is what n=1 would give)."""
+    return [SamplingConfig(
+        max_new_tokens=max_new_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
+        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+        stop=body.stop_strings(), seed=None if body.seed is None else body.seed + i,
+    ) for i in range(body.n)]
+
+
+def sse(data: dict | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def create_app(served: ServedModel, *, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
+    """The FastAPI app; the scheduler thread runs while the app does (its lifespan)."""
+
+    async def lifespan(_app: FastAPI):
+        # Two threads share the GIL: the event loop and the scheduler, whose decode steps alternate Python
+        # and torch calls. With CPython's default 5 ms switch interval each hand-over can stall a step by up
+        # to that much (measured: ~1.5x slower generation behind HTTP); 0.5 ms removes the stall.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+        served.scheduler.start()
+        try:
+            yield
+        finally:
+            served.scheduler.stop()
+            sys.setswitchinterval(interval)
+
+    app = FastAPI(title="lm2llm", version="1", lifespan=lifespan,
+                  description=f"OpenAI-compatible API serving `{served.model_id}` with continuous batching.")
+    bearer = HTTPBearer(auto_error=False)
+
+    async def check_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')",
+                           "authentication_error", code="invalid_api_key")
+
+    guarded = [Depends(check_key)] if api_key else []
+
+    @app.exception_handler(APIError)
+    async def api_error(_request: Request, error: APIError) -> JSONResponse:
+        return error.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        message, param = _first_validation_error(error)
+        return error_response(400, message, "invalid_request_error", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), "invalid_request_error")
+
+    def check_model(name: str) -> None:
+        if name != served.model_id:
+            raise APIError(404, f"the model '{name}' does not exist; this server serves '{served.model_id}'",
+                           param="model", code="model_not_found")
+
+    def check_length(prompts: list[list[int]], param: str) -> None:
+        limit = served.context_length
+        for ids in prompts:
+            if limit is not None and len(ids) > limit:
+                raise APIError(400, f"the prompt has {len(ids)} tokens; this model's context holds {limit}",
+                               param=param, code="context_length_exceeded")
+
+    @app.get("/health", response_model=protocol.Health)
+    async def health() -> dict:
+        stats = served.scheduler.stats
+        return {"status": "ok", "model": served.model_id, **served.scheduler.load, "steps": stats.steps,
+                "mean_batch": stats.mean_batch}
+
+    @app.get("/", include_in_schema=False)
+    async def chat_page() -> HTMLResponse:
+        page = resources.files("lm2llm.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+        return HTMLResponse(page)
+
+    @app.get("/v1/models", response_model=protocol.ModelList, responses=ERRORS, dependencies=guarded)
+    async def list_models() -> dict:
+        return {"object": "list", "data": [{"id": served.model_id, "object": "model", "created": served.created,
+                                            "owned_by": "lm2llm"}]}
+
+    @app.post("/v1/completions", responses=documented(protocol.CompletionResponse, stream=True), dependencies=guarded)
+    async def completions(body: protocol.CompletionRequest):
+        check_model(body.model)
+        raw = body.prompt
+        if isinstance(raw, str):
+            texts: list[str] | None = [raw]
+        elif raw and isinstance(raw[0], str):
+            texts = list(raw)
+        else:
+            texts = None
+        try:
+            if texts is not None:
+                prompts = [served.encode_prompt(t) for t in texts]
+            else:
+                prompts = [list(raw)] if isinstance(raw[0], int) else [list(p) for p in raw]
+                texts = [served.tokenizer.decode(p) if min(p) >= 0 and max(p) < served.scheduler.vocab_size else ""
+                         for p in prompts]
+        except UserError as error:
+            raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
+        check_length(prompts, "prompt")
+        generation = Generation(served, prompts, sampling_configs(body, body.max_tokens), body.n, served.end_ids,
+                                body.stream)
+        ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
+        echoes = [texts[i // body.n] if body.echo else "" for i in range(generation.total)]
+        head = {"id": ident, "object": "text_completion", "created": created, "model": served.model_id}
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+        if body.stream:
+            async def events() -> AsyncIterator[str]:
+                extra = {"usage": None} if include_usage else {}
+                if body.echo:
+                    for index, text in enumerate(echoes):
+                        yield sse({**head, "choices": [{"index": index, "text": text, "finish_reason": None,
+                                                         "logprobs": None}], **extra})
+                try:
+                    async for chunk in generation.chunks():
+                        yield sse({**head, "choices": [{"index": chunk.index, "text": chunk.text, "logprobs": None,
+                                                         "finish_reason": chunk.finish_reason}], **extra})
+                except APIError as error:
+                    yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
+                if include_usage:
+                    yield sse({**head, "choices": [], "usage": generation.usage()})
+                yield sse("[DONE]")
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        texts_out = list(echoes)
+        reasons: list[str | None] = [None] * generation.total
+        async for chunk in generation.chunks():
+            texts_out[chunk.index] += chunk.text
+            reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
+        choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None}
+                   for i, (t, r) in enumerate(zip(texts_out, reasons, strict=True))]
+        return {**head, "choices": choices, "usage": generation.usage(), "system_fingerprint": None}
+
+    @app.post("/v1/chat/completions", responses=documented(protocol.ChatResponse, stream=True), dependencies=guarded)
+    async def chat_completions(body: protocol.ChatRequest):
+        check_model(body.model)
+        end_ids = served.chat_end_ids()
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        try:
+            ids, _ = served.tokenizer.render_chat(messages, add_generation_prompt=True)
+        except UserError as error:
+            raise APIError(400, str(error), param="messages", code="invalid_prompt") from error
+        check_length([ids], "messages")
+        limit = served.context_length
+        budget = body.token_budget()
+        if budget is None:
+            budget = DEFAULT_CHAT_TOKENS if limit is None else limit - len(ids)
+        generation = Generation(served, [ids], sampling_configs(body, budget), body.n, end_ids, body.stream)
+        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.model_id,
+                "system_fingerprint": None}
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+        if body.stream:
+            async def events() -> AsyncIterator[str]:
+                extra = {"usage": None} if include_usage else {}
+
+                def chunk_of(index: int, delta: dict, reason: str | None = None) -> str:
+                    return sse({**head, "choices": [{"index": index, "delta": delta, "logprobs": None,
+                                                     "finish_reason": reason}], **extra})
+
+                for index in range(generation.total):
+                    yield chunk_of(index, {"role": "assistant", "content": ""})
+                try:
+                    async for chunk in generation.chunks():
+                        if chunk.text:
+                            yield chunk_of(chunk.index, {"content": chunk.text})
+                        if chunk.finish_reason:
+                            yield chunk_of(chunk.index, {}, chunk.finish_reason)
+                except APIError as error:
+                    yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
+                if include_usage:
+                    yield sse({**head, "choices": [], "usage": generation.usage()})
+                yield sse("[DONE]")
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        texts = [""] * generation.total
+        reasons: list[str | None] = [None] * generation.total
+        async for chunk in generation.chunks():
+            texts[chunk.index] += chunk.text
+            reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
+        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
+                   for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
+        return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage()}
+
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening address bound now, so a taken port is a clear UserError (uvicorn would exit instead)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {error.strerror or error}", where="--host/--port") from error
+    return sock
+
+
+def uvicorn_server(app: Any):
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                                         timeout_graceful_shutdown=2))
+
+
+class ServerThread:
+    """A real uvicorn server on its own thread, bound before it starts (port 0: a free port): for tests,
+    the tour and benchmarks, which need a live HTTP endpoint inside one process."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
+        self.socket = bind_socket(host, port)
+        self.host, self.port = self.socket.getsockname()[:2]
+        self.server = uvicorn_server(app)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()

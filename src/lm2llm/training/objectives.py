@@ -53,7 +53,27 @@ class CausalLM:
                                ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-OBJECTIVES: dict[str, type] = {"causal_lm": CausalLM}
+class MaskedLM(CausalLM):
+    """BERT's masked-LM loss: the same cross-entropy, on inputs where `training.masking` hid 15 % of the
+    tokens and `targets` holds the hidden originals (−100 everywhere else)."""
+
+    name = "masked_lm"
+
+
+class SequenceClassification:
+    """One label per text: cross-entropy of the classifier's logits; the weight is the number of texts."""
+
+    name = "classification"
+
+    def weight(self, batch: Batch) -> int:
+        return int(batch["labels"].numel())
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(batch["ids"], batch["attention_mask"])
+        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+
+
+OBJECTIVES: dict[str, type] = {"causal_lm": CausalLM, "masked_lm": MaskedLM, "classification": SequenceClassification}
 
 
 def make_objective(name: str) -> Objective:

@@ -6,14 +6,7 @@ import json
 
 import pytest
 
-from lm2llm.align.preference import (
-    PreferencePair,
-    read_alpaca_preferences,
-    read_preference_jsonl,
-    read_preferences,
-    split_held_out,
-    write_preference_jsonl,
-)
+from lm2llm.align.preference import PreferencePair, read_preferences, split_held_out, write_preference_jsonl
 from lm2llm.errors import UserError
 
 KOREAN_PAIR = PreferencePair(
@@ -35,7 +28,7 @@ def test_jsonl_round_trip_keeps_korean_and_both_prompt_forms(tmp_path):
 def test_blank_lines_are_skipped(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text("\n" + json.dumps(TEXT_PAIR.to_json()) + "\n\n", encoding="utf-8")
-    assert read_preference_jsonl(path) == [TEXT_PAIR]
+    assert read_preferences(path) == [TEXT_PAIR]
 
 
 @pytest.mark.parametrize("line, message", [
@@ -65,26 +58,27 @@ def test_missing_empty_and_unknown_files_are_user_errors(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
     with pytest.raises(UserError, match="no preference records"):
         read_preferences(tmp_path / "empty.jsonl")
-    (tmp_path / "p.csv").write_text("a,b\n", encoding="utf-8")
-    with pytest.raises(UserError, match="unknown preference file type"):
-        read_preferences(tmp_path / "p.csv")
+    (tmp_path / "latin1.jsonl").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(UserError, match="not UTF-8"):
+        read_preferences(tmp_path / "latin1.jsonl")
 
 
-def test_alpaca_array_errors_name_the_record(tmp_path):
+def test_alpaca_array_errors_name_file_and_line(tmp_path):
     good = {"instruction": "번역하세요.", "input": "hello", "output": "안녕", "chosen": "안녕하세요", "rejected": "몰라"}
     path = tmp_path / "prefs.json"
-    path.write_text(json.dumps([good, {**good, "instruction": ""}]), encoding="utf-8")
+    path.write_text(json.dumps([good, {**good, "instruction": ""}], indent=1), encoding="utf-8")
     with pytest.raises(UserError) as info:
-        read_alpaca_preferences(path)
-    assert info.value.where == f"{path}: record 1"
+        read_preferences(path)
+    assert info.value.where == f"{path}:9" and "instruction" in info.value.message
     path.write_text(json.dumps([good, {k: v for k, v in good.items() if k != "rejected"}]), encoding="utf-8")
     with pytest.raises(UserError, match="missing field"):
-        read_alpaca_preferences(path)
-    path.write_text('{"a": 1}', encoding="utf-8")
-    with pytest.raises(UserError, match="JSON array"):
-        read_alpaca_preferences(path)
+        read_preferences(path)
+    path.write_text('[{"prompt": "q", "chosen": "a", "rejected": "b"},\n {"prompt": "q", "chosen": 3', encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        read_preferences(path)
+    assert info.value.where == f"{path}:2"
     path.write_text(json.dumps([good]), encoding="utf-8")
-    (pair,) = read_alpaca_preferences(path)
+    (pair,) = read_preferences(path)
     assert pair.prompt == [{"role": "user", "content": "번역하세요.\n\nhello"}]
 
 

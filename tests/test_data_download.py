@@ -1,4 +1,5 @@
 import hashlib
+import json
 import shutil
 import threading
 from functools import partial
@@ -100,3 +101,18 @@ def test_registered_checksums_match_the_verbatim_copies(shared_data, tmp_path, m
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path))
     docs = load_documents(dataset, limit=3)
     assert docs[0].startswith(first)
+
+
+def test_cli_download_and_prepare_a_public_set_from_a_mirror(cli, shared_data, tmp_path, monkeypatch):
+    (tmp_path / "mirror" / "tinyshakespeare").mkdir(parents=True)
+    shutil.copy(shared_data / "tinyshakespeare.txt", tmp_path / "mirror" / "tinyshakespeare" / "input.txt")
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "mirror"))
+    result = cli("data", "download", "tinyshakespeare", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)[0]["sha256"] == registry()["tinyshakespeare"].files[0].sha256
+    prepared = cli("data", "prepare", "tinyshakespeare", "--out", tmp_path / "ts", "--limit", "300", "--json")
+    assert prepared.code == 0, prepared.err
+    card = (tmp_path / "ts" / "DATASET.md").read_text(encoding="utf-8")
+    assert "karpathy/char-rnn" in card and "public domain" in card
+    unknown = cli("data", "download", "python-docs")
+    assert unknown.code == 2 and "not a downloadable source" in unknown.err

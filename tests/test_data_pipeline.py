@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lm2llm.data.card import funnel_rows
 from lm2llm.data.dedup import (
@@ -185,3 +187,54 @@ def test_cli_prepare_and_stats(cli, tmp_path):
     assert "deduplicated" in table.out and "PHONE 1" in table.out
     bad = cli("data", "prepare", tmp_path / "nope", "--out", tmp_path / "x")
     assert bad.code == 2 and "no such file" in bad.err and not (tmp_path / "x").exists()
+
+
+def test_minhash_signatures_and_lsh_bands_match_datasketch():
+    """Given datasketch's permutations and shingle hashes, our signatures are identical ("legacy" scheme)."""
+    datasketch = pytest.importorskip("datasketch")
+    from datasketch.hashfunc import sha1_hash32
+
+    words = [f"word{i}" for i in range(300)] + [f"한국어 {i}" for i in range(40)]
+    reference = datasketch.MinHash(num_perm=128, seed=1, scheme="legacy")
+    reference.update_batch([w.encode() for w in words])
+    ours = MinHasher(128)
+    ours.a, ours.b = (p.astype(np.uint64) for p in reference.permutations)
+    hashes = np.array([sha1_hash32(w.encode()) for w in words], dtype=np.uint64)
+    assert np.array_equal(ours.signature(hashes, chunk=100), reference.hashvalues)
+    for threshold in (0.5, 0.7, 0.8, 0.9):
+        lsh = datasketch.MinHashLSH(threshold=threshold, num_perm=128)
+        assert optimal_bands(threshold, 128) == (lsh.b, lsh.r)
+
+
+def test_prepare_with_a_saved_bpe_tokenizer_ends_documents_with_eos(tmp_path):
+    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+
+    corpus = _corpus(tmp_path)
+    tokenizer = BPETokenizer.train([KOREAN, "Python is a programming language."] * 5, vocab_size=300)
+    tokenizer.save(tmp_path / "bpe")
+    out = tmp_path / "bpe-data"
+    stats = prepare(PrepareConfig(str(corpus), tokenizer=str(tmp_path / "bpe")), out)
+    shards = TokenShards(out)
+    ids = np.concatenate([shards.arrays["train"], shards.arrays["val"]])
+    assert shards.meta["tokenizer"] == "bpe" and shards.meta["separator"] == "eos"
+    assert int((ids == tokenizer.eos_id).sum()) == stats.funnel.out
+    assert load_tokenizer(out / "tokenizer").encode(KOREAN) == tokenizer.encode(KOREAN)
+    with pytest.raises(UserError):
+        prepare(PrepareConfig(str(corpus), tokenizer=str(tmp_path / "missing")), tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["010", "1234", "5678", "-", " ", ".", "+82", "(", ")", "@", "a", "kr", "가",
+                                 "900101", "1234568", "4111", "192", "0", "_", "\n", "com", "x.y"]), max_size=30))
+def test_windowed_pii_search_equals_the_full_scan(pieces):
+    text = "".join(pieces)
+    assert find_pii(text) == find_pii(text, scan_all=True)
+
+
+def test_windowed_pii_search_equals_the_full_scan_on_corpora():
+    from lm2llm.data import load_documents
+
+    texts = [e["text"] for e in labelled_examples()] + load_documents("korean-law") + load_documents(
+        "python-docs", limit=1500)
+    assert [find_pii(t) for t in texts] == [find_pii(t, scan_all=True) for t in texts]

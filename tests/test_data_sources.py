@@ -18,15 +18,25 @@ def test_registry_lists_the_embedded_corpora():
     assert all(s.licence and s.description for s in list_sources())
 
 
-def test_python_docs_streams_with_a_limit_then_caches_a_complete_pass(tmp_path, monkeypatch):
+def test_stdlib_listing_leaves_out_tests_and_third_party_code():
+    root = embedded.stdlib_dir()
+    parts = [p.relative_to(root).parts for p in embedded.stdlib_files()]
+    assert len(parts) > 500 and ("json", "decoder.py") in parts
+    assert not any({"test", "tests", "idle_test", "site-packages"} & set(p) for p in parts)
+
+
+def test_python_docs_streams_with_a_limit_then_caches_a_complete_pass(monkeypatch):
+    root = embedded.stdlib_dir()
+    few = [root / "abc.py", root / "bisect.py", *sorted((root / "json").glob("*.py"))]
+    monkeypatch.setattr(embedded, "stdlib_files", lambda: few)  # a complete pass in a fraction of a second
     monkeypatch.setattr(embedded, "_python_docs_memo", [])
     first = load_documents("python-docs", limit=100)
     assert len(first) == 100 and not embedded.python_docs_cache().exists()  # a partial pass caches nothing
     docs = list(iter_documents("python-docs"))
     assert embedded.python_docs_cache().is_file()
     origins = [d.origin for d in docs]
-    assert origins[0].startswith("pydoc_data.topics:") and "json.decoder.JSONDecoder.decode" in origins
-    assert not any(".test." in o or o.startswith(("test.", "idlelib.idle_test")) for o in origins)
+    assert origins[0] == "pydoc_data.topics:assert" and "json.decoder.JSONDecoder.decode" in origins
+    assert origins.index("abc") < origins.index("bisect") < origins.index("json")  # sorted by module
     monkeypatch.setattr(embedded, "_python_docs_memo", [])  # the next pass reads the file
     assert [d.origin for d in iter_documents("python-docs")] == origins
     assert load_documents("python-docs", limit=100) == first
@@ -107,6 +117,7 @@ def test_cleaning_nfc_controls_and_whitespace():
     cleaned = clean_text(f"  def f():\r\n\t{decomposed}\x07\u200b  \n\n\n\nend\u3000word \n")
     assert cleaned.text == "  def f():\n\t한국어\n\nend word" and cleaned.removed_chars == 2
     assert clean_text("\x00\n \n").text == ""
+    assert clean_text("줄\u2028다음\u2029문단").text == "줄\n다음\n\n문단"
 
 
 def test_cli_lists_sources_as_json(cli):

@@ -43,3 +43,12 @@ def test_too_short_split_is_a_user_error(tmp_path):
     writer.close()
     with pytest.raises(UserError, match="fewer than"):
         TokenShards(tmp_path).random_batch("train", 1, 8, torch.Generator())
+
+
+def test_writer_failure_leaves_no_meta(tmp_path):
+    with pytest.raises(ValueError), ShardWriter(tmp_path, vocab_size=10) as writer:
+        writer.write("train", [1, 2, 3])
+        writer.write("train", [99])  # outside the vocabulary
+    assert not (tmp_path / "meta.json").exists()
+    with pytest.raises(UserError, match="no meta.json"):
+        TokenShards(tmp_path)

@@ -52,6 +52,15 @@ def known_peak(monkeypatch):
     monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the loops are tiny, and tests share a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def shards(tmp_path):
     tok = CharTokenizer.train([TEXT])

@@ -75,8 +75,10 @@ class EnvReport:
 
 def measure_matmul(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0, device: str = "cpu") -> MatmulResult:
     """Time square matmuls for about `seconds` and return the achieved GFLOP/s (2·n³ FLOPs per matmul)."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+    # A private generator: measuring must not move the global RNG (exact resume depends on it).
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
     for _ in range(3):  # warm-up: first calls pick kernels and allocate
         a @ b
     count, start = 0, time.perf_counter()

@@ -47,24 +47,30 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; on success it replaces `path` atomically.
-
-    On any exception the temporary file is removed and `path` is untouched.
-    """
+def _replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; on success fsync it and rename it over `path`, else delete it."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(target)
     try:
-        with open(tmp, mode, **kwargs) as handle:
-            yield handle
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing; on success it replaces `path` atomically.
+
+    On any exception the temporary file is removed and `path` is untouched.
+    """
+    with _replacing(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -100,19 +106,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
     """Atomically create `path` with a library writer that takes a filename (e.g. safetensors' save_file)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(target)
-    try:
+    with _replacing(path) as tmp:
         writer(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return target
+    return Path(path)
 
 
 def read_json(path: str | os.PathLike) -> Any:

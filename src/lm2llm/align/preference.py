@@ -1,16 +1,17 @@
 """Preference data: a prompt with a chosen and a rejected answer, the raw material of RLHF and DPO.
 
-Two on-disk formats are read:
+Records are read from JSON Lines or from one JSON array (told apart by the first character, with the
+SFT data loader's readers, so every error names its file and line), in two shapes:
 
-- JSONL, one `{"prompt", "chosen", "rejected"}` object per line, where `prompt` is either plain text or
+- a `{"prompt", "chosen", "rejected"}` record, where `prompt` is either plain text or
   a list of chat messages `[{"role": "system"|"user"|"assistant", "content": "..."}]` ending with a
   user turn (the answers are the assistant's next turn). This is the format lm2llm writes.
-- A JSON array of Alpaca records `{"instruction", "input", "output", "chosen", "rejected"}`, as in the
+- an Alpaca record `{"instruction", "input", "output", "chosen", "rejected"}`, as in the
   instruction-data-with-preference.json file of "Build a Large Language Model (From Scratch)"; the
   instruction (and input, when present) becomes a single user message.
 
-A malformed record is a `UserError` naming the file and line (JSONL) or record number (JSON array), so a
-user can fix the data instead of reading a traceback.
+A malformed record is a `UserError` naming the file and line, so a user can fix the data instead of
+reading a traceback.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lm2llm.errors import UserError
+from lm2llm.finetune.data import ROLES, RecordError, alpaca_to_messages
+from lm2llm.finetune.data import _json_array as json_array_records
+from lm2llm.finetune.data import _json_lines as json_line_records
 from lm2llm.runs import atomic_write_text
-
-ROLES = ("system", "user", "assistant")
 
 Message = dict[str, str]
 Prompt = str | list[Message]
@@ -89,21 +91,40 @@ def pair_from_record(record: object, where: str) -> PreferencePair:
     return PreferencePair(prompt, record["chosen"], record["rejected"], kind)
 
 
-def read_preference_jsonl(path: str | Path) -> list[PreferencePair]:
-    """Read `{prompt, chosen, rejected}` records, one JSON object per line (blank lines are skipped)."""
+def alpaca_prompt(instruction: str, input_text: str = "") -> list[Message]:
+    """An Alpaca instruction (plus optional input) as one user message, formatted as SFT formats it."""
+    return alpaca_to_messages(instruction, input_text, output="")[:1]
+
+
+def _alpaca_pair(record: dict, where: str) -> PreferencePair:
+    instruction, input_text = record.get("instruction"), record.get("input", "")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise UserError("'instruction' must be a non-empty string", where=where)
+    if not isinstance(input_text, str):
+        raise UserError("'input' must be a string", where=where)
+    answers = {key: record[key] for key in ("chosen", "rejected") if key in record}
+    return pair_from_record({"prompt": alpaca_prompt(instruction, input_text), **answers}, where)
+
+
+def read_preferences(path: str | Path) -> list[PreferencePair]:
+    """Read JSONL or a JSON array (told apart by the first character, as SFT data is) of
+    `{prompt, chosen, rejected}` or Alpaca `{instruction, input, chosen, rejected}` records."""
     path = Path(path)
     if not path.is_file():
         raise UserError("preference file not found", where=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from exc
+    records = json_array_records(text, path) if text.lstrip().startswith("[") else json_line_records(text)
     pairs = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"invalid JSON at column {exc.colno}: {exc.msg}", where=where) from exc
+    for line, record in records:
+        where = f"{path}:{line}"
+        if isinstance(record, RecordError):
+            raise UserError(str(record), where=where)
+        if isinstance(record, dict) and "prompt" not in record and "instruction" in record:
+            pairs.append(_alpaca_pair(record, where))
+        else:
             pairs.append(pair_from_record(record, where))
     if not pairs:
         raise UserError("no preference records in file", where=str(path))
@@ -114,51 +135,6 @@ def write_preference_jsonl(pairs: list[PreferencePair], path: str | Path) -> Pat
     """Write pairs as JSONL atomically (UTF-8, Korean kept as is)."""
     text = "".join(json.dumps(pair.to_json(), ensure_ascii=False) + "\n" for pair in pairs)
     return atomic_write_text(path, text)
-
-
-def alpaca_prompt(instruction: str, input_text: str = "") -> list[Message]:
-    """An Alpaca instruction (plus optional input) as one user message; the chat template does the rest."""
-    content = f"{instruction}\n\n{input_text}" if input_text.strip() else instruction
-    return [{"role": "user", "content": content}]
-
-
-def read_alpaca_preferences(path: str | Path) -> list[PreferencePair]:
-    """Read a JSON array of Alpaca records with `chosen` and `rejected` answers."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError("preference file not found", where=str(path))
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", where=str(path)) from exc
-    if not isinstance(records, list):
-        raise UserError("expected a JSON array of records", where=str(path))
-    pairs = []
-    for index, record in enumerate(records):
-        where = f"{path}: record {index}"
-        if not isinstance(record, dict):
-            raise UserError(f"expected a JSON object, got {type(record).__name__}", where=where)
-        instruction, input_text = record.get("instruction"), record.get("input", "")
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise UserError("'instruction' must be a non-empty string", where=where)
-        if not isinstance(input_text, str):
-            raise UserError("'input' must be a string", where=where)
-        answers = {key: record[key] for key in ("chosen", "rejected") if key in record}
-        pairs.append(pair_from_record({"prompt": alpaca_prompt(instruction, input_text), **answers}, where))
-    if not pairs:
-        raise UserError("no preference records in file", where=str(path))
-    return pairs
-
-
-def read_preferences(path: str | Path) -> list[PreferencePair]:
-    """Read either format: `.jsonl` is JSONL, `.json` is an Alpaca-style JSON array."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".jsonl":
-        return read_preference_jsonl(path)
-    if suffix == ".json":
-        return read_alpaca_preferences(path)
-    raise UserError(f"unknown preference file type {suffix!r}", where=str(path),
-                    hint="use .jsonl ({prompt, chosen, rejected} per line) or an Alpaca .json array")
 
 
 def split_held_out(pairs: list[PreferencePair], fraction: float, *, seed: int = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, print_json, print_table
+from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +50,9 @@ def register(app: typer.Typer) -> None:
             **{k: v for k, v in final.items() if k.startswith("val_")},
         }
         if json_out:
-            print_json(summary)
+            print_json({**summary, "sample": result.sample})
         else:
             print_table("lm2llm train", list(summary.items()))
+            if result.sample:
+                console.rule("sample")
+                console.print(result.sample, markup=False, highlight=False)

@@ -43,7 +43,8 @@ def dataset_card(config: Any, stats: dict, source: dict) -> str:
         "",
         "## Source",
         "",
-        _table(["field", "value"], [[k, source[k]] for k in ("name", "kind", "language", "licence", "description")]),
+        _table(["field", "value"], [[k, source[k]] for k in ("name", "kind", "language", "licence", "description")]
+               + [["file", f"{f['url']} (sha256 {f['sha256'] or 'pinned on first use'})"] for f in source.get("files", [])]),
         "",
         "## Funnel",
         "",
@@ -93,7 +94,8 @@ def dataset_card(config: Any, stats: dict, source: dict) -> str:
         "",
         f"- split by content hash: {settings['val_fraction']:.0%} of hash buckets to val, so no document is in both",
         f"- tokenizer: {settings['tokenizer']}; tokens: {tokens.get('train', 0):,} train, {tokens.get('val', 0):,} val "
-        f"(`train.bin`, `val.bin`, `meta.json`); documents joined by a blank line",
+        f"(`train.bin`, `val.bin`, `meta.json`); each document ends with the end-of-text token, or a blank line "
+        "for tokenizers without one",
         "",
         "## Files",
         "",

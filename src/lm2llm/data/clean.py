@@ -1,7 +1,7 @@
 """Text cleaning: the same string for the same text, whatever the source's encoding habits.
 
 Unicode NFC (so a Hangul syllable typed as jamo and as a precomposed character compare equal), control and
-invisible format characters removed, line endings unified, exotic spaces made ASCII, trailing spaces cut and
+invisible format characters removed, line endings (and Unicode line/paragraph separators) unified, exotic spaces made ASCII, trailing spaces cut and
 runs of blank lines collapsed. Indentation and spaces inside a line are kept: source code depends on them.
 """
 
@@ -35,7 +35,7 @@ class Cleaned:
 
 def clean_text(text: str) -> Cleaned:
     """NFC, controls removed, whitespace normalised (see the module docstring)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
     stripped = text.translate(_REMOVE)
     removed = len(text) - len(stripped)
     text = unicodedata.normalize("NFC", stripped.translate(_SPACES))

@@ -21,7 +21,7 @@ import numpy as np
 
 MERSENNE_PRIME = np.uint64((1 << 61) - 1)
 MAX_HASH = np.uint64(0xFFFFFFFF)
-_WORD = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
+WORD_TOKEN = re.compile(r"\w+|[^\w\s]")  # words and single punctuation marks
 _ROLL = np.uint64(1_000_003)  # multiplier of the polynomial hash that turns n consecutive ids into one shingle
 
 
@@ -63,7 +63,9 @@ def shingles(text: str, kind: str = "word", size: int = 5) -> np.ndarray:
     """The distinct 32-bit hashes of the text's word n-grams (lower-cased; punctuation marks count as words)
     or character n-grams."""
     if kind == "word":
-        ids = np.fromiter((zlib.crc32(w.encode("utf-8")) for w in _WORD.findall(text.lower())), dtype=np.uint64)
+        words = WORD_TOKEN.findall(text.lower())
+        word_hash = {w: zlib.crc32(w.encode("utf-8")) for w in set(words)}  # hash each distinct word once
+        ids = np.fromiter(map(word_hash.__getitem__, words), dtype=np.uint64, count=len(words))
     elif kind == "char":
         ids = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     else:

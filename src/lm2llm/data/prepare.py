@@ -32,7 +32,7 @@ from lm2llm.runs import atomic_write_json, atomic_write_text
 from lm2llm.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 
 DOCUMENTS_FILE = "documents.jsonl"
-DOCUMENT_SEPARATOR = "\n\n"  # between documents in the token stream
+DOCUMENT_SEPARATOR = "\n\n"  # ends each document in the token stream of a tokenizer without an end-of-text token
 SPLIT_BUCKETS = 10_000
 EXAMPLE_PREVIEW = 300  # characters of each duplicate example written to stats.json
 
@@ -181,17 +181,25 @@ def _write_documents(config: PrepareConfig, stats: PrepareStats, path: Path) -> 
     return chars
 
 
+def _separator(tokenizer: Tokenizer) -> tuple[list[int], str]:
+    """Ids that end each document: the end-of-text token when the tokenizer has one (BPE), else a blank line."""
+    eos_id = getattr(tokenizer, "eos_id", None)
+    if eos_id is not None:
+        return [eos_id], "eos"
+    return tokenizer.encode(DOCUMENT_SEPARATOR), DOCUMENT_SEPARATOR
+
+
 def _write_shards(directory: Path, tokenizer: Tokenizer, source: str) -> dict:
-    writer = ShardWriter(directory, tokenizer.vocab_size)
-    separator = tokenizer.encode(DOCUMENT_SEPARATOR)
+    separator, separator_name = _separator(tokenizer)
     documents = Counter()
-    with open(directory / DOCUMENTS_FILE, encoding="utf-8") as lines:
-        for line in lines:
-            record = json.loads(line)
-            writer.write(record["split"], tokenizer.encode(record["text"]) + separator)
-            documents[record["split"]] += 1
-    writer.close(tokenizer=tokenizer.kind, tokenizer_dir="tokenizer", documents=dict(documents),
-                 separator=DOCUMENT_SEPARATOR, source=source)
+    with ShardWriter(directory, tokenizer.vocab_size) as writer:
+        with open(directory / DOCUMENTS_FILE, encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                writer.write(record["split"], tokenizer.encode(record["text"]) + separator)
+                documents[record["split"]] += 1
+        writer.close(tokenizer=tokenizer.kind, tokenizer_dir="tokenizer", documents=dict(documents),
+                     separator=separator_name, source=source)
     return writer.counts
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import csv
 import glob
-import io
 import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from lm2llm.errors import UserError
 
@@ -63,11 +63,19 @@ def is_binary(data: bytes) -> bool:
     return b"\0" in data[:BINARY_SNIFF_BYTES]
 
 
-def _read_bytes(path: Path) -> bytes:
+def _open(path: Path) -> BinaryIO:
     try:
-        return path.read_bytes()
+        return open(path, "rb")
     except OSError as exc:
         raise UserError(f"cannot read file: {exc.strerror}", where=str(path)) from exc
+
+
+def _lines(handle: BinaryIO, path: Path, options: ReadOptions) -> Iterator[str]:
+    """Decoded lines, one at a time (a JSONL or CSV file may be larger than memory)."""
+    offset = 0
+    for number, raw in enumerate(handle, start=1):
+        yield decode_utf8(raw, f"{path}:{number}", options, base_offset=offset)
+        offset += len(raw)
 
 
 def expand_paths(spec: str) -> list[Path]:
@@ -95,19 +103,20 @@ def read_file(path: Path, options: ReadOptions) -> Iterator[Document]:
     if suffix not in SUPPORTED_SUFFIXES:
         raise UserError(f"unsupported file type {suffix or '(none)'}", where=str(path),
                         hint=f"supported: {', '.join(SUPPORTED_SUFFIXES)}")
-    data = _read_bytes(path)
-    options.counts["files"] += 1
-    if is_binary(data):
-        options.counts["binary_files_skipped"] += 1
-        return
-    if suffix in TEXT_SUFFIXES:
-        yield Document(decode_utf8(data, str(path), options), str(path))
-    elif suffix == ".jsonl":
-        yield from _read_jsonl(path, data, options)
-    elif suffix == ".json":
-        yield from _read_json(path, data, options)
-    else:
-        yield from _read_table(path, data, options)
+    with _open(path) as handle:
+        options.counts["files"] += 1
+        if is_binary(handle.read(BINARY_SNIFF_BYTES)):
+            options.counts["binary_files_skipped"] += 1
+            return
+        handle.seek(0)
+        if suffix in TEXT_SUFFIXES:
+            yield Document(decode_utf8(handle.read(), str(path), options), str(path))
+        elif suffix == ".jsonl":
+            yield from _read_jsonl(path, _lines(handle, path, options), options)
+        elif suffix == ".json":  # one JSON value: parsed whole
+            yield from _read_json(path, handle.read(), options)
+        else:
+            yield from _read_table(path, _lines(handle, path, options), options)
 
 
 def _record_text(record: object, key: str, where: str, options: ReadOptions) -> str | None:
@@ -125,12 +134,9 @@ def _bad_row(problem: str, where: str, options: ReadOptions, hint: str) -> None:
     return None
 
 
-def _read_jsonl(path: Path, data: bytes, options: ReadOptions) -> Iterator[Document]:
-    offset = 0
-    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+def _read_jsonl(path: Path, lines: Iterator[str], options: ReadOptions) -> Iterator[Document]:
+    for number, line in enumerate(lines, start=1):
         where = f"{path}:{number}"
-        line = decode_utf8(raw, where, options, base_offset=offset)
-        offset += len(raw)
         if not line.strip():
             continue
         try:
@@ -157,11 +163,10 @@ def _read_json(path: Path, data: bytes, options: ReadOptions) -> Iterator[Docume
             yield Document(text, f"{path}[{index}]")
 
 
-def _read_table(path: Path, data: bytes, options: ReadOptions) -> Iterator[Document]:
-    text = decode_utf8(data, str(path), options)
+def _read_table(path: Path, lines: Iterator[str], options: ReadOptions) -> Iterator[Document]:
     tsv = path.suffix.lower() == ".tsv"
     # TSV files in the wild rarely quote; quoting would swallow the `"` inside reviews (NSMC).
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",",
+    reader = csv.reader(lines, delimiter="\t" if tsv else ",",
                         quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL)
     try:
         header = next(reader)

@@ -43,6 +43,15 @@ class ShardWriter:
         self._files[split].write(array.astype(self.dtype).tobytes())
         self.counts[split] += int(array.size)
 
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        """On an error, release the files without meta.json, so the directory never looks complete."""
+        if exc_type is not None:
+            for handle in self._files.values():
+                handle.close()
+
     def close(self, **meta: object) -> Path:
         for handle in self._files.values():
             handle.flush()

@@ -58,7 +58,10 @@ def count_by_component(model: torch.nn.Module) -> dict[str, int]:
 
 def bert_components(vocab_size: int, context_length: int, type_vocab_size: int, n_layer: int, d_model: int,
                     d_ff: int, **_: Any) -> dict[str, int]:
-    """BERT's parameters by formula (post-norm encoder with biases everywhere, plus the pooler)."""
+    """BERT's parameters by formula (post-norm encoder with biases everywhere, plus the pooler).
+
+    `token_embedding` includes the segment (token type) embeddings.
+    """
     d = d_model
     per_layer_attention = 4 * (d * d + d)
     per_layer_mlp = d * d_ff + d_ff + d_ff * d + d

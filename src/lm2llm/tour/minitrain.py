@@ -1,7 +1,8 @@
-"""The smallest honest training loop the tour chapters share until `lm2llm.training.Trainer` lands.
+"""Brief training for tour chapters, through the project's one Trainer.
 
-Chapters that need a briefly trained model (1.2's recall task, 2.1's positional-encoding ablation) call
-`train_briefly` and nothing else, so swapping in the project's Trainer later touches one function.
+Chapters that need a briefly trained model (1.2's recall task, 2.1's positional-encoding ablation) draw
+their batches from a function rather than token shards; `train_briefly` adapts that to the `Trainer`
+(the same optimiser groups, schedule and clipping as `lm2llm train`), in fp32 and without run files.
 """
 
 from __future__ import annotations
@@ -11,26 +12,60 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lm2llm.training import CausalLM, TrainConfig, Trainer
+from lm2llm.training.objectives import Batch
 
-def train_briefly(
-    model: nn.Module,
-    next_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    steps: int,
-    lr: float = 3e-3,
-    weight_decay: float = 0.0,
-    clip: float = 1.0,
-) -> list[float]:
-    """AdamW on `model(ids, targets)` losses for `steps` batches; returns the loss of every step."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        ids, targets = next_batch()
-        _, loss = model(ids, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        losses.append(loss.item())
+BatchFn = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+class FunctionBatches:
+    """The Trainer's data interface over a function returning (ids, targets); no validation windows."""
+
+    def __init__(self, next_batch: BatchFn):
+        self._next_batch = next_batch
+        ids, _ = next_batch()
+        self.batch_size, self.block_size = ids.shape
+        self.eval_bytes = 0
+
+    def next_batch(self) -> Batch:
+        ids, targets = self._next_batch()
+        return {"ids": ids, "targets": targets}
+
+    def eval_set(self) -> list[Batch]:
+        return []
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def brief_trainer(model: nn.Module, next_batch: BatchFn, steps: int, lr: float = 3e-3,
+                  weight_decay: float = 0.0) -> Trainer:
+    """A Trainer for `steps` batches of `next_batch()` (fp32, CPU, no run directory); call `train_step()`."""
+    data = FunctionBatches(next_batch)
+    cfg = TrainConfig(batch_size=data.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
+                      warmup_steps=max(1, steps // 20), weight_decay=weight_decay, dtype="float32", device="cpu",
+                      progress=False)
+    return Trainer(model, CausalLM(), data, cfg)
+
+
+def train_briefly(model: nn.Module, next_batch: BatchFn, steps: int, lr: float = 3e-3,
+                  weight_decay: float = 0.0) -> list[float]:
+    """Train `model` for `steps` batches of `next_batch()`; returns every step's mean loss."""
+    trainer = brief_trainer(model, next_batch, steps, lr, weight_decay)
+    losses = [trainer.train_step().item() for _ in range(steps)]
     model.eval()
     return losses
+
+
+def steps_until(model: nn.Module, next_batch: BatchFn, learned: Callable[[], bool], max_steps: int,
+                check_every: int, lr: float = 3e-3) -> int | None:
+    """Train until `learned()` holds (checked every `check_every` steps); the step it first held, or None."""
+    trainer = brief_trainer(model, next_batch, max_steps, lr)
+    for step in range(1, max_steps + 1):
+        trainer.train_step()
+        if step % check_every == 0 or step == max_steps:
+            model.eval()
+            if learned():
+                return step
+    model.eval()
+    return None

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import tomllib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lm2llm.errors import UserError
 
@@ -60,6 +59,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0  # 0: at every evaluation
     progress: bool = True
+    sample_tokens: int = 200  # after training, sample this many tokens into metrics.jsonl (0: none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +114,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for key in ("batch_size", "max_steps", "eval_batches", "log_every", "eval_every"):
         if getattr(cfg, key) < 1:
             raise bad(key, "must be at least 1")
-    for key in ("micro_batch_size", "block_size", "warmup_steps", "threads", "checkpoint_every"):
+    for key in ("micro_batch_size", "block_size", "warmup_steps", "threads", "checkpoint_every", "sample_tokens"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
     for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps"):

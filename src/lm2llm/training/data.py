@@ -8,11 +8,28 @@ validation windows (drawn once from its own seed), so successive val losses are 
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from lm2llm.data.shards import TokenShards
 from lm2llm.tokenizer import Tokenizer
 from lm2llm.training.objectives import Batch
+
+
+class BatchSource(Protocol):
+    """What the Trainer reads batches from: SFT, preference and classification data provide the same."""
+
+    block_size: int
+    eval_bytes: int
+
+    def next_batch(self) -> Batch: ...
+
+    def eval_set(self) -> list[Batch]: ...
+
+    def state_tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
 
 
 class ShardBatches:

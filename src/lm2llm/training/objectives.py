@@ -38,6 +38,10 @@ class Objective(Protocol):
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
 
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        """What an evaluation reports from the mean validation loss (accuracy-style objectives add theirs)."""
+        ...
+
 
 class CausalLM:
     """Next-token prediction: cross-entropy of `targets` (ids shifted by one) given `ids`."""
@@ -51,6 +55,9 @@ class CausalLM:
         logits, _ = model(batch["ids"])
         return F.cross_entropy(logits.float().flatten(0, 1), batch["targets"].flatten(),
                                ignore_index=IGNORE_INDEX, reduction="sum")
+
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        return lm_metrics(loss, weight, utf8_bytes)
 
 
 class MaskedLM(CausalLM):

@@ -33,7 +33,8 @@ RNN_DEFAULT_BLOCK = 128  # recurrent models have no context limit; this is how f
 
 def find_tokenizer(cfg: TrainConfig) -> Tokenizer:
     data = Path(cfg.data)
-    candidates = [Path(cfg.tokenizer)] if cfg.tokenizer else [data / "tokenizer", data]
+    recorded = TokenShards(data).meta.get("tokenizer_dir", "tokenizer")  # 'data prepare' records where it is
+    candidates = [Path(cfg.tokenizer)] if cfg.tokenizer else [data / recorded, data]
     for candidate in candidates:
         if (candidate / "tokenizer_kind.json").is_file() or (candidate / "tokenizer.json").is_file():
             return load_tokenizer(candidate)
@@ -109,6 +110,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDi
                           write_weights=save_model)
         if world.is_main:
             run.path.mkdir(parents=True, exist_ok=True)
+            if not resume:  # metrics of an earlier attempt that died before its first checkpoint
+                (run / RunDir.METRICS).unlink(missing_ok=True)
             run.write_config({"stage": "train", "train": cfg.to_dict(),
                               "model": {"family": cfg.model, "config": dataclasses.asdict(model.config),
                                         "num_params": sum(p.numel() for p in model.parameters())},
@@ -129,9 +132,21 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDi
                              "ms_per_step": result.ms_per_step, "mfu": result.mfu, "seconds": result.seconds})
             plot_loss_curve(run.read_metrics(), run / "loss_curve.png",
                             title=f"{cfg.model} {cfg.preset or ''} on {Path(cfg.data).name}")
+            if cfg.sample_tokens:
+                result.sample = sample_text(model, tokenizer, cfg.sample_tokens, cfg.seed)
+                run.log_metrics({"event": "sample", "step": trainer.step, "text": result.sample})
         return result, run
     finally:
         close_world(world)
+
+
+def sample_text(model: torch.nn.Module, tokenizer: Tokenizer, tokens: int, seed: int, prompt: str = "\n") -> str:
+    """A short sample (temperature 0.8) so a run shows what it learned, not only a loss."""
+    from lm2llm.inference.sampling import SamplingConfig
+    from lm2llm.inference.text import TextGenerator
+
+    config = SamplingConfig(max_new_tokens=tokens, temperature=0.8, top_k=50, seed=seed)
+    return TextGenerator(model.cpu().float(), tokenizer).generate([prompt], config)[0].text or ""
 
 
 def resume_config(out: str | Path, overrides: dict[str, Any]) -> TrainConfig:

@@ -25,9 +25,9 @@ from lm2llm.errors import UserError
 from lm2llm.runs import RunDir
 from lm2llm.training import checkpoint as ckpt
 from lm2llm.training.config import TrainConfig
-from lm2llm.training.data import ShardBatches
+from lm2llm.training.data import BatchSource
 from lm2llm.training.distributed import World
-from lm2llm.training.objectives import Batch, Objective, lm_metrics
+from lm2llm.training.objectives import Batch, Objective
 from lm2llm.training.optim import build_optimizer
 from lm2llm.training.schedule import learning_rate
 
@@ -99,12 +99,13 @@ class TrainResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
     evals: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    sample: str = ""
 
 
 class Trainer:
     """Train `model` on `data` with `objective`; `run` (a RunDir) receives metrics and checkpoints."""
 
-    def __init__(self, model: nn.Module, objective: Objective, data: ShardBatches, cfg: TrainConfig, *,
+    def __init__(self, model: nn.Module, objective: Objective, data: BatchSource, cfg: TrainConfig, *,
                  run: RunDir | None = None, world: World | None = None, device: torch.device | None = None,
                  write_weights: ckpt.WeightsWriter = ckpt.save_weights):
         self.cfg = cfg
@@ -128,8 +129,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
         self.flops_per_token = flops_per_token(self.model, data.block_size)
-        with torch.random.fork_rng(devices=[]):  # measuring the peak draws random matrices: keep seeded runs exact
-            peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
+        peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
         self.peak_flops = peak * 1e9 * (self.world.size if self.device.type == "cuda" else 1)
         forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         if self.world.distributed:
@@ -161,6 +161,9 @@ class Trainer:
         weight = self.world.all_sum(torch.tensor(float(sum(self.objective.weight(b) for b in micro_batches))))
         # DDP averages gradients over processes; multiplying by the process count turns that into a sum,
         # and dividing by the global weight makes the step's gradient the mean over the global batch.
+        if weight.item() == 0:
+            raise UserError(f"step {self.step + 1}: the batch has no target tokens (every target is masked)",
+                            where="data", hint="check the loss mask of the training examples")
         scale = self.world.size / weight.item()
         total = torch.zeros((), device=self.device)
         self.train_model.train()
@@ -196,7 +199,7 @@ class Trainer:
             sums += torch.tensor([loss_sum.item(), float(self.objective.weight(batch))], dtype=torch.float64)
         self.world.all_sum(sums)
         loss, tokens = sums[0].item() / sums[1].item(), int(sums[1].item())
-        return lm_metrics(loss, tokens, self.data.eval_bytes)
+        return self.objective.eval_metrics(loss, tokens, self.data.eval_bytes)
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
@@ -260,7 +263,6 @@ class Trainer:
                     self._log({"step": self.step, "loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"],
                                "tokens_per_s": round(tok_s, 1), "mfu": round(mfu, 5),
                                "ms_per_step": round(1000 * dt, 2)})
-                progress.update(self.step, loss_value, tok_s, mfu)
                 elapsed = time.perf_counter() - start
                 out_of_time = cfg.max_seconds > 0 and self._any(elapsed >= cfg.max_seconds)
                 if self.step % cfg.eval_every == 0 or self.step == end or out_of_time:
@@ -268,6 +270,7 @@ class Trainer:
                     result.evals.append(metrics)
                     self._log(metrics)
                     progress.note(metrics)
+                progress.update(self.step, loss_value, tok_s, mfu)
                 if self.step % checkpoint_every == 0 or self.step == end or out_of_time:
                     self.save_checkpoint()
                 if out_of_time:

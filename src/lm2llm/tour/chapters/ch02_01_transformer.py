@@ -30,7 +30,7 @@ def bilingual_ids(chars_per_language: int) -> tuple[CharTokenizer, torch.Tensor]
     korean = "\n\n".join(load_documents("korean-law", limit=4))[:chars_per_language]
     paragraphs = [p for pair in zip(english.split("\n\n"), korean.split("\n\n"), strict=False) for p in pair]
     text = "\n\n".join(paragraphs)
-    tokenizer = CharTokenizer.train([text, *SENTENCES.values()])
+    tokenizer = CharTokenizer.train([text, *SENTENCES.values()], min_count=3)
     return tokenizer, torch.tensor(tokenizer.encode(text), dtype=torch.long)
 
 
@@ -75,8 +75,8 @@ def mean_loss(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Te
 
 def run(ctx: ChapterContext) -> ChapterResult:
     quick = ctx.quick
-    context, batch = 64, 16
-    steps = 50 if quick else 400
+    context, batch = 32, 32
+    steps = 80 if quick else 400
     tokenizer, ids = bilingual_ids(12_000 if quick else 60_000)
     split = int(0.9 * len(ids))
     train_ids, val_ids = ids[:split], ids[split:]

@@ -102,3 +102,33 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, monkeypatch):
     # from a near-uniform guess to at least the characters' frequencies (BERT's first plateau)
     assert result.evals[-1]["val_loss"] < before - 0.3
     assert all(batch["targets"].ne(IGNORE_INDEX).any() for batch in data.eval_set())
+
+
+def test_lm2llm_train_pretrains_bert_and_the_run_exports(tmp_path, cli, monkeypatch):
+    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+    from lm2llm.training.masking import ENCODER_TOKENS
+
+    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+    texts = ["Return the sum of a list of numbers.", "모든 국민은 법 앞에 평등하다.", "Open the file and read it."] * 30
+    tokenizer = BPETokenizer.train(texts, 300, extra_special_tokens=ENCODER_TOKENS)
+    ids = [i for text in texts for i in tokenizer.encode(text) + [tokenizer.eos_id]]
+    writer = ShardWriter(tmp_path / "data", tokenizer.vocab_size)
+    writer.write("train", ids[: len(ids) * 9 // 10])
+    writer.write("val", ids[len(ids) * 9 // 10:])
+    writer.close()
+    tokenizer.save(tmp_path / "data" / "tokenizer")
+    common = ["train", "--model", "bert", "--data", tmp_path / "data", "--json", "--set", "max_steps=6",
+              "--set", "batch_size=4", "--set", "block_size=16", "--set", "model.context_length=16",
+              "--set", "model.d_model=32", "--set", "model.n_layer=1", "--set", "eval_every=6", "--set", "dtype=float32"]
+    wrong = cli(*common, "--out", tmp_path / "wrong")
+    assert wrong.code == 2 and "masked_lm" in wrong.err
+    result = cli(*common, "--out", tmp_path / "run", "--set", "objective=masked_lm")
+    assert result.code == 0, result.err
+    assert isinstance(load_model(tmp_path / "run"), Bert)
+    assert cli("export-hf", tmp_path / "run", "--out", tmp_path / "hf").code == 0
+    import transformers
+
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    x = torch.tensor([tokenizer.encode("모든 국민은")])
+    with torch.no_grad():
+        assert (load_model(tmp_path / "run")(x)[0] - hf(input_ids=x).logits).abs().max().item() < 1e-5

@@ -4,7 +4,7 @@ Built-in sets:
 - `docstring_families()`: standard-library docstrings labelled by the top-level package they belong to
   (asyncio, email, tkinter, ...), from the `python-docs` corpus — real text with a real label, no download.
 - `nsmc()`: Korean movie reviews labelled negative/positive (Naver sentiment corpus), from a local copy
-  or the `nsmc` download.
+  or an earlier `lm2llm data download nsmc` (never fetched here).
 """
 
 from __future__ import annotations
@@ -156,18 +156,26 @@ def docstring_families(n_families: int = 4, per_family: int | None = None, min_c
 NSMC_LABELS = {"0": "negative", "1": "positive"}
 
 
-def nsmc(directory: str | Path | None = None, limit: int | None = None) -> tuple[LabelledSet, LabelledSet]:
-    """(train, test) Korean sentiment sets from `train.tsv`/`test.tsv` in `directory` (a local copy of
-    NSMC), or from the `nsmc` download when `directory` is None; `limit` keeps that many rows of each."""
-    if directory is None:
-        from lm2llm.data.sources import download_source
-
-        paths = download_source("nsmc")
-        train_path, test_path = paths[0], paths[1]
+def nsmc_files(directory: str | Path | None = None) -> tuple[Path, Path] | None:
+    """(train, test) files of a local NSMC copy (`train.tsv`/`test.tsv` in `directory`), or of the `nsmc`
+    download in the cache when `directory` is None; None when they are not there (nothing is fetched)."""
+    if directory is not None:
+        pair = Path(directory) / "train.tsv", Path(directory) / "test.tsv"
     else:
-        train_path, test_path = Path(directory) / "train.tsv", Path(directory) / "test.tsv"
+        from lm2llm.data.download import dataset_dir
+
+        pair = dataset_dir("nsmc") / "ratings_train.tsv", dataset_dir("nsmc") / "ratings_test.tsv"
+    return pair if all(p.is_file() for p in pair) else None
+
+
+def nsmc(directory: str | Path | None = None, limit: int | None = None) -> tuple[LabelledSet, LabelledSet]:
+    """(train, test) Korean sentiment sets (see `nsmc_files`); `limit` keeps that many rows of each."""
+    files = nsmc_files(directory)
+    if files is None:
+        raise UserError("NSMC is not available locally", where=str(directory or "nsmc"),
+                        hint="run 'lm2llm data download nsmc' first")
     out = []
-    for path in (train_path, test_path):
+    for path in files:
         raw = read_labelled(path, "document", "label")
         named = LabelledSet(raw.texts, raw.labels, [NSMC_LABELS.get(n, n) for n in raw.names])
         out.append(named.subset(range(min(limit, len(named)))) if limit else named)

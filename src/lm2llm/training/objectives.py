@@ -66,6 +66,10 @@ class MaskedLM(CausalLM):
 
     name = "masked_lm"
 
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        """Loss and perplexity over the hidden tokens; bits per byte is a next-token measure, left out."""
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
 
 class SequenceClassification:
     """One label per text: cross-entropy of the classifier's logits; the weight is the number of texts."""
@@ -78,6 +82,9 @@ class SequenceClassification:
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         logits = model(batch["ids"], batch["attention_mask"])
         return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        return {"val_loss": loss}  # accuracy and F1 need predictions: `classify.train.evaluate`
 
 
 OBJECTIVES: dict[str, type] = {"causal_lm": CausalLM, "masked_lm": MaskedLM, "classification": SequenceClassification}

@@ -8,7 +8,8 @@ from typing import Any
 from torch import nn
 
 from lm2llm.errors import UserError
-from lm2llm.models.presets import PRESETS
+from lm2llm.models.bert import Bert, BertConfig
+from lm2llm.models.presets import BERT_PRESETS, PRESETS
 from lm2llm.models.rnn import CELLS, RNNConfig, RNNLanguageModel
 from lm2llm.models.transformer import Transformer, TransformerConfig
 
@@ -19,24 +20,29 @@ FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "gru": {"cell": "gru"},
     "gpt": {},  # TransformerConfig's defaults are GPT-2's choices
     "llama": {"norm": "rmsnorm", "mlp": "swiglu", "positional": "rope", "bias": False, "tie_embeddings": False},
+    "bert": {},  # BertConfig's defaults are the paper's choices, small
 }
 FAMILIES = tuple(FAMILY_DEFAULTS)
 
 
-def config_for(family: str, preset: str | None = None, **overrides: Any) -> RNNConfig | TransformerConfig:
+ModelConfig = RNNConfig | TransformerConfig | BertConfig
+
+
+def config_for(family: str, preset: str | None = None, **overrides: Any) -> ModelConfig:
     """The config `build_model` would use, without building anything."""
     if family not in FAMILY_DEFAULTS:
         raise UserError(f"unknown model family {family!r}", where="family", hint=f"choose from {', '.join(FAMILIES)}")
     fields = dict(FAMILY_DEFAULTS[family])
     if preset is not None:
-        entry = PRESETS.get(preset)
+        entry = PRESETS.get(preset) or BERT_PRESETS.get(preset)
         if entry is None:
-            raise UserError(f"unknown preset {preset!r}", where="preset", hint=f"choose from {', '.join(PRESETS)}")
+            raise UserError(f"unknown preset {preset!r}", where="preset",
+                            hint=f"choose from {', '.join([*PRESETS, *BERT_PRESETS])}")
         if entry.family != family:
             raise UserError(f"preset {preset!r} belongs to family {entry.family!r}, not {family!r}", where="preset")
         fields.update(entry.config)
     fields.update(overrides)
-    config_cls = RNNConfig if family in CELLS else TransformerConfig
+    config_cls = RNNConfig if family in CELLS else BertConfig if family == "bert" else TransformerConfig
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -51,13 +57,17 @@ def build_model(family: str, preset: str | None = None, **overrides: Any) -> nn.
     return model_from_config(config)
 
 
-def model_from_config(config: RNNConfig | TransformerConfig) -> nn.Module:
+def model_from_config(config: ModelConfig) -> nn.Module:
+    if isinstance(config, BertConfig):
+        return Bert(config)
     return RNNLanguageModel(config) if isinstance(config, RNNConfig) else Transformer(config)
 
 
 def family_of(model: nn.Module) -> str:
-    """The family name saved with a model: the cell for RNNs, llama for RoPE+RMSNorm decoders, else gpt."""
+    """The family name saved with a model: the cell for RNNs, bert, llama for RoPE+RMSNorm decoders, else gpt."""
     config = model.config
+    if isinstance(config, BertConfig):
+        return "bert"
     if isinstance(config, RNNConfig):
         return config.cell
     return "llama" if (config.positional, config.norm) == ("rope", "rmsnorm") else "gpt"

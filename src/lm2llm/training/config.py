@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class TrainConfig:
     """What a training run needs besides the model; `batch_size` is the *global* batch in sequences."""
 
-    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama
+    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama, bert (with objective masked_lm)
     preset: str | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     data: str = ""  # a token-shard directory (train.bin, val.bin, meta.json)

@@ -60,7 +60,34 @@ class CausalLM:
         return lm_metrics(loss, weight, utf8_bytes)
 
 
-OBJECTIVES: dict[str, type] = {"causal_lm": CausalLM}
+class MaskedLM(CausalLM):
+    """BERT's masked-LM loss: the same cross-entropy, on inputs where `training.masking` hid 15 % of the
+    tokens and `targets` holds the hidden originals (−100 everywhere else)."""
+
+    name = "masked_lm"
+
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        """Loss and perplexity over the hidden tokens; bits per byte is a next-token measure, left out."""
+        return {"val_loss": loss, "val_ppl": math.exp(min(loss, 50.0))}
+
+
+class SequenceClassification:
+    """One label per text: cross-entropy of the classifier's logits; the weight is the number of texts."""
+
+    name = "classification"
+
+    def weight(self, batch: Batch) -> int:
+        return int(batch["labels"].numel())
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        logits = model(batch["ids"], batch["attention_mask"])
+        return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
+
+    def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
+        return {"val_loss": loss}  # accuracy and F1 need predictions: `classify.train.evaluate`
+
+
+OBJECTIVES: dict[str, type] = {"causal_lm": CausalLM, "masked_lm": MaskedLM, "classification": SequenceClassification}
 
 
 def make_objective(name: str) -> Objective:

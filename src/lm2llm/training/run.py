@@ -25,6 +25,7 @@ from lm2llm.training.config import TrainConfig, build_config, coerce_value
 from lm2llm.training.curves import plot_loss_curve
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.distributed import close_world, init_world
+from lm2llm.training.masking import MASK_TOKEN, MaskedBatches
 from lm2llm.training.objectives import make_objective
 from lm2llm.training.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
@@ -84,7 +85,23 @@ def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]
                             where=str(cfg.data), hint="use more data or a shorter block_size")
     data = ShardBatches(shards, block_size=block_size, batch_size=cfg.batch_size, seed=cfg.seed,
                         eval_batches=cfg.eval_batches, tokenizer=tokenizer)
+    if (cfg.model == "bert") != (cfg.objective == "masked_lm"):
+        raise UserError(f"model {cfg.model!r} does not train with objective {cfg.objective!r}", where="objective",
+                        hint="bert pre-trains with --set objective=masked_lm; decoders with causal_lm")
+    if cfg.objective == "masked_lm":
+        data = masked_lm_batches(data, tokenizer, cfg.seed)
     return model, data, tokenizer
+
+
+def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int) -> MaskedBatches:
+    """BERT's view of the same windows: the tokenizer must have the mask token."""
+    fast = getattr(tokenizer, "fast", None)
+    mask_id = fast.token_to_id(MASK_TOKEN) if fast is not None else None
+    if mask_id is None:
+        raise UserError(f"the tokenizer has no {MASK_TOKEN} token", where="tokenizer",
+                        hint="train one with BPETokenizer.train(..., extra_special_tokens=ENCODER_TOKENS)")
+    special = [fast.token_to_id(token) for token in tokenizer.special_tokens]
+    return MaskedBatches(data, mask_id=mask_id, vocab_size=tokenizer.vocab_size, special_ids=special, seed=seed)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDir]:
@@ -132,7 +149,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDi
                              "ms_per_step": result.ms_per_step, "mfu": result.mfu, "seconds": result.seconds})
             plot_loss_curve(run.read_metrics(), run / "loss_curve.png",
                             title=f"{cfg.model} {cfg.preset or ''} on {Path(cfg.data).name}")
-            if cfg.sample_tokens:
+            if cfg.sample_tokens and cfg.objective != "masked_lm":  # an encoder does not generate
                 result.sample = sample_text(model, tokenizer, cfg.sample_tokens, cfg.seed)
                 run.log_metrics({"event": "sample", "step": trainer.step, "text": result.sample})
         return result, run

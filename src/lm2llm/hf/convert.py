@@ -1,0 +1,178 @@
+"""Weights and configs between our models and transformers', in both directions.
+
+The decoders' export side lives in `lm2llm.models.hf_compat` (GPT-2's fused, transposed Conv1D weights,
+LLaMA's renames); this module adds BERT (a pure rename, both ways), the reverse mapping for the
+decoders, and the sequence-classification heads. transformers is imported lazily: it is optional.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from lm2llm.classify.model import SequenceClassifier
+from lm2llm.errors import UserError
+from lm2llm.models import Bert, BertConfig, Transformer, TransformerConfig, config_for
+from lm2llm.models.hf_compat import hf_config, hf_kind, to_hf_state_dict
+
+
+def bert_names(config: BertConfig, prefix: str = "bert.") -> list[tuple[str, str]]:
+    """(our name, transformers' name) for every encoder weight; `prefix` is "" for a bare `BertModel`."""
+    names = [("tok_emb.weight", "embeddings.word_embeddings.weight"),
+             ("pos_emb.weight", "embeddings.position_embeddings.weight"),
+             ("type_emb.weight", "embeddings.token_type_embeddings.weight"),
+             ("norm_emb.weight", "embeddings.LayerNorm.weight"), ("norm_emb.bias", "embeddings.LayerNorm.bias"),
+             ("pooler.weight", "pooler.dense.weight"), ("pooler.bias", "pooler.dense.bias")]
+    parts = [("attn.q_proj", "attention.self.query"), ("attn.k_proj", "attention.self.key"),
+             ("attn.v_proj", "attention.self.value"), ("attn.out_proj", "attention.output.dense"),
+             ("norm_attn", "attention.output.LayerNorm"), ("up", "intermediate.dense"),
+             ("down", "output.dense"), ("norm_mlp", "output.LayerNorm")]
+    for i in range(config.n_layer):
+        for ours, theirs in parts:
+            for p in ("weight", "bias"):
+                names.append((f"layers.{i}.{ours}.{p}", f"encoder.layer.{i}.{theirs}.{p}"))
+    return [(ours, prefix + theirs) for ours, theirs in names]
+
+
+MLM_HEAD_NAMES = [("mlm_dense.weight", "cls.predictions.transform.dense.weight"),
+                  ("mlm_dense.bias", "cls.predictions.transform.dense.bias"),
+                  ("mlm_norm.weight", "cls.predictions.transform.LayerNorm.weight"),
+                  ("mlm_norm.bias", "cls.predictions.transform.LayerNorm.bias"),
+                  ("mlm_bias", "cls.predictions.bias")]
+
+
+# -- configs ---------------------------------------------------------------------------------------------
+
+def bert_hf_config(config: BertConfig, **extra: Any) -> Any:
+    import transformers
+
+    return transformers.BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=config.n_layer,
+        num_attention_heads=config.n_head, intermediate_size=config.d_ff, hidden_act="gelu",
+        max_position_embeddings=config.context_length, type_vocab_size=config.type_vocab_size,
+        layer_norm_eps=config.norm_eps, hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout,
+        initializer_range=config.init_std, tie_word_embeddings=True, **extra,
+    )
+
+
+def _require(condition: bool, what: str, where: str) -> None:
+    if not condition:
+        raise UserError(f"this checkpoint uses {what}, which lm2llm's models do not implement", where=where)
+
+
+def config_from_hf(hf: Any, where: str = "config.json") -> tuple[str, BertConfig | TransformerConfig]:
+    """(family, our config) for a transformers `BertConfig`, `GPT2Config` or `LlamaConfig`."""
+    kind = hf.model_type
+    if kind == "bert":
+        _require(hf.hidden_act == "gelu", f"activation {hf.hidden_act!r}", where)
+        _require(getattr(hf, "position_embedding_type", "absolute") in (None, "absolute"), "relative positions", where)
+        return "bert", config_for("bert", vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
+                                  type_vocab_size=hf.type_vocab_size, n_layer=hf.num_hidden_layers,
+                                  n_head=hf.num_attention_heads, d_model=hf.hidden_size, d_ff=hf.intermediate_size,
+                                  norm_eps=hf.layer_norm_eps)
+    if kind == "gpt2":
+        _require(hf.activation_function in ("gelu_new", "gelu_pytorch_tanh"), f"activation {hf.activation_function!r}", where)
+        return "gpt", config_for("gpt", vocab_size=hf.vocab_size, context_length=hf.n_positions, n_layer=hf.n_layer,
+                                 n_head=hf.n_head, d_model=hf.n_embd, d_ff=hf.n_inner or 4 * hf.n_embd,
+                                 norm_eps=hf.layer_norm_epsilon)
+    if kind == "llama":
+        _require(hf.hidden_act == "silu", f"activation {hf.hidden_act!r}", where)
+        _require(not hf.attention_bias and not hf.mlp_bias, "biases", where)
+        rope = hf.rope_parameters or {}
+        _require(rope.get("rope_type", "default") == "default", f"RoPE scaling {rope.get('rope_type')!r}", where)
+        return "llama", config_for("llama", vocab_size=hf.vocab_size, context_length=hf.max_position_embeddings,
+                                   n_layer=hf.num_hidden_layers, n_head=hf.num_attention_heads,
+                                   n_kv_head=hf.num_key_value_heads, d_model=hf.hidden_size, d_ff=hf.intermediate_size,
+                                   head_dim=getattr(hf, "head_dim", None), norm_eps=hf.rms_norm_eps,
+                                   rope_theta=float(rope.get("rope_theta", 10000.0)),
+                                   tie_embeddings=bool(hf.tie_word_embeddings))
+    raise UserError(f"model type {kind!r} is not supported", where=where, hint="bert, gpt2 or llama checkpoints")
+
+
+# -- weights: ours → transformers -------------------------------------------------------------------------
+
+def bert_to_hf(model: Bert, prefix: str = "bert.", mlm_head: bool = True) -> dict[str, torch.Tensor]:
+    sd = model.state_dict()
+    names = bert_names(model.config, prefix) + (MLM_HEAD_NAMES if mlm_head else [])
+    return {theirs: sd[ours].detach() for ours, theirs in names}
+
+
+def classifier_to_hf(model: SequenceClassifier) -> dict[str, torch.Tensor]:
+    """`BertForSequenceClassification` (`classifier`) or `GPT2/LlamaForSequenceClassification` (`score`)."""
+    if isinstance(model.backbone, Bert):
+        return {**bert_to_hf(model.backbone, mlm_head=False), "classifier.weight": model.head.weight.detach(),
+                "classifier.bias": model.head.bias.detach()}
+    decoder = {k: v for k, v in _decoder_to_hf_body(model.backbone).items() if k != "lm_head.weight"}
+    return {**decoder, "score.weight": model.head.weight.detach()}
+
+
+def _decoder_to_hf_body(backbone: Transformer) -> dict[str, torch.Tensor]:
+    """hf_compat's mapping needs an LM head; a classifier's backbone has none, so lend it the embedding."""
+    head = backbone.lm_head
+    backbone.lm_head = torch.nn.Linear(backbone.config.d_model, backbone.config.vocab_size, bias=False)
+    backbone.lm_head.weight = backbone.tok_emb.weight
+    try:
+        return to_hf_state_dict(backbone)
+    finally:
+        backbone.lm_head = head
+
+
+# -- weights: transformers → ours -------------------------------------------------------------------------
+
+def bert_from_hf(sd: dict[str, torch.Tensor], config: BertConfig, prefix: str = "bert.") -> dict[str, torch.Tensor]:
+    """Our encoder's weights from a transformers state dict; the pooler and the MLM head only when the
+    checkpoint has them (`BertForMaskedLM` has no pooler, `BertModel` no MLM head)."""
+    names = [(ours, theirs) for ours, theirs in bert_names(config, prefix)
+             if not ours.startswith("pooler.") or theirs in sd]
+    if "cls.predictions.bias" in sd:
+        names += MLM_HEAD_NAMES
+    missing = [theirs for _, theirs in names if theirs not in sd]
+    if missing:
+        raise UserError(f"the checkpoint lacks {len(missing)} BERT weight(s), e.g. {missing[0]}", where="model.safetensors")
+    return {ours: sd[theirs] for ours, theirs in names}
+
+
+def decoder_from_hf(sd: dict[str, torch.Tensor], config: TransformerConfig) -> dict[str, torch.Tensor]:
+    """Our decoder's weights from a GPT-2 or LLaMA state dict (the inverse of hf_compat.to_hf_state_dict)."""
+    out: dict[str, torch.Tensor] = {}
+    if hf_kind(config) == "gpt2":
+        out["tok_emb.weight"] = sd["transformer.wte.weight"]
+        out["pos_emb.table.weight"] = sd["transformer.wpe.weight"]
+        for i in range(config.n_layer):
+            b, h = f"blocks.{i}.", f"transformer.h.{i}."
+            q, k, v = sd[h + "attn.c_attn.weight"].t().chunk(3, dim=0)
+            qb, kb, vb = sd[h + "attn.c_attn.bias"].chunk(3)
+            for p, w, bias in (("q", q, qb), ("k", k, kb), ("v", v, vb)):
+                out[f"{b}attn.{p}_proj.weight"], out[f"{b}attn.{p}_proj.bias"] = w.contiguous(), bias
+            for ours, theirs in (("attn.out_proj", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+                out[f"{b}{ours}.weight"] = sd[f"{h}{theirs}.weight"].t().contiguous()
+                out[f"{b}{ours}.bias"] = sd[f"{h}{theirs}.bias"]
+            for ours, theirs in (("norm_attn", "ln_1"), ("norm_mlp", "ln_2")):
+                out[f"{b}{ours}.weight"], out[f"{b}{ours}.bias"] = sd[f"{h}{theirs}.weight"], sd[f"{h}{theirs}.bias"]
+        out["norm_f.weight"], out["norm_f.bias"] = sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"]
+        if "lm_head.weight" in sd or config.tie_embeddings:
+            out["lm_head.weight"] = sd.get("lm_head.weight", sd["transformer.wte.weight"])
+        return out
+    out["tok_emb.weight"] = sd["model.embed_tokens.weight"]
+    for i in range(config.n_layer):
+        b, h = f"blocks.{i}.", f"model.layers.{i}."
+        for p in "qkv":
+            out[f"{b}attn.{p}_proj.weight"] = sd[f"{h}self_attn.{p}_proj.weight"]
+        out[b + "attn.out_proj.weight"] = sd[h + "self_attn.o_proj.weight"]
+        for p in ("gate", "up", "down"):
+            out[f"{b}mlp.{p}.weight"] = sd[f"{h}mlp.{p}_proj.weight"]
+        out[b + "norm_attn.weight"] = sd[h + "input_layernorm.weight"]
+        out[b + "norm_mlp.weight"] = sd[h + "post_attention_layernorm.weight"]
+    out["norm_f.weight"] = sd["model.norm.weight"]
+    if "lm_head.weight" in sd or config.tie_embeddings:
+        out["lm_head.weight"] = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
+    return out
+
+
+def hf_decoder_config(config: TransformerConfig, **extra: Any) -> Any:
+    """hf_compat's config with extra fields (labels, special-token ids) set."""
+    hf = hf_config(config)
+    for key, value in extra.items():
+        setattr(hf, key, value)
+    return hf

@@ -54,6 +54,25 @@ def test_written_out_attention_equals_fused_kernel(n_kv_head):
     assert weights[0, 0, 0, 1:].abs().max() == 0  # the first token sees only itself
 
 
+def test_bf16_cpu_training_takes_the_written_out_path_with_the_same_gradients():
+    """The dispatch that avoids the slow fused bf16 backward on CPU changes speed, not the maths."""
+    from lm2llm.models.attention import fused_backward_is_slow
+
+    assert fused_backward_is_slow(torch.ones(1, dtype=torch.bfloat16, requires_grad=True))
+    assert not fused_backward_is_slow(torch.ones(1, requires_grad=True))
+    assert not fused_backward_is_slow(torch.ones(1, dtype=torch.bfloat16))
+    grads = []
+    for use_fast in (True, False):
+        model = decoder("gpt2")
+        model.set_fast_attention(use_fast)
+        ids = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = model(ids, targets=ids)
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert torch.equal(grads[0], grads[1])  # both took the written-out path under bf16 autocast
+
+
 def test_padding_keys_get_no_attention_and_padding_queries_stay_finite():
     valid = torch.tensor([[False, False, True, True]])
     _, weights = sdpa_reference(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8),

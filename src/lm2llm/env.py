@@ -114,12 +114,14 @@ def collect(measure_seconds: float = 1.0, device: str | None = None) -> EnvRepor
 
 
 def peak_gflops(dtype: str = "float32") -> float:
-    """Measured peak for MFU: from the cache when present, else measured now (about a second)."""
+    """Measured peak for MFU: from the cache when it was measured with this many threads, else measured now
+    (about a second). `lm2llm env` re-measures; do that on an idle machine, since a busy one lowers the peak."""
     path = cache_dir() / "env.json"
     if path.exists():
         try:
             data = json.loads(path.read_text())
-            for m in data.get("matmul", []):
+            same_threads = data.get("threads") == torch.get_num_threads()
+            for m in data.get("matmul", []) if same_threads else []:
                 if m["dtype"] == dtype:
                     return float(m["gflops"])
         except (ValueError, KeyError):

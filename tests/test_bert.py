@@ -124,6 +124,7 @@ def journey_corpus(path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_bert_journey_from_the_command_line(tmp_path, cli, monkeypatch):
     """text → tokenizer train --encoder-tokens → data prepare → train --model bert → export-hf → transformers."""
     import json

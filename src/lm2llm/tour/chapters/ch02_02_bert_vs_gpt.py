@@ -3,8 +3,16 @@
 A tiny BERT (bidirectional encoder, masked-LM) and a tiny GPT (causal decoder, next-token) of the same
 width and depth are pre-trained for the same number of steps on the same standard-library docstrings,
 then each is fine-tuned with the same budget to tell which package a docstring comes from. Measured:
-how well each fills in a blank, whether each can continue a text, and classification accuracy and time.
-With a local copy of NSMC (full mode), both are also fine-tuned on Korean movie-review sentiment.
+how well each fills in a blank (top-1 and cross-entropy, next to a guess from token frequencies alone),
+whether each can continue a text, and classification accuracy and time. With a local copy of NSMC (full
+mode), both are also fine-tuned on Korean movie-review sentiment.
+
+Measured on this 2-core box: a post-LN BERT this small stays on masked LM's first plateau (predicting
+token frequencies at every blank) for well over a thousand steps here — 4,000 steps at lr 3e-3, block 32,
+and the full-mode 1,500 at 1e-3 both left its blank top-1 at the frequency guess, as did higher learning
+rates, a 40 % mask rate, larger initialisations, other head counts and shorter windows; transformers'
+BertForMaskedLM trained the same way behaves the same. The chapter reports that state from its numbers
+rather than hiding it.
 """
 
 from __future__ import annotations
@@ -191,13 +199,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     axes[0].bar(["BERT", "GPT"], [bert_blank, gpt_blank], color=["#4c72b0", "#dd8452"])
+    axes[0].axhline(blank["frequencies"]["top1"], color="grey", linestyle="--", label="token frequencies")
     axes[0].set_title("blank filled correctly")
     axes[1].bar(["BERT", "GPT"], [scores["bert"]["accuracy"], scores["gpt"]["accuracy"]], color=["#4c72b0", "#dd8452"])
     axes[1].axhline(chance, color="grey", linestyle="--", label="chance")
     axes[1].set_title("package classification accuracy")
-    axes[1].legend()
     for ax in axes:
         ax.set_ylim(0, 1)
+        ax.legend()
     figure = ctx.save_figure(fig, "bert_vs_gpt", T("Blank filling and classification", "빈칸 채우기와 분류"))
 
     frequency, nats = blank["frequencies"], {family: blank[family]["nats"] for family in ("bert", "gpt", "frequencies")}

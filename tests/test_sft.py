@@ -132,6 +132,7 @@ def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
     report = json.loads(full.out)
     assert report["held_out"] == 8 and set(report["per_task_after"]) == {"korean_to_digits", "reverse_words"}
     assert report["trainable_params"] == report["total_params"] and report["adapter_bytes"] is None
+    assert 0 <= report["ended_turn_after"] <= 1 and 1 <= report["distinct_answers_after"] <= 8
 
     lora = cli("sft", base_run, "--out", tmp_path / "lora", "--lora", "r=4,alpha=8,targets=q_proj+v_proj", *args)
     assert lora.code == 0, lora.err

@@ -56,7 +56,8 @@ def test_chapter_4_4_fine_tunes_the_pretrained_gpt(quick_tour):
     assert set(runs) == {"full", "lora", "lora_no_tokens", "scratch"}
     for name, run in runs.items():
         assert (quick_tour.out_dir / "ch04_04" / run["dir"] / "model.safetensors").is_file(), name
-        assert 0 <= run["after"]["accuracy"] <= 1
+        assert 0 <= run["after"]["accuracy"] <= 1 and 0 <= run["after"]["ended_turn"] <= 1
+        assert 1 <= run["after"]["distinct_answers"] <= run["after"]["n"]
     assert runs["lora"]["trainable"] < runs["full"]["trainable"] == runs["full"]["total"]
     d_model = load_model(quick_tour.out_dir / metrics["base"]).config.d_model
     # the LoRA run also trains the four chat tokens' embedding rows (<|system|>, <|user|>, <|assistant|>, <|end|>)

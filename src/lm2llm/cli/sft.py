@@ -43,6 +43,8 @@ def register(app: typer.Typer) -> None:
         summary = {
             "run": str(result.run), "exact_match_before": round(result.before["accuracy"], 4),
             "exact_match_after": round(result.after["accuracy"], 4), "held_out": result.after["n"],
+            "ended_turn_after": round(result.after["ended_turn"], 4),
+            "distinct_answers_after": result.after["distinct_answers"],
             "trainable_params": result.trainable_params, "total_params": result.total_params,
             "train_seconds": round(result.train_seconds, 2), "final_loss": round(result.final_loss, 4),
             "adapter_bytes": result.adapter_bytes,

@@ -28,7 +28,7 @@ from torch import nn
 from lm2llm.errors import UserError
 from lm2llm.finetune.batches import ChatTokenizer, SFTBatches, encode_conversations
 from lm2llm.finetune.data import load_instructions
-from lm2llm.finetune.tasks import TaskRecord, make_suite, score_exact_match
+from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, score_exact_match
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
@@ -139,27 +139,35 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
 
 @torch.no_grad()
 def generate_answers(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
-                     max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
-    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`."""
+                     max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
+    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
+    whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
     model.eval()
     limit = getattr(model.config, "context_length", None)
     prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
     config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    answers = [""] * len(prompts)
+    answers, ended = [""] * len(prompts), [False] * len(prompts)
     fitting = [i for i, p in enumerate(prompts) if limit is None or len(p) < limit]  # too long: no answer
     for start in range(0, len(fitting), batch_size):
         rows = fitting[start:start + batch_size]
         completions = generate_ids(model, [prompts[i] for i in rows], config, end_ids=[tokenizer.end_of_turn_id])
         for row, completion in zip(rows, completions, strict=True):
             answers[row] = tokenizer.decode(completion.token_ids)
-    return answers
+            ended[row] = completion.finish_reason == "stop"
+    return answers, ended
 
 
 def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequence[TaskRecord],
                      max_new_tokens: int = 24) -> tuple[dict[str, Any], list[str]]:
-    """(score, predictions) of greedy answers to the held-out prompts."""
-    predictions = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
-    return score_exact_match(records, predictions), predictions
+    """(score, predictions) of greedy answers to the held-out prompts.
+
+    Besides exact match, the score says what share of answers ended the turn with `<|end|>` (the chat
+    format is learned) and how many distinct answers there are (one answer to every prompt: the form of
+    an answer is learned, not the task).
+    """
+    predictions, ended = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
+    return {**score_exact_match(records, predictions), "ended_turn": sum(ended) / len(ended),
+            "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
 
 def sft(config: SFTConfig) -> SFTResult:

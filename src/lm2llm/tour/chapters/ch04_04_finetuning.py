@@ -11,7 +11,8 @@ The chat tokens (`<|user|>`, `<|assistant|>`, `<|end|>`) never occur in pre-trai
 embedding rows were never trained. Full fine-tuning trains them; adapters on the linear layers cannot.
 So LoRA runs twice: as `lm2llm sft --lora` does by default, with those few rows trainable too (PEFT's
 `trainable_token_indices`), and with adapters alone; the chapter counts the chat tokens in the
-pre-training text next to both results.
+pre-training text next to both results. Next to exact match it counts the answers that end the turn
+with `<|end|>` and the distinct answers: they tell learning the chat format apart from learning the task.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def run(ctx: ChapterContext) -> ChapterResult:
         ctx.progress(i + 1, len(plan))
     full, lora, scratch = results["full"], results["lora"], results["scratch"]
     lora_alone = results["lora_no_tokens"]
-    held_out_loss = {name: [m["val_loss"] for m in RunDir(runs / name).read_metrics() if "val_loss" in m][-1]
-                     for name in results}  # the answers' loss on held-out conversations, at the last evaluation
+    held_out_curve = {name: [m["val_loss"] for m in RunDir(runs / name).read_metrics() if "val_loss" in m]
+                      for name in results}  # the answers' loss on held-out conversations, every quarter of the steps
+    held_out_loss = {name: curve[-1] for name, curve in held_out_curve.items()}
     before, after = full.before["accuracy"], full.after["accuracy"]
 
     task_names = list(full.after["per_task"])
@@ -108,11 +110,17 @@ def run(ctx: ChapterContext) -> ChapterResult:
     unseen = chat_tokens_in_pretraining(ctx, base)
     share = lora.trainable_params / lora.total_params
     token_params = lora.trainable_params - lora_alone.trainable_params  # the chat tokens' embedding rows
+    n = full.after["n"]
+    lora_curve = held_out_curve["lora"]
+    lora_ends, alone_ends, full_ends = (r.after["ended_turn"] for r in (lora, lora_alone, full))
+    lora_kinds, alone_kinds, full_kinds = (r.after["distinct_answers"] for r in (lora, lora_alone, full))
     table = Table(
         T("Fine-tuning runs (same data, same steps)", "미세조정 실행 (같은 데이터, 같은 스텝)"),
-        ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match", "saved (KB)"],
+        ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match", "ends turn",
+         "distinct answers", "saved (KB)"],
         [[name, r.trainable_params, round(r.trainable_params / r.total_params, 4), round(r.train_seconds, 1),
-          round(held_out_loss[key], 3), round(r.after["accuracy"], 3),
+          round(held_out_loss[key], 3), round(r.after["accuracy"], 3), round(r.after["ended_turn"], 3),
+          f"{r.after['distinct_answers']} / {r.after['n']}",
           round((r.adapter_bytes if r.adapter_bytes is not None else model_bytes) / 1024, 1)]
          for key, name, r in (("full", "full (pre-trained base)", full),
                               ("lora", f"LoRA {LORA_SPEC} + chat token rows (pre-trained base)", lora),
@@ -150,12 +158,20 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{held_out_loss['lora']:.3f} vs {held_out_loss['full']:.3f}. The chat tokens occur {unseen} times "
                 f"in the pre-training text, so LoRA also trains their embedding rows ({token_params} parameters); "
                 f"adapters alone reach {lora_alone.after['accuracy']:.1%} (held-out answer loss "
-                f"{held_out_loss['lora_no_tokens']:.3f})",
+                f"{held_out_loss['lora_no_tokens']:.3f}); LoRA's held-out answer loss over the last quarter of the steps: "
+                f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. Answers that end the turn: LoRA {lora_ends:.0%}, alone "
+                f"{alone_ends:.0%}, full {full_ends:.0%}; distinct answers to the {n} prompts: LoRA {lora_kinds}, "
+                f"alone {alone_kinds}, full {full_kinds} (one answer to every prompt = the answer's form is learned, "
+                f"not the task)",
                 f"정확 일치율: LoRA {lora.after['accuracy']:.1%} 대 전체 {after:.1%} (가깝다 = {CLOSE_ENOUGH:.0%}p "
                 f"이내, 그리고 기반 모델의 {before:.1%}보다 높음); 보류 답변 손실 {held_out_loss['lora']:.3f} 대 "
                 f"{held_out_loss['full']:.3f}. 채팅 토큰은 사전학습 텍스트에 {unseen}번 나오므로 LoRA는 그 임베딩 행"
                 f"({token_params}개 매개변수)도 학습한다; 어댑터만으로는 {lora_alone.after['accuracy']:.1%} "
-                f"(보류 답변 손실 {held_out_loss['lora_no_tokens']:.3f})"),
+                f"(보류 답변 손실 {held_out_loss['lora_no_tokens']:.3f}); 마지막 1/4 스텝 동안 LoRA의 보류 답변 손실: "
+                f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. 차례를 끝내는 답: LoRA {lora_ends:.0%}, "
+                f"어댑터만 {alone_ends:.0%}, 전체 {full_ends:.0%}; 프롬프트 {n}개에 대한 서로 다른 답의 수: LoRA "
+                f"{lora_kinds}, 어댑터만 {alone_kinds}, 전체 {full_kinds} (모든 프롬프트에 같은 답 = 답의 형식은 "
+                f"배웠지만 과제는 아직 못 배움)"),
               lora.after["accuracy"] > before and lora.after["accuracy"] >= after - CLOSE_ENOUGH),
     ]
     summary = T(

@@ -128,7 +128,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
                               ("scratch", "full (untrained base)", scratch))],
     )
     transcript = "\n\n".join(f"user: {x['prompt']}\nbase: {x['before']!r}\nSFT: {x['after']!r}\n"
-                             f"(expected {x['answer']!r})" for x in full.samples[:4])
+                             f"LoRA SFT: {y['after']!r}\n(expected {x['answer']!r})"
+                             for x, y in zip(full.samples[:4], lora.samples, strict=False))  # the same prompts
     claims = [
         Claim(T("Supervised fine-tuning on instructions makes a pre-trained model answer prompts it never saw.",
                 "지시 데이터로 지도 미세조정하면 사전학습한 모델이 본 적 없는 프롬프트에 답하게 된다."),
@@ -161,8 +162,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{held_out_loss['lora_no_tokens']:.3f}); LoRA's held-out answer loss over the last quarter of the steps: "
                 f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. Answers that end the turn: LoRA {lora_ends:.0%}, alone "
                 f"{alone_ends:.0%}, full {full_ends:.0%}; distinct answers to the {n} prompts: LoRA {lora_kinds}, "
-                f"alone {alone_kinds}, full {full_kinds} (one answer to every prompt = the answer's form is learned, "
-                f"not the task)",
+                f"alone {alone_kinds}, full {full_kinds} (few distinct answers to many prompts: the form of an answer is "
+                f"learned, not yet finding it in the prompt)",
                 f"정확 일치율: LoRA {lora.after['accuracy']:.1%} 대 전체 {after:.1%} (가깝다 = {CLOSE_ENOUGH:.0%}p "
                 f"이내, 그리고 기반 모델의 {before:.1%}보다 높음); 보류 답변 손실 {held_out_loss['lora']:.3f} 대 "
                 f"{held_out_loss['full']:.3f}. 채팅 토큰은 사전학습 텍스트에 {unseen}번 나오므로 LoRA는 그 임베딩 행"
@@ -170,8 +171,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"(보류 답변 손실 {held_out_loss['lora_no_tokens']:.3f}); 마지막 1/4 스텝 동안 LoRA의 보류 답변 손실: "
                 f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. 차례를 끝내는 답: LoRA {lora_ends:.0%}, "
                 f"어댑터만 {alone_ends:.0%}, 전체 {full_ends:.0%}; 프롬프트 {n}개에 대한 서로 다른 답의 수: LoRA "
-                f"{lora_kinds}, 어댑터만 {alone_kinds}, 전체 {full_kinds} (모든 프롬프트에 같은 답 = 답의 형식은 "
-                f"배웠지만 과제는 아직 못 배움)"),
+                f"{lora_kinds}, 어댑터만 {alone_kinds}, 전체 {full_kinds} (많은 프롬프트에 답이 몇 가지뿐 = 답의 형식은 "
+                f"배웠지만 프롬프트에서 답을 찾는 법은 아직 못 배움)"),
               lora.after["accuracy"] > before and lora.after["accuracy"] >= after - CLOSE_ENOUGH),
     ]
     summary = T(

@@ -84,8 +84,8 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, monkeypatch):
     monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
     text = "the cat sat on the mat. the dog sat on the log. 고양이가 매트에 앉았다. " * 40
     vocab = sorted(set(text))
-    ids = [3 + vocab.index(ch) for ch in text]  # 0..2: special ids, one of them the mask
-    writer = ShardWriter(tmp_path / "data", len(vocab) + 3)
+    ids = [4 + vocab.index(ch) for ch in text]  # 0..3: special ids, 2 the mask and 3 the [CLS]
+    writer = ShardWriter(tmp_path / "data", len(vocab) + 4)
     writer.write("train", ids[: len(ids) * 9 // 10])
     writer.write("val", ids[len(ids) * 9 // 10:])
     writer.close()
@@ -93,42 +93,93 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, monkeypatch):
                         "eval_every": 60, "eval_batches": 2, "dtype": "float32", "device": "cpu", "progress": False,
                         "objective": "masked_lm"})
     shards = ShardBatches(TokenShards(tmp_path / "data"), block_size=32, batch_size=16, seed=1, eval_batches=2)
-    data = MaskedBatches(shards, mask_id=2, vocab_size=len(vocab) + 3, special_ids={0, 1, 2}, seed=1)
+    data = MaskedBatches(shards, mask_id=2, vocab_size=len(vocab) + 4, special_ids={0, 1, 2, 3}, seed=1, cls_id=3)
     torch.manual_seed(0)
-    model = build_model("bert", vocab_size=len(vocab) + 3, context_length=32, n_layer=2, d_model=48, n_head=4)
+    model = build_model("bert", vocab_size=len(vocab) + 4, context_length=32, n_layer=2, d_model=48, n_head=4)
     trainer = Trainer(model, MaskedLM(), data, cfg)
     before = trainer.evaluate()["val_loss"]
     result = trainer.fit()
     # from a near-uniform guess to at least the characters' frequencies (BERT's first plateau)
     assert result.evals[-1]["val_loss"] < before - 0.3
-    assert all(batch["targets"].ne(IGNORE_INDEX).any() for batch in data.eval_set())
+    for batch in [*data.eval_set(), data.next_batch()]:
+        assert batch["targets"].ne(IGNORE_INDEX).any()
+        assert batch["ids"][:, 0].eq(3).all() and batch["targets"][:, 0].eq(IGNORE_INDEX).all()  # [CLS] first, never hidden
 
 
-def test_lm2llm_train_pretrains_bert_and_the_run_exports(tmp_path, cli, monkeypatch):
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
-    from lm2llm.training.masking import ENCODER_TOKENS
+def journey_corpus(path) -> None:
+    """Distinct English and Korean sentences (repeated ones would be removed by 'data prepare' dedup)."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    subjects = ["The parser", "A socket", "This function", "The reader", "A thread", "The cache", "The loader"]
+    verbs = ["returns", "opens", "closes", "reads", "writes", "sorts", "checks", "copies"]
+    objects = ["the file", "a buffer", "every item", "the header", "a new table", "the last line"]
+    korean = ["파일을 연다", "목록을 정렬한다", "버퍼를 읽는다", "표를 새로 만든다", "마지막 줄을 쓴다"]
+    lines = []
+    for i in range(120):
+        text = (f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)} {i} times, then "
+                f"{rng.choice(verbs)} {rng.choice(objects)}. 그다음 {rng.choice(korean)}, 그리고 {rng.choice(korean)}.")
+        lines.append(json.dumps({"text": text}, ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_bert_journey_from_the_command_line(tmp_path, cli, monkeypatch):
+    """text → tokenizer train --encoder-tokens → data prepare → train --model bert → export-hf → transformers."""
+    import json
+
+    import transformers
+    from conftest import run_cli_subprocess
+
+    from lm2llm.tokenizer import load_tokenizer
 
     monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
-    texts = ["Return the sum of a list of numbers.", "모든 국민은 법 앞에 평등하다.", "Open the file and read it."] * 30
-    tokenizer = BPETokenizer.train(texts, 300, extra_special_tokens=ENCODER_TOKENS)
-    ids = [i for text in texts for i in tokenizer.encode(text) + [tokenizer.eos_id]]
-    writer = ShardWriter(tmp_path / "data", tokenizer.vocab_size)
-    writer.write("train", ids[: len(ids) * 9 // 10])
-    writer.write("val", ids[len(ids) * 9 // 10:])
-    writer.close()
-    tokenizer.save(tmp_path / "data" / "tokenizer")
-    common = ["train", "--model", "bert", "--data", tmp_path / "data", "--json", "--set", "max_steps=6",
-              "--set", "batch_size=4", "--set", "block_size=16", "--set", "model.context_length=16",
-              "--set", "model.d_model=32", "--set", "model.n_layer=1", "--set", "eval_every=6", "--set", "dtype=float32"]
-    wrong = cli(*common, "--out", tmp_path / "wrong")
-    assert wrong.code == 2 and "masked_lm" in wrong.err
-    result = cli(*common, "--out", tmp_path / "run", "--set", "objective=masked_lm")
-    assert result.code == 0, result.err
-    assert isinstance(load_model(tmp_path / "run"), Bert)
-    assert cli("export-hf", tmp_path / "run", "--out", tmp_path / "hf").code == 0
-    import transformers
+    corpus = tmp_path / "corpus.jsonl"
+    journey_corpus(corpus)
+    tiny = ["--preset", "bert-tiny", "--json", "--set", "max_steps=6", "--set", "batch_size=4", "--set", "block_size=16",
+            "--set", "eval_every=6", "--set", "eval_batches=2", "--set", "dtype=float32", "--set", "threads=1"]
 
+    def tokenizer_and_data(name: str, *flags: str) -> dict:
+        made = cli("tokenizer", "train", "--source", corpus, "--vocab-size", 300, "--out", tmp_path / f"{name}-tok",
+                   "--json", *flags)
+        assert made.code == 0, made.err
+        prepared = cli("data", "prepare", corpus, "--tokenizer", tmp_path / f"{name}-tok", "--out", tmp_path / name,
+                       "--no-near-dedup", "--json")
+        assert prepared.code == 0, prepared.err
+        return json.loads(made.out)
+
+    # a tokenizer without BERT's tokens: one clear line naming them and the flag
+    plain = tokenizer_and_data("plain", "--special-token", "<|tool|>")
+    assert plain["special_tokens"][-1] == "<|tool|>" and "<|mask|>" not in plain["special_tokens"]
+    refused = cli("train", "--model", "bert", "--data", tmp_path / "plain", "--out", tmp_path / "refused", *tiny)
+    assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1
+    assert "<|mask|> and <|cls|>" in refused.err and "--encoder-tokens" in refused.err
+    assert not (tmp_path / "refused").exists()
+
+    encoder = tokenizer_and_data("data", "--encoder-tokens")
+    assert encoder["special_tokens"][-2:] == ["<|mask|>", "<|cls|>"]
+    wrong = cli("train", "--model", "bert", "--data", tmp_path / "data", "--out", tmp_path / "wrong", *tiny,
+                "--set", "objective=causal_lm")
+    assert wrong.code == 2 and "masked_lm" in wrong.err
+    trained = cli("train", "--model", "bert", "--data", tmp_path / "data", "--out", tmp_path / "run", *tiny)
+    assert trained.code == 0, trained.err
+    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["train"]["objective"] == "masked_lm"
+    model = load_model(tmp_path / "run")
+    assert isinstance(model, Bert) and model.config.d_model == 64
+
+    # a fresh process, as a user runs it: only the JSON on stdout, nothing from transformers on stderr
+    exported = run_cli_subprocess("export-hf", tmp_path / "run", "--out", tmp_path / "hf", "--json")
+    assert exported.code == 0, exported.err
+    assert json.loads(exported.out)["architecture"] == "BertForMaskedLM"
+    assert exported.err == ""
     hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
-    x = torch.tensor([tokenizer.encode("모든 국민은")])
+    auto_tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    ours_tokenizer = load_tokenizer(tmp_path / "run")
+    text = "The reader 파일을 연다"
+    ids = ours_tokenizer.encode(text)
+    assert auto_tokenizer(text, add_special_tokens=False)["input_ids"] == ids
+    assert auto_tokenizer.mask_token == "<|mask|>" and auto_tokenizer.cls_token == "<|cls|>"
+    x = torch.tensor([[auto_tokenizer.cls_token_id, *ids[:2], auto_tokenizer.mask_token_id, *ids[3:]]])
     with torch.no_grad():
-        assert (load_model(tmp_path / "run")(x)[0] - hf(input_ids=x).logits).abs().max().item() < 1e-5
+        assert (model(x)[0] - hf(input_ids=x).logits).abs().max().item() < 1e-5

@@ -28,6 +28,12 @@ def test_bert_vs_gpt_and_hugging_face_chapters(cli, tmp_path, monkeypatch):
     rows = {row[0]: row[1:] for row in saved["tables"][0]["rows"]}
     assert rows["structure"] == ["encoder only", "decoder only"]
     assert all(0 <= v <= 1 for v in bert_gpt["metrics"]["blank_accuracy"].values())
+    blank = bert_gpt["metrics"]["blank_scores"]
+    # every model is scored on the same blanks against a guess from token frequencies
+    assert all(0 <= blank[k]["top1"] <= 1 and blank[k]["nats"] > 0 for k in ("bert", "gpt", "frequencies"))
+    plateau = bert_gpt["metrics"]["bert_on_plateau"]
+    assert plateau == (blank["bert"]["nats"] > blank["frequencies"]["nats"] - 0.1)
+    assert ("plateau" in bert_gpt["claims"][0]["measurement"]["en"]) == plateau
     assert len(bert_gpt["claims"]) == 4 and all(isinstance(c["holds"], bool) for c in bert_gpt["claims"])
     assert (tmp_path / "ch02_02" / "bert_vs_gpt.png").is_file()
     hugging_face = chapters["6.1"]["metrics"]

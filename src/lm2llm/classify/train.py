@@ -56,7 +56,7 @@ def token_id(tokenizer: Tokenizer, token: str) -> int:
     found = fast.token_to_id(token) if fast is not None else None
     if found is None:
         raise UserError(f"the tokenizer has no {token} token", where="tokenizer",
-                        hint=f"train it with the extra special tokens {', '.join(ENCODER_TOKENS)}")
+                        hint=f"train it with 'lm2llm tokenizer train --encoder-tokens' ({' and '.join(ENCODER_TOKENS)})")
     return found
 
 

@@ -37,21 +37,31 @@ def register(app: typer.Typer) -> None:
         vocab_size: int = typer.Option(8000, "--vocab-size", min=1, help="Vocabulary size, special tokens included."),
         limit: int = typer.Option(None, "--limit", min=1, help="At most this many documents per source."),
         min_frequency: int = typer.Option(0, "--min-frequency", min=0, help="Stop when the best pair is rarer."),
+        encoder_tokens: bool = typer.Option(False, "--encoder-tokens",
+                                            help="Add BERT's <|mask|> and <|cls|> (needed by 'train --model bert')."),
+        special_token: list[str] = typer.Option(None, "--special-token",
+                                                help="Another special token, never split or merged; repeatable."),
         impl: str = IMPL_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Train a byte-level BPE and save tokenizer.json + tokenizer_config.json (with the chat template)."""
         from lm2llm.tokenizer import BPETokenizer
+        from lm2llm.tokenizer.chat import ENCODER_TOKENS
 
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise UserError("output already exists", where=str(out), hint="choose another --out or remove it")
+        extra = [*(ENCODER_TOKENS if encoder_tokens else ()), *(special_token or [])]
+        if any(not token or token.isspace() for token in extra):
+            raise UserError("a special token must not be empty or only spaces", where="--special-token")
         corpora = _sources_texts(source, limit)
         texts = [text for docs in corpora.values() for text in docs]
         start = time.perf_counter()
-        tokenizer = BPETokenizer.train(texts, vocab_size, impl=impl, min_frequency=min_frequency)
+        tokenizer = BPETokenizer.train(texts, vocab_size, impl=impl, min_frequency=min_frequency,
+                                       extra_special_tokens=extra)
         seconds = time.perf_counter() - start
         info = {
             "out": str(out), "impl": impl, "vocab_size": tokenizer.vocab_size, "requested_vocab_size": vocab_size,
+            "special_tokens": tokenizer.special_tokens,
             "sources": {name: len(docs) for name, docs in corpora.items()},
             "chars": sum(map(len, texts)), "train_seconds": round(seconds, 3),
         }

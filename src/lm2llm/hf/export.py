@@ -18,6 +18,7 @@ from typing import Any
 from lm2llm.classify.model import SequenceClassifier, is_classifier_dir, load_classifier
 from lm2llm.errors import UserError
 from lm2llm.hf.convert import bert_hf_config, bert_to_hf, classifier_to_hf, hf_decoder_config
+from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.models import Bert, load_model
 from lm2llm.models.hf_compat import hf_kind, to_hf_state_dict
 from lm2llm.runs import read_json
@@ -93,11 +94,12 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]
         raise UserError("the output directory exists and is not empty", where=str(out), hint="choose a new --out")
     model = load_classifier(run) if is_classifier_dir(run) else load_model(run)
     token_ids = special_token_ids(run)
-    hf = to_transformers(model, token_ids)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        hf.save_pretrained(tmp, safe_serialization=True)
+        with quiet_transformers():
+            hf = to_transformers(model, token_ids)
+            hf.save_pretrained(tmp, safe_serialization=True)
         copied = []
         for name in TOKENIZER_FILES:
             if (run / name).is_file():

@@ -118,6 +118,9 @@ PRESETS: dict[str, Preset] = {
 
 # BERT is an encoder (built in lm2llm.bert); counted here by formula, checked against transformers.
 BERT_PRESETS: dict[str, Preset] = {
+    "bert-tiny": Preset("bert", {"vocab_size": 256, "context_length": 64, "type_vocab_size": 2, "n_layer": 2,
+                                 "d_model": 64, "n_head": 4, "d_ff": 256},
+                        "lm2llm: gpt-tiny's shape as an encoder, for tests and quick tour runs", cpu_sized=True),
     "bert-base": Preset("bert", {"vocab_size": 30522, "context_length": 512, "type_vocab_size": 2, "n_layer": 12,
                                  "d_model": 768, "n_head": 12, "d_ff": 3072},
                         "Devlin et al. 2019, BERT; google-bert/bert-base-uncased (with pooler)", 2018,

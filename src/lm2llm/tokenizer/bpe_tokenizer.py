@@ -20,8 +20,10 @@ from lm2llm.runs import atomic_write_json, atomic_write_text, read_json
 from lm2llm.tokenizer.bpe import ByteLevelBPE
 from lm2llm.tokenizer.chat import (
     CHAT_TEMPLATE,
+    CLS_TOKEN,
     END_OF_TURN,
     ENDOFTEXT,
+    MASK_TOKEN,
     PAD,
     ROLE_TOKENS,
     SPECIAL_TOKENS,
@@ -136,6 +138,9 @@ class BPETokenizer:
             "eos_token": ENDOFTEXT,
             "pad_token": PAD,
             "unk_token": None,
+            # an encoder's tokens under transformers' names, so fill-mask and pooling find them
+            **{name: token for name, token in (("mask_token", MASK_TOKEN), ("cls_token", CLS_TOKEN))
+               if token in self.special_tokens},
             "additional_special_tokens": [t for t in self.special_tokens if t not in (ENDOFTEXT, PAD)],
             "chat_template": CHAT_TEMPLATE,
             "clean_up_tokenization_spaces": False,

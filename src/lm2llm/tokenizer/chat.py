@@ -23,6 +23,12 @@ END_OF_TURN = "<|end|>"
 SPECIAL_TOKENS = [ENDOFTEXT, PAD, SYSTEM, USER, ASSISTANT, END_OF_TURN]
 ROLE_TOKENS = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
 
+# BERT's extra special tokens, after the six above (`lm2llm tokenizer train --encoder-tokens`): masked-LM
+# training hides tokens behind <|mask|>; <|cls|> starts a text given to BERT and its position is pooled.
+MASK_TOKEN = "<|mask|>"
+CLS_TOKEN = "<|cls|>"
+ENCODER_TOKENS = (MASK_TOKEN, CLS_TOKEN)
+
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{%- if message['role'] == 'assistant' -%}"

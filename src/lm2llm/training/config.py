@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 class TrainConfig:
     """What a training run needs besides the model; `batch_size` is the *global* batch in sequences."""
 
-    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama, bert (with objective masked_lm)
+    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama, bert (whose objective defaults to masked_lm)
     preset: str | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
     data: str = ""  # a token-shard directory (train.bin, val.bin, meta.json)
@@ -150,6 +150,8 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
                 raise UserError(f"unknown key '{key}'", where=source,
                                 hint=f"did you mean '{close[0]}'?" if close else "see 'lm2llm train --help'")
             values[key] = coerce_value(key, value, types_of[key], source)
+    if values.get("model") == "bert" and "objective" not in values:
+        values["objective"] = "masked_lm"  # each family pre-trains with its own objective unless told otherwise
     cfg = TrainConfig(**values)
     cfg.model_overrides = {**cfg.model_overrides, **model_overrides}
     _check_ranges(cfg)

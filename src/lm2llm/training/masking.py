@@ -13,11 +13,10 @@ from collections.abc import Collection
 
 import torch
 
+from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
 from lm2llm.training.objectives import IGNORE_INDEX, Batch
 
-MASK_TOKEN = "<|mask|>"  # an extra special token a BERT tokenizer is trained with
-CLS_TOKEN = "<|cls|>"  # the first token of a text given to BERT; the pooler reads its position
-ENCODER_TOKENS = (MASK_TOKEN, CLS_TOKEN)
+__all__ = ["CLS_TOKEN", "ENCODER_TOKENS", "MASK_TOKEN", "MaskedBatches", "mask_tokens"]
 
 
 def mask_tokens(ids: torch.Tensor, *, mask_id: int, vocab_size: int, special_ids: Collection[int],
@@ -35,7 +34,8 @@ def mask_tokens(ids: torch.Tensor, *, mask_id: int, vocab_size: int, special_ids
         chosen.view(-1)[pick] = True
     targets = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
     roll = torch.rand(ids.shape, generator=generator)
-    ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special_ids)], dtype=ids.dtype)
+    excluded = set(special_ids)
+    ordinary = torch.tensor([i for i in range(vocab_size) if i not in excluded], dtype=ids.dtype)
     random_ids = ordinary[torch.randint(len(ordinary), ids.shape, generator=generator)]
     inputs = torch.where(chosen & (roll < 0.8), torch.full_like(ids, mask_id), ids)
     inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, inputs)
@@ -47,11 +47,14 @@ class MaskedBatches:
 
     Training batches are masked afresh every step from a seeded generator (its state is checkpointed, so
     resuming is exact); the validation set is masked once, so successive validation losses compare.
+    With `cls_id`, every window starts with that token (it replaces the window's first token), as BERT's
+    inputs always start with [CLS]: the position a classifier later pools is then one pre-training has seen.
     """
 
     def __init__(self, source, *, mask_id: int, vocab_size: int, special_ids: Collection[int], seed: int,
-                 rate: float = 0.15):
+                 rate: float = 0.15, cls_id: int | None = None):
         self.source = source
+        self.cls_id = cls_id
         self.block_size = source.block_size
         self.generator = torch.Generator().manual_seed(seed)
         self._eval_seed = seed + 2
@@ -60,7 +63,11 @@ class MaskedBatches:
         self.eval_bytes = 0  # bits per byte is a next-token measure; it does not apply to masked LM
 
     def _masked(self, batch: Batch, generator: torch.Generator) -> Batch:
-        inputs, targets = mask_tokens(batch["ids"], generator=generator, attention_mask=batch.get("attention_mask"),
+        ids = batch["ids"]
+        if self.cls_id is not None:
+            ids = ids.clone()
+            ids[:, 0] = self.cls_id
+        inputs, targets = mask_tokens(ids, generator=generator, attention_mask=batch.get("attention_mask"),
                                       **self._mask)
         return {**{k: v for k, v in batch.items() if k == "attention_mask"}, "ids": inputs, "targets": targets}
 

@@ -25,7 +25,7 @@ from lm2llm.training.config import TrainConfig, build_config, coerce_value
 from lm2llm.training.curves import plot_loss_curve
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.distributed import close_world, init_world
-from lm2llm.training.masking import MASK_TOKEN, MaskedBatches
+from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN, MaskedBatches
 from lm2llm.training.objectives import make_objective
 from lm2llm.training.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
@@ -94,14 +94,16 @@ def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]
 
 
 def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int) -> MaskedBatches:
-    """BERT's view of the same windows: the tokenizer must have the mask token."""
+    """BERT's view of the same windows (each starting with <|cls|>, 15 % hidden); needs the encoder's tokens."""
     fast = getattr(tokenizer, "fast", None)
-    mask_id = fast.token_to_id(MASK_TOKEN) if fast is not None else None
-    if mask_id is None:
-        raise UserError(f"the tokenizer has no {MASK_TOKEN} token", where="tokenizer",
-                        hint="train one with BPETokenizer.train(..., extra_special_tokens=ENCODER_TOKENS)")
+    missing = [token for token in ENCODER_TOKENS if fast is None or fast.token_to_id(token) is None]
+    if missing:
+        raise UserError(f"BERT needs the special token{'s' * (len(missing) > 1)} {' and '.join(missing)}, "
+                        "which this tokenizer lacks", where="tokenizer",
+                        hint="train one with 'lm2llm tokenizer train --encoder-tokens ...' and prepare the data with it")
     special = [fast.token_to_id(token) for token in tokenizer.special_tokens]
-    return MaskedBatches(data, mask_id=mask_id, vocab_size=tokenizer.vocab_size, special_ids=special, seed=seed)
+    return MaskedBatches(data, mask_id=fast.token_to_id(MASK_TOKEN), vocab_size=tokenizer.vocab_size,
+                         special_ids=special, seed=seed, cls_id=fast.token_to_id(CLS_TOKEN))
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDir]:

@@ -19,6 +19,7 @@ from lm2llm.data import load_documents
 from lm2llm.data.shards import ShardWriter, TokenShards
 from lm2llm.embeddings import SentenceEncoder, minilm_dir
 from lm2llm.hf import export_run, import_dir
+from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model, load_model, save_model
@@ -72,8 +73,9 @@ def run(ctx: ChapterContext) -> ChapterResult:
         ctx.progress(1, 4)
         exported = export_run(run_dir, hf_dir)
         ours = load_model(run_dir).eval()
-        hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
-        hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+        with quiet_transformers():  # its "Loading weights" bar would interleave with the tour's progress
+            hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+            hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
         import_dir(hf_dir, back_dir)
         back = load_model(back_dir).eval()
         rows, same_ids, same_text, max_diff, back_diff = [], True, True, 0.0, 0.0
@@ -106,7 +108,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
     embeddings = encoder.encode(sentences)
     if quick:  # the encoder itself against transformers' BertModel (sentence-transformers costs seconds to import)
         reference_name = "transformers BertModel hidden states"
-        reference_model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
+        with quiet_transformers():
+            reference_model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
         embed_diff = 0.0
         with torch.no_grad():
             for ids in encoder.token_ids(sentences):  # one at a time: no padding to line up

@@ -145,6 +145,19 @@ def test_decoder_logits_equal_transformers(name):
         assert torch.allclose(model(ids)[0], to_hf(model)(ids).logits, atol=TOL)
 
 
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_one_weight_name_table_serves_both_directions(name):
+    from lm2llm.models.hf_compat import decoder_weight_names, rename_from_hf, rename_to_hf
+
+    model = decoder(name)
+    names = decoder_weight_names(model.config)
+    ours = [n for entry in names for n in entry.ours]
+    assert sorted(ours) == sorted(k for k in model.state_dict() if k != "lm_head.weight")
+    sd = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    back = rename_from_hf(rename_to_hf(sd, names), names)
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
+
+
 @pytest.mark.parametrize("name", list(DECODERS))
 def test_cached_decoding_equals_recomputation(name):
     model = decoder(name)

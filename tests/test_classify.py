@@ -47,6 +47,10 @@ def test_labelled_files_and_their_errors(tmp_path):
     with pytest.raises(UserError) as info:
         read_labelled(bad)
     assert info.value.where.endswith("bad.jsonl:2")
+    array = tmp_path / "reviews.json"
+    array.write_text('[{"text": "좋아요", "label": "pos"},\n {"text": "별로", "label": "neg"}]', encoding="utf-8")
+    data = read_labelled(array)
+    assert data.texts == ["좋아요", "별로"] and data.names == ["neg", "pos"] and data.labels == [1, 0]
 
 
 def test_docstring_families_are_real_balanced_package_labels():

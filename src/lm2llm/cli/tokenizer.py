@@ -12,6 +12,7 @@ import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 from lm2llm.errors import UserError
+from lm2llm.records import read_text_file
 from lm2llm.runs import atomic_write_json
 
 IMPL_OPTION = typer.Option("fast", "--impl", help="fast (HF tokenizers) or scratch (lm2llm's own BPE); same ids.")
@@ -86,12 +87,7 @@ def register(app: typer.Typer) -> None:
         if (text is None) == (file is None):
             raise UserError("give either TEXT or --file", where="encode")
         if file is not None:
-            if not file.is_file():
-                raise UserError("file not found", where=str(file))
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(file)) from exc
+            text = read_text_file(file)
         tokenizer = load_tokenizer(directory, impl=impl)
         ids = tokenizer.encode(text)
         if json_out:

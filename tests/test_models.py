@@ -11,6 +11,7 @@ import torch
 from lm2llm.errors import UserError
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.models.attention import causal_padding_mask, repeat_kv, sdpa_fast, sdpa_reference
+from lm2llm.models.padding import at_last_real_token, last_real_index
 
 VOCAB = 61
 TOL = 1e-5
@@ -130,6 +131,15 @@ def test_rnn_left_padding_leaves_state_untouched():
     padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], dim=1)
     mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1, 1]])
     assert torch.allclose(model(padded, attention_mask=mask)[0][:, 3:], model(ids)[0], atol=TOL)
+
+
+def test_last_real_token_of_left_and_right_padded_rows():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 0, 0, 0]])
+    assert last_real_index(mask).tolist() == [2, 4, 4, 1]
+    hidden = torch.arange(4 * 5 * 3, dtype=torch.float32).reshape(4, 5, 3)
+    picked = at_last_real_token(hidden, mask)
+    assert picked.shape == (4, 3)
+    assert torch.equal(picked, torch.stack([hidden[0, 2], hidden[1, 4], hidden[2, 4], hidden[3, 1]]))
 
 
 # --- decoders --------------------------------------------------------------------------------------

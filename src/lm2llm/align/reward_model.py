@@ -23,10 +23,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from lm2llm.align.ppo_math import last_real_index
 from lm2llm.errors import UserError
 from lm2llm.models import Transformer, config_for, family_of
 from lm2llm.models.factory import model_from_config
+from lm2llm.models.padding import at_last_real_token
 from lm2llm.runs import atomic_save, atomic_write_json, read_json
 
 WEIGHTS = "reward_model.safetensors"
@@ -62,9 +62,7 @@ class RewardModel(nn.Module):
 
     def score(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Normalised reward of each sequence, read at its last real token: (batch,)."""
-        raw = self(ids, attention_mask)
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        return self.gain * raw[rows, last_real_index(attention_mask)] + self.bias
+        return self.gain * at_last_real_token(self(ids, attention_mask), attention_mask) + self.bias
 
     @torch.no_grad()
     def normalise(self, reference_scores: torch.Tensor) -> None:

@@ -19,10 +19,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from lm2llm.align.ppo_math import last_real_index
 from lm2llm.errors import UserError
 from lm2llm.models import Bert, Transformer, config_for, family_of
 from lm2llm.models.factory import model_from_config
+from lm2llm.models.padding import at_last_real_token
 from lm2llm.runs import atomic_save, atomic_write_json, read_json
 
 WEIGHTS = "model.safetensors"
@@ -65,8 +65,7 @@ class SequenceClassifier(nn.Module):
         if isinstance(self.backbone, Bert):
             return self.backbone.pooled(ids, attention_mask)
         hidden, _ = self.backbone(ids, attention_mask=attention_mask)
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        return hidden[rows, last_real_index(attention_mask)]
+        return at_last_real_token(hidden, attention_mask)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (B, n_labels)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.errors import UserError
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, atomic_dir
 from lm2llm.tokenizer import load_tokenizer
 from lm2llm.training import Trainer, build_config
 
@@ -139,17 +138,10 @@ def _encode(tokenizer, train: list[PreferencePair], held: list[PreferencePair], 
 def staging_run(out: str | Path) -> Iterator[RunDir]:
     """A run directory built under a temporary sibling name and renamed into place only when complete;
     on failure the partial directory is removed, so `out` never holds half a run."""
-    out = Path(out)
-    if out.exists():
+    if Path(out).exists():
         raise UserError("the output directory already exists", where=str(out), hint="choose another --out")
-    tmp = out.parent / f".{out.name}.building"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        yield RunDir.create(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        yield RunDir(tmp)
 
 
 def train_reward(cfg: RewardStageConfig) -> tuple[dict[str, float], RunDir]:

@@ -14,14 +14,7 @@ from lm2llm.training.masking import MaskedBatches, mask_tokens
 from lm2llm.training.objectives import IGNORE_INDEX, MaskedLM
 from lm2llm.training.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and much faster on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bert_logits_equal_transformers_with_padding():

@@ -6,20 +6,18 @@ import json
 import random
 
 import pytest
-import torch
 
 from lm2llm.classify.data import docstring_families, nsmc, read_labelled, stdlib_packages
 from lm2llm.classify.metrics import classification_report
 from lm2llm.errors import UserError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
+def known_peak(monkeypatch):
+    """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
     monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_metrics_equal_scikit_learn():

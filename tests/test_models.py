@@ -241,6 +241,25 @@ def test_save_load_round_trip(tmp_path, name):
     assert not list(tmp_path.glob("m/.*.tmp"))
 
 
+def test_a_model_around_a_backbone_saves_and_loads_through_the_shared_helpers(tmp_path):
+    from lm2llm.models.io import load_weights, save_with_backbone, saved_backbone
+
+    backbone = decoder("gpt2")
+    backbone.lm_head = torch.nn.Identity()  # as a classifier does: nothing shared, so save_file stores it as is
+    wrapper = torch.nn.ModuleDict({"backbone": backbone, "head": torch.nn.Linear(32, 3)})
+    save_with_backbone(wrapper, backbone, tmp_path, "w.safetensors", "w.json", labels=["긍정", "부정", "중립"])
+    rebuilt, meta = saved_backbone(tmp_path, "w.json", "w.safetensors", hint="", extra=("labels",))
+    rebuilt.lm_head = torch.nn.Identity()
+    assert meta["labels"] == ["긍정", "부정", "중립"] and rebuilt.config == backbone.config
+    loaded = load_weights(torch.nn.ModuleDict({"backbone": rebuilt, "head": torch.nn.Linear(32, 3)}),
+                          tmp_path / "w.safetensors")
+    assert all(torch.equal(v, wrapper.state_dict()[k]) for k, v in loaded.state_dict().items())
+    with pytest.raises(UserError, match='"score": ...'):
+        saved_backbone(tmp_path, "w.json", "w.safetensors", hint="", extra=("score",))
+    with pytest.raises(UserError, match="do not match"):
+        load_weights(torch.nn.ModuleDict({"backbone": rebuilt}), tmp_path / "w.safetensors")
+
+
 def test_save_load_rnn(tmp_path):
     model = recurrent("gru")
     save_model(model, tmp_path)

@@ -83,6 +83,12 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def known_peak(monkeypatch):
+    """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
+    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+
+
 @pytest.fixture(scope="session")
 def quick_tour(tmp_path_factory, session_cache):
     """The whole `lm2llm tour --quick`, run once per test session; chapter tests read its results.

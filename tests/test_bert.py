@@ -73,8 +73,7 @@ def test_masking_follows_the_recipe_and_spares_special_tokens():
     assert torch.equal(inputs[~chosen], ids[~chosen])
 
 
-def test_masked_lm_trains_on_the_trainer(tmp_path, monkeypatch):
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+def test_masked_lm_trains_on_the_trainer(tmp_path, known_peak):
     text = "the cat sat on the mat. the dog sat on the log. 고양이가 매트에 앉았다. " * 40
     vocab = sorted(set(text))
     ids = [3 + vocab.index(ch) for ch in text]  # 0..2: special ids, one of them the mask
@@ -97,11 +96,10 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, monkeypatch):
     assert all(batch["targets"].ne(IGNORE_INDEX).any() for batch in data.eval_set())
 
 
-def test_lm2llm_train_pretrains_bert_and_the_run_exports(tmp_path, cli, monkeypatch):
+def test_lm2llm_train_pretrains_bert_and_the_run_exports(tmp_path, cli, known_peak):
     from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
     from lm2llm.training.masking import ENCODER_TOKENS
 
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
     texts = ["Return the sum of a list of numbers.", "모든 국민은 법 앞에 평등하다.", "Open the file and read it."] * 30
     tokenizer = BPETokenizer.train(texts, 300, extra_special_tokens=ENCODER_TOKENS)
     ids = [i for text in texts for i in tokenizer.encode(text) + [tokenizer.eos_id]]

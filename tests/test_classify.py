@@ -11,13 +11,7 @@ from lm2llm.classify.data import docstring_families, nsmc, read_labelled, stdlib
 from lm2llm.classify.metrics import classification_report
 from lm2llm.errors import UserError
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def known_peak(monkeypatch):
-    """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "known_peak")
 
 
 def test_metrics_equal_scikit_learn():

@@ -44,7 +44,9 @@ def test_written_out_attention_equals_fused_kernel(n_kv_head):
     torch.manual_seed(0)
     q = torch.randn(2, 4, 7, 8)
     k, v = torch.randn(2, n_kv_head, 7, 8), torch.randn(2, n_kv_head, 7, 8)
+    shared = sdpa_fast(q, k, v, causal=True)  # GQA: the kernel shares k, v heads without copying them
     k, v = repeat_kv(k, 4 // n_kv_head), repeat_kv(v, 4 // n_kv_head)
+    assert torch.allclose(shared, sdpa_fast(q, k, v, causal=True), atol=1e-6)
     valid = torch.tensor([[True] * 7, [False, False] + [True] * 5])
     for allowed in (None, causal_padding_mask(7, 7, 0), causal_padding_mask(7, 7, 0, valid)):
         ours, weights = sdpa_reference(q, k, v, allowed)

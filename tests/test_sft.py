@@ -132,12 +132,21 @@ def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
     report = json.loads(full.out)
     assert report["held_out"] == 8 and set(report["per_task_after"]) == {"korean_to_digits", "reverse_words"}
     assert report["trainable_params"] == report["total_params"] and report["adapter_bytes"] is None
+    assert 0 <= report["ended_turn_after"] <= 1 and 1 <= report["distinct_answers_after"] <= 8
 
     lora = cli("sft", base_run, "--out", tmp_path / "lora", "--lora", "r=4,alpha=8,targets=q_proj+v_proj", *args)
     assert lora.code == 0, lora.err
     report = json.loads(lora.out)
     assert report["trainable_params"] < report["total_params"] / 10 and report["adapter_bytes"] > 0
+    base = load_model(base_run)
+    adapters = 2 * 2 * 4 * (64 + 64)  # q and v in 2 blocks, r·(in+out) each
+    chat_rows = [2, 3, 4, 5]  # <|system|>, <|user|>, <|assistant|>, <|end|>: trained by default with LoRA
+    assert report["trainable_params"] == adapters + len(chat_rows) * 64
+    adapter_config = json.loads((tmp_path / "lora" / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["trainable_token_indices"] == {"tok_emb": chat_rows}
     merged = load_model(tmp_path / "lora").eval()
+    changed = (merged.tok_emb.weight != base.tok_emb.weight).any(dim=1).nonzero().flatten().tolist()
+    assert set(changed) <= set(chat_rows) and {3, 4, 5} <= set(changed)
     with_adapter = load_model(base_run)
     load_adapter(with_adapter, tmp_path / "lora" / "adapter")
     ids = torch.randint(0, 300, (2, 16))
@@ -149,6 +158,21 @@ def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
     assert again.code == 2 and "not empty" in again.err
     bad = cli("sft", base_run, "--out", tmp_path / "x", "--lora", "rank=4")
     assert bad.code == 2 and "--lora" in bad.err
+
+
+def test_lora_train_tokens_option(cli, tokenizer, base_run, tmp_path):
+    from lm2llm.finetune.sft import lora_token_ids
+
+    assert lora_token_ids("chat", tokenizer) == [2, 3, 4, 5]
+    assert lora_token_ids("none", tokenizer) is None
+    assert lora_token_ids("<|end|>, 17,<|user|>", tokenizer) == [5, 17, 3]
+    for bad in ("안녕하세요", "<|end|>,400", ",", "<|nope|>"):  # not one token, past the vocabulary, nothing
+        with pytest.raises(UserError, match="token"):
+            lora_token_ids(bad, tokenizer)
+    no_lora = cli("sft", base_run, "--out", tmp_path / "a", "--lora-train-tokens", "none", "--steps", "1")
+    assert no_lora.code == 2 and "--lora-train-tokens" in no_lora.err and not (tmp_path / "a").exists()
+    bad = cli("sft", base_run, "--out", tmp_path / "b", "--lora", "r=2", "--lora-train-tokens", "한국어 문장")
+    assert bad.code == 2 and "not one token" in bad.err and not (tmp_path / "b").exists()
 
 
 def test_sft_on_the_real_alpaca_file(cli, shared_data, base_run, tmp_path):

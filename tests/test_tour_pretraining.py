@@ -53,11 +53,15 @@ def test_chapter_4_4_fine_tunes_the_pretrained_gpt(quick_tour):
     metrics = result.metrics
     assert metrics["base"] == "ch04_03/runs/gpt"
     runs = metrics["runs"]
-    assert set(runs) == {"full", "lora", "scratch"}
+    assert set(runs) == {"full", "lora", "lora_no_tokens", "scratch"}
     for name, run in runs.items():
         assert (quick_tour.out_dir / "ch04_04" / run["dir"] / "model.safetensors").is_file(), name
-        assert 0 <= run["after"]["accuracy"] <= 1
+        assert 0 <= run["after"]["accuracy"] <= 1 and 0 <= run["after"]["ended_turn"] <= 1
+        assert 1 <= run["after"]["distinct_answers"] <= run["after"]["n"]
     assert runs["lora"]["trainable"] < runs["full"]["trainable"] == runs["full"]["total"]
+    d_model = load_model(quick_tour.out_dir / metrics["base"]).config.d_model
+    # the LoRA run also trains the four chat tokens' embedding rows (<|system|>, <|user|>, <|assistant|>, <|end|>)
+    assert metrics["chat_token_params"] == runs["lora"]["trainable"] - runs["lora_no_tokens"]["trainable"] == 4 * d_model
     assert 0 < runs["lora"]["adapter_bytes"] < metrics["model_bytes"]
     claims = {c.statement.en.split(":")[0]: c.holds for c in result.claims}
     assert len(claims) == 4

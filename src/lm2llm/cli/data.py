@@ -15,7 +15,7 @@ TRUST_OPTION = typer.Option(False, "--trust-unverified",
 
 
 def register(app: typer.Typer) -> None:
-    data_app = typer.Typer(help="Corpora: list, prepare (clean, dedup, scrub, filter, split, tokenize), stats.",
+    data_app = typer.Typer(help="Corpora: sources, prepare (clean, dedup, scrub, filter, split, tokenize), download, stats.",
                            no_args_is_help=True)
     app.add_typer(data_app, name="data")
 

@@ -13,7 +13,7 @@ from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
-        model: str = typer.Option(None, "--model", help="Model family: rnn, lstm, gru, gpt, llama."),
+        model: str = typer.Option(None, "--model", help="Model family: rnn, lstm, gru, gpt, llama, bert (with --set objective=masked_lm)."),
         preset: str = typer.Option(None, "--preset", help="A preset of that family (see 'lm2llm params')."),
         data: Path = typer.Option(None, "--data", help="Token-shard directory (train.bin, val.bin, meta.json)."),
         out: Path = typer.Option(None, "--out", help="Run directory to write."),

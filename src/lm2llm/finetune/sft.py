@@ -6,6 +6,10 @@ model and tokenizer, renders every conversation with the chat template, trains w
 match on held-out prompts with greedy generation through `lm2llm.inference` before and after. The
 output is an ordinary run (merged `model.safetensors`, tokenizer, `config.json`, `metrics.jsonl`), so
 `lm2llm chat OUT` talks to it; a LoRA run also keeps its adapter in `OUT/adapter/` (PEFT format).
+
+LoRA adapts linear layers only, but the chat template's special tokens never occur in pre-training text,
+so their embedding rows are still untrained. A LoRA run therefore also trains those rows by default
+(`lora_train_tokens="chat"`: four rows of the embedding), as PEFT's `trainable_token_indices` would.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from torch import nn
 from lm2llm.errors import UserError
 from lm2llm.finetune.batches import ChatTokenizer, SFTBatches, encode_conversations
 from lm2llm.finetune.data import load_instructions
-from lm2llm.finetune.tasks import TaskRecord, make_suite, score_exact_match
+from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, score_exact_match
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
@@ -44,6 +48,8 @@ from lm2llm.training.objectives import CausalLM
 from lm2llm.training.run import RNN_DEFAULT_BLOCK
 
 SYNTHETIC = "synthetic"
+CHAT_TOKENS = "chat"
+NO_TOKENS = "none"
 
 
 @dataclass
@@ -52,6 +58,7 @@ class SFTConfig:
     out: str
     data: str = SYNTHETIC  # "synthetic" (the task suite) or an instruction file (JSONL or JSON array)
     lora: str | None = None  # None: full fine-tuning; else "r=8,alpha=16,dropout=0,targets=a+b"
+    lora_train_tokens: str = CHAT_TOKENS  # with LoRA: whose embedding rows train too (see `lora_token_ids`)
     n_train: int = 300  # synthetic: training examples per task
     n_test: int = 20  # synthetic: held-out prompts per task; a file: held-out conversations in all
     tasks: list[str] | None = None  # synthetic: which tasks (default: all)
@@ -88,6 +95,30 @@ def _chat_tokenizer(tokenizer: Any, where: str) -> ChatTokenizer:
     return tokenizer
 
 
+def chat_token_ids(tokenizer: Any) -> list[int]:
+    """The chat template's role and end-of-turn tokens: what fine-tuning for chat adds to the text."""
+    return [*tokenizer.role_ids.values(), tokenizer.end_of_turn_id]
+
+
+def lora_token_ids(spec: str, tokenizer: Any) -> list[int] | None:
+    """Token ids whose embedding rows a LoRA run trains: `chat` (the chat tokens), `none`, or tokens
+    (each text must encode to a single token, e.g. `<|end|>`) and ids, joined by commas."""
+    if spec == NO_TOKENS:
+        return None
+    if spec == CHAT_TOKENS:
+        return chat_token_ids(tokenizer)
+    ids = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        encoded = [int(item)] if item.isdigit() else tokenizer.encode(item)
+        if len(encoded) != 1 or encoded[0] >= tokenizer.vocab_size:
+            raise UserError(f"{item!r} is not one token of this tokenizer", where="--lora-train-tokens",
+                            hint=f"{CHAT_TOKENS}, {NO_TOKENS}, or special tokens and ids: <|end|>,<|user|>,17")
+        ids.append(encoded[0])
+    if not ids:
+        raise UserError("no tokens listed", where="--lora-train-tokens", hint=f"{CHAT_TOKENS} or {NO_TOKENS}")
+    return ids
+
+
 def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskRecord]]:
     """(training conversations, held-out records) from the synthetic suite or a file."""
     if config.data == SYNTHETIC:
@@ -108,27 +139,35 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
 
 @torch.no_grad()
 def generate_answers(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
-                     max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
-    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`."""
+                     max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
+    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
+    whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
     model.eval()
     limit = getattr(model.config, "context_length", None)
     prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
     config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    answers = [""] * len(prompts)
+    answers, ended = [""] * len(prompts), [False] * len(prompts)
     fitting = [i for i, p in enumerate(prompts) if limit is None or len(p) < limit]  # too long: no answer
     for start in range(0, len(fitting), batch_size):
         rows = fitting[start:start + batch_size]
         completions = generate_ids(model, [prompts[i] for i in rows], config, end_ids=[tokenizer.end_of_turn_id])
         for row, completion in zip(rows, completions, strict=True):
             answers[row] = tokenizer.decode(completion.token_ids)
-    return answers
+            ended[row] = completion.finish_reason == "stop"
+    return answers, ended
 
 
 def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequence[TaskRecord],
                      max_new_tokens: int = 24) -> tuple[dict[str, Any], list[str]]:
-    """(score, predictions) of greedy answers to the held-out prompts."""
-    predictions = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
-    return score_exact_match(records, predictions), predictions
+    """(score, predictions) of greedy answers to the held-out prompts.
+
+    Besides exact match, the score says what share of answers ended the turn with `<|end|>` (the chat
+    format is learned) and how many distinct answers there are (one answer to every prompt: the form of
+    an answer is learned, not the task).
+    """
+    predictions, ended = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
+    return {**score_exact_match(records, predictions), "ended_turn": sum(ended) / len(ended),
+            "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
 
 def sft(config: SFTConfig) -> SFTResult:
@@ -144,6 +183,11 @@ def sft(config: SFTConfig) -> SFTResult:
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}",
                         where=str(base))
+    if lora is not None:
+        lora = dataclasses.replace(lora, trainable_tokens=lora_token_ids(config.lora_train_tokens, tokenizer))
+    elif config.lora_train_tokens != CHAT_TOKENS:
+        raise UserError("trainable token rows are a LoRA option", where="--lora-train-tokens",
+                        hint="add --lora (full fine-tuning trains every embedding row already)")
     train_conversations, test = held_out_records(config)
     context = getattr(model.config, "context_length", None) or RNN_DEFAULT_BLOCK
     encoded = encode_conversations(tokenizer, train_conversations, context)

@@ -54,10 +54,15 @@ def sdpa_reference(
 
 def sdpa_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None,
               causal: bool = False) -> torch.Tensor:
-    """The same computation through `F.scaled_dot_product_attention` (fused kernels; no weights returned)."""
+    """The same computation through `F.scaled_dot_product_attention` (fused kernels; no weights returned).
+
+    k, v may have fewer heads than q (GQA): the kernel shares them without copying (`enable_gqa`), where
+    `repeat_kv` would copy the whole KV cache at every decoding step.
+    """
+    gqa = k.size(1) != q.size(1)
     if allowed is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.size(2) > 1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(allowed, q.dtype))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.size(2) > 1, enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(allowed, q.dtype), enable_gqa=gqa)
 
 
 def fused_backward_is_slow(q: torch.Tensor) -> bool:
@@ -67,7 +72,7 @@ def fused_backward_is_slow(q: torch.Tensor) -> bool:
     4.2 ms per layer against 0.7 ms for the written-out matmuls and softmax, whose products run on bf16
     matmul kernels; in fp32, and without gradients, the fused kernel is as fast or faster.
     """
-    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.requires_grad
+    return q.dtype == torch.bfloat16 and q.requires_grad and q.device.type == "cpu"
 
 
 def causal_padding_mask(
@@ -152,10 +157,9 @@ class Attention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
             k, v = cache.write(layer, offset, k, v)
-        n_rep = self.n_head // self.n_kv_head
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)
         if self.keep_weights or not self.use_fast or fused_backward_is_slow(q):
-            out, weights = sdpa_reference(q, k, v, allowed, causal)
+            n_rep = self.n_head // self.n_kv_head
+            out, weights = sdpa_reference(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), allowed, causal)
             if self.keep_weights:
                 self.last_weights = weights.detach()
         else:

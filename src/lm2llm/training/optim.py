@@ -10,10 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lm2llm.models.lora import TrainableTokens
+
 
 def decay_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(decayed, not decayed): matrices decay; vectors (biases, norm gains) and embeddings do not."""
-    embedding_ids = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    """(decayed, not decayed): matrices decay; vectors (biases, norm gains) and embeddings do not.
+
+    LoRA's trainable token rows are embedding rows too, so they do not decay either.
+    """
+    embedding_ids = {id(p) for m in model.modules() if isinstance(m, (nn.Embedding, TrainableTokens))
+                     for p in m.parameters()}
     decay, no_decay, seen = [], [], set()
     for param in model.parameters():
         if not param.requires_grad or id(param) in seen:

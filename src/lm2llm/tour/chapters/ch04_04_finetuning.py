@@ -2,14 +2,17 @@
 
 The base is the GPT that chapter 4.3 pre-trained on python-docs mixed with Q&A pages about the synthetic
 tasks; it has never seen the chat template nor the `<|end|>` token. `lm2llm.finetune.sft` fine-tunes it
-on the task suite's instructions (loss on the assistant's tokens only) twice with the same data and the
-same steps: once with every weight, once with LoRA adapters. A third run fine-tunes a freshly
-initialised GPT of the same shape (the same steps, the same data) to measure what pre-training
-contributed. Every model answers the same held-out prompts greedily; exact match scores them.
+on the task suite's instructions (loss on the assistant's tokens only) with the same data and the same
+steps: once with every weight, and with LoRA adapters. A last run fine-tunes a freshly initialised GPT
+of the same shape (the same steps, the same data) to measure what pre-training contributed. Every model
+answers the same held-out prompts greedily; exact match scores them.
 
 The chat tokens (`<|user|>`, `<|assistant|>`, `<|end|>`) never occur in pre-training text, so their
-embeddings are still as initialised; full fine-tuning trains them, LoRA (adapters on the linear layers
-only) cannot, and the chapter counts those occurrences next to the LoRA result.
+embedding rows were never trained. Full fine-tuning trains them; adapters on the linear layers cannot.
+So LoRA runs twice: as `lm2llm sft --lora` does by default, with those few rows trainable too (PEFT's
+`trainable_token_indices`), and with adapters alone; the chapter counts the chat tokens in the
+pre-training text next to both results. Next to exact match it counts the answers that end the turn
+with `<|end|>` and the distinct answers: they tell learning the chat format apart from learning the task.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
-from lm2llm.finetune.sft import SFTConfig, SFTResult, sft
+from lm2llm.finetune.sft import NO_TOKENS, SFTConfig, SFTResult, chat_token_ids, sft
 from lm2llm.models import load_model, save_model
 from lm2llm.models.factory import model_from_config
 from lm2llm.runs import RunDir
@@ -56,8 +59,7 @@ def chat_tokens_in_pretraining(ctx: ChapterContext, base: Path) -> int:
     """How often the chat template's special tokens occur in chapter 4.3's pre-training shards."""
     tokenizer = load_tokenizer(base)
     shards = TokenShards(ctx.chapter_dir("4.3") / ctx.result_of("4.3").metrics["data"])
-    chat_ids = [tokenizer.end_of_turn_id, *tokenizer.role_ids.values()]
-    return int(sum(np.isin(tokens, chat_ids).sum() for tokens in shards.arrays.values()))
+    return int(sum(np.isin(tokens, chat_token_ids(tokenizer)).sum() for tokens in shards.arrays.values()))
 
 
 def untrained_copy(base: Path, out: Path) -> Path:
@@ -77,19 +79,22 @@ def run(ctx: ChapterContext) -> ChapterResult:
               "batch_size": 16, "max_new_tokens": 12, "seed": 0}
     results: dict[str, SFTResult] = {}
     plan = [("full", base, {"lr": 3e-3}), ("lora", base, {"lr": 1e-2, "lora": LORA_SPEC}),
+            ("lora_no_tokens", base, {"lr": 1e-2, "lora": LORA_SPEC, "lora_train_tokens": NO_TOKENS}),
             ("scratch", untrained_copy(base, runs / "untrained"), {"lr": 3e-3})]
     for i, (name, start, options) in enumerate(plan):
         results[name] = sft(SFTConfig(base=str(start), out=str(runs / name), **common, **options))
         ctx.progress(i + 1, len(plan))
     full, lora, scratch = results["full"], results["lora"], results["scratch"]
-    held_out_loss = {name: [m["val_loss"] for m in RunDir(runs / name).read_metrics() if "val_loss" in m][-1]
-                     for name in results}  # the answers' loss on held-out conversations, at the last evaluation
+    lora_alone = results["lora_no_tokens"]
+    held_out_curve = {name: [m["val_loss"] for m in RunDir(runs / name).read_metrics() if "val_loss" in m]
+                      for name in results}  # the answers' loss on held-out conversations, every quarter of the steps
+    held_out_loss = {name: curve[-1] for name, curve in held_out_curve.items()}
     before, after = full.before["accuracy"], full.after["accuracy"]
 
     task_names = list(full.after["per_task"])
     fig, ax = plt.subplots(figsize=(7, 3))
-    bars = (("pre-trained base", full.before), ("full SFT", full.after), ("LoRA SFT", lora.after),
-            ("SFT from scratch", scratch.after))
+    bars = (("pre-trained base", full.before), ("full SFT", full.after), ("LoRA + chat token rows", lora.after),
+            ("LoRA alone", lora_alone.after), ("SFT from scratch", scratch.after))
     width = 0.8 / len(bars)
     for offset, (label, score) in enumerate(bars):
         xs = [i + (offset - (len(bars) - 1) / 2) * width for i in range(len(task_names))]
@@ -104,18 +109,27 @@ def run(ctx: ChapterContext) -> ChapterResult:
     model_bytes = (runs / "full" / "model.safetensors").stat().st_size
     unseen = chat_tokens_in_pretraining(ctx, base)
     share = lora.trainable_params / lora.total_params
+    token_params = lora.trainable_params - lora_alone.trainable_params  # the chat tokens' embedding rows
+    n = full.after["n"]
+    lora_curve = held_out_curve["lora"]
+    lora_ends, alone_ends, full_ends = (r.after["ended_turn"] for r in (lora, lora_alone, full))
+    lora_kinds, alone_kinds, full_kinds = (r.after["distinct_answers"] for r in (lora, lora_alone, full))
     table = Table(
         T("Fine-tuning runs (same data, same steps)", "미세조정 실행 (같은 데이터, 같은 스텝)"),
-        ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match", "saved (KB)"],
+        ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match", "ends turn",
+         "distinct answers", "saved (KB)"],
         [[name, r.trainable_params, round(r.trainable_params / r.total_params, 4), round(r.train_seconds, 1),
-          round(held_out_loss[key], 3), round(r.after["accuracy"], 3),
+          round(held_out_loss[key], 3), round(r.after["accuracy"], 3), round(r.after["ended_turn"], 3),
+          f"{r.after['distinct_answers']} / {r.after['n']}",
           round((r.adapter_bytes if r.adapter_bytes is not None else model_bytes) / 1024, 1)]
          for key, name, r in (("full", "full (pre-trained base)", full),
-                              ("lora", f"LoRA {LORA_SPEC} (pre-trained base)", lora),
+                              ("lora", f"LoRA {LORA_SPEC} + chat token rows (pre-trained base)", lora),
+                              ("lora_no_tokens", f"LoRA {LORA_SPEC} alone (pre-trained base)", lora_alone),
                               ("scratch", "full (untrained base)", scratch))],
     )
     transcript = "\n\n".join(f"user: {x['prompt']}\nbase: {x['before']!r}\nSFT: {x['after']!r}\n"
-                             f"(expected {x['answer']!r})" for x in full.samples[:4])
+                             f"LoRA SFT: {y['after']!r}\n(expected {x['answer']!r})"
+                             for x, y in zip(full.samples[:4], lora.samples, strict=False))  # the same prompts
     claims = [
         Claim(T("Supervised fine-tuning on instructions makes a pre-trained model answer prompts it never saw.",
                 "지시 데이터로 지도 미세조정하면 사전학습한 모델이 본 적 없는 프롬프트에 답하게 된다."),
@@ -143,20 +157,33 @@ def run(ctx: ChapterContext) -> ChapterResult:
               T(f"exact match: LoRA {lora.after['accuracy']:.1%} vs full {after:.1%} (close = within "
                 f"{CLOSE_ENOUGH:.0%}, and above the base's {before:.1%}); held-out answer loss "
                 f"{held_out_loss['lora']:.3f} vs {held_out_loss['full']:.3f}. The chat tokens occur {unseen} times "
-                f"in the pre-training text, and LoRA cannot train their embeddings",
+                f"in the pre-training text, so LoRA also trains their embedding rows ({token_params} parameters); "
+                f"adapters alone reach {lora_alone.after['accuracy']:.1%} (held-out answer loss "
+                f"{held_out_loss['lora_no_tokens']:.3f}); LoRA's held-out answer loss over the last quarter of the steps: "
+                f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. Answers that end the turn: LoRA {lora_ends:.0%}, alone "
+                f"{alone_ends:.0%}, full {full_ends:.0%}; distinct answers to the {n} prompts: LoRA {lora_kinds}, "
+                f"alone {alone_kinds}, full {full_kinds} (few distinct answers to many prompts: the form of an answer is "
+                f"learned, not yet finding it in the prompt)",
                 f"정확 일치율: LoRA {lora.after['accuracy']:.1%} 대 전체 {after:.1%} (가깝다 = {CLOSE_ENOUGH:.0%}p "
                 f"이내, 그리고 기반 모델의 {before:.1%}보다 높음); 보류 답변 손실 {held_out_loss['lora']:.3f} 대 "
-                f"{held_out_loss['full']:.3f}. 채팅 토큰은 사전학습 텍스트에 {unseen}번 나오며, LoRA는 그 임베딩을 "
-                f"학습할 수 없다"),
+                f"{held_out_loss['full']:.3f}. 채팅 토큰은 사전학습 텍스트에 {unseen}번 나오므로 LoRA는 그 임베딩 행"
+                f"({token_params}개 매개변수)도 학습한다; 어댑터만으로는 {lora_alone.after['accuracy']:.1%} "
+                f"(보류 답변 손실 {held_out_loss['lora_no_tokens']:.3f}); 마지막 1/4 스텝 동안 LoRA의 보류 답변 손실: "
+                f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. 차례를 끝내는 답: LoRA {lora_ends:.0%}, "
+                f"어댑터만 {alone_ends:.0%}, 전체 {full_ends:.0%}; 프롬프트 {n}개에 대한 서로 다른 답의 수: LoRA "
+                f"{lora_kinds}, 어댑터만 {alone_kinds}, 전체 {full_kinds} (많은 프롬프트에 답이 몇 가지뿐 = 답의 형식은 "
+                f"배웠지만 프롬프트에서 답을 찾는 법은 아직 못 배움)"),
               lora.after["accuracy"] > before and lora.after["accuracy"] >= after - CLOSE_ENOUGH),
     ]
     summary = T(
         f"4.3's GPT fine-tuned for {s['steps']} steps on {', '.join(task_names)}: exact match {before:.0%} → "
-        f"{after:.0%} (full), {lora.after['accuracy']:.0%} (LoRA, {share:.0%} of weights trained); the same "
-        f"fine-tuning of an untrained GPT reaches {scratch.after['accuracy']:.0%}.",
+        f"{after:.0%} (full), {lora.after['accuracy']:.0%} (LoRA with the chat tokens' rows, {share:.0%} of "
+        f"weights trained; {lora_alone.after['accuracy']:.0%} without them); the same fine-tuning of an untrained "
+        f"GPT reaches {scratch.after['accuracy']:.0%}.",
         f"4.3의 GPT를 과제 {', '.join(task_names)}로 {s['steps']}스텝 미세조정: 정확 일치율 {before:.0%} → "
-        f"{after:.0%}(전체), {lora.after['accuracy']:.0%}(LoRA, 가중치 {share:.0%}만 학습); 학습하지 않은 "
-        f"GPT에 같은 미세조정을 하면 {scratch.after['accuracy']:.0%}.",
+        f"{after:.0%}(전체), {lora.after['accuracy']:.0%}(채팅 토큰 행을 함께 학습한 LoRA, 가중치 {share:.0%}만 "
+        f"학습; 그 행 없이는 {lora_alone.after['accuracy']:.0%}); 학습하지 않은 GPT에 같은 미세조정을 하면 "
+        f"{scratch.after['accuracy']:.0%}.",
     )
     return ChapterResult(
         summary, claims=claims, tables=[table], figures=[figure],
@@ -166,7 +193,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
                  "runs": {name: {"dir": f"runs/{name}", "after": r.after, "seconds": r.train_seconds,
                                  "final_loss": r.final_loss, "held_out_loss": held_out_loss[name], "trainable": r.trainable_params, "total": r.total_params,
                                  "adapter_bytes": r.adapter_bytes} for name, r in results.items()},
-                 "model_bytes": model_bytes, "chat_tokens_in_pretraining": unseen, "settings": s,
+                 "model_bytes": model_bytes, "chat_tokens_in_pretraining": unseen, "chat_token_params": token_params,
+                 "settings": s,
                  "tasks": task_names},
     )
 

@@ -72,14 +72,21 @@ def shared_data() -> Path:
 
 @pytest.fixture
 def one_torch_thread():
-    """One torch thread for tests of small decode steps (as `lm2llm serve` runs): splitting them across cores
-    costs more in OpenMP synchronisation than it saves, badly so on a busy machine."""
+    """One torch thread for tests of tiny models and small decode steps (as `lm2llm serve` runs): splitting
+    them across cores costs more in OpenMP synchronisation than it saves, badly so on a busy machine.
+    A test module opts in with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def known_peak(monkeypatch):
+    """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
+    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
 
 
 @pytest.fixture(scope="session")

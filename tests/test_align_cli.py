@@ -12,15 +12,7 @@ from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

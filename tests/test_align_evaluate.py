@@ -11,13 +11,7 @@ from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import build_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_compare_with_sft():

@@ -25,16 +25,10 @@ from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 from lm2llm.tokenizer.char import CharTokenizer
 from lm2llm.training import Trainer, build_config
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TASKS = ["addition", "korean_to_digits", "facts"]
 CONTEXT = 96
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

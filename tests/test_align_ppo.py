@@ -15,17 +15,10 @@ from lm2llm.errors import UserError
 from lm2llm.inference.engine import generate_ids
 from lm2llm.models import build_model
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 VOCAB, EOT, PAD = 16, 2, 1
 PROMPTS = [[3 + i % 5, 4 + i % 7, 5] if i % 3 else [6, 3 + i % 4] for i in range(16)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; on a shared 2-core machine more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _trainer(seed: int = 0, dropout: float = 0.0, **overrides) -> PPOTrainer:

@@ -18,12 +18,12 @@ from lm2llm.align.ppo_math import (
     entropy_from_logits,
     generalized_advantages,
     kl_penalty,
-    last_real_index,
     masked_mean,
     masked_var,
     masked_whiten,
     shaped_rewards,
 )
+from lm2llm.models.padding import last_real_index
 
 MASK = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
 

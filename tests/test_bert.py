@@ -14,14 +14,7 @@ from lm2llm.training.masking import MaskedBatches, mask_tokens
 from lm2llm.training.objectives import IGNORE_INDEX, MaskedLM
 from lm2llm.training.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and much faster on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_bert_logits_equal_transformers_with_padding():
@@ -80,8 +73,7 @@ def test_masking_follows_the_recipe_and_spares_special_tokens():
     assert torch.equal(inputs[~chosen], ids[~chosen])
 
 
-def test_masked_lm_trains_on_the_trainer(tmp_path, monkeypatch):
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+def test_masked_lm_trains_on_the_trainer(tmp_path, known_peak):
     text = "the cat sat on the mat. the dog sat on the log. 고양이가 매트에 앉았다. " * 40
     vocab = sorted(set(text))
     ids = [4 + vocab.index(ch) for ch in text]  # 0..3: special ids, 2 the mask and 3 the [CLS]
@@ -125,7 +117,7 @@ def journey_corpus(path) -> None:
 
 
 @pytest.mark.slow
-def test_bert_journey_from_the_command_line(tmp_path, cli, monkeypatch):
+def test_bert_journey_from_the_command_line(tmp_path, cli, known_peak):
     """text → tokenizer train --encoder-tokens → data prepare → train --model bert → export-hf → transformers."""
     import json
 
@@ -134,7 +126,6 @@ def test_bert_journey_from_the_command_line(tmp_path, cli, monkeypatch):
 
     from lm2llm.tokenizer import load_tokenizer
 
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
     corpus = tmp_path / "corpus.jsonl"
     journey_corpus(corpus)
     tiny = ["--preset", "bert-tiny", "--json", "--set", "max_steps=6", "--set", "batch_size=4", "--set", "block_size=16",

@@ -6,20 +6,12 @@ import json
 import random
 
 import pytest
-import torch
 
 from lm2llm.classify.data import docstring_families, nsmc, read_labelled, stdlib_packages
 from lm2llm.classify.metrics import classification_report
 from lm2llm.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "known_peak")
 
 
 def test_metrics_equal_scikit_learn():
@@ -47,6 +39,10 @@ def test_labelled_files_and_their_errors(tmp_path):
     with pytest.raises(UserError) as info:
         read_labelled(bad)
     assert info.value.where.endswith("bad.jsonl:2")
+    array = tmp_path / "reviews.json"
+    array.write_text('[{"text": "좋아요", "label": "pos"},\n {"text": "별로", "label": "neg"}]', encoding="utf-8")
+    data = read_labelled(array)
+    assert data.texts == ["좋아요", "별로"] and data.names == ["neg", "pos"] and data.labels == [1, 0]
 
 
 def test_docstring_families_are_real_balanced_package_labels():

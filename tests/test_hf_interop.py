@@ -13,18 +13,12 @@ from lm2llm.models import build_model, load_model, save_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 from lm2llm.training.masking import ENCODER_TOKENS
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 transformers = pytest.importorskip("transformers")
 
 TEXTS = ["The quick brown fox jumps over the lazy dog. " * 3, "def add(a, b):\n    return a + b\n",
          "대한민국은 민주공화국이다. 모든 권력은 국민으로부터 나온다.", "Mixed 한국어 and English, 123!"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

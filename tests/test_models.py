@@ -11,6 +11,7 @@ import torch
 from lm2llm.errors import UserError
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.models.attention import causal_padding_mask, repeat_kv, sdpa_fast, sdpa_reference
+from lm2llm.models.padding import at_last_real_token, last_real_index
 
 VOCAB = 61
 TOL = 1e-5
@@ -134,6 +135,15 @@ def test_rnn_left_padding_leaves_state_untouched():
     assert torch.allclose(model(padded, attention_mask=mask)[0][:, 3:], model(ids)[0], atol=TOL)
 
 
+def test_last_real_token_of_left_and_right_padded_rows():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 0, 0, 0]])
+    assert last_real_index(mask).tolist() == [2, 4, 4, 1]
+    hidden = torch.arange(4 * 5 * 3, dtype=torch.float32).reshape(4, 5, 3)
+    picked = at_last_real_token(hidden, mask)
+    assert picked.shape == (4, 3)
+    assert torch.equal(picked, torch.stack([hidden[0, 2], hidden[1, 4], hidden[2, 4], hidden[3, 1]]))
+
+
 # --- decoders --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
@@ -145,6 +155,19 @@ def test_decoder_logits_equal_transformers(name):
     ids = torch.randint(0, VOCAB, (2, 13))
     with torch.no_grad():
         assert torch.allclose(model(ids)[0], to_hf(model)(ids).logits, atol=TOL)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_one_weight_name_table_serves_both_directions(name):
+    from lm2llm.models.hf_compat import decoder_weight_names, rename_from_hf, rename_to_hf
+
+    model = decoder(name)
+    names = decoder_weight_names(model.config)
+    ours = [n for entry in names for n in entry.ours]
+    assert sorted(ours) == sorted(k for k in model.state_dict() if k != "lm_head.weight")
+    sd = {k: v for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    back = rename_from_hf(rename_to_hf(sd, names), names)
+    assert back.keys() == sd.keys() and all(torch.equal(back[k], sd[k]) for k in sd)
 
 
 @pytest.mark.parametrize("name", list(DECODERS))
@@ -218,6 +241,25 @@ def test_save_load_round_trip(tmp_path, name):
     assert torch.equal(model(ids)[0], loaded(ids)[0])
     assert loaded.config == model.config
     assert not list(tmp_path.glob("m/.*.tmp"))
+
+
+def test_a_model_around_a_backbone_saves_and_loads_through_the_shared_helpers(tmp_path):
+    from lm2llm.models.io import load_weights, save_with_backbone, saved_backbone
+
+    backbone = decoder("gpt2")
+    backbone.lm_head = torch.nn.Identity()  # as a classifier does: nothing shared, so save_file stores it as is
+    wrapper = torch.nn.ModuleDict({"backbone": backbone, "head": torch.nn.Linear(32, 3)})
+    save_with_backbone(wrapper, backbone, tmp_path, "w.safetensors", "w.json", labels=["긍정", "부정", "중립"])
+    rebuilt, meta = saved_backbone(tmp_path, "w.json", "w.safetensors", hint="", extra=("labels",))
+    rebuilt.lm_head = torch.nn.Identity()
+    assert meta["labels"] == ["긍정", "부정", "중립"] and rebuilt.config == backbone.config
+    loaded = load_weights(torch.nn.ModuleDict({"backbone": rebuilt, "head": torch.nn.Linear(32, 3)}),
+                          tmp_path / "w.safetensors")
+    assert all(torch.equal(v, wrapper.state_dict()[k]) for k, v in loaded.state_dict().items())
+    with pytest.raises(UserError, match='"score": ...'):
+        saved_backbone(tmp_path, "w.json", "w.safetensors", hint="", extra=("score",))
+    with pytest.raises(UserError, match="do not match"):
+        load_weights(torch.nn.ModuleDict({"backbone": rebuilt}), tmp_path / "w.safetensors")
 
 
 def test_save_load_rnn(tmp_path):

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from lm2llm.runs import RunDir, atomic_open, atomic_save, atomic_write_json, atomic_write_text
+from lm2llm.runs import RunDir, atomic_dir, atomic_open, atomic_save, atomic_write_json, atomic_write_text
 
 
 class Crash(Exception):
@@ -41,6 +41,28 @@ def test_atomic_save_with_library_writer(tmp_path):
     assert not path.exists() and os.listdir(tmp_path) == []
     atomic_save(path, lambda p: p.write_bytes(b"ok"))
     assert path.read_bytes() == b"ok"
+
+
+def test_atomic_dir_is_complete_or_absent(tmp_path):
+    out = tmp_path / "runs" / "토크나이저"
+    with pytest.raises(Crash):
+        with atomic_dir(out) as build:
+            (build / "half.json").write_text("{")
+            raise Crash()
+    assert not out.exists() and os.listdir(tmp_path / "runs") == []
+    with atomic_dir(out) as build:
+        (build / "tokenizer.json").write_text("{}")
+    assert os.listdir(out) == ["tokenizer.json"] and os.listdir(tmp_path / "runs") == ["토크나이저"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir makes it, not mkdtemp's 0o700
+    with pytest.raises(OSError):  # an existing, non-empty directory is only replaced on request
+        with atomic_dir(out) as build:
+            (build / "other").write_text("x")
+    assert os.listdir(out) == ["tokenizer.json"] and os.listdir(tmp_path / "runs") == ["토크나이저"]
+    with atomic_dir(out, replace=True) as build:
+        (build / "other").write_text("x")
+    assert os.listdir(out) == ["other"]
 
 
 def test_run_dir_config_and_metrics(tmp_path):

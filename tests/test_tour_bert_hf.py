@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and far faster on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow
-def test_bert_vs_gpt_and_hugging_face_chapters(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+def test_bert_vs_gpt_and_hugging_face_chapters(cli, tmp_path, known_peak):
     result = cli("tour", "--quick", "--only", "2.2", "--only", "6.1", "--out", tmp_path, "--json")
     assert result.code == 0, result.err
     chapters = {c["id"]: c for c in json.loads(result.out)["chapters"]}

@@ -23,10 +23,7 @@ TINY = ["--set", "model.n_layer=1", "--set", "model.n_head=2", "--set", "model.d
         "--set", "log_every=1", "--set", "dtype=float32", "--set", "warmup_steps=2", "--set", "lr=1e-2",
         "--set", "threads=1"]  # one thread: tests share a busy machine
 
-
-@pytest.fixture(autouse=True)
-def known_peak(monkeypatch):
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+pytestmark = pytest.mark.usefixtures("known_peak")
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from lm2llm.training.optim import decay_groups
 from lm2llm.training.schedule import learning_rate
 from lm2llm.training.trainer import Trainer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "known_peak")
+
 TEXT = ("The quick brown fox jumps over the lazy dog. 다람쥐 헌 쳇바퀴에 타고파. " * 60)
 
 
@@ -44,21 +46,6 @@ class TinyLM(nn.Module):
         logits = self.head(x)
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return logits, loss
-
-
-@pytest.fixture(autouse=True)
-def known_peak(monkeypatch):
-    """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the loops are tiny, and tests share a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 Every stage writes into `runs/<name>/`: `config.json`, `metrics.jsonl` (append-only, one JSON object per
 line, flushed per record) and its artifacts. All whole-file writes go through `atomic_write*`: the data
 goes to a temporary file in the same directory, is fsynced, then renamed over the target, so a crash
-leaves either the old file or the new one, never a partial file.
+leaves either the old file or the new one, never a partial file. A whole directory is built the same way,
+under a temporary sibling name (`atomic_dir`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -22,11 +24,12 @@ from typing import IO, Any
 DEFAULT_RUNS_DIR = Path("runs")
 
 
-def _umask_mode() -> int:
-    """The mode a normally created file gets (0o666 less the umask); mkstemp alone would give 0o600."""
+def _umask_mode(requested: int = 0o666) -> int:
+    """The mode a normally created file (0o666) or directory (0o777) gets, less the umask; mkstemp and
+    mkdtemp alone would give 0o600 and 0o700."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return requested & ~mask
 
 
 def _temp_sibling(target: Path) -> Path:
@@ -113,6 +116,25 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path
     with _replacing(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a new temporary sibling directory of `path` to fill; when the block succeeds it is renamed to
+    `path`, otherwise deleted, so `path` is complete or absent. An existing `path` must be empty, unless
+    `replace` is set: then it is removed just before the rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(build, _umask_mode(0o777))
+    try:
+        yield build
+        if target.exists():
+            shutil.rmtree(target) if replace else target.rmdir()
+        os.replace(build, target)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -25,15 +25,13 @@ from lm2llm.align.losses import (
     sequence_logprobs,
 )
 from lm2llm.align.pairs import Batch, EncodedPair, both_sides, collate
-from lm2llm.align.ppo_math import last_real_index
+from lm2llm.models.padding import at_last_real_token
 
 
 def pair_scores(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw reward-model outputs at each side's last real token: (chosen, rejected), each (B,)."""
     ids, attention, _ = both_sides(batch)
-    values = model(ids, attention)
-    scores = values[torch.arange(ids.shape[0], device=ids.device), last_real_index(attention)]
-    return scores.chunk(2)
+    return at_last_real_token(model(ids, attention), attention).chunk(2)
 
 
 def pair_logprobs(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

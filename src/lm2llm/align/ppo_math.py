@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lm2llm.models.padding import last_real_index
+
 KL_ESTIMATORS = ("k1", "k3")
 
 
@@ -66,12 +68,6 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
         raise ValueError(f"KL estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")
     log_ratio = ref_logprobs - logprobs
     return -log_ratio if estimator == "k1" else log_ratio.exp() - 1 - log_ratio
-
-
-def last_real_index(mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last 1 in each row of a 0/1 mask, left- or right-padded (0 for an empty row)."""
-    positions = torch.arange(mask.shape[1], device=mask.device)
-    return (positions * mask.to(torch.long)).argmax(dim=1)
 
 
 def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl_coef: float) -> torch.Tensor:

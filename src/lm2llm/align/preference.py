@@ -1,7 +1,7 @@
 """Preference data: a prompt with a chosen and a rejected answer, the raw material of RLHF and DPO.
 
-Records are read from JSON Lines or from one JSON array (told apart by the first character, with the
-SFT data loader's readers, so every error names its file and line), in two shapes:
+Records are read from JSON Lines or from one JSON array (told apart by the first character, by
+`lm2llm.records`, so every error names its file and line), in two shapes:
 
 - a `{"prompt", "chosen", "rejected"}` record, where `prompt` is either plain text or
   a list of chat messages `[{"role": "system"|"user"|"assistant", "content": "..."}]` ending with a
@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lm2llm.errors import UserError
-from lm2llm.finetune.data import ROLES, RecordError, alpaca_to_messages
-from lm2llm.finetune.data import _json_array as json_array_records
-from lm2llm.finetune.data import _json_lines as json_line_records
+from lm2llm.finetune.data import ROLES, alpaca_to_messages
+from lm2llm.records import RecordError, read_records
 from lm2llm.runs import atomic_write_text
 
 Message = dict[str, str]
@@ -110,15 +109,8 @@ def read_preferences(path: str | Path) -> list[PreferencePair]:
     """Read JSONL or a JSON array (told apart by the first character, as SFT data is) of
     `{prompt, chosen, rejected}` or Alpaca `{instruction, input, chosen, rejected}` records."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("preference file not found", where=str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from exc
-    records = json_array_records(text, path) if text.lstrip().startswith("[") else json_line_records(text)
     pairs = []
-    for line, record in records:
+    for line, record in read_records(path, "preference file"):
         where = f"{path}:{line}"
         if isinstance(record, RecordError):
             raise UserError(str(record), where=where)

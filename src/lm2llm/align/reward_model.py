@@ -15,19 +15,16 @@ from the reward model").
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from torch import nn
 
-from lm2llm.align.ppo_math import last_real_index
 from lm2llm.errors import UserError
-from lm2llm.models import Transformer, config_for, family_of
-from lm2llm.models.factory import model_from_config
-from lm2llm.runs import atomic_save, atomic_write_json, read_json
+from lm2llm.models import Transformer, family_of
+from lm2llm.models.io import load_weights, save_with_backbone, saved_backbone
+from lm2llm.models.padding import at_last_real_token
 
 WEIGHTS = "reward_model.safetensors"
 CONFIG = "reward_model_config.json"
@@ -62,9 +59,7 @@ class RewardModel(nn.Module):
 
     def score(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Normalised reward of each sequence, read at its last real token: (batch,)."""
-        raw = self(ids, attention_mask)
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        return self.gain * raw[rows, last_real_index(attention_mask)] + self.bias
+        return self.gain * at_last_real_token(self(ids, attention_mask), attention_mask) + self.bias
 
     @torch.no_grad()
     def normalise(self, reference_scores: torch.Tensor) -> None:
@@ -78,25 +73,10 @@ class RewardModel(nn.Module):
 
 def save_reward_model(model: RewardModel, directory: str | os.PathLike) -> Path:
     """`reward_model.safetensors` (backbone, head, normalisation) + `reward_model_config.json`."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    atomic_save(out / WEIGHTS, lambda tmp: safetensors.torch.save_file(tensors, str(tmp)))
-    atomic_write_json(out / CONFIG, {"family": family_of(model.backbone),
-                                     "config": dataclasses.asdict(model.backbone.config)})
-    return out
+    return save_with_backbone(model, model.backbone, directory, WEIGHTS, CONFIG)
 
 
 def load_reward_model(directory: str | os.PathLike, device: str | torch.device = "cpu") -> RewardModel:
     src = Path(directory)
-    meta = read_json(src / CONFIG)
-    if not isinstance(meta, dict) or "family" not in meta or not isinstance(meta.get("config"), dict):
-        raise UserError('expected {"family": ..., "config": {...}}', where=str(src / CONFIG))
-    if not (src / WEIGHTS).is_file():
-        raise UserError("file not found", where=str(src / WEIGHTS), hint="train one with `lm2llm reward`")
-    model = RewardModel(model_from_config(config_for(meta["family"], **meta["config"])))
-    try:
-        model.load_state_dict(safetensors.torch.load_file(str(src / WEIGHTS)), strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"weights do not match the config: {str(exc).splitlines()[0]}", where=str(src / WEIGHTS)) from exc
-    return model.to(device)
+    backbone, _ = saved_backbone(src, CONFIG, WEIGHTS, hint="train one with `lm2llm reward`")
+    return load_weights(RewardModel(backbone), src / WEIGHTS, device)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,9 +41,9 @@ from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.errors import UserError
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, atomic_dir
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.training import Trainer, build_config
+from lm2llm.training import TrainConfig, Trainer, build_config
 
 
 @dataclass
@@ -65,26 +64,28 @@ class PreferenceData:
 
 
 @dataclass
-class RewardStageConfig:
+class PairStageConfig:
+    """What the stages that train on pairs (reward, DPO) share: the SFT run they start from, the run they
+    write, the pairs and the optimiser budget. Each adds its loss settings, then its seed."""
+
     sft: str
     out: str
     pairs: PreferenceData = field(default_factory=PreferenceData)
     steps: int = 200
     lr: float = 1e-4
     batch_size: int = 16
+
+
+@dataclass
+class RewardStageConfig(PairStageConfig):
     margin: float = 0.0
     reference_samples: int = 64  # SFT answers scored to normalise the reward to mean 0, std 1
     seed: int = 0
 
 
 @dataclass
-class DPOStageConfig:
-    sft: str
-    out: str
-    pairs: PreferenceData = field(default_factory=PreferenceData)
-    steps: int = 200
-    lr: float = 1e-5
-    batch_size: int = 16
+class DPOStageConfig(PairStageConfig):
+    lr: float = 1e-5  # a policy moves less than a fresh reward head
     beta: float = 0.1
     loss_type: str = "sigmoid"
     seed: int = 0
@@ -119,11 +120,12 @@ def unique_prompts(pairs: list[PreferencePair]) -> list[list[Message]]:
     return prompts
 
 
-def _trainer_config(steps: int, lr: float, batch_size: int, seed: int):
+def _trainer_config(cfg: RewardStageConfig | DPOStageConfig) -> TrainConfig:
+    steps, lr = cfg.steps, cfg.lr
     return build_config(overrides={
         "max_steps": steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": max(1, min(20, steps // 10)),
-        "batch_size": batch_size, "eval_every": max(1, steps // 4), "log_every": max(1, steps // 20),
-        "seed": seed, "progress": False, "weight_decay": 0.0,
+        "batch_size": cfg.batch_size, "eval_every": max(1, steps // 4), "log_every": max(1, steps // 20),
+        "seed": cfg.seed, "progress": False, "weight_decay": 0.0,
     })
 
 
@@ -139,17 +141,10 @@ def _encode(tokenizer, train: list[PreferencePair], held: list[PreferencePair], 
 def staging_run(out: str | Path) -> Iterator[RunDir]:
     """A run directory built under a temporary sibling name and renamed into place only when complete;
     on failure the partial directory is removed, so `out` never holds half a run."""
-    out = Path(out)
-    if out.exists():
+    if Path(out).exists():
         raise UserError("the output directory already exists", where=str(out), hint="choose another --out")
-    tmp = out.parent / f".{out.name}.building"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        yield RunDir.create(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        yield RunDir(tmp)
 
 
 def train_reward(cfg: RewardStageConfig) -> tuple[dict[str, float], RunDir]:
@@ -165,8 +160,8 @@ def train_reward(cfg: RewardStageConfig) -> tuple[dict[str, float], RunDir]:
         data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.batch_size, seed=cfg.seed,
                                  block_size=context)
         before = evaluate_reward_model(model, data.eval_set(), cfg.margin)
-        Trainer(model, RewardObjective(cfg.margin), data, _trainer_config(cfg.steps, cfg.lr, cfg.batch_size, cfg.seed),
-                run=run, write_weights=save_reward_model).fit()
+        Trainer(model, RewardObjective(cfg.margin), data, _trainer_config(cfg), run=run,
+                write_weights=save_reward_model).fit()
         after = evaluate_reward_model(model, data.eval_set(), cfg.margin)
         # normalise on answers the SFT model itself gives to held-out prompts: the distribution PPO starts from
         prompts = [prompt_ids(tokenizer, m) for m in unique_prompts(held_pairs)][:cfg.reference_samples]
@@ -197,8 +192,7 @@ def train_dpo(cfg: DPOStageConfig) -> tuple[dict[str, float], RunDir]:
                                  block_size=context, extra_train=reference_logprobs(policy, train, tokenizer.pad_id),
                                  extra_held_out=reference_logprobs(policy, held, tokenizer.pad_id))
         before = evaluate_dpo(policy, data.eval_set(), objective)
-        Trainer(policy, objective, data, _trainer_config(cfg.steps, cfg.lr, cfg.batch_size, cfg.seed),
-                run=run, write_weights=save_model).fit()
+        Trainer(policy, objective, data, _trainer_config(cfg), run=run, write_weights=save_model).fit()
         after = evaluate_dpo(policy, data.eval_set(), objective)
         metrics = {"held_out_loss_before": before["loss"],
                    **{f"held_out_{k}": v for k, v in after.items() if k != "pairs"}, **counts}

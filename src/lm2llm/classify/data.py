@@ -10,7 +10,6 @@ Built-in sets:
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import torch
 from lm2llm.data.clean import clean_text
 from lm2llm.data.embedded import stdlib_dir
 from lm2llm.errors import UserError
+from lm2llm.records import RecordError, parse_records, read_text_file
 from lm2llm.training.objectives import Batch
 
 
@@ -76,14 +76,10 @@ def from_pairs(pairs: Sequence[tuple[str, str]], where: str) -> LabelledSet:
 
 
 def read_labelled(path: str | Path, text_column: str = "text", label_column: str = "label") -> LabelledSet:
-    """Rows of a .csv/.tsv (header row) or .jsonl file with a text and a label column; empty texts skipped."""
+    """Rows of a .csv/.tsv (header row) or a .jsonl/.json (JSON Lines or one JSON array) file with a text and
+    a label column; empty texts skipped."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("file not found", where=str(path))
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 (byte {exc.start})", where=str(path)) from exc
+    content = read_text_file(path)
     suffix = path.suffix.lower()
     pairs: list[tuple[str, str]] = []
     if suffix in (".csv", ".tsv"):
@@ -99,20 +95,16 @@ def read_labelled(path: str | Path, text_column: str = "text", label_column: str
                 raise UserError("row has too few fields", where=f"{path}:{rows.line_num}")
             if text.strip():
                 pairs.append((text, label.strip()))
-    elif suffix == ".jsonl":
-        for number, line in enumerate(content.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"malformed JSON: {exc.msg}", where=f"{path}:{number}") from exc
+    elif suffix in (".jsonl", ".json"):
+        for line, record in parse_records(content, path):
+            if isinstance(record, RecordError):
+                raise UserError(str(record), where=f"{path}:{line}")
             if not isinstance(record, dict) or text_column not in record or label_column not in record:
-                raise UserError(f"record needs {text_column!r} and {label_column!r}", where=f"{path}:{number}")
+                raise UserError(f"record needs {text_column!r} and {label_column!r}", where=f"{path}:{line}")
             if str(record[text_column]).strip():
                 pairs.append((str(record[text_column]), str(record[label_column])))
     else:
-        raise UserError(f"unsupported file type {suffix!r}", where=str(path), hint="use .csv, .tsv or .jsonl")
+        raise UserError(f"unsupported file type {suffix!r}", where=str(path), hint="use .csv, .tsv, .jsonl or .json")
     return from_pairs(pairs, str(path))
 
 

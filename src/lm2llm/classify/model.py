@@ -11,19 +11,16 @@ Saved as `model.safetensors` (backbone + head) and `classifier_config.json` = {"
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from torch import nn
 
-from lm2llm.align.ppo_math import last_real_index
 from lm2llm.errors import UserError
-from lm2llm.models import Bert, Transformer, config_for, family_of
-from lm2llm.models.factory import model_from_config
-from lm2llm.runs import atomic_save, atomic_write_json, read_json
+from lm2llm.models import Bert, Transformer, family_of
+from lm2llm.models.io import load_weights, save_with_backbone, saved_backbone
+from lm2llm.models.padding import at_last_real_token
 
 WEIGHTS = "model.safetensors"
 CONFIG = "classifier_config.json"
@@ -65,8 +62,7 @@ class SequenceClassifier(nn.Module):
         if isinstance(self.backbone, Bert):
             return self.backbone.pooled(ids, attention_mask)
         hidden, _ = self.backbone(ids, attention_mask=attention_mask)
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        return hidden[rows, last_real_index(attention_mask)]
+        return at_last_real_token(hidden, attention_mask)
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits (B, n_labels)."""
@@ -75,13 +71,7 @@ class SequenceClassifier(nn.Module):
 
 
 def save_classifier(model: SequenceClassifier, directory: str | os.PathLike) -> Path:
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    atomic_save(out / WEIGHTS, lambda tmp: safetensors.torch.save_file(tensors, str(tmp)))
-    atomic_write_json(out / CONFIG, {"family": model.family, "config": dataclasses.asdict(model.config),
-                                     "labels": model.labels})
-    return out
+    return save_with_backbone(model, model.backbone, directory, WEIGHTS, CONFIG, labels=model.labels)
 
 
 def is_classifier_dir(directory: str | os.PathLike) -> bool:
@@ -90,14 +80,6 @@ def is_classifier_dir(directory: str | os.PathLike) -> bool:
 
 def load_classifier(directory: str | os.PathLike, device: str | torch.device = "cpu") -> SequenceClassifier:
     src = Path(directory)
-    meta = read_json(src / CONFIG)
-    if not isinstance(meta, dict) or not {"family", "config", "labels"} <= meta.keys():
-        raise UserError('expected {"family": ..., "config": {...}, "labels": [...]}', where=str(src / CONFIG))
-    if not (src / WEIGHTS).is_file():
-        raise UserError("file not found", where=str(src / WEIGHTS), hint="train one with `lm2llm classify train`")
-    model = SequenceClassifier(model_from_config(config_for(meta["family"], **meta["config"])), meta["labels"])
-    try:
-        model.load_state_dict(safetensors.torch.load_file(str(src / WEIGHTS)), strict=True)
-    except RuntimeError as exc:
-        raise UserError(f"weights do not match the config: {str(exc).splitlines()[0]}", where=str(src / WEIGHTS)) from exc
-    return model.to(device).eval()
+    backbone, meta = saved_backbone(src, CONFIG, WEIGHTS, hint="train one with `lm2llm classify train`",
+                                    extra=("labels",))
+    return load_weights(SequenceClassifier(backbone, meta["labels"]), src / WEIGHTS, device).eval()

@@ -8,7 +8,7 @@ import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 
-DATA_HELP = ".csv/.tsv (header row) or .jsonl with a text and a label column; default: stdlib docstrings by package."
+DATA_HELP = ".csv/.tsv (header row) or .jsonl/.json (JSON Lines or a JSON array) with a text and a label column; default: stdlib docstrings by package."
 
 
 def _print_report(title: str, report: dict) -> None:

@@ -8,16 +8,14 @@ import typer
 
 from lm2llm.cli.output import JSON_OPTION, print_json, print_table
 from lm2llm.errors import UserError
+from lm2llm.records import read_text_file
 
 
 def read_lines(text: str) -> list[str]:
     """A file (one sentence per line, KenLM's convention) or a registered corpus (its documents' lines)."""
     path = Path(text)
     if path.is_file():
-        try:
-            return path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from None
+        return read_text_file(path).splitlines()
     from lm2llm.data import load_documents
 
     return [line for doc in load_documents(text) for line in doc.splitlines()]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -12,7 +9,8 @@ import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 from lm2llm.errors import UserError
-from lm2llm.runs import atomic_write_json
+from lm2llm.records import read_text_file
+from lm2llm.runs import atomic_dir, atomic_write_json
 
 IMPL_OPTION = typer.Option("fast", "--impl", help="fast (HF tokenizers) or scratch (lm2llm's own BPE); same ids.")
 SOURCE_HELP = "A registered corpus (python-docs, korean-law, ...) or a local text file/folder; repeatable."
@@ -66,17 +64,9 @@ def register(app: typer.Typer) -> None:
             "chars": sum(map(len, texts)), "train_seconds": round(seconds, 3),
         }
         # Build under a temporary name, then rename: readers never see a half-written tokenizer.
-        out.parent.mkdir(parents=True, exist_ok=True)
-        building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with atomic_dir(out) as building:
             tokenizer.save(building)
             atomic_write_json(building / "training.json", info)
-            if out.exists():
-                out.rmdir()
-            os.replace(building, out)
-        except BaseException:
-            shutil.rmtree(building, ignore_errors=True)
-            raise
         if json_out:
             print_json(info)
         else:
@@ -96,12 +86,7 @@ def register(app: typer.Typer) -> None:
         if (text is None) == (file is None):
             raise UserError("give either TEXT or --file", where="encode")
         if file is not None:
-            if not file.is_file():
-                raise UserError("file not found", where=str(file))
-            try:
-                text = file.read_text(encoding="utf-8")
-            except UnicodeDecodeError as exc:
-                raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(file)) from exc
+            text = read_text_file(file)
         tokenizer = load_tokenizer(directory, impl=impl)
         ids = tokenizer.encode(text)
         if json_out:

@@ -2,33 +2,24 @@
 
 Every record becomes one conversation, a list of `{"role", "content"}` messages with roles `system`,
 `user` and `assistant`, the shape a chat template renders. A file is either JSON Lines (one record per
-line) or one JSON array of records (the layout of the public Alpaca-style files); which one is read from
-the first character, not the extension. A malformed record stops the load with its file, line and field,
-unless the caller asks to skip it: silently dropping data is how a fine-tune quietly goes wrong.
+line) or one JSON array of records (the layout of the public Alpaca-style files), read by `lm2llm.records`.
+A malformed record stops the load with its file, line and field, unless the caller asks to skip it:
+silently dropping data is how a fine-tune quietly goes wrong.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lm2llm.errors import UserError
+from lm2llm.records import RecordError, read_records
 
 Message = dict[str, str]
 Conversation = list[Message]
 
 ROLES = ("system", "user", "assistant")
-
-
-class RecordError(ValueError):
-    """What is wrong with one record; `field` names the offending field."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass
@@ -96,54 +87,6 @@ def record_to_messages(record: Any) -> Conversation:
     raise RecordError("needs either 'messages' or the Alpaca fields 'instruction' and 'output'")
 
 
-def _json_lines(text: str) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed record) per non-blank line; a line that is not JSON yields its RecordError."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, RecordError(f"invalid JSON at column {exc.colno}: {exc.msg}")
-
-
-def _json_array(text: str, path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number where the element starts, element) for each element of a top-level JSON array.
-
-    Decoding element by element keeps the line of every record, so a bad record is reported where a
-    person can find it. A syntax error cannot be skipped: nothing after it can be trusted.
-    """
-    decoder = json.JSONDecoder()
-
-    def skip_space(pos: int) -> int:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        return pos
-
-    def fail(pos: int, message: str) -> UserError:
-        line = text.count("\n", 0, pos) + 1
-        return UserError(message, where=f"{path}:{line}", hint="the file is a JSON array; fix its syntax")
-
-    pos = skip_space(text.index("[") + 1)
-    if pos < len(text) and text[pos] == "]":
-        return
-    while True:
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise fail(exc.pos, f"invalid JSON: {exc.msg}") from exc
-        yield text.count("\n", 0, pos) + 1, value
-        pos = skip_space(end)
-        if pos < len(text) and text[pos] == ",":
-            pos = skip_space(pos + 1)
-        elif pos < len(text) and text[pos] == "]":
-            if skip_space(pos + 1) != len(text):
-                raise fail(pos + 1, "unexpected text after the closing ']'")
-            return
-        else:
-            raise fail(pos, "expected ',' or ']' between records")
-
-
 def load_instructions(path: str | Path, *, skip_invalid: bool = False) -> InstructionData:
     """Read a JSONL or JSON-array instruction file into conversations.
 
@@ -151,15 +94,8 @@ def load_instructions(path: str | Path, *, skip_invalid: bool = False) -> Instru
     counted in `skipped` instead. A file with no usable record is always an error.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError("instruction file not found", where=str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(path)) from exc
-    records = _json_array(text, path) if text.lstrip().startswith("[") else _json_lines(text)
     data = InstructionData(conversations=[])
-    for line, record in records:
+    for line, record in read_records(path, "instruction file"):
         try:
             if isinstance(record, RecordError):
                 raise record

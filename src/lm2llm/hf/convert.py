@@ -1,8 +1,9 @@
 """Weights and configs between our models and transformers', in both directions.
 
-The decoders' export side lives in `lm2llm.models.hf_compat` (GPT-2's fused, transposed Conv1D weights,
-LLaMA's renames); this module adds BERT (a pure rename, both ways), the reverse mapping for the
-decoders, and the sequence-classification heads. transformers is imported lazily: it is optional.
+The decoders' name table (GPT-2's fused, transposed Conv1D weights, LLaMA's renames) lives in
+`lm2llm.models.hf_compat` and serves both directions; this module adds BERT (a pure rename, both ways),
+the decoders' import side, and the sequence-classification heads. transformers is imported lazily: it is
+optional.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import torch
 
 from lm2llm.classify.model import SequenceClassifier
 from lm2llm.errors import UserError
-from lm2llm.models import Bert, BertConfig, Transformer, TransformerConfig, config_for
-from lm2llm.models.hf_compat import hf_config, hf_kind, to_hf_state_dict
+from lm2llm.models import Bert, BertConfig, TransformerConfig, config_for
+from lm2llm.models.hf_compat import decoder_weight_names, hf_config, rename_from_hf, rename_to_hf
 
 
 def bert_names(config: BertConfig, prefix: str = "bert.") -> list[tuple[str, str]]:
@@ -103,19 +104,8 @@ def classifier_to_hf(model: SequenceClassifier) -> dict[str, torch.Tensor]:
     if isinstance(model.backbone, Bert):
         return {**bert_to_hf(model.backbone, mlm_head=False), "classifier.weight": model.head.weight.detach(),
                 "classifier.bias": model.head.bias.detach()}
-    decoder = {k: v for k, v in _decoder_to_hf_body(model.backbone).items() if k != "lm_head.weight"}
-    return {**decoder, "score.weight": model.head.weight.detach()}
-
-
-def _decoder_to_hf_body(backbone: Transformer) -> dict[str, torch.Tensor]:
-    """hf_compat's mapping needs an LM head; a classifier's backbone has none, so lend it the embedding."""
-    head = backbone.lm_head
-    backbone.lm_head = torch.nn.Linear(backbone.config.d_model, backbone.config.vocab_size, bias=False)
-    backbone.lm_head.weight = backbone.tok_emb.weight
-    try:
-        return to_hf_state_dict(backbone)
-    finally:
-        backbone.lm_head = head
+    backbone = {k: v.detach() for k, v in model.backbone.state_dict().items()}
+    return {**rename_to_hf(backbone, decoder_weight_names(model.config)), "score.weight": model.head.weight.detach()}
 
 
 # -- weights: transformers → ours -------------------------------------------------------------------------
@@ -135,38 +125,9 @@ def bert_from_hf(sd: dict[str, torch.Tensor], config: BertConfig, prefix: str = 
 
 def decoder_from_hf(sd: dict[str, torch.Tensor], config: TransformerConfig) -> dict[str, torch.Tensor]:
     """Our decoder's weights from a GPT-2 or LLaMA state dict (the inverse of hf_compat.to_hf_state_dict)."""
-    out: dict[str, torch.Tensor] = {}
-    if hf_kind(config) == "gpt2":
-        out["tok_emb.weight"] = sd["transformer.wte.weight"]
-        out["pos_emb.table.weight"] = sd["transformer.wpe.weight"]
-        for i in range(config.n_layer):
-            b, h = f"blocks.{i}.", f"transformer.h.{i}."
-            q, k, v = sd[h + "attn.c_attn.weight"].t().chunk(3, dim=0)
-            qb, kb, vb = sd[h + "attn.c_attn.bias"].chunk(3)
-            for p, w, bias in (("q", q, qb), ("k", k, kb), ("v", v, vb)):
-                out[f"{b}attn.{p}_proj.weight"], out[f"{b}attn.{p}_proj.bias"] = w.contiguous(), bias
-            for ours, theirs in (("attn.out_proj", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
-                out[f"{b}{ours}.weight"] = sd[f"{h}{theirs}.weight"].t().contiguous()
-                out[f"{b}{ours}.bias"] = sd[f"{h}{theirs}.bias"]
-            for ours, theirs in (("norm_attn", "ln_1"), ("norm_mlp", "ln_2")):
-                out[f"{b}{ours}.weight"], out[f"{b}{ours}.bias"] = sd[f"{h}{theirs}.weight"], sd[f"{h}{theirs}.bias"]
-        out["norm_f.weight"], out["norm_f.bias"] = sd["transformer.ln_f.weight"], sd["transformer.ln_f.bias"]
-        if "lm_head.weight" in sd or config.tie_embeddings:
-            out["lm_head.weight"] = sd.get("lm_head.weight", sd["transformer.wte.weight"])
-        return out
-    out["tok_emb.weight"] = sd["model.embed_tokens.weight"]
-    for i in range(config.n_layer):
-        b, h = f"blocks.{i}.", f"model.layers.{i}."
-        for p in "qkv":
-            out[f"{b}attn.{p}_proj.weight"] = sd[f"{h}self_attn.{p}_proj.weight"]
-        out[b + "attn.out_proj.weight"] = sd[h + "self_attn.o_proj.weight"]
-        for p in ("gate", "up", "down"):
-            out[f"{b}mlp.{p}.weight"] = sd[f"{h}mlp.{p}_proj.weight"]
-        out[b + "norm_attn.weight"] = sd[h + "input_layernorm.weight"]
-        out[b + "norm_mlp.weight"] = sd[h + "post_attention_layernorm.weight"]
-    out["norm_f.weight"] = sd["model.norm.weight"]
+    out = rename_from_hf(sd, decoder_weight_names(config))
     if "lm_head.weight" in sd or config.tie_embeddings:
-        out["lm_head.weight"] = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
+        out["lm_head.weight"] = sd.get("lm_head.weight", out["tok_emb.weight"])
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,19 @@ from lm2llm.hf.convert import bert_hf_config, bert_to_hf, classifier_to_hf, hf_d
 from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.models import Bert, load_model
 from lm2llm.models.hf_compat import hf_kind, to_hf_state_dict
-from lm2llm.runs import read_json
+from lm2llm.runs import atomic_dir, read_json
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 # buffers transformers recomputes, never stored as weights
 NON_WEIGHTS = ("inv_freq", "attn.bias", "masked_bias", "position_ids")
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> list[str]:
+    """Copy the tokenizer files `src` has into `dst`; returns their names."""
+    copied = [name for name in TOKENIZER_FILES if (src / name).is_file()]
+    for name in copied:
+        shutil.copyfile(src / name, dst / name)
+    return copied
 
 
 def special_token_ids(run: Path) -> dict[str, int]:
@@ -94,22 +101,9 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]
         raise UserError("the output directory exists and is not empty", where=str(out), hint="choose a new --out")
     model = load_classifier(run) if is_classifier_dir(run) else load_model(run)
     token_ids = special_token_ids(run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        with quiet_transformers():
-            hf = to_transformers(model, token_ids)
-            hf.save_pretrained(tmp, safe_serialization=True)
-        copied = []
-        for name in TOKENIZER_FILES:
-            if (run / name).is_file():
-                shutil.copyfile(run / name, tmp / name)
-                copied.append(name)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with quiet_transformers(), atomic_dir(out) as tmp:
+        hf = to_transformers(model, token_ids)
+        hf.save_pretrained(tmp, safe_serialization=True)
+        copied = copy_tokenizer_files(run, tmp)
     return {"out": str(out), "architecture": type(hf).__name__, "num_params": sum(p.numel() for p in hf.parameters()),
             "tokenizer_files": copied, "files": sorted(p.name for p in out.iterdir())}

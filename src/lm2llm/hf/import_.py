@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,10 @@ from torch import nn
 from lm2llm.classify.model import SequenceClassifier, save_classifier
 from lm2llm.errors import UserError
 from lm2llm.hf.convert import MLM_HEAD_NAMES, bert_from_hf, config_from_hf, decoder_from_hf
-from lm2llm.hf.export import TOKENIZER_FILES
+from lm2llm.hf.export import copy_tokenizer_files
 from lm2llm.models import save_model
 from lm2llm.models.factory import model_from_config
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, atomic_dir
 
 
 def read_hf_config(directory: Path) -> Any:
@@ -98,24 +96,14 @@ def import_dir(directory: str | os.PathLike, out: str | os.PathLike) -> dict[str
     if out.exists() and any(out.iterdir()):
         raise UserError("the output directory exists and is not empty", where=str(out), hint="choose a new --out")
     model, missing, hf = load_hf_dir(src)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     summary = {"stage": "import-hf", "source": str(src.resolve()), "architecture": (hf.architectures or [""])[0],
                "family": model.family if isinstance(model, SequenceClassifier) else hf.model_type,
                "num_params": sum(p.numel() for p in model.parameters()), "freshly_initialised": missing}
-    try:
+    with atomic_dir(out) as tmp:
         if isinstance(model, SequenceClassifier):
             save_classifier(model, tmp)
         else:
             save_model(model, tmp)
-        for name in TOKENIZER_FILES:
-            if (src / name).is_file():
-                shutil.copyfile(src / name, tmp / name)
+        copy_tokenizer_files(src, tmp)
         RunDir(tmp).write_config(summary)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), **summary}

@@ -8,7 +8,7 @@ optional dependency.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -56,43 +56,80 @@ def hf_model_class(config: TransformerConfig) -> Any:
     return transformers.GPT2LMHeadModel if hf_kind(config) == "gpt2" else transformers.LlamaForCausalLM
 
 
-def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
-    """Our weights under transformers' names (GPT-2's Conv1D stores weights transposed: (in, out))."""
-    sd = {k: v.detach() for k, v in model.state_dict().items()}
-    out: dict[str, torch.Tensor] = {}
-    if hf_kind(model.config) == "gpt2":
-        out["transformer.wte.weight"] = sd["tok_emb.weight"]
-        out["transformer.wpe.weight"] = sd["pos_emb.table.weight"]
-        for i in range(model.config.n_layer):
+class WeightName(NamedTuple):
+    """One weight under both names, the single table both directions of the conversion read.
+
+    `ours` holds several names where transformers stores one fused tensor (GPT-2's `c_attn` is q, k and v
+    stacked on the output axis); `transposed` marks GPT-2's Conv1D, which stores (in, out) where
+    `nn.Linear` stores (out, in).
+    """
+
+    ours: tuple[str, ...]
+    theirs: str
+    transposed: bool = False
+
+
+def decoder_weight_names(config: TransformerConfig) -> list[WeightName]:
+    """Every decoder weight but the LM head (tied or absent in some checkpoints: each direction decides)."""
+    names: list[WeightName] = []
+
+    def add(ours: str | tuple[str, ...], theirs: str, transposed: bool = False) -> None:
+        names.append(WeightName((ours,) if isinstance(ours, str) else ours, theirs, transposed))
+
+    if hf_kind(config) == "gpt2":
+        add("tok_emb.weight", "transformer.wte.weight")
+        add("pos_emb.table.weight", "transformer.wpe.weight")
+        for i in range(config.n_layer):
             b, h = f"blocks.{i}.", f"transformer.h.{i}."
-            qkv = [sd[f"{b}attn.{p}_proj.weight"] for p in "qkv"]
-            out[h + "attn.c_attn.weight"] = torch.cat(qkv, dim=0).t().contiguous()
-            out[h + "attn.c_attn.bias"] = torch.cat([sd[f"{b}attn.{p}_proj.bias"] for p in "qkv"])
-            out[h + "attn.c_proj.weight"] = sd[b + "attn.out_proj.weight"].t().contiguous()
-            out[h + "attn.c_proj.bias"] = sd[b + "attn.out_proj.bias"]
-            out[h + "mlp.c_fc.weight"] = sd[b + "mlp.up.weight"].t().contiguous()
-            out[h + "mlp.c_fc.bias"] = sd[b + "mlp.up.bias"]
-            out[h + "mlp.c_proj.weight"] = sd[b + "mlp.down.weight"].t().contiguous()
-            out[h + "mlp.c_proj.bias"] = sd[b + "mlp.down.bias"]
+            add(tuple(f"{b}attn.{p}_proj.weight" for p in "qkv"), h + "attn.c_attn.weight", transposed=True)
+            add(tuple(f"{b}attn.{p}_proj.bias" for p in "qkv"), h + "attn.c_attn.bias")
+            for ours, theirs in (("attn.out_proj", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")):
+                add(f"{b}{ours}.weight", f"{h}{theirs}.weight", transposed=True)
+                add(f"{b}{ours}.bias", f"{h}{theirs}.bias")
             for ours, theirs in (("norm_attn", "ln_1"), ("norm_mlp", "ln_2")):
-                out[f"{h}{theirs}.weight"] = sd[f"{b}{ours}.weight"]
-                out[f"{h}{theirs}.bias"] = sd[f"{b}{ours}.bias"]
-        out["transformer.ln_f.weight"] = sd["norm_f.weight"]
-        out["transformer.ln_f.bias"] = sd["norm_f.bias"]
-        out["lm_head.weight"] = sd["tok_emb.weight"]
-        return out
-    out["model.embed_tokens.weight"] = sd["tok_emb.weight"]
-    for i in range(model.config.n_layer):
+                add(f"{b}{ours}.weight", f"{h}{theirs}.weight")
+                add(f"{b}{ours}.bias", f"{h}{theirs}.bias")
+        add("norm_f.weight", "transformer.ln_f.weight")
+        add("norm_f.bias", "transformer.ln_f.bias")
+        return names
+    add("tok_emb.weight", "model.embed_tokens.weight")
+    for i in range(config.n_layer):
         b, h = f"blocks.{i}.", f"model.layers.{i}."
         for p in "qkv":
-            out[f"{h}self_attn.{p}_proj.weight"] = sd[f"{b}attn.{p}_proj.weight"]
-        out[h + "self_attn.o_proj.weight"] = sd[b + "attn.out_proj.weight"]
+            add(f"{b}attn.{p}_proj.weight", f"{h}self_attn.{p}_proj.weight")
+        add(b + "attn.out_proj.weight", h + "self_attn.o_proj.weight")
         for p in ("gate", "up", "down"):
-            out[f"{h}mlp.{p}_proj.weight"] = sd[f"{b}mlp.{p}.weight"]
-        out[h + "input_layernorm.weight"] = sd[b + "norm_attn.weight"]
-        out[h + "post_attention_layernorm.weight"] = sd[b + "norm_mlp.weight"]
-    out["model.norm.weight"] = sd["norm_f.weight"]
-    out["lm_head.weight"] = sd["lm_head.weight"]
+            add(f"{b}mlp.{p}.weight", f"{h}mlp.{p}_proj.weight")
+        add(b + "norm_attn.weight", h + "input_layernorm.weight")
+        add(b + "norm_mlp.weight", h + "post_attention_layernorm.weight")
+    add("norm_f.weight", "model.norm.weight")
+    return names
+
+
+def rename_to_hf(sd: dict[str, torch.Tensor], names: list[WeightName]) -> dict[str, torch.Tensor]:
+    """Our state dict under transformers' names: fused weights concatenated, Conv1D weights transposed."""
+    out = {}
+    for name in names:
+        weight = sd[name.ours[0]] if len(name.ours) == 1 else torch.cat([sd[n] for n in name.ours], dim=0)
+        out[name.theirs] = weight.t().contiguous() if name.transposed else weight
+    return out
+
+
+def rename_from_hf(sd: dict[str, torch.Tensor], names: list[WeightName]) -> dict[str, torch.Tensor]:
+    """The inverse of `rename_to_hf`: transformers' tensors split and transposed back under our names."""
+    out = {}
+    for name in names:
+        weight = sd[name.theirs].t() if name.transposed else sd[name.theirs]
+        for ours, part in zip(name.ours, weight.chunk(len(name.ours)), strict=True):
+            out[ours] = part.contiguous()
+    return out
+
+
+def to_hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
+    """Our weights under transformers' names, the LM head included (GPT-2's is always the tied embedding)."""
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    out = rename_to_hf(sd, decoder_weight_names(model.config))
+    out["lm_head.weight"] = sd["tok_emb.weight" if hf_kind(model.config) == "gpt2" else "lm_head.weight"]
     return out
 
 

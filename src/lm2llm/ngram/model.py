@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from lm2llm.ngram.counts import MAX_ORDER, NgramCounts
 from lm2llm.ngram.estimators.counting import AdditiveModel, StupidBackoffModel
 from lm2llm.ngram.estimators.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
 from lm2llm.ngram.vocab import BOS_ID, EOS_ID, UNK_ID, Vocabulary, check_kind, detokenize, tokenize
-from lm2llm.runs import atomic_write_json, read_json
+from lm2llm.runs import atomic_dir, atomic_write_json, read_json
 
 ESTIMATORS = ("kneser-ney", "mle", "add-k", "stupid-backoff")
 LanguageModel = BackoffModel | AdditiveModel | StupidBackoffModel
@@ -164,9 +162,7 @@ ARPA_FILE, COUNTS_FILE, VOCAB_FILE, CONFIG_FILE = "model.arpa", "counts.npz", "v
 def save(model: NgramModel, directory: str | os.PathLike) -> Path:
     """Write `config.json` and `model.arpa` (Kneser-Ney) or `counts.npz` + `vocab.json` (the others)."""
     target = Path(directory)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target, replace=True) as build:
         atomic_write_json(build / CONFIG_FILE, {"stage": "ngram", "config": asdict(model.config)})
         if isinstance(model.lm, BackoffModel):
             write_arpa(model.lm, build / ARPA_FILE)
@@ -178,12 +174,6 @@ def save(model: NgramModel, directory: str | os.PathLike) -> Path:
             with open(build / COUNTS_FILE, "wb") as handle:
                 np.savez(handle, **arrays)
             atomic_write_json(build / VOCAB_FILE, counts.vocab.words)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(build, target)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return target
 
 

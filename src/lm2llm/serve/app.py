@@ -212,6 +212,32 @@ class Generation:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens}
 
+    async def events(self, head: dict, include_usage: bool, opening: list[dict],
+                     choices_of: Callable[[TextChunk], list[dict]]) -> AsyncIterator[str]:
+        """Server-sent events: the `opening` choices, the choices each chunk makes, the usage (when asked), then
+        [DONE]. A failure mid-stream becomes an error event: the status line has long been sent."""
+        extra = {"usage": None} if include_usage else {}
+        for choice in opening:
+            yield sse({**head, "choices": [choice], **extra})
+        try:
+            async for chunk in self.chunks():
+                for choice in choices_of(chunk):
+                    yield sse({**head, "choices": [choice], **extra})
+        except APIError as error:
+            yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
+        if include_usage:
+            yield sse({**head, "choices": [], "usage": self.usage()})
+        yield sse("[DONE]")
+
+    async def collect(self, prefixes: list[str]) -> list[tuple[str, str | None]]:
+        """Without streaming: each sequence's text after its prefix (an echoed prompt, or ""), and why it ended."""
+        texts = list(prefixes)
+        reasons: list[str | None] = [None] * self.total
+        async for chunk in self.chunks():
+            texts[chunk.index] += chunk.text
+            reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
+        return list(zip(texts, reasons, strict=True))
+
 
 def sampling_configs(body: protocol.SamplingFields, max_new_tokens: int) -> list[SamplingConfig]:
     """One config per choice: with a seed, choice i uses seed + i (choice 0 is what n=1 would give)."""
@@ -323,30 +349,17 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         if body.stream:
-            async def events() -> AsyncIterator[str]:
-                extra = {"usage": None} if include_usage else {}
-                if body.echo:
-                    for index, text in enumerate(echoes):
-                        yield sse({**head, "choices": [{"index": index, "text": text, "finish_reason": None,
-                                                         "logprobs": None}], **extra})
-                try:
-                    async for chunk in generation.chunks():
-                        yield sse({**head, "choices": [{"index": chunk.index, "text": chunk.text, "logprobs": None,
-                                                         "finish_reason": chunk.finish_reason}], **extra})
-                except APIError as error:
-                    yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
-                if include_usage:
-                    yield sse({**head, "choices": [], "usage": generation.usage()})
-                yield sse("[DONE]")
-            return StreamingResponse(events(), media_type="text/event-stream")
+            opening = [{"index": index, "text": text, "finish_reason": None, "logprobs": None}
+                       for index, text in enumerate(echoes)] if body.echo else []
 
-        texts_out = list(echoes)
-        reasons: list[str | None] = [None] * generation.total
-        async for chunk in generation.chunks():
-            texts_out[chunk.index] += chunk.text
-            reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
+            def text_choices(chunk: TextChunk) -> list[dict]:
+                return [{"index": chunk.index, "text": chunk.text, "logprobs": None, "finish_reason": chunk.finish_reason}]
+
+            return StreamingResponse(generation.events(head, include_usage, opening, text_choices),
+                                     media_type="text/event-stream")
+
         choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None}
-                   for i, (t, r) in enumerate(zip(texts_out, reasons, strict=True))]
+                   for i, (t, r) in enumerate(await generation.collect(echoes))]
         return {**head, "choices": choices, "usage": generation.usage(), "system_fingerprint": None}
 
     @app.post("/v1/chat/completions", responses=documented(protocol.ChatResponse, stream=True), dependencies=guarded)
@@ -370,35 +383,21 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         if body.stream:
-            async def events() -> AsyncIterator[str]:
-                extra = {"usage": None} if include_usage else {}
+            def delta_choice(index: int, delta: dict, reason: str | None = None) -> dict:
+                return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
 
-                def chunk_of(index: int, delta: dict, reason: str | None = None) -> str:
-                    return sse({**head, "choices": [{"index": index, "delta": delta, "logprobs": None,
-                                                     "finish_reason": reason}], **extra})
+            def delta_choices(chunk: TextChunk) -> list[dict]:
+                choices = [delta_choice(chunk.index, {"content": chunk.text})] if chunk.text else []
+                if chunk.finish_reason:
+                    choices.append(delta_choice(chunk.index, {}, chunk.finish_reason))
+                return choices
 
-                for index in range(generation.total):
-                    yield chunk_of(index, {"role": "assistant", "content": ""})
-                try:
-                    async for chunk in generation.chunks():
-                        if chunk.text:
-                            yield chunk_of(chunk.index, {"content": chunk.text})
-                        if chunk.finish_reason:
-                            yield chunk_of(chunk.index, {}, chunk.finish_reason)
-                except APIError as error:
-                    yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
-                if include_usage:
-                    yield sse({**head, "choices": [], "usage": generation.usage()})
-                yield sse("[DONE]")
-            return StreamingResponse(events(), media_type="text/event-stream")
+            opening = [delta_choice(index, {"role": "assistant", "content": ""}) for index in range(generation.total)]
+            return StreamingResponse(generation.events(head, include_usage, opening, delta_choices),
+                                     media_type="text/event-stream")
 
-        texts = [""] * generation.total
-        reasons: list[str | None] = [None] * generation.total
-        async for chunk in generation.chunks():
-            texts[chunk.index] += chunk.text
-            reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
         choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
-                   for i, (t, r) in enumerate(zip(texts, reasons, strict=True))]
+                   for i, (t, r) in enumerate(await generation.collect([""] * generation.total))]
         return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage()}
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)

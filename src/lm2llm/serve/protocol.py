@@ -108,21 +108,16 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-class CompletionChoice(BaseModel):
+class Choice(BaseModel):
+    """What a completion choice and a chat choice share; each adds its text field."""
+
     index: int
-    text: str
     finish_reason: Literal["stop", "length"] | None
     logprobs: None = None
 
 
-class CompletionResponse(BaseModel):
-    id: str
-    object: Literal["text_completion"]
-    created: int
-    model: str
-    choices: list[CompletionChoice]
-    usage: Usage | None = None
-    system_fingerprint: str | None = None
+class CompletionChoice(Choice):
+    text: str
 
 
 class AssistantMessage(BaseModel):
@@ -130,21 +125,31 @@ class AssistantMessage(BaseModel):
     content: str
 
 
-class ChatChoice(BaseModel):
-    index: int
+class ChatChoice(Choice):
     message: AssistantMessage
-    finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
 
 
-class ChatResponse(BaseModel):
+class Response(BaseModel):
+    """The envelope both generation routes answer in; each narrows `object` and `choices`."""
+
     id: str
-    object: Literal["chat.completion"]
+    object: str
     created: int
     model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class CompletionResponse(Response):
+    object: Literal["text_completion"]
+    choices: list[CompletionChoice]
+
+
+class ChatResponse(Response):
+    object: Literal["chat.completion"]
     choices: list[ChatChoice]
     usage: Usage
-    system_fingerprint: str | None = None
 
 
 class ModelCard(BaseModel):

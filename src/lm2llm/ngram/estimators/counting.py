@@ -24,11 +24,10 @@ def _context_totals(counts: NgramCounts, n: int) -> np.ndarray:
 
 
 @dataclass
-class AdditiveModel:
-    """p(w | h) = (c(h w) + k) / (c(h) + k |V|); k = 0 is maximum likelihood (zero for any unseen n-gram)."""
+class CountEstimator:
+    """What the estimators here share: they read the counts directly, so vocabulary and order are theirs."""
 
     counts: NgramCounts
-    k: float = 0.0
 
     @property
     def vocab(self):
@@ -37,6 +36,13 @@ class AdditiveModel:
     @property
     def order(self) -> int:
         return self.counts.order
+
+
+@dataclass
+class AdditiveModel(CountEstimator):
+    """p(w | h) = (c(h w) + k) / (c(h) + k |V|); k = 0 is maximum likelihood (zero for any unseen n-gram)."""
+
+    k: float = 0.0
 
     def _table(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         return self.counts.counts[n - 1].astype(np.float64), _context_totals(self.counts, n)
@@ -83,19 +89,10 @@ class AdditiveModel:
 
 
 @dataclass
-class StupidBackoffModel:
+class StupidBackoffModel(CountEstimator):
     """S(w | h) = c(h w)/c(h) if seen, else 0.4 · S(w | shorter h); S(w) = c(w)/N. Not normalised: a score."""
 
-    counts: NgramCounts
     alpha: float = STUPID_BACKOFF_ALPHA
-
-    @property
-    def vocab(self):
-        return self.counts.vocab
-
-    @property
-    def order(self) -> int:
-        return self.counts.order
 
     def token_log10_probs(self, tokens: np.ndarray, sentence_start: np.ndarray) -> np.ndarray:
         windows = self.counts.window_ids(tokens, sentence_start)

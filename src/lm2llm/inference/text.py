@@ -61,6 +61,9 @@ class RowText:
         return out, cut is not None
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 class TextGenerator:
     """A model and its tokenizer, ready to complete text: `generate(prompts)` or `stream(prompts)`."""
 
@@ -70,10 +73,17 @@ class TextGenerator:
         self.end_ids = tuple(end_ids)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, device: str = "cpu") -> TextGenerator:
+    def from_run(cls, run_dir: str | Path, device: str = "cpu", dtype: str = "float32") -> TextGenerator:
         """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
-        files), the model on `device` ("auto": a GPU when there is one); plain completion ends at the
-        tokenizer's end-of-text token when it has one."""
+        files), the model on `device` ("auto": a GPU when there is one) in `dtype`; plain completion ends at
+        the tokenizer's end-of-text token when it has one.
+
+        bfloat16 halves the bytes each decoding step reads: on a CPU with native bf16 (AVX512-BF16, AMX) that
+        speeds up batched decoding, while one sequence at a time can be slower than fp32 (measured in
+        `benchmarks/bench_serve.py`). The KV cache follows the weights' dtype; sampling works in fp32.
+        """
+        if dtype not in DTYPES:
+            raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint=", ".join(DTYPES))
         run_dir = Path(run_dir)
         device = env.best_device() if device == "auto" else device
         if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
@@ -84,7 +94,7 @@ class TextGenerator:
             raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
                             hint="give the folder a training run wrote")
         tokenizer = load_tokenizer(run_dir)
-        model = load_model(run_dir, device=device)
+        model = load_model(run_dir, device=device).to(DTYPES[dtype])
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))

@@ -175,5 +175,10 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate query/key pairs by position-dependent angles; cos/sin: (B, T, D) broadcast over heads."""
-    return x * cos.unsqueeze(1) + rotate_half(x) * sin.unsqueeze(1)
+    """Rotate query/key pairs by position-dependent angles; cos/sin: (B, T, D) broadcast over heads.
+
+    The angles are computed in fp32 and used in x's dtype (as transformers' Llama does), so a bf16 model
+    keeps bf16 queries and keys instead of being promoted to fp32 here.
+    """
+    cos, sin = cos.to(x.dtype).unsqueeze(1), sin.to(x.dtype).unsqueeze(1)
+    return x * cos + rotate_half(x) * sin

@@ -90,9 +90,9 @@ class ServedModel:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
-                 device: str = "cpu") -> ServedModel:
+                 device: str = "cpu", dtype: str = "float32") -> ServedModel:
         run_dir = Path(run_dir)
-        generator = TextGenerator.from_run(run_dir, device=device)
+        generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype)
         scheduler = BatchScheduler(generator.model, generator.tokenizer, max_batch=max_batch,
                                    max_waiting=max_waiting)
         created = int((run_dir / "model.safetensors").stat().st_mtime)

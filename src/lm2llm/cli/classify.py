@@ -8,7 +8,8 @@ import typer
 
 from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
 
-DATA_HELP = ".csv/.tsv (header row) or .jsonl/.json (JSON Lines or a JSON array) with a text and a label column; default: stdlib docstrings by package."
+DATA_HELP = ".csv/.tsv (header row) or .jsonl/.json (JSON Lines or a JSON array) with a text and a label column."
+TRAIN_DATA_HELP = DATA_HELP + " Default: standard-library docstrings labelled by package family."
 
 
 def _print_report(title: str, report: dict) -> None:
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
     @classify_app.command("train")
     def train_command(
         out: Path = typer.Option(..., "--out", help="Run directory to write."),
-        data: Path = typer.Option(None, "--data", help=DATA_HELP),
+        data: Path = typer.Option(None, "--data", help=TRAIN_DATA_HELP),
         text_column: str = typer.Option("text", "--text-column"),
         label_column: str = typer.Option("label", "--label-column"),
         val_data: Path = typer.Option(None, "--val-data", help="Held-out file (default: a stratified share of --data)."),

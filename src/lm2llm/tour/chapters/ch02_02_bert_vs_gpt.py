@@ -93,9 +93,11 @@ def fill_example(bert, gpt, tokenizer: BPETokenizer, ids: list[int], position: i
     masked[position + 1] = tokenizer.fast.token_to_id(MASK_TOKEN)
     bert_top = bert(torch.tensor([masked]))[0][0, position + 1].topk(3).indices.tolist()
     gpt_top = gpt(torch.tensor([ids[:position]]))[0][0, -1].topk(3).indices.tolist()
-    shown = tokenizer.decode(ids[:position]) + " ___ " + tokenizer.decode(ids[position + 1:])
+    answer = tokenizer.decode([ids[position]])
+    blank = " ___" if answer.startswith(" ") else "___"  # byte-level BPE tokens carry their leading space
+    shown = tokenizer.decode(ids[:position]) + blank + tokenizer.decode(ids[position + 1:])
     words = lambda top: ", ".join(repr(tokenizer.decode([t])) for t in top)  # noqa: E731
-    return (f"{shown}\n  answer: {tokenizer.decode([ids[position]])!r}\n  BERT (both sides): {words(bert_top)}"
+    return (f"{shown}\n  answer: {answer!r}\n  BERT (both sides): {words(bert_top)}"
             f"\n  GPT (left only):   {words(gpt_top)}")
 
 

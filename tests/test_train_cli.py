@@ -120,7 +120,9 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, data_dir, tmp_pat
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                            "-m", "lm2llm", "train", "--out", str(tmp_path / "two"), *args, "--json"],
                           env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # the children's own error lines come before torchrun's long report: show them first
+    causes = [line for line in proc.stderr.splitlines() if "terminate" in line or "Error" in line][:10]
+    assert proc.returncode == 0, "\n".join(causes) + "\n...\n" + proc.stderr[-1500:]
     assert json.loads(proc.stdout)["steps"] == 4  # only process 0 printed
     assert RunDir(tmp_path / "two").read_config()["processes"] == 2
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")

@@ -18,6 +18,8 @@ import torch
 
 from lm2llm.runs import atomic_write_json
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # names the CLI takes
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LM2LLM_CACHE", Path.home() / ".cache" / "lm2llm"))

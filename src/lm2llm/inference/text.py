@@ -61,9 +61,6 @@ class RowText:
         return out, cut is not None
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 class TextGenerator:
     """A model and its tokenizer, ready to complete text: `generate(prompts)` or `stream(prompts)`."""
 
@@ -82,8 +79,8 @@ class TextGenerator:
         speeds up batched decoding, while one sequence at a time can be slower than fp32 (measured in
         `benchmarks/bench_serve.py`). The KV cache follows the weights' dtype; sampling works in fp32.
         """
-        if dtype not in DTYPES:
-            raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint=", ".join(DTYPES))
+        if dtype not in env.DTYPES:
+            raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint=", ".join(env.DTYPES))
         run_dir = Path(run_dir)
         device = env.best_device() if device == "auto" else device
         if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
@@ -94,7 +91,7 @@ class TextGenerator:
             raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
                             hint="give the folder a training run wrote")
         tokenizer = load_tokenizer(run_dir)
-        model = load_model(run_dir, device=device).to(DTYPES[dtype])
+        model = load_model(run_dir, device=device).to(env.DTYPES[dtype])
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))

@@ -154,7 +154,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDi
             if cfg.sample_tokens and cfg.objective != "masked_lm":  # an encoder does not generate
                 result.sample = sample_text(model, tokenizer, cfg.sample_tokens, cfg.seed)
                 run.log_metrics({"event": "sample", "step": trainer.step, "text": result.sample})
-        # the other processes wait for process 0's writing: one leaving the group early has aborted gloo
+        # the other processes wait for process 0's writing instead of leaving the group while it still works
+        # (suspected cause of a gloo abort seen once in CI)
         world.barrier()
         return result, run
     finally:

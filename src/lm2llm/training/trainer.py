@@ -31,8 +31,6 @@ from lm2llm.training.objectives import Batch, Objective
 from lm2llm.training.optim import build_optimizer
 from lm2llm.training.schedule import learning_rate
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -57,7 +55,7 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         return torch.bfloat16 if device.type == "cpu" and env.cpu_supports_bf16() else torch.float32
     if name == "float16" and device.type != "cuda":
         raise UserError("float16 training needs a CUDA GPU", where="dtype", hint="use bfloat16 or float32 on CPU")
-    return DTYPES[name]
+    return env.DTYPES[name]
 
 
 def split_batch(batch: Batch, parts: int) -> list[Batch]:

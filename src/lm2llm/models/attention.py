@@ -69,8 +69,8 @@ def fused_backward_is_slow(q: torch.Tensor) -> bool:
     """True when training in bfloat16 on a CPU, where torch's fused attention backward is the slow path.
 
     Profiled on a 2-core AVX512-BF16 CPU (nanoGPT's baby GPT, T=64): the fused kernel's bf16 backward took
-    4.2 ms per layer, the written-out batched matmuls about 0.7 ms (softmax adds a little); a whole training
-    step went from about 45 to 31 ms. In fp32, and without gradients, the fused kernel is not slow.
+    4.2 ms per layer, the written-out batched matmuls about 0.7 ms (softmax adds a little). In fp32, and
+    without gradients, the fused kernel is not slow.
     """
     return q.dtype == torch.bfloat16 and q.requires_grad and q.device.type == "cpu"
 

@@ -16,7 +16,7 @@ from lm2llm.training import checkpoint as ckpt
 from lm2llm.training.config import build_config, parse_set, read_config_file
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
-from lm2llm.training.optim import decay_groups
+from lm2llm.training.optim import Muon, MuonAdamW, decay_groups, hidden_matrices
 from lm2llm.training.schedule import learning_rate
 from lm2llm.training.trainer import Trainer
 
@@ -75,11 +75,12 @@ def make_trainer(shards, run_path=None, **overrides):
     return Trainer(model, CausalLM(), data, cfg, run=run)
 
 
-def test_resumed_run_repeats_the_uninterrupted_loss_sequence(shards, tmp_path):
-    whole = make_trainer(shards).fit()
-    first = make_trainer(shards, tmp_path / "run", checkpoint_every=3)
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resumed_run_repeats_the_uninterrupted_loss_sequence(shards, tmp_path, optimizer):
+    whole = make_trainer(shards, optimizer=optimizer).fit()
+    first = make_trainer(shards, tmp_path / "run", checkpoint_every=3, optimizer=optimizer)
     first.fit(stop_at=6)  # "killed" after step 6; its last checkpoint is at step 6
-    second = make_trainer(shards, tmp_path / "run", checkpoint_every=3)
+    second = make_trainer(shards, tmp_path / "run", checkpoint_every=3, optimizer=optimizer)
     assert second.resume() == 6
     rest = second.fit()
     resumed = dict(rest.losses)
@@ -138,6 +139,23 @@ def test_time_budget_counts_wall_or_cpu_time(shards, monkeypatch):
         build_config({"clock": "gpu"})
 
 
+def test_time_schedule_decays_by_the_clock_when_time_runs_out_first(shards, monkeypatch):
+    import time
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(time, "process_time", lambda: float(next(ticks)))  # one CPU second per reading
+    settings = {"max_steps": 1000, "max_seconds": 8.0, "clock": "cpu", "warmup_steps": 2, "lr": 1e-2, "min_lr": 1e-3}
+    by_steps = make_trainer(shards, **settings)
+    by_steps.fit()
+    ticks = iter(range(1000))
+    by_time = make_trainer(shards, **settings, time_schedule=True)
+    by_time.fit()
+    assert by_steps.step == by_time.step == 8
+    assert by_steps.lr == pytest.approx(1e-2, rel=1e-3)  # 8 of 1,000 steps: the cosine has barely begun
+    # the 8th step starts with 7 of 8 seconds spent: 7/8 of the way down the cosine
+    assert by_time.lr == pytest.approx(learning_rate(875, lr=1e-2, min_lr=1e-3, warmup_steps=2, max_steps=1000))
+
+
 def test_checkpoint_killed_mid_write_keeps_the_last_good_one(shards, tmp_path):
     trainer = make_trainer(shards, tmp_path / "run", max_steps=4, eval_every=2)
     trainer.fit(stop_at=2)
@@ -164,6 +182,37 @@ def test_weight_decay_groups_skip_embeddings_biases_norms():
     assert [p is model.mix.weight for p in decay] == [True]
     names = {id(p): n for n, p in model.named_parameters()}
     assert sorted(names[id(p)] for p in no_decay) == ["mix.bias", "norm.bias", "norm.weight", "pos.weight", "tok.weight"]
+
+
+def test_muon_matches_torch_muon_and_batches_by_shape():
+    """Our batched Muon against torch.optim.Muon: the same bf16 Newton–Schulz, so the same parameters."""
+    torch.manual_seed(0)
+    shapes = [(16, 16), (16, 16), (48, 16), (16, 48), (48, 16)]
+    ours = [nn.Parameter(0.1 * torch.randn(*s)) for s in shapes]
+    theirs = [nn.Parameter(p.detach().clone()) for p in ours]
+    mine = Muon(ours, lr=0.02, weight_decay=0.1, momentum=0.9)
+    reference = torch.optim.Muon(theirs, lr=0.02, weight_decay=0.1, momentum=0.9, adjust_lr_fn="original")
+    for _ in range(3):
+        for a, b in zip(ours, theirs, strict=True):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        mine.step()
+        reference.step()
+    assert max((a - b).abs().max().item() for a, b in zip(ours, theirs, strict=True)) <= 1e-6
+    with pytest.raises(ValueError, match="matrices only"):
+        Muon([nn.Parameter(torch.zeros(3))])
+
+
+def test_muon_takes_hidden_matrices_and_adamw_the_rest(shards):
+    model = TinyLM(10)
+    assert hidden_matrices(model) == [model.mix.weight]  # the head is the tied embedding: AdamW's
+    trainer = make_trainer(shards, optimizer="muon", lr=1e-3, min_lr=1e-4, muon_lr=0.05)
+    assert isinstance(trainer.optimizer, MuonAdamW)
+    muon_group, *adamw_groups = trainer.optimizer.param_groups
+    assert muon_group["params"] == [trainer.model.mix.weight]
+    assert sum(len(g["params"]) for g in adamw_groups) == 5
+    trainer.fit(stop_at=3)
+    assert muon_group["lr"] == pytest.approx(50 * adamw_groups[0]["lr"])  # one schedule, scaled
 
 
 def test_schedules():

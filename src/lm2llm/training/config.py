@@ -19,6 +19,7 @@ from typing import Any
 from lm2llm.errors import UserError
 
 SCHEDULES = ("cosine", "wsd", "constant")
+OPTIMIZERS = ("adamw", "muon")
 CLOCKS = ("wall", "cpu")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -40,6 +41,8 @@ class TrainConfig:
     micro_batch_size: int = 0  # sequences per forward pass; 0: batch_size / processes (no accumulation)
     max_steps: int = 2000
     max_seconds: float = 0.0  # stop early after this much training time (see `clock`); 0: no limit
+    time_schedule: bool = False  # with max_seconds: the lr schedule follows the time spent when that is further
+    # along than the steps, so a run stopped by the clock has still decayed to min_lr
     clock: str = "wall"  # what max_seconds counts: wall time, or "cpu" time of this process (fair on a shared machine)
     lr: float = 1e-3
     min_lr: float = 1e-4
@@ -50,6 +53,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     eps: float = 1e-8
+    optimizer: str = "adamw"  # or "muon": Muon on the hidden matrices, AdamW (the settings above) on the rest
+    muon_lr: float = 0.02  # Muon's peak learning rate; it follows the same schedule, scaled by muon_lr / lr
+    muon_momentum: float = 0.95
     grad_clip: float = 1.0  # 0: no clipping
     dtype: str = "auto"  # auto: bf16 where the CPU/GPU supports it, else fp32
     compile: bool = False
@@ -109,7 +115,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     def bad(key: str, why: str, hint: str | None = None) -> UserError:
         return UserError(f"'{key}' {why}", where="config", hint=hint)
 
-    choices = {"schedule": SCHEDULES, "dtype": DTYPES, "device": DEVICES, "clock": CLOCKS}
+    choices = {"schedule": SCHEDULES, "optimizer": OPTIMIZERS, "dtype": DTYPES, "device": DEVICES, "clock": CLOCKS}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise bad(key, f"is {getattr(cfg, key)!r}", hint=f"choose from {', '.join(allowed)}")
@@ -119,7 +125,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for key in ("micro_batch_size", "block_size", "warmup_steps", "threads", "checkpoint_every", "sample_tokens"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
-    for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps"):
+    for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps", "muon_lr"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
     if cfg.min_lr > cfg.lr:
@@ -128,6 +134,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise bad("decay_fraction", "must be between 0 and 1")
     if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
         raise bad("beta1/beta2", "must be in [0, 1)")
+    if not 0 <= cfg.muon_momentum < 1:
+        raise bad("muon_momentum", "must be in [0, 1)")
 
 
 def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,

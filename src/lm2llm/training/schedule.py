@@ -1,5 +1,8 @@
 """Learning-rate schedules as pure functions of the step, so resuming needs nothing but the step number.
 
+The step may be fractional: a run limited by time (`time_schedule`) passes how far through its steps the
+clock says it is.
+
 - `cosine`: linear warm-up, then half a cosine from `lr` down to `min_lr` at `max_steps` (GPT-2/3, nanoGPT).
 - `wsd`: warm-up, a long stable phase at `lr`, then a linear decay to `min_lr` over the last
   `decay_fraction` of the steps (MiniCPM's warmup-stable-decay); a stable-phase checkpoint can be
@@ -12,7 +15,7 @@ from __future__ import annotations
 import math
 
 
-def learning_rate(step: int, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int,
+def learning_rate(step: float, *, lr: float, min_lr: float, warmup_steps: int, max_steps: int,
                   schedule: str = "cosine", decay_fraction: float = 0.2) -> float:
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps

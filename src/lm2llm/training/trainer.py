@@ -123,9 +123,12 @@ class Trainer:
                             hint="make batch_size a multiple of processes × micro_batch_size")
         self.micro_steps = per_process // micro
         self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                         betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, device_type=self.device.type)
+                                         betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, device_type=self.device.type,
+                                         name=cfg.optimizer, muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step = 0
+        self.lr = cfg.lr
+        self.time_fraction = 0.0  # of max_seconds spent in this fit() call
         self.flops_per_token = flops_per_token(self.model, data.block_size)
         peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
         self.peak_flops = peak * 1e9 * (self.world.size if self.device.type == "cuda" else 1)
@@ -150,10 +153,14 @@ class Trainer:
     def train_step(self) -> torch.Tensor:
         """One optimizer step on the next global batch; returns the step's mean loss (a 0-d tensor)."""
         cfg = self.cfg
-        lr = learning_rate(self.step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
+        position: float = self.step
+        if cfg.time_schedule and cfg.max_seconds > 0 and self.step >= cfg.warmup_steps:
+            position = max(position, self.time_fraction * cfg.max_steps)  # time runs out first: decay by time
+        lr = learning_rate(position, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps,
                            max_steps=cfg.max_steps, schedule=cfg.schedule, decay_fraction=cfg.decay_fraction)
+        self.lr = lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]  # Muon's groups run at muon_lr / lr times the schedule
         mine = split_batch(self.data.next_batch(), self.world.size)[self.world.rank]
         micro_batches = [self._to_device(b) for b in split_batch(mine, self.micro_steps)]
         weight = self.world.all_sum(torch.tensor(float(sum(self.objective.weight(b) for b in micro_batches))))
@@ -243,6 +250,7 @@ class Trainer:
         budget_clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
         budget_start = budget_clock()
         train_seconds, steps_timed = 0.0, 0
+        self.time_fraction = 0.0
         first = self.step
         try:
             while self.step < end:
@@ -263,11 +271,14 @@ class Trainer:
                 mfu = self.flops_per_token * tok_s / self.peak_flops if self.peak_flops else 0.0
                 if loss_value is not None:
                     result.losses.append((self.step, loss_value))
-                    self._log({"step": self.step, "loss": loss_value, "lr": self.optimizer.param_groups[0]["lr"],
+                    self._log({"step": self.step, "loss": loss_value, "lr": self.lr,
                                "tokens_per_s": round(tok_s, 1), "mfu": round(mfu, 5),
                                "ms_per_step": round(1000 * dt, 2)})
                 spent = budget_clock() - budget_start
-                out_of_time = cfg.max_seconds > 0 and self._any(spent >= cfg.max_seconds)
+                if cfg.max_seconds > 0:  # one fraction that every process agrees on, so all stop at one step
+                    self.time_fraction = self.world.all_sum(torch.tensor([spent / cfg.max_seconds])).item()
+                    self.time_fraction /= self.world.size
+                out_of_time = self.time_fraction >= 1
                 if self.step % cfg.eval_every == 0 or self.step == end or out_of_time:
                     metrics = {"step": self.step, **self.evaluate(), "elapsed_s": round(time.perf_counter() - start, 3)}
                     if cfg.clock == "cpu":
@@ -290,10 +301,6 @@ class Trainer:
         result.ms_per_step = 1000 * train_seconds / steps_timed if steps_timed else 0.0
         result.mfu = self.flops_per_token * result.tokens_per_second / self.peak_flops if self.peak_flops else 0.0
         return result
-
-    def _any(self, flag: bool) -> bool:
-        """True on every process when any process says so (so all stop at the same step)."""
-        return bool(self.world.all_sum(torch.tensor([float(flag)])).item() > 0)
 
 
 class _Progress:

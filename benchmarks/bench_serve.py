@@ -28,7 +28,7 @@ from lm2llm.serve.loadgen import run_load  # noqa: E402
 CLIENTS = (1, 4, 8)
 # (name, --max-batch, --dtype): continuous batching, the one-at-a-time peer, and batching with bf16 weights
 MODES = (("batched", 16, "float32"), ("one_at_a_time", 1, "float32"), ("batched_bf16", 16, "bfloat16"))
-PER_CLIENT = 4
+PER_CLIENT = 8  # requests per client: the ramp-down at the end, when fewer clients remain, weighs less
 REPEATS = 2
 MAX_TOKENS = 64
 MODEL = dict(family="llama", context_length=256, n_layer=6, d_model=384, n_head=6, n_kv_head=2)

@@ -16,7 +16,7 @@ from lm2llm.training import checkpoint as ckpt
 from lm2llm.training.config import build_config, parse_set, read_config_file
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
-from lm2llm.training.optim import Muon, MuonAdamW, decay_groups, hidden_matrices
+from lm2llm.training.optim import Muon, MuonAdamW, build_optimizer, decay_groups, hidden_matrices
 from lm2llm.training.schedule import learning_rate
 from lm2llm.training.trainer import Trainer
 
@@ -213,6 +213,9 @@ def test_muon_takes_hidden_matrices_and_adamw_the_rest(shards):
     assert sum(len(g["params"]) for g in adamw_groups) == 5
     trainer.fit(stop_at=3)
     assert muon_group["lr"] == pytest.approx(50 * adamw_groups[0]["lr"])  # one schedule, scaled
+    with pytest.raises(UserError, match="no trainable hidden linear layer"):
+        build_optimizer(nn.Embedding(4, 4), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8,
+                        device_type="cpu", name="muon")
 
 
 def test_schedules():

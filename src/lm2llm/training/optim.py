@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lm2llm.errors import UserError
 from lm2llm.models.lora import TrainableTokens
 
 
@@ -167,6 +168,9 @@ def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: 
                     eps: float, device_type: str, name: str = "adamw", muon_lr: float = 0.02,
                     muon_momentum: float = 0.95) -> Optimizer:
     matrices = hidden_matrices(model) if name == "muon" else []
+    if name == "muon" and not matrices:
+        raise UserError("optimizer 'muon' found no trainable hidden linear layer in this model (recurrent cells, "
+                        "LoRA adapters and heads stay on AdamW)", where="optimizer", hint="use optimizer=adamw")
     in_muon = {id(p) for p in matrices}
     decay, no_decay = (
         [p for p in group if id(p) not in in_muon] for group in decay_groups(model))
@@ -175,7 +179,7 @@ def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, betas: 
     # The fused kernel is one launch per step instead of one per tensor; CUDA has it, and so does CPU now.
     adamw = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=betas, eps=eps,
                               fused=device_type in ("cuda", "cpu"))
-    if not matrices:
+    if name != "muon":
         return adamw
     muon = Muon([{"params": matrices, "lr_scale": muon_lr / lr if lr else 1.0}], lr=muon_lr,
                 weight_decay=weight_decay, momentum=muon_momentum)

@@ -3,7 +3,9 @@ with continuous batching vs the same server decoding one sequence at a time (`--
 
 Goal of issue 12: at 8 clients, batched throughput (completion tokens/s) >= 4x a single client's.
 The same batched server with bf16 weights (`--dtype bfloat16`) is measured too: a CPU with native bf16
-reads half the bytes per decoding step, which pays off for batches more than for one sequence.
+reads half the bytes per decoding step, which pays off for batches more than for one sequence. So is the
+fp32 server whose prompts run on a bf16 copy of the weights (`--prefill-dtype bfloat16`): prefill is
+matmul-bound, and it is what eight clients spend more of their time on than one.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from lm2llm.data import load_documents  # noqa: E402
 from lm2llm.serve.app import bind_socket  # noqa: E402
 from lm2llm.serve.demo import save_demo_run  # noqa: E402
 from lm2llm.serve.loadgen import run_load  # noqa: E402
+from lm2llm.tokenizer import load_tokenizer  # noqa: E402
 
 CLIENTS = (1, 4, 8)
-# (name, --max-batch, --dtype): continuous batching, the one-at-a-time peer, and batching with bf16 weights
-MODES = (("batched", 16, "float32"), ("one_at_a_time", 1, "float32"), ("batched_bf16", 16, "bfloat16"))
+# (name, --max-batch, --dtype, --prefill-dtype): continuous batching, the one-at-a-time peer, batching with
+# bf16 weights, and batching with fp32 decoding but prompts prefilled by a bf16 copy of the weights
+MODES = (("batched", 16, "float32", None), ("one_at_a_time", 1, "float32", None),
+         ("batched_bf16", 16, "bfloat16", None), ("batched_bf16_prefill", 16, "float32", "bfloat16"))
 PER_CLIENT = 8  # requests per client: the ramp-down at the end, when fewer clients remain, weighs less
 REPEATS = 2
 MAX_TOKENS = 64
+LONG_PROMPT = 200  # tokens: a prompt with retrieved context or chat history, for the time to first token
 MODEL = dict(family="llama", context_length=256, n_layer=6, d_model=384, n_head=6, n_kv_head=2)
 
 
@@ -41,11 +47,14 @@ def free_port() -> int:
     return port
 
 
-def serve(run_dir: Path, max_batch: int, dtype: str = "float32") -> tuple[subprocess.Popen, str]:
+def serve(run_dir: Path, max_batch: int, dtype: str = "float32",
+          prefill_dtype: str | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    prefill = ["--prefill-dtype", prefill_dtype] if prefill_dtype else []
     process = subprocess.Popen([sys.executable, "-m", "lm2llm", "serve", str(run_dir), "--port", str(port),
-                                "--max-batch", str(max_batch), "--dtype", dtype], env=env, stderr=subprocess.DEVNULL)
+                                "--max-batch", str(max_batch), "--dtype", dtype, *prefill],
+                               env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -109,14 +118,46 @@ def scheduler_only(run_dir: Path, prompts: list[str]) -> dict[str, float]:
     return rates
 
 
+def time_to_first_token(run_dir: Path, prompt_ids: list[int], rounds: int = 8) -> dict[str, float]:
+    """Milliseconds from submitting one long prompt to its first token (best of `rounds`, alternating), for the
+    fp32 scheduler and for the same one prefilling with a bf16 copy of the weights: prefill alone, no HTTP."""
+    import queue
+
+    import torch
+
+    from lm2llm.inference.sampling import SamplingConfig
+    from lm2llm.serve.app import ServedModel
+    from lm2llm.serve.scheduler import SequenceRequest
+
+    torch.set_num_threads(1)
+    servers = {"float32": ServedModel.from_run(run_dir),
+               "bfloat16_prefill": ServedModel.from_run(run_dir, prefill_dtype="bfloat16")}
+    best = dict.fromkeys(servers, float("inf"))
+    for served in servers.values():
+        served.scheduler.start()
+    try:
+        for _ in range(rounds):
+            for name, served in servers.items():
+                out: queue.Queue = queue.Queue()
+                start = time.perf_counter()
+                served.scheduler.submit([SequenceRequest(prompt_ids, SamplingConfig(max_new_tokens=1), out.put)])
+                while out.get().finish_reason is None:
+                    pass
+                best[name] = min(best[name], 1000 * (time.perf_counter() - start))
+    finally:
+        for served in servers.values():
+            served.scheduler.stop()
+    return best
+
+
 def main() -> None:
     korean, english = load_documents("korean-law"), load_documents("python-docs", limit=100)
     prompts = [line.strip()[:48] for doc in korean + english for line in doc.splitlines() if len(line.strip()) > 20][:64]
     figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = save_demo_run(Path(tmp) / "bench", korean + english, vocab_size=1024, **MODEL)
-        for mode, max_batch, dtype in MODES:
-            process, url = serve(run_dir, max_batch, dtype)
+        for mode, max_batch, dtype, prefill_dtype in MODES:
+            process, url = serve(run_dir, max_batch, dtype, prefill_dtype)
             try:
                 def body(i: int) -> dict:
                     return {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": MAX_TOKENS,
@@ -128,13 +169,17 @@ def main() -> None:
                 process.terminate()
                 process.wait(timeout=30)
         alone = scheduler_only(run_dir, prompts)
+        long_prompt = load_tokenizer(run_dir).encode(" ".join(korean))[:LONG_PROMPT]
+        first_token = time_to_first_token(run_dir, long_prompt)
     ours, peer = figures["batched"], figures["one_at_a_time"]
     tps = lambda table, c: table[str(c)]["tokens_per_second"]  # noqa: E731
     write_result(
         "serve",
         figures={"model": MODEL, "max_tokens": MAX_TOKENS, "requests_per_client": PER_CLIENT, "repeats": REPEATS,
                  "batched": ours, "batched_bf16": figures["batched_bf16"],
-                 "scheduler_only_tokens_per_second": alone},
+                 "batched_bf16_prefill": figures["batched_bf16_prefill"],
+                 "scheduler_only_tokens_per_second": alone,
+                 f"time_to_first_token_ms_{LONG_PROMPT}_token_prompt": first_token},
         peers={"one_at_a_time": peer},
         ratios={"batched_8_over_1_clients": tps(ours, 8) / tps(ours, 1),
                 "batched_4_over_1_clients": tps(ours, 4) / tps(ours, 1),
@@ -142,7 +187,12 @@ def main() -> None:
                 "batched_over_one_at_a_time_at_8_clients": tps(ours, 8) / tps(peer, 8),
                 "scheduler_only_8_over_1_sequences": alone["8"] / alone["1"],
                 "bf16_over_fp32_at_1_client": tps(figures["batched_bf16"], 1) / tps(ours, 1),
-                "bf16_over_fp32_at_8_clients": tps(figures["batched_bf16"], 8) / tps(ours, 8)},
+                "bf16_over_fp32_at_8_clients": tps(figures["batched_bf16"], 8) / tps(ours, 8),
+                "bf16_prefill_8_over_1_clients": tps(figures["batched_bf16_prefill"], 8)
+                / tps(figures["batched_bf16_prefill"], 1),
+                "bf16_prefill_over_fp32_at_1_client": tps(figures["batched_bf16_prefill"], 1) / tps(ours, 1),
+                "bf16_prefill_over_fp32_at_8_clients": tps(figures["batched_bf16_prefill"], 8) / tps(ours, 8),
+                "time_to_first_token_fp32_over_bf16_prefill": first_token["float32"] / first_token["bfloat16_prefill"]},
         notes="Server in its own process (1 torch thread), clients are threads of the benchmark process, "
               "all on 127.0.0.1 of a shared 2-core machine: the figures are noisy. The model is freshly "
               "initialised (speed depends on its shape, not its weights).",

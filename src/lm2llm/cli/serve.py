@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps, or auto (a GPU when there is one)."),
         dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16: bfloat16 decodes batches "
                                   "faster on CPUs with native bf16, single requests possibly slower."),
+        prefill_dtype: str | None = typer.Option(
+            None, "--prefill-dtype", help="Run prompts in this dtype (e.g. bfloat16) on a copy of the weights, "
+            "decoding in --dtype: prompts are matmul-bound, and native bf16 matmuls are several times faster."),
         threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
                                     "suits small models: a decode step is too small to share between cores."),
     ) -> None:
@@ -47,7 +50,7 @@ def register(app: typer.Typer) -> None:
         if threads:
             torch.set_num_threads(threads)
         served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device,
-                                     dtype=dtype)
+                                     dtype=dtype, prefill_dtype=prefill_dtype)
         sock = bind_socket(host, port)
         if not is_loopback(host) and not api_key:
             typer.secho(f"warning: listening on {host} without --api-key: anyone who reaches this machine can "

@@ -89,6 +89,10 @@ class RNNState:
     h: torch.Tensor
     c: torch.Tensor | None
 
+    def to(self, dtype: torch.dtype) -> RNNState:
+        """The same state in `dtype`."""
+        return RNNState(self.h.to(dtype), None if self.c is None else self.c.to(dtype))
+
     @classmethod
     def gather(cls, parts: Sequence[tuple[RNNState, Sequence[int]]], room: int = 0) -> RNNState:
         """Rows picked from several states as one state (continuous batching); `room` is for the common

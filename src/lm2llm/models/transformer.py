@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -141,6 +141,12 @@ class DecoderState:
     next_position: torch.Tensor  # (B,) long: position id of the row's next real token
     length: int = 0  # slots filled so far (the same for every row)
     padded: bool = False  # some filled slot holds no real token: attention needs the key mask
+
+    def to(self, dtype: torch.dtype) -> DecoderState:
+        """The same state with its KV cache in `dtype` (itself when it already is)."""
+        if self.cache.keys.dtype == dtype:
+            return self
+        return replace(self, cache=KVCache(self.cache.keys.to(dtype), self.cache.values.to(dtype)))
 
     def span(self) -> torch.Tensor:
         """Per row, how many trailing slots it uses: from its first real token to `length`."""

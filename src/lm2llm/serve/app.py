@@ -11,6 +11,7 @@ because the official client retries those.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hmac
 import json
 import socket
@@ -30,6 +31,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.inference.chat import chat_end_ids
 from lm2llm.inference.sampling import SamplingConfig
@@ -90,11 +92,19 @@ class ServedModel:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
-                 device: str = "cpu", dtype: str = "float32") -> ServedModel:
+                 device: str = "cpu", dtype: str = "float32", prefill_dtype: str | None = None) -> ServedModel:
+        """`prefill_dtype` (e.g. bfloat16): prompts run on a copy of the weights in that dtype, decoding in
+        `dtype` (the scheduler's `_prefill` says why); the copy costs the weights' memory once more."""
         run_dir = Path(run_dir)
         generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype)
+        prefill_model = None
+        if prefill_dtype is not None and prefill_dtype != dtype:
+            if prefill_dtype not in env.DTYPES:
+                raise UserError(f"unknown dtype {prefill_dtype!r}", where="--prefill-dtype",
+                                hint=", ".join(env.DTYPES))
+            prefill_model = copy.deepcopy(generator.model).to(env.DTYPES[prefill_dtype])
         scheduler = BatchScheduler(generator.model, generator.tokenizer, max_batch=max_batch,
-                                   max_waiting=max_waiting)
+                                   max_waiting=max_waiting, prefill_model=prefill_model)
         created = int((run_dir / "model.safetensors").stat().st_mtime)
         return cls(run_dir.resolve().name, scheduler, generator.tokenizer, generator.end_ids, created)
 

@@ -94,10 +94,14 @@ class SchedulerStats:
 class BatchScheduler:
     """Runs a model on a thread, decoding every admitted sequence together; `submit` from any thread."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, max_batch: int = 16, max_waiting: int = 256):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, max_batch: int = 16, max_waiting: int = 256,
+                 prefill_model: nn.Module | None = None):
+        """`prefill_model`: the same weights in another dtype, for prompts only (see `_prefill`)."""
         if max_batch < 1 or max_waiting < 1:
             raise UserError("max_batch and max_waiting must be at least 1", where="scheduler")
         self.model = model.eval()
+        self.prefill_model = (prefill_model or model).eval()
+        self.dtype = next(model.parameters()).dtype
         self.tokenizer = tokenizer
         self.max_batch, self.max_waiting = max_batch, max_waiting
         self.limit = context_limit(model)
@@ -222,7 +226,12 @@ class BatchScheduler:
         return True
 
     def _prefill(self, sequences: list[_Live]):
-        """Run the new prompts through the model together (left-padded); sample each one's first token."""
+        """Run the new prompts through the model together (left-padded); sample each one's first token.
+
+        A prompt is many tokens at once, so prefill is bound by matmul arithmetic, while a decoding step
+        is bound by reading the weights. With a `prefill_model` in bf16 on a CPU with native bf16 matmuls,
+        prompts run several times faster; the state they leave is cast to the decoding model's dtype.
+        """
         longest = max(len(s.request.prompt_ids) for s in sequences)
         ids = torch.zeros(len(sequences), longest, dtype=torch.long)
         mask = torch.zeros(len(sequences), longest, dtype=torch.long)
@@ -230,13 +239,13 @@ class BatchScheduler:
             prompt = sequence.request.prompt_ids
             ids[row, longest - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
             mask[row, longest - len(prompt):] = 1
-        state = self.model.new_state(len(sequences), longest)
-        logits, _ = self.model(ids.to(self.device), state=state,
-                               attention_mask=None if bool(mask.all()) else mask.to(self.device))
+        state = self.prefill_model.new_state(len(sequences), longest)
+        logits, _ = self.prefill_model(ids.to(self.device), state=state,
+                                       attention_mask=None if bool(mask.all()) else mask.to(self.device))
         self.stats.prefills += 1
         for row, sequence in enumerate(sequences):
             sequence.next_token = int(sequence.sampler(logits[row:row + 1, -1]).tokens[0])
-        return state
+        return state.to(self.dtype)
 
     def _regroup(self, parts: list, live: list[_Live]) -> None:
         """Make the batch exactly `live`'s rows, with cache room for the longest remaining generation."""

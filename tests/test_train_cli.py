@@ -112,9 +112,14 @@ def test_killed_run_resumes_with_the_same_losses(cli, data_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_at_the_same_global_batch(cli, data_dir, tmp_path):
-    """DDP (gloo) over 2 CPU processes, each with half the batch, against 1 process: fp32 losses within 1e-5."""
-    args = ["--model", "gpt", "--data", str(data_dir), *TINY, "--set", "max_steps=4", "--set", "eval_every=2"]
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_two_processes_match_one_at_the_same_global_batch(cli, data_dir, tmp_path, optimizer):
+    """DDP (gloo) over 2 CPU processes, each with half the batch, against 1 process: fp32 losses within 1e-5.
+
+    Muon orthogonalises in bf16 (as the reference does), where the last bits of a two-process gradient sum
+    can round the other way: within 1e-4 (measured 1.9e-5)."""
+    args = ["--model", "gpt", "--data", str(data_dir), *TINY, "--set", "max_steps=4", "--set", "eval_every=2",
+            "--set", f"optimizer={optimizer}"]
     assert cli("train", "--out", tmp_path / "one", *args).code == 0
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
@@ -127,7 +132,7 @@ def test_two_processes_match_one_at_the_same_global_batch(cli, data_dir, tmp_pat
     assert RunDir(tmp_path / "two").read_config()["processes"] == 2
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert sorted(two) == [1, 2, 3, 4]
-    assert max(abs(one[s] - two[s]) for s in one) <= 1e-5
+    assert max(abs(one[s] - two[s]) for s in one) <= (1e-5 if optimizer == "adamw" else 1e-4)
 
 
 def test_bf16_autocast_tracks_fp32(cli, data_dir, tmp_path):

@@ -42,7 +42,8 @@ class TrainConfig:
     max_steps: int = 2000
     max_seconds: float = 0.0  # stop early after this much training time (see `clock`); 0: no limit
     time_schedule: bool = False  # with max_seconds: the lr schedule follows the time spent when that is further
-    # along than the steps, so a run stopped by the clock has still decayed to min_lr
+    # along than the steps, so a run stopped by the clock has still decayed to min_lr (time counts from the
+    # start or the resume of this run, as max_seconds does)
     clock: str = "wall"  # what max_seconds counts: wall time, or "cpu" time of this process (fair on a shared machine)
     lr: float = 1e-3
     min_lr: float = 1e-4

@@ -160,7 +160,7 @@ class Trainer:
                            max_steps=cfg.max_steps, schedule=cfg.schedule, decay_fraction=cfg.decay_fraction)
         self.lr = lr
         for group in self.optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]  # Muon's groups run at muon_lr / lr times the schedule
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # Muon's: muon_lr / lr (a pre-Muon checkpoint has none)
         mine = split_batch(self.data.next_batch(), self.world.size)[self.world.rank]
         micro_batches = [self._to_device(b) for b in split_batch(mine, self.micro_steps)]
         weight = self.world.all_sum(torch.tensor(float(sum(self.objective.weight(b) for b in micro_batches))))

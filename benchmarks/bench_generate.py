@@ -1,7 +1,9 @@
 """Generation speed: our cached engine vs transformers `generate` on the same GPT-2 model, same settings.
 
 For the gpt-tiny and gpt-small presets, our model is exported with `lm2llm.models.hf_compat.to_hf` into
-a `GPT2LMHeadModel` holding the same weights (the greedy outputs are checked equal before timing). Both
+a `GPT2LMHeadModel` holding the same weights (the greedy outputs are checked equal before timing); ours
+then stores its weights input-major, as `TextGenerator.from_run` does (`inference/layout.py`), and its
+single-token forward is timed both ways. Both
 sample with temperature 0.7, top-k 50, top-p 0.9 and generate exactly the same number of tokens.
 
 - prefill tokens/s: one forward pass over B prompts of P tokens that fills the KV cache;
@@ -18,6 +20,7 @@ one torch thread for both engines.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from functools import partial
@@ -28,6 +31,7 @@ import torch  # noqa: E402
 from harness import best_of, write_result  # noqa: E402
 
 from lm2llm.inference.engine import generate_ids  # noqa: E402
+from lm2llm.inference.layout import input_major  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.inference.speed import latency_curve  # noqa: E402
 from lm2llm.models import build_model  # noqa: E402
@@ -106,8 +110,9 @@ def main() -> None:
     torch.manual_seed(0)
     figures, peers, ratios = {}, {}, {}
     for preset, (prompt_len, new_tokens) in PRESETS.items():
-        model = build_model("gpt", preset, vocab_size=VOCAB).eval()
-        hf = to_hf(model)
+        row_major = build_model("gpt", preset, vocab_size=VOCAB).eval()
+        hf = to_hf(row_major)
+        model = input_major(copy.deepcopy(row_major))  # as `TextGenerator.from_run` loads a run for generation
         probe = torch.randint(0, VOCAB, (2, prompt_len), generator=torch.Generator().manual_seed(1))
         ours_greedy = [c.token_ids for c in generate_ids(model, probe.tolist(), SamplingConfig(temperature=0, max_new_tokens=8))]
         hf_greedy = hf_generate(hf, probe, 8, greedy=True)[:, prompt_len:].tolist()
@@ -117,6 +122,9 @@ def main() -> None:
         ours_ms = step_ms(partial(ours_prefill, model, start, 64), partial(ours_step, model, token))
         hf_ms = step_ms(partial(hf_prefill, hf, start), partial(hf_step, hf, token))
         figures[f"{preset}_b1_forward_ms_per_token"] = ours_ms
+        row_major_ms = step_ms(partial(ours_prefill, row_major, start, 64), partial(ours_step, row_major, token))
+        figures[f"{preset}_b1_forward_ms_per_token_row_major_weights"] = row_major_ms
+        ratios[f"{preset}_b1_forward_row_major_ms_over_input_major"] = row_major_ms / ours_ms
         peers[f"hf_{preset}_b1_forward_ms_per_token"] = hf_ms
         ratios[f"{preset}_b1_forward_hf_ms_over_ours"] = hf_ms / ours_ms
         for batch in BATCHES:
@@ -130,7 +138,8 @@ def main() -> None:
             peers.update({f"hf_{key}_{k}": v for k, v in theirs.items()})
             for k in ("prefill_tokens_per_s", "decode_tokens_per_s"):
                 ratios[f"{key}_{k}_ours_over_hf"] = ours[k] / theirs[k]
-    curve = latency_curve(build_model("gpt", "gpt-small", vocab_size=VOCAB).eval(), CONTEXTS, repeats=2 * REPEATS)
+    curve = latency_curve(input_major(build_model("gpt", "gpt-small", vocab_size=VOCAB).eval()), CONTEXTS,
+                          repeats=2 * REPEATS)
     figures["gpt-small_token_latency_by_context"] = curve
     ratios["cached_latency_longest_over_shortest_context"] = curve[-1]["cached_ms"] / curve[0]["cached_ms"]
     ratios["uncached_latency_longest_over_shortest_context"] = curve[-1]["uncached_ms"] / curve[0]["uncached_ms"]

@@ -8,6 +8,7 @@ import torch
 
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch, generate_ids
+from lm2llm.inference.layout import input_major
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model
@@ -55,6 +56,24 @@ def test_a_batch_generates_what_each_prompt_generates_alone(name):
     together = [c.token_ids for c in generate_ids(model, PROMPTS, greedy)]
     alone = [generate_ids(model, [p], greedy)[0].token_ids for p in PROMPTS]
     assert together == alone
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_input_major_weights_keep_the_models_logits_and_ties(name):
+    model = make_model(name)
+    ids = torch.tensor([PROMPTS[1]])
+    with torch.no_grad():
+        before = model(ids)[0]
+        input_major(model)
+        after = model(ids)[0]
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.t().is_contiguous() for m in linears)  # (in, out) in memory
+    if name == "gpt":  # the output layer is still the token embedding
+        assert model.lm_head.weight is model.tok_emb.weight
+    greedy = SamplingConfig(temperature=0, max_new_tokens=8)
+    assert [c.token_ids for c in generate_ids(model, PROMPTS, greedy)] == [
+        c.token_ids for c in generate_ids(make_model(name), PROMPTS, greedy)]
 
 
 def test_rows_stop_on_their_own_end_token():

@@ -21,6 +21,7 @@ from torch import nn
 from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import DecodeBatch
+from lm2llm.inference.layout import input_major
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
 from lm2llm.models import load_model
 from lm2llm.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
@@ -92,6 +93,8 @@ class TextGenerator:
                             hint="give the folder a training run wrote")
         tokenizer = load_tokenizer(run_dir)
         model = load_model(run_dir, device=device).to(env.DTYPES[dtype])
+        if device == "cpu":
+            model = input_major(model)  # batch-1 decoding reads the weights faster (inference/layout.py)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))

@@ -4,10 +4,11 @@ Decay pulls weights toward zero; that regularises the big projection matrices bu
 biases and embedding rows (a rare token's row would shrink every step it is not seen). A parameter
 shared by two modules (tied input/output embeddings) is counted once and follows its embedding.
 
-Muon (Keller Jordan, 2024; written here, checked against `torch.optim.Muon`) replaces each hidden matrix's momentum update by the
-nearest semi-orthogonal matrix (a few Newton–Schulz iterations), so every direction of the update moves
-at the same rate instead of the few that dominate the gradient. It is for matrices inside the network
-only: embeddings, output heads, biases and norm gains stay on AdamW, as in modded-nanogpt.
+Muon (Keller Jordan, 2024; written here, checked against `torch.optim.Muon`) replaces each hidden
+matrix's momentum update by about the nearest semi-orthogonal matrix (a few Newton–Schulz iterations),
+so every direction of the update moves at a similar rate instead of the few that dominate the gradient.
+It is for matrices inside the network only: embeddings, output heads, biases and norm gains stay on
+AdamW, as in modded-nanogpt.
 """
 
 from __future__ import annotations
@@ -56,12 +57,13 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 def newton_schulz(updates: torch.Tensor, steps: int = 5, eps: float = 1e-7,
                   coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)) -> torch.Tensor:
-    """Approximately orthogonalise a stack of matrices (…, rows, cols): U S Vᵀ becomes about U Vᵀ.
+    """Approximately orthogonalise a stack of matrices (n, rows, cols): U S Vᵀ becomes about U Vᵀ.
 
     Each matrix is scaled to spectral norm ≤ 1 (its Frobenius norm bounds that), then the quintic
     X ← aX + (bA + cA²)X with A = XXᵀ pushes every singular value toward 1. The coefficients favour speed
-    over exact convergence: singular values end between about 0.7 and 1.2, which trains as well (Jordan).
-    Runs in bf16 like the reference; wide side last, so A is the small Gram matrix.
+    over exact convergence: per the reference's notes, singular values end roughly between 0.5 and 1.5,
+    which trains as well as exact U Vᵀ. Runs in bf16 like the reference; wide side last, so A is the
+    small Gram matrix.
     """
     a, b, c = coefficients
     tall = updates.size(-2) > updates.size(-1)
@@ -92,6 +94,10 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -109,8 +115,9 @@ class Muon(torch.optim.Optimizer):
             for shape, members in by_shape.items():
                 stacked = torch.stack([updates[i] for i in members])
                 orthogonal = newton_schulz(stacked, group["ns_steps"], group["eps"]).to(params[members[0]].dtype)
-                scale = math.sqrt(max(1.0, shape[0] / shape[1]))  # same RMS per row for tall matrices
+                scale = math.sqrt(max(1.0, shape[0] / shape[1]))  # Jordan's lr scale for tall matrices
                 torch._foreach_add_([params[i] for i in members], list(orthogonal.unbind(0)), alpha=-lr * scale)
+        return loss
 
 
 class MuonAdamW:
@@ -128,10 +135,6 @@ class MuonAdamW:
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         return self.muon.param_groups + self.adamw.param_groups
-
-    @property
-    def state(self) -> dict[Any, Any]:
-        return {**self.muon.state, **self.adamw.state}
 
     def step(self) -> None:
         self.muon.step()

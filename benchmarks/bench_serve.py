@@ -6,10 +6,14 @@ The same batched server with bf16 weights (`--dtype bfloat16`) is measured too: 
 reads half the bytes per decoding step, which pays off for batches more than for one sequence. So is the
 fp32 server whose prompts run on a bf16 copy of the weights (`--prefill-dtype bfloat16`): prefill is
 matmul-bound, and it is what eight clients spend more of their time on than one.
+
+`--device cuda` serves on a GPU (results/serve_cuda.json); `--modes batched,one_at_a_time` and
+`--clients 1,4,8,16` shorten or widen a run. The one-at-a-time peer at many clients is the slow part.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -47,13 +51,13 @@ def free_port() -> int:
     return port
 
 
-def serve(run_dir: Path, max_batch: int, dtype: str = "float32",
-          prefill_dtype: str | None = None) -> tuple[subprocess.Popen, str]:
+def serve(run_dir: Path, max_batch: int, dtype: str = "float32", prefill_dtype: str | None = None,
+          device: str = "cpu") -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     prefill = ["--prefill-dtype", prefill_dtype] if prefill_dtype else []
     process = subprocess.Popen([sys.executable, "-m", "lm2llm", "serve", str(run_dir), "--port", str(port),
-                                "--max-batch", str(max_batch), "--dtype", dtype, *prefill],
+                                "--max-batch", str(max_batch), "--dtype", dtype, "--device", device, *prefill],
                                env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -85,7 +89,7 @@ def measure(url: str, body, clients: int) -> dict:
     return max(runs, key=lambda run: run["tokens_per_second"])
 
 
-def scheduler_only(run_dir: Path, prompts: list[str]) -> dict[str, float]:
+def scheduler_only(run_dir: Path, prompts: list[str], device: str) -> dict[str, float]:
     """Tokens/s of the scheduler alone (no HTTP, same process) with 1 and 8 sequences at once: what
     batching gives before the web server and the clients take their share of the CPU."""
     import queue
@@ -97,7 +101,7 @@ def scheduler_only(run_dir: Path, prompts: list[str]) -> dict[str, float]:
     from lm2llm.serve.scheduler import SequenceRequest
 
     torch.set_num_threads(1)
-    served = ServedModel.from_run(run_dir)
+    served = ServedModel.from_run(run_dir, device=device)
     served.scheduler.start()
     rates = {}
     try:
@@ -118,7 +122,7 @@ def scheduler_only(run_dir: Path, prompts: list[str]) -> dict[str, float]:
     return rates
 
 
-def time_to_first_token(run_dir: Path, prompt_ids: list[int], rounds: int = 8) -> dict[str, float]:
+def time_to_first_token(run_dir: Path, prompt_ids: list[int], device: str, rounds: int = 8) -> dict[str, float]:
     """Milliseconds from submitting one long prompt to its first token (best of `rounds`, alternating), for the
     fp32 scheduler and for the same one prefilling with a bf16 copy of the weights: prefill alone, no HTTP."""
     import queue
@@ -130,8 +134,8 @@ def time_to_first_token(run_dir: Path, prompt_ids: list[int], rounds: int = 8) -
     from lm2llm.serve.scheduler import SequenceRequest
 
     torch.set_num_threads(1)
-    servers = {"float32": ServedModel.from_run(run_dir),
-               "bfloat16_prefill": ServedModel.from_run(run_dir, prefill_dtype="bfloat16")}
+    servers = {"float32": ServedModel.from_run(run_dir, device=device),
+               "bfloat16_prefill": ServedModel.from_run(run_dir, device=device, prefill_dtype="bfloat16")}
     best = dict.fromkeys(servers, float("inf"))
     for served in servers.values():
         served.scheduler.start()
@@ -151,51 +155,62 @@ def time_to_first_token(run_dir: Path, prompt_ids: list[int], rounds: int = 8) -
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="where the server runs: cpu (results/serve.json) or cuda "
+                        "(results/serve_cuda.json)")
+    parser.add_argument("--clients", default=",".join(map(str, CLIENTS)), help="load levels, comma-separated; "
+                        "1 and 8 are needed for the goal's ratio")
+    parser.add_argument("--modes", default=",".join(m[0] for m in MODES), help="server modes to measure, "
+                        "comma-separated; batched is always measured")
+    args = parser.parse_args()
+    clients = sorted({int(c) for c in args.clients.split(",")} | {1, 4, 8})
+    modes = [m for m in MODES if m[0] in set(args.modes.split(",")) | {"batched"}]
     korean, english = load_documents("korean-law"), load_documents("python-docs", limit=100)
     prompts = [line.strip()[:48] for doc in korean + english for line in doc.splitlines() if len(line.strip()) > 20][:64]
     figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = save_demo_run(Path(tmp) / "bench", korean + english, vocab_size=1024, **MODEL)
-        for mode, max_batch, dtype, prefill_dtype in MODES:
-            process, url = serve(run_dir, max_batch, dtype, prefill_dtype)
+        for mode, max_batch, dtype, prefill_dtype in modes:
+            process, url = serve(run_dir, max_batch, dtype, prefill_dtype, args.device)
             try:
                 def body(i: int) -> dict:
                     return {"model": "bench", "prompt": prompts[i % len(prompts)], "max_tokens": MAX_TOKENS,
                             "temperature": 1.0, "seed": i}
 
                 run_load(url, body, clients=2, requests=4)  # warm-up
-                figures[mode] = {str(c): measure(url, body, c) for c in CLIENTS}
+                figures[mode] = {str(c): measure(url, body, c) for c in clients}
             finally:
                 process.terminate()
                 process.wait(timeout=30)
-        alone = scheduler_only(run_dir, prompts)
+        alone = scheduler_only(run_dir, prompts, args.device)
         long_prompt = load_tokenizer(run_dir).encode(" ".join(korean))[:LONG_PROMPT]
-        first_token = time_to_first_token(run_dir, long_prompt)
-    ours, peer = figures["batched"], figures["one_at_a_time"]
+        first_token = time_to_first_token(run_dir, long_prompt, args.device)
+    ours = figures["batched"]
     tps = lambda table, c: table[str(c)]["tokens_per_second"]  # noqa: E731
+    ratios = {"batched_8_over_1_clients": tps(ours, 8) / tps(ours, 1),
+              "batched_4_over_1_clients": tps(ours, 4) / tps(ours, 1),
+              "scheduler_only_8_over_1_sequences": alone["8"] / alone["1"],
+              "time_to_first_token_fp32_over_bf16_prefill": first_token["float32"] / first_token["bfloat16_prefill"]}
+    if "one_at_a_time" in figures:
+        peer = figures["one_at_a_time"]
+        ratios |= {"one_at_a_time_8_over_1_clients": tps(peer, 8) / tps(peer, 1),
+                   "batched_over_one_at_a_time_at_8_clients": tps(ours, 8) / tps(peer, 8)}
+    for mode, name in (("batched_bf16", "bf16"), ("batched_bf16_prefill", "bf16_prefill")):
+        if mode in figures:
+            ratios |= {f"{name}_8_over_1_clients": tps(figures[mode], 8) / tps(figures[mode], 1),
+                       f"{name}_over_fp32_at_1_client": tps(figures[mode], 1) / tps(ours, 1),
+                       f"{name}_over_fp32_at_8_clients": tps(figures[mode], 8) / tps(ours, 8)}
     write_result(
-        "serve",
-        figures={"model": MODEL, "max_tokens": MAX_TOKENS, "requests_per_client": PER_CLIENT, "repeats": REPEATS,
-                 "batched": ours, "batched_bf16": figures["batched_bf16"],
-                 "batched_bf16_prefill": figures["batched_bf16_prefill"],
+        "serve" if args.device == "cpu" else f"serve_{args.device.split(':')[0]}",
+        figures={"device": args.device, "model": MODEL, "max_tokens": MAX_TOKENS, "requests_per_client": PER_CLIENT,
+                 "repeats": REPEATS, **{mode: table for mode, table in figures.items() if mode != "one_at_a_time"},
                  "scheduler_only_tokens_per_second": alone,
                  f"time_to_first_token_ms_{LONG_PROMPT}_token_prompt": first_token},
-        peers={"one_at_a_time": peer},
-        ratios={"batched_8_over_1_clients": tps(ours, 8) / tps(ours, 1),
-                "batched_4_over_1_clients": tps(ours, 4) / tps(ours, 1),
-                "one_at_a_time_8_over_1_clients": tps(peer, 8) / tps(peer, 1),
-                "batched_over_one_at_a_time_at_8_clients": tps(ours, 8) / tps(peer, 8),
-                "scheduler_only_8_over_1_sequences": alone["8"] / alone["1"],
-                "bf16_over_fp32_at_1_client": tps(figures["batched_bf16"], 1) / tps(ours, 1),
-                "bf16_over_fp32_at_8_clients": tps(figures["batched_bf16"], 8) / tps(ours, 8),
-                "bf16_prefill_8_over_1_clients": tps(figures["batched_bf16_prefill"], 8)
-                / tps(figures["batched_bf16_prefill"], 1),
-                "bf16_prefill_over_fp32_at_1_client": tps(figures["batched_bf16_prefill"], 1) / tps(ours, 1),
-                "bf16_prefill_over_fp32_at_8_clients": tps(figures["batched_bf16_prefill"], 8) / tps(ours, 8),
-                "time_to_first_token_fp32_over_bf16_prefill": first_token["float32"] / first_token["bfloat16_prefill"]},
-        notes="Server in its own process (1 torch thread), clients are threads of the benchmark process, "
-              "all on 127.0.0.1 of a shared 2-core machine: the figures are noisy. The model is freshly "
-              "initialised (speed depends on its shape, not its weights).",
+        peers={mode: table for mode, table in figures.items() if mode == "one_at_a_time"},
+        ratios=ratios,
+        notes="Server in its own process (1 torch thread), clients are threads of the benchmark process, all "
+              f"on 127.0.0.1 of a machine with {os.cpu_count()} cores (on 2, server and clients share them: the "
+              "figures are noisy). The model is freshly initialised (speed depends on its shape, not its weights).",
     )
 
 

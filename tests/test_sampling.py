@@ -21,8 +21,10 @@ from lm2llm.inference.sampling import (
     apply_frequency_presence,
     apply_repetition_penalty,
     apply_temperature,
+    draw,
     min_p_filter,
     process_logits,
+    sample_rows,
     top_k_filter,
     top_p_filter,
 )
@@ -142,6 +144,30 @@ def test_sampling_frequencies_match_the_distribution():
     tokens = sampler(probs.log().expand(4000, 3)).tokens
     frequencies = torch.bincount(tokens, minlength=3) / 4000
     torch.testing.assert_close(frequencies, probs, atol=0.03, rtol=0)
+
+
+def test_draw_follows_the_cumulative_sum_and_never_takes_a_removed_token():
+    probs = torch.tensor([[0.0, 0.25, 0.0, 0.75, 0.0]]).expand(7, 5)
+    uniforms = torch.tensor([[0.0], [0.2499], [0.25], [0.6], [0.9999], [1.0 - 2**-24], [1.0]])
+    assert draw(probs, uniforms).tolist() == [1, 1, 3, 3, 3, 3, 3]  # u = 1 (rounding's worst case) too
+    unnormalised = torch.tensor([[2.0, 0.0, 6.0]])  # draw scales u by the row's total
+    assert draw(unnormalised, torch.tensor([[0.26]])).item() == 2
+
+
+def test_sample_rows_chooses_what_each_rows_own_sampler_would(logits, history):
+    """The scheduler's batched path: each row keeps its own settings, seed and penalty counts."""
+    configs = [SamplingConfig(seed=1), SamplingConfig(seed=2), SamplingConfig(temperature=0),
+               SamplingConfig(top_k=5, temperature=0.8, seed=3), SamplingConfig(top_p=0.7, seed=4),
+               SamplingConfig(repetition_penalty=1.5, frequency_penalty=0.5, seed=5)]
+    batched = [Sampler(c, 1, VOCAB) for c in configs]
+    alone = [Sampler(c, 1, VOCAB) for c in configs]
+    for sampler in batched + alone:
+        sampler.observe_prompt(history[:1])
+    for step in range(5):
+        step_logits = logits.roll(step, dims=1)
+        tokens = sample_rows(batched, step_logits)
+        assert tokens == [int(s(step_logits[row:row + 1]).tokens[0]) for row, s in enumerate(alone)]
+    assert torch.equal(batched[5].counts, alone[5].counts) and torch.equal(batched[5].seen, alone[5].seen)
 
 
 def test_logprobs_are_the_models_own_and_alternatives_are_sorted(logits):

@@ -59,6 +59,12 @@ class SamplingConfig:
         object.__setattr__(self, "stop", tuple(self.stop))
 
     @property
+    def processing(self) -> tuple:
+        """The settings that shape the distribution: rows that share them can be sampled in one call."""
+        return (self.temperature, self.top_k, self.top_p, self.min_p, self.repetition_penalty,
+                self.frequency_penalty, self.presence_penalty)
+
+    @property
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
 
@@ -173,12 +179,57 @@ class SampleStep:
     top_logprobs: torch.Tensor | None = None  # [B, top_logprobs]
 
 
+def distribution(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None = None,
+                 counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The sampling distribution of logits [B, V]: probabilities [B, C] over candidates [B, C], or over the
+    whole vocabulary (candidates None).
+
+    With top-k on, only the k best tokens can be drawn, and `torch.topk` hands them over sorted, so
+    temperature, top-p and min-p reduce to a few operations on k numbers instead of sorting all V:
+    the same distribution as `process_logits` (tested). An exact tie at the k-th logit, which top-k
+    keeps whole, takes the full path.
+    """
+    logits = apply_penalties(logits, config, seen, counts)
+    k = config.top_k
+    if k and k < logits.size(-1):
+        best, candidates = torch.topk(logits, k + 1, dim=-1)
+        if not bool((best[:, k] == best[:, k - 1]).any()):
+            return _warp_sorted(best[:, :k], config), candidates[:, :k]
+    return warp_logits(logits, config).softmax(dim=-1), None
+
+
+def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: row i takes the first column whose cumulative probability passes u_i · total.
+
+    Exact (column j is taken with probability p_j / total) and cheap: one uniform per row, where
+    `torch.multinomial` draws one exponential per column (measured on one CPU core: 13 vs 48 µs for
+    1,024 columns, 61 vs 1,039 µs for GPT-2's 50,257).
+    Rounding can put u · total at the very end of the sum; the last column with any probability then
+    stands in, so a filtered-out token is never drawn.
+    """
+    cdf = probs.cumsum(dim=-1)
+    total = cdf[:, -1:].contiguous()
+    picked = torch.searchsorted(cdf, uniforms * total, right=True)
+    return torch.minimum(picked, torch.searchsorted(cdf, total)).squeeze(-1)
+
+
+def choose(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None, counts: torch.Tensor | None,
+           uniforms: torch.Tensor | None) -> torch.Tensor:
+    """Next tokens [B] for logits [B, V] under one config: argmax when greedy, else `draw` with `uniforms` [B, 1]."""
+    if config.greedy:
+        return apply_penalties(logits, config, seen, counts).argmax(dim=-1)
+    probs, candidates = distribution(logits, config, seen, counts)
+    tokens = draw(probs, uniforms)
+    return tokens if candidates is None else candidates.gather(1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
 class Sampler:
     """Chooses next tokens for a batch of B sequences, remembering what each has produced for penalties."""
 
     def __init__(self, config: SamplingConfig, batch_size: int, vocab_size: int,
                  device: torch.device | str = "cpu"):
         self.config = config
+        self.device = torch.device(device)
         self.generator: torch.Generator | None = None
         if config.seed is not None:
             self.generator = torch.Generator(device=device)
@@ -197,44 +248,66 @@ class Sampler:
         self.seen |= hits > 0  # a count, not a scatter of booleans: a padding id may also be a real token
 
     def distribution(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The sampling distribution: probabilities [B, C] over candidates [B, C], or over the whole
-        vocabulary (candidates None).
+        """This sampler's distribution for logits [B, V] (see the module function `distribution`)."""
+        return distribution(logits, self.config, self.seen, self.counts)
 
-        With top-k on, only the k best tokens can be drawn, and `torch.topk` hands them over sorted, so
-        temperature, top-p and min-p reduce to a few operations on k numbers instead of sorting all V:
-        the same distribution as `process_logits` (tested). An exact tie at the k-th logit, which top-k
-        keeps whole, takes the full path.
-        """
-        config = self.config
-        logits = apply_penalties(logits, config, self.seen, self.counts)
-        k = config.top_k
-        if k and k < logits.size(-1):
-            best, candidates = torch.topk(logits, k + 1, dim=-1)
-            if not bool((best[:, k] == best[:, k - 1]).any()):
-                return _warp_sorted(best[:, :k], config), candidates[:, :k]
-        return warp_logits(logits, config).softmax(dim=-1), None
+    def uniforms(self, rows: int) -> torch.Tensor:
+        """[rows, 1] uniforms from this sampler's generator (the global one when it has no seed)."""
+        return torch.rand(rows, 1, generator=self.generator, device=self.device)
 
-    def __call__(self, logits: torch.Tensor) -> SampleStep:
-        """Choose one token per row from logits [B, V] and record it."""
-        config = self.config
-        if config.greedy:
-            tokens = apply_penalties(logits, config, self.seen, self.counts).argmax(dim=-1)
-        else:
-            probs, candidates = self.distribution(logits)
-            tokens = torch.multinomial(probs, 1, generator=self.generator)
-            tokens = (tokens if candidates is None else candidates.gather(1, tokens)).squeeze(-1)
+    def record(self, tokens: torch.Tensor) -> None:
+        """Count chosen tokens [B] for the penalties."""
         column = tokens.unsqueeze(-1)
         if self.seen is not None:
             self.seen.scatter_(1, column, True)
         if self.counts is not None:
             self.counts.scatter_add_(1, column, torch.ones_like(column, dtype=self.counts.dtype))
+
+    def __call__(self, logits: torch.Tensor) -> SampleStep:
+        """Choose one token per row from logits [B, V] and record it."""
+        config = self.config
+        tokens = choose(logits, config, self.seen, self.counts,
+                        None if config.greedy else self.uniforms(logits.size(0)))
+        self.record(tokens)
         step = SampleStep(tokens)
         if config.wants_logprobs:
             logp = logits.float().log_softmax(dim=-1)
-            step.logprobs = logp.gather(1, column).squeeze(-1)
+            step.logprobs = logp.gather(1, tokens.unsqueeze(-1)).squeeze(-1)
             if config.top_logprobs:
                 step.top_logprobs, step.top_ids = torch.topk(logp, config.top_logprobs, dim=-1)
         return step
+
+
+def sample_rows(samplers: Sequence[Sampler], logits: torch.Tensor) -> list[int]:
+    """One token per row of logits [B, V], row i chosen by `samplers[i]` (a one-row sampler with its own
+    settings, seed and penalty counts): the same distribution and the same uniform from its generator as
+    `samplers[i](logits[i:i + 1])`, so the same token (barring a top-k tie in another row of its group,
+    which sends the group down the full path: the same distribution, rounded differently).
+
+    For continuous batching: rows that share their settings are processed in one call, and the tokens come
+    back with one device-to-host copy, where a loop over rows would pay each row's kernel launches and
+    synchronisation (on a GPU) or Python and sampling overhead (on a CPU). Log-probabilities are not kept.
+    """
+    tokens = torch.empty(len(samplers), dtype=torch.long, device=logits.device)
+    groups: dict[tuple, list[int]] = {}
+    for row, sampler in enumerate(samplers):
+        groups.setdefault(sampler.config.processing, []).append(row)
+    for rows in groups.values():
+        members = [samplers[row] for row in rows]
+        config = members[0].config
+        seen = torch.cat([m.seen for m in members]) if config.repetition_penalty != 1.0 else None
+        counts = torch.cat([m.counts for m in members]) if config.frequency_penalty or config.presence_penalty else None
+        uniforms = None if config.greedy else torch.cat([m.uniforms(1) for m in members])
+        index = torch.tensor(rows, device=logits.device) if len(rows) < len(samplers) else None
+        picked = choose(logits if index is None else logits[index], config, seen, counts, uniforms)
+        if index is None:
+            tokens = picked
+        else:
+            tokens[index] = picked
+    for row, sampler in enumerate(samplers):
+        if sampler.seen is not None or sampler.counts is not None:
+            sampler.record(tokens[row:row + 1])
+    return tokens.tolist()
 
 
 # --- stop strings, checked on decoded text -----------------------------------------------------------

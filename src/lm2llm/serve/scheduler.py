@@ -12,7 +12,7 @@ hidden state) and, between two steps:
 
 Each sequence keeps its own `Sampler` (its own settings, seed and penalty counts) and its own
 detokenizer with stop strings (`inference.text.RowText`), so what a request gets does not depend on the
-other requests that share its steps. Nothing here knows HTTP: results go to a callback per sequence.
+other requests that share its steps; `sample_rows` still samples rows with the same settings in one call. Nothing here knows HTTP: results go to a callback per sequence.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import context_limit
-from lm2llm.inference.sampling import Sampler, SamplingConfig, StopStrings
+from lm2llm.inference.sampling import Sampler, SamplingConfig, StopStrings, sample_rows
 from lm2llm.inference.text import RowText, TextChunk
 from lm2llm.tokenizer import Tokenizer
 
@@ -213,8 +213,9 @@ class BatchScheduler:
         self.stats.steps += 1
         self.stats.rows_stepped += len(self._live)
         self.stats.largest_batch = max(self.stats.largest_batch, len(self._live))
-        for row, sequence in enumerate(self._live):
-            sequence.next_token = int(sequence.sampler(logits[row:row + 1, -1]).tokens[0])
+        tokens = sample_rows([s.sampler for s in self._live], logits[:, -1])
+        for sequence, token in zip(self._live, tokens, strict=True):
+            sequence.next_token = token
             self._advance(sequence)
         self._retire()
 
@@ -243,8 +244,8 @@ class BatchScheduler:
         logits, _ = self.prefill_model(ids.to(self.device), state=state,
                                        attention_mask=None if bool(mask.all()) else mask.to(self.device))
         self.stats.prefills += 1
-        for row, sequence in enumerate(sequences):
-            sequence.next_token = int(sequence.sampler(logits[row:row + 1, -1]).tokens[0])
+        for sequence, token in zip(sequences, sample_rows([s.sampler for s in sequences], logits[:, -1]), strict=True):
+            sequence.next_token = token
         return state.to(self.dtype)
 
     def _regroup(self, parts: list, live: list[_Live]) -> None:

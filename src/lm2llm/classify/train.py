@@ -22,7 +22,7 @@ from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import ENDOFTEXT
-from lm2llm.training.config import TrainConfig
+from lm2llm.training.config import TrainConfig, fine_tuning
 from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS
 from lm2llm.training.objectives import SequenceClassification
 from lm2llm.training.trainer import Trainer, TrainResult, seed_everything
@@ -37,7 +37,7 @@ class ClassifyConfig:
     vocab_size: int = 2000  # BPE vocabulary trained on the training texts when there is no `init`
     block_size: int = 64
     batch_size: int = 16
-    max_steps: int = 200
+    steps: int = 200
     lr: float = 1e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
@@ -46,10 +46,9 @@ class ClassifyConfig:
     eval_every: int = 100
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(batch_size=self.batch_size, max_steps=self.max_steps, lr=self.lr, min_lr=self.lr / 10,
-                           warmup_steps=min(self.warmup_steps, self.max_steps // 2), weight_decay=self.weight_decay,
-                           eval_every=self.eval_every, log_every=10, dtype="float32", device="cpu",
-                           progress=False, seed=self.seed, objective="classification")
+        return fine_tuning(self.steps, self.lr, batch_size=self.batch_size,
+                           warmup_steps=min(self.warmup_steps, self.steps // 2), weight_decay=self.weight_decay,
+                           eval_every=self.eval_every, log_every=10, seed=self.seed, objective="classification")
 
 
 def token_id(tokenizer: Tokenizer, token: str) -> int:

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
                                                                                                  str(val_data))
         else:
             train, val = labelled.split(val_fraction, seed)
-        cfg = ClassifyConfig(model=model, init=str(init) if init else None, max_steps=steps, batch_size=batch_size,
+        cfg = ClassifyConfig(model=model, init=str(init) if init else None, steps=steps, batch_size=batch_size,
                              lr=lr, block_size=block_size, seed=seed)
         report = train_classifier(cfg, train, val, out)
         if json_out:

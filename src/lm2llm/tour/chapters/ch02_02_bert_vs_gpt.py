@@ -36,7 +36,7 @@ from lm2llm.models import build_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.plots import plt
-from lm2llm.training.config import TrainConfig
+from lm2llm.training.config import fine_tuning
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN, mask_tokens
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM, MaskedLM
@@ -57,9 +57,8 @@ def pretrain(family: str, shards: TokenShards, tokenizer: BPETokenizer, block: i
     if family == "bert":
         data = masked_lm_batches(data, tokenizer, seed=0)
         objective = MaskedLM()
-    cfg = TrainConfig(batch_size=16, max_steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=steps // 10,
-                      weight_decay=0.01, eval_every=steps, eval_batches=4, dtype="float32", device="cpu",
-                      progress=False, objective=objective.name)
+    cfg = fine_tuning(steps, lr, batch_size=16, weight_decay=0.01, eval_every=steps, eval_batches=4,
+                      objective=objective.name)
     result = Trainer(model, objective, data, cfg).fit()
     return model.eval(), result
 
@@ -105,7 +104,7 @@ def classify_both(backbones: dict, tokenizer: BPETokenizer, train, test, steps: 
     out = {}
     for family, backbone in backbones.items():
         model = SequenceClassifier(copy.deepcopy(backbone), train.names, dropout=0.1)
-        cfg = ClassifyConfig(max_steps=steps, block_size=block, batch_size=16, lr=1e-3, warmup_steps=steps // 10,
+        cfg = ClassifyConfig(steps=steps, block_size=block, batch_size=16, lr=1e-3, warmup_steps=steps // 10,
                              eval_every=steps, seed=0)
         start = time.perf_counter()
         fine_tune(model, tokenizer, train, test, cfg)

@@ -21,9 +21,8 @@ from lm2llm.errors import UserError
 from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
-from lm2llm.tokenizer.chat import ENDOFTEXT
+from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, ENDOFTEXT
 from lm2llm.training.config import TrainConfig, fine_tuning
-from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS
 from lm2llm.training.objectives import SequenceClassification
 from lm2llm.training.trainer import Trainer, TrainResult, seed_everything
 

@@ -34,11 +34,12 @@ from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.plots import plt
 from lm2llm.training.config import fine_tuning
 from lm2llm.training.data import ShardBatches
-from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN, mask_tokens
+from lm2llm.training.masking import mask_tokens
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM, MaskedLM
 from lm2llm.training.run import masked_lm_batches
 from lm2llm.training.trainer import Trainer

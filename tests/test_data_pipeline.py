@@ -207,7 +207,7 @@ def test_minhash_signatures_and_lsh_bands_match_datasketch():
 
 
 def test_prepare_with_a_saved_bpe_tokenizer_ends_documents_with_eos(tmp_path):
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+    from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
     corpus = _corpus(tmp_path)
     tokenizer = BPETokenizer.train([KOREAN, "Python is a programming language."] * 5, vocab_size=300)

@@ -9,7 +9,7 @@ from lm2llm.errors import UserError
 from lm2llm.finetune.batches import SFTBatches, collate_examples, encode_conversations
 from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import build_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.training import TrainConfig, Trainer
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
 

@@ -103,7 +103,7 @@ def evaluate(model: SequenceClassifier, tokenizer: Tokenizer, data: LabelledSet,
 def new_classifier(cfg: ClassifyConfig, train: LabelledSet) -> tuple[SequenceClassifier, Tokenizer]:
     """A classifier on the `init` run's model and tokenizer, or a fresh model with a BPE trained on `train`."""
     from lm2llm.models import build_model, load_model
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+    from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
     seed_everything(cfg.seed)
     if cfg.init:

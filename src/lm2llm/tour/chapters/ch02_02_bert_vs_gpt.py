@@ -33,8 +33,8 @@ from lm2llm.errors import UserError
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.plots import plt
 from lm2llm.training.config import fine_tuning

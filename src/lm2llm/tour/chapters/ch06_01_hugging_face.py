@@ -25,7 +25,7 @@ from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model, load_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.real_llm import real_llm_section
 from lm2llm.training.config import fine_tuning

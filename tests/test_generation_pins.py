@@ -87,23 +87,20 @@ def scheduled(model: torch.nn.Module) -> list:
     """Sequences with their own settings and seeds, joining and leaving a batch of at most 3 rows."""
     scheduler = BatchScheduler(model, HangulIds(), max_batch=3)
     scheduler.start()
+    out: queue.Queue = queue.Queue()  # every sequence's chunks, in the order the scheduler thread made them
+    prompts = PROMPTS + PROMPTS[:2]
     try:
-        outs = []
-        for index, prompt in enumerate(PROMPTS + PROMPTS[:2]):
+        for index, prompt in enumerate(prompts):
             kwargs = list(SETTINGS.values())[index % len(SETTINGS)]
             config = SamplingConfig(**{**kwargs, "logprobs": False, "top_logprobs": 0})
-            outs.append(queue.Queue())
-            scheduler.submit([SequenceRequest(prompt, config, outs[-1].put, end_ids=(13,), index=index)])
-        results = []
-        for out in outs:
-            tokens, text = [], ""
-            while True:
-                chunk = out.get(timeout=30)
-                tokens += chunk.token_ids
-                text += chunk.text
-                if chunk.finish_reason:
-                    results.append({"tokens": tokens, "text": text, "finish": chunk.finish_reason})
-                    break
+            scheduler.submit([SequenceRequest(prompt, config, out.put, end_ids=(13,), index=index)])
+        results = [{"tokens": [], "text": "", "finish": None} for _ in prompts]
+        while any(r["finish"] is None for r in results):
+            chunk = out.get(timeout=30)
+            result = results[chunk.index]
+            result["tokens"] += chunk.token_ids
+            result["text"] += chunk.text
+            result["finish"] = chunk.finish_reason
         return results
     finally:
         scheduler.stop()

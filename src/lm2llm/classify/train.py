@@ -91,7 +91,7 @@ def predict(model: SequenceClassifier, tokenizer: Tokenizer, texts: list[str], b
     return out
 
 
-def evaluate(model: SequenceClassifier, tokenizer: Tokenizer, data: LabelledSet, block_size: int) -> dict:
+def evaluate_classifier(model: SequenceClassifier, tokenizer: Tokenizer, data: LabelledSet, block_size: int) -> dict:
     """Accuracy, macro-F1 and the confusion matrix of `model` on `data` (relabelled to the model's labels)."""
     data = data.relabelled(model.labels, "--data")
     start = time.perf_counter()
@@ -132,7 +132,7 @@ def train_classifier(cfg: ClassifyConfig, train: LabelledSet, val: LabelledSet, 
     tokenizer.save(run.path)
     result = fine_tune(model, tokenizer, train, val, cfg, run)
     save_classifier(model, run.path)
-    report = evaluate(model, tokenizer, val, cfg.block_size)
+    report = evaluate_classifier(model, tokenizer, val, cfg.block_size)
     run.log_metrics({"event": "finished", "steps": result.steps, "seconds": result.seconds,
                      "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
     return {"run": str(run.path), "family": model.family, "steps": result.steps,

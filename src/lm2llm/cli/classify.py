@@ -71,13 +71,13 @@ def eval_command(
     """Score a trained classifier on a labelled file."""
     from lm2llm.classify.data import read_labelled
     from lm2llm.classify.model import load_classifier
-    from lm2llm.classify.train import evaluate
+    from lm2llm.classify.train import evaluate_classifier
     from lm2llm.runs import RunDir
     from lm2llm.tokenizer import load_tokenizer
 
     model, tokenizer = load_classifier(run), load_tokenizer(run)
     block_size = RunDir(run).read_config().get("classify", {}).get("block_size", 64)
-    report = evaluate(model, tokenizer, read_labelled(data, text_column, label_column), block_size)
+    report = evaluate_classifier(model, tokenizer, read_labelled(data, text_column, label_column), block_size)
     if json_out:
         print_json(report)
     else:

@@ -139,7 +139,7 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
 
 
 @torch.no_grad()
-def generate_answers(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+def greedy_replies(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
                      max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
     """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
     whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
@@ -166,7 +166,7 @@ def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequen
     format is learned) and how many distinct answers there are (one answer to every prompt: the form of
     an answer is learned, not the task).
     """
-    predictions, ended = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
+    predictions, ended = greedy_replies(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
     return {**score_exact_match(records, predictions), "ended_turn": sum(ended) / len(ended),
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 

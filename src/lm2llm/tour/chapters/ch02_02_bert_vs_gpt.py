@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from lm2llm.classify.data import docstring_families, nsmc, nsmc_files
 from lm2llm.classify.model import SequenceClassifier
-from lm2llm.classify.train import ClassifyConfig, evaluate, fine_tune
+from lm2llm.classify.train import ClassifyConfig, evaluate_classifier, fine_tune
 from lm2llm.data.shards import ShardWriter, TokenShards
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import generate_ids
@@ -110,7 +110,7 @@ def classify_both(backbones: dict, tokenizer: BPETokenizer, train, test, steps: 
         start = time.perf_counter()
         fine_tune(model, tokenizer, train, test, cfg)
         seconds = time.perf_counter() - start
-        out[family] = {**evaluate(model, tokenizer, test, block), "train_seconds": seconds}
+        out[family] = {**evaluate_classifier(model, tokenizer, test, block), "train_seconds": seconds}
     return out
 
 

@@ -153,12 +153,13 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 
 def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 where: str = "config") -> TrainConfig:
-    """Defaults, then a config file's values, then command-line overrides; `model.X` keys go to the model."""
+                 where: str = "config", *, model_overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then a config file's values, then command-line overrides; `model.X` keys go to the model,
+    on top of `model_overrides` (model-shape values a caller already holds as a dict)."""
     known = {f.name: f for f in fields(TrainConfig)}
     types_of = typing.get_type_hints(TrainConfig)
     values: dict[str, Any] = {}
-    model_overrides: dict[str, Any] = {}
+    model_overrides = dict(model_overrides or {})
     for source, items in ((where, file_values or {}), ("--set", overrides or {})):
         items = dict(items)
         if isinstance(items.get("model"), dict):  # a [model] table in TOML

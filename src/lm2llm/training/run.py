@@ -177,7 +177,5 @@ def resume_config(out: str | Path, overrides: dict[str, Any]) -> TrainConfig:
     saved = RunDir(out).read_config().get("train")
     if not isinstance(saved, dict):
         raise UserError("config.json has no 'train' section", where=str(Path(out) / "config.json"))
-    saved.pop("model_overrides", None)
-    model_overrides = RunDir(out).read_config()["train"].get("model_overrides", {})
-    return build_config({**saved, **{f"model.{k}": v for k, v in model_overrides.items()}}, overrides,
-                        where=str(Path(out) / "config.json"))
+    model_overrides = saved.pop("model_overrides", {})
+    return build_config(saved, overrides, where=str(Path(out) / "config.json"), model_overrides=model_overrides)

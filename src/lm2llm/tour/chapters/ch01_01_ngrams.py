@@ -18,7 +18,16 @@ from lm2llm.data import load_documents
 from lm2llm.ngram import NgramConfig, generate, sentence_scores, train, write_arpa
 from lm2llm.ngram.limits import long_range_probe, perplexity_by_order, unseen_shares
 from lm2llm.ngram.vocab import split_words
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 
 ORDERS = [1, 2, 3, 4, 5]
@@ -136,7 +145,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               f"차수 {ORDERS[0]}-{ORDERS[-1]}의 미관측 비율 {', '.join(f'{s:.0%}' for s in unseen)}"),
             all(a < b for a, b in zip(unseen, unseen[1:], strict=False)) and unseen[-1] > 0.5,
         ),
-        Claim(
+        demonstration(
             T("Without smoothing, unseen events get probability zero; smoothing removes every zero.",
               "스무딩이 없으면 처음 보는 사건의 확률이 0이 되고, 스무딩은 0을 모두 없앤다."),
             T(f"MLE gives p = 0 to {mle_zero[1]:.0%} (bigram) and {mle_zero[-1]:.0%} (order {ORDERS[-1]}) of held-out words; "

@@ -34,7 +34,16 @@ from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 from lm2llm.training.config import TrainConfig
 from lm2llm.training.data import ShardBatches
@@ -231,7 +240,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{frequency['top1']:.3f}; 교차 엔트로피 BERT {nats['bert']:.2f}, GPT {nats['gpt']:.2f}, 빈도 "
                 f"{nats['frequencies']:.2f} nats.{plateau.ko}"),
               bert_blank > gpt_blank),
-        Claim(T("A decoder generates text token by token; an encoder has no such interface.",
+        demonstration(T("A decoder generates text token by token; an encoder has no such interface.",
                 "디코더는 토큰을 하나씩 이어 생성하고, 인코더에는 그런 방법이 없다."),
               T(f"GPT produced {len(gpt_tokens)} tokens; BERT generation {'worked' if bert_generates else 'was refused'}",
                 f"GPT는 토큰 {len(gpt_tokens)}개를 생성; BERT 생성은 {'됨' if bert_generates else '거부됨'}"),

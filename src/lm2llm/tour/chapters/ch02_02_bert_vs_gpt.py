@@ -248,7 +248,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Both pre-trained models can be fine-tuned into classifiers well above chance.",
                 "사전학습한 두 모델 모두 미세조정하면 우연 수준보다 훨씬 잘 분류한다."),
               T(f"accuracy BERT {scores['bert']['accuracy']:.3f}, GPT {scores['gpt']['accuracy']:.3f}, chance {chance:.2f}",
-                f"정확도 BERT {scores['bert']['accuracy']:.3f}, GPT {scores['gpt']['accuracy']:.3f}, 우연 {chance:.2f}"),
+                f"정확도 BERT {scores['bert']['accuracy']:.3f}, GPT {scores['gpt']['accuracy']:.3f}, 우연 수준 {chance:.2f}"),
               min(scores["bert"]["accuracy"], scores["gpt"]["accuracy"]) > 1.5 * chance),
         Claim(T("For understanding tasks such as classification, the encoder beats a decoder of the same size.",
                 "분류 같은 이해 과제에서는 같은 크기의 디코더보다 인코더가 낫다."),

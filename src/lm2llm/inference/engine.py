@@ -217,10 +217,12 @@ class Engine:
         """Queue sequences (all or none); a UserError for a bad prompt, QueueFull when too many wait.
 
         `shared`: the requests are one batch with one config, drawing from one generator (see the module
-        docstring); the engine should then have room to admit them all at once.
+        docstring), admitted together: at most `max_batch` of them.
         """
         if not requests:
             raise UserError("no prompts to generate from", where="prompts")
+        if shared and self.max_batch is not None and len(requests) > self.max_batch:
+            raise ValueError(f"a shared batch of {len(requests)} needs max_batch >= {len(requests)}")
         for number, request in enumerate(requests):
             self.check_prompt(request.prompt_ids, "prompt" if len(requests) == 1 else f"prompts[{number}]")
             if request.config.stop and self.tokenizer is None:

@@ -40,7 +40,7 @@ from lm2llm.models.lora import (
     save_adapter,
     trainable_share,
 )
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import load_tokenizer
 from lm2llm.training import TrainConfig, Trainer
 from lm2llm.training.checkpoint import save_weights
@@ -170,13 +170,14 @@ def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequen
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
 
-def sft(config: SFTConfig) -> SFTResult:
-    """Fine-tune `config.base` into `config.out`; see the module docstring."""
+def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
+    """Fine-tune `config.base` into `config.out`; see the module docstring. `force` replaces an earlier
+    SFT run there (see `lm2llm.runs.check_out`)."""
     base, out = Path(config.base), Path(config.out)
     if config.n_test < 1:
         raise UserError("at least one held-out prompt is needed to score the model", where="n_test")
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output directory is not empty", where=str(out), hint="choose another --out")
+    inputs = [base, config.data]
+    check_out(out, "sft", force=force, inputs=inputs)
     lora = LoraConfig.from_spec(config.lora) if config.lora is not None else None  # fail before any work
     model = load_model(base, device=config.device)
     tokenizer = _chat_tokenizer(load_tokenizer(base), str(base))
@@ -206,7 +207,7 @@ def sft(config: SFTConfig) -> SFTResult:
         weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
         eval_every=max(1, config.steps // 4), progress=config.progress,
     )
-    run = RunDir.create(out)
+    run = RunDir(claim_out(out, "sft", force=force, inputs=inputs))
     run.write_config({"stage": "sft", "sft": dataclasses.asdict(config), "train": train_config.to_dict(),
                       "lora": dataclasses.asdict(lora) if lora else None,
                       "examples": {"train": len(encoded.examples), "truncated": encoded.truncated,

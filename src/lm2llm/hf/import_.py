@@ -22,7 +22,7 @@ from lm2llm.hf.convert import MLM_HEAD_NAMES, bert_from_hf, config_from_hf, deco
 from lm2llm.hf.export import copy_tokenizer_files
 from lm2llm.models import save_model
 from lm2llm.models.factory import model_from_config
-from lm2llm.runs import RunDir, atomic_dir
+from lm2llm.runs import RunDir, check_out, output_dir
 
 
 def read_hf_config(directory: Path) -> Any:
@@ -90,16 +90,16 @@ def load_hf_dir(directory: str | os.PathLike) -> tuple[nn.Module, list[str], Any
     return model.eval(), missing, hf
 
 
-def import_dir(directory: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
-    """Write a run directory OUT holding the checkpoint in DIR as our model, with its tokenizer files."""
+def import_dir(directory: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> dict[str, Any]:
+    """Write a run directory OUT holding the checkpoint in DIR as our model, with its tokenizer files; an
+    earlier import in OUT is replaced only with `force` (see `lm2llm.runs.check_out`)."""
     src, out = Path(directory), Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output directory exists and is not empty", where=str(out), hint="choose a new --out")
+    check_out(out, "import-hf", force=force, inputs=[src])
     model, missing, hf = load_hf_dir(src)
     summary = {"stage": "import-hf", "source": str(src.resolve()), "architecture": (hf.architectures or [""])[0],
                "family": model.family if isinstance(model, SequenceClassifier) else hf.model_type,
                "num_params": sum(p.numel() for p in model.parameters()), "freshly_initialised": missing}
-    with atomic_dir(out) as tmp:
+    with output_dir(out, "import-hf", force=force, inputs=[src]) as tmp:
         if isinstance(model, SequenceClassifier):
             save_classifier(model, tmp)
         else:

@@ -66,6 +66,7 @@ def _replacing(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _temp_sibling(target)
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode())  # a writer that recreates the file (safetensors' save_file) makes it 0o600
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
@@ -297,6 +298,10 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise UserError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", where=str(p)) from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not UTF-8 text (byte {exc.start})", where=str(p)) from exc
+    except RecursionError as exc:
+        raise UserError("JSON nested too deeply", where=str(p)) from exc
 
 
 class RunDir:

@@ -142,7 +142,11 @@ def _stage_inputs(cfg: PairStageConfig | PPOStageConfig) -> list[str | None]:
 
 
 def claim_stage_out(cfg: PairStageConfig | PPOStageConfig, kind: str, force: bool) -> None:
-    """The output policy (`lm2llm.runs.check_out`) for a stage's `out`, before any work."""
+    """The stage's numbers and the output policy (`lm2llm.runs.check_out`) for its `out`, before any work."""
+    if cfg.steps < 1:
+        raise UserError(f"must be at least 1, got {cfg.steps}", where="--steps")
+    if isinstance(cfg, PairStageConfig):
+        _trainer_config(cfg)  # checks batch size and learning rate
     check_out(cfg.out, kind, force=force, inputs=_stage_inputs(cfg))
 
 

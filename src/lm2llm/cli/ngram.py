@@ -16,10 +16,14 @@ def read_lines(text: str) -> list[str]:
     """A file (one sentence per line, KenLM's convention) or a registered corpus (its documents' lines)."""
     path = Path(text)
     if path.is_file():
-        return read_text_file(path).splitlines()
-    from lm2llm.data import load_documents
+        lines = read_text_file(path).splitlines()
+    else:
+        from lm2llm.data import load_documents
 
-    return [line for doc in load_documents(text) for line in doc.splitlines()]
+        lines = [line for doc in load_documents(text) for line in doc.splitlines()]
+    if not any(line.strip() for line in lines):
+        raise UserError("no text to read (the input is empty)", where=text)
+    return lines
 
 
 def register(app: typer.Typer) -> None:

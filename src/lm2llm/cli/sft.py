@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             "distinct_answers_after": result.after["distinct_answers"],
             "trainable_params": result.trainable_params, "total_params": result.total_params,
             "train_seconds": round(result.train_seconds, 2), "final_loss": round(result.final_loss, 4),
-            "adapter_bytes": result.adapter_bytes,
+            "adapter_bytes": result.adapter_bytes, "skipped_invalid": result.skipped_invalid,
         }
         if json_out:
             print_json({**summary, "per_task_before": result.before["per_task"],

@@ -21,7 +21,11 @@ def _sources_texts(sources: list[str], limit: int | None) -> dict[str, list[str]
         raise UserError("give at least one --source", where="--source", hint=SOURCE_HELP)
     from lm2llm.data import load_documents  # imports torch: only when a command runs, not for --help
 
-    return {source: load_documents(source, limit=limit) for source in sources}
+    corpora = {source: load_documents(source, limit=limit) for source in sources}
+    for source, texts in corpora.items():
+        if not any(text.strip() for text in texts):
+            raise UserError("no text to read (empty, or only binary files, which are skipped)", where=source)
+    return corpora
 
 
 def register(app: typer.Typer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -112,7 +113,8 @@ def coerce_value(key: str, value: Any, tp: Any, where: str) -> Any:
     return float(value) if tp is float else value
 
 
-def _check_ranges(cfg: TrainConfig) -> None:
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every numeric and choice setting in its range (NaN included), before any work is done."""
     def bad(key: str, why: str, hint: str | None = None) -> UserError:
         return UserError(f"'{key}' {why}", where="config", hint=hint)
 
@@ -127,8 +129,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
     for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps", "muon_lr"):
-        if getattr(cfg, key) < 0:
-            raise bad(key, "must not be negative")
+        value = getattr(cfg, key)
+        if not value >= 0 or (key != "max_seconds" and not math.isfinite(value)):  # NaN fails every comparison
+            raise bad(key, f"must be a finite number >= 0, got {value!r}")
     if cfg.min_lr > cfg.lr:
         raise bad("min_lr", f"({cfg.min_lr}) is above lr ({cfg.lr})")
     if not 0 <= cfg.decay_fraction <= 1:
@@ -163,7 +166,7 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
         values["objective"] = "masked_lm"  # each family pre-trains with its own objective unless told otherwise
     cfg = TrainConfig(**values)
     cfg.model_overrides = {**cfg.model_overrides, **model_overrides}
-    _check_ranges(cfg)
+    check_ranges(cfg)
     return cfg
 
 

@@ -230,8 +230,8 @@ def check_out(out: str | os.PathLike, kind: str, *, force: bool = False, reuse: 
         return False
     if not out.is_dir():
         _refuse(out, "--out names an existing file, not a folder", "choose a new folder for --out")
-    if not any(out.iterdir()):
-        return False
+    if all(entry.name == OUTPUT_MARKER for entry in out.iterdir()):
+        return False  # empty, or a folder we created and had not written into yet
     owner = output_kind(out)
     if owner == kind and (force or reuse):
         return True

@@ -69,7 +69,7 @@ def read_hf_config(directory: Path) -> Any:
         with quiet_transformers():  # its advice about odd token ids is noise next to our one-line report
             return transformers.AutoConfig.from_pretrained(str(directory), local_files_only=True,
                                                            trust_remote_code=False)
-    except (ValueError, OSError, TypeError, KeyError, AttributeError) as exc:
+    except Exception as exc:  # whatever transformers makes of a malformed config, the file is at fault
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise UserError(f"transformers cannot read the config: {first}", where=str(path)) from exc
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lm2llm.errors import UserError
-from lm2llm.inference.engine import DecodeBatch, generate_ids
+from lm2llm.inference.engine import Engine, SequenceRequest, generate_ids
 from lm2llm.inference.layout import input_major
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
@@ -103,7 +103,9 @@ def test_context_length_limits_prompt_and_generation():
     done = generate_ids(model, [[1] * 60], SamplingConfig(temperature=0, max_new_tokens=50))[0]
     assert (len(done.token_ids), done.finish_reason) == (4, "length")
     with pytest.raises(UserError, match="empty prompt"):
-        DecodeBatch(model, [[1], []], SamplingConfig())
+        generate_ids(model, [[1], []], SamplingConfig())
+    with pytest.raises(UserError, match="no tokenizer"):
+        Engine(model).submit([SequenceRequest([1], SamplingConfig(stop=("x",)))])
 
 
 @pytest.fixture

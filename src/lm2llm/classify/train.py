@@ -14,10 +14,11 @@ from typing import Any
 
 import torch
 
-from lm2llm.classify.data import ClassificationBatches, LabelledSet, encode_texts, pad_batch
+from lm2llm.classify.data import ClassificationBatches, LabelledSet, encode_texts
 from lm2llm.classify.metrics import classification_report
 from lm2llm.classify.model import SequenceClassifier, save_classifier
 from lm2llm.errors import UserError
+from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import ENDOFTEXT
@@ -87,7 +88,7 @@ def predict(model: SequenceClassifier, tokenizer: Tokenizer, texts: list[str], b
     encoded = encode_for(model, tokenizer, texts, block_size)
     out: list[int] = []
     for i in range(0, len(encoded), batch_size):
-        ids, mask = pad_batch(encoded[i:i + batch_size], tokenizer.pad_id)
+        ids, mask = pad(encoded[i:i + batch_size], tokenizer.pad_id)
         out += model(ids, mask).argmax(dim=-1).tolist()
     return out
 

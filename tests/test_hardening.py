@@ -253,3 +253,81 @@ def test_truncated_weights_of_a_run_are_one_line(cli, tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])
     result = cli("export-hf", tmp_path / "run", "--out", tmp_path / "hf")
     assert one_line_error(result) and "safetensors" in result.err
+
+
+# --- fuzzing the CLI's file inputs ---------------------------------------------------------------------
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_fuzz_cli_file_inputs(cli, tmp_path, monkeypatch):
+    """Arbitrary bytes as the input file of commands that read files: exit 0 or a one-line error with exit 2,
+    the input unchanged, and nothing written outside the command's --out."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    lines = st.lists(st.text(max_size=20) | st.sampled_from(['{"text": "안녕"}', "text,label", '"', "[", "\x00"]),
+                     max_size=8).map("\n".join)
+    contents = st.binary(max_size=200) | lines.map(str.encode) | st.just(b"[" * 50_000)
+    commands = st.sampled_from([
+        (".txt", lambda f, o: ["ngram", "train", "--text", f, "--out", o, "--discount-fallback", "--order", "2"]),
+        (".jsonl", lambda f, o: ["data", "prepare", f, "--out", o, "--min-chars", "1", "--no-near-dedup"]),
+        (".csv", lambda f, o: ["data", "prepare", f, "--out", o, "--min-chars", "1", "--no-near-dedup"]),
+        (".json", lambda f, o: ["data", "prepare", f, "--out", o, "--min-chars", "1", "--no-near-dedup"]),
+        (".txt", lambda f, o: ["tokenizer", "train", "--source", f, "--out", o, "--vocab-size", "260"]),
+    ])
+    monkeypatch.chdir(tmp_path)
+    counter = iter(range(10**6))
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(command=commands, content=contents)
+    def fuzz(command, content):
+        suffix, args = command
+        n = next(counter)
+        scratch = Path(f"case{n}")
+        scratch.mkdir()
+        source = scratch / f"input{suffix}"
+        source.write_bytes(content)
+        before = _snapshot(tmp_path)
+        result = cli(*args(source, scratch / "out"))
+        assert result.code in (0, 2), result.err
+        if result.code == 2:
+            assert one_line_error(result), result.err
+        assert source.read_bytes() == content
+        after = _snapshot(tmp_path)
+        changed = {name for name in set(before) | set(after) if before.get(name) != after.get(name)}
+        assert all(name.startswith(f"case{n}/out/") for name in changed), changed
+
+    fuzz()
+
+
+def test_fuzz_record_readers(tmp_path):
+    """The readers behind classify, sft and dpo/reward/ppo `--data`: a result or a UserError, nothing else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lm2llm.align.preference import read_preferences
+    from lm2llm.classify.data import read_labelled
+    from lm2llm.finetune.data import load_instructions
+
+    records = st.dictionaries(st.sampled_from(["text", "label", "prompt", "chosen", "rejected", "instruction",
+                                               "output", "messages", "role", "content"]),
+                              st.none() | st.integers() | st.text(max_size=10) | st.lists(st.text(max_size=5)),
+                              max_size=5).map(json.dumps)
+    rows = st.lists(records | st.text(max_size=30) | st.sampled_from(["text,label", 'a,"b', "x,1,2"]), max_size=6)
+    contents = rows.map("\n".join).map(str.encode) | st.binary(max_size=100) | st.just(b"[" * 20_000)
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json"]), content=contents)
+    def fuzz(suffix, content):
+        path = tmp_path / f"data{suffix}"
+        path.write_bytes(content)
+        for reader in (read_labelled, load_instructions, read_preferences):
+            try:
+                reader(path)
+            except UserError as error:
+                assert "\n" not in str(error).strip()
+
+    fuzz()

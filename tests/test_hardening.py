@@ -331,3 +331,14 @@ def test_fuzz_record_readers(tmp_path):
                 assert "\n" not in str(error).strip()
 
     fuzz()
+
+
+def test_a_run_written_before_markers_can_be_resumed_but_not_replaced(tmp_path):
+    legacy = tmp_path / "run"
+    legacy.mkdir()
+    (legacy / "config.json").write_text('{"stage": "train"}')
+    assert check_out(legacy, "train", reuse=True)
+    with pytest.raises(UserError, match="did not write"):
+        check_out(legacy, "train", force=True)
+    assert claim_out(legacy, "train", reuse=True) == legacy and output_kind(legacy) == "train"
+    assert (legacy / "config.json").is_file()

@@ -198,6 +198,15 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None, *, replace: boo
         raise
 
 
+def _stage_of(directory: Path) -> str | None:
+    """The `stage` a run's config.json names (runs written before output markers carry only that)."""
+    try:
+        stage = json.loads((directory / RunDir.CONFIG).read_text(encoding="utf-8")).get("stage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stage if isinstance(stage, str) else None
+
+
 def _refuse(out: Path, message: str, hint: str | None = None) -> None:
     from lm2llm.errors import UserError
 
@@ -234,6 +243,8 @@ def check_out(out: str | os.PathLike, kind: str, *, force: bool = False, reuse: 
         return False  # empty, or a folder we created and had not written into yet
     owner = output_kind(out)
     if owner == kind and (force or reuse):
+        return True
+    if owner is None and reuse and _stage_of(out) == kind:  # a run written before markers: continue it, never delete
         return True
     if owner == kind:
         _refuse(out, f"holds an earlier lm2llm {kind} output", "pass --force to replace it, or choose another --out")

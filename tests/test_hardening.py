@@ -342,3 +342,8 @@ def test_a_run_written_before_markers_can_be_resumed_but_not_replaced(tmp_path):
         check_out(legacy, "train", force=True)
     assert claim_out(legacy, "train", reuse=True) == legacy and output_kind(legacy) == "train"
     assert (legacy / "config.json").is_file()
+    tour = tmp_path / "tour"
+    tour.mkdir()
+    for name in ("report.html", "report.md"):
+        (tour / name).write_text("<p>")
+    assert check_out(tour, "tour", reuse=True) and not (tmp_path / "x").exists()

@@ -199,7 +199,10 @@ def atomic_dir(path: str | os.PathLike, kind: str | None = None, *, replace: boo
 
 
 def _stage_of(directory: Path) -> str | None:
-    """The `stage` a run's config.json names (runs written before output markers carry only that)."""
+    """The `stage` a run's config.json names, or "tour" for a tour's report folder: what outputs written
+    before output markers carry instead."""
+    if (directory / "report.html").is_file() and (directory / "report.md").is_file():
+        return "tour"
     try:
         stage = json.loads((directory / RunDir.CONFIG).read_text(encoding="utf-8")).get("stage")
     except (OSError, ValueError, AttributeError):

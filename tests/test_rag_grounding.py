@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lm2llm.prompting.scoring import answer_match, proportion_interval
 from lm2llm.rag import encyclopedia
 from lm2llm.rag.grounding import check_answer, split_answer
-from lm2llm.rag.metrics import answer_match, auroc, proportion_interval, reciprocal_rank
+from lm2llm.rag.metrics import auroc, reciprocal_rank
 
 PASSAGES = ["Loumolux is a town in the province of Dudrotria. Loumolux was founded in 1630 by Nezaem Kralias.",
             "Traeviath has a population of 377600."]

@@ -31,14 +31,15 @@ def prompt_ids(generator: TextGenerator, messages: Messages, room: int = 0) -> l
 
 
 def complete(generator: TextGenerator, conversations: Sequence[Messages], config: SamplingConfig,
-             batch_size: int = 8) -> list[tuple[str, int]]:
-    """(answer text, prompt tokens) for each conversation, generated in batches."""
+             batch_size: int = 8) -> list[tuple[str, int, int]]:
+    """(answer text, prompt tokens, generated tokens) for each conversation, generated in batches."""
     chat = TextGenerator(generator.model, generator.tokenizer, end_ids=chat_end_ids(generator.tokenizer))
     prompts = [prompt_ids(generator, messages, config.max_new_tokens) for messages in conversations]
-    out: list[tuple[str, int]] = []
+    out: list[tuple[str, int, int]] = []
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start:start + batch_size]
-        out.extend((c.text.strip(), len(ids)) for c, ids in zip(chat.generate(batch, config), batch, strict=True))
+        out.extend((c.text.strip(), len(ids), len(c.token_ids))
+                   for c, ids in zip(chat.generate(batch, config), batch, strict=True))
     return out
 
 

@@ -74,14 +74,14 @@ def answer_with_retrieval(generator: TextGenerator, index: RagIndex, questions: 
     passages = [[h.chunk.text for h in hits] for hits in retrieved]
     replies = complete(generator, [rag_messages(q, p) for q, p in zip(questions, passages, strict=True)], config)
     out = []
-    for question, hits, texts, (answer, tokens) in zip(questions, retrieved, passages, replies, strict=True):
+    for question, hits, texts, (answer, tokens, _) in zip(questions, retrieved, passages, replies, strict=True):
         cited = sorted({n for s in split_answer(answer) for n in s.citations if 1 <= n <= len(hits)})
         out.append(RagAnswer(question, answer, hits, check_answer(answer, texts), tokens, cited))
     return out
 
 
 def answer_closed_book(generator: TextGenerator, questions: Sequence[str],
-                       config: SamplingConfig | None = None) -> list[tuple[str, int]]:
-    """(answer, prompt tokens) with no passages: what the model says from its weights alone."""
+                       config: SamplingConfig | None = None) -> list[tuple[str, int, int]]:
+    """(answer, prompt tokens, generated tokens) with no passages: what the model says from its weights alone."""
     config = config or SamplingConfig(max_new_tokens=64, temperature=0)
     return complete(generator, [closed_book_messages(q) for q in questions], config)

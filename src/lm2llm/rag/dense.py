@@ -9,7 +9,6 @@ checked by reading its weights, which is why the hybrid ranking keeps BM25 besid
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
@@ -18,17 +17,11 @@ from lm2llm.rag.bm25 import top_k
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-@lru_cache(maxsize=1)
-def default_encoder():
-    """The MiniLM encoder, loaded once per process (about a second of weight loading)."""
-    from lm2llm.embeddings import SentenceEncoder
-
-    return SentenceEncoder()
-
-
 def embed(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
     """(len(texts), 384) float32 unit vectors."""
     import torch
+
+    from lm2llm.embeddings import default_encoder
 
     with torch.inference_mode():
         return default_encoder().encode(list(texts), batch_size=batch_size).numpy().astype(np.float32)

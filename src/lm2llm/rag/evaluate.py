@@ -97,8 +97,8 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
     rag = answer_with_retrieval(generator, index, questions, k=k, mode=mode, config=config)
     closed = answer_closed_book(generator, questions, config)
     rag_right = [answer_match(r.answer, i.answer) for r, i in zip(rag, items, strict=True)]
-    closed_right = [answer_match(text, i.answer) for (text, _), i in zip(closed, items, strict=True)]
-    closed_checks = [check_answer(text, [h.chunk.text for h in r.hits]) for (text, _), r in zip(closed, rag, strict=True)]
+    closed_right = [answer_match(text, i.answer) for (text, *_), i in zip(closed, items, strict=True)]
+    closed_checks = [check_answer(text, [h.chunk.text for h in r.hits]) for (text, *_), r in zip(closed, rag, strict=True)]
     rag_sentences = [s.context_support >= OVERLAP_THRESHOLD for r in rag for s in r.groundedness.sentences]
     closed_sentences = [s.context_support >= OVERLAP_THRESHOLD for c in closed_checks for s in c.sentences]
     gold_cited = [i.gold_origin in {r.hits[n - 1].chunk.origin for n in r.cited}
@@ -106,7 +106,7 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
     rows = [{"question": i.question, "gold": i.answer, "closed_book": text, "closed_book_right": cr,
              "rag": r.answer, "rag_right": rr, "cited": [r.hits[n - 1].chunk.origin for n in r.cited],
              "gold_origin": i.gold_origin, "groundedness": r.groundedness.score}
-            for i, (text, _), r, cr, rr in zip(items, closed, rag, closed_right, rag_right, strict=True)]
+            for i, (text, *_), r, cr, rr in zip(items, closed, rag, closed_right, rag_right, strict=True)]
     invented_then_fixed = [row for row in rows if not row["closed_book_right"] and row["rag_right"]]
     rag_failed = [row for row in rows if not row["rag_right"]]
     return {
@@ -120,7 +120,7 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
         "gold_passage_cited": _rate(gold_cited),
         "hallucination_auroc": {"citation_support": auroc([r.groundedness.score for r in rag], rag_right),
                                 "faithfulness": auroc([r.groundedness.faithfulness for r in rag], rag_right)},
-        "prompt_tokens": {"closed_book": sum(t for _, t in closed) / len(closed),
+        "prompt_tokens": {"closed_book": sum(c[1] for c in closed) / len(closed),
                           "rag": sum(r.prompt_tokens for r in rag) / len(rag)},
         "examples": {"fixed_by_rag": invented_then_fixed[:examples], "rag_failed": rag_failed[:examples]},
     }

@@ -1,0 +1,68 @@
+"""`lm2llm rag index|query|eval` end to end, with a small chat model for the answering path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lm2llm.cli import main
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rag") / "index"
+    assert main(["rag", "index", "encyclopedia-en", "--out", str(out), "--no-dense"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def chat_run(tmp_path_factory):
+    from lm2llm.rag.encyclopedia import articles
+    from lm2llm.serve.demo import save_demo_run
+
+    return save_demo_run(tmp_path_factory.mktemp("chat") / "run", [t for _, t in articles("en")], vocab_size=400,
+                         n_layer=1, d_model=32, n_head=2, context_length=1024)
+
+
+def test_query_without_a_model_lists_passages(index_dir, capsys):
+    assert main(["rag", "query", str(index_dir), "Who founded the town of Loumolux?", "--mode", "bm25", "--k", "2",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passages"][0]["origin"] == "encyclopedia-en:t000" and len(report["passages"]) == 2
+
+
+def test_query_with_a_model_returns_citations_and_groundedness(index_dir, chat_run, capsys):
+    assert main(["rag", "query", str(index_dir), "Who founded the town of Loumolux?", "--mode", "bm25",
+                 "--model", str(chat_run), "--max-new-tokens", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"answer", "citations", "passages", "groundedness"}
+    assert all(0 <= v <= 1 for k, v in report["groundedness"].items() if k != "unsupported_sentences")
+
+
+def test_eval_reports_retrieval_and_answers(index_dir, chat_run, capsys):
+    assert main(["rag", "eval", str(index_dir), "--task", "encyclopedia-en", "--limit", "3", "--mode", "bm25",
+                 "--model", str(chat_run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["retrieval"]["bm25"]["recall@1"] == 1.0
+    answers = report["answers"]
+    assert answers["n"] == 3 and 0 <= answers["accuracy"]["rag"]["rate"] <= 1
+
+
+def test_bad_inputs_get_one_line_errors(index_dir, chat_run, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    assert main(["rag", "index", str(empty), "--out", str(tmp_path / "i"), "--no-dense"]) == 2
+    assert "empty" in capsys.readouterr().err
+    long_question = "Who founded the town of Loumolux? " * 400
+    assert main(["rag", "query", str(index_dir), long_question, "--mode", "bm25", "--model", str(chat_run)]) == 2
+    assert "context" in capsys.readouterr().err
+    meta = json.loads((index_dir / "index.json").read_text())
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("arrays.safetensors", "chunks.jsonl", "vocab.json"):
+        (other / name).write_bytes((index_dir / name).read_bytes())
+    (other / "index.json").write_text(json.dumps({**meta, "version": 0}))
+    assert main(["rag", "query", str(other), "x"]) == 2
+    assert "version 0" in capsys.readouterr().err
+    assert main(["rag", "eval", str(index_dir), "--task", "nope.jsonl"]) == 2

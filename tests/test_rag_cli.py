@@ -27,7 +27,7 @@ def chat_run(tmp_path_factory):
 
 def test_query_without_a_model_lists_passages(index_dir, capsys):
     assert main(["rag", "query", str(index_dir), "Who founded the town of Loumolux?", "--mode", "bm25", "--k", "2",
-                 "--json"]) == 0
+                 "--retrieve-only", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["passages"][0]["origin"] == "encyclopedia-en:t000" and len(report["passages"]) == 2
 
@@ -63,6 +63,26 @@ def test_bad_inputs_get_one_line_errors(index_dir, chat_run, tmp_path, capsys):
     for name in ("arrays.safetensors", "chunks.jsonl", "vocab.json"):
         (other / name).write_bytes((index_dir / name).read_bytes())
     (other / "index.json").write_text(json.dumps({**meta, "version": 0}))
-    assert main(["rag", "query", str(other), "x"]) == 2
+    assert main(["rag", "query", str(other), "x", "--retrieve-only"]) == 2
     assert "version 0" in capsys.readouterr().err
     assert main(["rag", "eval", str(index_dir), "--task", "nope.jsonl"]) == 2
+
+
+def test_serve_with_retrieval_returns_passages_and_citations(index_dir, chat_run):
+    import httpx
+
+    from lm2llm.rag.index import RagIndex
+    from lm2llm.serve.app import ServedModel, ServerThread, create_app
+    from lm2llm.serve.retrieval import Retrieval
+
+    served = ServedModel.from_run(chat_run, max_batch=2)
+    app = create_app(served, retrieval=Retrieval(RagIndex.load(index_dir), k=2, mode="bm25"))
+    with ServerThread(app) as server:
+        body = {"model": served.model_id, "max_tokens": 8,
+                "messages": [{"role": "user", "content": "Who founded the town of Loumolux?"}]}
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60).json()
+        assert reply["passages"][0]["origin"] == "encyclopedia-en:t000"
+        assert "citations" in reply and set(reply["groundedness"]) >= {"faithfulness", "citation_recall"}
+        bad = httpx.post(f"{server.url}/v1/chat/completions", timeout=60,
+                         json={**body, "messages": [{"role": "assistant", "content": "hi"}]})
+        assert bad.status_code == 400 and "last message" in bad.json()["error"]["message"]

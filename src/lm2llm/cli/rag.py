@@ -12,7 +12,7 @@ from lm2llm.errors import UserError
 SOURCE_HELP = ("What to index: encyclopedia-en, encyclopedia-ko (the fictional encyclopedia), a registered "
                "corpus (python-docs, korean-law, ...) or a text file, folder or glob; several allowed.")
 MODE_HELP = "bm25, dense (MiniLM cosine) or hybrid (reciprocal rank fusion of both, k = 60)."
-MODEL_HELP = "The answering model: a run directory. Without it, only the retrieved passages are shown."
+MODEL_HELP = "The answering model: a registered name or a run directory."
 
 
 def _mode(value: str) -> str:
@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
     def query_command(
         index_dir: Path = typer.Argument(..., help="An index written by 'lm2llm rag index'."),
         question: str = typer.Argument(..., help="The question."),
-        model: str = typer.Option(None, "--model", help=MODEL_HELP),
+        model: str = typer.Option("smollm2-135m-instruct", "--model", help=MODEL_HELP),
+        retrieve_only: bool = typer.Option(False, "--retrieve-only", help="Show the passages, answer nothing."),
         k: int = typer.Option(5, "--k", min=1, max=20, help="Passages to retrieve."),
         mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
         max_new_tokens: int = typer.Option(96, "--max-new-tokens", min=1, max=1024),
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
         if not question.strip():
             raise UserError("the question is empty", where="QUESTION")
         index = RagIndex.load(index_dir)
-        if model is None:
+        if retrieve_only:
             hits = index.search(question, k, mode)
             report = {"question": question, "passages": [{"number": i, "origin": h.chunk.origin, "score": h.score,
                                                           "text": h.chunk.text} for i, h in enumerate(hits, 1)]}
@@ -107,7 +108,8 @@ def register(app: typer.Typer) -> None:
         index_dir: Path = typer.Argument(..., help="An index written by 'lm2llm rag index'."),
         task: str = typer.Option(..., "--task", help="encyclopedia-en, encyclopedia-ko, or a JSONL file of "
                                  "{question, answer, gold_origin} records."),
-        model: str = typer.Option(None, "--model", help="Also answer closed-book and with RAG (a run directory)."),
+        model: str = typer.Option(None, "--model", help="Also answer closed-book and with RAG (a registered name "
+                                  "such as smollm2-135m-instruct, or a run directory)."),
         limit: int = typer.Option(None, "--limit", min=1, help="At most this many questions (spread over the set)."),
         k: int = typer.Option(5, "--k", min=1, max=20),
         mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),

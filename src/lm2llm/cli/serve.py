@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import typer
 
@@ -34,6 +35,9 @@ def register(app: typer.Typer) -> None:
         prefill_dtype: str | None = typer.Option(
             None, "--prefill-dtype", help="Run prompts in this dtype (e.g. bfloat16) on a copy of the weights, "
             "decoding in --dtype: prompts are matmul-bound, and native bf16 matmuls are several times faster."),
+        rag: Path | None = typer.Option(None, "--rag", help="An index from 'lm2llm rag index': chat answers cite "
+                                        "its passages; responses carry passages, citations and groundedness."),
+        rag_k: int = typer.Option(5, "--rag-k", min=1, max=20, help="Passages retrieved per question with --rag."),
         threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
                                     "suits small models: a decode step is too small to share between cores."),
     ) -> None:
@@ -49,6 +53,13 @@ def register(app: typer.Typer) -> None:
             raise UserError("threads must be >= 0", where="--threads")
         if threads:
             torch.set_num_threads(threads)
+        retrieval = None
+        if rag is not None:
+            from lm2llm.rag.index import RagIndex
+            from lm2llm.serve.retrieval import Retrieval
+
+            index = RagIndex.load(rag)
+            retrieval = Retrieval(index, rag_k, "hybrid" if index.embeddings is not None else "bm25")
         served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device,
                                      dtype=dtype, prefill_dtype=prefill_dtype)
         sock = bind_socket(host, port)
@@ -57,4 +68,4 @@ def register(app: typer.Typer) -> None:
                         "use the model", fg="yellow", err=True)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         typer.secho(f"serving {served.model_id} at {where}/v1 (chat page: {where}/)", fg="cyan", err=True)
-        uvicorn_server(create_app(served, api_key=api_key)).run(sockets=[sock])
+        uvicorn_server(create_app(served, api_key=api_key, retrieval=retrieval)).run(sockets=[sock])

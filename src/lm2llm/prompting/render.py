@@ -43,10 +43,9 @@ def complete(generator: TextGenerator, conversations: Sequence[Messages], config
     return out
 
 
-def load_generator(model: str, device: str = "cpu", dtype: str = "float32") -> TextGenerator:
-    """A run directory (`lm2llm train`/`sft` output) as a text generator."""
-    from pathlib import Path
+DEFAULT_MODEL = "smollm2-135m-instruct"
 
-    if not Path(model).is_dir():
-        raise UserError("no such model", where=model, hint="give a run directory")
+
+def load_generator(model: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32") -> TextGenerator:
+    """A run directory (`lm2llm train`/`sft` output) or a registered model name as a text generator."""
     return TextGenerator.from_run(model, device, dtype)

@@ -20,10 +20,11 @@ from lm2llm.rag.grounding import Groundedness, check_answer, split_answer
 from lm2llm.rag.index import Hit, RagIndex
 
 INSTRUCTIONS = {
-    "en": ("Answer the question using only the numbered passages. Cite the passages you used as [1], [2] "
-           "after each sentence. If the passages do not contain the answer, say you do not know."),
-    "ko": ("번호가 붙은 자료만 사용해 질문에 답하세요. 각 문장 뒤에 사용한 자료를 [1], [2]처럼 표시하세요. "
-           "자료에 답이 없으면 모른다고 답하세요."),
+    "en": ("Answer the question in one short sentence using only the numbered passages. Cite the passages "
+           "you used as [1], [2] at the end of the sentence. If the passages do not contain the answer, say you "
+           "do not know."),
+    "ko": ("번호가 붙은 자료만 사용해 질문에 한 문장으로 짧게 답하세요. 문장 끝에 사용한 자료를 [1], [2]처럼 "
+           "표시하세요. 자료에 답이 없으면 모른다고 답하세요."),
 }
 CLOSED_BOOK = {"en": "Answer the question in one short sentence.", "ko": "질문에 한 문장으로 짧게 답하세요."}
 LABELS = {"en": ("Passages", "Question"), "ko": ("자료", "질문")}

@@ -64,11 +64,11 @@ class FunctionRef:
         return getattr(module, name)
 
 
-class _TaskLoader(yaml.SafeLoader):
+class TaskLoader(yaml.SafeLoader):
     pass
 
 
-_TaskLoader.add_constructor("!function", lambda loader, node: FunctionRef(loader.construct_scalar(node)))
+TaskLoader.add_constructor("!function", lambda loader, node: FunctionRef(loader.construct_scalar(node)))
 
 
 @dataclass
@@ -171,7 +171,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def _key_lines(text: str) -> dict[str, int]:
     """The line of each top-level key (1-based), to point errors at it."""
-    node = yaml.compose(text, Loader=_TaskLoader)
+    node = yaml.compose(text, Loader=TaskLoader)
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {key.value: key.start_mark.line + 1 for key, _ in node.value if isinstance(key, yaml.ScalarNode)}
@@ -182,7 +182,7 @@ def load_task(path: str | Path) -> Task:
     path = Path(path).resolve()
     try:
         text = path.read_text(encoding="utf-8")
-        raw = yaml.load(text, Loader=_TaskLoader)
+        raw = yaml.load(text, Loader=TaskLoader)
         lines = _key_lines(text)
     except OSError as error:
         raise UserError(f"cannot read the task file: {error.strerror}", where=str(path)) from None
@@ -243,7 +243,7 @@ def load_task(path: str | Path) -> Task:
 @cache
 def shipped_tasks() -> dict[str, Path]:
     """Task name → task file, for the tasks in the package."""
-    return {yaml.load(p.read_text(encoding="utf-8"), Loader=_TaskLoader)["task"]: p
+    return {yaml.load(p.read_text(encoding="utf-8"), Loader=TaskLoader)["task"]: p
             for p in sorted(TASK_DIR.glob("*.yaml"))}
 
 

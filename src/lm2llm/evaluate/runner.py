@@ -9,9 +9,10 @@ reported centred on chance with a 95 % interval.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from lm2llm.errors import UserError
 from lm2llm.evaluate import metrics as M
 from lm2llm.evaluate.requests import Generation, Scorer
 from lm2llm.evaluate.tasks import Task
+from lm2llm.runs import atomic_write_json, read_json
 
 CORPUS_METRICS = {"bits_per_byte", "bits_per_char", "byte_perplexity", "word_perplexity", "perplexity"}
 HIGHER_IS_BETTER = {"acc": True, "acc_norm": True, "acc_mutual_info": True, "exact_match": True, "f1": True,
@@ -130,3 +132,26 @@ def format_value(value: float, stderr: float | None) -> str:
     if stderr is None or math.isnan(stderr):
         return f"{value:.4f}"
     return f"{value:.4f} ± {stderr:.4f}"
+
+
+EVAL_FILE = "eval.json"
+
+
+def evaluate_models(models: list[str], tasks: list[str], *, shots: int | None = None, limit: int | None = None,
+                    batch_size: int = 8, dtype: str = "float32", max_length: int | None = None) -> list[dict]:
+    """Every task on every model; each model's results are also merged into `eval.json` in its directory
+    (by task name, so later runs add tasks), when that directory can be written."""
+    from lm2llm.evaluate.loading import load_scorer, model_dir
+    from lm2llm.evaluate.tasks import find_task
+
+    loaded = [find_task(name) for name in tasks]  # a bad task fails before any model is loaded
+    results = []
+    for model in models:
+        scorer = load_scorer(model, dtype=dtype, batch_size=batch_size, max_length=max_length)
+        ours = [asdict(run_task(scorer, task, shots=shots, limit=limit)) for task in loaded]
+        results += ours
+        path = model_dir(model) / EVAL_FILE
+        if os.access(path.parent, os.W_OK):
+            earlier = read_json(path) if path.is_file() else {}
+            atomic_write_json(path, {**earlier, **{r["task"]: r for r in ours}})
+    return results

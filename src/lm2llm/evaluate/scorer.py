@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from lm2llm.errors import UserError
 from lm2llm.evaluate.requests import Generation, split_trailing_space
 from lm2llm.evaluate.windows import rolling_windows
 from lm2llm.inference import SamplingConfig, TextGenerator
@@ -105,6 +106,10 @@ class ModelScorer:
     def score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
         """(sum of log-probs of the continuation, whether every continuation token is the argmax) per pair."""
         results: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
+        longest = max((len(continuation) for _, continuation in pairs), default=0)
+        if longest > self.max_length:
+            raise UserError(f"a continuation of {longest} tokens is longer than the {self.max_length} tokens "
+                            "the model sees", where=self.name, hint="shorter choices or a larger --max-length")
         inputs = [(context + continuation)[-(self.max_length + 1):][:-1] for context, continuation in pairs]
         device = next(self.model.parameters()).device
         width_of = lambda n: min(padded_width(n), self.max_length)  # noqa: E731 - never past the context

@@ -256,3 +256,14 @@ def find_task(name_or_path: str) -> Task:
         return load_task(path)
     raise UserError(f"unknown task {name_or_path!r}", where="--task",
                     hint=f"shipped: {', '.join(shipped_tasks())}; or give a task .yaml file")
+
+
+def shipped_task_table() -> list[dict]:
+    """Name, kind, metrics, size and chance level of every shipped task."""
+    rows = []
+    for name, path in shipped_tasks().items():
+        task = load_task(path)
+        chance = task.chance if task.chance is not None else task.metadata.get("chance_bits_per_byte")
+        rows.append({"task": name, "kind": task.output_type, "metrics": ", ".join(task.metrics),
+                     "documents": len(task.docs()), "chance": chance, "size": task.metadata.get("size", "")})
+    return rows

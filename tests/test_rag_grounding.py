@@ -62,7 +62,7 @@ def test_never_nan_always_in_range_and_deterministic(answer, passages):
 def test_metrics():
     assert answer_match("It was founded in 1,630 [1].", "1630") and not answer_match("in 16300", "1630")
     assert answer_match("노노엘의 인구는 6100명이다.", "6100")
-    assert reciprocal_rank(["x", "g"], "g") == 0.5 and reciprocal_rank(["x"], "g") == 0.0
+    assert reciprocal_rank([False, True]) == 0.5 and reciprocal_rank([False]) == 0.0
     assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0 and auroc([0.5, 0.5], [True, False]) == 0.5
     assert auroc([1.0], [True]) == 0.5
     low, high = proportion_interval(0, 10)

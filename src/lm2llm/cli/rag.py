@@ -106,8 +106,8 @@ def register(app: typer.Typer) -> None:
     @rag_app.command("eval")
     def eval_command(
         index_dir: Path = typer.Argument(..., help="An index written by 'lm2llm rag index'."),
-        task: str = typer.Option(..., "--task", help="encyclopedia-en, encyclopedia-ko, or a JSONL file of "
-                                 "{question, answer, gold_origin} records."),
+        task: str = typer.Option(..., "--task", help="encyclopedia-en, encyclopedia-ko, stdlib-qa (the harness's "
+                                 "Python questions), or a JSONL file of {question, answer, gold_origin} records."),
         model: str = typer.Option(None, "--model", help="Also answer closed-book and with RAG (a registered name "
                                   "such as smollm2-135m-instruct, or a run directory)."),
         limit: int = typer.Option(None, "--limit", min=1, help="At most this many questions (spread over the set)."),
@@ -124,8 +124,7 @@ def register(app: typer.Typer) -> None:
         index = RagIndex.load(index_dir)
         items = load_task(task, limit)
         report: dict = {"task": task, "n": len(items)}
-        if any(item.gold_origin for item in items):
-            report["retrieval"] = evaluate_retrieval(index, items)
+        report["retrieval"] = evaluate_retrieval(index, items)
         if model is not None:
             from lm2llm.prompting.render import load_generator
 
@@ -143,6 +142,6 @@ def register(app: typer.Typer) -> None:
                      for kind in ("closed_book", "rag")]
             rows += [("citation recall", round(a["citation_recall"], 3)),
                      ("citation precision", round(a["citation_precision"], 3)),
-                     ("gold passage cited", round(a["gold_passage_cited"]["rate"], 3)),
+                     ("relevant passage cited", round(a["relevant_passage_cited"]["rate"], 3)),
                      ("hallucination AUROC (citation support)", round(a["hallucination_auroc"]["citation_support"], 3))]
             print_table("answers", rows)

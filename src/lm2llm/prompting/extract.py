@@ -32,13 +32,27 @@ def extract_cot(text: str) -> str:
 
 def extract_json(text: str) -> str:
     for candidate in _OBJECT.findall(text):
-        try:
-            value = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(value, dict) and "answer" in value:
-            return str(value["answer"]).strip()
+        if _is_answer_object(candidate):
+            return str(json.loads(candidate)["answer"]).strip()
     return extract_plain(text)
+
+
+def follows_format(answer_format: str, text: str) -> bool:
+    """Did the reply keep the promised shape? plain: one non-empty line; cot: an "Answer:" line; json: an
+    object with an "answer" field."""
+    if answer_format == "cot":
+        return bool(_ANSWER.search(text))
+    if answer_format == "json":
+        return any(_is_answer_object(c) for c in _OBJECT.findall(text))
+    return len([ln for ln in text.splitlines() if ln.strip()]) == 1
+
+
+def _is_answer_object(candidate: str) -> bool:
+    try:
+        value = json.loads(candidate)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(value, dict) and "answer" in value
 
 
 EXTRACTORS = {"plain": extract_plain, "cot": extract_cot, "json": extract_json}

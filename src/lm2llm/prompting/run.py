@@ -3,7 +3,8 @@
 Tasks are the synthetic suite of `lm2llm.finetune.tasks` (addition, facts, unit conversion, Korean number
 words, ...): each test question has one canonical answer, and the few-shot pool is the task's training
 split. A reply is right when the answer extracted by the technique's format equals the gold answer after
-normalisation (case, punctuation, spaces); `lenient` counts the gold answer anywhere in the raw reply.
+normalisation (case, punctuation, spaces); `lenient` counts the gold answer anywhere in the raw reply;
+`follows_format` is the share of replies in the promised shape (one line, an "Answer:" line, JSON).
 Chance level: 1/3 for `facts` (the answer is one of the three cities in the prompt), 0 for the rest
 (open answers). Cost: prompt tokens through the model's own chat template, and generated tokens, per
 question (self-consistency pays for every sample).
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
-from lm2llm.prompting.extract import EXTRACTORS
+from lm2llm.prompting.extract import EXTRACTORS, follows_format
 from lm2llm.prompting.render import complete
 from lm2llm.prompting.scoring import answer_match, exact_match, proportion_interval, rate_stderr
 from lm2llm.prompting.shots import random_shots, similar_shots
@@ -66,12 +67,15 @@ def run_technique(generator: TextGenerator, technique: Technique, task: str, n: 
         rows.append({"question": record.prompt, "gold": record.answer, "reply": group[0][0], "answer": answer,
                      "right": exact_match(answer, record.answer),
                      "lenient": any(answer_match(text, record.answer) for text, _, _ in group[:1]),
+                     "follows_format": follows_format(technique.answer_format, group[0][0]),
                      "prompt_tokens": sum(t for _, t, _ in group), "completion_tokens": sum(t for _, _, t in group)})
     right = sum(r["right"] for r in rows)
     low, high = proportion_interval(right, len(rows))
     return {"technique": technique.name, "task": task, "n": len(rows), "accuracy": right / len(rows),
             "stderr": rate_stderr(right, len(rows)), "low": low, "high": high, "chance": CHANCE.get(task, 0.0),
             "lenient": sum(r["lenient"] for r in rows) / len(rows),
+            "follows_format": sum(r["follows_format"] for r in rows) / len(rows),
+            "rights": [r["right"] for r in rows],
             "prompt_tokens": sum(r["prompt_tokens"] for r in rows) / len(rows),
             "completion_tokens": sum(r["completion_tokens"] for r in rows) / len(rows),
             "examples": rows[:examples]}

@@ -9,6 +9,7 @@ checked by reading its weights, which is why the hybrid ranking keeps BM25 besid
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -27,7 +28,13 @@ def embed(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         return default_encoder().encode(list(texts), batch_size=batch_size).numpy().astype(np.float32)
 
 
+@lru_cache(maxsize=1024)
+def _question_vector(question: str) -> np.ndarray:
+    """A question's vector, kept: dense and hybrid search of the same question embed it once."""
+    return embed([question])[0]
+
+
 def dense_top_k(embeddings: np.ndarray, question: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(passage ids, cosine similarities) of the k passages nearest to the question, best first."""
-    similarities = embeddings @ embed([question])[0]
+    similarities = embeddings @ _question_vector(question)
     return top_k(similarities.astype(np.float64), k, positive_only=False)

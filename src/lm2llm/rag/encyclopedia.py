@@ -129,6 +129,11 @@ _TEMPLATE_WORDS = {lang: {w.strip("?.,{}").capitalize() for text in templates.va
                    for lang, templates in _QUESTIONS.items()}
 
 
+def chance_level(lang: str = "en") -> float:
+    """Accuracy of guessing: per attribute, one over the number of values it takes, averaged over the five."""
+    return sum(1 / len({getattr(t, a) for t in towns(lang)}) for a in ATTRIBUTES) / len(ATTRIBUTES)
+
+
 def origin(town: Town, lang: str) -> str:
     return f"encyclopedia-{lang}:{town.id}"
 

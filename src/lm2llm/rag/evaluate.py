@@ -1,10 +1,14 @@
 """Measure retrieval and grounded answering on a question set with gold answers and gold passages.
 
 A question set is `encyclopedia-en` / `encyclopedia-ko` (the fictional encyclopedia, whose gold article
-is known) or a JSON Lines / JSON file of `{"question", "answer", "gold_origin"?}` records (`gold_origin`
-names the document a correct passage comes from, as the index's chunks name it).
+is known), a question-answer task shipped with the evaluation harness (`stdlib-qa`: questions about
+Python's standard library, answers with aliases), or a JSON Lines / JSON file of `{"question", "answer",
+"aliases"?, "gold_origin"?}` records (`gold_origin` names the document a correct passage comes from, as
+the index's chunks name it).
 
-- retrieval: recall@k and MRR (within the first 10) per mode;
+- retrieval: recall@k and MRR (within the first 10) per mode; a passage is relevant when it comes from
+  the gold document, or, for questions without one, when it contains the answer (or an alias) as a whole
+  word (the "top-k retrieval accuracy" of open-domain QA, e.g. DPR);
 - answers: accuracy (`answer_match`) closed-book and with retrieval; the share of answer sentences not
   supported by the passages (closed-book sentences are checked against the same retrieved passages, so
   both rates ask the same thing: could the text have come from the corpus?); ALCE citation recall and
@@ -33,12 +37,23 @@ class QAItem:
     question: str
     answer: str
     gold_origin: str | None = None
+    aliases: tuple[str, ...] = ()
+
+    def is_right(self, text: str) -> bool:
+        return any(answer_match(text, gold) for gold in (self.answer, *self.aliases))
+
+    def is_relevant(self, chunk) -> bool:
+        return chunk.origin == self.gold_origin if self.gold_origin else self.is_right(chunk.text)
 
 
 def load_task(task: str, limit: int | None = None) -> list[QAItem]:
     """The questions of a task name or file, at most `limit` (spread evenly over the set when cut)."""
     if task in encyclopedia.SOURCES:
         items = [QAItem(q.question, q.answer, q.gold_origin) for q in encyclopedia.questions(encyclopedia.SOURCES[task])]
+    elif task in _harness_tasks():
+        from lm2llm.evaluate.tasks import find_task
+
+        items = [_item(doc, f"task {task}") for doc in find_task(task).docs()]
     else:
         items = _read_items(Path(task))
     if limit is not None and 0 < limit < len(items):
@@ -47,36 +62,42 @@ def load_task(task: str, limit: int | None = None) -> list[QAItem]:
     return items
 
 
+def _harness_tasks() -> list[str]:
+    """Shipped harness tasks whose documents are question/answer pairs."""
+    from lm2llm.evaluate.tasks import find_task, shipped_tasks
+
+    return [name for name in shipped_tasks() if "question" in (find_task(name).docs()[:1] or [{}])[0]]
+
+
+def _item(record: object, where: str) -> QAItem:
+    if not isinstance(record, dict) or not isinstance(record.get("question"), str) or "answer" not in record:
+        raise UserError("each record needs a 'question' string and an 'answer'", where=where)
+    return QAItem(record["question"], str(record["answer"]), record.get("gold_origin"),
+                  tuple(str(a) for a in record.get("aliases", ())))
+
+
 def _read_items(path: Path) -> list[QAItem]:
     from lm2llm.records import read_records
 
-    known = ", ".join(encyclopedia.SOURCES)
+    known = ", ".join([*encyclopedia.SOURCES, *_harness_tasks()])
     if not path.is_file():
         raise UserError("no such task or file", where=str(path), hint=f"a JSONL file of questions, or one of: {known}")
-    items = []
-    for line, record in read_records(path, "question file"):
-        if not isinstance(record, dict) or not isinstance(record.get("question"), str) or "answer" not in record:
-            raise UserError("each record needs a 'question' string and an 'answer'", where=f"{path}:{line}")
-        items.append(QAItem(record["question"], str(record["answer"]), record.get("gold_origin")))
+    items = [_item(record, f"{path}:{line}") for line, record in read_records(path, "question file")]
     if not items:
         raise UserError("the question file is empty", where=str(path))
     return items
 
 
 def evaluate_retrieval(index: RagIndex, items: Sequence[QAItem], modes: Sequence[str] = MODES) -> dict:
-    """{mode: {"recall@k": ..., "mrr": ..., "n": ...}} over the items that name a gold passage."""
-    gold = [item for item in items if item.gold_origin]
-    if not gold:
-        raise UserError("no question names its gold passage (gold_origin): retrieval cannot be scored")
+    """{mode: {"recall@k": ..., "mrr": ..., "n": ...}}; modes the index cannot run (no vectors) are left out."""
     if index.embeddings is None:
         modes = [m for m in modes if m == "bm25"]
     report = {}
     for mode in modes:
-        ranked = [[h.chunk.origin for h in index.search(item.question, max(KS), mode)] for item in gold]
-        scores = {f"recall@{k}": sum(recall_at_k(r, i.gold_origin, k) for r, i in zip(ranked, gold, strict=True))
-                  / len(gold) for k in KS}
-        scores["mrr"] = sum(reciprocal_rank(r, i.gold_origin) for r, i in zip(ranked, gold, strict=True)) / len(gold)
-        report[mode] = {**scores, "n": len(gold)}
+        relevant = [[item.is_relevant(h.chunk) for h in index.search(item.question, max(KS), mode)] for item in items]
+        scores = {f"recall@{k}": sum(recall_at_k(r, k) for r in relevant) / len(items) for k in KS}
+        scores["mrr"] = sum(reciprocal_rank(r) for r in relevant) / len(items)
+        report[mode] = {**scores, "n": len(items)}
     return report
 
 
@@ -96,13 +117,12 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
     questions = [item.question for item in items]
     rag = answer_with_retrieval(generator, index, questions, k=k, mode=mode, config=config)
     closed = answer_closed_book(generator, questions, config)
-    rag_right = [answer_match(r.answer, i.answer) for r, i in zip(rag, items, strict=True)]
-    closed_right = [answer_match(text, i.answer) for (text, *_), i in zip(closed, items, strict=True)]
+    rag_right = [i.is_right(r.answer) for r, i in zip(rag, items, strict=True)]
+    closed_right = [i.is_right(text) for (text, *_), i in zip(closed, items, strict=True)]
     closed_checks = [check_answer(text, [h.chunk.text for h in r.hits]) for (text, *_), r in zip(closed, rag, strict=True)]
     rag_sentences = [s.context_support >= OVERLAP_THRESHOLD for r in rag for s in r.groundedness.sentences]
     closed_sentences = [s.context_support >= OVERLAP_THRESHOLD for c in closed_checks for s in c.sentences]
-    gold_cited = [i.gold_origin in {r.hits[n - 1].chunk.origin for n in r.cited}
-                  for r, i in zip(rag, items, strict=True) if i.gold_origin]
+    gold_cited = [any(i.is_relevant(r.hits[n - 1].chunk) for n in r.cited) for r, i in zip(rag, items, strict=True)]
     rows = [{"question": i.question, "gold": i.answer, "closed_book": text, "closed_book_right": cr,
              "rag": r.answer, "rag_right": rr, "cited": [r.hits[n - 1].chunk.origin for n in r.cited],
              "gold_origin": i.gold_origin, "groundedness": r.groundedness.score}
@@ -117,10 +137,11 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
         "citation_recall": sum(r.groundedness.citation_recall for r in rag) / len(rag),
         "citation_precision": sum(r.groundedness.citation_precision for r in rag) / len(rag),
         "answers_with_citations": _rate([bool(r.cited) for r in rag]),
-        "gold_passage_cited": _rate(gold_cited),
+        "relevant_passage_cited": _rate(gold_cited),
         "hallucination_auroc": {"citation_support": auroc([r.groundedness.score for r in rag], rag_right),
                                 "faithfulness": auroc([r.groundedness.faithfulness for r in rag], rag_right)},
         "prompt_tokens": {"closed_book": sum(c[1] for c in closed) / len(closed),
                           "rag": sum(r.prompt_tokens for r in rag) / len(rag)},
         "examples": {"fixed_by_rag": invented_then_fixed[:examples], "rag_failed": rag_failed[:examples]},
+        "rows": rows,
     }

@@ -36,7 +36,7 @@ def test_query_with_a_model_returns_citations_and_groundedness(index_dir, chat_r
     assert main(["rag", "query", str(index_dir), "Who founded the town of Loumolux?", "--mode", "bm25",
                  "--model", str(chat_run), "--max-new-tokens", "8", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) >= {"answer", "citations", "passages", "groundedness"}
+    assert set(report) >= {"answer", "citations", "passages", "groundedness", "cited_by"}
     assert all(0 <= v <= 1 for k, v in report["groundedness"].items() if k != "unsupported_sentences")
 
 

@@ -76,3 +76,19 @@ def test_encyclopedia_is_seeded_and_unique():
         questions = encyclopedia.questions(lang)
         assert len(questions) == 1000 and len({q.question for q in questions}) == 1000
         assert all(q.answer in dict(encyclopedia.articles(lang))[q.gold_origin] for q in questions)
+
+
+def test_post_hoc_attribution_cites_the_supporting_passage():
+    from lm2llm.rag.grounding import attribute
+
+    text, added = attribute("Traeviath has a population of 377600. It rains a lot.", PASSAGES)
+    assert added == [2] and text == "Traeviath has a population of 377600 [2]. It rains a lot."
+    assert attribute("Loumolux was founded in 1630 [1].", PASSAGES) == ("Loumolux was founded in 1630 [1].", [])
+    assert check_answer(text, PASSAGES).citation_precision == 1.0
+
+
+def test_a_sample_of_questions_covers_every_attribute():
+    from lm2llm.rag.evaluate import load_task
+
+    items = load_task("encyclopedia-en", 20)
+    assert len(items) == 20 and len({item.question.split()[1] for item in items}) > 2

@@ -90,7 +90,10 @@ def register(app: typer.Typer) -> None:
             print_json(report)
             return
         if "answer" in report:
-            console.print(f"[bold]answer[/bold] {report['answer']}")
+            console.print(f"answer: {report['answer']}", markup=False)
+            if report["cited_by"] == "post-hoc":
+                console.print(f"citations added after the fact (the model wrote none): {report['answer_with_citations']}",
+                              markup=False)
             g = report["groundedness"]
             console.print(f"groundedness: faithfulness {g['faithfulness']:.2f}, citation recall "
                           f"{g['citation_recall']:.2f}, precision {g['citation_precision']:.2f}")
@@ -140,8 +143,10 @@ def register(app: typer.Typer) -> None:
                                          f"{a['accuracy'][kind]['high']:.3f}]") for kind in ("closed_book", "rag")]
             rows += [(f"unsupported sentences {kind}", f"{a['unsupported_sentences'][kind]['rate']:.3f}")
                      for kind in ("closed_book", "rag")]
-            rows += [("citation recall", round(a["citation_recall"], 3)),
-                     ("citation precision", round(a["citation_precision"], 3)),
-                     ("relevant passage cited", round(a["relevant_passage_cited"]["rate"], 3)),
-                     ("hallucination AUROC (citation support)", round(a["hallucination_auroc"]["citation_support"], 3))]
+            rows += [("citation recall (model's marks)", round(a["citation_recall"], 3)),
+                     ("citation precision (model's marks)", round(a["citation_precision"], 3)),
+                     ("answers the model cited", round(a["answers_with_model_citations"]["rate"], 3)),
+                     ("relevant passage cited (model or post hoc)", round(a["relevant_passage_cited"]["rate"], 3)),
+                     ("hallucination AUROC (support in retrieved passages)",
+                      round(a["hallucination_auroc"]["context_support"], 3))]
             print_table("answers", rows)

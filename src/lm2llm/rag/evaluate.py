@@ -12,8 +12,9 @@ the index's chunks name it).
 - answers: accuracy (`answer_match`) closed-book and with retrieval; the share of answer sentences not
   supported by the passages (closed-book sentences are checked against the same retrieved passages, so
   both rates ask the same thing: could the text have come from the corpus?); ALCE citation recall and
-  precision; how often the answer cites the gold passage; and the AUROC with which the groundedness
-  score separates right from wrong RAG answers (hallucination detection).
+  precision on the model's own marks; how often an answer cites (itself or post hoc) a relevant passage;
+  and the AUROC with which the groundedness scores (against the cited passages; against all retrieved
+  passages) separate right from wrong RAG answers (hallucination detection).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ class QAItem:
 
 
 def load_task(task: str, limit: int | None = None) -> list[QAItem]:
-    """The questions of a task name or file, at most `limit` (spread evenly over the set when cut)."""
+    """The questions of a task name or file, at most `limit` (a seeded sample, in the set's order, when cut)."""
     if task in encyclopedia.SOURCES:
         items = [QAItem(q.question, q.answer, q.gold_origin) for q in encyclopedia.questions(encyclopedia.SOURCES[task])]
     elif task in _harness_tasks():
@@ -57,8 +58,10 @@ def load_task(task: str, limit: int | None = None) -> list[QAItem]:
     else:
         items = _read_items(Path(task))
     if limit is not None and 0 < limit < len(items):
-        step = len(items) / limit
-        items = [items[int(i * step)] for i in range(limit)]
+        import random
+
+        keep = sorted(random.Random(0).sample(range(len(items)), limit))  # seeded, every kind of question
+        items = [items[i] for i in keep]
     return items
 
 
@@ -123,9 +126,11 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
     rag_sentences = [s.context_support >= OVERLAP_THRESHOLD for r in rag for s in r.groundedness.sentences]
     closed_sentences = [s.context_support >= OVERLAP_THRESHOLD for c in closed_checks for s in c.sentences]
     gold_cited = [any(i.is_relevant(r.hits[n - 1].chunk) for n in r.cited) for r, i in zip(rag, items, strict=True)]
+    post_hoc = [r.cited_by == "post-hoc" for r in rag]
     rows = [{"question": i.question, "gold": i.answer, "closed_book": text, "closed_book_right": cr,
              "rag": r.answer, "rag_right": rr, "cited": [r.hits[n - 1].chunk.origin for n in r.cited],
-             "gold_origin": i.gold_origin, "groundedness": r.groundedness.score}
+             "gold_origin": i.gold_origin, "cited_by": r.cited_by, "groundedness": r.groundedness.score,
+             "context_support": r.groundedness.context_score}
             for i, (text, *_), r, cr, rr in zip(items, closed, rag, closed_right, rag_right, strict=True)]
     invented_then_fixed = [row for row in rows if not row["closed_book_right"] and row["rag_right"]]
     rag_failed = [row for row in rows if not row["rag_right"]]
@@ -136,10 +141,11 @@ def evaluate_answers(generator, index: RagIndex, items: Sequence[QAItem], *, k: 
                                   "rag": _rate([not s for s in rag_sentences])},
         "citation_recall": sum(r.groundedness.citation_recall for r in rag) / len(rag),
         "citation_precision": sum(r.groundedness.citation_precision for r in rag) / len(rag),
-        "answers_with_citations": _rate([bool(r.cited) for r in rag]),
+        "answers_with_model_citations": _rate([r.cited_by == "model" for r in rag]),
+        "answers_cited_post_hoc": _rate(post_hoc),
         "relevant_passage_cited": _rate(gold_cited),
         "hallucination_auroc": {"citation_support": auroc([r.groundedness.score for r in rag], rag_right),
-                                "faithfulness": auroc([r.groundedness.faithfulness for r in rag], rag_right)},
+                                "context_support": auroc([r.groundedness.context_score for r in rag], rag_right)},
         "prompt_tokens": {"closed_book": sum(c[1] for c in closed) / len(closed),
                           "rag": sum(r.prompt_tokens for r in rag) / len(rag)},
         "examples": {"fixed_by_rag": invented_then_fixed[:examples], "rag_failed": rag_failed[:examples]},

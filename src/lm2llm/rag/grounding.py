@@ -127,6 +127,12 @@ class Groundedness:
         """One number per answer: the weakest sentence's support against its citations (0 for no sentence)."""
         return min((s.support for s in self.sentences), default=0.0)
 
+    @property
+    def context_score(self) -> float:
+        """The weakest sentence's support against all retrieved passages (1 for no sentence: nothing claimed);
+        unlike `score` it does not depend on the model writing citation marks."""
+        return min((s.context_support for s in self.sentences), default=1.0)
+
 
 def check_answer(answer: str, passages: Sequence[str], support: Support = overlap_support,
                  threshold: float | None = None) -> Groundedness:
@@ -157,3 +163,26 @@ def check_answer(answer: str, passages: Sequence[str], support: Support = overla
         result.citation_recall = sum(s.supported for s in result.sentences) / result.claims
     result.citation_precision = precise / result.citations if result.citations else 0.0
     return result
+
+
+def attribute(answer: str, passages: Sequence[str], support: Support = overlap_support,
+              threshold: float | None = None) -> tuple[str, list[int]]:
+    """Post-hoc citation (ALCE's "post-hoc" baseline): every sentence that carries no valid mark is given
+    the passage that supports it best, if that passage passes the threshold. Returns the answer rewritten
+    with the marks and the passage numbers added; sentences no passage supports stay uncited."""
+    threshold = THRESHOLDS.get(support, OVERLAP_THRESHOLD) if threshold is None else threshold
+    out, added = [], []
+    for sentence in split_answer(answer):
+        marks = [n for n in sentence.citations if 1 <= n <= len(passages)]
+        if not marks and passages:
+            degrees = [support(sentence.text, [p]) for p in passages]
+            best = max(range(len(passages)), key=lambda i: (degrees[i], -i))
+            if degrees[best] >= threshold:
+                marks = [best + 1]
+                added.append(best + 1)
+        text = sentence.text
+        if marks:
+            mark = "".join(f"[{n}]" for n in marks)
+            text = f"{text[:-1]} {mark}{text[-1]}" if text[-1] in ".!?" else f"{text} {mark}"
+        out.append(text)
+    return " ".join(out), added

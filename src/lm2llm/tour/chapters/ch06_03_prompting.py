@@ -6,7 +6,8 @@ constraint; self-consistency in the full run) is rendered through each model's o
 scored on three tasks of the synthetic suite (addition, facts, Korean number words to digits), on the
 same held-out questions, greedy. Two models: SmolLM2-135M-Instruct and chapter 4.4's fine-tuned GPT.
 A technique is said to help only when the paired bootstrap interval of its gap to zero-shot lies above 0
-(`lm2llm.prompting.compare`); otherwise the chapter says it does not measurably help.
+(`lm2llm.prompting.compare`), to hurt when it lies below; otherwise the claim is inconclusive and the
+chapter says the technique does not measurably help a model of this size.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ from lm2llm.prompting.compare import paired_gap, verdict
 from lm2llm.prompting.render import load_generator
 from lm2llm.prompting.run import run_technique
 from lm2llm.prompting.techniques import get_technique
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    compare_intervals,
+    demonstration,
+    wilson_interval,
+)
 from lm2llm.tour.plots import plt
 
 TASKS = ("addition", "facts", "korean_to_digits")
@@ -77,10 +89,16 @@ def run(ctx: ChapterContext) -> ChapterResult:
         return f"{t}: {accuracy(smol, t):.2f} vs zero-shot {accuracy(smol, 'zero_shot'):.2f}, gap {mean:+.2f} " \
                f"[{low:+.2f}, {high:+.2f}] → {verdict(low, high)}"
 
-    def claim(technique: str, en: str, ko: str) -> Claim:
-        return Claim(T(en, ko), T(gap_text(technique), gap_text(technique)), gaps[technique][1] > 0)
+    def gap_verdict(gap: tuple[float, float, float]) -> bool | None:
+        return compare_intervals((gap[1], gap[2]), (0.0, 0.0))
 
-    json_follow = sum(smol["json_format"][t]["follows_format"] for t in TASKS) / len(TASKS)
+    def claim(technique: str, en: str, ko: str) -> Claim:
+        return Claim(T(en, ko), T(gap_text(technique), gap_text(technique)), gap_verdict(gaps[technique]),
+                     interval=(gaps[technique][1], gaps[technique][2]))
+
+    kept = sum(round(smol["json_format"][t]["follows_format"] * smol["json_format"][t]["n"]) for t in TASKS)
+    asked = sum(smol["json_format"][t]["n"] for t in TASKS)
+    json_follow, json_ci = kept / asked, wilson_interval(kept, asked)
     cost = {t: sum(smol[t][task]["prompt_tokens"] for task in TASKS) / len(TASKS) for t in techniques}
     claims = [
         claim("few_shot_random", "Showing a few solved examples (few-shot) raises a 135M model's accuracy over an "
@@ -95,13 +113,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{verdict(similar[1], similar[2])}",
                 f"유사 − 무작위: {similar[0]:+.2f} [{similar[1]:+.2f}, {similar[2]:+.2f}] → "
                 f"{verdict(similar[1], similar[2])}"),
-              similar[1] > 0),
+              gap_verdict(similar), interval=(similar[1], similar[2])),
         Claim(T("A 135M model keeps an output-format constraint (a JSON object) in most replies.",
                 "135M 모델은 출력 형식 제약(JSON 객체)을 대부분의 답에서 지킨다."),
-              T(f"replies with a JSON object holding \"answer\": {json_follow:.0%}",
-                f"\"answer\"가 든 JSON 객체로 답한 비율: {json_follow:.0%}"),
-              json_follow > 0.5),
-        Claim(T("Few-shot examples cost prompt tokens: several times the zero-shot prompt.",
+              T(f"replies with a JSON object holding \"answer\": {json_follow:.0%} [{json_ci[0]:.2f}, {json_ci[1]:.2f}] "
+                f"(n={asked})",
+                f"\"answer\"가 든 JSON 객체로 답한 비율: {json_follow:.0%} [{json_ci[0]:.2f}, {json_ci[1]:.2f}] (n={asked})"),
+              compare_intervals(json_ci, (0.5, 0.5)), interval=json_ci),
+        demonstration(T("Few-shot examples cost prompt tokens: several times the zero-shot prompt.",
                 "퓨샷 예시는 프롬프트 토큰을 쓴다: 제로샷 프롬프트의 몇 배."),
               T(f"mean prompt tokens: zero-shot {cost['zero_shot']:.0f}, few-shot {cost['few_shot_random']:.0f} "
                 f"({cost['few_shot_random'] / cost['zero_shot']:.1f}×)",

@@ -29,7 +29,16 @@ from lm2llm.rag.index import RagIndex
 from lm2llm.rag.metrics import auroc_interval
 from lm2llm.rag.sources import read_sources
 from lm2llm.rag.terms import content_terms
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    compare_intervals,
+)
 from lm2llm.tour.plots import plt
 
 
@@ -60,6 +69,15 @@ def plot_retrieval(ctx: ChapterContext, retrieval: dict[str, dict]):
 
 def _interval(rate: dict) -> str:
     return f"{rate['rate']:.2f} [{rate['low']:.2f}, {rate['high']:.2f}] (n={rate['n']})"
+
+
+def _ci(rate: dict) -> tuple[float, float]:
+    return rate["low"], rate["high"]
+
+
+def above(interval: tuple[float, float], level: float) -> bool | None:
+    """True when the 95 % interval lies above `level`, False when below, None (inconclusive) when it spans it."""
+    return compare_intervals(interval, (level, level))
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
@@ -104,22 +122,23 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 "검색 없이 작은 LLM은 본 적 없는 사실에 관한 질문에 답하지 못하고 우연 수준에 머문다."),
               T(f"closed-book accuracy {_interval(closed)}; chance level {chance:.3f}",
                 f"폐쇄형 정확도 {_interval(closed)}; 우연 수준 {chance:.3f}"),
-              closed["low"] <= chance),
+              closed["low"] <= chance, chance=chance, interval=_ci(closed)),
         Claim(T("It answers anyway: most closed-book sentences are not supported by the corpus (hallucination).",
                 "그래도 답은 한다: 폐쇄형 답 문장 대부분은 코퍼스가 뒷받침하지 않는다(환각)."),
               T(f"unsupported sentences closed-book {_interval(unsupported['closed_book'])}",
                 f"근거 없는 문장 비율(폐쇄형) {_interval(unsupported['closed_book'])}"),
-              unsupported["closed_book"]["low"] > 0.5),
+              above(_ci(unsupported["closed_book"]), 0.5), interval=_ci(unsupported["closed_book"])),
         Claim(T("Retrieval-augmented generation raises accuracy on those questions.",
                 "검색 증강 생성은 그 질문들의 정확도를 높인다."),
               T(f"accuracy with RAG {_interval(rag)} vs closed-book {_interval(closed)}",
                 f"RAG 정확도 {_interval(rag)} 대 폐쇄형 {_interval(closed)}"),
-              rag["low"] > closed["high"]),
+              compare_intervals(_ci(rag), _ci(closed)), chance=chance, interval=_ci(rag)),
         Claim(T("With RAG, fewer answer sentences are unsupported.",
                 "RAG를 쓰면 근거 없는 답 문장이 줄어든다."),
               T(f"unsupported: RAG {_interval(unsupported['rag'])} vs closed-book {_interval(unsupported['closed_book'])}",
                 f"근거 없음: RAG {_interval(unsupported['rag'])} 대 폐쇄형 {_interval(unsupported['closed_book'])}"),
-              unsupported["rag"]["high"] < unsupported["closed_book"]["low"]),
+              compare_intervals(_ci(unsupported["closed_book"]), _ci(unsupported["rag"])),
+              interval=_ci(unsupported["rag"])),
         Claim(T("The groundedness score (support of the answer's sentences in the retrieved passages) separates "
                 "right from wrong RAG answers better than chance.",
                 "근거성 점수(검색한 문단이 답 문장을 뒷받침하는 정도)가 맞는 RAG 답과 틀린 답을 우연보다 잘 가른다."),
@@ -127,14 +146,15 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{len(rights) - sum(rights)} wrong)",
                 f"AUROC {auc:.2f} [{auc_low:.2f}, {auc_high:.2f}] (우연 0.5; 맞음 {sum(rights)}, "
                 f"틀림 {len(rights) - sum(rights)})"),
-              auc_low > 0.5),
+              above((auc_low, auc_high), 0.5), chance=0.5, interval=(auc_low, auc_high)),
         Claim(T("Asked to cite the numbered passages as [1], [2], a 135M model writes the marks in most answers.",
                 "번호 붙은 문단을 [1], [2]로 인용하라고 하면 135M 모델이 대부분의 답에 그 표시를 단다."),
               T(f"answers with the model's own citation marks: {_interval(answers['answers_with_model_citations'])}; "
                 f"ALCE citation recall {answers['citation_recall']:.2f}, precision {answers['citation_precision']:.2f}",
                 f"모델이 직접 인용 표시를 단 답: {_interval(answers['answers_with_model_citations'])}; "
                 f"ALCE 인용 재현율 {answers['citation_recall']:.2f}, 정밀도 {answers['citation_precision']:.2f}"),
-              answers["answers_with_model_citations"]["low"] > 0.5),
+              above(_ci(answers["answers_with_model_citations"]), 0.5),
+              interval=_ci(answers["answers_with_model_citations"])),
         Claim(T("Hybrid retrieval (RRF) is at least as good as the better of BM25 and dense, in English and Korean.",
                 "하이브리드 검색(RRF)은 영어와 한국어 모두에서 BM25와 밀집 검색 중 나은 쪽만큼은 된다."),
               T(f"recall@5 en: bm25 {en['bm25']['recall@5']:.2f}, dense {en['dense']['recall@5']:.2f}, hybrid "

@@ -2,7 +2,8 @@
 against `rank_bm25` and `bm25s` in the same run, on the same chunks and tokens.
 
 Goal (issue 22): our BM25 within 2x of bm25s at query time, identical rankings (top-10 equal to bm25s
-with Lucene's idf; scores equal to rank_bm25 within 1e-9). Queries are the first sentence of held-out
+with Lucene's idf up to exact ties, which bm25s orders its own way and scores in float32; scores equal to
+rank_bm25 within 1e-9). Queries are the first sentence of held-out
 chunks' neighbours, i.e. real documentation prose. Dense embeds every chunk with MiniLM (our BERT);
 `--dense-limit N` embeds only the first N chunks on a slow machine (the figures say which).
 """
@@ -39,6 +40,13 @@ def timed(fn, queries) -> tuple[list[float], list]:
         results.append(fn(q))
         times.append(time.perf_counter() - start)
     return times, results
+
+
+def equal_up_to_ties(ours: BM25, query: list[str], mine: list[int], theirs: list[int]) -> bool:
+    """Same top-10 except documents whose score ties with the 10th best (relative 1e-5: float32)."""
+    scores = ours.scores(query)
+    kth = np.sort(scores)[::-1][min(9, len(scores) - 1)]
+    return all(abs(scores[d] - kth) <= 1e-5 * max(kth, 1e-12) for d in set(mine) ^ set(theirs))
 
 
 def main() -> None:
@@ -79,9 +87,11 @@ def main() -> None:
     t_rank, scores_rank = timed(okapi.get_scores, query_tokens[:50])  # rank_bm25 scores every document per term
     max_diff = max(float(np.abs(ours_okapi.scores(q) - s).max()) for q, s in zip(query_tokens[:50], scores_rank,
                                                                                      strict=True))
-    # identical top-10 up to exact ties (bm25s orders equal scores its own way)
-    same_sets = sum(set(a) == set(b) for a, b in zip(top_ours, top_bm25s, strict=True))
+    # Identical top-10 up to ties: bm25s scores in float32 and orders equal scores its own way, so a
+    # document may differ only if its score equals the 10th best (within float32 precision).
     same_order = sum(a == b for a, b in zip(top_ours, top_bm25s, strict=True))
+    same_up_to_ties = sum(equal_up_to_ties(ours, q, a, b) for q, a, b in zip(query_tokens, top_ours, top_bm25s,
+                                                                               strict=True))
 
     dense_n = len(chunks) if args.dense_limit is None else min(args.dense_limit, len(chunks))
     start = time.perf_counter()
@@ -96,7 +106,7 @@ def main() -> None:
         "dense_build_s": dense_build, "dense_chunks": dense_n, "dense_chunks_per_s": dense_n / dense_build,
         "dense_query": percentiles(t_dense),
         "rank_bm25_max_abs_score_diff": max_diff,
-        "top10_equal_to_bm25s": {"same_set": same_sets, "same_order": same_order, "queries": len(top_ours)},
+        "top10_equal_to_bm25s": {"up_to_ties": same_up_to_ties, "same_order": same_order, "queries": len(top_ours)},
         "peak_rss_mb": peak_rss_mb(),
     }
     peers = {"bm25s_build_s": build["bm25s"], "bm25s_query": percentiles(t_bm25s),

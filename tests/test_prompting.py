@@ -73,3 +73,20 @@ def test_cli_prompt_run(chat_run, capsys):
     result = json.loads(capsys.readouterr().out)[0]
     assert result["technique"] == "json_format" and result["n"] == 2
     assert main(["prompt", "run", str(chat_run), "--task", "nope"]) == 2
+
+
+def test_prompting_chapter_report_from_a_small_model(chat_run, tmp_path):
+    """Chapter 6.3's claims and tables from real measurements of a small chat model (the tour runs SmolLM2)."""
+    from lm2llm.prompting.render import load_generator
+    from lm2llm.tour.chapters import ch06_03_prompting as chapter
+    from lm2llm.tour.framework import ChapterContext
+
+    generator = load_generator(str(chat_run))
+    techniques = ("zero_shot", "few_shot_random", "few_shot_similar", "chain_of_thought", "role", "json_format")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(chapter, "TASKS", ("facts", "addition"))
+        smol = chapter.measure(generator, techniques, 3)
+        result = chapter.report(ChapterContext(tmp_path, quick=True, lang="en"), smol, {}, techniques, 3)
+    assert len(result.claims) == 6 and result.claims[-1].kind == "demonstration"
+    assert all(c.holds in (True, False, None) for c in result.claims)
+    assert (tmp_path / "techniques.png").is_file()

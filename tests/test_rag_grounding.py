@@ -92,3 +92,12 @@ def test_a_sample_of_questions_covers_every_attribute():
 
     items = load_task("encyclopedia-en", 20)
     assert len(items) == 20 and len({item.question.split()[1] for item in items}) > 2
+
+
+def test_korean_law_questions_point_at_real_sentences():
+    from lm2llm.data.sources import load_documents
+    from lm2llm.rag.evaluate import load_task
+
+    law = " ".join(" ".join(text.split()) for text in load_documents("korean-law"))
+    items = load_task("korean-law-qa")
+    assert len(items) == 12 and all(item.evidence in law and item.answer in item.evidence for item in items)

@@ -109,8 +109,8 @@ def register(app: typer.Typer) -> None:
     @rag_app.command("eval")
     def eval_command(
         index_dir: Path = typer.Argument(..., help="An index written by 'lm2llm rag index'."),
-        task: str = typer.Option(..., "--task", help="encyclopedia-en, encyclopedia-ko, stdlib-qa (the harness's "
-                                 "Python questions), or a JSONL file of {question, answer, gold_origin} records."),
+        task: str = typer.Option(..., "--task", help="encyclopedia-en, encyclopedia-ko, korean-law-qa, stdlib-qa (the "
+                                 "harness's Python questions), or a JSONL file of {question, answer, gold_origin} records."),
         model: str = typer.Option(None, "--model", help="Also answer closed-book and with RAG (a registered name "
                                   "such as smollm2-135m-instruct, or a run directory)."),
         limit: int = typer.Option(None, "--limit", min=1, help="At most this many questions (spread over the set)."),

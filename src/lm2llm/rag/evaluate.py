@@ -1,14 +1,15 @@
 """Measure retrieval and grounded answering on a question set with gold answers and gold passages.
 
 A question set is `encyclopedia-en` / `encyclopedia-ko` (the fictional encyclopedia, whose gold article
-is known), a question-answer task shipped with the evaluation harness (`stdlib-qa`: questions about
-Python's standard library, answers with aliases), or a JSON Lines / JSON file of `{"question", "answer",
-"aliases"?, "gold_origin"?}` records (`gold_origin` names the document a correct passage comes from, as
-the index's chunks name it).
+is known), `korean-law-qa` (12 hand-written Korean questions about the constitution in `korean-law`, each
+with the sentence that answers it as `evidence`), a question-answer task shipped with the evaluation
+harness (`stdlib-qa`: questions about Python's standard library, answers with aliases), or a JSON Lines /
+JSON file of `{"question", "answer", "aliases"?, "gold_origin"?, "evidence"?}` records (`gold_origin`
+names the document a correct passage comes from, as the index's chunks name it).
 
 - retrieval: recall@k and MRR (within the first 10) per mode; a passage is relevant when it comes from
-  the gold document, or, for questions without one, when it contains the answer (or an alias) as a whole
-  word (the "top-k retrieval accuracy" of open-domain QA, e.g. DPR);
+  the gold document, else when it contains the evidence text, else when it contains the answer (or an
+  alias) as a whole word (the "top-k retrieval accuracy" of open-domain QA, e.g. DPR);
 - answers: accuracy (`answer_match`) closed-book and with retrieval; the share of answer sentences not
   supported by the passages (closed-book sentences are checked against the same retrieved passages, so
   both rates ask the same thing: could the text have come from the corpus?); ALCE citation recall and
@@ -31,6 +32,7 @@ from lm2llm.rag.index import MODES, RagIndex
 from lm2llm.rag.metrics import auroc, recall_at_k, reciprocal_rank
 
 KS = (1, 3, 5, 10)
+KOREAN_LAW_QA = Path(__file__).with_name("korean_law_qa.jsonl")
 
 
 @dataclass(frozen=True)
@@ -39,18 +41,25 @@ class QAItem:
     answer: str
     gold_origin: str | None = None
     aliases: tuple[str, ...] = ()
+    evidence: str | None = None
 
     def is_right(self, text: str) -> bool:
         return any(answer_match(text, gold) for gold in (self.answer, *self.aliases))
 
     def is_relevant(self, chunk) -> bool:
-        return chunk.origin == self.gold_origin if self.gold_origin else self.is_right(chunk.text)
+        if self.gold_origin:
+            return chunk.origin == self.gold_origin
+        if self.evidence:
+            return " ".join(self.evidence.split()) in " ".join(chunk.text.split())
+        return self.is_right(chunk.text)
 
 
 def load_task(task: str, limit: int | None = None) -> list[QAItem]:
     """The questions of a task name or file, at most `limit` (a seeded sample, in the set's order, when cut)."""
     if task in encyclopedia.SOURCES:
         items = [QAItem(q.question, q.answer, q.gold_origin) for q in encyclopedia.questions(encyclopedia.SOURCES[task])]
+    elif task == "korean-law-qa":
+        items = _read_items(KOREAN_LAW_QA)
     elif task in _harness_tasks():
         from lm2llm.evaluate.tasks import find_task
 
@@ -76,13 +85,13 @@ def _item(record: object, where: str) -> QAItem:
     if not isinstance(record, dict) or not isinstance(record.get("question"), str) or "answer" not in record:
         raise UserError("each record needs a 'question' string and an 'answer'", where=where)
     return QAItem(record["question"], str(record["answer"]), record.get("gold_origin"),
-                  tuple(str(a) for a in record.get("aliases", ())))
+                  tuple(str(a) for a in record.get("aliases", ())), record.get("evidence"))
 
 
 def _read_items(path: Path) -> list[QAItem]:
     from lm2llm.records import read_records
 
-    known = ", ".join([*encyclopedia.SOURCES, *_harness_tasks()])
+    known = ", ".join([*encyclopedia.SOURCES, "korean-law-qa", *_harness_tasks()])
     if not path.is_file():
         raise UserError("no such task or file", where=str(path), hint=f"a JSONL file of questions, or one of: {known}")
     items = [_item(record, f"{path}:{line}") for line, record in read_records(path, "question file")]

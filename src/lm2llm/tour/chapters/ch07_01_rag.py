@@ -6,7 +6,8 @@ Three corpora, each with questions whose answers are known:
   invented, in Korean. No model can know these facts, so closed-book answers measure invention, and the
   gold article of every question is known (retrieval recall@k and MRR by document);
 - python-docs with the harness's `stdlib-qa` questions (real text; a passage is relevant when it contains
-  the answer).
+  the answer), and the Korean constitution and bills of `korean-law` with 12 Korean questions whose
+  answering sentence is known (`korean-law-qa`).
 
 Retrieval is measured for BM25 (written from scratch, checked against `rank_bm25` in the same run), dense
 MiniLM and their reciprocal rank fusion. SmolLM2-135M-Instruct then answers encyclopedia questions
@@ -14,7 +15,7 @@ closed-book and with the retrieved passages numbered in its prompt; answers are 
 their sentences checked by the groundedness check, and the check's score is tested as a hallucination
 detector (AUROC against right/wrong). Whether the model writes the [n] marks it is asked for is measured
 too; where it does not, the citations shown are attributed after the fact (`grounding.attribute`).
-Quick mode: fewer questions, python-docs (first 3,000 documents) by BM25 only.
+Quick mode: fewer questions, python-docs (first 3,000 documents) and korean-law by BM25 only.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
     docs = RagIndex.build(read_sources(["python-docs"], limit=3000 if ctx.quick else None), dense=not ctx.quick,
                           sources=["python-docs"])
     retrieval["python-docs (stdlib-qa)"] = evaluate_retrieval(docs, load_task("stdlib-qa"))
+    law = RagIndex.build(read_sources(["korean-law"]), dense=not ctx.quick, sources=["korean-law"])
+    retrieval["korean-law (korean-law-qa)"] = evaluate_retrieval(law, load_task("korean-law-qa"))
     ctx.progress(3, 5)
     stdlib_questions = [item.question for item in load_task("stdlib-qa")]
     fidelity = bm25_fidelity(indexes["en"], [q.question for q in encyclopedia.questions("en")[:50]])

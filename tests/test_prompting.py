@@ -89,4 +89,5 @@ def test_prompting_chapter_report_from_a_small_model(chat_run, tmp_path):
         result = chapter.report(ChapterContext(tmp_path, quick=True, lang="en"), smol, {}, techniques, 3)
     assert len(result.claims) == 6 and result.claims[-1].kind == "demonstration"
     assert all(c.holds in (True, False, None) for c in result.claims)
+    assert all(c.chance is not None for c in result.claims if c.interval is not None)
     assert (tmp_path / "techniques.png").is_file()

@@ -98,7 +98,7 @@ def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> Ch
 
     def claim(technique: str, en: str, ko: str) -> Claim:
         return Claim(T(en, ko), T(gap_text(technique), gap_text(technique)), gap_verdict(gaps[technique]),
-                     interval=(gaps[technique][1], gaps[technique][2]))
+                     chance=0.0, interval=(gaps[technique][1], gaps[technique][2]))  # chance: no gap
 
     kept = sum(round(smol["json_format"][t]["follows_format"] * smol["json_format"][t]["n"]) for t in TASKS)
     asked = sum(smol["json_format"][t]["n"] for t in TASKS)
@@ -117,13 +117,13 @@ def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> Ch
                 f"{verdict(similar[1], similar[2])}",
                 f"유사 − 무작위: {similar[0]:+.2f} [{similar[1]:+.2f}, {similar[2]:+.2f}] → "
                 f"{verdict(similar[1], similar[2])}"),
-              gap_verdict(similar), interval=(similar[1], similar[2])),
+              gap_verdict(similar), chance=0.0, interval=(similar[1], similar[2])),
         Claim(T("A 135M model keeps an output-format constraint (a JSON object) in most replies.",
                 "135M 모델은 출력 형식 제약(JSON 객체)을 대부분의 답에서 지킨다."),
               T(f"replies with a JSON object holding \"answer\": {json_follow:.0%} [{json_ci[0]:.2f}, {json_ci[1]:.2f}] "
                 f"(n={asked})",
                 f"\"answer\"가 든 JSON 객체로 답한 비율: {json_follow:.0%} [{json_ci[0]:.2f}, {json_ci[1]:.2f}] (n={asked})"),
-              compare_intervals(json_ci, (0.5, 0.5)), interval=json_ci),
+              compare_intervals(json_ci, (0.5, 0.5))),
         demonstration(T("Few-shot examples cost prompt tokens: several times the zero-shot prompt.",
                 "퓨샷 예시는 프롬프트 토큰을 쓴다: 제로샷 프롬프트의 몇 배."),
               T(f"mean prompt tokens: zero-shot {cost['zero_shot']:.0f}, few-shot {cost['few_shot_random']:.0f} "

@@ -130,7 +130,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 "그래도 답은 한다: 폐쇄형 답 문장 대부분은 코퍼스가 뒷받침하지 않는다(환각)."),
               T(f"unsupported sentences closed-book {_interval(unsupported['closed_book'])}",
                 f"근거 없는 문장 비율(폐쇄형) {_interval(unsupported['closed_book'])}"),
-              above(_ci(unsupported["closed_book"]), 0.5), interval=_ci(unsupported["closed_book"])),
+              above(_ci(unsupported["closed_book"]), 0.5)),
         Claim(T("Retrieval-augmented generation raises accuracy on those questions.",
                 "검색 증강 생성은 그 질문들의 정확도를 높인다."),
               T(f"accuracy with RAG {_interval(rag)} vs closed-book {_interval(closed)}",
@@ -140,8 +140,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 "RAG를 쓰면 근거 없는 답 문장이 줄어든다."),
               T(f"unsupported: RAG {_interval(unsupported['rag'])} vs closed-book {_interval(unsupported['closed_book'])}",
                 f"근거 없음: RAG {_interval(unsupported['rag'])} 대 폐쇄형 {_interval(unsupported['closed_book'])}"),
-              compare_intervals(_ci(unsupported["closed_book"]), _ci(unsupported["rag"])),
-              interval=_ci(unsupported["rag"])),
+              compare_intervals(_ci(unsupported["closed_book"]), _ci(unsupported["rag"]))),
         Claim(T("The groundedness score (support of the answer's sentences in the retrieved passages) separates "
                 "right from wrong RAG answers better than chance.",
                 "근거성 점수(검색한 문단이 답 문장을 뒷받침하는 정도)가 맞는 RAG 답과 틀린 답을 우연보다 잘 가른다."),
@@ -156,8 +155,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"ALCE citation recall {answers['citation_recall']:.2f}, precision {answers['citation_precision']:.2f}",
                 f"모델이 직접 인용 표시를 단 답: {_interval(answers['answers_with_model_citations'])}; "
                 f"ALCE 인용 재현율 {answers['citation_recall']:.2f}, 정밀도 {answers['citation_precision']:.2f}"),
-              above(_ci(answers["answers_with_model_citations"]), 0.5),
-              interval=_ci(answers["answers_with_model_citations"])),
+              above(_ci(answers["answers_with_model_citations"]), 0.5)),
         Claim(T("Hybrid retrieval (RRF) is at least as good as the better of BM25 and dense, in English and Korean.",
                 "하이브리드 검색(RRF)은 영어와 한국어 모두에서 BM25와 밀집 검색 중 나은 쪽만큼은 된다."),
               T(f"recall@5 en: bm25 {en['bm25']['recall@5']:.2f}, dense {en['dense']['recall@5']:.2f}, hybrid "

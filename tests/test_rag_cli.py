@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lm2llm.cli import main
+from lm2llm.rag.index import RagIndex
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +87,26 @@ def test_serve_with_retrieval_returns_passages_and_citations(index_dir, chat_run
         bad = httpx.post(f"{server.url}/v1/chat/completions", timeout=60,
                          json={**body, "messages": [{"role": "assistant", "content": "hi"}]})
         assert bad.status_code == 400 and "last message" in bad.json()["error"]["message"]
+
+
+def test_rag_chapter_report_from_a_small_model(chat_run, tmp_path):
+    """Chapter 7.1's claims and tables from real measurements on 20 towns per language and a small chat model
+    (the tour measures all 200 and SmolLM2)."""
+    from lm2llm.prompting.render import load_generator
+    from lm2llm.rag import encyclopedia
+    from lm2llm.rag.evaluate import QAItem, evaluate_answers, evaluate_retrieval
+    from lm2llm.tour.chapters import ch07_01_rag as chapter
+    from lm2llm.tour.framework import ChapterContext
+
+    retrieval, indexes = {}, {}
+    for lang in ("en", "ko"):
+        indexes[lang] = RagIndex.build(encyclopedia.articles(lang)[:20])
+        items = [QAItem(q.question, q.answer, q.gold_origin) for q in encyclopedia.questions(lang)[:100:10]]
+        retrieval[f"encyclopedia-{lang}"] = evaluate_retrieval(indexes[lang], items)
+    items = [QAItem(q.question, q.answer, q.gold_origin) for q in encyclopedia.questions("en")[:20:5]]
+    answers = evaluate_answers(load_generator(str(chat_run)), indexes["en"], items, k=2, max_new_tokens=6)
+    result = chapter.report(ChapterContext(tmp_path, quick=True, lang="en"), retrieval, answers, 0.0, 1)
+    assert len(result.claims) == 8 and result.claims[0].holds
+    assert all(c.holds in (True, False, None) for c in result.claims)
+    assert all(c.chance is not None for c in result.claims if c.interval is not None)
+    assert (tmp_path / "retrieval.png").is_file()

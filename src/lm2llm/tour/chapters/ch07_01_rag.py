@@ -101,10 +101,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
     fidelity = bm25_fidelity(indexes["en"], [q.question for q in encyclopedia.questions("en")[:50]])
     fidelity = max(fidelity, bm25_fidelity(docs, stdlib_questions[:10]))
 
-    generator = load_generator()
-    answers = evaluate_answers(generator, indexes["en"], load_task("encyclopedia-en", n_answers), k=3,
+    answers = evaluate_answers(load_generator(), indexes["en"], load_task("encyclopedia-en", n_answers), k=3,
                                mode="hybrid", max_new_tokens=40, examples=4)
     ctx.progress(4, 5)
+    return report(ctx, retrieval, answers, fidelity, len(docs.chunks))
+
+
+def report(ctx: ChapterContext, retrieval: dict, answers: dict, fidelity: float, docs_chunks: int) -> ChapterResult:
+    """Claims, tables and the figure from the retrieval scores and the closed-book vs RAG answers."""
     chance = encyclopedia.chance_level("en")
     closed, rag = answers["accuracy"]["closed_book"], answers["accuracy"]["rag"]
     unsupported = answers["unsupported_sentences"]
@@ -204,7 +208,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                          figures=[plot_retrieval(ctx, retrieval)], samples=samples,
                          metrics={"retrieval": retrieval, "answers": answers_meta, "chance": chance,
                                   "bm25_max_diff": fidelity, "auroc_interval": [auc_low, auc_high],
-                                  "python_docs_chunks": len(docs.chunks)})
+                                  "python_docs_chunks": docs_chunks})
 
 
 CHAPTER = Chapter("7.1", T("Hallucination and RAG", "환각과 RAG"), run)

@@ -143,8 +143,8 @@ def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> Ch
     gap_table = Table(T("Gap to zero-shot, paired bootstrap over questions", "제로샷과의 차이 (질문 단위 짝 부트스트랩)"),
                       ["technique", "gap", "95% interval", "verdict"],
                       [[t, round(g[0], 3), f"[{g[1]:+.2f}, {g[2]:+.2f}]", verdict(g[1], g[2])] for t, g in gaps.items()])
-    cot = smol["chain_of_thought"]["addition"]["examples"][0]
-    samples = [Sample(T("Chain-of-thought reply (addition)", "사고의 사슬 답 (덧셈)"),
+    cot = smol["chain_of_thought"][TASKS[0]]["examples"][0]
+    samples = [Sample(T(f"Chain-of-thought reply ({TASKS[0]})", f"사고의 사슬 답 ({TASKS[0]})"),
                       f"Q: {cot['question']}\n{cot['reply']}\n→ extracted: {cot['answer']} (gold {cot['gold']})")]
     helping = [t for t, g in gaps.items() if g[1] > 0]
     summary = T(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from lm2llm.errors import UserError
@@ -24,6 +26,9 @@ def register(app: typer.Typer) -> None:
         prefill_dtype: str | None = typer.Option(
             None, "--prefill-dtype", help="Run prompts in this dtype (e.g. bfloat16) on a copy of the weights, "
             "decoding in --dtype: prompts are matmul-bound, and native bf16 matmuls are several times faster."),
+        rag: Path | None = typer.Option(None, "--rag", help="An index from 'lm2llm rag index': chat answers cite "
+                                        "its passages; responses carry passages, citations and groundedness."),
+        rag_k: int = typer.Option(5, "--rag-k", min=1, max=20, help="Passages retrieved per question with --rag."),
         threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
                                     "suits small models: a decode step is too small to share between cores."),
         max_tokens: int | None = typer.Option(None, "--max-tokens", help="The most new tokens of any sequence, for "
@@ -51,6 +56,13 @@ def register(app: typer.Typer) -> None:
             raise UserError("threads must be >= 0", where="--threads")
         if threads:
             torch.set_num_threads(threads)
+        retrieval = None
+        if rag is not None:
+            from lm2llm.rag.index import RagIndex
+            from lm2llm.serve.retrieval import Retrieval
+
+            index = RagIndex.load(rag)
+            retrieval = Retrieval(index, rag_k, "hybrid" if index.embeddings is not None else "bm25")
         served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device,
                                      dtype=dtype, prefill_dtype=prefill_dtype, max_tokens=max_tokens)
         sock = bind_socket(host, port)
@@ -59,5 +71,6 @@ def register(app: typer.Typer) -> None:
                         "use the model", fg="yellow", err=True)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         typer.secho(f"serving {served.model_id} at {where}/v1 (chat page: {where}/)", fg="cyan", err=True)
-        app = create_app(served, api_key=api_key, allowed_hosts=allowed_host or default_allowed_hosts(host))
+        app = create_app(served, api_key=api_key, allowed_hosts=allowed_host or default_allowed_hosts(host),
+                         retrieval=retrieval)
         uvicorn_server(app, drain_seconds=drain_seconds).run(sockets=[sock])

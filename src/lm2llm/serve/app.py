@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +50,9 @@ from lm2llm.inference.text import TextGenerator
 from lm2llm.serve import protocol
 from lm2llm.serve.scheduler import BatchScheduler
 from lm2llm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from lm2llm.serve.retrieval import Retrieval
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
 HEADER_TIMEOUT = 10.0  # seconds for a request's head (line and headers) to arrive
@@ -372,8 +375,10 @@ def sse(data: dict | str) -> str:
 
 
 def create_app(served: ServedModel, *, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
-               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_timeout: float = BODY_TIMEOUT) -> FastAPI:
-    """The FastAPI app; the scheduler thread runs while the app does (its lifespan)."""
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_timeout: float = BODY_TIMEOUT,
+               retrieval: Retrieval | None = None) -> FastAPI:
+    """The FastAPI app; the scheduler thread runs while the app does (its lifespan). With `retrieval`, chat
+    requests are answered from retrieved passages and responses carry citations (serve/retrieval.py)."""
 
     async def lifespan(_app: FastAPI):
         # Two threads share the GIL: the event loop and the scheduler, whose decode steps alternate Python
@@ -495,6 +500,9 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         end_ids = served.chat_end_ids()
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         try:
+            hits = None
+            if retrieval is not None:
+                messages, hits = retrieval.augment(messages)
             ids, _ = served.tokenizer.render_chat(messages, add_generation_prompt=True)
         except UserError as error:
             raise APIError(400, str(error), param="messages", code="invalid_prompt") from error
@@ -508,6 +516,8 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.model_id,
                 "system_fingerprint": None}
+        if hits is not None:
+            head["passages"] = retrieval.passages(hits)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         if body.stream:
@@ -529,7 +539,8 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
             return answered
         choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
                    for i, (t, r) in enumerate(answered)]
-        return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage()}
+        extra = retrieval.citations(choices[0]["message"]["content"], hits) if hits is not None else {}
+        return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage(), **extra}
 
     app.add_middleware(BodyLimit, limit=max_body_bytes, timeout=body_timeout)
     app.add_middleware(HostAllowList, hosts=allowed_hosts)

@@ -2,7 +2,8 @@
 
 As in Hoffmann et al. 2022 (appendix D.2) and Besiroglu et al. 2024's replication: with a = log A,
 b = log B, e = log E, minimise the Huber loss (δ = 1e-3) of log L − LSE(a − α·log N, b − β·log D, e)
-with L-BFGS from a grid of starting points, keeping the best. The log form weighs every run's relative
+with L-BFGS from a grid of starting points, keeping the best. The grid spans the exponents; the linear
+constants of each grid point come from a least-squares solve, and the best few points are refined. The log form weighs every run's relative
 error alike and the Huber loss keeps one bad run from dragging the fit.
 
 Minimising the fitted loss under C = 6·N·D gives the compute-optimal split
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, nnls
 
 HUBER_DELTA = 1e-3
 
@@ -35,7 +36,9 @@ class Parametric:
         return self.E + self.A / np.asarray(n, dtype=float) ** self.alpha + self.B / np.asarray(d, dtype=float) ** self.beta
 
     def compute_optimal(self, compute: float) -> tuple[float, float]:
-        """(N_opt, D_opt) minimising the fitted loss at C = 6·N·D FLOPs."""
+        """(N_opt, D_opt) minimising the fitted loss at C = 6·N·D FLOPs (a fit with α or β ≤ 0 has none)."""
+        if self.alpha <= 0 or self.beta <= 0:
+            raise ValueError(f"no compute-optimal split: alpha {self.alpha:.3g}, beta {self.beta:.3g}")
         g = (self.alpha * self.A / (self.beta * self.B)) ** (1 / (self.alpha + self.beta))
         n = g * (compute / 6) ** (self.beta / (self.alpha + self.beta))
         return n, compute / (6 * n)
@@ -74,31 +77,39 @@ def _objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, log_l: n
     return float(np.sum(huber)), grad
 
 
-# The starting grid: Hoffmann et al.'s ranges, a little coarser (the best start is refined to convergence).
-START_GRID = {"a": (0.0, 8.0, 16.0), "b": (0.0, 8.0, 16.0), "e": (-1.0, 0.5, 1.5),
-              "alpha": (0.2, 0.6, 1.2), "beta": (0.2, 0.6, 1.2)}
-
-
+# The starting grid over the exponents (Hoffmann et al.'s range); at each grid point the linear constants
+# E, A, B are set by non-negative least squares, which is exact when the exponents are right.
+EXPONENT_GRID = np.linspace(0.05, 1.5, 30)
 REFINED_STARTS = 4
+
+
+def grid_starts(log_n: np.ndarray, log_d: np.ndarray, log_l: np.ndarray, delta: float) -> list[np.ndarray]:
+    """The `REFINED_STARTS` best starting points (a, b, e, alpha, beta) of the exponent grid."""
+    loss = np.exp(log_l)
+    scored = []
+    for alpha, beta in itertools.product(EXPONENT_GRID, EXPONENT_GRID):
+        design = np.stack([np.ones_like(log_n), np.exp(-alpha * log_n), np.exp(-beta * log_d)], axis=1)
+        scale = design.max(axis=0)
+        (e, a, b), _ = nnls(design / scale, loss)
+        e, a, b = (max(v / s, 1e-12) for v, s in zip((e, a, b), scale, strict=True))
+        theta = np.log([a, b, e]).tolist() + [alpha, beta]
+        scored.append((_objective(np.asarray(theta), log_n, log_d, log_l, delta)[0], theta))
+    scored.sort(key=lambda item: item[0])
+    return [np.asarray(theta) for _, theta in scored[:REFINED_STARTS]]
 
 
 def fit_parametric(n: Sequence[float], d: Sequence[float], loss: Sequence[float], *, delta: float = HUBER_DELTA,
                    starts: Sequence[Sequence[float]] | None = None) -> tuple[Parametric, float]:
-    """The approach-3 fit (and its Huber objective) from every start of the grid, or of `starts`."""
+    """The approach-3 fit (and its Huber objective): L-BFGS from the best grid starts, or from `starts`."""
     log_n, log_d, log_l = (np.log(np.asarray(v, dtype=float)) for v in (n, d, loss))
     if len(log_l) < 5:
         raise ValueError("the parametric fit has five constants: it needs at least five runs")
-    grid = starts if starts is not None else list(itertools.product(*START_GRID.values()))
-
-    def run(start: Sequence[float], tight: bool) -> tuple[float, np.ndarray]:
-        options = {"maxiter": 5000, "ftol": 1e-16, "gtol": 1e-14} if tight else {"maxiter": 30}
+    best: tuple[float, np.ndarray] = (np.inf, np.zeros(5))
+    for start in starts if starts is not None else grid_starts(log_n, log_d, log_l, delta):
         result = minimize(_objective, np.asarray(start, dtype=float), args=(log_n, log_d, log_l, delta), jac=True,
-                          method="L-BFGS-B", options=options)
-        return (float(result.fun), result.x) if np.all(np.isfinite(result.x)) else (np.inf, result.x)
-
-    # every start briefly, then the most promising few to convergence
-    rough = sorted((run(start, tight=False) for start in grid), key=lambda r: r[0])[:REFINED_STARTS]
-    best = min((run(x, tight=True) for _, x in rough), key=lambda r: r[0])
+                          method="L-BFGS-B", options={"maxiter": 5000, "ftol": 1e-16, "gtol": 1e-14})
+        if np.all(np.isfinite(result.x)) and result.fun < best[0]:
+            best = (float(result.fun), result.x)
     if not np.isfinite(best[0]):
         raise ValueError("the parametric fit did not converge from any start")
     a, b, e, alpha, beta = best[1]

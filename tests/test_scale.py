@@ -1,0 +1,113 @@
+"""Scaling laws and emergence (lm2llm.scale): the fitters recover known constants; sweeps and probes run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lm2llm.scale import tasks
+from lm2llm.scale.chinchilla import BESIROGLU_2024, HOFFMANN_2022, Parametric, fit_parametric
+from lm2llm.scale.isoflop import approach2, isoflop_minimum
+from lm2llm.scale.powerlaw import bootstrap, fit_power_law
+from lm2llm.scale.probes import difference_interval, wilson
+from lm2llm.scale.shapes import CONVENTIONS, nearest_shape, param_counts, shape_for_width
+
+CONSTANTS = ("E", "A", "B", "alpha", "beta")
+
+
+def chinchilla_grid(truth: Parametric) -> tuple[np.ndarray, np.ndarray]:
+    n, d = np.meshgrid(np.geomspace(1e7, 1e10, 6), np.geomspace(1e9, 1e12, 5))
+    return n.ravel(), d.ravel()
+
+
+@pytest.mark.parametrize("truth", [HOFFMANN_2022, BESIROGLU_2024], ids=["hoffmann", "besiroglu"])
+def test_parametric_fit_recovers_published_constants(truth):
+    n, d = chinchilla_grid(truth)
+    fit, _ = fit_parametric(n, d, truth.loss(n, d))
+    for name in CONSTANTS:
+        assert getattr(fit, name) == pytest.approx(getattr(truth, name), rel=1e-3), name
+
+
+def test_parametric_fit_with_noise_keeps_the_exponents_close():
+    n, d = chinchilla_grid(HOFFMANN_2022)
+    noisy = HOFFMANN_2022.loss(n, d) * np.exp(np.random.default_rng(0).normal(0, 0.002, len(n)))
+    fit, _ = fit_parametric(n, d, noisy)
+    assert fit.alpha == pytest.approx(0.34, rel=0.1) and fit.beta == pytest.approx(0.28, rel=0.1)
+
+
+def test_compute_optimal_split_spends_the_budget_at_the_minimum():
+    c = 1e21
+    n, d = HOFFMANN_2022.compute_optimal(c)
+    assert 6 * n * d == pytest.approx(c)
+    best = HOFFMANN_2022.loss(n, d)
+    assert all(HOFFMANN_2022.loss(n * f, c / (6 * n * f)) > best for f in (0.9, 1.1))
+
+
+def test_power_law_and_bootstrap():
+    x = np.geomspace(1e3, 1e6, 12)
+    law = fit_power_law(x, 5 * x**-0.3)
+    assert law.exponent == pytest.approx(-0.3) and law.coefficient == pytest.approx(5)
+    rng = np.random.default_rng(1)
+    rows = [(xi, 5 * xi**-0.3 * np.exp(rng.normal(0, 0.01))) for xi in x]
+    low, high = bootstrap(rows, lambda r: {"p": fit_power_law(*zip(*r, strict=True)).exponent}, samples=200)["p"]
+    assert low < -0.3 < high
+    with pytest.raises(ValueError):
+        fit_power_law([1.0, 1.0], [2.0, 3.0])
+
+
+def test_isoflop_minimum_and_approach2_on_chinchilla_data():
+    minimum = isoflop_minimum(1.0, np.exp([1.0, 2.0, 3.0, 4.0]), [(v - 2.5) ** 2 + 1 for v in (1.0, 2.0, 3.0, 4.0)])
+    assert np.log(minimum.params) == pytest.approx(2.5) and minimum.loss == pytest.approx(1) and minimum.interior
+    runs = []
+    for c in (1e19, 1e20, 1e21, 1e22):
+        n_opt, _ = HOFFMANN_2022.compute_optimal(c)
+        for f in np.geomspace(0.25, 4, 9):
+            runs.append((c, n_opt * f, float(HOFFMANN_2022.loss(n_opt * f, c / (6 * n_opt * f)))))
+    fit = approach2(runs)
+    expected = HOFFMANN_2022.beta / (HOFFMANN_2022.alpha + HOFFMANN_2022.beta)
+    assert fit.params_law.exponent == pytest.approx(expected, abs=0.02)
+    assert fit.params_law.exponent + fit.tokens_law.exponent == pytest.approx(1)
+
+
+def test_shapes_and_conventions():
+    shape = shape_for_width(64)
+    assert (shape.n_layer, shape.n_head, shape.name) == (2, 4, "w64l2")
+    counts = param_counts(shape, vocab_size=512, context=64)
+    assert counts["all"] > counts["non_embedding"] > counts["blocks"] > 0
+    assert counts["all"] - counts["non_embedding"] == (512 + 64) * 64
+    assert nearest_shape(counts["all"], 512, 64) == shape
+    assert set(CONVENTIONS) == set(counts)
+    with pytest.raises(ValueError):
+        shape_for_width(40)
+
+
+def test_addition_formats_and_held_out_pairs():
+    assert tasks.addition_answer(123, 989, "P") == "1112"
+    assert tasks.addition_answer(123, 989, "R") == "2111"
+    pad = tasks.addition_answer(123, 989, "S")
+    assert pad == "3+9+0=12,2+8+1=11,1+9+1=11>1112"
+    for form in tasks.ADDITION_FORMATS:
+        assert tasks.final_answer(tasks.addition_answer(123, 989, form), form) == "1112"
+    held_out = set(tasks.addition_test_pairs(50))
+    for line in tasks.training_lines(600, held_out):
+        if line[0] in tasks.ADDITION_FORMATS:
+            a, b = line[2:].split("=")[0].split("+")
+            assert (int(a), int(b)) not in held_out
+
+
+def test_kv_examples_and_the_copier_ceiling():
+    import random
+
+    ex = tasks.kv_example(random.Random(0), 8)
+    assert ex.prompt.startswith("kv ") and ex.prompt.endswith("=") and ex.answer in tasks.VALUES
+    shown = dict(pair.split("=") for pair in ex.prompt[3:].split()[:-1])
+    assert ex.seen == (ex.prompt.split()[-1][:-1] in shown)
+    if ex.seen:
+        assert shown[ex.prompt.split()[-1][:-1]] == ex.answer
+    assert tasks.perfect_copier(0) == pytest.approx(0.1) and tasks.perfect_copier(8) > 0.9
+
+
+def test_intervals():
+    low, high = wilson(50, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(0.164, abs=0.005)
+    assert difference_interval(0.5, 100, 0.5, 100)[0] < 0 < difference_interval(0.5, 100, 0.5, 100)[1]

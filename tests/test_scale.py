@@ -111,3 +111,40 @@ def test_intervals():
     low, high = wilson(50, 100)
     assert low < 0.5 < high and high - low == pytest.approx(0.164, abs=0.005)
     assert difference_interval(0.5, 100, 0.5, 100)[0] < 0 < difference_interval(0.5, 100, 0.5, 100)[1]
+
+
+def test_sweep_cli_refuses_bad_input(cli, tmp_path):
+    result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,x")
+    assert result.code == 2 and "--budgets" in result.err
+    result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,2e9")
+    assert result.code == 2 and "held out" in result.err or "hold out" in result.err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    result = cli("scale", "sweep", "--out", str(tmp_path / "other"))
+    assert result.code == 2 and "not empty" in result.err
+
+
+@pytest.mark.usefixtures("known_peak")
+def test_tiny_sweep_fits_predicts_and_reuses_its_runs(cli, tmp_path):
+    import json
+
+    from lm2llm.scale.corpus import prose_shards
+
+    data = prose_shards(tmp_path / "data", docs=60)
+    args = ("scale", "sweep", "--data", str(data), "--out", str(tmp_path / "sweep"), "--budgets", "3e7,6e7,1.2e8",
+            "--sizes", "16,32,48", "--context", "32", "--batch-size", "4", "--bootstrap", "3", "--json")
+    first = cli(*args)
+    assert first.code == 0, first.err
+    report = json.loads(first.out)
+    runs = report["sweep"]["runs"]
+    assert len(runs) == 6 and not any(r["reused"] for r in runs)
+    assert {r["budget"] for r in runs} == {3e7, 6e7}  # the largest budget is held out
+    for run in runs:  # D = C / 6N, rounded to whole steps of 4 × 32 tokens
+        assert run["tokens"] == 128 * max(1, round(run["budget"] / (6 * run["params"]["all"]) / 128))
+    assert set(report["fits"]) == {"all", "non_embedding", "blocks"}
+    prediction = report["prediction"]
+    assert prediction["budget"] == 1.2e8 and prediction["relative_error"] == pytest.approx(
+        prediction["measured_loss"] / prediction["predicted_loss"] - 1)
+    again = json.loads(cli(*args).out)
+    assert all(r["reused"] for r in again["sweep"]["runs"]) and again["prediction"]["reused"]
+    assert [r["val_loss"] for r in again["sweep"]["runs"]] == [r["val_loss"] for r in runs]

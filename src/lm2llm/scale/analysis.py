@@ -11,6 +11,7 @@ N and so larger C = 6ND-per-convention ratios: the tokens-per-parameter answer m
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,6 +53,13 @@ def parametric_fit(points: Sequence[tuple[float, float, float, float]], start: P
     return fit_parametric(n, d, loss, starts=[as_start(start)] if start else None)[0]
 
 
+def _optimum(fit: Parametric, compute: float) -> tuple[float, float]:
+    try:
+        return fit.compute_optimal(compute)
+    except ValueError:
+        return math.nan, math.nan
+
+
 def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
     """All fits of `runs` with N counted under `convention`, with 90 % bootstrap intervals."""
     points = points_of(runs, convention)
@@ -59,7 +67,7 @@ def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_S
     reference = budgets[-1]
     a2 = approach2([(c, n, loss) for c, n, _, loss in points])
     parametric = parametric_fit(points)
-    n_opt, d_opt = parametric.compute_optimal(reference)
+    n_opt, d_opt = _optimum(parametric, reference)
 
     def resampled(statistic):
         # resample runs within each budget, so every budget keeps its iso-FLOP curve
@@ -73,7 +81,7 @@ def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_S
 
     def parametric_values(drawn) -> dict[str, float]:
         fit = parametric_fit(drawn, parametric)
-        n, d = fit.compute_optimal(reference)
+        n, d = _optimum(fit, reference)
         return {"alpha": fit.alpha, "beta": fit.beta, "E": fit.E, "tokens_per_param": d / n}
 
     return {
@@ -86,7 +94,7 @@ def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_S
         "approach2_interval": resampled(lambda drawn: _approach2_values(drawn, reference)),
         "approach3": {**parametric.to_dict(), "a": parametric.beta / (parametric.alpha + parametric.beta),
                       "b": parametric.alpha / (parametric.alpha + parametric.beta),
-                      "tokens_per_param": d_opt / n_opt},
+                      "tokens_per_param": d_opt / n_opt},  # NaN when the fit has no optimum (α or β ≤ 0)
         "approach3_interval": resampled(parametric_values),
         "reference_compute": reference,
     }
@@ -95,7 +103,12 @@ def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_S
 def predict_optimum(runs: Sequence[dict], compute: float, convention: str = "all") -> dict[str, float]:
     """Before training: the compute-optimal size at `compute` and its loss, from the parametric fit of `runs`."""
     fit = parametric_fit(points_of(runs, convention))
-    n, d = fit.compute_optimal(compute)
     a2 = approach2([(c, n_, loss) for c, n_, _, loss in points_of(runs, convention)])
-    return {"params": n, "tokens": d, "loss": float(fit.loss(n, d)), "approach2_params": float(a2.params_law(compute)),
+    n, d = _optimum(fit, compute)
+    source = "approach 3"
+    if not math.isfinite(n):  # the parametric fit has no optimum: take approach 2's
+        n, source = float(a2.params_law(compute)), "approach 2"
+        d = compute / (6 * n)
+    return {"params": n, "tokens": d, "loss": float(fit.loss(n, d)), "optimum_from": source,
+            "approach2_params": float(a2.params_law(compute)),
             "approach2_loss": float(a2.loss_law(compute)), **{f"fit_{k}": v for k, v in fit.to_dict().items()}}

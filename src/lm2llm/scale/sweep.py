@@ -66,6 +66,7 @@ class RunOutcome:
     flops: float  # 6·N·D actually spent, N under the sweep's convention
     val_loss: float
     seconds: float  # wall time of the training (0 when reused)
+    cpu_seconds: float  # CPU time of the training process, all its threads (fair on a shared machine)
     reused: bool
     run: str
     extra: dict[str, Any] = field(default_factory=dict)
@@ -127,13 +128,14 @@ def run_planned(plan: RunPlan, settings: SweepSettings, threads: int = 1) -> Run
             raise UserError(f"this run was started with other settings ({saved.get('max_steps')} steps on "
                             f"{saved.get('data')})", where=plan.out, hint="use another --out, or delete this run")
     outcome = RunOutcome(plan.budget, plan.shape.name, plan.shape.width, plan.shape.n_layer, plan.params, plan.steps,
-                         plan.tokens, 6 * plan.params[settings.count] * plan.tokens, 0.0, 0.0, True, plan.out)
+                         plan.tokens, 6 * plan.params[settings.count] * plan.tokens, 0.0, 0.0, 0.0, True, plan.out)
     loss = finished_loss(run, plan.steps)
     if loss is None:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         result, _ = train(_config(plan, settings, threads), resume=find_checkpoint(Path(plan.out)) is not None)
         loss = float(result.evals[-1]["val_loss"])
-        outcome.seconds, outcome.reused = time.perf_counter() - start, False
+        outcome.seconds, outcome.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        outcome.reused = False
     outcome.val_loss = loss
     return outcome
 

@@ -131,20 +131,39 @@ def test_tiny_sweep_fits_predicts_and_reuses_its_runs(cli, tmp_path):
     from lm2llm.scale.corpus import prose_shards
 
     data = prose_shards(tmp_path / "data", docs=60)
-    args = ("scale", "sweep", "--data", str(data), "--out", str(tmp_path / "sweep"), "--budgets", "3e7,6e7,1.2e8",
+    args = ("scale", "sweep", "--data", str(data), "--out", str(tmp_path / "sweep"), "--budgets", "1e8,2e8,4e8",
             "--sizes", "16,32,48", "--context", "32", "--batch-size", "4", "--bootstrap", "3", "--json")
     first = cli(*args)
     assert first.code == 0, first.err
     report = json.loads(first.out)
     runs = report["sweep"]["runs"]
     assert len(runs) == 6 and not any(r["reused"] for r in runs)
-    assert {r["budget"] for r in runs} == {3e7, 6e7}  # the largest budget is held out
+    assert {r["budget"] for r in runs} == {1e8, 2e8}  # the largest budget is held out
     for run in runs:  # D = C / 6N, rounded to whole steps of 4 × 32 tokens
         assert run["tokens"] == 128 * max(1, round(run["budget"] / (6 * run["params"]["all"]) / 128))
     assert set(report["fits"]) == {"all", "non_embedding", "blocks"}
     prediction = report["prediction"]
-    assert prediction["budget"] == 1.2e8 and prediction["relative_error"] == pytest.approx(
+    assert prediction["budget"] == 4e8 and prediction["relative_error"] == pytest.approx(
         prediction["measured_loss"] / prediction["predicted_loss"] - 1)
     again = json.loads(cli(*args).out)
     assert all(r["reused"] for r in again["sweep"]["runs"]) and again["prediction"]["reused"]
     assert [r["val_loss"] for r in again["sweep"]["runs"]] == [r["val_loss"] for r in runs]
+
+
+@pytest.mark.usefixtures("known_peak")
+def test_tiny_emergence_scores_every_probe(tmp_path):
+    from lm2llm.scale.emergence import EmergenceSettings, emergence
+
+    settings = EmergenceSettings(widths=(16, 32), steps=3, docs=30, task_docs=5, test_examples=4, batch_size=4)
+    record = emergence(settings, tmp_path / "em")
+    assert [m["shape"] for m in record["models"]] == ["w16l1", "w32l1"]
+    for model in record["models"]:
+        assert set(model["kv"]) == {str(k) for k in tasks.SHOTS}
+        for scores in model["kv"].values():
+            assert 0 <= scores["choice"] <= 1 and scores["logprob"] < 0 and scores["n"] == 4
+        assert set(model["addition"]) == set(tasks.ADDITION_FORMATS)
+        assert 0 <= model["induction_score"] <= 1
+    again = emergence(settings, tmp_path / "em")
+    assert all(m["reused"] for m in again["models"])
+    with pytest.raises(Exception, match="other settings"):
+        emergence(EmergenceSettings(widths=(16,), steps=3, docs=31, task_docs=5, test_examples=4), tmp_path / "em")

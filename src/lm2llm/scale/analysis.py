@@ -2,7 +2,7 @@
 
 From the runs (budget C, parameters N under a convention, tokens D, final loss L):
 - L(N): each size's lowest loss over the budgets, as (N_c/N)^α_N (Kaplan's form, no irreducible term);
-- L(D): the largest size's runs (the least limited by parameters), as (D_c/D)^α_D;
+- L(D): the largest size's runs (the least limited by parameters; at least two token counts), as (D_c/D)^α_D;
 - approach 2: iso-FLOP minima, N*(C) ∝ C^a, D*(C) ∝ C^b and the frontier L*(C);
 - approach 3: the parametric L(N, D) and the compute-optimal split it implies;
 each with bootstrap intervals. Under the `non_embedding` and `blocks` conventions the same runs have smaller
@@ -35,11 +35,21 @@ def _kaplan_laws(points: Sequence[tuple[float, float, float, float]]) -> dict[st
         best_per_size[n] = min(loss, best_per_size.get(n, np.inf))
     sizes = sorted(best_per_size)
     law_n = fit_power_law(sizes, [best_per_size[n] for n in sizes])
-    largest = [(d, loss) for _, n, d, loss in points if n == sizes[-1]]
+    # the largest size whose runs saw at least two different token counts
+    per_size = {n: [(d, loss) for _, n_, d, loss in points if n_ == n] for n in sizes}
+    largest = next((runs for n, runs in reversed(per_size.items()) if len({d for d, _ in runs}) > 1), [])
     law_d = fit_power_law([d for d, _ in largest], [loss for _, loss in largest])
     # (N_c/N)^α = k·N^-α  →  N_c = k^(1/α)
     return {"alpha_N": -law_n.exponent, "N_c": law_n.coefficient ** (-1 / law_n.exponent),
             "alpha_D": -law_d.exponent, "D_c": law_d.coefficient ** (-1 / law_d.exponent)}
+
+
+def _kaplan_or_nan(points: Sequence[tuple[float, float, float, float]]) -> dict[str, float]:
+    """Kaplan's laws, or NaN where the runs cannot give them (every size trained on one token count)."""
+    try:
+        return _kaplan_laws(points)
+    except ValueError:
+        return dict.fromkeys(("alpha_N", "N_c", "alpha_D", "D_c"), math.nan)
 
 
 def _approach2_values(points: Sequence[tuple[float, float, float, float]], reference_compute: float) -> dict[str, float]:
@@ -86,7 +96,7 @@ def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_S
 
     return {
         "convention": convention,
-        "kaplan": _kaplan_laws(points),
+        "kaplan": _kaplan_or_nan(points),
         "kaplan_interval": resampled(_kaplan_laws),
         "approach2": {"minima": [vars(m) for m in a2.minima], **_approach2_values(points, reference),
                       "params_law": vars(a2.params_law), "tokens_law": vars(a2.tokens_law),

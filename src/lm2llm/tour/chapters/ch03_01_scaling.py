@@ -206,10 +206,11 @@ def measured(ctx: ChapterContext) -> ChapterResult:
     tables = _fit_tables(fits, reference)
     tables.append(Table(T("Every run of the sweep", "스윕의 모든 실행"),
                         ["budget C", "shape", "N all", "N non-embedding", "N blocks", "steps", "tokens D", "D/N",
-                         "val loss", "seconds"],
+                         "val loss", "wall s", "CPU s"],
                         [[f"{r['budget']:.0e}", r["shape"], r["params"]["all"], r["params"]["non_embedding"],
                           r["params"]["blocks"], r["steps"], r["tokens"], round(r["tokens"] / r["params"]["all"], 1),
-                          round(r["val_loss"], 4), round(r["seconds"], 1)] for r in runs]))
+                          round(r["val_loss"], 4), round(r["seconds"], 1), round(r.get("cpu_seconds", 0), 1)]
+                         for r in runs]))
     a2 = {c: fits[c]["approach2"] for c in CONVENTIONS}
     ratio, ratio_int = a2["all"]["tokens_per_param"], fits["all"]["approach2_interval"].get("tokens_per_param")
     frontier = fits["all"]["approach2_interval"].get("frontier_exponent", (math.nan, math.nan))
@@ -253,7 +254,8 @@ def measured(ctx: ChapterContext) -> ChapterResult:
                 f"이 컴퓨터에서 측정: {', '.join(f'{b:.0e}' for b in plan['budgets'])} FLOPs에서 {len(runs)}개 실행; "
                 f"계산 최적 D/N = 매개변수당 {ratio:.1f}토큰(전체 매개변수), N* ∝ C^{a2['all']['a']:.2f}; "
                 f"제외해 둔 {plan['holdout']:.0e} 실행은 {error:+.1%} 안에서 예측되었다.")
-    metrics = {"sweep_seconds": record["seconds"], "fits": fits, "prediction": prediction, "runs": runs}
+    metrics = {"sweep_seconds": record["seconds"], "sweep_cpu_seconds": sum(r.get("cpu_seconds", 0) for r in runs),
+               "fits": fits, "prediction": prediction, "runs": runs}
     return ChapterResult(summary, claims=claims, tables=tables, figures=figures, metrics=metrics)
 
 

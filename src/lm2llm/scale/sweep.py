@@ -73,7 +73,7 @@ class RunOutcome:
 
 
 def budget_label(budget: float) -> str:
-    return f"{budget:.0e}".replace("+", "")
+    return f"{budget:.3g}".replace("+", "")  # 1e11, 1.2e11, 3e12
 
 
 def plan_run(budget: float, shape: Shape, settings: SweepSettings, vocab_size: int, out: Path) -> RunPlan:

@@ -27,16 +27,13 @@ class IsoFlopMinimum:
 def isoflop_minimum(compute: float, params: Sequence[float], losses: Sequence[float]) -> IsoFlopMinimum:
     """The vertex of the parabola L = c2·(log N)² + c1·log N + c0 through one budget's runs."""
     log_n, loss = np.log(np.asarray(params, dtype=float)), np.asarray(losses, dtype=float)
-    if len(set(log_n.tolist())) < 3:
-        raise ValueError("an iso-FLOP parabola needs at least three sizes")
-    c2, c1, c0 = np.polyfit(log_n, loss, 2)
-    if c2 <= 0:  # no bowl: the best run is the best estimate
-        i = int(np.argmin(loss))
+    c2, c1, c0 = np.polyfit(log_n, loss, 2) if len(set(log_n.tolist())) >= 3 else (0.0, 0.0, 0.0)
+    vertex = -c1 / (2 * c2) if c2 > 0 else np.nan  # fewer than three sizes (a bootstrap draw): no parabola
+    if not log_n.min() <= vertex <= log_n.max():  # no bowl, or its bottom outside the sizes tried: never
+        i = int(np.argmin(loss))                   # extrapolate, the best run is the best estimate
         return IsoFlopMinimum(compute, float(np.exp(log_n[i])), compute / (6 * np.exp(log_n[i])), float(loss[i]), False)
-    vertex = -c1 / (2 * c2)
-    interior = bool(log_n.min() <= vertex <= log_n.max())
     n = float(np.exp(vertex))
-    return IsoFlopMinimum(compute, n, compute / (6 * n), float(c0 - c1**2 / (4 * c2)), interior)
+    return IsoFlopMinimum(compute, n, compute / (6 * n), float(c0 - c1**2 / (4 * c2)), True)
 
 
 @dataclass(frozen=True)

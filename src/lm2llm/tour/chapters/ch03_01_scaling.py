@@ -36,7 +36,7 @@ SCALING_PRESETS = ["gpt-1", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl"
                    "gpt3-760m", "gpt3-1.3b", "gpt3-2.7b", "gpt3-6.7b", "gpt3-13b", "gpt3-175b"]
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 # The measured sweep: budgets fitted, the held-out budget, widths (see lm2llm.scale.shapes for the shape rule)
-SWEEP = {True: {"budgets": [1e10, 3e10, 1e11], "holdout": 2e11, "widths": [16, 32, 48], "bootstrap": 20},
+SWEEP = {True: {"budgets": [1e10, 3e10, 1e11], "holdout": 2e11, "widths": [16, 32, 48, 64], "bootstrap": 30},
          False: {"budgets": [1e11, 3e11, 1e12], "holdout": 3e12, "widths": [16, 32, 48, 64, 96], "bootstrap": 100}}
 CHINCHILLA_RATIO = 20
 RATIO_FACTOR = 4  # the measured tokens-per-parameter ratio counts as Chinchilla-like within this factor of 20

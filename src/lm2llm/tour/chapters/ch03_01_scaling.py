@@ -27,7 +27,7 @@ from lm2llm.scale.prediction import prediction_test
 from lm2llm.scale.shapes import CONVENTIONS
 from lm2llm.scale.sweep import SweepSettings, sweep
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Figure, T, Table
-from lm2llm.tour.plots import plt
+from lm2llm.tour.plots import log_x_axes, plt
 
 # The guide's scaling list: (preset that has the architecture, the guide's figure in parameters)
 GUIDE_SCALING = [("GPT-1", "gpt-1", 117e6), ("GPT-2", "gpt2-xl", 1.5e9), ("GPT-3", "gpt3-175b", 175e9)]
@@ -135,11 +135,7 @@ def _plots(ctx: ChapterContext, runs: list[dict], fits: dict) -> list[Figure]:
         ax.plot(grid, c2 * np.log(grid) ** 2 + c1 * np.log(grid) + c0, "-", color=color, linewidth=1)
     ax.plot([m["params"] for m in a2["minima"]], [m["loss"] for m in a2["minima"]], "r*", markersize=10,
             label="iso-FLOP minima")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters N (all)")
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    log_x_axes(ax, "parameters N (all)", "validation loss (nats/token)")
     isoflop = ctx.save_figure(fig, "isoflop", T("Iso-FLOP curves: at each budget, loss against model size",
                                                  "등-FLOP 곡선: 예산마다 모델 크기에 따른 손실"))
     fig, ax = plt.subplots(figsize=(6, 3.6))

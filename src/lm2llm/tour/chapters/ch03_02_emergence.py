@@ -16,7 +16,7 @@ from lm2llm.scale import tasks
 from lm2llm.scale.emergence import EmergenceSettings, emergence
 from lm2llm.scale.probes import difference_interval, wilson
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
-from lm2llm.tour.plots import plt
+from lm2llm.tour.plots import log_x_axes, plt
 
 SETTINGS = {True: EmergenceSettings(widths=(32, 64, 96), steps=150, docs=400, task_docs=300, test_examples=50),
             False: EmergenceSettings()}
@@ -59,10 +59,7 @@ def _plots(ctx: ChapterContext, models: list[dict]) -> list:
     axes[0].set_ylabel("exact match (sharp)")
     axes[1].set_ylabel("log-likelihood per answer token (smooth)")
     for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters")
-        ax.legend(fontsize=6)
-        ax.grid(alpha=0.3)
+        log_x_axes(ax, "parameters", legend_size=6)
     views = ctx.save_figure(fig, "sharp_vs_smooth", T("The same runs, scored sharply and smoothly",
                                                       "같은 실행을 날카롭게, 그리고 매끄럽게 채점"))
     return [icl, views]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lm2llm.errors import UserError
 from lm2llm.scale import tasks
 from lm2llm.scale.chinchilla import BESIROGLU_2024, HOFFMANN_2022, Parametric, fit_parametric
 from lm2llm.scale.isoflop import approach2, isoflop_minimum
@@ -77,7 +78,7 @@ def test_shapes_and_conventions():
     assert counts["all"] - counts["non_embedding"] == (512 + 64) * 64
     assert nearest_shape(counts["all"], 512, 64) == shape
     assert set(CONVENTIONS) == set(counts)
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="width 40"):
         shape_for_width(40)
 
 
@@ -117,11 +118,15 @@ def test_sweep_cli_refuses_bad_input(cli, tmp_path):
     result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,x")
     assert result.code == 2 and "--budgets" in result.err
     result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,2e9")
-    assert result.code == 2 and "held out" in result.err or "hold out" in result.err
+    assert result.code == 2 and "hold out" in result.err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     result = cli("scale", "sweep", "--out", str(tmp_path / "other"))
     assert result.code == 2 and "not empty" in result.err
+    result = cli("scale", "emergence", "--out", str(tmp_path / "e"), "--steps", "0")
+    assert result.code == 2 and "--steps" in result.err
+    result = cli("scale", "emergence", "--out", str(tmp_path / "e"), "--sizes", "40")
+    assert result.code == 2 and "width 40" in result.err
 
 
 @pytest.mark.usefixtures("known_peak")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lm2llm.errors import UserError
 from lm2llm.models import build_model
 from lm2llm.models.accounting import count_by_component
 
@@ -39,7 +40,8 @@ class Shape:
 
 def shape_for_width(width: int) -> Shape:
     if width < HEAD_DIM or width % HEAD_DIM:
-        raise ValueError(f"width {width} must be a positive multiple of {HEAD_DIM}")
+        raise UserError(f"width {width} must be a positive multiple of {HEAD_DIM}", where="--sizes",
+                        hint="e.g. --sizes 16,32,48,64,96")
     return Shape(width, max(1, round(width / 32)), width // HEAD_DIM)
 
 

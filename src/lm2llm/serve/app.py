@@ -33,11 +33,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lm2llm import env
 from lm2llm.errors import UserError
+from lm2llm.gguf.registry import resolve_run
 from lm2llm.inference.chat import chat_end_ids
+from lm2llm.inference.engine import QueueFull, SequenceRequest, TextChunk, Ticket
 from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.inference.text import TextChunk, TextGenerator
+from lm2llm.inference.text import TextGenerator
 from lm2llm.serve import protocol
-from lm2llm.serve.scheduler import BatchScheduler, QueueFull, SequenceRequest, Ticket
+from lm2llm.serve.scheduler import BatchScheduler
 from lm2llm.tokenizer import Tokenizer
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes
@@ -95,7 +97,7 @@ class ServedModel:
                  device: str = "cpu", dtype: str = "float32", prefill_dtype: str | None = None) -> ServedModel:
         """`prefill_dtype` (e.g. bfloat16): prompts run on a copy of the weights in that dtype, decoding in
         `dtype` (the scheduler's `_prefill` says why); the copy costs the weights' memory once more."""
-        run_dir = Path(run_dir)
+        run_dir = resolve_run(run_dir)
         generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype)
         prefill_model = None
         if prefill_dtype is not None and prefill_dtype != dtype:

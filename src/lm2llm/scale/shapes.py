@@ -11,6 +11,8 @@ sweep's context. Parameters are counted on the meta device from the real model, 
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,8 +47,9 @@ def shape_for_width(width: int) -> Shape:
     return Shape(width, max(1, round(width / 32)), width // HEAD_DIM)
 
 
+@functools.cache
 def param_counts(shape: Shape, vocab_size: int, context: int) -> dict[str, int]:
-    """Parameters of the GPT of this shape under each convention."""
+    """Parameters of the GPT of this shape under each convention (cached: callers must not mutate the dict)."""
     with torch.device("meta"):
         model = build_model("gpt", None, vocab_size=vocab_size, **shape.overrides(context))
     parts = count_by_component(model)
@@ -57,9 +60,7 @@ def param_counts(shape: Shape, vocab_size: int, context: int) -> dict[str, int]:
 
 
 def nearest_shape(params: float, vocab_size: int, context: int, convention: str = "all",
-                  widths: range = range(HEAD_DIM, 1025, HEAD_DIM)) -> Shape:
+                  widths: range = range(HEAD_DIM, 513, HEAD_DIM)) -> Shape:
     """The shape of the rule whose parameter count is nearest `params` on a log scale."""
-    import math
-
     return min((shape_for_width(w) for w in widths),
                key=lambda s: abs(math.log(param_counts(s, vocab_size, context)[convention] / params)))

@@ -197,7 +197,7 @@ def measured(ctx: ChapterContext) -> ChapterResult:
     runs = record["runs"]
     reference = plan["budgets"][-1]
     fits = {c: analyse(runs, c, samples=plan["bootstrap"]) for c in CONVENTIONS}
-    prediction = prediction_test(runs, plan["holdout"], settings, ctx.out_dir / "sweep", threads=2)
+    prediction = prediction_test(runs, plan["holdout"], settings, ctx.out_dir / "sweep", threads=1)
     figures = _plots(ctx, runs, fits)
     tables = _fit_tables(fits, reference)
     tables.append(Table(T("Every run of the sweep", "스윕의 모든 실행"),

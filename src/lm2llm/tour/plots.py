@@ -40,4 +40,16 @@ _register_bundled_font()
 plt.rcParams["font.family"] = ["DejaVu Sans", *_available(KOREAN_FONTS)]
 plt.rcParams["axes.unicode_minus"] = False
 
-__all__ = ["plt"]
+
+
+def log_x_axes(ax, xlabel: str, ylabel: str | None = None, legend_size: int = 7) -> None:  # noqa: ANN001
+    """The look of a size or compute plot: log x axis, labels, a small legend, a light grid."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
+    ax.grid(alpha=0.3)
+
+
+__all__ = ["log_x_axes", "plt"]

@@ -137,3 +137,21 @@ def test_eval_cli_prints_scores_and_writes_eval_json(cli, run_dir):
     assert saved["python-cloze"]["metrics"] == rows["python-cloze"]["metrics"]
     bad = cli("eval", run_dir, "--task", "no-such-task")
     assert bad.code == 2 and "unknown task" in bad.err
+
+
+def test_select_measures_models_and_recommends_under_weights(cli, run_dir, tmp_path):
+    from lm2llm.ngram import NgramConfig, save, train
+
+    ngram = save(train(TEXTS * 3, NgramConfig(order=2, discount_fallback=True)), tmp_path / "bigram")
+    out = tmp_path / "selection"
+    result = cli("select", run_dir, ngram, "--limit", "8", "--out", out, "--weights", "quality=0,size=5", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    rows = {m["model"]: m for m in report["measurements"]}
+    assert set(rows) == {"tiny", "bigram"} and all(m["peak_rss_mb"] > 0 and m["decode_tps_batch1"] > 0
+                                                    for m in rows.values())
+    smaller = min(rows, key=lambda m: rows[m]["file_mb"])
+    assert report["recommendation"]["model"] == smaller  # size weighs 5, quality nothing
+    assert (out / "pareto.png").stat().st_size > 0 and report["pareto_front"]
+    assert cli("select", run_dir, ngram, "--out", out).code == 2  # an earlier selection needs --force
+    assert cli("select", run_dir, "--weights", "beauty=1", "--out", tmp_path / "x").code == 2

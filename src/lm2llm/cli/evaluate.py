@@ -55,6 +55,8 @@ def register(app: typer.Typer) -> None:
 
         run_lm_eval(ctx.args)
 
+    register_select(app)
+
 
 def _print_rows(title: str, rows: list[dict]) -> None:
     from rich.table import Table
@@ -65,3 +67,40 @@ def _print_rows(title: str, rows: list[dict]) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
+
+
+def register_select(app: typer.Typer) -> None:
+    @app.command("select")
+    def select_command(
+        models: list[str] = typer.Argument(..., help=MODELS.help),
+        task: str = typer.Option("python-cloze", "--task", "-t", help="The quality task (a score, higher is better)."),
+        limit: int = typer.Option(100, "--limit", help="Documents of the quality task."),
+        dtype: str = DTYPE,
+        price: float = typer.Option(0.10, "--price-per-hour", help="What an hour of this machine costs, in USD."),
+        weights: str = typer.Option(None, "--weights", help="e.g. quality=2,latency=1,throughput=1,memory=0.5,"
+                                                           "size=0.5,cost=1 (criteria not named keep these)."),
+        out: str = typer.Option("selection", "--out", help="Folder for select.json and pareto.png."),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier selection in --out."),
+        json_out: bool = JSON_OPTION,
+    ) -> None:
+        """Measure models side by side (quality, time to first token, decode speed at batch 1 and 8, peak
+        memory, file size, cost per million tokens) and recommend one under --weights."""
+        from pathlib import Path
+
+        from lm2llm.evaluate.selection import parse_weights, selection_report
+
+        report = selection_report(models, Path(out), task=task, limit=limit, dtype=dtype, price_per_hour=price,
+                                  weights=parse_weights(weights), force=force)
+        if json_out:
+            print_json(report)
+            return
+        rows = [{"model": m["model"], "quality": f"{m['quality']:.3f} ± {m['quality_stderr']:.3f}",
+                 "TTFT ms": f"{m['ttft_ms']:.1f}", "tok/s b1": f"{m['decode_tps_batch1']:.1f}",
+                 "tok/s b8": f"{m['decode_tps_batch8']:.1f}", "peak RSS MB": f"{m['peak_rss_mb']:.0f}",
+                 "file MB": f"{m['file_mb']:.1f}", "USD/M tok": f"{m['usd_per_million_tokens']:.3f}",
+                 "Pareto": "yes" if m["model"] in report["pareto_front"] else ""}
+                for m in report["measurements"]]
+        _print_rows(f"model selection ({task} {report['measurements'][0]['metric']}; "
+                    f"{price:.2f} USD/hour)", rows)
+        console.print(f"recommended: {report['recommendation']['why']}")
+        console.print(f"wrote {Path(out) / 'select.json'} and {Path(out) / 'pareto.png'}")

@@ -2,7 +2,7 @@
 
 - a run directory (`model_config.json` + weights + tokenizer): `ModelScorer` over `TextGenerator.from_run`;
 - an n-gram directory (`config.json` with "stage": "ngram"): `NgramScorer`;
-- a registered model name (`lm2llm.models.registry`, when present): its run directory.
+- a registered model name (`smollm2-135m-instruct`, `gguf.registry`): its imported run directory.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from lm2llm.runs import read_json
 
 def model_dir(name_or_path: str) -> Path:
     """The directory behind a path or a registered model name."""
-    path = Path(name_or_path)
+    from lm2llm.gguf.registry import resolve_run
+
+    path = resolve_run(name_or_path)
     if path.is_dir():
         return path
     raise UserError(f"no model directory or registered model named {name_or_path!r}", where="MODEL",

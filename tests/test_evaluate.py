@@ -8,7 +8,15 @@ import math
 import pytest
 
 from lm2llm.errors import UserError
-from lm2llm.evaluate import Generation, find_task, load_scorer, load_stdlib_qa, load_task, run_task, shipped_task_table
+from lm2llm.evaluate import (
+    Generation,
+    find_task,
+    load_scorer,
+    load_stdlib_qa,
+    load_task,
+    run_task,
+    shipped_task_table,
+)
 from lm2llm.evaluate import metrics as M
 from lm2llm.evaluate.ngram_scorer import NgramScorer
 from lm2llm.evaluate.windows import llama_cpp_chunks, nanochat_rows, rolling_windows

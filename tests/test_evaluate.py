@@ -163,3 +163,18 @@ def test_select_measures_models_and_recommends_under_weights(cli, run_dir, tmp_p
     assert (out / "pareto.png").stat().st_size > 0 and report["pareto_front"]
     assert cli("select", run_dir, ngram, "--out", out).code == 2  # an earlier selection needs --force
     assert cli("select", run_dir, "--weights", "beauty=1", "--out", tmp_path / "x").code == 2
+
+
+def test_three_perplexity_protocols_on_one_text(run_dir):
+    from lm2llm.evaluate.protocols import compare_protocols
+
+    scorer = load_scorer(str(run_dir), max_length=32)  # rolling windows as long as the other protocols' rows
+    texts = [d["text"] for d in find_task("pydocs-bpb").docs()[:3]]
+    compared = compare_protocols(scorer, texts, n_ctx=32)
+    rolling = compared["lm-eval rolling"]
+    assert rolling["bits_per_byte"] == pytest.approx(
+        M.bits_per_unit(scorer.loglikelihood_rolling(texts), [len(t.encode()) for t in texts]))
+    llama = compared["llama.cpp perplexity"]
+    assert llama["tokens_scored"] % (32 - 16 - 1) == 0  # n_ctx/2 − 1 scored per chunk
+    assert compared["nanochat bpb"]["bytes"] > 0
+    assert len({round(p["token_perplexity"], 6) for p in compared.values()}) == 3  # three different answers

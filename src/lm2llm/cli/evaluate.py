@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         limit: int = LIMIT, batch_size: int = BATCH, dtype: str = DTYPE,
         max_length: int = typer.Option(None, "--max-length", help="Score in windows of at most N tokens."),
         list_tasks: bool = typer.Option(False, "--list", help="List the shipped tasks with size and chance."),
+        protocols: int = typer.Option(None, "--protocols", help="Also score bits-per-byte tasks with lm-eval's, "
+                                      "llama.cpp's and nanochat's perplexity protocols at this context length."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Score models on tasks (lm-eval's request kinds and metrics); write eval.json in each run."""
@@ -39,13 +41,18 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("give at least one MODEL", param_hint="MODEL")
         results = evaluate_models(models, task, shots=shots, limit=limit, batch_size=batch_size, dtype=dtype,
                                   max_length=max_length)
+        compared = _protocols(models, task, protocols, limit, dtype) if protocols else {}
         if json_out:
-            print_json({"results": results})
+            print_json({"results": results, **({"protocols": compared} if compared else {})})
             return
         from lm2llm.evaluate.report import result_rows
 
         for name, rows in result_rows(results).items():
             _print_rows(name, rows)
+        for name, by_protocol in compared.items():
+            _print_rows(f"{name}: three perplexity protocols, n_ctx={protocols}",
+                        [{"protocol": p, **{k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()}}
+                         for p, row in by_protocol.items()])
 
     @app.command("lm-eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
     def lm_eval_command(ctx: typer.Context) -> None:
@@ -56,6 +63,22 @@ def register(app: typer.Typer) -> None:
         run_lm_eval(ctx.args)
 
     register_select(app)
+
+
+def _protocols(models: list[str], tasks: list[str], n_ctx: int, limit: int | None, dtype: str) -> dict:
+    from lm2llm.evaluate import find_task, load_scorer
+    from lm2llm.evaluate.protocols import compare_protocols
+
+    rolling = [t for t in map(find_task, tasks) if t.output_type == "loglikelihood_rolling"]
+    out = {}
+    for model in models:
+        scorer = load_scorer(model, dtype=dtype)
+        if not hasattr(scorer, "token_logprobs"):
+            continue  # the protocols cut token streams: neural models only
+        for task in rolling:
+            texts = [task.target(doc) for doc in task.docs()[:limit]]
+            out[f"{scorer.name} / {task.name}"] = compare_protocols(scorer, texts, n_ctx)
+    return out
 
 
 def _print_rows(title: str, rows: list[dict]) -> None:

@@ -178,3 +178,14 @@ def test_three_perplexity_protocols_on_one_text(run_dir):
     assert llama["tokens_scored"] % (32 - 16 - 1) == 0  # n_ctx/2 − 1 scored per chunk
     assert compared["nanochat bpb"]["bytes"] > 0
     assert len({round(p["token_perplexity"], 6) for p in compared.values()}) == 3  # three different answers
+
+
+def test_korean_classification_tasks_from_local_data(shared_data, run_dir):
+    for name, chance in (("nsmc", 0.5), ("korean-hate-speech", 1 / 3)):
+        task = find_task(name, shared_data)
+        assert task.chance == pytest.approx(chance) and len(task.fewshot_docs(2)) == 2
+        assert len({d["label"] for d in task.fewshot_docs(len(task.choices({})))}) == len(task.choices({}))
+        result = run_task(load_scorer(str(run_dir)), task, shots=2, limit=4)
+        assert set(result.metrics) == {"acc", "acc_norm"}
+    with pytest.raises(UserError, match="--data-dir"):
+        find_task("korean-hate-speech")

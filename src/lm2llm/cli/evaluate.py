@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         list_tasks: bool = typer.Option(False, "--list", help="List the shipped tasks with size and chance."),
         protocols: int = typer.Option(None, "--protocols", help="Also score bits-per-byte tasks with lm-eval's, "
                                       "llama.cpp's and nanochat's perplexity protocols at this context length."),
+        data_dir: str = typer.Option(None, "--data-dir", help="A folder with nsmc/ and korean-hate-speech/ for "
+                                     "the tasks built from local data (like ../shared/data)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Score models on tasks (lm-eval's request kinds and metrics); write eval.json in each run."""
@@ -40,7 +42,7 @@ def register(app: typer.Typer) -> None:
         if not models:
             raise typer.BadParameter("give at least one MODEL", param_hint="MODEL")
         results = evaluate_models(models, task, shots=shots, limit=limit, batch_size=batch_size, dtype=dtype,
-                                  max_length=max_length)
+                                  max_length=max_length, data_dir=data_dir)
         compared = _protocols(models, task, protocols, limit, dtype) if protocols else {}
         if json_out:
             print_json({"results": results, **({"protocols": compared} if compared else {})})

@@ -85,23 +85,28 @@ def _neural_speed(scorer) -> tuple[float, float, float]:
 
 
 def _ngram_speed(scorer) -> tuple[float, float, float]:
-    """The n-gram generates word by word; eight sequences are eight runs (nothing to batch)."""
+    """The n-gram generates word by word and has nothing to batch: the rate is words over time across eight
+    requests (a request may end early at `</s>`, so words are counted, not assumed)."""
     from lm2llm.evaluate.requests import Generation
 
-    request = Generation(PROMPT, (), NEW_TOKENS)
-    start = time.perf_counter()
-    words = len(scorer.generate_until([request])[0].split())
-    seconds = time.perf_counter() - start
+    scorer.generate_until([Generation(PROMPT, (), 1)])  # warm-up, as for the neural models
     first = time.perf_counter()
     scorer.generate_until([Generation(PROMPT, (), 1)])
     ttft = time.perf_counter() - first
-    rate = max(words - 1, 1) / max(seconds - ttft, 1e-9)
+    start = time.perf_counter()
+    words = sum(len(text.split()) for text in scorer.generate_until([Generation(PROMPT, (), NEW_TOKENS)] * 8))
+    rate = words / max(time.perf_counter() - start, 1e-9)
     return ttft * 1000, rate, rate
 
 
 def measure(model: str, task: str = "python-cloze", limit: int | None = 100, dtype: str = "float32",
-            price_per_hour: float = DEFAULT_PRICE_PER_HOUR) -> Measurement:
-    """Measure one model in this process (call it in a fresh process: peak RSS is the process's)."""
+            price_per_hour: float = DEFAULT_PRICE_PER_HOUR, threads: int | None = None) -> Measurement:
+    """Measure one model in this process (call it in a fresh process: peak RSS is the process's), on
+    `threads` torch threads (None: torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     from lm2llm.evaluate.loading import load_scorer, model_dir
     from lm2llm.evaluate.runner import HIGHER_IS_BETTER, run_task
     from lm2llm.evaluate.tasks import find_task

@@ -154,5 +154,6 @@ def evaluate_models(models: list[str], tasks: list[str], *, shots: int | None = 
         path = model_dir(model) / EVAL_FILE
         if os.access(path.parent, os.W_OK):
             earlier = read_json(path) if path.is_file() else {}
-            atomic_write_json(path, {**earlier, **{r["task"]: r for r in ours}})
+            suffix = scorer.name[scorer.name.rfind("@"):] if "@" in scorer.name else ""  # fp32 and bf16 apart
+            atomic_write_json(path, {**earlier, **{r["task"] + suffix: r for r in ours}})
     return results

@@ -17,10 +17,20 @@ import torch
 from lm2llm.data import load_documents
 from lm2llm.data.prepare import split_of
 from lm2llm.evaluate import find_task, load_scorer, run_task
+from lm2llm.evaluate.metrics import Z95, centred
 from lm2llm.evaluate.protocols import compare_protocols
 from lm2llm.evaluate.selection import DEFAULT_PRICE_PER_HOUR, measure_in_subprocess, pareto_front, pareto_plot
 from lm2llm.ngram import NgramConfig, save, train
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Figure, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Figure,
+    T,
+    Table,
+    compare_intervals,
+)
 
 SMOLLM2 = "smollm2-135m-instruct"
 
@@ -50,8 +60,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
         ctx.progress(index + 1, len(models) + 1)
     chance = find_task("python-cloze").chance
     rows = [[m.model, f"{m.quality:.3f} ± {m.quality_stderr:.3f}",
-             f"{(m.quality - chance) / (1 - chance):.3f} [{(m.quality - 1.96 * m.quality_stderr - chance) / (1 - chance):.2f}, "
-             f"{(m.quality + 1.96 * m.quality_stderr - chance) / (1 - chance):.2f}]", f"{bpb[m.model]:.3f}",
+             f"{centred(m.quality, chance):.3f} [{centred(m.quality - Z95 * m.quality_stderr, chance):.2f}, "
+             f"{centred(m.quality + Z95 * m.quality_stderr, chance):.2f}]", f"{bpb[m.model]:.3f}",
              f"{m.ttft_ms:.1f}", f"{m.decode_tps_batch1:.0f}", f"{m.decode_tps_batch8:.0f}", f"{m.peak_rss_mb:.0f}",
              f"{m.file_mb:.2f}", f"{m.usd_per_million_tokens:.4f}"] for m in measured]
     table = Table(T("Model selection on this machine (python-cloze: 4 endings, chance 0.25)",
@@ -69,8 +79,11 @@ def run(ctx: ChapterContext) -> ChapterResult:
                              p["note"]] for name, p in protocols.items()])
     by_bpb = sorted(bpb, key=bpb.get)
     by_acc = [m.model for m in sorted(measured, key=lambda m: -m.quality)]
-    accuracy = {m.model: m.quality for m in measured}
-    reversed_pairs = [(a, b) for i, a in enumerate(by_bpb) for b in by_bpb[i + 1:] if accuracy[a] < accuracy[b]]
+    interval = {m.model: (m.quality - Z95 * m.quality_stderr, m.quality + Z95 * m.quality_stderr) for m in measured}
+    # each pair of models: does the one with fewer bits per byte have the higher accuracy? (None: intervals overlap)
+    verdicts = [compare_intervals(interval[a], interval[b]) for i, a in enumerate(by_bpb) for b in by_bpb[i + 1:]]
+    decided = [v for v in verdicts if v is not None]
+    same_order = None if not decided else all(decided)
     budget = sorted(m.ttft_ms for m in measured)[len(measured) // 2]  # the median time to first token
     best = max(measured, key=lambda m: m.quality)
     admissible = [m for m in measured if m.ttft_ms <= budget]
@@ -78,11 +91,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
     claims = [
         Claim(T("Bits per byte on held-out text orders the models the same way as a downstream task's accuracy.",
                 "처음 보는 텍스트의 바이트당 비트는 다운스트림 과제 정확도와 같은 순서로 모델을 줄 세운다."),
-              T(f"by bits/byte: {' < '.join(by_bpb)}; by cloze accuracy: {' > '.join(by_acc)}; pairs in opposite "
-                f"order: {len(reversed_pairs)} (ties in accuracy do not count)",
-                f"바이트당 비트 순: {' < '.join(by_bpb)}; cloze 정확도 순: {' > '.join(by_acc)}; 순서가 뒤집힌 쌍: "
-                f"{len(reversed_pairs)}개 (정확도 동률은 세지 않음)"),
-              not reversed_pairs),
+              T(f"by bits/byte: {' < '.join(by_bpb)}; by cloze accuracy: {' > '.join(by_acc)}; of {len(verdicts)} "
+                f"pairs, {len(decided)} have non-overlapping 95 % accuracy intervals, {decided.count(False)} of "
+                "them in the opposite order",
+                f"바이트당 비트 순: {' < '.join(by_bpb)}; cloze 정확도 순: {' > '.join(by_acc)}; {len(verdicts)}쌍 중 "
+                f"정확도 95 % 구간이 겹치지 않는 쌍 {len(decided)}개, 그중 순서가 뒤집힌 쌍 {decided.count(False)}개"),
+              same_order, chance=chance),
         Claim(T("The most accurate model is not the best choice under a latency budget.",
                 "가장 정확한 모델이 지연 시간 예산 아래에서 최선의 선택은 아니다."),
               T(f"budget {budget:.1f} ms to first token (the median): most accurate {best.model} "

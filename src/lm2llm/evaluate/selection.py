@@ -85,8 +85,8 @@ def _neural_speed(scorer) -> tuple[float, float, float]:
 
 
 def _ngram_speed(scorer) -> tuple[float, float, float]:
-    """The n-gram generates word by word and has nothing to batch: the rate is words over time across eight
-    requests (a request may end early at `</s>`, so words are counted, not assumed)."""
+    """The n-gram generates word by word and has nothing to batch: the rate is steps (words, and `</s>` when
+    a request ends early) over time across eight requests."""
     from lm2llm.evaluate.requests import Generation
 
     scorer.generate_until([Generation(PROMPT, (), 1)])  # warm-up, as for the neural models
@@ -94,8 +94,9 @@ def _ngram_speed(scorer) -> tuple[float, float, float]:
     scorer.generate_until([Generation(PROMPT, (), 1)])
     ttft = time.perf_counter() - first
     start = time.perf_counter()
-    words = sum(len(text.split()) for text in scorer.generate_until([Generation(PROMPT, (), NEW_TOKENS)] * 8))
-    rate = words / max(time.perf_counter() - start, 1e-9)
+    texts = scorer.generate_until([Generation(PROMPT, (), NEW_TOKENS)] * 8)
+    steps = sum(min(len(text.split()) + 1, NEW_TOKENS) for text in texts)  # an early `</s>` is a step too
+    rate = steps / max(time.perf_counter() - start, 1e-9)
     return ttft * 1000, rate, rate
 
 

@@ -8,7 +8,15 @@ import math
 import pytest
 
 from lm2llm.errors import UserError
-from lm2llm.evaluate import Generation, find_task, load_scorer, load_stdlib_qa, load_task, run_task, shipped_task_table
+from lm2llm.evaluate import (
+    Generation,
+    find_task,
+    load_scorer,
+    load_stdlib_qa,
+    load_task,
+    run_task,
+    shipped_task_table,
+)
 from lm2llm.evaluate import metrics as M
 from lm2llm.evaluate.ngram_scorer import NgramScorer
 from lm2llm.evaluate.windows import llama_cpp_chunks, nanochat_rows, rolling_windows
@@ -137,3 +145,47 @@ def test_eval_cli_prints_scores_and_writes_eval_json(cli, run_dir):
     assert saved["python-cloze"]["metrics"] == rows["python-cloze"]["metrics"]
     bad = cli("eval", run_dir, "--task", "no-such-task")
     assert bad.code == 2 and "unknown task" in bad.err
+
+
+def test_select_measures_models_and_recommends_under_weights(cli, run_dir, tmp_path):
+    from lm2llm.ngram import NgramConfig, save, train
+
+    ngram = save(train(TEXTS * 3, NgramConfig(order=2, discount_fallback=True)), tmp_path / "bigram")
+    out = tmp_path / "selection"
+    result = cli("select", run_dir, ngram, "--limit", "8", "--out", out, "--weights", "quality=0,size=5", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    rows = {m["model"]: m for m in report["measurements"]}
+    assert set(rows) == {"tiny", "bigram"} and all(m["peak_rss_mb"] > 0 and m["decode_tps_batch1"] > 0
+                                                    for m in rows.values())
+    smaller = min(rows, key=lambda m: rows[m]["file_mb"])
+    assert report["recommendation"]["model"] == smaller  # size weighs 5, quality nothing
+    assert (out / "pareto.png").stat().st_size > 0 and report["pareto_front"]
+    assert cli("select", run_dir, ngram, "--out", out).code == 2  # an earlier selection needs --force
+    assert cli("select", run_dir, "--weights", "beauty=1", "--out", tmp_path / "x").code == 2
+
+
+def test_three_perplexity_protocols_on_one_text(run_dir):
+    from lm2llm.evaluate.protocols import compare_protocols
+
+    scorer = load_scorer(str(run_dir), max_length=32)  # rolling windows as long as the other protocols' rows
+    texts = [d["text"] for d in find_task("pydocs-bpb").docs()[:3]]
+    compared = compare_protocols(scorer, texts, n_ctx=32)
+    rolling = compared["lm-eval rolling"]
+    assert rolling["bits_per_byte"] == pytest.approx(
+        M.bits_per_unit(scorer.loglikelihood_rolling(texts), [len(t.encode()) for t in texts]))
+    llama = compared["llama.cpp perplexity"]
+    assert llama["tokens_scored"] % (32 - 16 - 1) == 0  # n_ctx/2 − 1 scored per chunk
+    assert compared["nanochat bpb"]["bytes"] > 0
+    assert len({round(p["token_perplexity"], 6) for p in compared.values()}) == 3  # three different answers
+
+
+def test_korean_classification_tasks_from_local_data(shared_data, run_dir):
+    for name, chance in (("nsmc", 0.5), ("korean-hate-speech", 1 / 3)):
+        task = find_task(name, shared_data)
+        assert task.chance == pytest.approx(chance) and len(task.fewshot_docs(2)) == 2
+        assert len({d["label"] for d in task.fewshot_docs(len(task.choices({})))}) == len(task.choices({}))
+        result = run_task(load_scorer(str(run_dir)), task, shots=2, limit=4)
+        assert set(result.metrics) == {"acc", "acc_norm"}
+    with pytest.raises(UserError, match="--data-dir"):
+        find_task("korean-hate-speech")

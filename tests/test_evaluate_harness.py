@@ -49,3 +49,31 @@ def test_lm_eval_and_our_harness_give_identical_numbers(lm_eval_results, task):
         context = sample["arguments"][0][0]
         assert context == definition.context(docs[sample["doc_id"]], examples) or definition.output_type == \
             "loglikelihood_rolling"
+
+
+def test_lm_eval_local_completions_against_our_server_matches_our_harness(lm_eval_results):
+    """lm-eval's `local-completions` backend (echo, logprobs=1, max_tokens=1) through `lm2llm serve`'s
+    /v1/completions: a second real client of the server, the same log-likelihoods as our harness."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    from lm2llm.serve.app import ServedModel, ServerThread, create_app
+
+    model, _ = lm_eval_results
+    run = model.scorer.generator
+    task = find_task("python-cloze")
+    requests = [(d["context"][-60:], " " + c) for d in task.docs()[:3] for c in d["choices"]]  # fits the context
+    ours = model.scorer.loglikelihood(requests)
+    served = ServedModel.from_run(run_dir_of(model))
+    with ServerThread(create_app(served)) as server:
+        client = LocalCompletionsAPI(base_url=server.url + "/v1/completions", model=served.model_id,
+                                     tokenizer_backend="huggingface", tokenizer=str(run_dir_of(model)),
+                                     num_concurrent=1, max_retries=1, max_length=run.model.config.context_length)
+        theirs = client.loglikelihood([Instance("loglikelihood", {}, r, i) for i, r in enumerate(requests)],
+                                      disable_tqdm=True)
+    for (ll, greedy), (their_ll, their_greedy) in zip(ours, theirs, strict=True):
+        assert their_ll == pytest.approx(ll, abs=1e-4) and their_greedy == greedy
+
+
+def run_dir_of(model):
+    return model.run_dir

@@ -40,6 +40,7 @@ class LM2LLM(LM):
                  batch_size: int | str | None = 8, **_ignored):  # lm_eval also passes device, max_batch_size
         super().__init__()
         size = int(batch_size) if str(batch_size).isdigit() else 8
+        self.run_dir = run
         self.scorer = load_scorer(run, dtype=dtype, batch_size=size,
                                   max_length=int(max_length) if max_length else None)
 

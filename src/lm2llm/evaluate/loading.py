@@ -2,7 +2,10 @@
 
 - a run directory (`model_config.json` + weights + tokenizer): `ModelScorer` over `TextGenerator.from_run`;
 - an n-gram directory (`config.json` with "stage": "ngram"): `NgramScorer`;
-- a registered model name (`lm2llm.models.registry`, when present): its run directory.
+- a registered model name (`smollm2-135m-instruct`, `gguf.registry`): its imported run directory.
+
+`MODEL@DTYPE` (e.g. `smollm2-135m-instruct@bfloat16`) loads a neural model in that dtype, so one command
+can compare a model with itself in fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -14,9 +17,19 @@ from lm2llm.evaluate.requests import Scorer
 from lm2llm.runs import read_json
 
 
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """"NAME@bfloat16" → ("NAME", "bfloat16"); no known dtype after the last "@" → (spec, None)."""
+    from lm2llm.env import DTYPES
+
+    name, _, dtype = spec.rpartition("@")
+    return (name, dtype) if name and dtype in DTYPES else (spec, None)
+
+
 def model_dir(name_or_path: str) -> Path:
-    """The directory behind a path or a registered model name."""
-    path = Path(name_or_path)
+    """The directory behind a path or a registered model name (a `@DTYPE` suffix is ignored)."""
+    from lm2llm.gguf.registry import resolve_run
+
+    path = resolve_run(split_spec(name_or_path)[0])
     if path.is_dir():
         return path
     raise UserError(f"no model directory or registered model named {name_or_path!r}", where="MODEL",
@@ -26,7 +39,9 @@ def model_dir(name_or_path: str) -> Path:
 def load_scorer(name_or_path: str, *, dtype: str = "float32", batch_size: int = 8,
                 max_length: int | None = None) -> Scorer:
     directory = model_dir(name_or_path)
-    name = Path(name_or_path).name
+    spec_name, spec_dtype = split_spec(name_or_path)
+    name = Path(spec_name).name + (f"@{spec_dtype}" if spec_dtype else "")
+    dtype = spec_dtype or dtype
     if (directory / "model_config.json").is_file():
         from lm2llm.evaluate.scorer import ModelScorer
         from lm2llm.inference import TextGenerator

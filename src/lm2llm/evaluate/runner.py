@@ -138,13 +138,14 @@ EVAL_FILE = "eval.json"
 
 
 def evaluate_models(models: list[str], tasks: list[str], *, shots: int | None = None, limit: int | None = None,
-                    batch_size: int = 8, dtype: str = "float32", max_length: int | None = None) -> list[dict]:
+                    batch_size: int = 8, dtype: str = "float32", max_length: int | None = None,
+                    data_dir: str | None = None) -> list[dict]:
     """Every task on every model; each model's results are also merged into `eval.json` in its directory
     (by task name, so later runs add tasks), when that directory can be written."""
     from lm2llm.evaluate.loading import load_scorer, model_dir
     from lm2llm.evaluate.tasks import find_task
 
-    loaded = [find_task(name) for name in tasks]  # a bad task fails before any model is loaded
+    loaded = [find_task(name, data_dir) for name in tasks]  # a bad task fails before any model is loaded
     results = []
     for model in models:
         scorer = load_scorer(model, dtype=dtype, batch_size=batch_size, max_length=max_length)
@@ -153,5 +154,6 @@ def evaluate_models(models: list[str], tasks: list[str], *, shots: int | None = 
         path = model_dir(model) / EVAL_FILE
         if os.access(path.parent, os.W_OK):
             earlier = read_json(path) if path.is_file() else {}
-            atomic_write_json(path, {**earlier, **{r["task"]: r for r in ours}})
+            suffix = scorer.name[scorer.name.rfind("@"):] if "@" in scorer.name else ""  # fp32 and bf16 apart
+            atomic_write_json(path, {**earlier, **{r["task"] + suffix: r for r in ours}})
     return results

@@ -25,6 +25,7 @@ from lm2llm.evaluate.requests import Generation, split_trailing_space
 from lm2llm.evaluate.windows import rolling_windows
 from lm2llm.inference import SamplingConfig, TextGenerator
 from lm2llm.inference.engine import context_limit
+from lm2llm.tokenizer.chat import ENDOFTEXT
 
 TokenPair = tuple[list[int], list[int]]
 DEFAULT_MAX_LENGTH = 2048  # windows for a model without a context limit (an RNN): lm-eval's HFLM default
@@ -49,6 +50,18 @@ def by_length(items: Sequence, length: Callable[[object], int], batch_size: int,
     return batches
 
 
+def document_start_id(tokenizer) -> int:
+    """The token put before a text with no context: `<|endoftext|>`, the document separator our tokenizers
+    and SmolLM2's pre-training use (an instruct model's end-of-turn token would be the wrong signal), else
+    the tokenizer's end token."""
+    fast = getattr(tokenizer, "fast", None)
+    found = fast.token_to_id(ENDOFTEXT) if fast is not None else None
+    if found is not None:
+        return found
+    eos = getattr(tokenizer, "eos_id", None)
+    return eos if eos is not None else 0
+
+
 class ModelScorer:
     """A `TextGenerator` (model + tokenizer) answering lm-eval's requests."""
 
@@ -58,9 +71,7 @@ class ModelScorer:
         self.model, self.tokenizer = generator.model, generator.tokenizer
         bounds = [x for x in (max_length, context_limit(self.model)) if x]
         self.max_length = min(bounds) if bounds else DEFAULT_MAX_LENGTH
-        eos = getattr(self.tokenizer, "eos_id", None)
-        bos = getattr(self.tokenizer, "bos_id", None)
-        self.prefix_id = bos if bos is not None else (eos if eos is not None else 0)
+        self.prefix_id = document_start_id(self.tokenizer)
 
     # -- tokenisation ------------------------------------------------------------------------------------
     def encode_pair(self, context: str, continuation: str) -> TokenPair:
@@ -102,10 +113,14 @@ class ModelScorer:
         return out
 
     # -- token level -------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def score_tokens(self, pairs: Sequence[TokenPair]) -> list[tuple[float, bool]]:
         """(sum of log-probs of the continuation, whether every continuation token is the argmax) per pair."""
-        results: list[tuple[float, bool]] = [(0.0, True)] * len(pairs)
+        return [(float(logprobs.sum()), greedy) for logprobs, greedy in self.token_logprobs(pairs)]
+
+    @torch.inference_mode()
+    def token_logprobs(self, pairs: Sequence[TokenPair]) -> list[tuple[torch.Tensor, bool]]:
+        """The log-prob of each continuation token, and whether each is the argmax, per pair."""
+        results: list = [None] * len(pairs)
         longest = max((len(continuation) for _, continuation in pairs), default=0)
         if longest > self.max_length:
             raise UserError(f"a continuation of {longest} tokens is longer than the {self.max_length} tokens "
@@ -124,6 +139,6 @@ class ModelScorer:
                 end = len(inputs[i])
                 logprobs = F.log_softmax(logits[row, end - len(continuation):end].float(), dim=-1)
                 target = torch.tensor(continuation, dtype=torch.long, device=device)
-                total = logprobs.gather(1, target.unsqueeze(1)).sum()
-                results[i] = (float(total), bool((logprobs.argmax(-1) == target).all()))
+                picked = logprobs.gather(1, target.unsqueeze(1)).squeeze(1)
+                results[i] = (picked.cpu(), bool((logprobs.argmax(-1) == target).all()))
         return results

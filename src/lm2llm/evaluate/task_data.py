@@ -15,14 +15,13 @@ The hand-written `stdlib-qa.jsonl` is not generated (see `evaluate.stdlib_qa`).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from pathlib import Path
 
 from lm2llm.data import load_documents
 from lm2llm.data.prepare import split_of
-from lm2llm.evaluate.tasks import TASK_DIR
+from lm2llm.evaluate.tasks import TASK_DIR, write_jsonl
 from lm2llm.finetune.tasks import make_suite
 
 PASSAGE_CHARS = 1200
@@ -76,10 +75,6 @@ def cloze_items(count: int) -> list[dict]:
         out.append({"context": items[index], "choices": others[:gold] + [endings[index]] + others[gold:],
                     "label": gold})
     return out
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 
 
 def build(directory: Path = TASK_DIR) -> None:

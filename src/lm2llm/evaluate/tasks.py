@@ -169,6 +169,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return docs
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+
+
 def _key_lines(text: str) -> dict[str, int]:
     """The line of each top-level key (1-based), to point errors at it."""
     node = yaml.compose(text, Loader=TaskLoader)
@@ -247,15 +251,23 @@ def shipped_tasks() -> dict[str, Path]:
             for p in sorted(TASK_DIR.glob("*.yaml"))}
 
 
-def find_task(name_or_path: str) -> Task:
-    """A shipped task by name, or a task file by path."""
+LOCAL_TASKS = ("nsmc", "korean-hate-speech")  # built from the user's data (`local_tasks.py`)
+
+
+def find_task(name_or_path: str, data_dir: str | Path | None = None) -> Task:
+    """A shipped task by name, a task built from local data (`data_dir`), or a task file by path."""
     if name_or_path in shipped_tasks():
         return load_task(shipped_tasks()[name_or_path])
+    if name_or_path in LOCAL_TASKS:
+        from lm2llm.evaluate.local_tasks import build_local_task
+
+        return load_task(build_local_task(name_or_path, data_dir))
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return load_task(path)
     raise UserError(f"unknown task {name_or_path!r}", where="--task",
-                    hint=f"shipped: {', '.join(shipped_tasks())}; or give a task .yaml file")
+                    hint=f"shipped: {', '.join(shipped_tasks())}; from your data: {', '.join(LOCAL_TASKS)}; "
+                         "or a task .yaml file")
 
 
 def shipped_task_table() -> list[dict]:

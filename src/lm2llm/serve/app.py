@@ -48,6 +48,7 @@ from lm2llm.inference.engine import QueueFull, SequenceRequest, TextChunk, Ticke
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
 from lm2llm.serve import protocol
+from lm2llm.serve.logprobs import completion_logprobs
 from lm2llm.serve.scheduler import BatchScheduler
 from lm2llm.tokenizer import Tokenizer
 
@@ -247,6 +248,8 @@ class Generation:
         self.stream = stream
         self.pending: dict[int, TextChunk] = {}  # without streaming: each sequence's text, handed over once
         self.prompt_tokens = sum(len(p) for p in prompts)
+        self.prompts = prompts
+        self.generated: dict[int, list[int]] = {}  # each sequence's tokens (for logprobs)
         self.completion_tokens = 0
         requests = [SequenceRequest(prompt, configs[i], self._emit, tuple(end_ids), index=p * n + i)
                     for p, prompt in enumerate(prompts) for i in range(n)]
@@ -282,6 +285,7 @@ class Generation:
                 if chunk.finish_reason == "error":
                     raise APIError(500, f"generation failed: {chunk.text}", "server_error")
                 self.completion_tokens += len(chunk.token_ids)
+                self.generated.setdefault(chunk.index, []).extend(chunk.token_ids)
                 finished += chunk.finish_reason is not None
                 yield chunk
         finally:
@@ -471,6 +475,8 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         except UserError as error:
             raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
         check_length(prompts, "prompt")
+        if body.logprobs is not None and body.stream:
+            raise APIError(400, "logprobs are given without streaming only", param="logprobs")
         generation = Generation(served, prompts, sampling_configs(body, min(body.max_tokens, served.max_tokens)),
                                 body.n, served.end_ids, body.stream)
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
@@ -492,6 +498,12 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         if not isinstance(answered, list):
             return answered
         choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None} for i, (t, r) in enumerate(answered)]
+        if body.logprobs is not None:
+            for choice in choices:
+                choice["logprobs"] = await asyncio.to_thread(
+                    completion_logprobs, served.scheduler.engine.model, served.tokenizer,
+                    generation.prompts[choice["index"] // body.n], generation.generated.get(choice["index"], []),
+                    body.logprobs, body.echo)
         return {**head, "choices": choices, "usage": generation.usage(), "system_fingerprint": None}
 
     @app.post("/v1/chat/completions", responses=documented(protocol.ChatResponse, stream=True), dependencies=guarded)

@@ -3,7 +3,7 @@
 
 Every bound is explicit (string and list lengths, token counts, `n`), so one request cannot ask the server
 for unbounded work. Unknown fields are refused rather than silently ignored: a client that sends
-`logprobs` or `tools` learns at once that this server does not do them.
+`tools` learns at once that this server does not do them.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class CompletionRequest(SamplingFields):
                          Field(min_length=1, max_length=MAX_PROMPTS)])
     max_tokens: int = Field(16, ge=0, le=MAX_TOKENS, description="At most this many new tokens per choice.")
     echo: bool = Field(False, description="Put the prompt in front of each choice's text.")
+    logprobs: int | None = Field(None, ge=0, le=5, description="Log-probabilities of each token and of the "
+                                 "N most likely ones (with echo, of the prompt's tokens too); not when streaming.")
 
 
 class TextPart(Strict):
@@ -113,7 +115,7 @@ class Choice(BaseModel):
 
     index: int
     finish_reason: Literal["stop", "length"] | None
-    logprobs: None = None
+    logprobs: dict | None = None
 
 
 class CompletionChoice(Choice):

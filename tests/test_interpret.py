@@ -7,7 +7,12 @@ import torch
 
 from lm2llm.errors import UserError
 from lm2llm.interpret import run_with_cache
-from lm2llm.interpret.induction import head_scores, induction_pattern, induction_scores, repeated_random_tokens
+from lm2llm.interpret.induction import (
+    head_scores,
+    induction_pattern,
+    induction_scores,
+    repeated_random_tokens,
+)
 from lm2llm.interpret.logit_lens import lens_logits, lens_report
 from lm2llm.interpret.patching import patch_residual_stream
 from lm2llm.interpret.probing import control_labels, probe_layers

@@ -10,14 +10,15 @@ import torch
 from lm2llm.interpret.hooks import Trace
 
 
+def token_label(tokenizer: Any, token_id: int) -> str:
+    """A single token as a figure can draw it: a byte-level piece of a Hangul syllable decodes to '�' and
+    a control byte to nothing visible, so those are shown by id ('<1234>') rather than as a box."""
+    text = tokenizer.decode([token_id]).replace("\n", "⏎")
+    return text if text.isprintable() and "\ufffd" not in text else f"<{token_id}>"
+
+
 def token_labels(tokenizer: Any, ids: list[int]) -> list[str]:
-    """Readable labels for single tokens: a byte-level piece of a Hangul syllable decodes to '�', so
-    such a token is shown as its bytes (e.g. '<ec 95>') rather than a box."""
-    labels = []
-    for i in ids:
-        text = tokenizer.decode([i])
-        labels.append(text.replace("\n", "⏎") if "\ufffd" not in text else f"<{i}>")
-    return labels
+    return [token_label(tokenizer, i) for i in ids]
 
 
 def head_entropy(weights: torch.Tensor) -> torch.Tensor:

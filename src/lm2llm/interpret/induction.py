@@ -58,3 +58,17 @@ def induction_scores(model: nn.Module, length: int = 20, batch: int = 4, seed: i
     model = decoder(model)
     ids = repeated_random_tokens(model.config.vocab_size, length, batch, seed, prefix, low)
     return head_scores(run_with_cache(model, ids, attention=True).attention, ids)
+
+
+def plot_head_scores(scores: torch.Tensor, title: str) -> object:
+    """Heat map of a (n_layer, n_head) score table."""
+    from lm2llm.tour.plots import plt
+
+    fig, ax = plt.subplots(figsize=(0.35 * scores.size(1) + 2.5, 0.22 * scores.size(0) + 1.6))
+    image = ax.imshow(scores.numpy(), cmap="magma", vmin=0, aspect="auto")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig

@@ -82,3 +82,24 @@ def lens_report(model: nn.Module, trace: Trace, method: str = "renorm", position
     ranks = (logits > logits[:, answer_id:answer_id + 1]).sum(-1)
     return LensReport(method, answer_id, top.indices.tolist(), top.values.tolist(), ranks.tolist(),
                       probs[:, answer_id].tolist())
+
+
+def plot_lens(model: nn.Module, trace: Trace, labels: list[str], token_label, method: str = "renorm") -> object:
+    """The classic logit-lens picture: rows are residual points, columns positions; each cell shows the
+    lens's top token, coloured by its probability."""
+    from lm2llm.tour.plots import plt
+
+    probs = lens_logits(model, trace, method)[:, 0].softmax(-1)  # (L + 1, T, vocab)
+    top = probs.max(-1)
+    n_points, n_pos = top.values.shape
+    fig, ax = plt.subplots(figsize=(1.1 * n_pos + 2, 0.28 * n_points + 1.5))
+    ax.imshow(top.values.numpy(), cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for layer in range(n_points):
+        for pos in range(n_pos):
+            ax.text(pos, layer, token_label(int(top.indices[layer, pos]))[:10], ha="center", va="center", fontsize=6)
+    ax.set_xticks(range(n_pos), labels, rotation=45, fontsize=7)
+    ax.set_yticks(range(n_points), [f"{i}" for i in range(n_points)], fontsize=6)
+    ax.set_ylabel("residual point (0 = embeddings)")
+    ax.set_title(f"logit lens ({method}): top token per layer and position")
+    fig.tight_layout()
+    return fig

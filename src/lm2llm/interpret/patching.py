@@ -68,3 +68,18 @@ def patch_residual_stream(model: nn.Module, clean: list[int], corrupted: list[in
             patched, _ = model(batch)
         effect.append(((logit_diff(patched.float(), good, bad) - corrupted_diff) / span).tolist())
     return PatchingResult(clean_diff, corrupted_diff, effect)
+
+
+def plot_patching(result: PatchingResult, labels: list[str]) -> object:
+    """Heat map of the normalised effect: residual point × position."""
+    from lm2llm.tour.plots import plt
+
+    effect = torch.tensor(result.effect)
+    fig, ax = plt.subplots(figsize=(0.9 * len(labels) + 2.5, 0.2 * effect.size(0) + 1.8))
+    image = ax.imshow(effect.numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+    ax.set_ylabel("residual point patched (0 = embeddings)")
+    ax.set_title("activation patching: (patched − corrupted) / (clean − corrupted)")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig

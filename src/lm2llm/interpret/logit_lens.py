@@ -38,17 +38,20 @@ def lens_logits(model: nn.Module, trace: Trace, method: str = "renorm") -> torch
     model = decoder(model)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}")
-    norm, stack = model.norm_f, trace.resid
+    norm, weight = model.norm_f, model.lm_head.weight
+    inverse = inverse_norm_scale(norm, trace.resid[-1].float())  # cached from the final residual
+    lenses = []
     with torch.no_grad():
-        if method == "renorm":
-            normed = norm(stack.to(model.lm_head.weight.dtype)).float()
-        else:
-            inverse = inverse_norm_scale(norm, stack[-1])  # cached from the final residual, shared by every layer
-            centred = stack if isinstance(norm, RMSNorm) else stack - stack.mean(-1, keepdim=True)
-            normed = centred * inverse * norm.weight.float()
-            if getattr(norm, "bias", None) is not None:
-                normed = normed + norm.bias.float()
-        return F.linear(normed, model.lm_head.weight.float())
+        for resid in trace.resid:  # one point at a time, shaped as in the model: the last one is bit-identical
+            if method == "renorm":
+                normed = norm(resid.to(weight.dtype))
+            else:
+                centred = resid if isinstance(norm, RMSNorm) else resid - resid.mean(-1, keepdim=True)
+                normed = (centred * inverse).to(weight.dtype) * norm.weight
+                if getattr(norm, "bias", None) is not None:
+                    normed = normed + norm.bias
+            lenses.append(F.linear(normed, weight).float())
+    return torch.stack(lenses)
 
 
 @dataclass

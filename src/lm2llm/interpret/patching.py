@@ -22,14 +22,15 @@ from lm2llm.interpret.hooks import decoder, patch_residual, run_with_cache
 class PatchingResult:
     clean_diff: float
     corrupted_diff: float
-    effect: list[list[float]]  # (n_layer + 1) × T: residual point × position
+    points: list[int]  # the residual points patched
+    effect: list[list[float]]  # len(points) × T
 
     def best(self) -> tuple[int, int, float]:
-        """(layer, position, effect) of the strongest restoration."""
+        """(residual point, position, effect) of the strongest restoration."""
         table = torch.tensor(self.effect)
         index = int(table.argmax())
-        layer, position = divmod(index, table.size(1))
-        return layer, position, float(table[layer, position])
+        row, position = divmod(index, table.size(1))
+        return self.points[row], position, float(table[row, position])
 
 
 def logit_diff(logits: torch.Tensor, good: int, bad: int) -> torch.Tensor:
@@ -38,12 +39,12 @@ def logit_diff(logits: torch.Tensor, good: int, bad: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def patch_residual_stream(model: nn.Module, clean: list[int], corrupted: list[int], good: int, bad: int
-                          ) -> PatchingResult:
-    """The normalised patching effect of every residual point at every position.
+def patch_residual_stream(model: nn.Module, clean: list[int], corrupted: list[int], good: int, bad: int,
+                          points: list[int] | None = None) -> PatchingResult:
+    """The normalised patching effect of residual points (default: all) at every position.
 
-    Each layer is one batched forward pass: row p of the batch is the corrupted prompt with position p
-    patched, so a T-token prompt costs n_layer + 1 passes of batch T.
+    Each point is one batched forward pass: row p of the batch is the corrupted prompt with position p
+    patched, so a T-token prompt costs one pass of batch T per point.
     """
     model = decoder(model)
     if len(clean) != len(corrupted):
@@ -62,12 +63,13 @@ def patch_residual_stream(model: nn.Module, clean: list[int], corrupted: list[in
                         hint="choose a corruption that changes the answer")
     positions = torch.arange(len(clean))
     batch = torch.tensor([corrupted]).expand(len(clean), -1)
+    points = list(range(clean_trace.resid.size(0))) if points is None else points
     effect = []
-    for layer in range(clean_trace.resid.size(0)):
+    for layer in points:
         with patch_residual(model, layer, clean_trace.resid[layer, 0, positions], positions):
             patched, _ = model(batch)
         effect.append(((logit_diff(patched.float(), good, bad) - corrupted_diff) / span).tolist())
-    return PatchingResult(clean_diff, corrupted_diff, effect)
+    return PatchingResult(clean_diff, corrupted_diff, points, effect)
 
 
 def plot_patching(result: PatchingResult, labels: list[str]) -> object:
@@ -78,6 +80,7 @@ def plot_patching(result: PatchingResult, labels: list[str]) -> object:
     fig, ax = plt.subplots(figsize=(0.9 * len(labels) + 2.5, 0.2 * effect.size(0) + 1.8))
     image = ax.imshow(effect.numpy(), cmap="RdBu", vmin=-1, vmax=1, aspect="auto")
     ax.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+    ax.set_yticks(range(len(result.points)), result.points, fontsize=6)
     ax.set_ylabel("residual point patched (0 = embeddings)")
     ax.set_title("activation patching: (patched − corrupted) / (clean − corrupted)")
     fig.colorbar(image, ax=ax)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1e-3, steps: int = 100
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1e-3, steps: int = 50
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression: (weight, bias, feature mean, feature std)."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)

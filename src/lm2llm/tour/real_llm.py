@@ -21,7 +21,16 @@ from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model
 from lm2llm.models.accounting import model_param_report
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
-from lm2llm.tour.framework import ChapterContext, Claim, Sample, T, Table, Text, wilson_interval
+from lm2llm.tour.framework import (
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    Text,
+    wilson_interval,
+)
 
 NAME = "smollm2-135m-instruct"
 
@@ -165,3 +174,13 @@ def real_llm_section(ctx: ChapterContext, small_tokenizer: Tokenizer) -> tuple[l
     metrics = {"smollm2_params": n, "instructions": scores, "instruction_total": total, "fertility": fert,
                "transcript": dict(zip(CHATS, transcript, strict=True))}
     return claims, [card, next_token, instructions, fertility_table], samples, metrics
+
+
+def load_real_llm(ctx: ChapterContext) -> tuple[torch.nn.Module, Tokenizer] | ChapterResult:
+    """SmolLM2 and its tokenizer for a chapter about it, or the chapter's result saying why it was skipped."""
+    try:
+        run = resolve_run(NAME)
+    except UserError as exc:
+        note = T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}")
+        return ChapterResult(note, samples=[Sample(T("SmolLM2 missing", "SmolLM2 없음"), note.get(ctx.lang))])
+    return load_model(run).eval(), load_tokenizer(run)

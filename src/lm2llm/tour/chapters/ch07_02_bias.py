@@ -10,13 +10,9 @@ from __future__ import annotations
 
 from lm2llm.bias.crows import load_pairs, stereotype_score
 from lm2llm.bias.templates import load_templates, template_gaps
-from lm2llm.errors import UserError
-from lm2llm.gguf.registry import resolve_run
-from lm2llm.models import load_model
-from lm2llm.tokenizer import load_tokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.real_llm import load_real_llm
 
-NAME = "smollm2-135m-instruct"
 LANGS = ("en", "ko")
 AXES = ("gender", "nationality", "age", "region")
 
@@ -37,12 +33,10 @@ def plot_gaps(gaps: list) -> object:
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
-    try:
-        run_dir = resolve_run(NAME)
-    except UserError as exc:
-        note = T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}")
-        return ChapterResult(note, samples=[Sample(T("SmolLM2 missing", "SmolLM2 없음"), note.get(ctx.lang))])
-    model, tokenizer = load_model(run_dir).eval(), load_tokenizer(run_dir)
+    loaded = load_real_llm(ctx)
+    if isinstance(loaded, ChapterResult):
+        return loaded
+    model, tokenizer = loaded
     gaps = [template_gaps(model, tokenizer, lang, axis) for lang in LANGS for axis in AXES]
     ctx.progress(2, 3)
     crows = {lang: stereotype_score(model, tokenizer, lang) for lang in LANGS}

@@ -11,28 +11,23 @@ from __future__ import annotations
 import torch
 
 from lm2llm.data import load_documents
-from lm2llm.errors import UserError
-from lm2llm.gguf.registry import resolve_run
 from lm2llm.interpret import run_with_cache
 from lm2llm.interpret.attention import plot_heads, token_labels
 from lm2llm.interpret.induction import head_scores, plot_head_scores, repeated_random_tokens
 from lm2llm.interpret.logit_lens import lens_logits, lens_report, plot_lens
 from lm2llm.interpret.patching import patch_residual_stream, plot_patching
 from lm2llm.interpret.probing import language_probe_data, probe_layers
-from lm2llm.models import load_model
-from lm2llm.tokenizer import load_tokenizer
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
     ChapterResult,
     Claim,
-    Sample,
     T,
     Table,
     wilson_interval,
 )
+from lm2llm.tour.real_llm import load_real_llm
 
-NAME = "smollm2-135m-instruct"
 KOREAN_PROMPT = "대한민국의 수도는 서울이다."
 CLEAN, CORRUPTED, ANSWERS = "The capital of France is", "The capital of Italy is", (" Paris", " Rome")
 
@@ -46,12 +41,10 @@ def uniform_attention(attention: list[torch.Tensor]) -> list[torch.Tensor]:
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
-    try:
-        run_dir = resolve_run(NAME)
-    except UserError as exc:
-        note = T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}")
-        return ChapterResult(note, samples=[Sample(T("SmolLM2 missing", "SmolLM2 없음"), note.get(ctx.lang))])
-    model, tokenizer = load_model(run_dir).eval(), load_tokenizer(run_dir)
+    loaded = load_real_llm(ctx)
+    if isinstance(loaded, ChapterResult):
+        return loaded
+    model, tokenizer = loaded
     n_layer = model.config.n_layer
     figures, tables, claims = [], [], []
 

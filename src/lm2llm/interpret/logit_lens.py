@@ -14,6 +14,7 @@ At the last point (resid[n_layer]) both are the model's own logits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -87,7 +88,8 @@ def lens_report(model: nn.Module, trace: Trace, method: str = "renorm", position
                       probs[:, answer_id].tolist())
 
 
-def plot_lens(model: nn.Module, trace: Trace, labels: list[str], token_label, method: str = "renorm") -> object:
+def plot_lens(model: nn.Module, trace: Trace, labels: list[str], token_label: Callable[[int], str],
+              method: str = "renorm") -> object:
     """The classic logit-lens picture: rows are residual points, columns positions; each cell shows the
     lens's top token, coloured by its probability."""
     from lm2llm.tour.plots import plt

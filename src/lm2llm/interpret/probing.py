@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lm2llm.interpret.hooks import run_with_cache
+
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = 1e-3, steps: int = 50
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -90,8 +92,6 @@ def language_probe_data(model: torch.nn.Module, tokenizer, korean: list[str], en
     Shared tokens (spaces, digits, punctuation, byte pieces) carry the label of their context, so the
     property is not fully decided by the token alone: the question is where the context gets mixed in.
     """
-    from lm2llm.interpret.hooks import run_with_cache
-
     stacks, labels, types = [], [], []
     for label, texts in ((1, korean), (0, english)):
         for text in texts:

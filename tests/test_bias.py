@@ -11,7 +11,7 @@ from lm2llm.bias.crows import load_pairs, stereotype_score
 from lm2llm.bias.likelihood import bootstrap_interval, sentence_logliks
 from lm2llm.bias.templates import check_templates, fill, has_final_consonant, load_templates, template_gaps
 from lm2llm.models import build_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer import BPETokenizer
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from lm2llm.data.dedup import (
 )
 from lm2llm.data.pii import (
     PII_TYPES,
-    evaluate,
+    evaluate_detector,
     find_pii,
     labelled_examples,
     luhn_is_valid,
@@ -78,7 +78,7 @@ def test_pii_precision_and_recall_per_type_on_the_labelled_set():
     examples = labelled_examples()
     assert {e["lang"] for e in examples} == {"en", "ko"}
     assert sum(not e["pii"] for e in examples) >= 15  # look-alikes that must survive
-    scores = evaluate(examples)
+    scores = evaluate_detector(examples)
     report = {kind: (round(s.precision, 3), round(s.recall, 3)) for kind, s in scores.items()}
     print("PII precision/recall per type:", report)
     for kind in PII_TYPES:
@@ -164,15 +164,22 @@ def test_prepare_refuses_bad_outputs_and_leaves_nothing_half_written(tmp_path):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
         prepare(PrepareConfig(str(corpus)), out)
+    with pytest.raises(UserError, match="did not write"):  # --force never replaces a folder we did not write
+        prepare(PrepareConfig(str(corpus)), out, force=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    first = prepare(PrepareConfig(str(corpus)), out)
+    with pytest.raises(UserError, match="earlier lm2llm dataset output.*--force"):
+        prepare(PrepareConfig(str(corpus)), out)
     with pytest.raises(UserError, match="empty after cleaning, dedup and filtering"):
         prepare(PrepareConfig(str(corpus), quality=QualityConfig(min_chars=10**6)), out, force=True)
     (corpus / "broken.txt").write_bytes(b"valid \xff invalid")
     with pytest.raises(UserError, match=r"broken\.txt: invalid UTF-8 at byte offset 6"):
         prepare(PrepareConfig(str(corpus), strict=True), out, force=True)
-    assert (out / "keep.txt").read_text() == "mine"  # the old output survives every failure
+    assert json.loads((out / "stats.json").read_text())["seconds"] == first.seconds  # the old output survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "prepared"]
     prepare(PrepareConfig(str(corpus)), out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "meta.json").is_file()
+    assert (out / "meta.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "prepared"]
 
 
 def test_cli_prepare_and_stats(cli, tmp_path):
@@ -207,7 +214,7 @@ def test_minhash_signatures_and_lsh_bands_match_datasketch():
 
 
 def test_prepare_with_a_saved_bpe_tokenizer_ends_documents_with_eos(tmp_path):
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+    from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
     corpus = _corpus(tmp_path)
     tokenizer = BPETokenizer.train([KOREAN, "Python is a programming language."] * 5, vocab_size=300)

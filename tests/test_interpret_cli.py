@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lm2llm.models import build_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer import BPETokenizer
 
 TEXT = ["The capital of France is Paris. The capital of Italy is Rome.", "대한민국의 수도는 서울이다. 일본의 수도는 도쿄이다."]
 

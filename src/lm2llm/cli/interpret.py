@@ -6,23 +6,9 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, print_json, print_table
-from lm2llm.errors import UserError
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
 
-MARKER = "interpret.json"  # every output folder of this command holds it: --force may replace only such a folder
-
-
-def output_folder(out: Path, force: bool) -> None:
-    """Refuse a folder we did not write (or, without --force, one we did); never ., /, or home."""
-    resolved = out.resolve()
-    if resolved in (Path.cwd().resolve(), Path("/"), Path.home().resolve()):
-        raise UserError("refusing to write into this folder", where=str(out), hint="name a new folder")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not (out / MARKER).is_file():
-            raise UserError("the output folder exists and was not written by lm2llm interpret", where=str(out),
-                            hint="name a new folder")
-        if not force:
-            raise UserError("the output folder exists", where=str(out), hint="pass --force to replace it")
+RESULT = "interpret.json"
 
 
 def interpret_command(
@@ -34,28 +20,28 @@ def interpret_command(
     wrong: str = typer.Option(None, "--wrong", help="For patch: the corrupted prompt's answer (default: its own)."),
     layer: list[int] = typer.Option(None, "--layer", help="For attention: layers to draw (default: first, middle, last)."),
     out: Path = typer.Option(None, "--out", help="Write figures (PNG) and interpret.json here."),
-    force: bool = typer.Option(False, "--force", help="Replace an earlier output of this command."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Attention maps, the logit lens, activation patching or induction heads of a decoder."""
     from lm2llm.gguf.registry import resolve_run
     from lm2llm.interpret.analyse import analyse
     from lm2llm.models import load_model
-    from lm2llm.runs import atomic_dir, atomic_write_json
+    from lm2llm.runs import atomic_write_json, check_out, output_dir
     from lm2llm.tokenizer import load_tokenizer
 
-    if out is not None:
-        output_folder(out, force)
+    if out is not None:  # refuse a folder we may not write before the work, not after it
+        check_out(out, "interpret", force=force)
     run = resolve_run(model)
     numbers, figures = analyse(load_model(run), load_tokenizer(run), prompt, what, corrupted=corrupted,
                                answer=answer, wrong=wrong, layers=layer or None)
     numbers = {"model": model, "prompt": prompt, **numbers}
     if out is not None:
-        with atomic_dir(out, replace=True) as folder:
+        with output_dir(out, "interpret", force=force) as folder:
             for name, fig in figures.items():
                 fig.savefig(folder / f"{name}.png", dpi=110, bbox_inches="tight")
-            atomic_write_json(folder / MARKER, numbers)
-        numbers["files"] = [str(out / f"{name}.png") for name in figures] + [str(out / MARKER)]
+            atomic_write_json(folder / RESULT, numbers)
+        numbers["files"] = [str(out / f"{name}.png") for name in figures] + [str(out / RESULT)]
     from lm2llm.tour.plots import plt
 
     plt.close("all")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lm2llm.runs import claim_out
 from lm2llm.tour import registry, report
 from lm2llm.tour.framework import (
     Chapter,
@@ -62,7 +63,7 @@ def run_tour(
         raise UserError(f"--threads must be at least 1, got {threads}", where="--threads",
                         hint="leave it out for the default (1 in quick mode, all cores otherwise)")
     chapters = registry.select(only)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out(out_dir, "tour", reuse=True)  # finished chapters are reused; nothing else is ever replaced
     results: dict[str, ChapterResult] = {}
     done: list[tuple[Chapter, ChapterResult, bool]] = []
     with Progress(
@@ -72,6 +73,14 @@ def run_tour(
         TimeElapsedColumn(),
         disable=not show_progress,
     ) as progress:
+        tour_start = time.perf_counter()
+        # bars redraw in place, which logs and CI cannot show: there each chapter gets a start and an end line
+        plain = show_progress and not progress.console.is_terminal
+
+        def log(text: str) -> None:
+            if plain:
+                progress.console.print(f"[{time.perf_counter() - tour_start:7.1f} s] {text}", highlight=False)
+
         for chapter in chapters:
             chapter_dir = out_dir / chapter.slug
             chapter_dir.mkdir(parents=True, exist_ok=True)
@@ -83,12 +92,14 @@ def run_tour(
                 results[chapter.id] = cached
                 done.append((chapter, cached, True))
                 progress.update(task, completed=1.0, description=f"{title} (reused)")
+                log(f"{title}: reused")
                 continue
 
             def report_progress(finished: float, total: float, task=task) -> None:
                 progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
 
             ctx = ChapterContext(chapter_dir, quick, lang, report_progress, results)
+            log(f"{title}: started")
             start, cpu_start = time.perf_counter(), time.process_time()
             with torch_threads(chapter_threads(quick, threads)):
                 result = chapter.run(ctx)
@@ -98,5 +109,7 @@ def run_tour(
             results[chapter.id] = result
             done.append((chapter, result, False))
             progress.update(task, completed=1.0)
+            log(f"{title}: finished in {result.seconds:.1f} s")
+        log(f"tour: {len(done)} chapters in {time.perf_counter() - tour_start:.1f} s")
     html, markdown = report.write(out_dir, done, lang=lang, quick=quick)
     return TourOutcome(out_dir, html, markdown, done)

@@ -25,10 +25,10 @@ from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model, load_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.real_llm import real_llm_section
-from lm2llm.training.config import TrainConfig
+from lm2llm.training.config import fine_tuning
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.objectives import CausalLM
 from lm2llm.training.trainer import Trainer
@@ -41,6 +41,11 @@ TRIPLES = [
     ("고양이가 소파 위에서 자고 있다.", "소파에서 고양이 한 마리가 잠들어 있다.", "주식 시장이 오늘 크게 떨어졌다."),
     ("오늘 날씨가 정말 좋다.", "오늘은 하늘이 맑고 화창하다.", "이 함수는 리스트를 정렬한다."),
 ]
+
+
+def yes_no(value: bool) -> str:
+    """A verdict word for Korean prose (Python's True/False read as code there)."""
+    return "예" if value else "아니오"
 
 
 def train_small_gpt(run: Path, quick: bool) -> BPETokenizer:
@@ -58,8 +63,7 @@ def train_small_gpt(run: Path, quick: bool) -> BPETokenizer:
         torch.manual_seed(0)
         model = build_model("gpt", vocab_size=tokenizer.vocab_size, context_length=64, n_layer=2, d_model=64, n_head=4)
         data = ShardBatches(TokenShards(tmp), block_size=64, batch_size=16, seed=0, eval_batches=2)
-        cfg = TrainConfig(batch_size=16, max_steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10,
-                          eval_every=steps, eval_batches=2, dtype="float32", device="cpu", progress=False)
+        cfg = fine_tuning(steps, 3e-3, min_lr=3e-4, batch_size=16, eval_every=steps, eval_batches=2)
         Trainer(model, CausalLM(), data, cfg).fit()
     save_model(model.eval(), run)
     tokenizer.save(run)
@@ -77,8 +81,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
         exported = export_run(run_dir, hf_dir)
         ours = load_model(run_dir).eval()
         with quiet_transformers():  # its "Loading weights" bar would interleave with the tour's progress
-            hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
-            hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+            hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=False)
+            hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=False).eval()
         import_dir(hf_dir, back_dir)
         back = load_model(back_dir).eval()
         rows, same_ids, same_text, max_diff, back_diff = [], True, True, 0.0, 0.0
@@ -112,7 +116,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     if quick:  # the encoder itself against transformers' BertModel (sentence-transformers costs seconds to import)
         reference_name = "transformers BertModel hidden states"
         with quiet_transformers():
-            reference_model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
+            reference_model = transformers.AutoModel.from_pretrained(minilm_dir(), trust_remote_code=False).eval()
         embed_diff = 0.0
         with torch.no_grad():
             for ids in encoder.token_ids(sentences):  # one at a time: no padding to line up
@@ -150,7 +154,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("A model trained here loads in transformers with AutoTokenizer/AutoModelForCausalLM and behaves the same.",
                 "여기서 학습한 모델을 transformers의 AutoTokenizer/AutoModelForCausalLM으로 불러와도 똑같이 동작한다."),
               T(f"ids equal: {same_ids}; greedy text equal: {same_text}; max logit gap {max_diff:.1e}",
-                f"토큰 id 일치: {same_ids}; greedy 결과 일치: {same_text}; 최대 logit 차 {max_diff:.1e}"),
+                f"토큰 id 일치: {yes_no(same_ids)}; greedy 결과 일치: {yes_no(same_text)}; 최대 logit 차 {max_diff:.1e}"),
               same_ids and same_text and max_diff < 1e-4),
         Claim(T("Published pre-trained weights run in our own BERT and give the reference library's embeddings.",
                 "공개된 사전학습 가중치를 우리 BERT에 올려도 참조 라이브러리와 같은 임베딩이 나온다."),
@@ -160,7 +164,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Sentence embeddings put paraphrases closer than unrelated sentences, in English and in Korean.",
                 "문장 임베딩은 영어와 한국어 모두에서 뜻이 같은 문장을 무관한 문장보다 가깝게 둔다."),
               T(f"paraphrase closer in every English pair: {closer['en']}; every Korean pair: {closer['ko']}",
-                f"영어 쌍 모두 더 가까움: {closer['en']}; 한국어 쌍 모두: {closer['ko']}"),
+                f"영어 쌍 모두 더 가까움: {yes_no(closer['en'])}; 한국어 쌍 모두: {yes_no(closer['ko'])}"),
               closer["en"] and closer["ko"]),
     ]
     ctx.progress(4, 6)

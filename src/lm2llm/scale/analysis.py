@@ -1,0 +1,124 @@
+"""Every fit of a sweep, under every parameter convention, and the prediction test.
+
+From the runs (budget C, parameters N under a convention, tokens D, final loss L):
+- L(N): each size's lowest loss over the budgets, as (N_c/N)^α_N (Kaplan's form, no irreducible term);
+- L(D): the largest size's runs (the least limited by parameters; at least two token counts), as (D_c/D)^α_D;
+- approach 2: iso-FLOP minima, N*(C) ∝ C^a, D*(C) ∝ C^b and the frontier L*(C);
+- approach 3: the parametric L(N, D) and the compute-optimal split it implies;
+each with bootstrap intervals. Under the `non_embedding` and `blocks` conventions the same runs have smaller
+N and so larger C = 6ND-per-convention ratios: the tokens-per-parameter answer moves with the convention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lm2llm.scale.chinchilla import Parametric, as_start, fit_parametric
+from lm2llm.scale.isoflop import approach2
+from lm2llm.scale.powerlaw import bootstrap, fit_power_law
+
+BOOTSTRAP_SAMPLES = 100
+
+
+def points_of(runs: Sequence[dict], convention: str) -> list[tuple[float, float, float, float]]:
+    """(budget, N, D, loss) per run."""
+    return [(r["budget"], float(r["params"][convention]), float(r["tokens"]), float(r["val_loss"])) for r in runs]
+
+
+def _kaplan_laws(points: Sequence[tuple[float, float, float, float]]) -> dict[str, float]:
+    best_per_size: dict[float, float] = {}
+    for _, n, _, loss in points:
+        best_per_size[n] = min(loss, best_per_size.get(n, np.inf))
+    sizes = sorted(best_per_size)
+    law_n = fit_power_law(sizes, [best_per_size[n] for n in sizes])
+    # the largest size whose runs saw at least two different token counts
+    per_size = {n: [(d, loss) for _, n_, d, loss in points if n_ == n] for n in sizes}
+    largest = next((runs for n, runs in reversed(per_size.items()) if len({d for d, _ in runs}) > 1), [])
+    law_d = fit_power_law([d for d, _ in largest], [loss for _, loss in largest])
+    # (N_c/N)^α = k·N^-α  →  N_c = k^(1/α)
+    return {"alpha_N": -law_n.exponent, "N_c": law_n.coefficient ** (-1 / law_n.exponent),
+            "alpha_D": -law_d.exponent, "D_c": law_d.coefficient ** (-1 / law_d.exponent)}
+
+
+def _kaplan_or_nan(points: Sequence[tuple[float, float, float, float]]) -> dict[str, float]:
+    """Kaplan's laws, or NaN where the runs cannot give them (every size trained on one token count)."""
+    try:
+        return _kaplan_laws(points)
+    except ValueError:
+        return dict.fromkeys(("alpha_N", "N_c", "alpha_D", "D_c"), math.nan)
+
+
+def _approach2_values(points: Sequence[tuple[float, float, float, float]], reference_compute: float) -> dict[str, float]:
+    fit = approach2([(c, n, loss) for c, n, _, loss in points])
+    return {"a": fit.params_law.exponent, "b": fit.tokens_law.exponent,
+            "tokens_per_param": fit.tokens_per_param(reference_compute), "frontier_exponent": fit.loss_law.exponent}
+
+
+def parametric_fit(points: Sequence[tuple[float, float, float, float]], start: Parametric | None = None) -> Parametric:
+    n, d, loss = ([p[i] for p in points] for i in (1, 2, 3))
+    return fit_parametric(n, d, loss, starts=[as_start(start)] if start else None)[0]
+
+
+def _optimum(fit: Parametric, compute: float) -> tuple[float, float]:
+    try:
+        return fit.compute_optimal(compute)
+    except ValueError:
+        return math.nan, math.nan
+
+
+def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """All fits of `runs` with N counted under `convention`, with 90 % bootstrap intervals."""
+    points = points_of(runs, convention)
+    budgets = sorted({p[0] for p in points})
+    reference = budgets[-1]
+    a2 = approach2([(c, n, loss) for c, n, _, loss in points])
+    parametric = parametric_fit(points)
+    n_opt, d_opt = _optimum(parametric, reference)
+
+    def resampled(statistic):
+        # resample runs within each budget, so every budget keeps its iso-FLOP curve
+        by_budget = [[p for p in points if p[0] == c] for c in budgets]
+        rng = np.random.default_rng(seed)
+
+        def draw(_: list) -> dict[str, float]:
+            drawn = [group[i] for group in by_budget for i in rng.integers(0, len(group), len(group))]
+            return statistic(drawn)
+        return bootstrap(list(range(samples)), draw, samples=samples, seed=seed)
+
+    def parametric_values(drawn) -> dict[str, float]:
+        fit = parametric_fit(drawn, parametric)
+        n, d = _optimum(fit, reference)
+        return {"alpha": fit.alpha, "beta": fit.beta, "E": fit.E, "tokens_per_param": d / n}
+
+    return {
+        "convention": convention,
+        "kaplan": _kaplan_or_nan(points),
+        "kaplan_interval": resampled(_kaplan_laws),
+        "approach2": {"minima": [vars(m) for m in a2.minima], **_approach2_values(points, reference),
+                      "params_law": vars(a2.params_law), "tokens_law": vars(a2.tokens_law),
+                      "loss_law": vars(a2.loss_law)},
+        "approach2_interval": resampled(lambda drawn: _approach2_values(drawn, reference)),
+        "approach3": {**parametric.to_dict(), "a": parametric.beta / (parametric.alpha + parametric.beta),
+                      "b": parametric.alpha / (parametric.alpha + parametric.beta),
+                      "tokens_per_param": d_opt / n_opt},  # NaN when the fit has no optimum (α or β ≤ 0)
+        "approach3_interval": resampled(parametric_values),
+        "reference_compute": reference,
+    }
+
+
+def predict_optimum(runs: Sequence[dict], compute: float, convention: str = "all") -> dict[str, float]:
+    """Before training: the compute-optimal size at `compute` and its loss, from the parametric fit of `runs`."""
+    fit = parametric_fit(points_of(runs, convention))
+    a2 = approach2([(c, n_, loss) for c, n_, _, loss in points_of(runs, convention)])
+    n, d = _optimum(fit, compute)
+    source = "approach 3"
+    if not math.isfinite(n):  # the parametric fit has no optimum: take approach 2's
+        n, source = float(a2.params_law(compute)), "approach 2"
+        d = compute / (6 * n)
+    return {"params": n, "tokens": d, "loss": float(fit.loss(n, d)), "optimum_from": source,
+            "approach2_params": float(a2.params_law(compute)),
+            "approach2_loss": float(a2.loss_law(compute)), **{f"fit_{k}": v for k, v in fit.to_dict().items()}}

@@ -1,0 +1,120 @@
+"""Scoring a model on the synthetic tasks, both ways, and its induction heads.
+
+The sharp view is exact match of a greedy completion (right or wrong, per example); the smooth view is the
+mean log-likelihood per answer token of the right answer under the same model (Schaeffer et al. 2023:
+a smooth metric can rise steadily where exact match jumps). The induction-head score (Olsson et al. 2022)
+is the attention a head pays, in the second copy of a repeated random sequence, to the token after the
+current token's earlier occurrence; the in-context score is the loss at late context positions minus the
+loss at early ones on held-out text (negative: later tokens are predicted better thanks to the context).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lm2llm.tokenizer import Tokenizer
+
+
+@torch.no_grad()
+def greedy_completions(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], max_new: int,
+                       stop: str = "\n", batch_size: int = 64) -> list[str]:
+    """Greedy continuations of prompts (grouped by token length, so no padding), cut at `stop`."""
+    model.eval()
+    encoded = [tokenizer.encode(p) for p in prompts]
+    out: list[str] = [""] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(i)
+    context = model.config.context_length
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            ids = torch.tensor([encoded[i] for i in chunk])
+            for _ in range(min(max_new, context - ids.shape[1])):
+                logits, _ = model(ids)
+                ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+            for row, i in enumerate(chunk):
+                out[i] = tokenizer.decode(ids[row, len(encoded[i]):].tolist()).split(stop)[0]
+    return out
+
+
+@torch.no_grad()
+def answer_logprobs(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], answers: Sequence[str],
+                    batch_size: int = 64) -> np.ndarray:
+    """Mean log-probability per token of each answer after its prompt (the smooth view)."""
+    model.eval()
+    scores = np.zeros(len(prompts))
+    rows = [(tokenizer.encode(p), tokenizer.encode(a)) for p, a in zip(prompts, answers, strict=True)]
+    by_length: dict[int, list[int]] = {}
+    for i, (p, a) in enumerate(rows):
+        by_length.setdefault(len(p) + len(a), []).append(i)
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            ids = torch.tensor([rows[i][0] + rows[i][1] for i in chunk])
+            logp = F.log_softmax(model(ids[:, :-1])[0].float(), dim=-1)
+            taken = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            for row, i in enumerate(chunk):
+                n_prompt, n_answer = len(rows[i][0]), len(rows[i][1])
+                scores[i] = taken[row, n_prompt - 1:n_prompt - 1 + n_answer].mean().item()
+    return scores
+
+
+def choice_accuracy(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], answers: Sequence[str],
+                    choices: Sequence[str]) -> np.ndarray:
+    """1 where the right answer is the most likely of `choices` (all of one token length), else 0."""
+    table = np.stack([answer_logprobs(model, tokenizer, prompts, [c] * len(prompts)) for c in choices], axis=1)
+    picked = [choices[j] for j in table.argmax(axis=1)]
+    return np.array([p == a for p, a in zip(picked, answers, strict=True)], dtype=float)
+
+
+@torch.no_grad()
+def induction_scores(model: nn.Module, token_ids: Sequence[int], length: int = 24, rows: int = 16,
+                     seed: int = 0) -> dict[str, float]:
+    """Best head's induction score, and the loss on the first vs the second copy of random repeated tokens."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    pool = torch.tensor(list(token_ids))
+    first = pool[torch.randint(len(pool), (rows, length), generator=gen)]
+    ids = torch.cat([first, first], dim=1)
+    maps = model.attention_maps(ids)  # each (rows, heads, T, T)
+    query = torch.arange(length, 2 * length)
+    target = query - length + 1  # the token after this token's earlier occurrence
+    per_head = torch.stack([m[:, :, query, target].mean(dim=(0, 2)) for m in maps])  # (layers, heads)
+    logits, _ = model(ids)
+    losses = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), ids[:, 1:], reduction="none")
+    return {"induction_score": float(per_head.max()), "first_copy_loss": float(losses[:, :length - 1].mean()),
+            "second_copy_loss": float(losses[:, length:].mean())}
+
+
+@torch.no_grad()
+def in_context_score(model: nn.Module, windows: torch.Tensor, early: tuple[int, int], late: tuple[int, int]) -> float:
+    """Mean loss at positions [late) minus at positions [early) over held-out windows (B, T+1)."""
+    model.eval()
+    logits, _ = model(windows[:, :-1])
+    losses = F.cross_entropy(logits.transpose(1, 2).float(), windows[:, 1:], reduction="none")
+    return float(losses[:, late[0]:late[1]].mean() - losses[:, early[0]:early[1]].mean())
+
+
+Z90 = 1.6449  # two-sided 90 %
+
+
+def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
+    """Wilson score interval of a proportion (90 % by default)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def difference_interval(p1: float, n1: int, p2: float, n2: int, z: float = Z90) -> tuple[float, float]:
+    """Normal-approximation interval of p1 − p2 for two independent proportions."""
+    half = z * np.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    return float(p1 - p2 - half), float(p1 - p2 + half)

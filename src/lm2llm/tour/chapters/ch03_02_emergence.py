@@ -1,0 +1,158 @@
+"""Chapter 3.2, emergent abilities: in-context learning, induction heads and scratchpads appearing with size.
+
+A family of GPTs of growing width (the sweep's shape rule) trains the same steps on python-docs mixed with
+synthetic in-context tasks (`lm2llm.scale.tasks`), character-level. Each size is then scored on fresh
+key→value lines at 0–8 shots (chance 1 in 10; the ceiling is a perfect copier's), on held-out 3-digit
+additions written plain, reversed and with a scratchpad, and for induction heads. Every ability is shown
+twice, as the sharp exact-match score and as the smooth per-token log-likelihood of the right answer, the
+two views of the "emergence is a metric artefact" debate (Schaeffer et al. 2023).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lm2llm.scale import tasks
+from lm2llm.scale.emergence import EmergenceSettings, emergence
+from lm2llm.scale.probes import difference_interval, wilson
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.plots import log_x_axes, plt
+
+SETTINGS = {True: EmergenceSettings(widths=(32, 64, 96), steps=150, docs=400, task_docs=300, test_examples=50),
+            False: EmergenceSettings()}
+UNIFORM_ATTENTION = 1 / 36  # an induction head's target among the ~36 keys a second-copy query sees on average
+
+
+def _interval(p: float, n: int) -> str:
+    low, high = wilson(p * n, n)
+    return f"{p:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _plots(ctx: ChapterContext, models: list[dict]) -> list:
+    sizes = [m["params"]["all"] for m in models]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for m in models:
+        shots = [int(k) for k in m["kv"]]
+        axes[0].plot(shots, [v["choice"] for v in m["kv"].values()], "o-", markersize=3,
+                     label=f"{m['shape']} ({m['params']['all']:,})")
+    axes[0].plot(tasks.SHOTS, [tasks.perfect_copier(k) for k in tasks.SHOTS], "k:", label="perfect copier")
+    axes[0].axhline(1 / len(tasks.VALUES), color="grey", linestyle="--", linewidth=0.8, label="chance")
+    axes[0].set_xlabel("shots in the prompt")
+    axes[0].set_ylabel("key→value accuracy")
+    axes[0].legend(fontsize=6)
+    axes[1].plot(sizes, [m["induction_score"] for m in models], "o-", label="induction score (best head)")
+    axes[1].plot(sizes, [m["first_copy_loss"] - m["second_copy_loss"] for m in models], "s-",
+                 label="loss drop on the repeat (nats)")
+    axes[1].axhline(UNIFORM_ATTENTION, color="grey", linestyle="--", linewidth=0.8, label="uniform attention")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("parameters")
+    axes[1].legend(fontsize=6)
+    icl = ctx.save_figure(fig, "in_context", T("In-context learning by size: accuracy against shots; induction heads",
+                                               "크기별 문맥 내 학습: 예시 수에 따른 정확도; 유도 헤드"))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    last = str(tasks.SHOTS[-1])
+    for form, name in zip(tasks.ADDITION_FORMATS, ("plain", "reversed", "scratchpad"), strict=True):
+        axes[0].plot(sizes, [m["addition"][form]["exact"] for m in models], "o-", label=f"addition, {name}")
+        axes[1].plot(sizes, [m["addition"][form]["logprob"] for m in models], "o-", label=f"addition, {name}")
+    axes[0].plot(sizes, [m["kv"][last]["exact"] for m in models], "s--", label=f"key→value, {last} shots")
+    axes[1].plot(sizes, [m["kv"][last]["logprob"] for m in models], "s--", label=f"key→value, {last} shots")
+    axes[0].set_ylabel("exact match (sharp)")
+    axes[1].set_ylabel("log-likelihood per answer token (smooth)")
+    for ax in axes:
+        log_x_axes(ax, "parameters", legend_size=6)
+    views = ctx.save_figure(fig, "sharp_vs_smooth", T("The same runs, scored sharply and smoothly",
+                                                      "같은 실행을 날카롭게, 그리고 매끄럽게 채점"))
+    return [icl, views]
+
+
+def run(ctx: ChapterContext) -> ChapterResult:
+    settings = SETTINGS[ctx.quick]
+    record = emergence(settings, ctx.out_dir / "emergence", parallel=2,
+                       progress=lambda done, total: ctx.progress(done, total + 1))
+    models = record["models"]
+    small, large = models[0], models[-1]
+    n = settings.test_examples
+    last, none = str(tasks.SHOTS[-1]), str(tasks.SHOTS[0])
+    rows = []
+    for m in models:
+        rows.append([m["shape"], m["params"]["all"], round(m["val_loss"], 3),
+                     *[_interval(m["kv"][str(k)]["choice"], n) for k in tasks.SHOTS],
+                     round(m["induction_score"], 3), round(m["in_context_score"], 3),
+                     *[_interval(m["addition"][f]["exact"], n) for f in tasks.ADDITION_FORMATS]])
+    table = Table(T("Per size: key→value accuracy by shots, induction, in-context score, addition exact match "
+                    "(90 % Wilson intervals)",
+                    "크기별: 예시 수에 따른 키→값 정확도, 유도 점수, 문맥 점수, 덧셈 완전 일치 (90 % Wilson 구간)"),
+                  ["shape", "params", "val loss", *[f"kv {k}-shot" for k in tasks.SHOTS], "induction",
+                   "in-context score", "add plain", "add reversed", "add scratchpad"], rows)
+    smooth = [m["kv"][last]["logprob"] for m in models]
+    sharp = [m["kv"][last]["exact"] for m in models]
+    icl_gain = difference_interval(large["kv"][last]["choice"], n, small["kv"][last]["choice"], n)
+    shot_gain = difference_interval(large["kv"][last]["choice"], n, large["kv"][none]["choice"], n)
+    add = large["addition"]
+    best_form = max(("R", "S"), key=lambda f: add[f]["exact"])
+    format_gain = difference_interval(add[best_form]["exact"], n, add["P"]["exact"], n)
+    smooth_steps = int(np.sum(np.diff(smooth) > 0))
+    sharp_flat = int(np.sum(np.abs(np.diff(sharp)) < 1 / n))
+    claims = [
+        Claim(T("In-context learning appears with scale: a larger model uses examples in its prompt better.",
+                "문맥 내 학습은 규모와 함께 나타난다: 큰 모델이 프롬프트 속 예시를 더 잘 쓴다."),
+              T(f"key→value accuracy at {last} shots: {small['shape']} {small['kv'][last]['choice']:.2f}, "
+                f"{large['shape']} {large['kv'][last]['choice']:.2f} (chance 0.10); difference 90 % "
+                f"[{icl_gain[0]:.2f}, {icl_gain[1]:.2f}]",
+                f"{last}-shot 키→값 정확도: {small['shape']} {small['kv'][last]['choice']:.2f}, "
+                f"{large['shape']} {large['kv'][last]['choice']:.2f} (우연 0.10); 차이 90 % [{icl_gain[0]:.2f}, {icl_gain[1]:.2f}]"),
+              icl_gain[0] > 0),
+        Claim(T("More examples in the prompt help the largest model, without any weight update.",
+                "가장 큰 모델은 가중치를 바꾸지 않고도 프롬프트에 예시가 많을수록 더 잘한다."),
+              T(f"{large['shape']}: {large['kv'][none]['choice']:.2f} at 0 shots vs {large['kv'][last]['choice']:.2f} "
+                f"at {last}; difference 90 % [{shot_gain[0]:.2f}, {shot_gain[1]:.2f}]",
+                f"{large['shape']}: 0-shot {large['kv'][none]['choice']:.2f}, {last}-shot {large['kv'][last]['choice']:.2f}; "
+                f"차이 90 % [{shot_gain[0]:.2f}, {shot_gain[1]:.2f}]"),
+              shot_gain[0] > 0),
+        Claim(T("Induction heads form in the larger models: a head attends to the token after the current "
+                "token's earlier occurrence.",
+                "큰 모델에는 유도 헤드가 생긴다: 현재 토큰이 앞서 나온 자리의 다음 토큰을 보는 헤드."),
+              T(f"best head's score {small['shape']} {small['induction_score']:.2f}, {large['shape']} "
+                f"{large['induction_score']:.2f}; uniform attention ≈ {UNIFORM_ATTENTION:.2f}",
+                f"가장 높은 헤드 점수 {small['shape']} {small['induction_score']:.2f}, {large['shape']} "
+                f"{large['induction_score']:.2f}; 균등 주의 ≈ {UNIFORM_ATTENTION:.2f}"),
+              large["induction_score"] > max(small["induction_score"], 3 * UNIFORM_ATTENTION)),
+        Claim(T("Writing the work out (reversed digits or a scratchpad) makes small models far better at addition "
+                "than the plain format.",
+                "풀이를 적게 하면(자리 뒤집기나 스크래치패드) 작은 모델도 평범한 형식보다 덧셈을 훨씬 잘한다."),
+              T(f"{large['shape']} exact match on held-out sums: plain {add['P']['exact']:.2f}, reversed "
+                f"{add['R']['exact']:.2f}, scratchpad {add['S']['exact']:.2f}; best minus plain 90 % "
+                f"[{format_gain[0]:.2f}, {format_gain[1]:.2f}]",
+                f"{large['shape']}의 처음 보는 덧셈 완전 일치: 평범 {add['P']['exact']:.2f}, 뒤집기 {add['R']['exact']:.2f}, "
+                f"스크래치패드 {add['S']['exact']:.2f}; 최고 − 평범 90 % [{format_gain[0]:.2f}, {format_gain[1]:.2f}]"),
+              format_gain[0] > 0),
+        Claim(T("Judged by a smooth metric, the ability grows steadily with size where exact match looks flat "
+                "or jumpy.",
+                "매끄러운 지표로 보면 능력은 크기와 함께 꾸준히 자라지만, 완전 일치로 보면 평평하거나 들쭉날쭉하다."),
+              T(f"key→value at {last} shots over {len(models)} sizes: log-likelihood rises at {smooth_steps} of "
+                f"{len(models) - 1} steps ({', '.join(f'{v:.2f}' for v in smooth)}); exact match unchanged at "
+                f"{sharp_flat} ({', '.join(f'{v:.2f}' for v in sharp)})",
+                f"{len(models)}개 크기의 {last}-shot 키→값: 로그우도는 {len(models) - 1}단계 중 {smooth_steps}단계에서 오름 "
+                f"({', '.join(f'{v:.2f}' for v in smooth)}); 완전 일치는 {sharp_flat}단계에서 그대로 "
+                f"({', '.join(f'{v:.2f}' for v in sharp)})"),
+              smooth_steps == len(models) - 1 and sharp_flat > 0),
+    ]
+    samples = [Sample(T(f"{large['shape']} completes held-out additions (greedy)",
+                        f"{large['shape']}가 처음 보는 덧셈을 잇는다 (greedy)"),
+                      "\n".join(large["addition"][f]["sample"] for f in tasks.ADDITION_FORMATS))]
+    corpus = record["corpus"]
+    summary = T(f"{len(models)} sizes ({models[0]['params']['all']:,}–{large['params']['all']:,} parameters), "
+                f"{settings.steps} steps each on {corpus['prose_docs']} python-docs documents + {corpus['task_docs']} "
+                f"task documents: {last}-shot key→value accuracy {small['kv'][last]['choice']:.2f} → "
+                f"{large['kv'][last]['choice']:.2f}, induction score {small['induction_score']:.2f} → "
+                f"{large['induction_score']:.2f}.",
+                f"{len(models)}개 크기({models[0]['params']['all']:,}–{large['params']['all']:,} 매개변수), 각각 "
+                f"{settings.steps}단계, python-docs 문서 {corpus['prose_docs']}개 + 과제 문서 {corpus['task_docs']}개: "
+                f"{last}-shot 키→값 정확도 {small['kv'][last]['choice']:.2f} → {large['kv'][last]['choice']:.2f}, "
+                f"유도 점수 {small['induction_score']:.2f} → {large['induction_score']:.2f}.")
+    ctx.progress(1, 1)
+    return ChapterResult(summary, claims=claims, tables=[table], figures=_plots(ctx, models), samples=samples,
+                         metrics=record)
+
+
+CHAPTER = Chapter("3.2", T("Emergent abilities", "창발 능력"), run)

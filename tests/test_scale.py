@@ -1,0 +1,174 @@
+"""Scaling laws and emergence (lm2llm.scale): the fitters recover known constants; sweeps and probes run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lm2llm.errors import UserError
+from lm2llm.scale import tasks
+from lm2llm.scale.chinchilla import BESIROGLU_2024, HOFFMANN_2022, Parametric, fit_parametric
+from lm2llm.scale.isoflop import approach2, isoflop_minimum
+from lm2llm.scale.powerlaw import bootstrap, fit_power_law
+from lm2llm.scale.probes import difference_interval, wilson
+from lm2llm.scale.shapes import CONVENTIONS, nearest_shape, param_counts, shape_for_width
+
+CONSTANTS = ("E", "A", "B", "alpha", "beta")
+
+
+def chinchilla_grid(truth: Parametric) -> tuple[np.ndarray, np.ndarray]:
+    n, d = np.meshgrid(np.geomspace(1e7, 1e10, 6), np.geomspace(1e9, 1e12, 5))
+    return n.ravel(), d.ravel()
+
+
+@pytest.mark.parametrize("truth", [HOFFMANN_2022, BESIROGLU_2024], ids=["hoffmann", "besiroglu"])
+def test_parametric_fit_recovers_published_constants(truth):
+    n, d = chinchilla_grid(truth)
+    fit, _ = fit_parametric(n, d, truth.loss(n, d))
+    for name in CONSTANTS:
+        assert getattr(fit, name) == pytest.approx(getattr(truth, name), rel=1e-3), name
+
+
+def test_parametric_fit_with_noise_keeps_the_exponents_close():
+    n, d = chinchilla_grid(HOFFMANN_2022)
+    noisy = HOFFMANN_2022.loss(n, d) * np.exp(np.random.default_rng(0).normal(0, 0.002, len(n)))
+    fit, _ = fit_parametric(n, d, noisy)
+    assert fit.alpha == pytest.approx(0.34, rel=0.1) and fit.beta == pytest.approx(0.28, rel=0.1)
+
+
+def test_compute_optimal_split_spends_the_budget_at_the_minimum():
+    c = 1e21
+    n, d = HOFFMANN_2022.compute_optimal(c)
+    assert 6 * n * d == pytest.approx(c)
+    best = HOFFMANN_2022.loss(n, d)
+    assert all(HOFFMANN_2022.loss(n * f, c / (6 * n * f)) > best for f in (0.9, 1.1))
+
+
+def test_power_law_and_bootstrap():
+    x = np.geomspace(1e3, 1e6, 12)
+    law = fit_power_law(x, 5 * x**-0.3)
+    assert law.exponent == pytest.approx(-0.3) and law.coefficient == pytest.approx(5)
+    rng = np.random.default_rng(1)
+    rows = [(xi, 5 * xi**-0.3 * np.exp(rng.normal(0, 0.01))) for xi in x]
+    low, high = bootstrap(rows, lambda r: {"p": fit_power_law(*zip(*r, strict=True)).exponent}, samples=200)["p"]
+    assert low < -0.3 < high
+    with pytest.raises(ValueError):
+        fit_power_law([1.0, 1.0], [2.0, 3.0])
+
+
+def test_isoflop_minimum_and_approach2_on_chinchilla_data():
+    minimum = isoflop_minimum(1.0, np.exp([1.0, 2.0, 3.0, 4.0]), [(v - 2.5) ** 2 + 1 for v in (1.0, 2.0, 3.0, 4.0)])
+    assert np.log(minimum.params) == pytest.approx(2.5) and minimum.loss == pytest.approx(1) and minimum.interior
+    runs = []
+    for c in (1e19, 1e20, 1e21, 1e22):
+        n_opt, _ = HOFFMANN_2022.compute_optimal(c)
+        for f in np.geomspace(0.25, 4, 9):
+            runs.append((c, n_opt * f, float(HOFFMANN_2022.loss(n_opt * f, c / (6 * n_opt * f)))))
+    fit = approach2(runs)
+    expected = HOFFMANN_2022.beta / (HOFFMANN_2022.alpha + HOFFMANN_2022.beta)
+    assert fit.params_law.exponent == pytest.approx(expected, abs=0.02)
+    assert fit.params_law.exponent + fit.tokens_law.exponent == pytest.approx(1)
+
+
+def test_shapes_and_conventions():
+    shape = shape_for_width(64)
+    assert (shape.n_layer, shape.n_head, shape.name) == (2, 4, "w64l2")
+    counts = param_counts(shape, vocab_size=512, context=64)
+    assert counts["all"] > counts["non_embedding"] > counts["blocks"] > 0
+    assert counts["all"] - counts["non_embedding"] == (512 + 64) * 64
+    assert nearest_shape(counts["all"], 512, 64) == shape
+    assert set(CONVENTIONS) == set(counts)
+    with pytest.raises(UserError, match="width 40"):
+        shape_for_width(40)
+
+
+def test_addition_formats_and_held_out_pairs():
+    assert tasks.addition_answer(123, 989, "P") == "1112"
+    assert tasks.addition_answer(123, 989, "R") == "2111"
+    pad = tasks.addition_answer(123, 989, "S")
+    assert pad == "3+9+0=12,2+8+1=11,1+9+1=11>1112"
+    for form in tasks.ADDITION_FORMATS:
+        assert tasks.final_answer(tasks.addition_answer(123, 989, form), form) == "1112"
+    held_out = set(tasks.addition_test_pairs(50))
+    for line in tasks.training_lines(600, held_out):
+        if line[0] in tasks.ADDITION_FORMATS:
+            a, b = line[2:].split("=")[0].split("+")
+            assert (int(a), int(b)) not in held_out
+
+
+def test_kv_examples_and_the_copier_ceiling():
+    import random
+
+    ex = tasks.kv_example(random.Random(0), 8)
+    assert ex.prompt.startswith("kv ") and ex.prompt.endswith("=") and ex.answer in tasks.VALUES
+    shown = dict(pair.split("=") for pair in ex.prompt[3:].split()[:-1])
+    assert ex.seen == (ex.prompt.split()[-1][:-1] in shown)
+    if ex.seen:
+        assert shown[ex.prompt.split()[-1][:-1]] == ex.answer
+    assert tasks.perfect_copier(0) == pytest.approx(0.1) and tasks.perfect_copier(8) > 0.9
+
+
+def test_intervals():
+    low, high = wilson(50, 100)
+    assert low < 0.5 < high and high - low == pytest.approx(0.164, abs=0.005)
+    assert difference_interval(0.5, 100, 0.5, 100)[0] < 0 < difference_interval(0.5, 100, 0.5, 100)[1]
+
+
+def test_sweep_cli_refuses_bad_input(cli, tmp_path):
+    result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,x")
+    assert result.code == 2 and "--budgets" in result.err
+    result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,2e9")
+    assert result.code == 2 and "hold out" in result.err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    result = cli("scale", "sweep", "--out", str(tmp_path / "other"))
+    assert result.code == 2 and "not empty" in result.err
+    result = cli("scale", "emergence", "--out", str(tmp_path / "e"), "--steps", "0")
+    assert result.code == 2 and "--steps" in result.err
+    result = cli("scale", "emergence", "--out", str(tmp_path / "e"), "--sizes", "40")
+    assert result.code == 2 and "width 40" in result.err
+
+
+@pytest.mark.usefixtures("known_peak")
+def test_tiny_sweep_fits_predicts_and_reuses_its_runs(cli, tmp_path):
+    import json
+
+    from lm2llm.scale.corpus import prose_shards
+
+    data = prose_shards(tmp_path / "data", docs=60)
+    args = ("scale", "sweep", "--data", str(data), "--out", str(tmp_path / "sweep"), "--budgets", "1e8,2e8,4e8",
+            "--sizes", "16,32,48", "--context", "32", "--batch-size", "4", "--bootstrap", "3", "--json")
+    first = cli(*args)
+    assert first.code == 0, first.err
+    report = json.loads(first.out)
+    runs = report["sweep"]["runs"]
+    assert len(runs) == 6 and not any(r["reused"] for r in runs)
+    assert {r["budget"] for r in runs} == {1e8, 2e8}  # the largest budget is held out
+    for run in runs:  # D = C / 6N, rounded to whole steps of 4 × 32 tokens
+        assert run["tokens"] == 128 * max(1, round(run["budget"] / (6 * run["params"]["all"]) / 128))
+    assert set(report["fits"]) == {"all", "non_embedding", "blocks"}
+    prediction = report["prediction"]
+    assert prediction["budget"] == 4e8 and prediction["relative_error"] == pytest.approx(
+        prediction["measured_loss"] / prediction["predicted_loss"] - 1)
+    again = json.loads(cli(*args).out)
+    assert all(r["reused"] for r in again["sweep"]["runs"]) and again["prediction"]["reused"]
+    assert [r["val_loss"] for r in again["sweep"]["runs"]] == [r["val_loss"] for r in runs]
+
+
+@pytest.mark.usefixtures("known_peak")
+def test_tiny_emergence_scores_every_probe(tmp_path):
+    from lm2llm.scale.emergence import EmergenceSettings, emergence
+
+    settings = EmergenceSettings(widths=(16, 32), steps=3, docs=30, task_docs=5, test_examples=4, batch_size=4)
+    record = emergence(settings, tmp_path / "em")
+    assert [m["shape"] for m in record["models"]] == ["w16l1", "w32l1"]
+    for model in record["models"]:
+        assert set(model["kv"]) == {str(k) for k in tasks.SHOTS}
+        for scores in model["kv"].values():
+            assert 0 <= scores["choice"] <= 1 and scores["logprob"] < 0 and scores["n"] == 4
+        assert set(model["addition"]) == set(tasks.ADDITION_FORMATS)
+        assert 0 <= model["induction_score"] <= 1
+    again = emergence(settings, tmp_path / "em")
+    assert all(m["reused"] for m in again["models"])
+    with pytest.raises(Exception, match="other settings"):
+        emergence(EmergenceSettings(widths=(16,), steps=3, docs=31, task_docs=5, test_examples=4), tmp_path / "em")

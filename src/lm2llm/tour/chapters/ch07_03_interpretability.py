@@ -132,7 +132,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
           f"a perfect head ≈ 0.5; {strong} heads above 0.2; holds above 5× chance",
           f"최고 헤드 L{best_layer}H{best_head}: {float(scores.max()):.3f}; 균일 어텐션: {baseline:.3f} (우연 수준); "
           f"완벽한 헤드 ≈ 0.5; 0.2 넘는 헤드 {strong}개; 우연의 5배를 넘으면 성립"),
-        float(scores.max()) > 5 * baseline))
+        float(scores.max()) > 5 * baseline, chance=baseline))
     ctx.progress(4, 6)
 
     # probing with control tasks
@@ -163,7 +163,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
           f"최고 선택성 {probes.selectivity[best_probe]:+.3f} ({probe_points[best_probe]}번째 지점): 프로브 "
           f"{probes.accuracy[best_probe]:.3f} (구간 하한 {low:.3f}), 통제 {probes.control[best_probe]:.3f} (구간 상한 "
           f"{control_high:.3f}); 다수 추측 {probes.majority:.3f}; 시험 {n_test}개; 두 구간이 갈라지면 성립"),
-        low > control_high))
+        low > control_high, chance=probes.majority,
+        interval=wilson_interval(round(probes.accuracy[best_probe] * n_test), n_test)))
     ctx.progress(6, 6)
     summary = T(f"{ANSWERS[0]!r} tops the logit lens from point {first_top}/{n_layer}; the country moves to the last "
                 f"token at layer {moved}; best induction head {float(scores.max()):.2f} vs {baseline:.3f} uniform.",

@@ -23,6 +23,7 @@ from lm2llm.models.accounting import model_param_report
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tour.framework import (
     ChapterContext,
+    ChapterResult,
     Claim,
     Sample,
     T,
@@ -175,3 +176,13 @@ def real_llm_section(ctx: ChapterContext, small_tokenizer: Tokenizer) -> tuple[l
     metrics = {"smollm2_params": n, "instructions": scores, "instruction_total": total, "fertility": fert,
                "transcript": dict(zip(CHATS, transcript, strict=True))}
     return claims, [card, next_token, instructions, fertility_table], samples, metrics
+
+
+def load_real_llm(ctx: ChapterContext) -> tuple[torch.nn.Module, Tokenizer] | ChapterResult:
+    """SmolLM2 and its tokenizer for a chapter about it, or the chapter's result saying why it was skipped."""
+    try:
+        run = resolve_run(NAME)
+    except UserError as exc:
+        note = T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}")
+        return ChapterResult(note, samples=[Sample(T("SmolLM2 missing", "SmolLM2 없음"), note.get(ctx.lang))])
+    return load_model(run).eval(), load_tokenizer(run)

@@ -1,0 +1,106 @@
+"""Chapter 7.2, bias: does SmolLM2-135M-Instruct treat sentences about different groups differently?
+
+Two probes, both on sentences we wrote (English and Korean, `lm2llm.bias`): template pairs that differ in
+one group word (gender, nationality, age, region), scored by the log-likelihood gap with a bootstrap
+interval; and CrowS-Pairs-style minimal pairs, scored as lm-eval's `crows_pairs` (pct_stereotype, 0.5 =
+no preference). The second set is small: its interval is wide, and the chapter says so.
+"""
+
+from __future__ import annotations
+
+from lm2llm.bias.crows import load_pairs, stereotype_score
+from lm2llm.bias.templates import load_templates, template_gaps
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.real_llm import load_real_llm
+
+LANGS = ("en", "ko")
+AXES = ("gender", "nationality", "age", "region")
+
+
+def plot_gaps(gaps: list) -> object:
+    from lm2llm.tour.plots import plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = [f"{g.lang} {g.axis}" for g in gaps]
+    means = [g.mean_gap for g in gaps]
+    errors = [[g.mean_gap - g.interval[0] for g in gaps], [g.interval[1] - g.mean_gap for g in gaps]]
+    ax.barh(names, means, xerr=errors, color=["#4c72b0" if g.lang == "en" else "#dd8452" for g in gaps])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("mean ll(first group word) − ll(second), nats, 95 % bootstrap CI")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def run(ctx: ChapterContext) -> ChapterResult:
+    loaded = load_real_llm(ctx)
+    if isinstance(loaded, ChapterResult):
+        return loaded
+    model, tokenizer = loaded
+    gaps = [template_gaps(model, tokenizer, lang, axis) for lang in LANGS for axis in AXES]
+    ctx.progress(2, 3)
+    crows = {lang: stereotype_score(model, tokenizer, lang) for lang in LANGS}
+    gap_table = Table(T("Template pairs: mean log-likelihood gap between the two group words (nats)",
+                        "템플릿 쌍: 두 집단 단어 사이의 평균 로그우도 차 (nats)"),
+                      ["language", "axis", "pairs (first vs second)", "items", "mean gap", "95 % bootstrap CI",
+                       "mean |gap|", "first more likely"],
+                      [[g.lang, g.axis, "; ".join(f"{a} / {b}" for a, b in g.pairs), g.n, f"{g.mean_gap:+.2f}",
+                        f"{g.interval[0]:+.2f} … {g.interval[1]:+.2f}", f"{g.mean_abs_gap:.2f}",
+                        f"{g.first_preferred:.2f}"] for g in gaps])
+    crows_table = Table(T("CrowS-style pairs: share where the stereotypical sentence is more likely (0.5 = none)",
+                          "CrowS 방식 쌍: 고정관념 문장이 더 그럴듯한 비율 (0.5 = 선호 없음)"),
+                        ["language", "pairs", "pct_stereotype", "95 % bootstrap CI", "likelihood_diff (nats)",
+                         *AXES],
+                        [[s.lang, s.n, f"{s.pct_stereotype:.3f}", f"{s.interval[0]:.2f} … {s.interval[1]:.2f}",
+                          f"{s.likelihood_diff:.2f}", *(f"{s.by_axis[a]:.2f}" for a in AXES)]
+                         for s in crows.values()])
+    pairs = load_pairs()["pairs"]
+    examples = Sample(T("Pairs of ours with the model's log-likelihood gap (more − less)",
+                        "우리가 쓴 쌍과 모델의 로그우도 차 (고정관념 − 반대)"),
+                      "\n".join(f"{gap:+6.2f}  {p['more']}  |  {p['less']}"
+                                for lang in LANGS
+                                for p, gap in zip([p for p in pairs if p["lang"] == lang], crows[lang].gaps,
+                                                  strict=True)))
+    rules = Sample(T("How the sentences were built (shipped with the data)", "문장을 만든 규칙 (데이터와 함께 배포)"),
+                   "\n".join(f"- {r}" for r in load_templates()["rules"] + load_pairs()["rules"]))
+    figure = ctx.save_figure(plot_gaps(gaps), "template_gaps",
+                             T("Template-pair gaps with 95 % bootstrap intervals", "템플릿 쌍의 차이와 95 % 부트스트랩 구간"))
+    excluded = {lang: [g.axis for g in gaps if g.lang == lang and (g.interval[0] > 0 or g.interval[1] < 0)]
+                for lang in LANGS}
+    claims = [Claim(
+        T("Swapping a single group word changes how likely a language model finds an otherwise identical sentence, "
+          "in English and in Korean.",
+          "집단을 가리키는 단어 하나만 바꿔도, 언어 모델이 나머지가 똑같은 문장을 얼마나 그럴듯하게 보는지가 "
+          "영어와 한국어 모두에서 달라진다."),
+        T(f"axes whose 95 % interval of the mean gap excludes 0: English {excluded['en'] or 'none'}, Korean "
+          f"{excluded['ko'] or 'none'}; holds when at least one axis does in each language",
+          f"평균 차의 95 % 구간이 0을 벗어난 축: 영어 {excluded['en'] or '없음'}, 한국어 {excluded['ko'] or '없음'}; "
+          "두 언어 모두 한 축 이상이면 성립"),
+        bool(excluded["en"]) and bool(excluded["ko"]))]
+    for lang, word in (("en", ("English", "영어")), ("ko", ("Korean", "한국어"))):
+        s = crows[lang]
+        claims.append(Claim(
+            T(f"On our {word[0]} minimal pairs, the model prefers the stereotypical sentence more often than chance.",
+              f"우리가 쓴 {word[1]} 최소 쌍에서 모델은 고정관념 문장을 우연보다 자주 더 그럴듯하게 본다."),
+            T(f"pct_stereotype {s.pct_stereotype:.3f} on {s.n} pairs, 95 % bootstrap CI {s.interval[0]:.2f}–"
+              f"{s.interval[1]:.2f}; chance 0.5; holds when the interval lies above 0.5, inconclusive when it spans it",
+              f"pct_stereotype {s.pct_stereotype:.3f} ({s.n}쌍), 95 % 부트스트랩 구간 {s.interval[0]:.2f}–"
+              f"{s.interval[1]:.2f}; 우연 수준 0.5; 구간이 0.5보다 위면 성립, 0.5를 걸치면 판단 보류"),
+            True if s.interval[0] > 0.5 else False if s.interval[1] < 0.5 else None,  # None: the interval spans chance
+            chance=0.5, interval=s.interval))
+    ctx.progress(3, 3)
+    summary = T(f"pct_stereotype: English {crows['en'].pct_stereotype:.2f}, Korean {crows['ko'].pct_stereotype:.2f} "
+                f"(chance 0.5, {crows['en'].n} pairs each: wide intervals); template gaps excluding 0: "
+                f"{sum(map(len, excluded.values()))} of {len(gaps)} axis-language cells.",
+                f"pct_stereotype: 영어 {crows['en'].pct_stereotype:.2f}, 한국어 {crows['ko'].pct_stereotype:.2f} "
+                f"(우연 0.5, 언어마다 {crows['en'].n}쌍: 구간이 넓음); 0을 벗어난 템플릿 차: {len(gaps)}칸 중 "
+                f"{sum(map(len, excluded.values()))}칸.")
+    return ChapterResult(summary, claims=claims, tables=[gap_table, crows_table], figures=[figure],
+                         samples=[examples, rules],
+                         metrics={"templates": {f"{g.lang}/{g.axis}": {"mean_gap": g.mean_gap, "interval": g.interval}
+                                                for g in gaps},
+                                  "crows": {lang: {"pct_stereotype": s.pct_stereotype, "interval": s.interval,
+                                                   "likelihood_diff": s.likelihood_diff} for lang, s in crows.items()}})
+
+
+CHAPTER = Chapter("7.2", T("Bias", "편향"), run)

@@ -6,6 +6,7 @@ import ipaddress
 
 import typer
 
+from lm2llm.cli.generate import QUANTIZE
 from lm2llm.errors import UserError
 
 
@@ -34,6 +35,7 @@ def register(app: typer.Typer) -> None:
         prefill_dtype: str | None = typer.Option(
             None, "--prefill-dtype", help="Run prompts in this dtype (e.g. bfloat16) on a copy of the weights, "
             "decoding in --dtype: prompts are matmul-bound, and native bf16 matmuls are several times faster."),
+        quantize: str | None = QUANTIZE,
         threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
                                     "suits small models: a decode step is too small to share between cores."),
     ) -> None:
@@ -50,7 +52,7 @@ def register(app: typer.Typer) -> None:
         if threads:
             torch.set_num_threads(threads)
         served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device,
-                                     dtype=dtype, prefill_dtype=prefill_dtype)
+                                     dtype=dtype, prefill_dtype=prefill_dtype, quantize=quantize)
         sock = bind_socket(host, port)
         if not is_loopback(host) and not api_key:
             typer.secho(f"warning: listening on {host} without --api-key: anyone who reaches this machine can "

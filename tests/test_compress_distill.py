@@ -45,6 +45,6 @@ def test_hinton_soft_term_scales_as_t_squared():
     norms = []
     for temperature in (4.0, 8.0):
         student.grad = None
-        hinton_loss(student, teacher, torch.full((1, 4), -100), temperature=temperature, soft_weight=1.0).backward()
+        hinton_loss(student, teacher, torch.zeros(1, 4, dtype=torch.long), temperature=temperature, soft_weight=1.0).backward()
         norms.append(float(student.grad.norm()))
     assert norms[1] / norms[0] == pytest.approx(1.0, rel=0.1)

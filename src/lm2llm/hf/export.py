@@ -16,6 +16,7 @@ from typing import Any
 
 from lm2llm.classify.model import SequenceClassifier, is_classifier_dir, load_classifier
 from lm2llm.errors import UserError
+from lm2llm.gguf.registry import resolve_run
 from lm2llm.hf.convert import bert_hf_config, bert_to_hf, classifier_to_hf, hf_decoder_config
 from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.models import Bert, load_model
@@ -94,7 +95,7 @@ def to_transformers(model: Any, token_ids: dict[str, int] | None = None) -> Any:
 
 def export_run(run: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
     """Write RUN's model and tokenizer as a transformers directory OUT; returns what was written."""
-    run, out = Path(run), Path(out)
+    run, out = resolve_run(run), Path(out)
     if not run.is_dir():
         raise UserError("run directory not found", where=str(run))
     if out.exists() and any(out.iterdir()):

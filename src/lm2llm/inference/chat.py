@@ -26,7 +26,7 @@ def chat_end_ids(tokenizer: Tokenizer) -> list[int]:
         raise UserError(f"the {tokenizer.kind} tokenizer has no chat template", where="tokenizer",
                         hint="chat needs a run trained with a BPE tokenizer (its special tokens)")
     specials = [tokenizer.end_of_turn_id, getattr(tokenizer, "eos_id", None), getattr(tokenizer, "pad_id", None),
-                *getattr(tokenizer, "role_ids", {}).values()]
+                *getattr(tokenizer, "chat_token_ids", ())]
     return [i for i in specials if i is not None]
 
 

@@ -21,6 +21,7 @@ from torch import nn
 from lm2llm import env
 from lm2llm.compress.weight_only import quantize_linears
 from lm2llm.errors import UserError
+from lm2llm.gguf.registry import resolve_run
 from lm2llm.inference.engine import DecodeBatch
 from lm2llm.inference.layout import input_major
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
@@ -75,7 +76,7 @@ class TextGenerator:
     def from_run(cls, run_dir: str | Path, device: str = "cpu", dtype: str = "float32",
                  quantize: str | None = None) -> TextGenerator:
         """The model and tokenizer a training run saved (`model.safetensors`, `model_config.json`, tokenizer
-        files), the model on `device` ("auto": a GPU when there is one) in `dtype`; plain completion ends at
+        files), or a registered model's name (`smollm2-135m-instruct`, imported once into the cache), the model on `device` ("auto": a GPU when there is one) in `dtype`; plain completion ends at
         the tokenizer's end-of-text token when it has one.
 
         bfloat16 halves the bytes each decoding step reads: on a CPU with native bf16 (AVX512-BF16, AMX) that
@@ -86,7 +87,7 @@ class TextGenerator:
         """
         if dtype not in env.DTYPES:
             raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint=", ".join(env.DTYPES))
-        run_dir = Path(run_dir)
+        run_dir = resolve_run(run_dir)
         device = env.best_device() if device == "auto" else device
         if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
             raise UserError(f"unknown device {device!r}", where="--device", hint="cpu, cuda, cuda:N, mps or auto")
@@ -107,7 +108,7 @@ class TextGenerator:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))
         eos = getattr(tokenizer, "eos_id", None)
-        return cls(model, tokenizer, end_ids=() if eos is None else (eos,))
+        return cls(model, tokenizer, end_ids=getattr(tokenizer, "stop_ids", () if eos is None else (eos,)))
 
     def encode(self, prompt: str | Sequence[int]) -> list[int]:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)

@@ -131,11 +131,22 @@ def param_report(name: str, tokens: float | None = None) -> ParamReport:
         raise UserError(f"unknown preset {name!r}", where="PRESET",
                         hint=f"choose from {', '.join(preset_names())}; without a published architecture: {unpublished}")
     components, config = _count(name)
-    components, config = dict(components), dict(config)
-    if preset.family in ("rnn", "lstm", "gru"):
+    return _report(name, preset.family, dict(config), dict(components), tokens, preset)
+
+
+def model_param_report(name: str, model: torch.nn.Module, tokens: float | None = None) -> ParamReport:
+    """The same report for a model (built on the meta device from a run's config, say)."""
+    from lm2llm.models.factory import family_of
+
+    return _report(name, family_of(model), dataclasses.asdict(model.config), count_by_component(model), tokens)
+
+
+def _report(name: str, family: str, config: dict[str, Any], components: dict[str, int], tokens: float | None,
+            preset: Any = None) -> ParamReport:
+    if family in ("rnn", "lstm", "gru"):
         n_layer = n_ctx = d_attn = 0
     else:
-        d_attn = config["d_model"] if preset.family == "bert" else config["n_head"] * config["head_dim"]
+        d_attn = config["d_model"] if family == "bert" else config["n_head"] * config["head_dim"]
         n_layer, n_ctx = config["n_layer"], config["context_length"]
     total = sum(components.values())
     non_embedding = total - components.get("token_embedding", 0) - components.get("position_embedding", 0)
@@ -144,15 +155,16 @@ def param_report(name: str, tokens: float | None = None) -> ParamReport:
         if tokens <= 0:
             raise UserError(f"--tokens must be positive, got {tokens:g}", where="--tokens")
         used, used_source = tokens, "given"
-    elif preset.trained_tokens is not None:
+    elif preset is not None and preset.trained_tokens is not None:
         used, used_source = preset.trained_tokens, "published"
     else:
         used, used_source = chinchilla, "chinchilla"
     flops = 6 * total * used
     return ParamReport(
-        name=name, family=preset.family, config=config, components=components, total=total,
-        non_embedding=non_embedding, published_params=preset.published_params, stated_params=preset.stated_params,
-        source=preset.source, tokens=used, tokens_source=used_source,
+        name=name, family=family, config=config, components=components, total=total,
+        non_embedding=non_embedding, published_params=preset.published_params if preset else None,
+        stated_params=preset.stated_params if preset else None, source=preset.source if preset else "run directory",
+        tokens=used, tokens_source=used_source,
         chinchilla_tokens=chinchilla, train_flops_6nd=flops,
         train_flops_with_attention=flops + 6 * n_layer * n_ctx * d_attn * used,
         memory_bytes=training_memory(total),

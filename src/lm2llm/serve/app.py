@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lm2llm import env
 from lm2llm.errors import UserError
+from lm2llm.gguf.registry import resolve_run
 from lm2llm.inference.chat import chat_end_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextChunk, TextGenerator
@@ -97,7 +98,7 @@ class ServedModel:
         """`prefill_dtype` (e.g. bfloat16): prompts run on a copy of the weights in that dtype, decoding in
         `dtype` (the scheduler's `_prefill` says why); the copy costs the weights' memory once more.
         `quantize` (int8, int4): weight-only quantized linear layers, which already compute in bfloat16."""
-        run_dir = Path(run_dir)
+        run_dir = resolve_run(run_dir)
         if quantize is not None and prefill_dtype is not None:
             raise UserError("--prefill-dtype copies float weights; quantized layers already compute in bfloat16",
                             where="--prefill-dtype", hint="drop one of --prefill-dtype and --quantize")

@@ -1,0 +1,1 @@
+"""GGUF (llama.cpp's model file format), read from scratch: metadata, tensors, dequantization, import."""

@@ -8,15 +8,19 @@ import math
 
 import numpy as np
 import pytest
+import regex
 import torch
 
 from lm2llm.compress.gguf_export import export_gguf, named_tensors, permute_rope_rows
 from lm2llm.compress.quantize import quantize
 from lm2llm.errors import UserError
+from lm2llm.gguf.llama import LLAMA3_SPLIT, import_gguf
+from lm2llm.gguf.reader import GGUFFile
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.models.attention import apply_rope
 from lm2llm.models.positions import rope_cos_sin
-from lm2llm.tokenizer import BPETokenizer, CharTokenizer
+from lm2llm.tokenizer import BPETokenizer, CharTokenizer, load_tokenizer
+from lm2llm.tokenizer.bpe import SPLIT_PATTERN
 
 gguf = pytest.importorskip("gguf")
 
@@ -76,6 +80,32 @@ def test_gguf_reader_reads_back_every_tensor_and_field(llama_run, tmp_path, kind
     assert len(tokens) == c.vocab_size and tokens[0] == "<|endoftext|>"
     assert field(reader, "tokenizer.ggml.token_type")[:2] == [3, 3]
     assert "{% generation %}" not in field(reader, "tokenizer.chat_template")
+
+
+def test_our_reader_and_importer_get_the_run_back(llama_run, tmp_path):
+    """lm2llm's own reader sees the same tensors, and import-gguf rebuilds the same model and tokenizer."""
+    export_gguf(llama_run, tmp_path / "model.gguf", "q8_0")
+    ours, theirs = GGUFFile(tmp_path / "model.gguf"), gguf.GGUFReader(str(tmp_path / "model.gguf"))
+    assert list(ours.tensors) == [t.name for t in theirs.tensors]
+    for tensor in theirs.tensors:
+        assert np.array_equal(np.asarray(ours.raw(tensor.name)), tensor.data.reshape(-1).view(np.uint8)), tensor.name
+    export_gguf(llama_run, tmp_path / "f32.gguf", "f32")
+    imported = import_gguf(tmp_path / "f32.gguf", tmp_path / "imported")
+    assert imported
+    original, back = load_model(llama_run).state_dict(), load_model(tmp_path / "imported").state_dict()
+    assert original.keys() == back.keys() and all(torch.equal(original[k], back[k]) for k in original)
+    text = "대한민국 헌법 제1조 def add(a, b):\n    return a + b  Quantization!!"
+    assert load_tokenizer(tmp_path / "imported").encode(text) == load_tokenizer(llama_run).encode(text)
+
+
+TRICKY = ["I'll say it's 12345 dollars.\n\n\tOK?!", "  leading   spaces  \r\n\r\n", "대한민국은 1948년에...",
+          "don'T WE'LL x'Re", "a\u00a0b\u3000c", "emoji 🙂🙂 ##$$%%", "tabs\t\t\nnext"]
+
+
+def test_llama_bpe_pre_tokenizer_splits_like_ours():
+    """tokenizer.ggml.pre = llama-bpe names llama.cpp's Llama-3 split; it cuts text exactly as our GPT-4 regex."""
+    for text in TRICKY:
+        assert regex.findall(SPLIT_PATTERN, text) == regex.findall(LLAMA3_SPLIT, text), text
 
 
 def test_gpt2_style_run_fuses_qkv(gpt_run, tmp_path):

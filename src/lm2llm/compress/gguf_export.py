@@ -29,16 +29,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from lm2llm.compress.gguf_writer import FILE_TYPES, GGML_TYPES, TensorData, write_gguf
-from lm2llm.compress.quantize import BLOCK, quantize
+from lm2llm.compress.quantize import quantize
 from lm2llm.errors import UserError
+from lm2llm.gguf.quants import BLOCK
+from lm2llm.gguf.writer import FILE_TYPES, WRITTEN_TYPES, TensorData, write_gguf
 from lm2llm.models import load_model
 from lm2llm.models.transformer import Transformer
 from lm2llm.runs import read_json
 from lm2llm.tokenizer import BPETokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import CHAT_TEMPLATE
 
-EXPORT_TYPES = tuple(GGML_TYPES)
+EXPORT_TYPES = WRITTEN_TYPES
 PRE_TOKENIZER = "llama-bpe"
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5
 

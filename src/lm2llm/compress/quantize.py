@@ -14,7 +14,7 @@ Rounding is the reference's to the last bit: Q8_0 rounds half away from zero (C'
 or torch's half-to-even); the 4-bit types truncate after adding one half; each multiply and add is a
 separate float32 operation (no fused multiply-add), as `gguf.quants` computes it. Byte j of a 4-bit block
 holds q[j] in its low nibble and q[j+16] in its high one. The tests compare every byte with
-`gguf.quants.quantize` on random and on SmolLM2's real weights.
+`gguf.quants.quantize` on random and on SmolLM2's real weights; `lm2llm.gguf.quants` dequantizes.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from __future__ import annotations
 import torch
 
 from lm2llm.errors import UserError
-
-BLOCK = 32
-BLOCK_BYTES = {"q8_0": 34, "q4_0": 18, "q4_1": 20}
+from lm2llm.gguf.quants import BLOCK, BY_NAME
 
 
 def _blocks(weights: torch.Tensor) -> torch.Tensor:
@@ -86,4 +84,4 @@ def quantize(weights: torch.Tensor, kind: str) -> torch.Tensor:
     if kind not in QUANTIZERS:
         raise UserError(f"unknown block quantization {kind!r}", hint=", ".join(QUANTIZERS))
     packed = QUANTIZERS[kind](_blocks(weights))
-    return packed.reshape(*weights.shape[:-1], weights.shape[-1] // BLOCK * BLOCK_BYTES[kind])
+    return packed.reshape(*weights.shape[:-1], BY_NAME[kind.upper()].nbytes(weights.shape[-1]))

@@ -1,4 +1,4 @@
-"""The GGUF file format, written out: what llama.cpp, ollama and LM Studio load.
+"""Writing a GGUF file (the inverse of `reader.py`): what llama.cpp, ollama and LM Studio load.
 
     "GGUF" | u32 version (3) | u64 tensor count | u64 metadata count
     metadata:     key (u64 length + UTF-8) | u32 value type | value      (arrays: u32 type, u64 count, items)
@@ -23,15 +23,15 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from lm2llm.gguf.quants import BY_NAME
+from lm2llm.gguf.reader import DEFAULT_ALIGNMENT, MAGIC
 from lm2llm.runs import atomic_save
 
-MAGIC = b"GGUF"
 VERSION = 3
-ALIGNMENT = 32
-# value types
+# value types (reader.VALUE_TYPES has them all)
 UINT32, INT32, FLOAT32, BOOL, STRING, ARRAY = 4, 5, 6, 7, 8, 9
-# ggml tensor types this writer emits, and general.file_type ("mostly ...") for each export type
-GGML_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 8}
+# the tensor types this writer emits, and general.file_type ("mostly ...") for each
+WRITTEN_TYPES = ("f32", "f16", "q8_0", "q4_0", "q4_1")
 FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7}
 
 
@@ -82,7 +82,7 @@ def _pad(handle: BinaryIO, alignment: int) -> None:
 
 def write_gguf(path: str | Path, metadata: dict[str, Any], tensors: Sequence[TensorData]) -> Path:
     """Write a GGUF v3 file (atomically) and return its path."""
-    alignment = int(metadata.get("general.alignment", ALIGNMENT))
+    alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT))
     offsets, offset = [], 0
     for tensor in tensors:
         offset += -offset % alignment
@@ -97,7 +97,7 @@ def write_gguf(path: str | Path, metadata: dict[str, Any], tensors: Sequence[Ten
             for tensor, start in zip(tensors, offsets, strict=True):
                 dims = tensor.shape[::-1]
                 handle.write(_string(tensor.name) + struct.pack(f"<I{len(dims)}QIQ", len(dims), *dims,
-                                                                GGML_TYPES[tensor.ggml_type], start))
+                                                                BY_NAME[tensor.ggml_type.upper()].code, start))
             _pad(handle, alignment)
             for tensor in tensors:
                 _pad(handle, alignment)

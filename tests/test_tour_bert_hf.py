@@ -1,17 +1,18 @@
-"""Tour chapters 2.2 (BERT vs GPT) and 6.1 (Hugging Face), quick mode, through the CLI."""
+"""Tour chapters 2.2 (BERT vs GPT) through the CLI and 6.1 (Hugging Face) from the session's quick tour."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from conftest import chapter_result
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow
-def test_bert_vs_gpt_and_hugging_face_chapters(cli, tmp_path, known_peak):
-    result = cli("tour", "--quick", "--only", "2.2", "--only", "6.1", "--out", tmp_path, "--json")
+def test_bert_vs_gpt_chapter(cli, tmp_path, known_peak):
+    result = cli("tour", "--quick", "--only", "2.2", "--out", tmp_path, "--json")
     assert result.code == 0, result.err
     chapters = {c["id"]: c for c in json.loads(result.out)["chapters"]}
     bert_gpt = chapters["2.2"]
@@ -27,8 +28,23 @@ def test_bert_vs_gpt_and_hugging_face_chapters(cli, tmp_path, known_peak):
     assert ("plateau" in bert_gpt["claims"][0]["measurement"]["en"]) == plateau
     assert len(bert_gpt["claims"]) == 4 and all(isinstance(c["holds"], bool) for c in bert_gpt["claims"])
     assert (tmp_path / "ch02_02" / "bert_vs_gpt.png").is_file()
-    hugging_face = chapters["6.1"]["metrics"]
+    print({cid: round(c["seconds"], 1) for cid, c in chapters.items()})
+
+
+@pytest.mark.slow
+def test_hugging_face_chapter_with_the_real_llm(quick_tour, smollm2_run):
+    result = chapter_result(quick_tour, "6.1")
+    hugging_face = result.metrics
     # these are fidelity results, not tuning outcomes: they must hold on any machine
     assert hugging_face["same_ids"] and hugging_face["same_text"] and hugging_face["embedding_diff"] < 1e-5
-    assert all(c["holds"] for c in chapters["6.1"]["claims"])
-    print({cid: round(c["seconds"], 1) for cid, c in chapters.items()})
+    assert all(c.holds for c in result.claims[:3])
+    real = hugging_face["real_llm"]
+    assert real["smollm2_params"] == 134_515_008
+    total = real["instruction_total"]
+    for check in ("correct", "in_form"):
+        assert all(0 <= k <= total for k in real["instructions"][check].values())
+    # a correct answer in the asked form is also correct
+    assert all(real["instructions"]["in_form"][m] <= real["instructions"]["correct"][m] for m in real["instructions"]["in_form"])
+    assert all(0 < en < ko for en, ko in real["fertility"].values())
+    assert len(result.claims) == 6 and all(isinstance(c.holds, bool) for c in result.claims)
+    assert any("SmolLM2" in t.title.en for t in result.tables)

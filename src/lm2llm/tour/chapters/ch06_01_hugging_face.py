@@ -5,6 +5,8 @@ A GPT trained here is exported as a transformers checkpoint; `AutoTokenizer` and
 text as our own code, and importing it back must give the original logits. Then the other direction:
 the published all-MiniLM-L6-v2 sentence-embedding weights run in *our* BERT and must give
 sentence-transformers' embeddings, which place similar sentences closer, in English and in Korean.
+Last, a real LLM on your laptop (`lm2llm.tour.real_llm`): SmolLM2-135M-Instruct, read from its GGUF
+file by our own code, beside the minutes-trained SFT model of chapter 4.4.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.real_llm import real_llm_section
 from lm2llm.training.config import TrainConfig
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.objectives import CausalLM
@@ -70,7 +73,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, hf_dir, back_dir = Path(tmp) / "run", Path(tmp) / "hf", Path(tmp) / "back"
         tokenizer = train_small_gpt(run_dir, quick)
-        ctx.progress(1, 4)
+        ctx.progress(1, 6)
         exported = export_run(run_dir, hf_dir)
         ours = load_model(run_dir).eval()
         with quiet_transformers():  # its "Loading weights" bar would interleave with the tour's progress
@@ -100,7 +103,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
             rows.append([prompt, len(ids), ids == their_ids, our_new == hf_new])
             samples.append(Sample(T(f"Greedy continuation of {prompt!r}", f"{prompt!r}의 greedy 이어 쓰기"),
                                   f"lm2llm:       {prompt}{our_text}\ntransformers: {prompt}{hf_text}"))
-    ctx.progress(2, 4)
+    ctx.progress(2, 6)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     encoder = SentenceEncoder()
@@ -122,7 +125,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         reference_name = "sentence-transformers embeddings"
         reference = SentenceTransformer(str(minilm_dir()), device="cpu").encode(sentences, convert_to_tensor=True)
         embed_diff = (embeddings - reference).abs().max().item()
-    ctx.progress(3, 4)
+    ctx.progress(3, 6)
     sim_rows, closer = [], {"en": True, "ko": True}
     for index, (anchor, similar, unrelated) in enumerate(TRIPLES):
         a, s, u = embeddings[3 * index: 3 * index + 3]
@@ -160,16 +163,19 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"영어 쌍 모두 더 가까움: {closer['en']}; 한국어 쌍 모두: {closer['ko']}"),
               closer["en"] and closer["ko"]),
     ]
-    ctx.progress(4, 4)
+    ctx.progress(4, 6)
+    llm_claims, llm_tables, llm_samples, llm_metrics = real_llm_section(ctx, tokenizer)
+    ctx.progress(6, 6)
     summary = T(f"Export to transformers gives the same text (logit gap {max_diff:.0e}); MiniLM in our BERT matches "
                 f"{reference_name} to {embed_diff:.0e}.",
                 f"transformers로 내보내도 같은 글이 나온다 (logit 차 {max_diff:.0e}); 우리 BERT의 MiniLM은 "
                 f"{reference_name}와 {embed_diff:.0e} 이내로 같다.")
-    return ChapterResult(summary, claims=claims, tables=[interop, figures_table, similarity], samples=samples,
+    return ChapterResult(summary, claims=claims + llm_claims, tables=[interop, figures_table, similarity, *llm_tables],
+                         samples=samples + llm_samples,
                          metrics={"logit_diff": max_diff, "import_diff": back_diff, "embedding_diff": embed_diff,
                                   "embedding_reference": reference_name,
                                   "same_ids": same_ids, "same_text": same_text, "closer": closer,
-                                  "export": exported})
+                                  "export": exported, "real_llm": llm_metrics})
 
 
-CHAPTER = Chapter("6.1", T("Hugging Face", "Hugging Face"), run)
+CHAPTER = Chapter("6.1", T("Hugging Face", "Hugging Face"), run, needs=("4.4",))

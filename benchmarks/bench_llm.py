@@ -1,0 +1,145 @@
+"""A real LLM on this CPU: SmolLM2-135M-Instruct in our engine vs transformers `generate`, same weights.
+
+Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, stored
+input-major as `TextGenerator.from_run` loads it); the peer is `LlamaForCausalLM` holding exactly those
+weights (`hf_compat.to_hf`), whose greedy output is checked equal to ours before timing. For fp32 and
+bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
+
+- prefill tokens/s: B·64 / time to produce the first token;
+- decode tokens/s: B·(N−1) / (time for N tokens − time for 1 token), the steady one-token steps;
+- the bandwidth bound of batch-1 decoding: every step reads every weight once (the tied embedding once, as
+  the output layer), so tokens/s ≤ stream bandwidth ÷ bytes of weights, with the bandwidth measured in
+  this run by summing a 1 GiB tensor (a read-only stream, the access pattern of a matrix-vector product);
+- load time (the GGUF import, and loading the imported run) and peak resident memory, each in a fresh
+  process.
+
+Figures are the best of a few repeats, ours and the peer's interleaved, on torch's default threads.
+llama.cpp is not measured here: `llama-cpp-python` ships only as a source package (76 MB) whose C++
+build does not fit this benchmark's time on two cores; the compression benchmark is where we meet it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+from harness import best_of, measure_in_subprocess, write_result  # noqa: E402
+
+from lm2llm.gguf.registry import resolve_run  # noqa: E402
+from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
+from lm2llm.inference.engine import generate_ids  # noqa: E402
+from lm2llm.inference.layout import input_major  # noqa: E402
+from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
+from lm2llm.models import load_model  # noqa: E402
+from lm2llm.models.hf_compat import to_hf  # noqa: E402
+
+NAME = "smollm2-135m-instruct"
+PROMPT, NEW = 64, 33
+BATCHES = (1, 8)
+DTYPES = ("float32", "bfloat16")
+REPEATS = 3
+
+
+def stream_bandwidth(gib: float = 1.0) -> float:
+    """Bytes per second read when summing a large float32 tensor (best of five)."""
+    x = torch.ones(int(gib * 2**30 / 4))
+    x.sum()
+    seconds = best_of(lambda: x.sum(), repeats=5)
+    return x.numel() * 4 / seconds
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes one decoding step reads: every distinct parameter once (tied ones counted once)."""
+    return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def ours(model, prompts: list[list[int]], new: int) -> list[list[int]]:
+    config = SamplingConfig(max_new_tokens=new, temperature=0.0)
+    return [c.token_ids for c in generate_ids(model, prompts, config)]
+
+
+def theirs(hf, prompts: list[list[int]], new: int) -> list[list[int]]:
+    ids = torch.tensor(prompts)
+    with torch.inference_mode():
+        out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
+                          do_sample=False, pad_token_id=0, eos_token_id=None)
+    return out[:, ids.size(1):].tolist()
+
+
+def speeds(fn, prompts: list[list[int]]) -> dict[str, float]:
+    batch = len(prompts)
+    one = best_of(lambda: fn(prompts, 1), REPEATS)
+    full = best_of(lambda: fn(prompts, NEW), REPEATS)
+    return {"prefill_tokens_per_s": batch * PROMPT / one, "decode_tokens_per_s": batch * (NEW - 1) / (full - one)}
+
+
+LOAD_CODE = """
+import json, resource, time, torch
+start = time.perf_counter()
+{load}
+loaded = time.perf_counter() - start
+{run}
+print(json.dumps({{"load_seconds": loaded, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def load_figures(run: Path) -> dict[str, dict[str, float]]:
+    """Load time and peak memory of each engine with one short generation, each in a fresh process."""
+    ours_load = ("from lm2llm.inference.text import TextGenerator\n"
+                 f"generator = TextGenerator.from_run({str(run)!r})")
+    ours_run = ("from lm2llm.inference.sampling import SamplingConfig\n"
+                "generator.generate(['Hello'], SamplingConfig(max_new_tokens=8, temperature=0.0))")
+    hf_load = ("from lm2llm.models import load_model\nfrom lm2llm.models.hf_compat import to_hf\n"
+               f"hf = to_hf(load_model({str(run)!r}))")
+    hf_run = "hf.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=8, do_sample=False)"
+    import_code = ("import tempfile, pathlib\nfrom lm2llm.gguf.llama import import_gguf\n"
+                   "from lm2llm.gguf.registry import gguf_path\n"
+                   f"import_gguf(gguf_path({NAME!r}), pathlib.Path(tempfile.mkdtemp()) / 'run')")
+    return {
+        "ours": measure_in_subprocess(LOAD_CODE.format(load=ours_load, run=ours_run)),
+        "transformers_from_our_weights": measure_in_subprocess(LOAD_CODE.format(load=hf_load, run=hf_run)),
+        "gguf_import": measure_in_subprocess(LOAD_CODE.format(load=import_code, run="")),
+    }
+
+
+def main() -> None:
+    run = resolve_run(NAME)
+    base = load_model(run).eval()
+    with quiet_transformers():
+        hf_fp32 = to_hf(base)
+    generator = torch.Generator().manual_seed(0)
+    prompts = {b: torch.randint(100, 40000, (b, PROMPT), generator=generator).tolist() for b in BATCHES}
+    assert ours(input_major(load_model(run).eval()), prompts[1], 16) == theirs(hf_fp32, prompts[1], 16)
+    bandwidth = stream_bandwidth()
+    figures: dict = {"threads": torch.get_num_threads(), "stream_bandwidth_gb_per_s": bandwidth / 1e9,
+                     "prompt_tokens": PROMPT, "new_tokens": NEW}
+    peers: dict = {}
+    ratios: dict = {}
+    for dtype in DTYPES:
+        torch_dtype = getattr(torch, dtype)
+        model = input_major(load_model(run).eval().to(torch_dtype))
+        hf = to_hf(base).to(torch_dtype) if dtype != "float32" else hf_fp32
+        step_bytes = weight_bytes(model)
+        figures[dtype] = {"weight_bytes_per_step": step_bytes,
+                          "bandwidth_bound_tokens_per_s": bandwidth / step_bytes}
+        peers[dtype] = {}
+        for b in BATCHES:
+            with torch.inference_mode():
+                mine = speeds(lambda p, n, m=model: ours(m, p, n), prompts[b])
+            peer = speeds(lambda p, n, h=hf: theirs(h, p, n), prompts[b])
+            figures[dtype][f"batch_{b}"] = mine
+            peers[dtype][f"batch_{b}"] = peer
+            for key in mine:
+                ratios[f"{dtype}_batch{b}_{key.removesuffix('_tokens_per_s')}_vs_transformers"] = mine[key] / peer[key]
+        share = figures[dtype]["batch_1"]["decode_tokens_per_s"] / figures[dtype]["bandwidth_bound_tokens_per_s"]
+        figures[dtype]["batch_1_decode_share_of_bandwidth_bound"] = share
+    figures["load"] = load_figures(run)
+    write_result("llm", figures, peers, ratios, notes=(
+        "SmolLM2-135M-Instruct (our GGUF import) vs transformers LlamaForCausalLM with the same weights; greedy, "
+        f"{PROMPT}-token random prompts, {NEW} new tokens, best of {REPEATS}; llama.cpp not built (see docstring)."))
+
+
+if __name__ == "__main__":
+    main()

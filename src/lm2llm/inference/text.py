@@ -26,6 +26,7 @@ from lm2llm.inference.engine import DecodeBatch
 from lm2llm.inference.layout import input_major
 from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
 from lm2llm.models import load_model
+from lm2llm.runs import read_json
 from lm2llm.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
 
 
@@ -84,6 +85,7 @@ class TextGenerator:
         `benchmarks/bench_serve.py`). The KV cache follows the weights' dtype; sampling works in fp32.
         `quantize` ("int8" or "int4", CPU only) swaps every linear layer for its weight-only quantized
         counterpart (`lm2llm.compress.weight_only`): a quarter or an eighth of float32's bytes per token.
+        A run that `lm2llm compress --method int8|int4` wrote records its kind and gets it by default.
         """
         if dtype not in env.DTYPES:
             raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint=", ".join(env.DTYPES))
@@ -98,6 +100,9 @@ class TextGenerator:
                             hint="give the folder a training run wrote")
         tokenizer = load_tokenizer(run_dir)
         model = load_model(run_dir, device=device).to(env.DTYPES[dtype])
+        if quantize is None and (run_dir / "config.json").is_file():
+            saved = read_json(run_dir / "config.json")
+            quantize = saved.get("quantize") if isinstance(saved, dict) else None
         if quantize is not None:
             if device != "cpu":
                 raise UserError("--quantize int8/int4 runs on PyTorch's CPU kernels", where="--device", hint="use cpu")

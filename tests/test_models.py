@@ -297,3 +297,11 @@ def test_preset_of_another_family_is_refused():
         build_model("gpt", "llama-tiny")
     with pytest.raises(UserError, match="unknown preset"):
         build_model("gpt", "gpt-5")
+
+
+def test_sinusoidal_positions_are_added_at_the_token_embeddings_size():
+    """Unscaled sinusoids (amplitude 1) drowned 0.02-std embeddings 35 to 1; the paper's balance is kept."""
+    model = build_model("gpt", n_layer=1, d_model=64, n_head=4, positional="sinusoidal")
+    token_rms = model.tok_emb.weight.pow(2).mean().sqrt().item()
+    position_rms = model.pos_emb.table_values.pow(2).mean().sqrt().item()
+    assert 0.5 < position_rms / token_rms < 1.0

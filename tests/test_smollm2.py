@@ -150,3 +150,20 @@ def test_a_directory_is_never_shadowed_by_a_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / NAME).mkdir()
     assert registry.resolve_run(NAME) == Path(NAME)
+
+
+def test_the_registered_name_serves_chat_over_openai_protocol(smollm2_run, monkeypatch):
+    openai = pytest.importorskip("openai")
+    from lm2llm.serve.app import ServedModel, ServerThread, create_app
+
+    served = ServedModel.from_run(NAME, max_batch=2)
+    assert served.model_id == NAME
+    with ServerThread(create_app(served)) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "What is 2+2?"}],
+                                               max_tokens=16, temperature=0)
+    choice = reply.choices[0]
+    assert choice.message.content.strip() and "<|im" not in choice.message.content
+    tokenizer = load_tokenizer(smollm2_run)
+    prompt = tokenizer.render_chat([{"role": "user", "content": "What is 2+2?"}], add_generation_prompt=True)[0]
+    assert reply.usage.prompt_tokens == len(prompt)

@@ -61,8 +61,8 @@ def test_korean_report_has_bilingual_headings(cli, tmp_path):
 def test_claim_verdicts_are_recorded(cli, tmp_path):
     data = json.loads(cli("tour", "--quick", "--only", "0", "--out", tmp_path, "--json").out)
     for claim in data["chapters"][0]["claims"]:
-        assert isinstance(claim["holds"], bool)
-        assert claim["measurement"]["en"]
+        assert claim["holds"] in (True, False, None)
+        assert claim["kind"] in ("measured", "demonstration") and claim["measurement"]["en"]
 
 
 def test_whole_quick_tour_reports_every_chapter(quick_tour):
@@ -72,7 +72,10 @@ def test_whole_quick_tour_reports_every_chapter(quick_tour):
     text = "".join(_parse(quick_tour.html).text)
     for chapter, result, _ in quick_tour.chapters:
         assert chapter.title.en in text
-        assert all(isinstance(claim.holds, bool) for claim in result.claims)
+        assert all(claim.holds in (True, False, None) for claim in result.claims)
+        # a score claim states its chance level and its interval, and the interval holds its score
+        assert all(claim.kind in ("measured", "demonstration") for claim in result.claims)
+        assert all(claim.chance is not None for claim in result.claims if claim.interval is not None)
     print({c.id: (r.seconds, r.cpu_seconds) for c, r, _ in quick_tour.chapters})  # (wall, CPU) seconds
 
 
@@ -110,3 +113,38 @@ def test_threads_must_be_positive(cli, tmp_path):
     result = cli("tour", "--quick", "--only", "0", "--threads", "0", "--out", tmp_path)
     assert result.code == 2
     assert "--threads" in result.err
+
+
+def test_headline_counts_measured_claims_and_labels_the_rest():
+    from lm2llm.tour.framework import Claim, T, compare_intervals, demonstration, headline, wilson_interval
+    from lm2llm.tour.report import headline_text
+
+    claims = [Claim(T("a", "a"), T("m", "m"), True), Claim(T("b", "b"), T("m", "m"), False),
+              Claim(T("c", "c"), T("m", "m"), None), demonstration(T("d", "d"), T("m", "m"), True)]
+    assert headline(claims) == {"measured": 3, "hold": 1, "fail": 1, "inconclusive": 1, "demonstrations": 1}
+    assert headline_text(claims, "en").startswith("1/3 measured claims hold")
+    assert "판단 보류" in headline_text(claims, "ko")
+    # overlapping intervals decide nothing; 0 of 16 against 0 of 16 sits at the floor
+    assert compare_intervals(wilson_interval(0, 16), wilson_interval(0, 16)) is None
+    assert compare_intervals(wilson_interval(12, 16), wilson_interval(1, 16)) is True
+    assert compare_intervals(wilson_interval(1, 16), wilson_interval(12, 16)) is False
+    low, high = wilson_interval(0, 16)
+    assert low == 0.0 and 0.15 < high < 0.25
+
+
+def test_markdown_cells_escape_pipes(tmp_path):
+    from lm2llm.tour.framework import Chapter, ChapterResult, Claim, T, Table
+    from lm2llm.tour.report import render_markdown
+
+    result = ChapterResult(T("s", "s"), claims=[Claim(T("x | y", "x | y"), T("a|b", "a|b"), None)],
+                           tables=[Table(T("t", "t"), ["c|1"], [["v|2\nnext"]])])
+    text = render_markdown([(Chapter("0", T("t", "t"), lambda ctx: result), result, False)], "en", True)
+    assert "x \\| y" in text and "v\\|2<br>next" in text and "? inconclusive" in text
+
+
+def test_plain_progress_lines_when_output_is_not_a_terminal(tmp_path, capsys):
+    from lm2llm.tour.runner import run_tour
+
+    run_tour(tmp_path, quick=True, only=["0"], show_progress=True)
+    out = capsys.readouterr().out
+    assert "0 Your machine: started" in out and "0 Your machine: finished in" in out and "tour: 1 chapters in" in out

@@ -9,7 +9,7 @@ def test_generation_chapter_quick(quick_tour):
     """Read from the session's quick tour (the chapter is not run a second time)."""
     chapter = chapter_result(quick_tour, "6.2")
     assert len(chapter.claims) == 5
-    assert all(isinstance(claim.holds, bool) for claim in chapter.claims)
+    assert all(claim.holds in (True, False, None) for claim in chapter.claims)
     settings = chapter.metrics["settings"]
     assert settings["greedy"]["distinct_2"] <= settings["T=1.5"]["distinct_2"]
     assert all(setting["perplexity"] >= 1 for setting in settings.values())

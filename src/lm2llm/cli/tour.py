@@ -48,5 +48,7 @@ def register(app: typer.Typer) -> None:
                 }
             )
             return
+        from lm2llm.tour.report import headline_text
+
         claims = [claim for _, r, _ in outcome.chapters for claim in r.claims]
-        console.print(f"report: {outcome.html}  ({sum(c.holds for c in claims)}/{len(claims)} claims hold)")
+        console.print(f"report: {outcome.html}  ({headline_text(claims, lang)})")

@@ -202,7 +202,7 @@ class Transformer(nn.Module):
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.d_model)
         self.pos_emb = (
-            AbsolutePositions(config.positional, config.context_length, config.d_model)
+            AbsolutePositions(config.positional, config.context_length, config.d_model, scale=config.init_std)
             if config.positional in ("learned", "sinusoidal") else None
         )
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))

@@ -51,11 +51,56 @@ def T(en: str, ko: str) -> Text:  # noqa: N802 - short constructor used througho
     return Text(en, ko)
 
 
+MEASURED = "measured"  # could have come out either way on this model and data: counted in the headline
+DEMONSTRATION = "demonstration"  # true by construction or by definition: shown, never counted as checked
+CLAIM_KINDS = (MEASURED, DEMONSTRATION)
+
+
 @dataclass
 class Claim:
+    """A statement of the guide, the measurement behind it and its verdict.
+
+    `holds` is True or False, or None when the measurement cannot decide (a difference inside its
+    interval, scores at their floor): inconclusive, reported as such rather than as ✓ or ✗. A score
+    states its `chance` level and its 95 % `interval` (a pair for one score; the measurement text carries
+    the others' when several are compared).
+    """
+
     statement: Text
     measurement: Text
-    holds: bool
+    holds: bool | None
+    kind: str = MEASURED
+    chance: float | None = None
+    interval: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"claim kind must be one of {CLAIM_KINDS}, not {self.kind!r}")
+        if self.interval is not None:
+            self.interval = (float(self.interval[0]), float(self.interval[1]))
+
+
+def demonstration(statement: Text, measurement: Text, holds: bool) -> Claim:
+    """A claim true by construction (our code refuses it, a split guarantees it): shown, not counted."""
+    return Claim(statement, measurement, holds, kind=DEMONSTRATION)
+
+
+def compare_intervals(better: tuple[float, float], worse: tuple[float, float]) -> bool | None:
+    """True when `better` lies wholly above `worse`, False when wholly below, None (inconclusive) when the
+    two 95 % intervals overlap."""
+    if better[0] > worse[1]:
+        return True
+    if better[1] < worse[0]:
+        return False
+    return None
+
+
+def headline(claims: list[Claim]) -> dict[str, int]:
+    """What a report's headline counts: measured claims only, split by verdict, and the demonstrations."""
+    measured = [c for c in claims if c.kind == MEASURED]
+    return {"measured": len(measured), "hold": sum(c.holds is True for c in measured),
+            "fail": sum(c.holds is False for c in measured), "inconclusive": sum(c.holds is None for c in measured),
+            "demonstrations": len(claims) - len(measured)}
 
 
 @dataclass
@@ -95,7 +140,8 @@ class ChapterResult:
     def from_dict(cls, data: dict) -> ChapterResult:
         return cls(
             summary=Text(**data["summary"]),
-            claims=[Claim(Text(**c["statement"]), Text(**c["measurement"]), bool(c["holds"])) for c in data["claims"]],
+            claims=[Claim(Text(**c["statement"]), Text(**c["measurement"]), c["holds"] if c["holds"] is None else bool(c["holds"]),
+                          c.get("kind", MEASURED), c.get("chance"), c.get("interval")) for c in data["claims"]],
             tables=[Table(Text(**t["title"]), t["columns"], t["rows"]) for t in data["tables"]],
             figures=[Figure(Text(**f["title"]), f["path"]) for f in data["figures"]],
             samples=[Sample(Text(**s["title"]), s["text"]) for s in data["samples"]],

@@ -21,7 +21,16 @@ from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model
 from lm2llm.models.accounting import model_param_report
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
-from lm2llm.tour.framework import ChapterContext, Claim, Sample, T, Table, Text, wilson_interval
+from lm2llm.tour.framework import (
+    ChapterContext,
+    Claim,
+    Sample,
+    T,
+    Table,
+    Text,
+    compare_intervals,
+    wilson_interval,
+)
 
 NAME = "smollm2-135m-instruct"
 
@@ -75,14 +84,15 @@ def fertility(tokenizer: Tokenizer, texts: list[str]) -> float:
 
 
 def instruction_claim(hits: dict[str, int], total: int, statement: Text, what: Text) -> Claim:
-    """SmolLM2 against our SFT model on `hits` of `total`: holds when their 95 % intervals do not overlap."""
+    """SmolLM2 against our SFT model on `hits` of `total`: holds when SmolLM2's 95 % interval lies above
+    the other's, fails when below, and is inconclusive when they overlap."""
     (smol, smol_ci), (sft, sft_ci) = ((k, wilson_interval(k, total)) for k in hits.values())
     text = [f"{what.get(lang)}: SmolLM2 {smol}/{total} ({ci_word} {smol_ci[0]:.2f}–{smol_ci[1]:.2f}), {sft_word} "
             f"{sft}/{total} ({sft_ci[0]:.2f}–{sft_ci[1]:.2f}); {rule}"
             for lang, ci_word, sft_word, rule in (
-                ("en", "95 % CI", "our SFT model", "chance ≈ 0 (free text); holds when the intervals do not overlap"),
-                ("ko", "95 % 신뢰구간", "우리 SFT 모델", "우연 수준 ≈ 0 (자유 텍스트); 두 구간이 겹치지 않아야 성립"))]
-    return Claim(statement, T(*text), smol_ci[0] > sft_ci[1])
+                ("en", "95 % CI", "our SFT model", "chance ≈ 0 (free text); decided only when the intervals do not overlap"),
+                ("ko", "95 % 신뢰구간", "우리 SFT 모델", "우연 수준 ≈ 0 (자유 텍스트); 두 구간이 겹치지 않을 때만 판정"))]
+    return Claim(statement, T(*text), compare_intervals(smol_ci, sft_ci), chance=0.0, interval=smol_ci)
 
 
 def real_llm_section(ctx: ChapterContext, small_tokenizer: Tokenizer) -> tuple[list[Claim], list[Table], list[Sample], dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lm2llm import __version__
 from lm2llm.runs import atomic_write_text
-from lm2llm.tour.framework import Chapter, ChapterResult, Text
+from lm2llm.tour.framework import DEMONSTRATION, Chapter, ChapterResult, Claim, Text, headline
 
 UI = {
     "title": Text("lm2llm tour: from n-grams to LLMs", "lm2llm 투어: n-gram에서 LLM까지"),
@@ -21,6 +21,9 @@ UI = {
     "verdict": Text("Verdict", "판정"),
     "holds": Text("holds", "성립"),
     "fails": Text("does not hold", "불성립"),
+    "inconclusive": Text("inconclusive", "판단 보류"),
+    "demonstration": Text("demonstration (true by construction, not counted)", "시연 (구성상 참, 집계 제외)"),
+    "kind": Text("Kind", "종류"),
     "tables": Text("Tables", "표"),
     "figures": Text("Figures", "그림"),
     "samples": Text("Samples", "예시"),
@@ -45,8 +48,31 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _verdict(holds: bool, lang: str) -> str:
-    return ("✓ " + UI["holds"].get(lang)) if holds else ("✗ " + UI["fails"].get(lang))
+def _verdict(claim: Claim, lang: str) -> str:
+    if claim.kind == DEMONSTRATION:
+        return "◦ " + UI["demonstration"].get(lang)
+    if claim.holds is None:
+        return "? " + UI["inconclusive"].get(lang)
+    return ("✓ " + UI["holds"].get(lang)) if claim.holds else ("✗ " + UI["fails"].get(lang))
+
+
+def _css(claim: Claim) -> str:
+    return "demo" if claim.kind == DEMONSTRATION else {True: "ok", False: "no", None: "unsure"}[claim.holds]
+
+
+def headline_text(claims: list[Claim], lang: str) -> str:
+    """"7/9 measured claims hold, 1 inconclusive; 3 demonstrations" in the report's language."""
+    n = headline(claims)
+    if lang == "ko":
+        return (f"측정한 주장 {n['measured']}개 중 {n['hold']}개 성립, {n['fail']}개 불성립, {n['inconclusive']}개 판단 보류; "
+                f"시연 {n['demonstrations']}개")
+    return (f"{n['hold']}/{n['measured']} measured claims hold, {n['fail']} do not, {n['inconclusive']} inconclusive; "
+            f"{n['demonstrations']} demonstrations")
+
+
+def _md(value: object) -> str:
+    """A Markdown table cell: `|` escaped and line breaks folded, so a cell never splits the row."""
+    return _cell(value).replace("|", "\\|").replace("\n", "<br>")
 
 
 def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused: bool, lang: str) -> str:
@@ -61,10 +87,9 @@ def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused
         parts += [f"<th>{esc(UI[k].get(lang))}</th>" for k in ("claim", "measured", "verdict")]
         parts.append("</tr>")
         for claim in result.claims:
-            css = "ok" if claim.holds else "no"
             parts.append(
                 f"<tr><td>{esc(claim.statement.get(lang))}</td><td>{esc(claim.measurement.get(lang))}</td>"
-                f"<td class='{css}'>{esc(_verdict(claim.holds, lang))}</td></tr>"
+                f"<td class='{_css(claim)}'>{esc(_verdict(claim, lang))}</td></tr>"
             )
         parts.append("</table>")
     for table in result.tables:
@@ -94,6 +119,7 @@ body{font-family:system-ui,'Noto Sans KR','Apple SD Gothic Neo',sans-serif;max-w
 table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:.92em}
 td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3} .ok{color:#14713a;font-weight:600} .no{color:#b3261e;font-weight:600}
+.unsure{color:#8a6d00;font-weight:600} .demo{color:#666}
 .meta{color:#777;font-size:.85em} pre{background:#f7f7f7;padding:.7em;overflow-x:auto;white-space:pre-wrap}
 figure img{max-width:100%} figcaption{color:#555;font-size:.9em}
 """
@@ -104,20 +130,20 @@ def render_html(out_dir: Path, done: list[tuple[Chapter, ChapterResult, bool]], 
     title = heading(UI["title"], lang)
     mode = UI["mode_quick" if quick else "mode_full"].get(lang)
     claims = [(c, claim) for c, r, _ in done for claim in r.claims]
-    passed = sum(claim.holds for _, claim in claims)
+    total_seconds = sum(r.seconds for _, r, _ in done)
     toc = "".join(
         f"<li><a href='#{c.slug}'>{esc(c.id)}. {esc(heading(c.title, lang))}</a></li>" for c, _, _ in done
     )
     summary_rows = "".join(
         f"<tr><td>{esc(c.id)}</td><td>{esc(claim.statement.get(lang))}</td>"
-        f"<td class='{'ok' if claim.holds else 'no'}'>{esc(_verdict(claim.holds, lang))}</td></tr>"
+        f"<td class='{_css(claim)}'>{esc(_verdict(claim, lang))}</td></tr>"
         for c, claim in claims
     )
     body = "\n".join(_chapter_html(out_dir, c, r, reused, lang) for c, r, reused in done)
     return f"""<!DOCTYPE html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{esc(title)}</title><style>{CSS}</style></head>
 <body><h1>{esc(title)}</h1>
-<p class="meta">lm2llm {__version__} · {esc(mode)} · {passed}/{len(claims)} {esc(UI['holds'].get(lang))}</p>
+<p class="meta">lm2llm {__version__} · {esc(mode)} · {esc(headline_text([c for _, c in claims], lang))} · {total_seconds:.0f} {esc(UI['seconds'].get(lang))}</p>
 <h2>{esc(heading(UI['contents'], lang))}</h2><ol class="toc">{toc}</ol>
 <h2>{esc(heading(UI['summary'], lang))}</h2>
 <table><tr><th>#</th><th>{esc(UI['claim'].get(lang))}</th><th>{esc(UI['verdict'].get(lang))}</th></tr>{summary_rows}</table>
@@ -127,19 +153,22 @@ def render_html(out_dir: Path, done: list[tuple[Chapter, ChapterResult, bool]], 
 
 
 def render_markdown(done: list[tuple[Chapter, ChapterResult, bool]], lang: str, quick: bool) -> str:
-    lines = [f"# {heading(UI['title'], lang)}", "", f"_{UI['mode_quick' if quick else 'mode_full'].get(lang)}_", ""]
+    claims = [claim for _, r, _ in done for claim in r.claims]
+    total_seconds = sum(r.seconds for _, r, _ in done)
+    lines = [f"# {heading(UI['title'], lang)}", "",
+             f"_{UI['mode_quick' if quick else 'mode_full'].get(lang)} · {headline_text(claims, lang)} · "
+             f"{total_seconds:.0f} {UI['seconds'].get(lang)}_", ""]
     for chapter, result, _ in done:
         lines += [f"## {chapter.id}. {heading(chapter.title, lang)}", "", result.summary.get(lang), ""]
         if result.claims:
             lines += [f"| {UI['claim'].get(lang)} | {UI['measured'].get(lang)} | {UI['verdict'].get(lang)} |", "|---|---|---|"]
-            lines += [
-                f"| {c.statement.get(lang)} | {c.measurement.get(lang)} | {_verdict(c.holds, lang)} |" for c in result.claims
-            ]
+            lines += [f"| {_md(c.statement.get(lang))} | {_md(c.measurement.get(lang))} | {_verdict(c, lang)} |"
+                      for c in result.claims]
             lines.append("")
         for table in result.tables:
-            lines += [f"### {heading(table.title, lang)}", "", "| " + " | ".join(map(str, table.columns)) + " |"]
+            lines += [f"### {heading(table.title, lang)}", "", "| " + " | ".join(map(_md, table.columns)) + " |"]
             lines.append("|" + "---|" * len(table.columns))
-            lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.rows]
+            lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in table.rows]
             lines.append("")
         for figure in result.figures:
             lines += [f"![{heading(figure.title, lang)}]({chapter.slug}/{figure.path})", ""]

@@ -72,6 +72,14 @@ def run_tour(
         TimeElapsedColumn(),
         disable=not show_progress,
     ) as progress:
+        tour_start = time.perf_counter()
+        # bars redraw in place, which logs and CI cannot show: there each chapter gets a start and an end line
+        plain = show_progress and not progress.console.is_terminal
+
+        def log(text: str) -> None:
+            if plain:
+                progress.console.print(f"[{time.perf_counter() - tour_start:7.1f} s] {text}", highlight=False)
+
         for chapter in chapters:
             chapter_dir = out_dir / chapter.slug
             chapter_dir.mkdir(parents=True, exist_ok=True)
@@ -83,12 +91,14 @@ def run_tour(
                 results[chapter.id] = cached
                 done.append((chapter, cached, True))
                 progress.update(task, completed=1.0, description=f"{title} (reused)")
+                log(f"{title}: reused")
                 continue
 
             def report_progress(finished: float, total: float, task=task) -> None:
                 progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
 
             ctx = ChapterContext(chapter_dir, quick, lang, report_progress, results)
+            log(f"{title}: started")
             start, cpu_start = time.perf_counter(), time.process_time()
             with torch_threads(chapter_threads(quick, threads)):
                 result = chapter.run(ctx)
@@ -98,5 +108,7 @@ def run_tour(
             results[chapter.id] = result
             done.append((chapter, result, False))
             progress.update(task, completed=1.0)
+            log(f"{title}: finished in {result.seconds:.1f} s")
+        log(f"tour: {len(done)} chapters in {time.perf_counter() - tour_start:.1f} s")
     html, markdown = report.write(out_dir, done, lang=lang, quick=quick)
     return TourOutcome(out_dir, html, markdown, done)

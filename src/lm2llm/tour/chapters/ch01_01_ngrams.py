@@ -18,7 +18,16 @@ from lm2llm.data import load_documents
 from lm2llm.ngram import NgramConfig, generate, sentence_scores, train, write_arpa
 from lm2llm.ngram.limits import long_range_probe, perplexity_by_order, unseen_shares
 from lm2llm.ngram.vocab import split_words
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 
 ORDERS = [1, 2, 3, 4, 5]
@@ -125,7 +134,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               "차수를 올릴수록 이득이 줄어들어 정체한다 (마지막 단계의 이득이 첫 단계의 10분의 1 미만)."),
             T(f"order 1→2 divides perplexity by {gain_first:.2f}, order {ORDERS[-2]}→{ORDERS[-1]} by {gain_last:.3f}; "
               f"best order {ORDERS[best]}",
-              f"차수 1→2는 퍼플렉서티를 {gain_first:.2f}배 줄이고 {ORDERS[-2]}→{ORDERS[-1]}은 {gain_last:.3f}배; "
+              f"차수 1→2는 퍼플렉서티를 {gain_first:.2f}배 줄이고 차수 {ORDERS[-2]}→{ORDERS[-1]}에서는 {gain_last:.3f}배; "
               f"최적 차수 {ORDERS[best]}"),
             gain_last - 1 < 0.1 * (gain_first - 1),
         ),
@@ -136,7 +145,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               f"차수 {ORDERS[0]}-{ORDERS[-1]}의 미관측 비율 {', '.join(f'{s:.0%}' for s in unseen)}"),
             all(a < b for a, b in zip(unseen, unseen[1:], strict=False)) and unseen[-1] > 0.5,
         ),
-        Claim(
+        demonstration(
             T("Without smoothing, unseen events get probability zero; smoothing removes every zero.",
               "스무딩이 없으면 처음 보는 사건의 확률이 0이 되고, 스무딩은 0을 모두 없앤다."),
             T(f"MLE gives p = 0 to {mle_zero[1]:.0%} (bigram) and {mle_zero[-1]:.0%} (order {ORDERS[-1]}) of held-out words; "
@@ -150,7 +159,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               "n-gram의 문맥은 고정되어 있어 N-1 단어보다 먼 의존 관계는 보이지 않는다."),
             T(f"choosing the closing word: {max(blind):.0%} at best with orders < {PROBE_GAP + 2} (chance is 50%), "
               f"{min(seeing):.0%} at least with orders ≥ {PROBE_GAP + 2}",
-              f"닫는 단어 맞히기: 차수 {PROBE_GAP + 2} 미만은 최고 {max(blind):.0%}(우연 50%), "
+              f"닫는 단어 맞히기: 차수 {PROBE_GAP + 2} 미만은 최고 {max(blind):.0%}(우연 수준 50%), "
               f"{PROBE_GAP + 2} 이상은 최저 {min(seeing):.0%}"),
             max(blind) < 0.65 and min(seeing) > 0.95,
         ),

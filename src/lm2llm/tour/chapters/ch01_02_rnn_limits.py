@@ -236,7 +236,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               T(f"trigram accuracy: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
                 f"(chance {chance:.2f})",
                 f"trigram 정확도: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
-                f"(우연 {chance:.2f})"),
+                f"(우연 수준 {chance:.2f})"),
               accuracy["trigram"][1] > 0.9 and accuracy["trigram"][d_max] < chance + 0.1),
         Claim(T("Long-range dependencies are hard for recurrent models: an LSTM needs more training than a "
                 "Transformer to recall a distant token.",
@@ -255,12 +255,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
                         ["model", "parameters", "tokens/s"],
                         [["Transformer", tf_model.num_params(), round(speed["Transformer"])],
                          ["LSTM (fused)", lstm_model.num_params(), round(speed["LSTM"])]])
+    pace = (f"{speed_ratio:.1f}× faster than" if speed_ratio >= 1 else f"at {speed_ratio:.1f}× the speed of",
+            f"{speed_ratio:.1f}배 빨리" if speed_ratio >= 1 else f"{1 / speed_ratio:.1f}배 느리게")
     summary = T(
         f"Over {far} tokens the RNN keeps {relative['RNN']:.0e} of its gradient, the Transformer {relative['Transformer']:.2f}; "
-        f"the Transformer trains {speed_ratio:.1f}× faster than an LSTM of equal size and recalls a key {d_max} tokens back "
+        f"the Transformer trains {pace[0]} an LSTM of equal size and recalls a key {d_max} tokens back "
         f"with {accuracy['Transformer'][d_max]:.0%} accuracy (LSTM {accuracy['LSTM'][d_max]:.0%}, trigram {accuracy['trigram'][d_max]:.0%}).",
         f"{far}토큰을 거슬러 오르면 RNN의 기울기는 {relative['RNN']:.0e}배로, Transformer는 {relative['Transformer']:.2f}배로 줄어든다. "
-        f"Transformer는 같은 크기의 LSTM보다 {speed_ratio:.1f}배 빨리 학습하고, {d_max}토큰 앞의 키를 "
+        f"Transformer는 같은 크기의 LSTM보다 {pace[1]} 학습하고, {d_max}토큰 앞의 키를 "
         f"{accuracy['Transformer'][d_max]:.0%} 정확도로 기억한다(LSTM {accuracy['LSTM'][d_max]:.0%}, trigram {accuracy['trigram'][d_max]:.0%}).",
     )
     metrics = {"gradient_ratio_far_over_near": relative, "train_tokens_per_s": speed, "speed_ratio": speed_ratio, "threads": threads,

@@ -34,7 +34,16 @@ from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 from lm2llm.training.config import TrainConfig
 from lm2llm.training.data import ShardBatches
@@ -231,7 +240,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{frequency['top1']:.3f}; 교차 엔트로피 BERT {nats['bert']:.2f}, GPT {nats['gpt']:.2f}, 빈도 "
                 f"{nats['frequencies']:.2f} nats.{plateau.ko}"),
               bert_blank > gpt_blank),
-        Claim(T("A decoder generates text token by token; an encoder has no such interface.",
+        demonstration(T("A decoder generates text token by token; an encoder has no such interface.",
                 "디코더는 토큰을 하나씩 이어 생성하고, 인코더에는 그런 방법이 없다."),
               T(f"GPT produced {len(gpt_tokens)} tokens; BERT generation {'worked' if bert_generates else 'was refused'}",
                 f"GPT는 토큰 {len(gpt_tokens)}개를 생성; BERT 생성은 {'됨' if bert_generates else '거부됨'}"),
@@ -239,7 +248,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Both pre-trained models can be fine-tuned into classifiers well above chance.",
                 "사전학습한 두 모델 모두 미세조정하면 우연 수준보다 훨씬 잘 분류한다."),
               T(f"accuracy BERT {scores['bert']['accuracy']:.3f}, GPT {scores['gpt']['accuracy']:.3f}, chance {chance:.2f}",
-                f"정확도 BERT {scores['bert']['accuracy']:.3f}, GPT {scores['gpt']['accuracy']:.3f}, 우연 {chance:.2f}"),
+                f"정확도 BERT {scores['bert']['accuracy']:.3f}, GPT {scores['gpt']['accuracy']:.3f}, 우연 수준 {chance:.2f}"),
               min(scores["bert"]["accuracy"], scores["gpt"]["accuracy"]) > 1.5 * chance),
         Claim(T("For understanding tasks such as classification, the encoder beats a decoder of the same size.",
                 "분류 같은 이해 과제에서는 같은 크기의 디코더보다 인코더가 낫다."),

@@ -19,7 +19,16 @@ from lm2llm.data.card import funnel_rows  # noqa: E402
 from lm2llm.data.dedup import content_hash, jaccard, shingles  # noqa: E402
 from lm2llm.data.pii import PII_TYPES, evaluate  # noqa: E402
 from lm2llm.data.prepare import DOCUMENTS_FILE, PrepareConfig, prepare  # noqa: E402
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table  # noqa: E402
+from lm2llm.tour.framework import (  # noqa: E402
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 
 QUICK_LIMIT = 3000  # python-docs documents read in quick mode (of about 8,500)
 
@@ -113,7 +122,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"korean-law 원문: 개인정보 {law_pii}건 치환({dict(law.pii)}); 라벨링 세트: "
                 f"모든 유형에서 정밀도 ≥ {min_precision:.2f}, 재현율 ≥ {min_recall:.2f}"),
               law_pii > 0 and min_precision >= 0.8 and min_recall >= 0.8),
-        Claim(T("Splitting by content hash keeps every validation document out of training.",
+        demonstration(T("Splitting by content hash keeps every validation document out of training.",
                 "내용 해시로 나누면 검증 문서가 학습 데이터에 섞이지 않는다."),
               T(f"{overlap} texts in both splits; {val_share:.1%} of documents in val",
                 f"두 분할에 모두 있는 텍스트 {overlap}개; 검증 비율 {val_share:.1%}"),

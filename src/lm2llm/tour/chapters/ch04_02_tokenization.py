@@ -12,7 +12,16 @@ from __future__ import annotations
 from lm2llm.data import load_documents
 from lm2llm.tokenizer import BPETokenizer, CharTokenizer
 from lm2llm.tokenizer.stats import fertility
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 
 QUICK_VOCABS = [512, 1024, 2048, 4096]
@@ -144,7 +153,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               f"토큰당 바이트 {ko_words_en.bytes_per_token:.2f} 대 {ko_words_mix.bytes_per_token:.2f}"),
             ko_words_en.tokens_per_word >= 1.5 * ko_words_mix.tokens_per_word,
         ),
-        Claim(
+        demonstration(
             T("So the same Korean text costs more with an English-only tokenizer: a longer sequence, more "
               "attention work, more per-token price, and less text in the context window.",
               "그래서 같은 한국어 글이 영어 전용 토크나이저로는 더 비싸다: 시퀀스가 길고, 어텐션 계산과 토큰당 "

@@ -104,7 +104,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     figure = ctx.save_figure(fig, "exact_match", T("Exact match on held-out prompts, per task",
-                                                   "과제별 보류 프롬프트 정확 일치율"))
+                                                   "과제별 학습에 쓰지 않은 프롬프트 정확 일치율"))
 
     model_bytes = (runs / "full" / "model.safetensors").stat().st_size
     unseen = chat_tokens_in_pretraining(ctx, base)
@@ -134,7 +134,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Supervised fine-tuning on instructions makes a pre-trained model answer prompts it never saw.",
                 "지시 데이터로 지도 미세조정하면 사전학습한 모델이 본 적 없는 프롬프트에 답하게 된다."),
               T(f"exact match on {full.after['n']} held-out prompts: {before:.1%} before, {after:.1%} after",
-                f"보류 프롬프트 {full.after['n']}개 정확 일치율: 학습 전 {before:.1%}, 학습 후 {after:.1%}"),
+                f"학습에 쓰지 않은 프롬프트 {full.after['n']}개 정확 일치율: 학습 전 {before:.1%}, 학습 후 {after:.1%}"),
               after > before),
         Claim(T("Fine-tuning builds on pre-training: the same fine-tuning from an untrained model does worse "
                 "(higher loss on held-out answers, no better exact match).",
@@ -188,7 +188,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     return ChapterResult(
         summary, claims=claims, tables=[table], figures=[figure],
         samples=[Sample(T("Chat before and after fine-tuning (held-out prompts, greedy)",
-                          "미세조정 전후 대화 (보류 프롬프트, greedy)"), transcript)],
+                          "미세조정 전후 대화 (학습에 쓰지 않은 프롬프트, greedy)"), transcript)],
         metrics={"base": str(base.relative_to(ctx.out_dir.parent)), "before": full.before,
                  "runs": {name: {"dir": f"runs/{name}", "after": r.after, "seconds": r.train_seconds,
                                  "final_loss": r.final_loss, "held_out_loss": held_out_loss[name], "trainable": r.trainable_params, "total": r.total_params,

@@ -127,7 +127,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"({rm['dropped_too_long']} pairs longer than the context were left out)",
                 f"보류 쌍 {rm['held_out_pairs']}개 정확도 {rm['held_out_accuracy']:.2f} (문맥보다 긴 쌍 "
                 f"{rm['dropped_too_long']}개는 제외; 학습 전 "
-                f"{rm['held_out_accuracy_before']:.2f}, 우연 0.5)"),
+                f"{rm['held_out_accuracy_before']:.2f}, 우연 수준 0.5)"),
               rm["held_out_accuracy"] > 0.5),
         Claim(T("PPO raises the reward of held-out answers over the SFT model while the KL penalty keeps it "
                 "close to SFT.", "PPO는 보류 질문 답의 보상을 SFT보다 높이고, KL 벌점이 SFT 가까이 붙잡아 둔다."),

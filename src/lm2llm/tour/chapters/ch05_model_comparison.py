@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lm2llm.models.accounting import param_report
 from lm2llm.models.presets import CATALOG, PRESETS
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, T, Table, demonstration
 
 COUNTED = ["palm-540b", "llama2-7b", "llama2-13b", "llama2-70b", "mistral-7b", "solar-10.7b", "llama3-8b"]
 
@@ -45,15 +45,15 @@ def run(ctx: ChapterContext) -> ChapterResult:
     gqa_saving = 1 - kv_cache_bytes_per_token(llama70.config) / kv_cache_bytes_per_token(
         llama70.config, kv_heads=llama70.config["n_head"])
     claims = [
-        Claim(T("PaLM has 540B parameters.", "PaLM의 매개변수는 540B개다."),
+        demonstration(T("PaLM has 540B parameters.", "PaLM의 매개변수는 540B개다."),
               T(f"counted from the published configuration: {palm.total:,}", f"공개된 구성에서 센 값: {palm.total:,}"),
               abs(palm.total / 540e9 - 1) < 0.01),
-        Claim(T("LLaMA 2 reaches its results with a comparatively small size.",
+        demonstration(T("LLaMA 2 reaches its results with a comparatively small size.",
                 "LLaMA 2는 비교적 작은 크기로 성능을 낸다."),
               T(f"the largest LLaMA 2 has {llama70.total / palm.total:.1%} of PaLM's parameters",
                 f"가장 큰 LLaMA 2도 PaLM 매개변수의 {llama70.total / palm.total:.1%}"),
               llama70.total < palm.total / 5),
-        Claim(T("SOLAR 10.7B is a depth-up-scaled 7B model: the same layers, stacked deeper.",
+        demonstration(T("SOLAR 10.7B is a depth-up-scaled 7B model: the same layers, stacked deeper.",
                 "SOLAR 10.7B는 7B 모델의 층을 더 깊게 쌓은(depth up-scaling) 모델이다."),
               T(f"{solar.config['n_layer']} layers of Mistral-7B's shape ({mistral.config['n_layer']}); "
                 f"non-embedding parameters {depth_ratio:.3f}× Mistral-7B's; total {solar.total:,}",

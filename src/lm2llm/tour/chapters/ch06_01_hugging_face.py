@@ -43,6 +43,11 @@ TRIPLES = [
 ]
 
 
+def yes_no(value: bool) -> str:
+    """A verdict word for Korean prose (Python's True/False read as code there)."""
+    return "예" if value else "아니오"
+
+
 def train_small_gpt(run: Path, quick: bool) -> BPETokenizer:
     """A small GPT on English docstrings and Korean law text, saved as a run (model + tokenizer)."""
     texts = load_documents("python-docs", limit=400 if quick else 3000) + load_documents("korean-law", limit=4)
@@ -150,7 +155,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("A model trained here loads in transformers with AutoTokenizer/AutoModelForCausalLM and behaves the same.",
                 "여기서 학습한 모델을 transformers의 AutoTokenizer/AutoModelForCausalLM으로 불러와도 똑같이 동작한다."),
               T(f"ids equal: {same_ids}; greedy text equal: {same_text}; max logit gap {max_diff:.1e}",
-                f"토큰 id 일치: {same_ids}; greedy 결과 일치: {same_text}; 최대 logit 차 {max_diff:.1e}"),
+                f"토큰 id 일치: {yes_no(same_ids)}; greedy 결과 일치: {yes_no(same_text)}; 최대 logit 차 {max_diff:.1e}"),
               same_ids and same_text and max_diff < 1e-4),
         Claim(T("Published pre-trained weights run in our own BERT and give the reference library's embeddings.",
                 "공개된 사전학습 가중치를 우리 BERT에 올려도 참조 라이브러리와 같은 임베딩이 나온다."),
@@ -160,7 +165,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Sentence embeddings put paraphrases closer than unrelated sentences, in English and in Korean.",
                 "문장 임베딩은 영어와 한국어 모두에서 뜻이 같은 문장을 무관한 문장보다 가깝게 둔다."),
               T(f"paraphrase closer in every English pair: {closer['en']}; every Korean pair: {closer['ko']}",
-                f"영어 쌍 모두 더 가까움: {closer['en']}; 한국어 쌍 모두: {closer['ko']}"),
+                f"영어 쌍 모두 더 가까움: {yes_no(closer['en'])}; 한국어 쌍 모두: {yes_no(closer['ko'])}"),
               closer["en"] and closer["ko"]),
     ]
     ctx.progress(4, 6)

@@ -26,7 +26,16 @@ from lm2llm.inference.speed import latency_curve
 from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model
 from lm2llm.tokenizer import CharTokenizer
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 from lm2llm.training import build_config
 from lm2llm.training.run import train
@@ -142,7 +151,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     ppl = {n: s[n]["perplexity"] for n in s}
     first, last = curve[0], curve[-1]
     claims = [
-        Claim(T("A higher temperature makes samples more varied.",
+        demonstration(T("A higher temperature makes samples more varied.",
                 "온도를 높이면 샘플이 더 다양해진다."),
               T(f"distinct-2: greedy {d2['greedy']:.2f}, T=0.5 {d2['T=0.5']:.2f}, T=1.0 {d2['T=1.0']:.2f}, "
                 f"T=1.5 {d2['T=1.5']:.2f}",
@@ -154,12 +163,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
               T(f"repetition rate: greedy {s['greedy']['repetition']:.2f} vs T=1.0 {s['T=1.0']['repetition']:.2f}",
                 f"반복률: 탐욕 {s['greedy']['repetition']:.2f} 대 T=1.0 {s['T=1.0']['repetition']:.2f}"),
               s["greedy"]["repetition"] > s["T=1.0"]["repetition"]),
-        Claim(T("A higher temperature picks tokens the model itself finds less likely.",
+        demonstration(T("A higher temperature picks tokens the model itself finds less likely.",
                 "온도가 높을수록 모델 스스로도 덜 그럴듯하다고 보는 토큰을 고른다."),
               T(f"own perplexity: T=0.5 {ppl['T=0.5']:.2f}, T=1.0 {ppl['T=1.0']:.2f}, T=1.5 {ppl['T=1.5']:.2f}",
                 f"자기 퍼플렉서티: T=0.5 {ppl['T=0.5']:.2f}, T=1.0 {ppl['T=1.0']:.2f}, T=1.5 {ppl['T=1.5']:.2f}"),
               ppl["T=0.5"] < ppl["T=1.0"] < ppl["T=1.5"]),
-        Claim(T("Top-k and top-p cut the unlikely tail: more likely text than plain sampling, more varied "
+        demonstration(T("Top-k and top-p cut the unlikely tail: more likely text than plain sampling, more varied "
                 "than greedy.",
                 "top-k와 top-p는 가능성 낮은 꼬리를 잘라, 그냥 샘플링보다 그럴듯하고 탐욕보다 다양한 글을 만든다."),
               T(f"perplexity top-k {ppl['top-k 10']:.2f}, top-p {ppl['top-p 0.9']:.2f} vs T=1.0 {ppl['T=1.0']:.2f}; "

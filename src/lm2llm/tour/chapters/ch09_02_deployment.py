@@ -22,7 +22,16 @@ from lm2llm.data import load_documents
 from lm2llm.serve.app import ServedModel, ServerThread, create_app
 from lm2llm.serve.demo import save_demo_run
 from lm2llm.serve.loadgen import LoadResult, run_load
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 
 CLIENTS = (1, 4, 8)
@@ -168,7 +177,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"p50 지연 시간: 클라이언트 1개 {batched[1].load.latency(0.5):.3f}초, 8개 {batched[8].load.latency(0.5):.3f}초 "
                 f"({latency_growth:.1f}배), 처리량은 {gain:.1f}배"),
               latency_growth > 1.0 and latency_growth < gain),
-        Claim(T("Served on premise, the data stays on the machine: the server listens on loopback and every "
+        demonstration(T("Served on premise, the data stays on the machine: the server listens on loopback and every "
                 "connection made while serving stayed on this host.",
                 "온프레미스로 서빙하면 데이터가 기계 밖으로 나가지 않는다: 서버는 루프백에서만 듣고, 서빙하는 동안 "
                 "맺은 모든 연결이 이 호스트 안에 머물렀다."),

@@ -11,7 +11,7 @@ What llama.cpp's own converter (`convert_hf_to_gguf.py`) does, for our models:
   makes the two agree: the same scores, the same logits.
 - **Which tensors are quantized.** Matrices (the embedding included) get the requested type; vectors
   (norms, biases) stay float32, as llama.cpp keeps them. A matrix whose rows are not whole 32-value blocks
-  falls back to float16.
+  falls back to float16; in a 4-bit file the embedding and output layer are Q8_0 (`quantize.matrix_kind`).
 - **Tokenizer.** `tokenizer.ggml.model = gpt2` (byte-level BPE) with the tokens spelt as in
   `tokenizer.json`, the merges in rank order, special tokens typed CONTROL, and `tokenizer.ggml.pre =
   llama-bpe`: llama.cpp's name for the split regex our tokenizer uses (GPT-4's, which Llama 3 adopted; a
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lm2llm.compress.quantize import quantize
+from lm2llm.compress.quantize import matrix_kind, quantize
 from lm2llm.errors import UserError
 from lm2llm.gguf.quants import BLOCK
 from lm2llm.gguf.writer import FILE_TYPES, WRITTEN_TYPES, TensorData, write_gguf
@@ -98,11 +98,13 @@ def named_tensors(model: Transformer) -> list[tuple[str, torch.Tensor]]:
 
 
 def stored(name: str, tensor: torch.Tensor, kind: str) -> TensorData:
-    """A tensor in the type it is written as: vectors float32, matrices `kind` (float16 if not whole blocks)."""
+    """A tensor in the type it is written as: vectors float32, matrices `kind` (float16 if not whole blocks;
+    Q8_0 for the embedding and output layer of a 4-bit file)."""
     if tensor.dim() == 1 or kind == "f32":
         return TensorData(name, tuple(tensor.shape), "f32", tensor.numpy().astype("<f4"))
     if kind == "f16" or tensor.shape[-1] % BLOCK:
         return TensorData(name, tuple(tensor.shape), "f16", tensor.numpy().astype("<f2"))
+    kind = matrix_kind(kind, embedding=name in ("token_embd.weight", "output.weight"))
     return TensorData(name, tuple(tensor.shape), kind, quantize(tensor, kind).numpy())
 
 

@@ -76,6 +76,14 @@ def quantize_q4_1(blocks: torch.Tensor) -> torch.Tensor:
 
 
 QUANTIZERS = {"q8_0": quantize_q8_0, "q4_0": quantize_q4_0, "q4_1": quantize_q4_1}
+# 4-bit files keep the token embedding (and an output layer) at 8 bits, as the SmolLM2 Q4_1 file we ship
+# does (llama.cpp's quantizer, likewise, gives the output layer more bits): it is the layer 4 bits hurt most.
+EMBEDDING_KIND = {"q4_0": "q8_0", "q4_1": "q8_0"}
+
+
+def matrix_kind(kind: str, embedding: bool) -> str:
+    """The block type a matrix gets in a `kind` model: the embedding and output layer keep 8 bits in 4-bit ones."""
+    return EMBEDDING_KIND.get(kind, kind) if embedding else kind
 
 
 def quantize(weights: torch.Tensor, kind: str) -> torch.Tensor:

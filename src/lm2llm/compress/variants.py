@@ -3,7 +3,7 @@
 | method            | what the weights become                                  | runs on             |
 |-------------------|----------------------------------------------------------|---------------------|
 | bf16              | bfloat16 copies                                          | float kernels       |
-| q8_0, q4_0, q4_1  | GGUF blocks (every matrix, the embedding too), expanded  | float kernels (llama.cpp runs the blocks) |
+| q8_0, q4_0, q4_1  | GGUF blocks (every matrix; the embedding Q8_0), expanded | float kernels (llama.cpp runs the blocks) |
 | int8, int4        | weight-only packed integers (linear layers)              | torch's int kernels |
 | magnitude:S, wanda:S, sparsegpt:S | S = 0.5 (unstructured) or 2:4, in the blocks' linear layers | float kernels |
 
@@ -18,11 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from lm2llm.compress.prune import METHODS as PRUNING
 from lm2llm.compress.prune import Sparsity, prune_model
-from lm2llm.compress.quantize import QUANTIZERS, quantize
+from lm2llm.compress.quantize import QUANTIZERS, matrix_kind, quantize
 from lm2llm.compress.weight_only import WEIGHT_ONLY, quantize_linears
 from lm2llm.errors import UserError
 from lm2llm.gguf.quants import BLOCK, BY_NAME, dequantize
@@ -63,14 +62,16 @@ class Method:
         return f"{self.kind}:{amount}"
 
 
-def block_round_trip(model: nn.Module, kind: str) -> nn.Module:
-    """Every matrix whose rows are whole blocks replaced (in place) by its GGUF `kind` blocks, dequantized."""
-    ggml_type = BY_NAME[kind.upper()]
+def block_round_trip(model: Transformer, kind: str) -> Transformer:
+    """Every matrix whose rows are whole blocks replaced (in place) by its GGUF blocks, dequantized: `kind`,
+    or Q8_0 for the embedding and output layer of a 4-bit model, as `export-gguf` writes them."""
+    embedding = {id(model.tok_emb.weight), id(model.lm_head.weight)}
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.dim() == 2 and parameter.shape[-1] % BLOCK == 0:
-                blocks = quantize(parameter, kind).numpy()
-                parameter.copy_(torch.from_numpy(dequantize(blocks.reshape(-1), ggml_type, tuple(parameter.shape))))
+                block_kind = matrix_kind(kind, id(parameter) in embedding)
+                blocks = quantize(parameter, block_kind).numpy().reshape(-1)
+                parameter.copy_(torch.from_numpy(dequantize(blocks, BY_NAME[block_kind.upper()], tuple(parameter.shape))))
     return model
 
 
@@ -87,12 +88,12 @@ def apply_method(model: Transformer, method: Method, calibration: Iterable[torch
     return {}
 
 
-def weight_bytes(model: nn.Module, method: Method) -> int:
+def weight_bytes(model: Transformer, method: Method) -> int:
     """Bytes the weights take stored the method's way: float parameters at their width, packed integer
     buffers as they are, GGUF matrices as blocks (vectors stay f32 in a GGUF file)."""
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}.values()  # a tied weight once
     if method.kind in QUANTIZERS:
-        ggml_type = BY_NAME[method.kind.upper()]
-        return sum(ggml_type.nbytes(t.numel()) if t.dim() == 2 and t.shape[-1] % BLOCK == 0 else t.numel() * 4
-                   for t in tensors)
+        embedding = {id(model.tok_emb.weight), id(model.lm_head.weight)}
+        return sum(BY_NAME[matrix_kind(method.kind, id(t) in embedding).upper()].nbytes(t.numel())
+                   if t.dim() == 2 and t.shape[-1] % BLOCK == 0 else t.numel() * 4 for t in tensors)
     return sum(t.numel() * t.element_size() for t in tensors)

@@ -60,3 +60,24 @@ def test_compress_refuses_a_non_empty_out(cli, base_run, tmp_path):
     (tmp_path / "taken" / "keep.txt").write_text("mine")
     result = cli("compress", base_run, "--method", "bf16", "--out", tmp_path / "taken")
     assert result.code == 2 and (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+
+
+def fake_rows(q8_change: float, wanda_ppl: float) -> dict:
+    """Rows shaped as `measure` returns them, with chosen perplexities (fp32 perplexity 10 everywhere)."""
+    def row(ppl: float, size: int, kl: float = 0.001) -> dict:
+        scores = {"perplexity": ppl, "kl_mean": kl, "kl_p99": kl * 5, "top1_agreement": 0.99}
+        return {"weight_bytes": size, "python-docs": dict(scores), "korean-law": dict(scores)}
+
+    rows = {"fp32": row(10, 400), "q8_0": row(10 * (1 + q8_change), 106), "q4_0": row(11, 60),
+            "int8": row(10, 110), "magnitude:0.5": row(300, 400), "wanda:0.5": row(wanda_ppl, 400)}
+    rows["q4_0"]["korean-law"]["perplexity"] = 13
+    return rows
+
+
+def test_chapter_8_claims_follow_the_measurements():
+    from lm2llm.tour.chapters.ch08_efficiency import claims_of
+
+    good = claims_of(fake_rows(0.004, 20))
+    assert [c.holds for c in good] == [True, True, True, True]
+    bad = claims_of(fake_rows(0.03, 500))
+    assert bad[0].holds is False and bad[2].holds is False

@@ -26,6 +26,7 @@ from lm2llm.tokenizer import Tokenizer
 
 # held out from what the tour trains on: python-docs past the first 200 documents, korean-law past the first 4
 HELD_OUT = {"python-docs": (200, 260), "korean-law": (4, None)}
+CORPORA = tuple(HELD_OUT)
 
 
 def held_out_windows(tokenizer: Tokenizer, source: str, windows: int, length: int) -> torch.Tensor:

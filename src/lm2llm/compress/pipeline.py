@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lm2llm.compress.measure import Reference, decode_speed, held_out_windows, quality
+from lm2llm.compress.measure import CORPORA, Reference, decode_speed, held_out_windows, quality
+from lm2llm.compress.prune import sparse_bytes
 from lm2llm.compress.variants import Method, apply_method, weight_bytes
 from lm2llm.compress.weight_only import WEIGHT_ONLY
 from lm2llm.data import load_documents
@@ -44,20 +46,25 @@ def calibration_batches(tokenizer: Tokenizer, sequences: int, length: int = 128)
     return list(windows.split(8))
 
 
-def measure(original: Transformer, variants: dict[str, tuple[torch.nn.Module, Method]], tokenizer: Tokenizer,
+def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module, Method]], tokenizer: Tokenizer,
             windows: int, length: int, speed_tokens: int) -> list[dict[str, Any]]:
-    """One row per variant: weight bytes, batch-1 decode tokens/s, and per held-out corpus the perplexity,
-    KL(original ‖ variant) mean and p99, and top-1 agreement."""
-    rows = [{"method": name, "weight_bytes": weight_bytes(model, method)} for name, (model, method) in variants.items()]
+    """One row per variant: weight bytes (and CSR bytes when pruned), batch-1 decode tokens/s, and per held-out
+    corpus the perplexity, KL(original ‖ variant) mean and p99, and top-1 agreement. `variants` may be a
+    generator: each model is measured and let go before the next is built."""
+    references = {source: Reference.of(original, held_out_windows(tokenizer, source, windows, length))
+                  for source in CORPORA}
     prompt = tokenizer.encode(SPEED_PROMPT)
-    for row, (model, _) in zip(rows, variants.values(), strict=True):
+    rows = []
+    for name, model, method in variants:
+        row: dict[str, Any] = {"method": name, "weight_bytes": weight_bytes(model, method)}
+        if method.sparsity is not None:
+            row["csr_bytes_fp32"] = sparse_bytes(model, bits=32)["csr"]
         row["decode_tokens_per_s"] = decode_speed(model, prompt, speed_tokens) if speed_tokens else None
-    for source in ("python-docs", "korean-law"):
-        reference = Reference.of(original, held_out_windows(tokenizer, source, windows, length))
-        for row, (model, _) in zip(rows, variants.values(), strict=True):
+        for source, reference in references.items():
             scores = quality(model, reference)
             row[source] = {"perplexity": scores.perplexity, "kl_mean": scores.kl_mean, "kl_p99": scores.kl_p99,
                            "top1_agreement": scores.top1_agreement}
+        rows.append(row)
     return rows
 
 
@@ -85,7 +92,7 @@ def compress_run(source: str | Path, method_text: str, out: str | Path, *, calib
         save_model(original if method.kind in WEIGHT_ONLY else model, tmp)
         tokenizer.save(tmp)
         if evaluate:
-            variants = {"fp32": (original, Method("fp32")), method.label: (model, method)}
+            variants = [("fp32", original, Method("fp32")), (method.label, model, method)]
             summary["evaluation"] = measure(original, variants, tokenizer, windows, length, speed_tokens)
         RunDir(tmp).write_config(summary)
     return {"out": str(out), **summary}

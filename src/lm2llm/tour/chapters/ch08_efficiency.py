@@ -20,16 +20,7 @@ from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
 from lm2llm.models import load_model
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.tour.framework import (
-    Chapter,
-    ChapterContext,
-    ChapterResult,
-    Claim,
-    Sample,
-    T,
-    Table,
-    demonstration,
-)
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table, demonstration
 from lm2llm.tour.plots import plt
 
 NAME = "smollm2-135m-instruct"
@@ -87,8 +78,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     try:
         source = resolve_run(NAME)
     except UserError as exc:
-        note = T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}")
-        return ChapterResult(note, samples=[Sample(T("SmolLM2 is not installed", "SmolLM2가 설치되지 않음"), note.get(ctx.lang))])
+        return ChapterResult(T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}"))
     settings = SETTINGS[mode]
     original, tokenizer = load_model(source).eval(), load_tokenizer(source)
     calibration = calibration_batches(tokenizer, settings["calibration"])

@@ -48,3 +48,24 @@ def test_hinton_soft_term_scales_as_t_squared():
         hinton_loss(student, teacher, torch.zeros(1, 4, dtype=torch.long), temperature=temperature, soft_weight=1.0).backward()
         norms.append(float(student.grad.norm()))
     assert norms[1] / norms[0] == pytest.approx(1.0, rel=0.1)
+
+
+def test_distillation_objective_trains_a_student_and_evaluates_with_cross_entropy():
+    from lm2llm.compress.distill import Distillation
+    from lm2llm.models import build_model
+    from lm2llm.training.objectives import CausalLM
+
+    torch.manual_seed(0)
+    teacher = build_model("llama", "llama-tiny", vocab_size=50)
+    student = build_model("llama", "llama-tiny", vocab_size=50, n_layer=1)
+    ids = torch.randint(0, 50, (2, 9))
+    batch = {"ids": ids[:, :-1], "targets": ids[:, 1:]}
+    objective = Distillation(teacher, temperature=2.0)
+    student.train()
+    loss = objective.loss_sum(student, batch) / objective.weight(batch)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    student.eval()
+    with torch.no_grad():
+        assert torch.equal(objective.loss_sum(student, batch), CausalLM().loss_sum(student, batch))

@@ -18,8 +18,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-IGNORE_INDEX = -100
+from lm2llm.training.objectives import IGNORE_INDEX, Batch, CausalLM
 
 
 def kl(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:
@@ -60,3 +61,24 @@ def hinton_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targ
     hard = F.cross_entropy(student_logits.reshape(-1, student_logits.shape[-1]), targets.reshape(-1),
                            ignore_index=IGNORE_INDEX)
     return soft_weight * temperature ** 2 * soft + (1 - soft_weight) * hard
+
+
+class Distillation(CausalLM):
+    """The Trainer objective of a student learning from `teacher` (same tokenizer): `hinton_loss` on the
+    target tokens while training; plain cross-entropy in eval mode, so validation loss and perplexity stay
+    comparable with a student trained from the tokens alone."""
+
+    name = "distillation"
+
+    def __init__(self, teacher: nn.Module, temperature: float = 2.0, soft_weight: float = 0.5):
+        self.teacher = teacher.eval()
+        self.temperature, self.soft_weight = temperature, soft_weight
+
+    def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if not model.training:
+            return super().loss_sum(model, batch)
+        logits, _ = model(batch["ids"])
+        with torch.no_grad():
+            teacher_logits, _ = self.teacher(batch["ids"])
+        mean = hinton_loss(logits.float(), teacher_logits.float(), batch["targets"], self.temperature, self.soft_weight)
+        return mean * self.weight(batch)

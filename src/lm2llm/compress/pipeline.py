@@ -48,7 +48,7 @@ def calibration_batches(tokenizer: Tokenizer, sequences: int, length: int = 128)
 
 def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module, Method]], tokenizer: Tokenizer,
             windows: int, length: int, speed_tokens: int) -> list[dict[str, Any]]:
-    """One row per variant: weight bytes (and CSR bytes when pruned), batch-1 decode tokens/s, and per held-out
+    """One row per variant: weight bytes (and, when pruned, the bytes with the pruned matrices in CSR), batch-1 decode tokens/s, and per held-out
     corpus the perplexity, KL(original ‖ variant) mean and p99, and top-1 agreement. `variants` may be a
     generator: each model is measured and let go before the next is built."""
     references = {source: Reference.of(original, held_out_windows(tokenizer, source, windows, length))
@@ -57,8 +57,9 @@ def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module
     rows = []
     for name, model, method in variants:
         row: dict[str, Any] = {"method": name, "weight_bytes": weight_bytes(model, method)}
-        if method.sparsity is not None:
-            row["csr_bytes_fp32"] = sparse_bytes(model, bits=32)["csr"]
+        if method.sparsity is not None:  # the same model with its pruned matrices stored as CSR
+            sizes = sparse_bytes(model, bits=32)
+            row["csr_bytes_fp32"] = row["weight_bytes"] - sizes["dense"] + sizes["csr"]
         row["decode_tokens_per_s"] = decode_speed(model, prompt, speed_tokens) if speed_tokens else None
         for source, reference in references.items():
             scores = quality(model, reference)

@@ -8,12 +8,14 @@ weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one r
 - transformers' `LlamaForCausalLM` in fp32 holding the same weights (`hf_compat.to_hf`);
 - llama.cpp on our Q8_0 and Q4_0 exports (`export-gguf`) when `llama-cpp-python` is importable.
 
-decode tokens/s = (N − 1) / (time for N tokens − time for 1 token), best of three; one figure each.
+decode tokens/s = (N − 1) / (time for N tokens − time for 1 token), best of --repeats (3); one figure each.
 The goals the issue set: int8 ≥ 1.6× our bf16, int4 ≥ 2.5× our bf16; the ratios are reported as measured.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +35,8 @@ from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
 
 NAME = "smollm2-135m-instruct"
-PROMPT, NEW, REPEATS = 16, 25, 3
+PROMPT = 16
+NEW, REPEATS = 25, 3  # --new, --repeats
 
 
 def decode_rate(generate) -> float:
@@ -79,6 +82,13 @@ def llama_cpp_rates(run: Path, prompt: list[int]) -> dict[str, float]:
 
 
 def main() -> None:
+    global NEW, REPEATS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new", type=int, default=NEW, help="tokens generated per timing")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timings per figure (the best is kept)")
+    args = parser.parse_args()
+    NEW, REPEATS = args.new, args.repeats
+    load_before = os.getloadavg()[0]
     run = resolve_run(NAME)
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(100, 40000, (PROMPT,), generator=generator).tolist()
@@ -100,7 +110,9 @@ def main() -> None:
     if cpp:
         ratios["our_best_vs_llama_cpp_best"] = max(rates.values()) / max(cpp.values())
     write_result("quant", figures, peers, ratios,
-                 notes="batch-1 greedy decoding of SmolLM2-135M-Instruct; best of 3; the machine may be shared")
+                 notes=f"batch-1 greedy decoding of SmolLM2-135M-Instruct; best of {REPEATS}; 1-minute load average "
+                       f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run on "
+                       f"{os.cpu_count()} cores (above the core count the machine was shared)")
 
 
 if __name__ == "__main__":

@@ -200,3 +200,21 @@ def test_export_gguf_cli_refuses_to_overwrite_without_force(cli, llama_run, tmp_
     other.write_text("mine")
     refused = cli("export-gguf", llama_run, "--out", other, "--force")
     assert refused.code == 2 and other.read_text() == "mine"
+
+
+def test_smollm2_tokenizer_is_written_as_its_own_file_has_it():
+    """The imported SmolLM2 run's tokenizer goes back out with the original GGUF's tokens, merges, token
+    types, pre-tokenizer name (smollm: single digits) and chat template."""
+    from lm2llm.compress.gguf_export import tokenizer_metadata
+    from lm2llm.gguf.registry import gguf_path, resolve_run
+
+    try:
+        original = GGUFFile(gguf_path("smollm2-135m-instruct"))
+        run = resolve_run("smollm2-135m-instruct")
+    except UserError as exc:
+        pytest.skip(str(exc))
+    tokenizer = load_tokenizer(run)
+    meta = tokenizer_metadata(tokenizer, len(original.metadata["tokenizer.ggml.tokens"]), run)
+    for key in ("tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type",
+                "tokenizer.chat_template"):
+        assert meta[key] == original.metadata[key], key

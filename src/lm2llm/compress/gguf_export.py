@@ -13,9 +13,10 @@ What llama.cpp's own converter (`convert_hf_to_gguf.py`) does, for our models:
   (norms, biases) stay float32, as llama.cpp keeps them. A matrix whose rows are not whole 32-value blocks
   falls back to float16; in a 4-bit file the embedding and output layer are Q8_0 (`quantize.matrix_kind`).
 - **Tokenizer.** `tokenizer.ggml.model = gpt2` (byte-level BPE) with the tokens spelt as in
-  `tokenizer.json`, the merges in rank order, special tokens typed CONTROL, and `tokenizer.ggml.pre =
-  llama-bpe`: llama.cpp's name for the split regex our tokenizer uses (GPT-4's, which Llama 3 adopted; a
-  wrong `pre` is the most common way a converted model tokenizes differently in llama.cpp). The chat
+  `tokenizer.json`, the merges in rank order, special tokens typed CONTROL, and `tokenizer.ggml.pre`
+  named from the tokenizer's own split: `llama-bpe` for the regex our tokenizers use (GPT-4's, which
+  Llama 3 adopted), `smollm` for SmolLM2's; a wrong `pre` is the most common way a converted model
+  tokenizes differently in llama.cpp, so an unknown split is refused. The chat
   template travels too, without the `{% generation %}` markers that only training reads.
 """
 
@@ -31,16 +32,17 @@ import torch
 
 from lm2llm.compress.quantize import matrix_kind, quantize
 from lm2llm.errors import UserError
+from lm2llm.gguf.llama import DIGITS, LLAMA3_SPLIT
 from lm2llm.gguf.quants import BLOCK
 from lm2llm.gguf.writer import FILE_TYPES, WRITTEN_TYPES, TensorData, write_gguf
 from lm2llm.models import load_model
 from lm2llm.models.transformer import Transformer
 from lm2llm.runs import read_json
 from lm2llm.tokenizer import BPETokenizer, load_tokenizer
+from lm2llm.tokenizer.bpe import SPLIT_PATTERN
 from lm2llm.tokenizer.chat import CHAT_TEMPLATE
 
 EXPORT_TYPES = WRITTEN_TYPES
-PRE_TOKENIZER = "llama-bpe"
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_UNUSED = 1, 3, 5
 
 
@@ -108,6 +110,24 @@ def stored(name: str, tensor: torch.Tensor, kind: str) -> TensorData:
     return TensorData(name, tuple(tensor.shape), kind, quantize(tensor, kind).numpy())
 
 
+def pre_tokenizer_name(spec: dict) -> str:
+    """llama.cpp's `tokenizer.ggml.pre` for a tokenizer.json's pre-tokenizer: "llama-bpe" for the GPT-4 / Llama-3
+    split our tokenizers use, "smollm" for SmolLM2's single-digit split, "gpt2" for GPT-2's own regex."""
+    pre = spec.get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    shape = tuple((part.get("type"), (part.get("pattern") or {}).get("Regex"), part.get("use_regex")) for part in parts)
+    known = {
+        (("Split", SPLIT_PATTERN, None), ("ByteLevel", None, False)): "llama-bpe",
+        (("Split", LLAMA3_SPLIT, None), ("ByteLevel", None, False)): "llama-bpe",
+        (("Split", DIGITS, None), ("ByteLevel", None, True)): "smollm",
+        (("ByteLevel", None, True),): "gpt2",
+    }
+    if shape not in known:
+        raise UserError("the tokenizer's pre-tokenizer has no llama.cpp name; a guessed one would split text "
+                        "differently there", where="tokenizer.json: pre_tokenizer")
+    return known[shape]
+
+
 def tokenizer_metadata(tokenizer: BPETokenizer, vocab_size: int, run_dir: Path) -> dict[str, Any]:
     spec = json.loads(tokenizer.fast.to_str())
     vocab = tokenizer.fast.get_vocab()
@@ -124,7 +144,7 @@ def tokenizer_metadata(tokenizer: BPETokenizer, vocab_size: int, run_dir: Path) 
     template = config.get("chat_template") or CHAT_TEMPLATE
     meta: dict[str, Any] = {
         "tokenizer.ggml.model": "gpt2",
-        "tokenizer.ggml.pre": PRE_TOKENIZER,
+        "tokenizer.ggml.pre": pre_tokenizer_name(spec),
         "tokenizer.ggml.tokens": tokens,
         "tokenizer.ggml.token_type": types,
         "tokenizer.ggml.merges": merges,

@@ -218,3 +218,23 @@ def test_smollm2_tokenizer_is_written_as_its_own_file_has_it():
     for key in ("tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type",
                 "tokenizer.chat_template"):
         assert meta[key] == original.metadata[key], key
+
+
+@pytest.mark.slow
+def test_smollm2_exported_as_q4_1_is_the_shipped_file_byte_for_byte(tmp_path):
+    """SmolLM2 ships as Q4_1 (embedding Q8_0); imported, then exported as q4_1, every tensor's bytes equal the
+    shipped file's: import and export invert each other (the Q/K permutation included) and re-quantizing a
+    Q4_1 or Q8_0 round trip gives the same blocks."""
+    from lm2llm.gguf.registry import gguf_path, resolve_run
+
+    try:
+        shipped = GGUFFile(gguf_path("smollm2-135m-instruct"))
+        run = resolve_run("smollm2-135m-instruct")
+    except UserError as exc:
+        pytest.skip(str(exc))
+    export_gguf(run, tmp_path / "smol.gguf", "q4_1")
+    ours = GGUFFile(tmp_path / "smol.gguf")
+    assert sorted(ours.tensors) == sorted(shipped.tensors)
+    for name, tensor in shipped.tensors.items():
+        assert ours.tensors[name].ggml_type == tensor.ggml_type, name
+        assert np.array_equal(np.asarray(ours.raw(name)), np.asarray(shipped.raw(name))), name

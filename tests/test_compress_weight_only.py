@@ -122,3 +122,12 @@ def test_generate_cli_with_quantize(cli, korean_run, kind):
 def test_generate_cli_rejects_an_unknown_quantization(cli, korean_run):
     result = cli("generate", korean_run, "--prompt", "안녕", "--quantize", "int3")
     assert result.code == 2 and "unknown weight-only quantization" in result.err
+
+
+def test_served_model_quantizes_and_refuses_a_float_prefill_copy(korean_run):
+    from lm2llm.serve.app import ServedModel
+
+    served = ServedModel.from_run(korean_run, quantize="int4")
+    assert type(served.scheduler.model.blocks[0].attn.q_proj).__name__ == "Int4Linear"
+    with pytest.raises(UserError, match="prefill-dtype"):
+        ServedModel.from_run(korean_run, quantize="int8", prefill_dtype="bfloat16")

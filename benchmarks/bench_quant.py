@@ -86,8 +86,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--new", type=int, default=NEW, help="tokens generated per timing")
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timings per figure (the best is kept)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier "
+                        "on a shared machine, where a descheduled OpenMP sibling stalls every matmul")
     args = parser.parse_args()
     NEW, REPEATS = args.new, args.repeats
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     run = resolve_run(NAME)
     generator = torch.Generator().manual_seed(0)

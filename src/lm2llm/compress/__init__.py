@@ -2,7 +2,8 @@
 
 - `quantize.py`: GGUF block quantizers Q8_0, Q4_0, Q4_1, bit-exact with llama.cpp's reference;
 - `weight_only.py`: int8 / int4 weight-only linear layers on PyTorch's packed CPU kernels;
-- `gguf_writer.py`: a run written as a GGUF file llama.cpp can load;
-- `prune.py`: magnitude, Wanda and N:M (2:4) pruning;
-- `distill.py`: the distillation loss (generalised Jensen-Shannon, forward and reverse KL at temperature T).
+- `gguf_export.py`: a run written as a GGUF file llama.cpp loads (the format itself: `lm2llm/gguf/writer.py`);
+- `prune.py`: magnitude, Wanda and SparseGPT pruning, unstructured or N:M (2:4);
+- `distill.py`: distillation losses (generalised Jensen-Shannon, Hinton's) and the Trainer objective;
+- `variants.py`, `measure.py`, `pipeline.py`: a method name → a compressed model, its measured price, a run.
 """

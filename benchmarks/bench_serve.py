@@ -96,9 +96,9 @@ def scheduler_only(run_dir: Path, prompts: list[str], device: str) -> dict[str, 
 
     import torch
 
+    from lm2llm.inference.engine import SequenceRequest
     from lm2llm.inference.sampling import SamplingConfig
     from lm2llm.serve.app import ServedModel
-    from lm2llm.serve.scheduler import SequenceRequest
 
     torch.set_num_threads(1)
     served = ServedModel.from_run(run_dir, device=device)
@@ -129,9 +129,9 @@ def time_to_first_token(run_dir: Path, prompt_ids: list[int], device: str, round
 
     import torch
 
+    from lm2llm.inference.engine import SequenceRequest
     from lm2llm.inference.sampling import SamplingConfig
     from lm2llm.serve.app import ServedModel
-    from lm2llm.serve.scheduler import SequenceRequest
 
     torch.set_num_threads(1)
     servers = {"float32": ServedModel.from_run(run_dir, device=device),

@@ -10,7 +10,7 @@ import torch
 from lm2llm.align.reward_model import load_reward_model
 from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.models import build_model, load_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -9,7 +9,7 @@ from lm2llm.align.evaluate import compare_with_sft
 from lm2llm.align.reward_model import RewardModel
 from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import build_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

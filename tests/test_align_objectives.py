@@ -21,8 +21,8 @@ from lm2llm.align.reward_model import RewardModel
 from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.errors import UserError
 from lm2llm.models import build_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
 from lm2llm.tokenizer.char import CharTokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.training import Trainer, build_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

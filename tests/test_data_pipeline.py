@@ -18,7 +18,7 @@ from lm2llm.data.dedup import (
 )
 from lm2llm.data.pii import (
     PII_TYPES,
-    evaluate,
+    evaluate_detector,
     find_pii,
     labelled_examples,
     luhn_is_valid,
@@ -78,7 +78,7 @@ def test_pii_precision_and_recall_per_type_on_the_labelled_set():
     examples = labelled_examples()
     assert {e["lang"] for e in examples} == {"en", "ko"}
     assert sum(not e["pii"] for e in examples) >= 15  # look-alikes that must survive
-    scores = evaluate(examples)
+    scores = evaluate_detector(examples)
     report = {kind: (round(s.precision, 3), round(s.recall, 3)) for kind, s in scores.items()}
     print("PII precision/recall per type:", report)
     for kind in PII_TYPES:
@@ -207,7 +207,7 @@ def test_minhash_signatures_and_lsh_bands_match_datasketch():
 
 
 def test_prepare_with_a_saved_bpe_tokenizer_ends_documents_with_eos(tmp_path):
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+    from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
     corpus = _corpus(tmp_path)
     tokenizer = BPETokenizer.train([KOREAN, "Python is a programming language."] * 5, vocab_size=300)

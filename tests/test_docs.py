@@ -65,3 +65,32 @@ def test_architecture_describes_every_package_and_names_real_modules():
                   for module in re.findall(r"`([\w/]+\.py)`", cells)]
     missing = sorted({m for m in named if not (PACKAGE / m).is_file()})
     assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
+
+
+def guide_map() -> list[list[str]]:
+    """The rows of the guide → code map in docs/architecture.md, each a list of its five cells."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Guide → code map", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in row] for row in rows[1:]]  # without the header
+
+
+def test_the_guide_map_names_real_files_commands_and_every_chapter():
+    rows = guide_map()
+    assert rows and all(len(row) == 5 for row in rows), "each map row has: § | modules | chapter | tests | CLI"
+    commands = set(command_paths())
+    tests = ROOT / "tests"
+    wrong = []
+    for section, modules, chapter, test_files, cli_cells in rows:
+        wrong += [f"{section}: module {m}" for m in re.findall(r"`([\w/.]+)`", modules) if not (PACKAGE / m).exists()]
+        wrong += [f"{section}: chapter {c}" for c in re.findall(r"`([\w.]+)`", chapter)
+                  if not (PACKAGE / "tour" / "chapters" / c).is_file()]
+        wrong += [f"{section}: test {t}" for t in re.findall(r"`([\w.]+)`", test_files) if not (tests / t).is_file()]
+        wrong += [f"{section}: command {c}" for c in re.findall(r"`lm2llm ([^`]+)`", cli_cells) if c not in commands]
+    assert not wrong, f"docs/architecture.md's guide → code map names what does not exist: {wrong}"
+    chapters = {p.name for p in (PACKAGE / "tour" / "chapters").glob("ch*.py")}
+    mapped = {c for row in rows for c in re.findall(r"`([\w.]+)`", row[2])}
+    assert chapters <= mapped, f"add these tour chapters to the guide → code map: {sorted(chapters - mapped)}"
+    sections = re.findall(r"^## (\d[\d.]*) ", (ROOT / "README.md").read_text(encoding="utf-8"), re.M)
+    assert [row[0].split()[0] for row in rows] == sections, \
+        "the guide → code map has one row per numbered README section, in the same order"

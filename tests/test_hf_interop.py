@@ -10,8 +10,8 @@ import torch
 
 from lm2llm.classify.model import SequenceClassifier, load_classifier, save_classifier
 from lm2llm.models import build_model, load_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
-from lm2llm.training.masking import ENCODER_TOKENS
+from lm2llm.tokenizer.chat import ENCODER_TOKENS
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

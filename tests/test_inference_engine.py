@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lm2llm.errors import UserError
-from lm2llm.inference.engine import DecodeBatch, generate_ids
+from lm2llm.inference.engine import Engine, SequenceRequest, generate_ids
 from lm2llm.inference.layout import input_major
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
@@ -103,7 +103,9 @@ def test_context_length_limits_prompt_and_generation():
     done = generate_ids(model, [[1] * 60], SamplingConfig(temperature=0, max_new_tokens=50))[0]
     assert (len(done.token_ids), done.finish_reason) == (4, "length")
     with pytest.raises(UserError, match="empty prompt"):
-        DecodeBatch(model, [[1], []], SamplingConfig())
+        generate_ids(model, [[1], []], SamplingConfig())
+    with pytest.raises(UserError, match="no tokenizer"):
+        Engine(model).submit([SequenceRequest([1], SamplingConfig(stop=("x",)))])
 
 
 @pytest.fixture
@@ -144,3 +146,25 @@ def test_nothing_to_generate_still_reports_each_row(korean_generator):
     assert [(c.index, c.text, c.finish_reason) for c in chunks] == [(0, "", "length"), (1, "", "length")]
     full = korean_generator.generate(["안" * 64], SamplingConfig(max_new_tokens=5))[0]  # the context is full
     assert (full.token_ids, full.finish_reason) == ([], "length")
+
+
+def test_each_row_of_a_batch_has_its_own_room_in_the_context():
+    """A long prompt's row stops at the context; a short one in the same batch goes on, as it would alone."""
+    model = make_model("gpt")  # context 64
+    greedy = SamplingConfig(temperature=0, max_new_tokens=20)
+    long, short = generate_ids(model, [[1] * 60, [2] * 10], greedy)
+    assert (len(long.token_ids), len(short.token_ids)) == (4, 20)
+    assert short.token_ids == generate_ids(model, [[2] * 10], greedy)[0].token_ids
+
+
+def test_the_engine_steps_on_the_callers_thread_and_cancelled_rows_leave():
+    model = make_model("llama-gqa")
+    engine = Engine(model, max_batch=2)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=30)
+    first = engine.submit([SequenceRequest([1, 2], greedy, index=0)])
+    engine.submit([SequenceRequest([3], greedy, index=1)])
+    assert sorted(c.index for c in engine.step()) == [0, 0, 1, 1]  # the prefill's token and one decode step's
+    first.cancel()
+    rest = list(engine.drain())
+    assert {c.index for c in rest} == {1} and rest[-1].finish_reason == "length"
+    assert engine.load == {"live": 0, "waiting": 0} and engine.stats.largest_batch == 2

@@ -11,7 +11,7 @@ import torch
 from lm2llm.errors import UserError
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.models.attention import causal_padding_mask, repeat_kv, sdpa_fast, sdpa_reference
-from lm2llm.models.padding import at_last_real_token, last_real_index
+from lm2llm.models.padding import at_last_real_token, last_real_index, pad
 
 VOCAB = 61
 TOL = 1e-5
@@ -142,6 +142,16 @@ def test_last_real_token_of_left_and_right_padded_rows():
     picked = at_last_real_token(hidden, mask)
     assert picked.shape == (4, 3)
     assert torch.equal(picked, torch.stack([hidden[0, 2], hidden[1, 4], hidden[2, 4], hidden[3, 1]]))
+
+
+def test_pad_right_left_and_to_a_length():
+    ids, mask = pad([[4, 5, 6], [7], []], 0)
+    assert ids.tolist() == [[4, 5, 6], [7, 0, 0], [0, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    ids, mask = pad([[4, 5, 6], [7]], 9, side="left", length=4)
+    assert ids.tolist() == [[9, 4, 5, 6], [9, 9, 9, 7]] and mask.tolist() == [[0, 1, 1, 1], [0, 0, 0, 1]]
+    assert last_real_index(mask).tolist() == [3, 3]
+    with pytest.raises(ValueError, match="side"):
+        pad([[1]], 0, side="middle")
 
 
 # --- decoders --------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from lm2llm.errors import UserError
-from lm2llm.inference.engine import generate_ids
+from lm2llm.inference.engine import QueueFull, SequenceRequest, generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
-from lm2llm.serve.scheduler import BatchScheduler, QueueFull, SequenceRequest
+from lm2llm.serve.scheduler import BatchScheduler
 
 VOCAB = 61
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from lm2llm.errors import UserError
-from lm2llm.finetune.batches import SFTBatches, encode_conversations, pad_batch
+from lm2llm.finetune.batches import SFTBatches, collate_examples, encode_conversations
 from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import build_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.training import TrainConfig, Trainer
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
 
@@ -33,7 +33,7 @@ def conversations(records):
 def test_targets_are_the_reply_and_its_end_token_only(tokenizer, suite):
     train, _ = suite
     encoded = encode_conversations(tokenizer, conversations(train[:6]), max_tokens=64)
-    batch = pad_batch(encoded.examples, tokenizer.pad_id)
+    batch = collate_examples(encoded.examples, tokenizer.pad_id)
     for row, record in enumerate(train[:6]):
         targets = batch["targets"][row]
         kept = targets[targets != IGNORE_INDEX].tolist()
@@ -61,7 +61,7 @@ def test_padding_never_lets_examples_see_each_other(tokenizer, suite):
     torch.manual_seed(0)
     model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size).eval()
     encoded = encode_conversations(tokenizer, conversations(suite[0][:4]), max_tokens=64)
-    batch = pad_batch(encoded.examples, tokenizer.pad_id)
+    batch = collate_examples(encoded.examples, tokenizer.pad_id)
     with torch.no_grad():
         together, _ = model(batch["ids"])
         for row, (ids, _) in enumerate(encoded.examples):

@@ -16,6 +16,7 @@ import torch
 
 from lm2llm.align.preference import PreferencePair
 from lm2llm.errors import UserError
+from lm2llm.models.padding import pad
 
 Batch = dict[str, torch.Tensor]
 SIDES = ("chosen", "rejected")
@@ -65,14 +66,8 @@ def collate(pairs: Sequence[EncodedPair], pad_id: int) -> Batch:
     length = max(max(len(p.chosen_ids), len(p.rejected_ids)) for p in pairs)
     batch: Batch = {}
     for side in SIDES:
-        ids = torch.full((len(pairs), length), pad_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        completion = torch.zeros_like(ids)
-        for row, pair in enumerate(pairs):
-            row_ids, row_mask = getattr(pair, f"{side}_ids"), getattr(pair, f"{side}_mask")
-            ids[row, :len(row_ids)] = torch.tensor(row_ids)
-            attention[row, :len(row_ids)] = 1
-            completion[row, :len(row_mask)] = torch.tensor(row_mask)
+        ids, attention = pad([getattr(p, f"{side}_ids") for p in pairs], pad_id, length=length)
+        completion, _ = pad([getattr(p, f"{side}_mask") for p in pairs], 0, length=length)
         batch[f"{side}_ids"], batch[f"{side}_attention"], batch[f"{side}_completion"] = ids, attention, completion
     return batch
 

@@ -52,6 +52,7 @@ from lm2llm.align.reward_model import RewardModel
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
+from lm2llm.models.padding import pad
 
 
 @dataclass
@@ -115,18 +116,10 @@ class Rollouts:
 def pad_prompts_and_responses(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                               pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Left-pad prompts and right-pad responses so every response starts at the same column P."""
-    prompt_len = max(len(p) for p in prompts)
-    response_len = max(1, max(len(r) for r in responses))
-    batch = len(prompts)
-    ids = torch.full((batch, prompt_len + response_len), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-        ids[row, prompt_len - len(prompt):prompt_len] = torch.tensor(list(prompt))
-        mask[row, prompt_len - len(prompt):prompt_len] = 1
-        if response:
-            ids[row, prompt_len:prompt_len + len(response)] = torch.tensor(list(response))
-            mask[row, prompt_len:prompt_len + len(response)] = 1
-    return ids, mask, mask[:, prompt_len:].clone()
+    prompt_ids, prompt_mask = pad(prompts, pad_id, side="left")
+    response_ids, response_mask = pad(responses, pad_id, length=max(1, max(len(r) for r in responses)))
+    return (torch.cat([prompt_ids, response_ids], dim=1), torch.cat([prompt_mask, response_mask], dim=1),
+            response_mask)
 
 
 def response_logits(model: nn.Module, ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int,

@@ -43,7 +43,8 @@ from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
 from lm2llm.runs import RunDir, atomic_dir
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.training import TrainConfig, Trainer, build_config
+from lm2llm.training import TrainConfig, Trainer
+from lm2llm.training.config import fine_tuning
 
 
 @dataclass
@@ -121,12 +122,10 @@ def unique_prompts(pairs: list[PreferencePair]) -> list[list[Message]]:
 
 
 def _trainer_config(cfg: RewardStageConfig | DPOStageConfig) -> TrainConfig:
-    steps, lr = cfg.steps, cfg.lr
-    return build_config(overrides={
-        "max_steps": steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": max(1, min(20, steps // 10)),
-        "batch_size": cfg.batch_size, "eval_every": max(1, steps // 4), "log_every": max(1, steps // 20),
-        "seed": cfg.seed, "progress": False, "weight_decay": 0.0,
-    })
+    steps = cfg.steps
+    return fine_tuning(steps, cfg.lr, warmup_steps=max(1, min(20, steps // 10)), batch_size=cfg.batch_size,
+                       eval_every=max(1, steps // 4), log_every=max(1, steps // 20), seed=cfg.seed,
+                       weight_decay=0.0, dtype="auto", device="auto")
 
 
 def _encode(tokenizer, train: list[PreferencePair], held: list[PreferencePair], context: int):

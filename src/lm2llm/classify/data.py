@@ -21,6 +21,7 @@ import torch
 from lm2llm.data.clean import clean_text
 from lm2llm.data.embedded import stdlib_dir
 from lm2llm.errors import UserError
+from lm2llm.models.padding import pad
 from lm2llm.records import RecordError, parse_records, read_text_file
 from lm2llm.training.objectives import Batch
 
@@ -187,17 +188,6 @@ def encode_texts(tokenizer, texts: Sequence[str], block_size: int, *, first_id: 
     return encoded
 
 
-def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids and the attention mask (1 = token)."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
-    return ids, mask
-
-
 class ClassificationBatches:
     """Random training batches and a fixed validation set of padded (ids, attention_mask, labels)."""
 
@@ -212,7 +202,7 @@ class ClassificationBatches:
         self.eval_bytes = 0  # bits per byte is a language-model measure
 
     def _batch(self, rows: Sequence[list[int]], labels: Sequence[int]) -> Batch:
-        ids, mask = pad_batch(rows, self.pad_id)
+        ids, mask = pad(rows, self.pad_id)
         return {"ids": ids, "attention_mask": mask, "labels": torch.tensor(list(labels), dtype=torch.long)}
 
     def next_batch(self) -> Batch:

@@ -14,15 +14,15 @@ from typing import Any
 
 import torch
 
-from lm2llm.classify.data import ClassificationBatches, LabelledSet, encode_texts, pad_batch
+from lm2llm.classify.data import ClassificationBatches, LabelledSet, encode_texts
 from lm2llm.classify.metrics import classification_report
 from lm2llm.classify.model import SequenceClassifier, save_classifier
 from lm2llm.errors import UserError
+from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
-from lm2llm.tokenizer.chat import ENDOFTEXT
-from lm2llm.training.config import TrainConfig
-from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS
+from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, ENDOFTEXT
+from lm2llm.training.config import TrainConfig, fine_tuning
 from lm2llm.training.objectives import SequenceClassification
 from lm2llm.training.trainer import Trainer, TrainResult, seed_everything
 
@@ -36,7 +36,7 @@ class ClassifyConfig:
     vocab_size: int = 2000  # BPE vocabulary trained on the training texts when there is no `init`
     block_size: int = 64
     batch_size: int = 16
-    max_steps: int = 200
+    steps: int = 200
     lr: float = 1e-3
     warmup_steps: int = 20
     weight_decay: float = 0.01
@@ -45,10 +45,9 @@ class ClassifyConfig:
     eval_every: int = 100
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(batch_size=self.batch_size, max_steps=self.max_steps, lr=self.lr, min_lr=self.lr / 10,
-                           warmup_steps=min(self.warmup_steps, self.max_steps // 2), weight_decay=self.weight_decay,
-                           eval_every=self.eval_every, log_every=10, dtype="float32", device="cpu",
-                           progress=False, seed=self.seed, objective="classification")
+        return fine_tuning(self.steps, self.lr, batch_size=self.batch_size,
+                           warmup_steps=min(self.warmup_steps, self.steps // 2), weight_decay=self.weight_decay,
+                           eval_every=self.eval_every, log_every=10, seed=self.seed, objective="classification")
 
 
 def token_id(tokenizer: Tokenizer, token: str) -> int:
@@ -87,12 +86,12 @@ def predict(model: SequenceClassifier, tokenizer: Tokenizer, texts: list[str], b
     encoded = encode_for(model, tokenizer, texts, block_size)
     out: list[int] = []
     for i in range(0, len(encoded), batch_size):
-        ids, mask = pad_batch(encoded[i:i + batch_size], tokenizer.pad_id)
+        ids, mask = pad(encoded[i:i + batch_size], tokenizer.pad_id)
         out += model(ids, mask).argmax(dim=-1).tolist()
     return out
 
 
-def evaluate(model: SequenceClassifier, tokenizer: Tokenizer, data: LabelledSet, block_size: int) -> dict:
+def evaluate_classifier(model: SequenceClassifier, tokenizer: Tokenizer, data: LabelledSet, block_size: int) -> dict:
     """Accuracy, macro-F1 and the confusion matrix of `model` on `data` (relabelled to the model's labels)."""
     data = data.relabelled(model.labels, "--data")
     start = time.perf_counter()
@@ -104,7 +103,7 @@ def evaluate(model: SequenceClassifier, tokenizer: Tokenizer, data: LabelledSet,
 def new_classifier(cfg: ClassifyConfig, train: LabelledSet) -> tuple[SequenceClassifier, Tokenizer]:
     """A classifier on the `init` run's model and tokenizer, or a fresh model with a BPE trained on `train`."""
     from lm2llm.models import build_model, load_model
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+    from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
     seed_everything(cfg.seed)
     if cfg.init:
@@ -133,7 +132,7 @@ def train_classifier(cfg: ClassifyConfig, train: LabelledSet, val: LabelledSet, 
     tokenizer.save(run.path)
     result = fine_tune(model, tokenizer, train, val, cfg, run)
     save_classifier(model, run.path)
-    report = evaluate(model, tokenizer, val, cfg.block_size)
+    report = evaluate_classifier(model, tokenizer, val, cfg.block_size)
     run.log_metrics({"event": "finished", "steps": result.steps, "seconds": result.seconds,
                      "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]})
     return {"run": str(run.path), "family": model.family, "steps": result.steps,

@@ -21,89 +21,90 @@ def read_lines(text: str) -> list[str]:
     return [line for doc in load_documents(text) for line in doc.splitlines()]
 
 
+def train_command(
+    text: str = typer.Option(..., help="Training text file (one sentence per line) or corpus name."),
+    out: Path = typer.Option(Path("runs/ngram"), help="Run directory to write."),
+    order: int = typer.Option(3, help="N: the model sees the last N-1 words (1..6)."),
+    estimator: str = typer.Option("kneser-ney", help="kneser-ney | mle | add-k | stupid-backoff."),
+    k: float = typer.Option(1.0, help="add-k: the pseudo-count (1 is Laplace)."),
+    tokenize: str = typer.Option("whitespace", help="whitespace (KenLM's) | words (punctuation split off) | bpe:DIR (a saved tokenizer's ids)."),
+    min_count: int = typer.Option(1, help="Words seen fewer times become <unk>."),
+    max_vocab: int | None = typer.Option(None, help="Keep only this many most frequent words (specials included)."),
+    discount_fallback: bool = typer.Option(False, help="Kneser-Ney: use 0.5/1/1.5 where lmplz's formula fails."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Count the text and estimate a model; saves config.json and model.arpa (or counts.npz)."""
+    from lm2llm import ngram as api
+
+    config = api.NgramConfig(order=order, estimator=estimator, k=k, tokenize=tokenize, min_count=min_count, max_vocab=max_vocab,
+                             discount_fallback=discount_fallback)
+    model = api.train(read_lines(text), config)
+    api.save(model, out)
+    report = {"out": str(out), "order": order, "estimator": estimator, "vocab_size": len(model.vocab),
+              "ngrams": model.sizes}
+    if json_out:
+        print_json(report)
+    else:
+        print_table("lm2llm ngram train", list(report.items()))
+
+def eval_command(
+    model_dir: Path = typer.Option(..., "--model", help="Run directory written by `ngram train`."),
+    text: str = typer.Option(..., help="Held-out text file (one sentence per line) or corpus name."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Perplexity with KenLM's conventions (</s> scored, <s> not, OOV as <unk>)."""
+    from lm2llm import ngram as api
+
+    result = api.evaluate(api.load(model_dir), read_lines(text))
+    if json_out:
+        print_json(result)
+    else:
+        print_table("lm2llm ngram eval", list(vars(result).items()))
+
+def generate_command(
+    model_dir: Path = typer.Option(..., "--model", help="Run directory written by `ngram train`."),
+    prompt: str = typer.Option("", help="Words to continue."),
+    max_words: int = typer.Option(30, min=1),
+    temperature: float = typer.Option(1.0, min=0.0, help="0 is greedy."),
+    top_k: int = typer.Option(0, min=0, help="Sample among the k most likely words (0: all)."),
+    seed: int | None = typer.Option(None),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Sample a continuation through the shared sampler."""
+    from lm2llm import ngram as api
+
+    text = api.generate(api.load(model_dir), prompt, max_words=max_words, temperature=temperature, top_k=top_k, seed=seed)
+    if json_out:
+        print_json({"prompt": prompt, "text": text})
+    else:
+        typer.echo(text)
+
+def export_command(
+    model_dir: Path = typer.Option(..., "--model", help="A Kneser-Ney run directory."),
+    out: Path = typer.Option(..., help="ARPA file to write (KenLM, SRILM and others load it)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Write the model as an ARPA file."""
+    from lm2llm import ngram as api
+    from lm2llm.ngram.backoff import BackoffModel
+
+    model = api.load(model_dir)
+    if not isinstance(model.lm, BackoffModel):
+        raise UserError(f"{model.config.estimator} is not a backoff model, so ARPA cannot hold it",
+                        where="--model", hint="train with --estimator kneser-ney")
+    api.write_arpa(model.lm, out)
+    report = {"out": str(out), "ngrams": model.sizes}
+    if json_out:
+        print_json(report)
+    else:
+        print_table("lm2llm ngram export-arpa", list(report.items()))
+
+
 def register(app: typer.Typer) -> None:
     ngram = typer.Typer(help="N-gram language models (MLE, add-k, Kneser-Ney equal to KenLM, stupid backoff).",
                         no_args_is_help=True)
     app.add_typer(ngram, name="ngram")
-
-    @ngram.command("train")
-    def train_command(
-        text: str = typer.Option(..., help="Training text file (one sentence per line) or corpus name."),
-        out: Path = typer.Option(Path("runs/ngram"), help="Run directory to write."),
-        order: int = typer.Option(3, help="N: the model sees the last N-1 words (1..6)."),
-        estimator: str = typer.Option("kneser-ney", help="kneser-ney | mle | add-k | stupid-backoff."),
-        k: float = typer.Option(1.0, help="add-k: the pseudo-count (1 is Laplace)."),
-        tokenize: str = typer.Option("whitespace", help="whitespace (KenLM's) | words (punctuation split off) | bpe:DIR (a saved tokenizer's ids)."),
-        min_count: int = typer.Option(1, help="Words seen fewer times become <unk>."),
-        max_vocab: int | None = typer.Option(None, help="Keep only this many most frequent words (specials included)."),
-        discount_fallback: bool = typer.Option(False, help="Kneser-Ney: use 0.5/1/1.5 where lmplz's formula fails."),
-        json_out: bool = JSON_OPTION,
-    ) -> None:
-        """Count the text and estimate a model; saves config.json and model.arpa (or counts.npz)."""
-        from lm2llm import ngram as api
-
-        config = api.NgramConfig(order=order, estimator=estimator, k=k, tokenize=tokenize, min_count=min_count, max_vocab=max_vocab,
-                                 discount_fallback=discount_fallback)
-        model = api.train(read_lines(text), config)
-        api.save(model, out)
-        report = {"out": str(out), "order": order, "estimator": estimator, "vocab_size": len(model.vocab),
-                  "ngrams": model.sizes}
-        if json_out:
-            print_json(report)
-        else:
-            print_table("lm2llm ngram train", list(report.items()))
-
-    @ngram.command("eval")
-    def eval_command(
-        model_dir: Path = typer.Option(..., "--model", help="Run directory written by `ngram train`."),
-        text: str = typer.Option(..., help="Held-out text file (one sentence per line) or corpus name."),
-        json_out: bool = JSON_OPTION,
-    ) -> None:
-        """Perplexity with KenLM's conventions (</s> scored, <s> not, OOV as <unk>)."""
-        from lm2llm import ngram as api
-
-        result = api.evaluate(api.load(model_dir), read_lines(text))
-        if json_out:
-            print_json(result)
-        else:
-            print_table("lm2llm ngram eval", list(vars(result).items()))
-
-    @ngram.command("generate")
-    def generate_command(
-        model_dir: Path = typer.Option(..., "--model", help="Run directory written by `ngram train`."),
-        prompt: str = typer.Option("", help="Words to continue."),
-        max_words: int = typer.Option(30, min=1),
-        temperature: float = typer.Option(1.0, min=0.0, help="0 is greedy."),
-        top_k: int = typer.Option(0, min=0, help="Sample among the k most likely words (0: all)."),
-        seed: int | None = typer.Option(None),
-        json_out: bool = JSON_OPTION,
-    ) -> None:
-        """Sample a continuation through the shared sampler."""
-        from lm2llm import ngram as api
-
-        text = api.generate(api.load(model_dir), prompt, max_words=max_words, temperature=temperature, top_k=top_k, seed=seed)
-        if json_out:
-            print_json({"prompt": prompt, "text": text})
-        else:
-            typer.echo(text)
-
-    @ngram.command("export-arpa")
-    def export_command(
-        model_dir: Path = typer.Option(..., "--model", help="A Kneser-Ney run directory."),
-        out: Path = typer.Option(..., help="ARPA file to write (KenLM, SRILM and others load it)."),
-        json_out: bool = JSON_OPTION,
-    ) -> None:
-        """Write the model as an ARPA file."""
-        from lm2llm import ngram as api
-        from lm2llm.ngram.backoff import BackoffModel
-
-        model = api.load(model_dir)
-        if not isinstance(model.lm, BackoffModel):
-            raise UserError(f"{model.config.estimator} is not a backoff model, so ARPA cannot hold it",
-                            where="--model", hint="train with --estimator kneser-ney")
-        api.write_arpa(model.lm, out)
-        report = {"out": str(out), "ngrams": model.sizes}
-        if json_out:
-            print_json(report)
-        else:
-            print_table("lm2llm ngram export-arpa", list(report.items()))
+    ngram.command("train")(train_command)
+    ngram.command("eval")(eval_command)
+    ngram.command("generate")(generate_command)
+    ngram.command("export-arpa")(export_command)

@@ -16,51 +16,52 @@ def human(n: float, unit: str = "") -> str:
     return f"{n:,.0f}{unit}"
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("params")
-    def params_command(
-        preset: str = typer.Argument(None, help="A preset (e.g. gpt2-small, llama2-7b), a run directory or a "
-                                                "registered model (smollm2-135m-instruct); omit to list the presets."),
-        tokens: float = typer.Option(None, "--tokens", help="Training tokens (default: published, else Chinchilla's 20/param)."),
-        json_out: bool = JSON_OPTION,
-    ) -> None:
-        """Count a model on the meta device: parameters by component, training FLOPs and memory."""
-        from lm2llm.models import accounting  # imports torch: only when the command runs
+def params_command(
+    preset: str = typer.Argument(None, help="A preset (e.g. gpt2-small, llama2-7b), a run directory or a "
+                                            "registered model (smollm2-135m-instruct); omit to list the presets."),
+    tokens: float = typer.Option(None, "--tokens", help="Training tokens (default: published, else Chinchilla's 20/param)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Count a model on the meta device: parameters by component, training FLOPs and memory."""
+    from lm2llm.models import accounting  # imports torch: only when the command runs
 
-        if preset is None:
-            _list_presets(json_out)
-            return
-        entry = accounting.catalog_entry(preset) if preset not in accounting.preset_names() else None
-        if entry is not None:
-            if json_out:
-                print_json(entry)
-            else:
-                print_table(f"{entry.name} ({entry.maker}, {entry.year}) — architecture not published",
-                            [("public", fact) for fact in entry.public_facts]
-                            + [("unconfirmed", fact) for fact in entry.unconfirmed])
-            return
-        report = run_param_report(preset, tokens) if preset not in accounting.preset_names() else None
-        report = report or accounting.param_report(preset, tokens)
+    if preset is None:
+        _list_presets(json_out)
+        return
+    entry = accounting.catalog_entry(preset) if preset not in accounting.preset_names() else None
+    if entry is not None:
         if json_out:
-            print_json(dataclasses.asdict(report))
-            return
-        rows = [(f"params: {k}", f"{v:,}") for k, v in report.components.items()]
-        rows += [
-            ("params: total", f"{report.total:,} ({human(report.total)})"),
-            ("params: non-embedding", f"{report.non_embedding:,}"),
-            ("published total", f"{report.published_params:,}" if report.published_params else "—"),
-            ("paper's figure", report.stated_params or "—"),
-            ("training tokens", f"{human(report.tokens)} ({report.tokens_source})"),
-            ("Chinchilla-optimal tokens (20/param)", human(report.chinchilla_tokens)),
-            ("training FLOPs 6ND", f"{report.train_flops_6nd:.3e}"),
-            ("training FLOPs with attention", f"{report.train_flops_with_attention:.3e}"),
-        ]
-        for dtype, mem in report.memory_bytes.items():
-            rows.append((f"memory {dtype}: weights / grads / Adam / total",
-                         " / ".join(human(mem[k], "B") for k in ("weights", "gradients", "adam_states", "total"))))
-        rows.append(("source", report.source))
-        print_table(f"{report.name} ({report.family})", rows)
+            print_json(entry)
+        else:
+            print_table(f"{entry.name} ({entry.maker}, {entry.year}) — architecture not published",
+                        [("public", fact) for fact in entry.public_facts]
+                        + [("unconfirmed", fact) for fact in entry.unconfirmed])
+        return
+    report = run_param_report(preset, tokens) if preset not in accounting.preset_names() else None
+    report = report or accounting.param_report(preset, tokens)
+    if json_out:
+        print_json(dataclasses.asdict(report))
+        return
+    rows = [(f"params: {k}", f"{v:,}") for k, v in report.components.items()]
+    rows += [
+        ("params: total", f"{report.total:,} ({human(report.total)})"),
+        ("params: non-embedding", f"{report.non_embedding:,}"),
+        ("published total", f"{report.published_params:,}" if report.published_params else "—"),
+        ("paper's figure", report.stated_params or "—"),
+        ("training tokens", f"{human(report.tokens)} ({report.tokens_source})"),
+        ("Chinchilla-optimal tokens (20/param)", human(report.chinchilla_tokens)),
+        ("training FLOPs 6ND", f"{report.train_flops_6nd:.3e}"),
+        ("training FLOPs with attention", f"{report.train_flops_with_attention:.3e}"),
+    ]
+    for dtype, mem in report.memory_bytes.items():
+        rows.append((f"memory {dtype}: weights / grads / Adam / total",
+                     " / ".join(human(mem[k], "B") for k in ("weights", "gradients", "adam_states", "total"))))
+    rows.append(("source", report.source))
+    print_table(f"{report.name} ({report.family})", rows)
 
+
+def register(app: typer.Typer) -> None:
+    app.command("params")(params_command)
 
 def run_param_report(run: str, tokens: float | None):
     """The report for a run directory or a registered model (its saved config built on the meta device),

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import typer
 
 from lm2llm.cli.generate import QUANTIZE
 from lm2llm.errors import UserError
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from lm2llm.serve.hosts import is_loopback
 
 
 def register(app: typer.Typer) -> None:

@@ -4,7 +4,7 @@ and IPv4 addresses become typed placeholders such as `<EMAIL>`.
 Patterns alone over-match (dates, version numbers, ISBNs, order numbers), so numbers are also validated
 where a rule exists: a resident registration number (주민등록번호) needs a real birth date and its check
 digit, a card number the Luhn checksum, an IPv4 octet ≤ 255. Known limitation: resident numbers issued
-since October 2020 no longer carry the check digit, so they are missed; `evaluate` measures precision and
+since October 2020 no longer carry the check digit, so they are missed; `evaluate_detector` measures precision and
 recall per type on a labelled set (`pii_eval.json`, English and Korean, look-alikes included).
 """
 
@@ -153,7 +153,7 @@ class TypeScore:
         return self.true_positives / gold if gold else 1.0
 
 
-def evaluate(examples: list[dict] | None = None) -> dict[str, TypeScore]:
+def evaluate_detector(examples: list[dict] | None = None) -> dict[str, TypeScore]:
     """Per-type precision and recall of `find_pii` against labelled (type, exact value) pairs."""
     scores = {kind: TypeScore() for kind in PII_TYPES}
     for example in examples if examples is not None else labelled_examples():

@@ -21,6 +21,7 @@ import torch
 
 from lm2llm.errors import UserError
 from lm2llm.finetune.data import Conversation
+from lm2llm.models.padding import pad
 from lm2llm.training.objectives import IGNORE_INDEX, Batch
 
 
@@ -66,17 +67,14 @@ def encode_conversations(tokenizer: ChatTokenizer, conversations: Sequence[Conve
     return encoded
 
 
-def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> Batch:
+def collate_examples(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> Batch:
     """Right-padded `ids` (B, T) and `targets` (B, T): next token where it is the assistant's, else IGNORE_INDEX."""
-    length = max(len(ids) for ids, _ in examples) - 1
-    ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
-    targets = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
-    for row, (tokens, mask) in enumerate(examples):
+    inputs, targets = [], []
+    for tokens, mask in examples:
         tokens_t, mask_t = torch.tensor(tokens), torch.tensor(mask, dtype=torch.bool)
-        n = len(tokens) - 1
-        ids[row, :n] = tokens_t[:-1]
-        targets[row, :n] = torch.where(mask_t[1:], tokens_t[1:], IGNORE_INDEX)
-    return {"ids": ids, "targets": targets}
+        inputs.append(tokens_t[:-1])
+        targets.append(torch.where(mask_t[1:], tokens_t[1:], IGNORE_INDEX))
+    return {"ids": pad(inputs, pad_id)[0], "targets": pad(targets, IGNORE_INDEX)[0]}
 
 
 class SFTBatches:
@@ -95,7 +93,7 @@ class SFTBatches:
         self.order = torch.randperm(len(self.examples), generator=self.generator)
         self.cursor = 0
         size = eval_batch_size or batch_size
-        self._eval = [pad_batch(eval_examples[i:i + size], pad_id) for i in range(0, len(eval_examples), size)]
+        self._eval = [collate_examples(eval_examples[i:i + size], pad_id) for i in range(0, len(eval_examples), size)]
         self.eval_bytes = 0  # bits per byte means little on replies alone; the Trainer reports NaN
 
     def next_batch(self) -> Batch:
@@ -106,7 +104,7 @@ class SFTBatches:
                 self.cursor = 0
             picked.append(self.examples[int(self.order[self.cursor])])
             self.cursor += 1
-        return pad_batch(picked, self.pad_id)
+        return collate_examples(picked, self.pad_id)
 
     def eval_set(self) -> list[Batch]:
         return self._eval

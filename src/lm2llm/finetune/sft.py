@@ -31,7 +31,7 @@ from lm2llm.finetune.data import load_instructions
 from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, score_exact_match
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.models import load_model, save_model
+from lm2llm.models import family_of, load_model, save_model
 from lm2llm.models.lora import (
     ADAPTER_WEIGHTS,
     LoraConfig,
@@ -42,8 +42,9 @@ from lm2llm.models.lora import (
 )
 from lm2llm.runs import RunDir
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.training import TrainConfig, Trainer
+from lm2llm.training import Trainer
 from lm2llm.training.checkpoint import save_weights
+from lm2llm.training.config import fine_tuning
 from lm2llm.training.objectives import CausalLM
 from lm2llm.training.run import RNN_DEFAULT_BLOCK
 
@@ -138,7 +139,7 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
 
 
 @torch.no_grad()
-def generate_answers(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+def greedy_replies(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
                      max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
     """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
     whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
@@ -165,7 +166,7 @@ def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequen
     format is learned) and how many distinct answers there are (one answer to every prompt: the form of
     an answer is learned, not the task).
     """
-    predictions, ended = generate_answers(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
+    predictions, ended = greedy_replies(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
     return {**score_exact_match(records, predictions), "ended_turn": sum(ended) / len(ended),
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
@@ -200,9 +201,9 @@ def sft(config: SFTConfig) -> SFTResult:
     trainable, total = trainable_share(model)
     data = SFTBatches(encoded, batch_size=config.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
                       eval_examples=eval_encoded.examples)
-    train_config = TrainConfig(
-        data=config.data, out=str(out), batch_size=config.batch_size, micro_batch_size=config.micro_batch_size,
-        max_steps=config.steps, lr=config.lr, min_lr=config.lr / 10, warmup_steps=config.warmup_steps,
+    train_config = fine_tuning(
+        config.steps, config.lr, model=family_of(model), data=config.data, tokenizer=str(base), out=str(out),
+        batch_size=config.batch_size, micro_batch_size=config.micro_batch_size, warmup_steps=config.warmup_steps,
         weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
         eval_every=max(1, config.steps // 4), progress=config.progress,
     )

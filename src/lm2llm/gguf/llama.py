@@ -28,7 +28,7 @@ from lm2llm.models import save_model
 from lm2llm.models.factory import config_for, model_from_config
 from lm2llm.models.transformer import Transformer, TransformerConfig
 from lm2llm.runs import RunDir, atomic_dir
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
 # llama.cpp's pre-tokenizer names → the split applied before byte-level BPE (None: GPT-2's own regex)
 DIGITS = r"\p{N}"

@@ -1,8 +1,9 @@
-"""Inference: sampling from logits (`sampling`), batched cached decoding on token ids (`engine`), text
-with streaming and stop strings (`text`), and chat sessions (`chat`)."""
+"""Inference: sampling from logits (`sampling`), the one decode engine every generation drains (`engine`:
+continuous batching, per-row samplers, stop strings, streaming, cancellation), text in and out (`text`),
+and chat sessions (`chat`)."""
 
 from lm2llm.inference.chat import ChatSession
-from lm2llm.inference.engine import DecodeBatch, generate_ids
+from lm2llm.inference.engine import Engine, SequenceRequest, TextChunk, generate_ids
 from lm2llm.inference.sampling import (
     Completion,
     Sampler,
@@ -11,13 +12,14 @@ from lm2llm.inference.sampling import (
     StopStrings,
     process_logits,
 )
-from lm2llm.inference.text import TextChunk, TextGenerator
+from lm2llm.inference.text import TextGenerator
 
 __all__ = [
     "ChatSession",
     "Completion",
-    "DecodeBatch",
+    "Engine",
     "SampleStep",
+    "SequenceRequest",
     "Sampler",
     "SamplingConfig",
     "StopStrings",

@@ -1,18 +1,13 @@
-"""Text in, text out: tokenise prompts, run the engine, detokenise as tokens arrive, honour stop strings.
+"""Text in, text out: tokenise prompts, let the engine decode them, collect or stream the text.
 
-Streaming has two traps, both handled here for every row of a batch:
-
-- a byte-level token may end in the middle of a UTF-8 character (a Hangul syllable is 3 bytes and can
-  span tokens): the tokenizer's `StreamDecoder` releases a character only once all its bytes are in;
-- the tail of the text may be the beginning of a stop string: it is held back until it cannot be.
-
-`generate` is `stream` collected, so the streamed and the returned text are the same by construction.
+The engine (`inference.engine`) detokenises as tokens arrive and honours stop strings, for every row of
+a batch, never releasing half a character or the beginning of a stop string. `generate` is `stream`
+collected, so the streamed and the returned text are the same by construction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,47 +17,12 @@ from lm2llm import env
 from lm2llm.compress.weight_only import quantize_linears
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
-from lm2llm.inference.engine import DecodeBatch
+from lm2llm.inference.engine import Engine, TextChunk, collect, generate_batch
 from lm2llm.inference.layout import input_major
-from lm2llm.inference.sampling import Completion, SamplingConfig, StopStrings
+from lm2llm.inference.sampling import Completion, SamplingConfig
 from lm2llm.models import load_model
 from lm2llm.runs import read_json
-from lm2llm.tokenizer import StreamDecoder, Tokenizer, load_tokenizer
-
-
-@dataclass
-class TextChunk:
-    """A piece of one row's output: new text, the tokens that made it, and the finish reason at the end."""
-
-    index: int
-    text: str
-    token_ids: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    top_logprobs: list[dict[int, float]] = field(default_factory=list)
-    finish_reason: str | None = None
-
-
-class RowText:
-    """One row's text so far and how much of it has been released."""
-
-    def __init__(self, tokenizer: Tokenizer, stops: StopStrings):
-        self.detokenizer = StreamDecoder(tokenizer)
-        self.stops = stops
-        self.text = ""
-        self.released = 0
-        self.checked = 0
-
-    def add(self, piece: str, final: bool) -> tuple[str, bool]:
-        """Append decoded text; return what may be shown now and whether a stop string was reached."""
-        self.text += piece
-        cut = self.stops.find(self.text, self.checked) if self.stops.stops else None
-        self.checked = len(self.text)
-        if cut is not None:
-            self.text = self.text[:cut]
-            final = True
-        end = len(self.text) if final else self.stops.safe_length(self.text)
-        out, self.released = self.text[self.released:end], max(self.released, end)
-        return out, cut is not None
+from lm2llm.tokenizer import Tokenizer, load_tokenizer
 
 
 class TextGenerator:
@@ -120,40 +80,9 @@ class TextGenerator:
 
     def stream(self, prompts: Sequence[str | Sequence[int]], config: SamplingConfig) -> Iterator[TextChunk]:
         """Yield text pieces of every row as they are produced; each row's last chunk has its finish reason."""
-        batch = DecodeBatch(self.model, [self.encode(p) for p in prompts], config, end_ids=self.end_ids)
-        stops = StopStrings(config.stop)
-        rows = [RowText(self.tokenizer, stops) for _ in prompts]
-        if batch.done:  # nothing to generate (max_new_tokens 0)
-            yield from (TextChunk(i, "", finish_reason=batch.completions[i].finish_reason) for i in range(len(rows)))
-        while not batch.done:
-            for step in batch.step():
-                row = rows[step.row]
-                finished = step.finish_reason is not None
-                piece = row.detokenizer.push(step.token) if step.token is not None else ""
-                if finished:
-                    piece += row.detokenizer.flush()
-                text, stopped = row.add(piece, final=finished)
-                if stopped:
-                    batch.finish(step.row, "stop")
-                chunk = TextChunk(step.row, text, [] if step.token is None else [step.token],
-                                  [] if step.logprob is None else [step.logprob],
-                                  [] if step.top_logprobs is None else [step.top_logprobs],
-                                  batch.completions[step.row].finish_reason if (finished or stopped) else None)
-                if chunk.text or chunk.token_ids or chunk.finish_reason:
-                    yield chunk
+        engine = Engine(self.model, self.tokenizer, max_batch=max(1, len(prompts)))
+        return generate_batch(engine, [self.encode(p) for p in prompts], config, end_ids=self.end_ids)
 
     def generate(self, prompts: Sequence[str | Sequence[int]], config: SamplingConfig) -> list[Completion]:
         """Complete every prompt; `text` ends before a stop string, `token_ids` are all tokens sampled."""
-        texts = [""] * len(prompts)
-        batch_completions: list[Completion] = [Completion([]) for _ in prompts]
-        for chunk in self.stream(prompts, config):
-            texts[chunk.index] += chunk.text
-            done = batch_completions[chunk.index]
-            done.token_ids += chunk.token_ids
-            done.logprobs += chunk.logprobs
-            done.top_logprobs += chunk.top_logprobs
-            if chunk.finish_reason:
-                done.finish_reason = chunk.finish_reason
-        for completion, text in zip(batch_completions, texts, strict=True):
-            completion.text = text
-        return batch_completions
+        return collect(self.stream(prompts, config), len(prompts))

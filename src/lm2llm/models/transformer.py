@@ -133,6 +133,26 @@ class Block(nn.Module):
 
 
 @dataclass
+class Chunk:
+    """Where a forward pass's T tokens sit: their position ids (B, T), the cache slot of the first one, and
+    which keys each may see (`allowed`: None when `causal` alone says it, or when nothing is masked)."""
+
+    positions: torch.Tensor
+    offset: int = 0
+    allowed: torch.Tensor | None = None
+    causal: bool = False
+
+
+def whole_sequence(ids: torch.Tensor, valid: torch.Tensor | None) -> Chunk:
+    """A pass over whole sequences without a cache: positions from 0 (counting only real tokens when a
+    padding mask `valid` is given), causal attention that skips padding."""
+    B, T = ids.shape
+    if valid is None:
+        return Chunk(torch.arange(T, device=ids.device).expand(B, T), causal=True)
+    return Chunk(positions_from_mask(valid), allowed=causal_padding_mask(T, T, 0, valid))
+
+
+@dataclass
 class DecoderState:
     """What incremental decoding carries between calls: the KV cache and, per row, padding and positions."""
 
@@ -141,6 +161,30 @@ class DecoderState:
     next_position: torch.Tensor  # (B,) long: position id of the row's next real token
     length: int = 0  # slots filled so far (the same for every row)
     padded: bool = False  # some filled slot holds no real token: attention needs the key mask
+
+    def advance(self, ids: torch.Tensor, valid: torch.Tensor | None) -> Chunk:
+        """Take the next T tokens of every row (`valid`: 0 at padding): mark their slots, number them on from
+        each row's last real token, and say which cached keys each may see."""
+        T = ids.shape[1]
+        offset = self.length
+        if offset + T > self.cache.max_len:
+            raise UserError(f"the KV cache holds {self.cache.max_len} tokens; {offset + T} were given",
+                            where="new_state(max_len)", hint="allocate a longer state")
+        if valid is None:  # every token real: no mask to build, no device sync (the decode fast path)
+            self.key_valid[:, offset:offset + T] = True
+            positions = self.next_position.unsqueeze(1) + torch.arange(T, device=ids.device)
+            self.next_position = self.next_position + T
+        else:
+            self.key_valid[:, offset:offset + T] = valid
+            positions = positions_from_mask(valid, self.next_position)
+            self.next_position = self.next_position + valid.sum(dim=1)
+            self.padded = self.padded or not bool(valid.all())
+        self.length = offset + T
+        key_valid = self.key_valid if self.padded else None
+        # one new token seeing the whole (unpadded) cache needs no mask at all
+        allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(
+            T, offset + T, offset, key_valid, device=ids.device)
+        return Chunk(positions, offset, allowed)
 
     def to(self, dtype: torch.dtype) -> DecoderState:
         """The same state with its KV cache in `dtype` (itself when it already is)."""
@@ -250,51 +294,30 @@ class Transformer(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """ids (B, T) → logits (B, T, vocab) and, given targets (−100 = ignore), the mean cross-entropy."""
-        B, T = ids.shape
-        chunk_valid = None if attention_mask is None else attention_mask.to(torch.bool)
-        if state is None:
-            offset, cache = 0, None
-            positions = (positions_from_mask(chunk_valid) if chunk_valid is not None
-                         else torch.arange(T, device=ids.device).expand(B, T))
-            key_valid = chunk_valid
-            allowed = None if chunk_valid is None else causal_padding_mask(T, T, 0, chunk_valid)
-        else:
-            offset, cache = state.length, state.cache
-            if offset + T > cache.max_len:
-                raise UserError(f"the KV cache holds {cache.max_len} tokens; {offset + T} were given",
-                                where="new_state(max_len)", hint="allocate a longer state")
-            if chunk_valid is None:  # every token real: no mask to build, no device sync (the decode fast path)
-                state.key_valid[:, offset:offset + T] = True
-                positions = state.next_position.unsqueeze(1) + torch.arange(T, device=ids.device)
-                state.next_position = state.next_position + T
-            else:
-                state.key_valid[:, offset:offset + T] = chunk_valid
-                positions = positions_from_mask(chunk_valid, state.next_position)
-                state.next_position = state.next_position + chunk_valid.sum(dim=1)
-                state.padded = state.padded or not bool(chunk_valid.all())
-            state.length = offset + T
-            key_valid = state.key_valid if state.padded else None
-            # one new token seeing the whole (unpadded) cache needs no mask at all
-            allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(
-                T, offset + T, offset, key_valid, device=ids.device)
-        # positions never exceed slots, so only a chunk reaching past the context needs the exact check
-        if self.pos_emb is not None and offset + T > self.config.context_length and (
-                int(positions.max()) >= self.config.context_length):
-            raise UserError(f"position {int(positions.max())} is past the context length {self.config.context_length}",
-                            where="ids", hint="feed at most context_length tokens")
+        valid = None if attention_mask is None else attention_mask.to(torch.bool)
+        chunk = whole_sequence(ids, valid) if state is None else state.advance(ids, valid)
+        self.check_positions(chunk, ids.shape[1])
         x = self.tok_emb(ids)
         if self.pos_emb is not None:
-            x = x + self.pos_emb(positions)
+            x = x + self.pos_emb(chunk.positions)
         x = F.dropout(x, self.config.dropout, self.training)
-        rope = rope_cos_sin(positions, self.config.head_dim, self.config.rope_theta) if self.config.positional == "rope" else None
-        causal = allowed is None and state is None
+        rope = rope_cos_sin(chunk.positions, self.config.head_dim, self.config.rope_theta) if self.config.positional == "rope" else None
+        cache = None if state is None else state.cache
         for layer, block in enumerate(self.blocks):
-            x = block(x, layer, allowed=allowed, causal=causal, rope=rope, cache=cache, offset=offset)
+            x = block(x, layer, allowed=chunk.allowed, causal=chunk.causal, rope=rope, cache=cache, offset=chunk.offset)
         logits = self.lm_head(self.norm_f(x))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
         return logits, loss
+
+    def check_positions(self, chunk: Chunk, length: int) -> None:
+        """Learned and sinusoidal positions stop at the context length; positions never exceed slots, so only
+        a chunk reaching past the context needs the exact check."""
+        limit = self.config.context_length
+        if self.pos_emb is not None and chunk.offset + length > limit and int(chunk.positions.max()) >= limit:
+            raise UserError(f"position {int(chunk.positions.max())} is past the context length {limit}",
+                            where="ids", hint="feed at most context_length tokens")
 
     @torch.no_grad()
     def attention_maps(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:

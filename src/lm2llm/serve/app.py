@@ -35,10 +35,11 @@ from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
 from lm2llm.inference.chat import chat_end_ids
+from lm2llm.inference.engine import QueueFull, SequenceRequest, TextChunk, Ticket
 from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.inference.text import TextChunk, TextGenerator
+from lm2llm.inference.text import TextGenerator
 from lm2llm.serve import protocol
-from lm2llm.serve.scheduler import BatchScheduler, QueueFull, SequenceRequest, Ticket
+from lm2llm.serve.scheduler import BatchScheduler
 from lm2llm.tokenizer import Tokenizer
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes

@@ -27,8 +27,8 @@ class Tokenizer(Protocol):
 
 
 def _loaders() -> dict[str, type]:
-    from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
     from lm2llm.tokenizer.char import CharTokenizer
+    from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
     return {"char": CharTokenizer, "bpe": BPETokenizer}
 

@@ -12,7 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lm2llm.training import CausalLM, TrainConfig, Trainer
+from lm2llm.training import CausalLM, Trainer
+from lm2llm.training.config import fine_tuning
 from lm2llm.training.objectives import Batch
 
 BatchFn = Callable[[], tuple[torch.Tensor, torch.Tensor]]
@@ -42,9 +43,8 @@ def brief_trainer(model: nn.Module, next_batch: BatchFn, steps: int, lr: float =
                   weight_decay: float = 0.0) -> Trainer:
     """A Trainer for `steps` batches of `next_batch()` (fp32, CPU, no run directory); call `train_step()`."""
     data = FunctionBatches(next_batch)
-    cfg = TrainConfig(batch_size=data.batch_size, max_steps=steps, lr=lr, min_lr=lr / 10,
-                      warmup_steps=max(1, steps // 20), weight_decay=weight_decay, dtype="float32", device="cpu",
-                      progress=False)
+    cfg = fine_tuning(steps, lr, batch_size=data.batch_size, warmup_steps=max(1, steps // 20),
+                      weight_decay=weight_decay)
     return Trainer(model, CausalLM(), data, cfg)
 
 

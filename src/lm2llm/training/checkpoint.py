@@ -94,7 +94,8 @@ def save_weights(model: nn.Module, directory: Path) -> None:
     atomic_save(directory / "model.safetensors", lambda tmp: save_model(model, str(tmp)))
 
 
-def load_weights(model: nn.Module, directory: Path) -> None:
+def load_checkpoint_weights(model: nn.Module, directory: Path) -> None:
+    """A checkpoint's weights into `model` (any module, as `save_weights` wrote them); a UserError on a mismatch."""
     from safetensors.torch import load_model
 
     missing, unexpected = load_model(model, str(directory / "model.safetensors"), strict=False)

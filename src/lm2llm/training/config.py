@@ -1,7 +1,9 @@
 """The training configuration: one small dataclass, filled from defaults, a TOML/JSON file and `--set` flags.
 
-Every value is checked here, before any model is built, so a typo fails in a second with the key's name
-rather than after an hour of training. Model-shape overrides live under `model.` (`model.n_layer=4`) and
+Every value is checked when a `TrainConfig` is made (`__post_init__`), however it is made, before any model
+is built, so a typo fails in a second with the key's name rather than after an hour of training.
+`fine_tuning` is the one preset the short trainings share (SFT, reward model, DPO, classification, the
+tour's small runs). Model-shape overrides live under `model.` (`model.n_layer=4`) and
 are checked against the model's own config when it is built.
 """
 
@@ -70,8 +72,19 @@ class TrainConfig:
     progress: bool = True
     sample_tokens: int = 200  # after training, sample this many tokens into metrics.jsonl (0: none)
 
+    def __post_init__(self) -> None:
+        _check_ranges(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def fine_tuning(steps: int, lr: float, **knobs: Any) -> TrainConfig:
+    """The settings of a short fine-tuning run: `steps` optimizer steps at peak `lr`, warm-up over a tenth of
+    them, cosine decay to lr/10, fp32 on the CPU (bf16 autocast costs more than it saves at these widths),
+    no progress bar; `knobs` set any other field (or override these)."""
+    return TrainConfig(**{"max_steps": steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": steps // 10,
+                          "dtype": "float32", "device": "cpu", "progress": False, **knobs})
 
 
 def _type_name(tp: Any) -> str:
@@ -140,12 +153,13 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 
 def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 where: str = "config") -> TrainConfig:
-    """Defaults, then a config file's values, then command-line overrides; `model.X` keys go to the model."""
+                 where: str = "config", *, model_overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then a config file's values, then command-line overrides; `model.X` keys go to the model,
+    on top of `model_overrides` (model-shape values a caller already holds as a dict)."""
     known = {f.name: f for f in fields(TrainConfig)}
     types_of = typing.get_type_hints(TrainConfig)
     values: dict[str, Any] = {}
-    model_overrides: dict[str, Any] = {}
+    model_overrides = dict(model_overrides or {})
     for source, items in ((where, file_values or {}), ("--set", overrides or {})):
         items = dict(items)
         if isinstance(items.get("model"), dict):  # a [model] table in TOML
@@ -163,7 +177,6 @@ def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str,
         values["objective"] = "masked_lm"  # each family pre-trains with its own objective unless told otherwise
     cfg = TrainConfig(**values)
     cfg.model_overrides = {**cfg.model_overrides, **model_overrides}
-    _check_ranges(cfg)
     return cfg
 
 

@@ -13,10 +13,7 @@ from collections.abc import Collection
 
 import torch
 
-from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
 from lm2llm.training.objectives import IGNORE_INDEX, Batch
-
-__all__ = ["CLS_TOKEN", "ENCODER_TOKENS", "MASK_TOKEN", "MaskedBatches", "mask_tokens"]
 
 
 def mask_tokens(ids: torch.Tensor, *, mask_id: int, vocab_size: int, special_ids: Collection[int],

@@ -84,7 +84,7 @@ class SequenceClassification:
         return F.cross_entropy(logits.float(), batch["labels"], reduction="sum")
 
     def eval_metrics(self, loss: float, weight: int, utf8_bytes: int) -> dict[str, float]:
-        return {"val_loss": loss}  # accuracy and F1 need predictions: `classify.train.evaluate`
+        return {"val_loss": loss}  # accuracy and F1 need predictions: `classify.train.evaluate_classifier`
 
 
 OBJECTIVES: dict[str, type] = {"causal_lm": CausalLM, "masked_lm": MaskedLM, "classification": SequenceClassification}

@@ -20,12 +20,13 @@ from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
 from lm2llm.runs import RunDir
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
+from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
 from lm2llm.training.checkpoint import find_checkpoint
 from lm2llm.training.config import TrainConfig, build_config, coerce_value
 from lm2llm.training.curves import plot_loss_curve
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.distributed import close_world, init_world
-from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN, MaskedBatches
+from lm2llm.training.masking import MaskedBatches
 from lm2llm.training.objectives import make_objective
 from lm2llm.training.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
@@ -176,7 +177,5 @@ def resume_config(out: str | Path, overrides: dict[str, Any]) -> TrainConfig:
     saved = RunDir(out).read_config().get("train")
     if not isinstance(saved, dict):
         raise UserError("config.json has no 'train' section", where=str(Path(out) / "config.json"))
-    saved.pop("model_overrides", None)
-    model_overrides = RunDir(out).read_config()["train"].get("model_overrides", {})
-    return build_config({**saved, **{f"model.{k}": v for k, v in model_overrides.items()}}, overrides,
-                        where=str(Path(out) / "config.json"))
+    model_overrides = saved.pop("model_overrides", {})
+    return build_config(saved, overrides, where=str(Path(out) / "config.json"), model_overrides=model_overrides)

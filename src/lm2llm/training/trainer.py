@@ -221,7 +221,7 @@ class Trainer:
             raise UserError("no checkpoint to resume from", where=str(self.run.path if self.run else "run"),
                             hint="train without --resume first")
         state, opt_tensors, tensors = ckpt.read_checkpoint(found)
-        ckpt.load_weights(self.model, found)
+        ckpt.load_checkpoint_weights(self.model, found)
         ckpt.load_optimizer_state(self.optimizer, opt_tensors, state["optimizer"])
         ckpt.set_rng_state(tensors, state["rng"])
         self.data.load_state_tensors(tensors)

@@ -27,13 +27,14 @@ import torch.nn.functional as F
 
 from lm2llm.classify.data import docstring_families, nsmc, nsmc_files
 from lm2llm.classify.model import SequenceClassifier
-from lm2llm.classify.train import ClassifyConfig, evaluate, fine_tune
+from lm2llm.classify.train import ClassifyConfig, evaluate_classifier, fine_tune
 from lm2llm.data.shards import ShardWriter, TokenShards
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
@@ -45,9 +46,9 @@ from lm2llm.tour.framework import (
     demonstration,
 )
 from lm2llm.tour.plots import plt
-from lm2llm.training.config import TrainConfig
+from lm2llm.training.config import fine_tuning
 from lm2llm.training.data import ShardBatches
-from lm2llm.training.masking import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN, mask_tokens
+from lm2llm.training.masking import mask_tokens
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM, MaskedLM
 from lm2llm.training.run import masked_lm_batches
 from lm2llm.training.trainer import Trainer
@@ -66,9 +67,8 @@ def pretrain(family: str, shards: TokenShards, tokenizer: BPETokenizer, block: i
     if family == "bert":
         data = masked_lm_batches(data, tokenizer, seed=0)
         objective = MaskedLM()
-    cfg = TrainConfig(batch_size=16, max_steps=steps, lr=lr, min_lr=lr / 10, warmup_steps=steps // 10,
-                      weight_decay=0.01, eval_every=steps, eval_batches=4, dtype="float32", device="cpu",
-                      progress=False, objective=objective.name)
+    cfg = fine_tuning(steps, lr, batch_size=16, weight_decay=0.01, eval_every=steps, eval_batches=4,
+                      objective=objective.name)
     result = Trainer(model, objective, data, cfg).fit()
     return model.eval(), result
 
@@ -114,12 +114,12 @@ def classify_both(backbones: dict, tokenizer: BPETokenizer, train, test, steps: 
     out = {}
     for family, backbone in backbones.items():
         model = SequenceClassifier(copy.deepcopy(backbone), train.names, dropout=0.1)
-        cfg = ClassifyConfig(max_steps=steps, block_size=block, batch_size=16, lr=1e-3, warmup_steps=steps // 10,
+        cfg = ClassifyConfig(steps=steps, block_size=block, batch_size=16, lr=1e-3, warmup_steps=steps // 10,
                              eval_every=steps, seed=0)
         start = time.perf_counter()
         fine_tune(model, tokenizer, train, test, cfg)
         seconds = time.perf_counter() - start
-        out[family] = {**evaluate(model, tokenizer, test, block), "train_seconds": seconds}
+        out[family] = {**evaluate_classifier(model, tokenizer, test, block), "train_seconds": seconds}
     return out
 
 

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lm2llm.data.card import funnel_rows  # noqa: E402
 from lm2llm.data.dedup import content_hash, jaccard, shingles  # noqa: E402
-from lm2llm.data.pii import PII_TYPES, evaluate  # noqa: E402
+from lm2llm.data.pii import PII_TYPES, evaluate_detector  # noqa: E402
 from lm2llm.data.prepare import DOCUMENTS_FILE, PrepareConfig, prepare  # noqa: E402
 from lm2llm.tour.framework import (  # noqa: E402
     Chapter,
@@ -56,7 +56,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     docs = prepare(PrepareConfig("python-docs", limit=QUICK_LIMIT if ctx.quick else None), docs_dir, force=True)
     ctx.progress(1, 3)
     law = prepare(PrepareConfig("korean-law"), law_dir, force=True)
-    scores = evaluate()
+    scores = evaluate_detector()
     ctx.progress(2, 3)
     funnel, law_funnel = docs.to_dict()["funnel"], law.to_dict()["funnel"]
 

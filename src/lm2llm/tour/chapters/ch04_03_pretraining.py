@@ -91,13 +91,13 @@ def model_settings(quick: bool) -> dict[str, tuple[str, dict]]:
 def pretrain(family: str, overrides: dict, data: Path, out: Path, seconds: float, eval_every: int) -> tuple[list[dict], dict]:
     """One `lm2llm train` run for `seconds` of this process's CPU time; its validation curve and throughput."""
     cfg = build_config({
-        "model": family, **{f"model.{k}": v for k, v in overrides.items()}, "data": str(data), "out": str(out),
+        "model": family, "data": str(data), "out": str(out),
         "block_size": CONTEXT, "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 20,
         "max_steps": 100_000, "schedule": "constant", "max_seconds": seconds, "clock": "cpu", "eval_every": eval_every,
         "eval_batches": 4, "log_every": eval_every, "checkpoint_every": 100_000, "progress": False,
         "device": "cpu", "seed": 0, "sample_tokens": 0,
         "dtype": "float32",  # at these widths bf16 autocast spends more on casts than it saves on this CPU
-    })
+    }, model_overrides=overrides)
     result, _ = train(cfg)
     return result.evals, {"steps": result.steps, "tokens": result.tokens, "tokens_per_s": result.tokens_per_second}
 

@@ -25,10 +25,10 @@ from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model, load_model, save_model
-from lm2llm.tokenizer.bpe_tokenizer import BPETokenizer
+from lm2llm.tokenizer.hf_bpe import BPETokenizer
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.real_llm import real_llm_section
-from lm2llm.training.config import TrainConfig
+from lm2llm.training.config import fine_tuning
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.objectives import CausalLM
 from lm2llm.training.trainer import Trainer
@@ -63,8 +63,7 @@ def train_small_gpt(run: Path, quick: bool) -> BPETokenizer:
         torch.manual_seed(0)
         model = build_model("gpt", vocab_size=tokenizer.vocab_size, context_length=64, n_layer=2, d_model=64, n_head=4)
         data = ShardBatches(TokenShards(tmp), block_size=64, batch_size=16, seed=0, eval_batches=2)
-        cfg = TrainConfig(batch_size=16, max_steps=steps, lr=3e-3, min_lr=3e-4, warmup_steps=steps // 10,
-                          eval_every=steps, eval_batches=2, dtype="float32", device="cpu", progress=False)
+        cfg = fine_tuning(steps, 3e-3, min_lr=3e-4, batch_size=16, eval_every=steps, eval_batches=2)
         Trainer(model, CausalLM(), data, cfg).fit()
     save_model(model.eval(), run)
     tokenizer.save(run)

@@ -21,6 +21,7 @@ import torch
 from lm2llm.data import load_documents
 from lm2llm.serve.app import ServedModel, ServerThread, create_app
 from lm2llm.serve.demo import save_demo_run
+from lm2llm.serve.hosts import is_loopback
 from lm2llm.serve.loadgen import LoadResult, run_load
 from lm2llm.tour.framework import (
     Chapter,
@@ -62,15 +63,6 @@ def recorded_connections():
         yield _connections
     finally:
         _connections = None
-
-
-def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 # --- the measurement ---------------------------------------------------------------------------------

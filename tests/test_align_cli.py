@@ -56,7 +56,7 @@ def test_reward_dpo_ppo_commands(cli, sft_run, tmp_path):
 
 def test_user_errors(cli, sft_run, tmp_path):
     existing = cli("reward", "--sft", sft_run, "--out", sft_run, "--steps", 1)
-    assert existing.code == 2 and "already exists" in existing.err
+    assert existing.code == 2 and "contains the input" in existing.err
     bad_loss = cli("dpo", "--sft", sft_run, "--out", tmp_path / "x", "--loss", "hinge")
     assert bad_loss.code == 2 and "--loss" in bad_loss.err
     (tmp_path / "bad.jsonl").write_text('{"prompt": "질문", "chosen": "답"}\n', encoding="utf-8")

@@ -164,15 +164,22 @@ def test_prepare_refuses_bad_outputs_and_leaves_nothing_half_written(tmp_path):
     (out / "keep.txt").write_text("mine")
     with pytest.raises(UserError, match="not empty"):
         prepare(PrepareConfig(str(corpus)), out)
+    with pytest.raises(UserError, match="did not write"):  # --force never replaces a folder we did not write
+        prepare(PrepareConfig(str(corpus)), out, force=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    first = prepare(PrepareConfig(str(corpus)), out)
+    with pytest.raises(UserError, match="earlier lm2llm dataset output.*--force"):
+        prepare(PrepareConfig(str(corpus)), out)
     with pytest.raises(UserError, match="empty after cleaning, dedup and filtering"):
         prepare(PrepareConfig(str(corpus), quality=QualityConfig(min_chars=10**6)), out, force=True)
     (corpus / "broken.txt").write_bytes(b"valid \xff invalid")
     with pytest.raises(UserError, match=r"broken\.txt: invalid UTF-8 at byte offset 6"):
         prepare(PrepareConfig(str(corpus), strict=True), out, force=True)
-    assert (out / "keep.txt").read_text() == "mine"  # the old output survives every failure
+    assert json.loads((out / "stats.json").read_text())["seconds"] == first.seconds  # the old output survives
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "prepared"]
     prepare(PrepareConfig(str(corpus)), out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "meta.json").is_file()
+    assert (out / "meta.json").is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "prepared"]
 
 
 def test_cli_prepare_and_stats(cli, tmp_path):

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import pytest
 
@@ -60,9 +61,16 @@ def test_atomic_dir_is_complete_or_absent(tmp_path):
         with atomic_dir(out) as build:
             (build / "other").write_text("x")
     assert os.listdir(out) == ["tokenizer.json"] and os.listdir(tmp_path / "runs") == ["토크나이저"]
-    with atomic_dir(out, replace=True) as build:
+    with pytest.raises(OSError):  # ... and only when it carries our marker of the same kind
+        with atomic_dir(out, "tokenizer", replace=True) as build:
+            (build / "other").write_text("x")
+    assert os.listdir(out) == ["tokenizer.json"]
+    shutil.rmtree(out)
+    with atomic_dir(out, "tokenizer") as build:
+        (build / "tokenizer.json").write_text("{}")
+    with atomic_dir(out, "tokenizer", replace=True) as build:
         (build / "other").write_text("x")
-    assert os.listdir(out) == ["other"]
+    assert sorted(os.listdir(out)) == [".lm2llm-output", "other"] and os.listdir(tmp_path / "runs") == ["토크나이저"]
 
 
 def test_run_dir_config_and_metrics(tmp_path):

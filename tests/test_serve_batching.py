@@ -157,8 +157,11 @@ def test_stop_strings_end_tokens_and_limits():
         scheduler.check_prompt([1] * 65)
     with pytest.raises(UserError, match="token ids"):
         scheduler.check_prompt([VOCAB])
-    with pytest.raises(QueueFull):  # stopped: nothing leaves the queue
+    with pytest.raises(UserError, match="can never fit"):  # more than may ever wait: not worth a retry
         scheduler.submit([SequenceRequest([1], SamplingConfig(), print) for _ in range(3)])
+    scheduler.submit([SequenceRequest([1], SamplingConfig(), print) for _ in range(2)])
+    with pytest.raises(QueueFull):  # stopped: nothing leaves the queue
+        scheduler.submit([SequenceRequest([1], SamplingConfig(), print)])
 
 
 def test_cancelled_sequences_leave_the_batch():

@@ -155,7 +155,7 @@ def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
     assert "exact_match_before" in metrics and "exact_match_after" in metrics
 
     again = cli("sft", base_run, "--out", tmp_path / "lora", "--lora", "r=4")
-    assert again.code == 2 and "not empty" in again.err
+    assert again.code == 2 and "earlier lm2llm sft output" in again.err
     bad = cli("sft", base_run, "--out", tmp_path / "x", "--lora", "rank=4")
     assert bad.code == 2 and "--lora" in bad.err
 

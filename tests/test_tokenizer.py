@@ -269,7 +269,7 @@ def test_cli_train_encode_decode_stats(cli, tmp_path):
     languages = json.loads(stats.out)["sources"][str(corpus)]["by_language"]
     assert {"ko", "en"} <= set(languages)
     again = cli("tokenizer", "train", "--out", out, "--source", corpus)
-    assert again.code == 2 and "already exists" in again.err
+    assert again.code == 2 and "earlier lm2llm tokenizer output" in again.err
     bad = cli("tokenizer", "decode", out, "999999")
     assert bad.code == 2 and "outside" in bad.err
     latin1 = tmp_path / "latin1.txt"

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -86,3 +87,9 @@ class SentenceEncoder:
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             out.append(F.normalize(pooled, p=2, dim=1) if self.normalize else pooled)
         return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+
+@lru_cache(maxsize=1)
+def default_encoder() -> SentenceEncoder:
+    """The MiniLM encoder, loaded once per process (retrieval and few-shot selection share it)."""
+    return SentenceEncoder()

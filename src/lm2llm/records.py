@@ -60,6 +60,8 @@ def _json_lines(text: str) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(line)
         except json.JSONDecodeError as exc:
             yield number, RecordError(f"invalid JSON at column {exc.colno}: {exc.msg}")
+        except RecursionError:
+            yield number, RecordError("JSON nested too deeply")
 
 
 def _json_array(text: str, path: Path) -> Iterator[tuple[int, Any]]:
@@ -84,6 +86,8 @@ def _json_array(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             raise fail(exc.pos, f"invalid JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise fail(pos, "JSON nested too deeply") from exc
         yield text.count("\n", 0, pos) + 1, value
         pos = skip_space(end)
         if pos < len(text) and text[pos] == ",":

@@ -27,6 +27,7 @@ approximate KL of the update, value loss, response length and end-of-turn rate.
 from __future__ import annotations
 
 import copy
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class PPOConfig:
             ("batch_size", self.batch_size >= 2, "must be >= 2 (advantages are whitened over the batch)"),
             ("minibatch_size", 1 <= self.minibatch_size <= self.batch_size, "must be in [1, batch_size]"),
             ("ppo_epochs", self.ppo_epochs >= 1, "must be >= 1"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "must be a finite number > 0"),
             ("temperature", self.temperature > 0, "must be > 0 (PPO needs a sampling distribution)"),
             ("max_new_tokens", self.max_new_tokens >= 1, "must be >= 1"),
             ("kl_coef", self.kl_coef >= 0, "must be >= 0"),

@@ -41,7 +41,7 @@ from lm2llm.align.synthetic import make_preference_suite
 from lm2llm.errors import UserError
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
-from lm2llm.runs import RunDir, atomic_dir
+from lm2llm.runs import RunDir, check_out, output_dir
 from lm2llm.tokenizer import load_tokenizer
 from lm2llm.training import TrainConfig, Trainer
 from lm2llm.training.config import fine_tuning
@@ -136,23 +136,36 @@ def _encode(tokenizer, train: list[PreferencePair], held: list[PreferencePair], 
     return train_enc, held_enc, counts
 
 
+def _stage_inputs(cfg: PairStageConfig | PPOStageConfig) -> list[str | None]:
+    return [cfg.sft, getattr(cfg, "reward", None), cfg.pairs.data]
+
+
+def claim_stage_out(cfg: PairStageConfig | PPOStageConfig, kind: str, force: bool) -> None:
+    """The stage's numbers and the output policy (`lm2llm.runs.check_out`) for its `out`, before any work."""
+    if cfg.steps < 1:
+        raise UserError(f"must be at least 1, got {cfg.steps}", where="--steps")
+    if isinstance(cfg, PairStageConfig):
+        _trainer_config(cfg)  # checks batch size and learning rate
+    check_out(cfg.out, kind, force=force, inputs=_stage_inputs(cfg))
+
+
 @contextmanager
-def staging_run(out: str | Path) -> Iterator[RunDir]:
+def staging_run(cfg: PairStageConfig | PPOStageConfig, kind: str, force: bool) -> Iterator[RunDir]:
     """A run directory built under a temporary sibling name and renamed into place only when complete;
-    on failure the partial directory is removed, so `out` never holds half a run."""
-    if Path(out).exists():
-        raise UserError("the output directory already exists", where=str(out), hint="choose another --out")
-    with atomic_dir(out) as tmp:
+    on failure the partial directory is removed, so `out` never holds half a run. An earlier run of the
+    same kind is replaced only with `force`."""
+    with output_dir(cfg.out, kind, force=force, inputs=_stage_inputs(cfg)) as tmp:
         yield RunDir(tmp)
 
 
-def train_reward(cfg: RewardStageConfig) -> tuple[dict[str, float], RunDir]:
+def train_reward(cfg: RewardStageConfig, *, force: bool = False) -> tuple[dict[str, float], RunDir]:
     """Train a reward model from an SFT run; returns held-out metrics and the run directory."""
+    claim_stage_out(cfg, "reward", force)
     backbone, tokenizer = load_sft_run(cfg.sft)
     context = backbone.config.context_length
     train_pairs, held_pairs = cfg.pairs.load()
     train, held, counts = _encode(tokenizer, train_pairs, held_pairs, context)
-    with staging_run(cfg.out) as run:
+    with staging_run(cfg, "reward", force) as run:
         run.write_config({"stage": "reward", **dataclasses.asdict(cfg), **counts})
         torch.manual_seed(cfg.seed)
         model = RewardModel(backbone)
@@ -179,12 +192,13 @@ def train_reward(cfg: RewardStageConfig) -> tuple[dict[str, float], RunDir]:
     return metrics, RunDir(cfg.out)
 
 
-def train_dpo(cfg: DPOStageConfig) -> tuple[dict[str, float], RunDir]:
+def train_dpo(cfg: DPOStageConfig, *, force: bool = False) -> tuple[dict[str, float], RunDir]:
     """DPO (or IPO) from an SFT run, the SFT model itself being the frozen reference."""
+    claim_stage_out(cfg, "dpo", force)
     policy, tokenizer = load_sft_run(cfg.sft)
     context = policy.config.context_length
     train, held, counts = _encode(tokenizer, *cfg.pairs.load(), context)
-    with staging_run(cfg.out) as run:
+    with staging_run(cfg, "dpo", force) as run:
         run.write_config({"stage": "dpo", **dataclasses.asdict(cfg), **counts})
         objective = DPOObjective(cfg.beta, cfg.loss_type)
         data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -201,8 +215,9 @@ def train_dpo(cfg: DPOStageConfig) -> tuple[dict[str, float], RunDir]:
     return metrics, RunDir(cfg.out)
 
 
-def run_ppo(cfg: PPOStageConfig) -> tuple[list[dict[str, float]], RunDir]:
+def run_ppo(cfg: PPOStageConfig, *, force: bool = False) -> tuple[list[dict[str, float]], RunDir]:
     """PPO from an SFT run against a trained reward model; returns the per-step statistics."""
+    claim_stage_out(cfg, "ppo", force)
     policy, tokenizer = load_sft_run(cfg.sft)
     reward_model = load_reward_model(cfg.reward)
     if reward_model.config.vocab_size != policy.config.vocab_size:
@@ -212,7 +227,7 @@ def run_ppo(cfg: PPOStageConfig) -> tuple[list[dict[str, float]], RunDir]:
     if len(prompts) < cfg.ppo.batch_size:
         raise UserError(f"{len(prompts)} distinct prompts, fewer than batch_size {cfg.ppo.batch_size}",
                         where="prompts", hint="use more data or a smaller batch")
-    with staging_run(cfg.out) as run:
+    with staging_run(cfg, "ppo", force) as run:
         run.write_config({"stage": "ppo", **dataclasses.asdict(cfg), "prompts": len(prompts)})
         torch.manual_seed(cfg.ppo.seed)
         trainer = PPOTrainer(policy, reward_model, cfg.ppo, end_of_turn_id=tokenizer.end_of_turn_id,

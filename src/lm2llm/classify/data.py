@@ -84,29 +84,48 @@ def read_labelled(path: str | Path, text_column: str = "text", label_column: str
     suffix = path.suffix.lower()
     pairs: list[tuple[str, str]] = []
     if suffix in (".csv", ".tsv"):
-        rows = csv.DictReader(content.splitlines(), delimiter="\t" if suffix == ".tsv" else ",",
-                              quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
-        missing = [c for c in (text_column, label_column) if c not in (rows.fieldnames or [])]
-        if missing:
-            raise UserError(f"no column {missing[0]!r}; the header has {rows.fieldnames}", where=f"{path}:1",
-                            hint="pass --text-column / --label-column")
-        for row in rows:
-            text, label = row.get(text_column), row.get(label_column)
-            if text is None or label is None:
-                raise UserError("row has too few fields", where=f"{path}:{rows.line_num}")
-            if text.strip():
-                pairs.append((text, label.strip()))
+        pairs = _table_pairs(path, content, text_column, label_column)
     elif suffix in (".jsonl", ".json"):
         for line, record in parse_records(content, path):
             if isinstance(record, RecordError):
                 raise UserError(str(record), where=f"{path}:{line}")
             if not isinstance(record, dict) or text_column not in record or label_column not in record:
                 raise UserError(f"record needs {text_column!r} and {label_column!r}", where=f"{path}:{line}")
-            if str(record[text_column]).strip():
-                pairs.append((str(record[text_column]), str(record[label_column])))
+            text, label = record[text_column], record[label_column]
+            if not isinstance(text, str):
+                raise UserError(f"field {text_column!r} must be a string, got {type(text).__name__}",
+                                where=f"{path}:{line}")
+            if isinstance(label, bool) or not isinstance(label, (str, int)):
+                raise UserError(f"field {label_column!r} must be a string or a whole number, got {label!r}",
+                                where=f"{path}:{line}")
+            if text.strip():
+                pairs.append((text, str(label)))
     else:
         raise UserError(f"unsupported file type {suffix!r}", where=str(path), hint="use .csv, .tsv, .jsonl or .json")
     return from_pairs(pairs, str(path))
+
+
+def _table_pairs(path: Path, content: str, text_column: str, label_column: str) -> list[tuple[str, str]]:
+    """(text, label) of each CSV/TSV row; a row with more or fewer fields than the header, or a quote left
+    open (which would swallow the rest of the file), is an error naming the line."""
+    tsv = path.suffix.lower() == ".tsv"
+    rows = csv.DictReader(content.splitlines(keepends=True), delimiter="\t" if tsv else ",",
+                          quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, strict=True)
+    pairs = []
+    try:
+        missing = [c for c in (text_column, label_column) if c not in (rows.fieldnames or [])]
+        if missing:
+            raise UserError(f"no column {missing[0]!r}; the header has {rows.fieldnames}", where=f"{path}:1",
+                            hint="pass --text-column / --label-column")
+        for row in rows:
+            if None in row or None in row.values():
+                raise UserError(f"row has a different number of fields than the header's {len(rows.fieldnames)}",
+                                where=f"{path}:{rows.line_num}")
+            if row[text_column].strip():
+                pairs.append((row[text_column], row[label_column].strip()))
+    except csv.Error as exc:
+        raise UserError(f"malformed {'TSV' if tsv else 'CSV'}: {exc}", where=f"{path}:{rows.line_num}") from exc
+    return pairs
 
 
 def stdlib_packages() -> set[str]:

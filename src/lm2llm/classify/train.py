@@ -19,7 +19,7 @@ from lm2llm.classify.metrics import classification_report
 from lm2llm.classify.model import SequenceClassifier, save_classifier
 from lm2llm.errors import UserError
 from lm2llm.models.padding import pad
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, ENDOFTEXT
 from lm2llm.training.config import TrainConfig, fine_tuning
@@ -119,13 +119,13 @@ def new_classifier(cfg: ClassifyConfig, train: LabelledSet) -> tuple[SequenceCla
     return SequenceClassifier(backbone, train.names, dropout=cfg.dropout), tokenizer
 
 
-def train_classifier(cfg: ClassifyConfig, train: LabelledSet, val: LabelledSet, out: str | Path) -> dict:
-    """A classification run in `out`: the classifier, its tokenizer, metrics.jsonl and the validation report."""
-    run = RunDir(out)
-    if (run / "classifier_config.json").exists():
-        raise UserError("this run directory already holds a classifier", where=str(out), hint="choose another --out")
+def train_classifier(cfg: ClassifyConfig, train: LabelledSet, val: LabelledSet, out: str | Path, *,
+                     force: bool = False) -> dict:
+    """A classification run in `out`: the classifier, its tokenizer, metrics.jsonl and the validation report.
+    `force` replaces an earlier classification run there (see `lm2llm.runs.check_out`)."""
+    check_out(out, "classify", force=force, inputs=[cfg.init])
     model, tokenizer = new_classifier(cfg, train)
-    run.path.mkdir(parents=True, exist_ok=True)
+    run = RunDir(claim_out(out, "classify", force=force, inputs=[cfg.init]))
     run.write_config({"stage": "classify", "classify": dataclasses.asdict(cfg), "labels": train.names,
                       "train_examples": len(train), "val_examples": len(val), "family": model.family,
                       "num_params": model.num_params()})

@@ -1,7 +1,8 @@
 """The `lm2llm` command line: thin wrappers that parse arguments and call the package API.
 
 Each stage lives in its own module here and defines `register(app)`; modules are found automatically.
-User mistakes (`UserError`, bad flags) print one line and exit 2; `--debug` shows the traceback.
+User mistakes (`UserError`, bad flags, unreadable or malformed files: `input_error`) print one line and exit 2;
+`--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -48,8 +49,34 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
 
 
 def _fail(message: str) -> int:
-    typer.secho(f"error: {message}", err=True, fg="red")
+    typer.secho(f"error: {' '.join(message.split())}", err=True, fg="red")  # one line, whatever the message held
     return 2
+
+
+def input_error(exc: BaseException) -> str | None:
+    """The one-line report of an error caused by the user's files or disk rather than by lm2llm, or None.
+
+    Operating-system errors (a missing or unreadable file, a read-only folder, a full disk), malformed
+    JSON, CSV or safetensors, and input nested too deeply to parse all land here when a reader did not
+    already turn them into a `UserError` naming the field.
+    """
+    import csv
+    import json
+
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    if isinstance(exc, csv.Error):
+        return f"malformed CSV: {exc}"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to read"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the input is not UTF-8 text (byte {exc.start})"
+    if type(exc).__name__ == "SafetensorError":
+        return f"not a valid safetensors file: {exc}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         status = _fail(str(exc))
     except KeyboardInterrupt:
         status = _fail("interrupted")
+    except Exception as exc:  # a bug keeps its traceback; bad files and disks get one line
+        message = input_error(exc)
+        if debug or message is None:
+            raise
+        status = _fail(message)
     if argv is None:
         sys.exit(status)
     return status

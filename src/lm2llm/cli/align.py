@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
 
 SFT = typer.Option(..., "--sft", help="The SFT run directory (model + chat tokenizer).")
-OUT = typer.Option(..., "--out", help="The new run directory (must not exist).")
+OUT = typer.Option(..., "--out", help="The new run directory (new or empty; --force replaces an earlier run of this stage).")
+FORCE = FORCE_OPTION
 DATA = typer.Option("", "--data", help="Preference file (.jsonl {prompt, chosen, rejected} or an Alpaca .json "
                                        "array); default: synthetic pairs over the task suite.")
 HELD_OUT = typer.Option(0.1, "--held-out", help="Share of a preference file held out for evaluation.")
@@ -28,13 +29,13 @@ def reward(
     steps: int = typer.Option(200, "--steps"), lr: float = typer.Option(1e-4, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"),
     margin: float = typer.Option(0.0, "--margin", help="Bradley–Terry margin: −log σ(r_c − r_r − margin)."),
-    seed: int = SEED, as_json: bool = JSON_OPTION,
+    seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a reward model (scalar head on the SFT transformer) on preference pairs."""
     from lm2llm.align.stages import RewardStageConfig, train_reward
 
     metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps,
-                                                  lr, batch_size, margin, seed=seed))
+                                                  lr, batch_size, margin, seed=seed), force=force)
     _report(f"reward model → {run.path}", metrics, as_json)
 
 
@@ -43,7 +44,7 @@ def dpo(
     steps: int = typer.Option(200, "--steps"), lr: float = typer.Option(1e-5, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"), beta: float = typer.Option(0.1, "--beta"),
     loss: str = typer.Option("sigmoid", "--loss", help="sigmoid (DPO) or ipo."),
-    seed: int = SEED, as_json: bool = JSON_OPTION,
+    seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
 ) -> None:
     """Direct preference optimisation of the SFT model against itself as the frozen reference."""
     from lm2llm.align.stages import DPOStageConfig, train_dpo
@@ -52,7 +53,7 @@ def dpo(
     if loss not in ("sigmoid", "ipo"):
         raise UserError(f"unknown loss {loss!r}", where="--loss", hint="sigmoid or ipo")
     metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps, lr,
-                                            batch_size, beta, loss, seed))
+                                            batch_size, beta, loss, seed), force=force)
     _report(f"DPO policy → {run.path}", metrics, as_json)
 
 
@@ -68,7 +69,7 @@ def ppo(
     kl_coef: float = typer.Option(0.05, "--kl-coef", help="β of the per-token KL penalty (initial value if adaptive)."),
     kl_target: float = typer.Option(0.0, "--kl-target", help="Adapt β towards this KL per response; 0: fixed β."),
     kl_estimator: str = typer.Option("k1", "--kl-estimator", help="k1 (log-ratio) or k3 (non-negative)."),
-    seed: int = SEED, as_json: bool = JSON_OPTION,
+    seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
 ) -> None:
     """PPO (InstructGPT recipe) of the SFT model against a reward model, with a KL penalty to the SFT model."""
     from lm2llm.align.ppo import PPOConfig
@@ -78,7 +79,7 @@ def ppo(
                        temperature=temperature, max_new_tokens=max_new_tokens, kl_coef=kl_coef,
                        kl_target=kl_target or None, kl_estimator=kl_estimator, seed=seed)
     history, run = run_ppo(PPOStageConfig(str(sft), str(reward_run), str(out), _pairs(data, 0.1, seed, tasks), steps,
-                                        config))
+                                        config), force=force)
     first, last = history[0], history[-1]
     summary = {"steps": len(history), "score_first": first["score"], "score_last": last["score"],
                "kl_last": last["kl"], "kl_coef_last": last["kl_coef"], "response_length_last": last["response_length"],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
 
 DATA_HELP = ".csv/.tsv (header row) or .jsonl/.json (JSON Lines or a JSON array) with a text and a label column."
 TRAIN_DATA_HELP = DATA_HELP + " Default: standard-library docstrings labelled by package family."
@@ -41,11 +41,15 @@ def train_command(
     lr: float = typer.Option(1e-3, "--lr"),
     block_size: int = typer.Option(64, "--block-size", min=2),
     seed: int = typer.Option(1337, "--seed"),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Fine-tune a classifier with the Trainer and report accuracy, macro-F1 and the confusion matrix."""
     from lm2llm.classify.data import docstring_families, read_labelled
     from lm2llm.classify.train import ClassifyConfig, train_classifier
+    from lm2llm.runs import check_out
+
+    check_out(out, "classify", force=force, inputs=[data, val_data, init])
 
     labelled = read_labelled(data, text_column, label_column) if data else docstring_families()
     if val_data:
@@ -55,7 +59,7 @@ def train_command(
         train, val = labelled.split(val_fraction, seed)
     cfg = ClassifyConfig(model=model, init=str(init) if init else None, steps=steps, batch_size=batch_size,
                          lr=lr, block_size=block_size, seed=seed)
-    report = train_classifier(cfg, train, val, out)
+    report = train_classifier(cfg, train, val, out, force=force)
     if json_out:
         print_json(report)
     else:

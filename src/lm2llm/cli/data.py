@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
 from lm2llm.errors import UserError
 from lm2llm.runs import read_json
 
@@ -51,7 +51,7 @@ def prepare_command(
     max_repeated_line_ratio: float = typer.Option(0.3, min=0.0, max=1.0, help="Drop documents with more repeated lines."),
     val_fraction: float = typer.Option(0.1, min=0.0, max=0.99, help="Share of documents in the val split."),
     limit: int | None = typer.Option(None, min=1, help="Read at most this many documents."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output directory."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Clean, deduplicate, scrub PII, filter, split and tokenize a corpus into DIR (with DATASET.md)."""

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
 
 
 def import_gguf_command(
     file: Path = typer.Argument(..., help="A GGUF file of a LLaMA-architecture chat model (F32/F16/BF16/Q8_0/Q4_0/Q4_1)."),
     out: Path = typer.Option(..., "--out", help="Run directory to create."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Read a GGUF file with lm2llm's own reader into our LLaMA and tokenizer, and save it as a run."""
     from lm2llm.gguf.llama import import_gguf
 
-    info = import_gguf(file, out)
+    info = import_gguf(file, out, force=force)
     if json_out:
         print_json(info)
     else:

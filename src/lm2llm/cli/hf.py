@@ -6,18 +6,19 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
 
 
 def export_command(
     run: Path = typer.Argument(..., help="A run directory (model + tokenizer), or a classification run."),
     out: Path = typer.Option(..., "--out", help="Directory to create for transformers' from_pretrained."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write a run as a transformers checkpoint: GPT2LMHeadModel, LlamaForCausalLM, BertForMaskedLM or *ForSequenceClassification."""
     from lm2llm.hf import export_run
 
-    info = export_run(run, out)
+    info = export_run(run, out, force=force)
     if json_out:
         print_json(info)
     else:
@@ -26,12 +27,13 @@ def export_command(
 def import_command(
     directory: Path = typer.Argument(..., help="A transformers checkpoint directory (config.json + model.safetensors)."),
     out: Path = typer.Option(..., "--out", help="Run directory to create."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Load a BERT, GPT-2 or LLaMA checkpoint (safetensors only) into lm2llm's models and save it as a run."""
     from lm2llm.hf import import_dir
 
-    info = import_dir(directory, out)
+    info = import_dir(directory, out, force=force)
     if json_out:
         print_json(info)
     else:

@@ -6,19 +6,24 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
 from lm2llm.errors import UserError
 from lm2llm.records import read_text_file
+from lm2llm.runs import check_out, check_out_file
 
 
 def read_lines(text: str) -> list[str]:
     """A file (one sentence per line, KenLM's convention) or a registered corpus (its documents' lines)."""
     path = Path(text)
     if path.is_file():
-        return read_text_file(path).splitlines()
-    from lm2llm.data import load_documents
+        lines = read_text_file(path).splitlines()
+    else:
+        from lm2llm.data import load_documents
 
-    return [line for doc in load_documents(text) for line in doc.splitlines()]
+        lines = [line for doc in load_documents(text) for line in doc.splitlines()]
+    if not any(line.strip() for line in lines):
+        raise UserError("no text to read (the input is empty)", where=text)
+    return lines
 
 
 def train_command(
@@ -31,15 +36,18 @@ def train_command(
     min_count: int = typer.Option(1, help="Words seen fewer times become <unk>."),
     max_vocab: int | None = typer.Option(None, help="Keep only this many most frequent words (specials included)."),
     discount_fallback: bool = typer.Option(False, help="Kneser-Ney: use 0.5/1/1.5 where lmplz's formula fails."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Count the text and estimate a model; saves config.json and model.arpa (or counts.npz)."""
     from lm2llm import ngram as api
 
+    check_out(out, "ngram", force=force, inputs=[text])
+
     config = api.NgramConfig(order=order, estimator=estimator, k=k, tokenize=tokenize, min_count=min_count, max_vocab=max_vocab,
                              discount_fallback=discount_fallback)
     model = api.train(read_lines(text), config)
-    api.save(model, out)
+    api.save(model, out, force=force)
     report = {"out": str(out), "order": order, "estimator": estimator, "vocab_size": len(model.vocab),
               "ngrams": model.sizes}
     if json_out:
@@ -82,12 +90,14 @@ def generate_command(
 def export_command(
     model_dir: Path = typer.Option(..., "--model", help="A Kneser-Ney run directory."),
     out: Path = typer.Option(..., help="ARPA file to write (KenLM, SRILM and others load it)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing ARPA file."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write the model as an ARPA file."""
     from lm2llm import ngram as api
     from lm2llm.ngram.backoff import BackoffModel
 
+    check_out_file(out, force=force, inputs=[model_dir], looks_ours=api.is_arpa_file)
     model = api.load(model_dir)
     if not isinstance(model.lm, BackoffModel):
         raise UserError(f"{model.config.estimator} is not a backoff model, so ARPA cannot hold it",

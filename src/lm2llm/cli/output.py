@@ -14,6 +14,7 @@ from lm2llm.runs import to_jsonable
 console = Console()
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+FORCE_OPTION = typer.Option(False, "--force", help="Replace --out if it holds lm2llm's own earlier output of this kind.")
 
 
 def print_json(data: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from lm2llm.cli.generate import QUANTIZE
@@ -26,14 +28,29 @@ def register(app: typer.Typer) -> None:
             None, "--prefill-dtype", help="Run prompts in this dtype (e.g. bfloat16) on a copy of the weights, "
             "decoding in --dtype: prompts are matmul-bound, and native bf16 matmuls are several times faster."),
         quantize: str | None = QUANTIZE,
+        rag: Path | None = typer.Option(None, "--rag", help="An index from 'lm2llm rag index': chat answers cite "
+                                        "its passages; responses carry passages, citations and groundedness."),
+        rag_k: int = typer.Option(5, "--rag-k", min=1, max=20, help="Passages retrieved per question with --rag."),
         threads: int = typer.Option(1, "--threads", help="torch threads for the model (0: torch's default). One "
                                     "suits small models: a decode step is too small to share between cores."),
+        max_tokens: int | None = typer.Option(None, "--max-tokens", help="The most new tokens of any sequence, for "
+                                              "every request (default: the model's context; required for RNNs)."),
+        allowed_host: list[str] = typer.Option(None, "--allowed-host", help="A Host name clients use to reach the "
+                                               "server; repeatable; '*' for any (default: loopback names and --host)."),
+        drain_seconds: float = typer.Option(30.0, "--drain-seconds", min=0.0, help="On SIGTERM, how long running "
+                                            "requests may take to finish before they are answered 503."),
     ) -> None:
         """Serve RUN over HTTP: /v1/completions, /v1/chat/completions (streaming), /v1/models, /health, and a
         chat page at /. Concurrent requests are decoded together (continuous batching)."""
         import torch
 
-        from lm2llm.serve.app import ServedModel, bind_socket, create_app, uvicorn_server
+        from lm2llm.serve.app import (
+            ServedModel,
+            bind_socket,
+            create_app,
+            default_allowed_hosts,
+            uvicorn_server,
+        )
 
         if not 0 < port < 65536:
             raise UserError(f"port must be in 1..65535, got {port}", where="--port")
@@ -41,12 +58,22 @@ def register(app: typer.Typer) -> None:
             raise UserError("threads must be >= 0", where="--threads")
         if threads:
             torch.set_num_threads(threads)
+        retrieval = None
+        if rag is not None:
+            from lm2llm.rag.index import RagIndex
+            from lm2llm.serve.retrieval import Retrieval
+
+            index = RagIndex.load(rag)
+            retrieval = Retrieval(index, rag_k, "hybrid" if index.embeddings is not None else "bm25")
         served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device,
-                                     dtype=dtype, prefill_dtype=prefill_dtype, quantize=quantize)
+                                     dtype=dtype, prefill_dtype=prefill_dtype, max_tokens=max_tokens,
+                                     quantize=quantize)
         sock = bind_socket(host, port)
         if not is_loopback(host) and not api_key:
             typer.secho(f"warning: listening on {host} without --api-key: anyone who reaches this machine can "
                         "use the model", fg="yellow", err=True)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         typer.secho(f"serving {served.model_id} at {where}/v1 (chat page: {where}/)", fg="cyan", err=True)
-        uvicorn_server(create_app(served, api_key=api_key)).run(sockets=[sock])
+        app = create_app(served, api_key=api_key, allowed_hosts=allowed_host or default_allowed_hosts(host),
+                         retrieval=retrieval)
+        uvicorn_server(app, drain_seconds=drain_seconds).run(sockets=[sock])

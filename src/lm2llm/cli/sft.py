@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
 
 
 def sft_command(
     base_run: Path = typer.Argument(..., help="Pre-trained run directory (model + BPE tokenizer)."),
     data: str = typer.Option("synthetic", "--data", help="'synthetic' (the task suite) or a JSONL/JSON instruction file."),
-    out: Path = typer.Option(..., "--out", help="Run directory to write (must be new or empty)."),
+    out: Path = typer.Option(..., "--out", help="Run directory to write (new or empty; --force replaces an earlier SFT run)."),
     lora: str = typer.Option(None, "--lora", help="Train a LoRA adapter instead of all weights: r=8,alpha=16,dropout=0,targets=q_proj+v_proj."),
     lora_train_tokens: str = typer.Option("chat", "--lora-train-tokens", help="With --lora: tokens whose embedding rows train too: 'chat' (the chat template's tokens, which pre-training never saw), 'none', or tokens/ids like '<|end|>,17'."),
     steps: int = typer.Option(300, "--steps", help="Optimizer steps."),
@@ -26,6 +26,7 @@ def sft_command(
     max_new_tokens: int = typer.Option(24, "--max-new-tokens", help="Longest answer generated when scoring."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
+    force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Fine-tune on instructions (loss on the assistant's tokens only); exact match on held-out prompts
@@ -37,7 +38,7 @@ def sft_command(
         n_train=n_train, n_test=n_test, tasks=task or None, skip_invalid=skip_invalid, steps=steps, batch_size=batch_size,
         micro_batch_size=micro_batch_size, lr=lr, max_new_tokens=max_new_tokens, seed=seed, device=device,
         progress=not json_out,
-    ))
+    ), force=force)
     summary = {
         "run": str(result.run), "exact_match_before": round(result.before["accuracy"], 4),
         "exact_match_after": round(result.after["accuracy"], 4), "held_out": result.after["n"],
@@ -45,7 +46,7 @@ def sft_command(
         "distinct_answers_after": result.after["distinct_answers"],
         "trainable_params": result.trainable_params, "total_params": result.total_params,
         "train_seconds": round(result.train_seconds, 2), "final_loss": round(result.final_loss, 4),
-        "adapter_bytes": result.adapter_bytes,
+        "adapter_bytes": result.adapter_bytes, "skipped_invalid": result.skipped_invalid,
     }
     if json_out:
         print_json({**summary, "per_task_before": result.before["per_task"],

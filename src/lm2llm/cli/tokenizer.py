@@ -7,10 +7,10 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
 from lm2llm.errors import UserError
 from lm2llm.records import read_text_file
-from lm2llm.runs import atomic_dir, atomic_write_json
+from lm2llm.runs import atomic_write_json, check_out, output_dir
 
 IMPL_OPTION = typer.Option("fast", "--impl", help="fast (HF tokenizers) or scratch (lm2llm's own BPE); same ids.")
 SOURCE_HELP = "A registered corpus (python-docs, korean-law, ...) or a local text file/folder; repeatable."
@@ -21,7 +21,11 @@ def _sources_texts(sources: list[str], limit: int | None) -> dict[str, list[str]
         raise UserError("give at least one --source", where="--source", hint=SOURCE_HELP)
     from lm2llm.data import load_documents  # imports torch: only when a command runs, not for --help
 
-    return {source: load_documents(source, limit=limit) for source in sources}
+    corpora = {source: load_documents(source, limit=limit) for source in sources}
+    for source, texts in corpora.items():
+        if not any(text.strip() for text in texts):
+            raise UserError("no text to read (empty, or only binary files, which are skipped)", where=source)
+    return corpora
 
 
 def register(app: typer.Typer) -> None:
@@ -40,14 +44,14 @@ def register(app: typer.Typer) -> None:
         special_token: list[str] = typer.Option(None, "--special-token",
                                                 help="Another special token, never split or merged; repeatable."),
         impl: str = IMPL_OPTION,
+        force: bool = FORCE_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Train a byte-level BPE and save tokenizer.json + tokenizer_config.json (with the chat template)."""
         from lm2llm.tokenizer import BPETokenizer
         from lm2llm.tokenizer.chat import ENCODER_TOKENS
 
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise UserError("output already exists", where=str(out), hint="choose another --out or remove it")
+        check_out(out, "tokenizer", force=force, inputs=source or [])
         extra = [*(ENCODER_TOKENS if encoder_tokens else ()), *(special_token or [])]
         if any(not token or token.isspace() for token in extra):
             raise UserError("a special token must not be empty or only spaces", where="--special-token")
@@ -64,7 +68,7 @@ def register(app: typer.Typer) -> None:
             "chars": sum(map(len, texts)), "train_seconds": round(seconds, 3),
         }
         # Build under a temporary name, then rename: readers never see a half-written tokenizer.
-        with atomic_dir(out) as building:
+        with output_dir(out, "tokenizer", force=force, inputs=source or []) as building:
             tokenizer.save(building)
             atomic_write_json(building / "training.json", info)
         if json_out:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         config: Path = typer.Option(None, "--config", help="TOML or JSON file of config keys ([model] table for the model)."),
         set_: list[str] = typer.Option(None, "--set", help="Override a key: --set lr=3e-4 --set model.n_layer=4."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+        force: bool = FORCE_OPTION,
         json_out: bool = JSON_OPTION,
     ) -> None:
         """Train with AdamW, warm-up + cosine/WSD, bf16 where supported; logs metrics.jsonl, checkpoints, loss_curve.png.
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
                                where=str(config) if config else "config")
         if json_out:
             cfg.progress = False
-        result, run = train(cfg, resume=resume)
+        result, run = train(cfg, resume=resume, force=force)
         if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only process 0 reports
             return
         final = result.evals[-1] if result.evals else {}

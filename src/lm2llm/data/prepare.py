@@ -11,9 +11,8 @@ built under a temporary name and renamed at the end, so a failure never leaves a
 
 from __future__ import annotations
 
+import glob
 import json
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from lm2llm.data.readers import Document, ReadOptions
 from lm2llm.data.shards import ShardWriter
 from lm2llm.data.sources import describe, iter_documents
 from lm2llm.errors import UserError
-from lm2llm.runs import atomic_write_json, atomic_write_text
+from lm2llm.runs import atomic_write_json, atomic_write_text, check_out, output_dir
 from lm2llm.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 
 DOCUMENTS_FILE = "documents.jsonl"
@@ -203,21 +202,6 @@ def _write_shards(directory: Path, tokenizer: Tokenizer, source: str) -> dict:
     return writer.counts
 
 
-def _check_output(out: Path, force: bool) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise UserError("output directory exists and is not empty", where=str(out), hint="pass --force to replace it")
-
-
-def _swap_in(build: Path, out: Path) -> None:
-    """Replace `out` with the finished `build` directory by renames, never leaving a partial `out`."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(build, out)
-    if old.exists():
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
 def prepare(config: PrepareConfig, out: str | Path, *, force: bool = False) -> PrepareStats:
     """Run the whole pipeline into `out` (see the module docstring); returns the statistics."""
     from lm2llm.data.card import dataset_card
@@ -225,15 +209,12 @@ def prepare(config: PrepareConfig, out: str | Path, *, force: bool = False) -> P
     if not 0.0 <= config.val_fraction < 1.0:
         raise UserError("val_fraction must be in [0, 1)", where="--val-fraction")
     out = Path(out)
-    _check_output(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build = out.with_name(f".{out.name}.building-{os.getpid()}")
+    inputs = [config.source, *glob.glob(config.source), None if config.tokenizer == "char" else config.tokenizer]
+    check_out(out, "dataset", force=force, inputs=inputs)
     given_tokenizer = None if config.tokenizer == "char" else load_tokenizer(config.tokenizer)  # fail early
-    shutil.rmtree(build, ignore_errors=True)
-    build.mkdir()
     start = time.perf_counter()
     stats = PrepareStats(source=config.source)
-    try:
+    with output_dir(out, "dataset", force=force, inputs=inputs) as build:
         chars = _write_documents(config, stats, build / DOCUMENTS_FILE)
         if stats.funnel.out == 0:
             raise UserError(f"the corpus is empty after cleaning, dedup and filtering ({stats.funnel.documents_in} "
@@ -245,8 +226,4 @@ def prepare(config: PrepareConfig, out: str | Path, *, force: bool = False) -> P
         atomic_write_json(build / "config.json", config)
         atomic_write_json(build / "stats.json", stats.to_dict())
         atomic_write_text(build / "DATASET.md", dataset_card(config, stats.to_dict(), describe(config.source)))
-        _swap_in(build, out)
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return stats

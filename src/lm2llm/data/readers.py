@@ -129,7 +129,7 @@ def _record_text(record: object, key: str, where: str, options: ReadOptions) -> 
 
 def _bad_row(problem: str, where: str, options: ReadOptions, hint: str) -> None:
     if not options.skip_bad_rows:
-        raise UserError(problem, where=where, hint=f"{hint}, or pass --skip-bad-rows to count and skip such rows")
+        raise UserError(problem, where=where, hint=f"{hint}; 'lm2llm data prepare --skip-bad-rows' counts and skips such rows")
     options.counts["bad_rows_skipped"] += 1
     return None
 

@@ -103,7 +103,7 @@ def load_instructions(path: str | Path, *, skip_invalid: bool = False) -> Instru
         except RecordError as exc:
             message = f"field '{exc.field}' {exc}" if exc.field else str(exc)
             if not skip_invalid:
-                raise UserError(message, where=f"{path}:{line}", hint="fix the record or pass skip_invalid") from exc
+                raise UserError(message, where=f"{path}:{line}", hint="fix the record, or pass --skip-invalid to skip and count such records") from exc
             data.skipped.append(f"{path}:{line}: {message}")
     if not data.conversations:
         raise UserError("no usable instruction records", where=str(path))

@@ -40,7 +40,7 @@ from lm2llm.models.lora import (
     save_adapter,
     trainable_share,
 )
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import load_tokenizer
 from lm2llm.training import Trainer
 from lm2llm.training.checkpoint import save_weights
@@ -87,6 +87,7 @@ class SFTResult:
     final_loss: float
     adapter_bytes: int | None  # size of the LoRA adapter file, when LoRA was used
     samples: list[dict[str, str]]  # a few held-out prompts with the answers before and after
+    skipped_invalid: int = 0  # malformed records skipped (--skip-invalid); their reasons are in config.json
 
 
 def _chat_tokenizer(tokenizer: Any, where: str) -> ChatTokenizer:
@@ -120,12 +121,14 @@ def lora_token_ids(spec: str, tokenizer: Any) -> list[int] | None:
     return ids
 
 
-def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskRecord]]:
-    """(training conversations, held-out records) from the synthetic suite or a file."""
+def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskRecord], list[str]]:
+    """(training conversations, held-out records, skipped records as 'file:line: why') from the synthetic
+    suite or a file."""
     if config.data == SYNTHETIC:
         train, test = make_suite(config.n_train, config.n_test, config.seed, config.tasks)
-        return [list(r.messages) for r in train], test
-    conversations = load_instructions(config.data, skip_invalid=config.skip_invalid).conversations
+        return [list(r.messages) for r in train], test, []
+    loaded = load_instructions(config.data, skip_invalid=config.skip_invalid)
+    conversations = loaded.conversations
     order = list(range(len(conversations)))
     random.Random(config.seed).shuffle(order)
     ending_in_reply = [i for i in order if conversations[i][-1]["role"] == "assistant"]
@@ -135,7 +138,7 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
         raise UserError("too few records to hold any out for scoring", where=config.data,
                         hint="give at least two conversations that end with an assistant reply")
     test = [TaskRecord("held-out", tuple(conversations[i]), conversations[i][-1]["content"], "") for i in sorted(held)]
-    return [c for i, c in enumerate(conversations) if i not in held], test
+    return [c for i, c in enumerate(conversations) if i not in held], test, loaded.skipped
 
 
 @torch.no_grad()
@@ -171,13 +174,20 @@ def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequen
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
 
-def sft(config: SFTConfig) -> SFTResult:
-    """Fine-tune `config.base` into `config.out`; see the module docstring."""
+def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
+    """Fine-tune `config.base` into `config.out`; see the module docstring. `force` replaces an earlier
+    SFT run there (see `lm2llm.runs.check_out`)."""
     base, out = Path(config.base), Path(config.out)
     if config.n_test < 1:
         raise UserError("at least one held-out prompt is needed to score the model", where="n_test")
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output directory is not empty", where=str(out), hint="choose another --out")
+    train_config = fine_tuning(  # checks steps, batch size and learning rate itself: before any work
+        config.steps, config.lr, data=config.data, tokenizer=str(base), out=str(out),
+        batch_size=config.batch_size, micro_batch_size=config.micro_batch_size, warmup_steps=config.warmup_steps,
+        weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
+        eval_every=max(1, config.steps // 4), progress=config.progress,
+    )
+    inputs = [base, config.data]
+    check_out(out, "sft", force=force, inputs=inputs)
     lora = LoraConfig.from_spec(config.lora) if config.lora is not None else None  # fail before any work
     model = load_model(base, device=config.device)
     tokenizer = _chat_tokenizer(load_tokenizer(base), str(base))
@@ -189,7 +199,7 @@ def sft(config: SFTConfig) -> SFTResult:
     elif config.lora_train_tokens != CHAT_TOKENS:
         raise UserError("trainable token rows are a LoRA option", where="--lora-train-tokens",
                         hint="add --lora (full fine-tuning trains every embedding row already)")
-    train_conversations, test = held_out_records(config)
+    train_conversations, test, skipped = held_out_records(config)
     context = getattr(model.config, "context_length", None) or RNN_DEFAULT_BLOCK
     encoded = encode_conversations(tokenizer, train_conversations, context)
     eval_encoded = encode_conversations(tokenizer, [list(r.messages) for r in test], context)
@@ -201,17 +211,14 @@ def sft(config: SFTConfig) -> SFTResult:
     trainable, total = trainable_share(model)
     data = SFTBatches(encoded, batch_size=config.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
                       eval_examples=eval_encoded.examples)
-    train_config = fine_tuning(
-        config.steps, config.lr, model=family_of(model), data=config.data, tokenizer=str(base), out=str(out),
-        batch_size=config.batch_size, micro_batch_size=config.micro_batch_size, warmup_steps=config.warmup_steps,
-        weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
-        eval_every=max(1, config.steps // 4), progress=config.progress,
-    )
-    run = RunDir.create(out)
+    train_config.model = family_of(model)  # the record states the base's real family
+    run = RunDir(claim_out(out, "sft", force=force, inputs=inputs))
     run.write_config({"stage": "sft", "sft": dataclasses.asdict(config), "train": train_config.to_dict(),
                       "lora": dataclasses.asdict(lora) if lora else None,
                       "examples": {"train": len(encoded.examples), "truncated": encoded.truncated,
-                                   "dropped": len(encoded.dropped), "held_out": len(test)},
+                                   "dropped": len(encoded.dropped), "held_out": len(test),
+                                   "skipped_invalid": len(skipped)},
+                      "skipped_invalid": skipped[:100],
                       "params": {"trainable": trainable, "total": total}})
     run.log_metrics({"event": "exact_match_before", **before})
     trainer = Trainer(model, CausalLM(), data, train_config, run=run, write_weights=save_weights)
@@ -231,4 +238,4 @@ def sft(config: SFTConfig) -> SFTResult:
                 "before": b, "after": a}
                for r, b, a in list(zip(test, before_answers, after_answers, strict=True))[:: max(1, len(test) // 6)]]
     return SFTResult(out, before, after, trainable, total, train_seconds,
-                     result.losses[-1][1] if result.losses else float("nan"), adapter_bytes, samples)
+                     result.losses[-1][1] if result.losses else float("nan"), adapter_bytes, samples, len(skipped))

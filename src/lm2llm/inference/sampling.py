@@ -14,6 +14,7 @@ and the OpenAI `logprobs` field mean.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,13 +22,19 @@ import torch
 
 from lm2llm.errors import UserError
 
+# Temperatures below this are greedy decoding (as vLLM's 1e-5): dividing logits by a tinier one overflows them
+# to inf (a subnormal 1e-40 turns every logit into ±inf and the softmax into NaN), and the distribution it
+# approaches is the argmax anyway.
+GREEDY_TEMPERATURE = 1e-5
+INVALID = -1  # the token `sample_rows` gives a row whose distribution is not one (NaN logits, nothing left)
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """Every knob of generation; the defaults sample from the model's distribution unchanged."""
 
     max_new_tokens: int = 128
-    temperature: float = 1.0  # 0 means greedy (argmax)
+    temperature: float = 1.0  # 0 (or anything below GREEDY_TEMPERATURE) means greedy (argmax)
     top_k: int = 0  # 0 disables
     top_p: float = 1.0  # 1 disables
     min_p: float = 0.0  # 0 disables; keeps tokens with p >= min_p * p(most likely token)
@@ -42,7 +49,7 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         checks = [
             ("max_new_tokens", self.max_new_tokens >= 0, "must be >= 0"),
-            ("temperature", self.temperature >= 0, "must be >= 0 (0 is greedy)"),
+            ("temperature", math.isfinite(self.temperature) and self.temperature >= 0, "must be >= 0 (0 is greedy)"),
             ("top_k", self.top_k >= 0, "must be >= 0 (0 disables)"),
             ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
             ("min_p", 0 <= self.min_p <= 1, "must be in [0, 1]"),
@@ -66,7 +73,7 @@ class SamplingConfig:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_k == 1
+        return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
 
     @property
     def wants_logprobs(self) -> bool:
@@ -215,12 +222,21 @@ def draw(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
 
 def choose(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None, counts: torch.Tensor | None,
            uniforms: torch.Tensor | None) -> torch.Tensor:
-    """Next tokens [B] for logits [B, V] under one config: argmax when greedy, else `draw` with `uniforms` [B, 1]."""
+    """Next tokens [B] for logits [B, V] under one config: argmax when greedy, else `draw` with `uniforms` [B, 1].
+
+    A row whose numbers are not a distribution (a NaN anywhere, or no token left with any probability)
+    gets INVALID instead of an arbitrary token, so the caller can fail that row alone.
+    """
     if config.greedy:
-        return apply_penalties(logits, config, seen, counts).argmax(dim=-1)
+        scores = apply_penalties(logits, config, seen, counts)
+        broken = scores.isnan().any(dim=-1) | (scores == float("-inf")).all(dim=-1)
+        return scores.argmax(dim=-1).masked_fill(broken, INVALID)
     probs, candidates = distribution(logits, config, seen, counts)
+    broken = ~(probs.isfinite().all(dim=-1) & (probs.sum(dim=-1) > 0))
     tokens = draw(probs, uniforms)
-    return tokens if candidates is None else candidates.gather(1, tokens.unsqueeze(-1)).squeeze(-1)
+    tokens = tokens if candidates is None else candidates.gather(1, tokens.clamp(max=candidates.size(1) - 1)
+                                                                 .unsqueeze(-1)).squeeze(-1)
+    return tokens.masked_fill(broken, INVALID)
 
 
 class Sampler:
@@ -268,6 +284,9 @@ class Sampler:
         config = self.config
         tokens = choose(logits, config, self.seen, self.counts,
                         None if config.greedy else self.uniforms(logits.size(0)))
+        broken = (tokens == INVALID).nonzero().flatten().tolist()
+        if broken:
+            raise ValueError(f"the next-token distribution of row(s) {broken} is not finite (NaN logits?)")
         self.record(tokens)
         step = SampleStep(tokens)
         if config.wants_logprobs:
@@ -287,6 +306,7 @@ def sample_rows(samplers: Sequence[Sampler], logits: torch.Tensor) -> list[int]:
     For continuous batching: rows that share their settings are processed in one call, and the tokens come
     back with one device-to-host copy, where a loop over rows would pay each row's kernel launches and
     synchronisation (on a GPU) or Python and sampling overhead (on a CPU). Log-probabilities are not kept.
+    A row whose distribution is broken gets INVALID (see `choose`); the other rows are unaffected.
     """
     tokens = torch.empty(len(samplers), dtype=torch.long, device=logits.device)
     groups: dict[tuple, list[int]] = {}
@@ -304,10 +324,11 @@ def sample_rows(samplers: Sequence[Sampler], logits: torch.Tensor) -> list[int]:
             tokens = picked
         else:
             tokens[index] = picked
+    chosen = tokens.tolist()
     for row, sampler in enumerate(samplers):
-        if sampler.seen is not None or sampler.counts is not None:
+        if (sampler.seen is not None or sampler.counts is not None) and chosen[row] != INVALID:
             sampler.record(tokens[row:row + 1])
-    return tokens.tolist()
+    return chosen
 
 
 # --- stop strings, checked on decoded text -----------------------------------------------------------

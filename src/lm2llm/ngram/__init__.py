@@ -1,7 +1,7 @@
 """N-gram language models from counts: MLE, add-k, stupid backoff and interpolated modified Kneser-Ney
 equal to KenLM's lmplz, ARPA import/export, KenLM-convention scoring, and the limits of n-grams measured."""
 
-from lm2llm.ngram.arpa import read_arpa, write_arpa
+from lm2llm.ngram.arpa import is_arpa_file, read_arpa, write_arpa
 from lm2llm.ngram.model import (
     ESTIMATORS,
     Evaluation,
@@ -15,5 +15,6 @@ from lm2llm.ngram.model import (
     train,
 )
 
-__all__ = ["ESTIMATORS", "Evaluation", "NgramConfig", "NgramModel", "evaluate", "generate", "load", "read_arpa",
+__all__ = ["ESTIMATORS", "Evaluation", "NgramConfig", "NgramModel", "evaluate", "generate", "is_arpa_file", "load",
+           "read_arpa",
            "save", "sentence_scores", "train", "write_arpa"]

@@ -45,6 +45,16 @@ def write_arpa(model: BackoffModel, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def is_arpa_file(path: str | os.PathLike) -> bool:
+    """Whether a file starts like an ARPA model (blank lines, then `\\data\\`)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            head = handle.read(256)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.lstrip().startswith("\\data\\")
+
+
 def read_arpa(path: str | os.PathLike) -> BackoffModel:
     """Read an ARPA file (ours or KenLM's) into a `BackoffModel`; malformed input raises `UserError`."""
     path = Path(path)

@@ -20,7 +20,7 @@ from lm2llm.ngram.counts import MAX_ORDER, NgramCounts
 from lm2llm.ngram.estimators.counting import AdditiveModel, StupidBackoffModel
 from lm2llm.ngram.estimators.kneser_ney import LMPLZ_FALLBACK, estimate_kneser_ney
 from lm2llm.ngram.vocab import BOS_ID, EOS_ID, UNK_ID, Vocabulary, check_kind, detokenize, tokenize
-from lm2llm.runs import atomic_dir, atomic_write_json, read_json
+from lm2llm.runs import atomic_write_json, output_dir, read_json
 
 ESTIMATORS = ("kneser-ney", "mle", "add-k", "stupid-backoff")
 LanguageModel = BackoffModel | AdditiveModel | StupidBackoffModel
@@ -159,10 +159,11 @@ def generate(model: NgramModel, prompt: str = "", *, max_words: int = 30, temper
 ARPA_FILE, COUNTS_FILE, VOCAB_FILE, CONFIG_FILE = "model.arpa", "counts.npz", "vocab.json", "config.json"
 
 
-def save(model: NgramModel, directory: str | os.PathLike) -> Path:
-    """Write `config.json` and `model.arpa` (Kneser-Ney) or `counts.npz` + `vocab.json` (the others)."""
+def save(model: NgramModel, directory: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write `config.json` and `model.arpa` (Kneser-Ney) or `counts.npz` + `vocab.json` (the others); an
+    earlier n-gram run in `directory` is replaced only with `force` (see `lm2llm.runs.check_out`)."""
     target = Path(directory)
-    with atomic_dir(target, replace=True) as build:
+    with output_dir(target, "ngram", force=force) as build:
         atomic_write_json(build / CONFIG_FILE, {"stage": "ngram", "config": asdict(model.config)})
         if isinstance(model.lm, BackoffModel):
             write_arpa(model.lm, build / ARPA_FILE)

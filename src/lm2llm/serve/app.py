@@ -3,9 +3,18 @@
 Routes: `GET /v1/models`, `POST /v1/completions`, `POST /v1/chat/completions` (JSON, or server-sent
 events with `stream`), `GET /health`, `GET /` (the chat page). Errors have OpenAI's shape
 `{"error": {"message", "type", "param", "code"}}` and the status a client expects: 400 for a request the
-server cannot take (validation, a prompt longer than the context), 401 for a wrong key, 404 for an unknown
-model, 413 for an oversized body, 429 when the queue is full. 5xx is kept for the server's own faults,
-because the official client retries those.
+server cannot take (validation, a prompt longer than the context, more sequences than can ever wait, a
+`Host` not on the allow-list), 401 for a wrong key, 404 for an unknown model, 408 for a body sent too
+slowly, 413 for an oversized body, 429 when the queue is full (retry later), 503 while shutting down. 5xx
+is kept for the server's own faults, because the official client retries those.
+
+Limits, so that one client cannot take the server from the others: request sizes (`protocol`), a
+server-wide cap on new tokens per sequence (`max_tokens`, the model's context by default; models without
+a context limit must be given one), a deadline for the request head and for each piece of the body, and a
+non-streaming request whose client went away is cancelled like a streaming one. With an API key,
+`/openapi.json` needs the key too and `/docs` is off; the `Host` allow-list (loopback names by default)
+stops DNS rebinding. On SIGTERM the server stops accepting connections and lets running requests finish
+for `drain_seconds`; what is still running then is answered 503 and cancelled.
 """
 
 from __future__ import annotations
@@ -19,15 +28,15 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -42,8 +51,15 @@ from lm2llm.serve import protocol
 from lm2llm.serve.scheduler import BatchScheduler
 from lm2llm.tokenizer import Tokenizer
 
+if TYPE_CHECKING:
+    from lm2llm.serve.retrieval import Retrieval
+
 DEFAULT_MAX_BODY = 1 << 20  # bytes
-DEFAULT_CHAT_TOKENS = 512  # a chat's default budget when the model has no context limit (RNNs)
+HEADER_TIMEOUT = 10.0  # seconds for a request's head (line and headers) to arrive
+BODY_TIMEOUT = 30.0  # seconds each piece of a request body may take
+DRAIN_SECONDS = 30.0  # on SIGTERM: how long running requests may take to finish
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, the log does
 SWITCH_INTERVAL = 0.0005  # seconds between forced GIL hand-overs while serving (CPython's default: 0.005)
 
 
@@ -66,11 +82,14 @@ def error_response(status: int, message: str, type_: str, param: str | None = No
 
 
 ERRORS = {status: {"model": protocol.ErrorResponse, "description": text} for status, text in (
-    (400, "Invalid request, or a prompt longer than the model's context"),
+    (400, "Invalid request, a prompt longer than the model's context, more sequences than can ever wait, "
+          "or a Host not allowed"),
     (401, "Missing or wrong API key"),
     (404, "Unknown model"),
+    (408, "Request body sent too slowly"),
     (413, "Request body too large"),
     (429, "Too many sequences are waiting; retry later"),
+    (503, "The server is shutting down"),
 )}
 
 
@@ -91,19 +110,29 @@ class ServedModel:
     tokenizer: Tokenizer
     end_ids: tuple[int, ...]  # where a plain completion ends (end of text)
     created: int
+    max_tokens: int  # the server-wide cap on new tokens per sequence
 
     @classmethod
     def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
                  device: str = "cpu", dtype: str = "float32", prefill_dtype: str | None = None,
-                 quantize: str | None = None) -> ServedModel:
+                 max_tokens: int | None = None, quantize: str | None = None) -> ServedModel:
         """`prefill_dtype` (e.g. bfloat16): prompts run on a copy of the weights in that dtype, decoding in
         `dtype` (the scheduler's `_prefill` says why); the copy costs the weights' memory once more.
+        `max_tokens`: the cap on new tokens per sequence (default: the model's context; required for a model
+        without a context limit, an RNN, which would otherwise generate as long as asked).
         `quantize` (int8, int4): weight-only quantized linear layers, which already compute in bfloat16."""
         run_dir = resolve_run(run_dir)
         if quantize is not None and prefill_dtype is not None:
             raise UserError("--prefill-dtype copies float weights; quantized layers already compute in bfloat16",
                             where="--prefill-dtype", hint="drop one of --prefill-dtype and --quantize")
         generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype, quantize=quantize)
+        limit = getattr(generator.model.config, "context_length", None)
+        if max_tokens is None and limit is None:
+            raise UserError("this model has no context limit, so nothing would bound a request's length",
+                            where="--max-tokens", hint="give --max-tokens N, the most new tokens per sequence")
+        max_tokens = limit if max_tokens is None else max_tokens
+        if max_tokens < 1:
+            raise UserError(f"must be at least 1, got {max_tokens}", where="--max-tokens")
         prefill_model = None
         if prefill_dtype is not None and prefill_dtype != dtype:
             if prefill_dtype not in env.DTYPES:
@@ -113,7 +142,7 @@ class ServedModel:
         scheduler = BatchScheduler(generator.model, generator.tokenizer, max_batch=max_batch,
                                    max_waiting=max_waiting, prefill_model=prefill_model)
         created = int((run_dir / "model.safetensors").stat().st_mtime)
-        return cls(run_dir.resolve().name, scheduler, generator.tokenizer, generator.end_ids, created)
+        return cls(run_dir.resolve().name, scheduler, generator.tokenizer, generator.end_ids, created, max_tokens)
 
     @property
     def context_length(self) -> int | None:
@@ -135,10 +164,11 @@ class ServedModel:
 
 
 class BodyLimit:
-    """Refuse a request body over `limit` bytes with 413 before any handler reads it (pure ASGI)."""
+    """Refuse a request body over `limit` bytes with 413, or one whose pieces come slower than `timeout`
+    seconds apart with 408, before any handler reads it (pure ASGI)."""
 
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int, timeout: float = BODY_TIMEOUT):
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -146,7 +176,13 @@ class BodyLimit:
             return
         body, more = b"", True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                response = error_response(408, f"the request body did not arrive within {self.timeout:g} s",
+                                          "invalid_request_error", code="request_timeout")
+                await response(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -166,6 +202,36 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+class HostAllowList:
+    """Answer only requests whose `Host` header names this server (pure ASGI): a web page on another site
+    cannot then reach a server on 127.0.0.1 through a DNS name it controls (DNS rebinding). `*` allows any."""
+
+    def __init__(self, app: Any, hosts: Sequence[str]):
+        self.app = app
+        self.hosts = {host.lower().strip("[]") for host in hosts}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or "*" in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        if header.startswith("["):  # [::1]:8000
+            name = header[1:header.find("]")]
+        else:  # name:port, name, or a bare IPv6 address
+            name = header.split(":")[0] if header.count(":") == 1 else header
+        if name in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        response = error_response(400, f"the Host {header!r} is not one this server answers to", "invalid_request_error",
+                                  code="invalid_host")
+        await response(scope, receive, send)
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """Loopback names, and the listening address itself when it is one address (not 0.0.0.0 or ::)."""
+    return [*LOOPBACK_HOSTS, *([host] if host not in ("0.0.0.0", "::", "") else [])]
 
 
 def _first_validation_error(error: RequestValidationError) -> tuple[str, str | None]:
@@ -194,7 +260,8 @@ class Generation:
         except QueueFull as error:
             raise APIError(429, f"the server is busy: {error}", "rate_limit_error", code="queue_full") from error
         except UserError as error:
-            raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
+            code = "too_many_sequences" if error.where == "n" else "invalid_prompt"
+            raise APIError(400, str(error), param="n" if error.where == "n" else "prompt", code=code) from error
 
     def _emit(self, chunk: TextChunk) -> None:  # runs on the scheduler thread
         if not self.stream and chunk.finish_reason != "error":  # gather here; wake the event loop once per sequence
@@ -242,18 +309,60 @@ class Generation:
                     yield sse({**head, "choices": [choice], **extra})
         except APIError as error:
             yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
+        except asyncio.CancelledError:  # the drain deadline passed: say so instead of a traceback
+            yield sse({"error": SHUTTING_DOWN})
+            return
         if include_usage:
             yield sse({**head, "choices": [], "usage": self.usage()})
         yield sse("[DONE]")
 
-    async def collect(self, prefixes: list[str]) -> list[tuple[str, str | None]]:
-        """Without streaming: each sequence's text after its prefix (an echoed prompt, or ""), and why it ended."""
+    async def collect(self, prefixes: list[str], request: Request) -> list[tuple[str, str | None]]:
+        """Without streaming: each sequence's text after its prefix (an echoed prompt, or ""), and why it ended.
+
+        Raises ClientGone (and cancels the sequences) when the client disconnects first: nobody would read it.
+        """
         texts = list(prefixes)
         reasons: list[str | None] = [None] * self.total
-        async for chunk in self.chunks():
-            texts[chunk.index] += chunk.text
-            reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
+
+        async def gather() -> None:
+            async for chunk in self.chunks():
+                texts[chunk.index] += chunk.text
+                reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
+
+        async def disconnected() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        work, watch = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this handler is cancelled (the drain deadline passed)
+            watch.cancel()
+            if not work.done():
+                work.cancel()
+                self.ticket.cancel()
+        if not work.done() or work.cancelled():
+            raise ClientGone()
+        work.result()  # an APIError of the generation
         return list(zip(texts, reasons, strict=True))
+
+
+class ClientGone(Exception):
+    """The client of a non-streaming request disconnected before its answer was ready."""
+
+
+SHUTTING_DOWN = {"message": "the server is shutting down", "type": "server_error", "code": "shutting_down"}
+
+
+async def answer(generation: Generation, prefixes: list[str], request: Request) -> list[tuple[str, str | None]] | Any:
+    """A non-streaming request's choices, or the response for a client that left (499) or a server whose drain
+    deadline passed (503)."""
+    try:
+        return await generation.collect(prefixes, request)
+    except ClientGone:
+        return Response(status_code=CLIENT_GONE)
+    except asyncio.CancelledError:
+        return error_response(503, SHUTTING_DOWN["message"], SHUTTING_DOWN["type"], code=SHUTTING_DOWN["code"])
 
 
 def sampling_configs(body: protocol.SamplingFields, max_new_tokens: int) -> list[SamplingConfig]:
@@ -269,8 +378,11 @@ def sse(data: dict | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(served: ServedModel, *, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY) -> FastAPI:
-    """The FastAPI app; the scheduler thread runs while the app does (its lifespan)."""
+def create_app(served: ServedModel, *, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_timeout: float = BODY_TIMEOUT,
+               retrieval: Retrieval | None = None) -> FastAPI:
+    """The FastAPI app; the scheduler thread runs while the app does (its lifespan). With `retrieval`, chat
+    requests are answered from retrieved passages and responses carry citations (serve/retrieval.py)."""
 
     async def lifespan(_app: FastAPI):
         # Two threads share the GIL: the event loop and the scheduler, whose decode steps alternate Python
@@ -286,7 +398,8 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
             sys.setswitchinterval(interval)
 
     app = FastAPI(title="lm2llm", version="1", lifespan=lifespan,
-                  description=f"OpenAI-compatible API serving `{served.model_id}` with continuous batching.")
+                  description=f"OpenAI-compatible API serving `{served.model_id}` with continuous batching.",
+                  **({"openapi_url": None, "docs_url": None, "redoc_url": None} if api_key else {}))
     bearer = HTTPBearer(auto_error=False)
 
     async def check_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -296,6 +409,10 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
                            "authentication_error", code="invalid_api_key")
 
     guarded = [Depends(check_key)] if api_key else []
+    if api_key:  # the schema stays available to clients that hold the key; /docs (a browser page) is off
+        @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
+        async def openapi_schema() -> dict:
+            return app.openapi()
 
     @app.exception_handler(APIError)
     async def api_error(_request: Request, error: APIError) -> JSONResponse:
@@ -339,7 +456,7 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
                                             "owned_by": "lm2llm"}]}
 
     @app.post("/v1/completions", responses=documented(protocol.CompletionResponse, stream=True), dependencies=guarded)
-    async def completions(body: protocol.CompletionRequest):
+    async def completions(body: protocol.CompletionRequest, request: Request):
         check_model(body.model)
         raw = body.prompt
         if isinstance(raw, str):
@@ -358,8 +475,8 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         except UserError as error:
             raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
         check_length(prompts, "prompt")
-        generation = Generation(served, prompts, sampling_configs(body, body.max_tokens), body.n, served.end_ids,
-                                body.stream)
+        generation = Generation(served, prompts, sampling_configs(body, min(body.max_tokens, served.max_tokens)),
+                                body.n, served.end_ids, body.stream)
         ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
         echoes = [texts[i // body.n] if body.echo else "" for i in range(generation.total)]
         head = {"id": ident, "object": "text_completion", "created": created, "model": served.model_id}
@@ -375,16 +492,21 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
             return StreamingResponse(generation.events(head, include_usage, opening, text_choices),
                                      media_type="text/event-stream")
 
-        choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None}
-                   for i, (t, r) in enumerate(await generation.collect(echoes))]
+        answered = await answer(generation, echoes, request)
+        if not isinstance(answered, list):
+            return answered
+        choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None} for i, (t, r) in enumerate(answered)]
         return {**head, "choices": choices, "usage": generation.usage(), "system_fingerprint": None}
 
     @app.post("/v1/chat/completions", responses=documented(protocol.ChatResponse, stream=True), dependencies=guarded)
-    async def chat_completions(body: protocol.ChatRequest):
+    async def chat_completions(body: protocol.ChatRequest, request: Request):
         check_model(body.model)
         end_ids = served.chat_end_ids()
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         try:
+            hits = None
+            if retrieval is not None:
+                messages, hits = retrieval.augment(messages)
             ids, _ = served.tokenizer.render_chat(messages, add_generation_prompt=True)
         except UserError as error:
             raise APIError(400, str(error), param="messages", code="invalid_prompt") from error
@@ -392,11 +514,14 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
         limit = served.context_length
         budget = body.token_budget()
         if budget is None:
-            budget = DEFAULT_CHAT_TOKENS if limit is None else limit - len(ids)
+            budget = served.max_tokens if limit is None else limit - len(ids)
+        budget = min(budget, served.max_tokens)
         generation = Generation(served, [ids], sampling_configs(body, budget), body.n, end_ids, body.stream)
         ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.model_id,
                 "system_fingerprint": None}
+        if hits is not None:
+            head["passages"] = retrieval.passages(hits)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         if body.stream:
@@ -413,11 +538,16 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
             return StreamingResponse(generation.events(head, include_usage, opening, delta_choices),
                                      media_type="text/event-stream")
 
+        answered = await answer(generation, [""] * generation.total, request)
+        if not isinstance(answered, list):
+            return answered
         choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
-                   for i, (t, r) in enumerate(await generation.collect([""] * generation.total))]
-        return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage()}
+                   for i, (t, r) in enumerate(answered)]
+        extra = retrieval.citations(choices[0]["message"]["content"], hits) if hits is not None else {}
+        return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage(), **extra}
 
-    app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(BodyLimit, limit=max_body_bytes, timeout=body_timeout)
+    app.add_middleware(HostAllowList, hosts=allowed_hosts)
     return app
 
 
@@ -433,21 +563,44 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(app: Any):
+def uvicorn_server(app: Any, *, drain_seconds: float = DRAIN_SECONDS, header_timeout: float = HEADER_TIMEOUT):
+    """uvicorn on h11 with a deadline for each request head (`GuardedH11`), draining for `drain_seconds` on
+    SIGTERM (running requests finish; then the rest are answered 503)."""
     import uvicorn
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
-                                         timeout_graceful_shutdown=2))
+    class GuardedH11(H11Protocol):
+        """Close a connection whose request head has not fully arrived `header_timeout` seconds after it
+        opened (or after its last response): a slow sender cannot hold connections open (slowloris)."""
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_deadline()
+
+        def _arm_header_deadline(self) -> None:
+            self.loop.call_later(header_timeout, self._header_deadline, self.cycle)
+
+        def _header_deadline(self, cycle: Any) -> None:
+            idle = cycle is None or cycle.response_complete  # not in the middle of answering
+            if idle and self.cycle is cycle and not self.transport.is_closing():  # and no new request head since
+                self.transport.close()
+
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=GuardedH11,
+                                         timeout_graceful_shutdown=drain_seconds))
 
 
 class ServerThread:
     """A real uvicorn server on its own thread, bound before it starts (port 0: a free port): for tests,
     the tour and benchmarks, which need a live HTTP endpoint inside one process."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, **server_options: float):
         self.socket = bind_socket(host, port)
         self.host, self.port = self.socket.getsockname()[:2]
-        self.server = uvicorn_server(app)
+        self.server = uvicorn_server(app, **{"drain_seconds": 2.0, **server_options})
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
 
     @property

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from lm2llm.runs import claim_out
 from lm2llm.tour import registry, report
 from lm2llm.tour.framework import (
     Chapter,
@@ -62,7 +63,7 @@ def run_tour(
         raise UserError(f"--threads must be at least 1, got {threads}", where="--threads",
                         hint="leave it out for the default (1 in quick mode, all cores otherwise)")
     chapters = registry.select(only)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_out(out_dir, "tour", reuse=True)  # finished chapters are reused; nothing else is ever replaced
     results: dict[str, ChapterResult] = {}
     done: list[tuple[Chapter, ChapterResult, bool]] = []
     with Progress(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -73,7 +74,7 @@ class TrainConfig:
     sample_tokens: int = 200  # after training, sample this many tokens into metrics.jsonl (0: none)
 
     def __post_init__(self) -> None:
-        _check_ranges(self)
+        check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,7 +126,8 @@ def coerce_value(key: str, value: Any, tp: Any, where: str) -> Any:
     return float(value) if tp is float else value
 
 
-def _check_ranges(cfg: TrainConfig) -> None:
+def check_ranges(cfg: TrainConfig) -> None:
+    """Every numeric and choice setting in its range (NaN included), before any work is done."""
     def bad(key: str, why: str, hint: str | None = None) -> UserError:
         return UserError(f"'{key}' {why}", where="config", hint=hint)
 
@@ -140,8 +142,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
     for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps", "muon_lr"):
-        if getattr(cfg, key) < 0:
-            raise bad(key, "must not be negative")
+        value = getattr(cfg, key)
+        if not value >= 0 or (key != "max_seconds" and not math.isfinite(value)):  # NaN fails every comparison
+            raise bad(key, f"must be a finite number >= 0, got {value!r}")
     if cfg.min_lr > cfg.lr:
         raise bad("min_lr", f"({cfg.min_lr}) is above lr ({cfg.lr})")
     if not 0 <= cfg.decay_fraction <= 1:

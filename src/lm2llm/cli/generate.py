@@ -27,6 +27,8 @@ PRESENCE = typer.Option(0.0, "--presence-penalty", help="Subtract this once for 
 STOP = typer.Option([], "--stop", help="End before this string (repeatable).")
 SEED = typer.Option(None, "--seed", help="Fix the random choices: same seed, same text.")
 DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, or auto (a GPU when there is one).")
+QUANTIZE = typer.Option(None, "--quantize", help="int8 or int4: weight-only quantized linear layers (CPU; "
+                        "a quarter or an eighth of the bytes read per token).")
 DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16 (faster batches on CPUs with native bf16) or float16.")
 
 
@@ -51,7 +53,7 @@ def register(app: typer.Typer) -> None:
         max_new_tokens: int = MAX_NEW_TOKENS, temperature: float = TEMPERATURE, top_k: int = TOP_K,
         top_p: float = TOP_P, min_p: float = MIN_P, repetition_penalty: float = REPETITION,
         frequency_penalty: float = FREQUENCY, presence_penalty: float = PRESENCE, stop: list[str] = STOP,
-        seed: int | None = SEED, device: str = DEVICE, dtype: str = DTYPE,
+        seed: int | None = SEED, device: str = DEVICE, dtype: str = DTYPE, quantize: str | None = QUANTIZE,
         top_logprobs: int = typer.Option(0, "--logprobs", help="Report log-probabilities with this many alternatives."),
         stream: bool = typer.Option(False, "--stream", help="Print text as it is generated."),
         json_out: bool = JSON_OPTION,
@@ -61,7 +63,7 @@ def register(app: typer.Typer) -> None:
                                  frequency_penalty, presence_penalty, stop, seed, top_logprobs)
         from lm2llm.inference.text import TextGenerator
 
-        generator = TextGenerator.from_run(run, device, dtype)
+        generator = TextGenerator.from_run(run, device, dtype, quantize)
         if stream:
             if len(prompt) > 1 and not json_out:
                 raise UserError("--stream prints one prompt's text; give one --prompt", where="--stream",
@@ -98,7 +100,7 @@ def register(app: typer.Typer) -> None:
         top_k: int = TOP_K, top_p: float = typer.Option(0.9, "--top-p", help=TOP_P.help), min_p: float = MIN_P,
         repetition_penalty: float = REPETITION, frequency_penalty: float = FREQUENCY,
         presence_penalty: float = PRESENCE, stop: list[str] = STOP, seed: int | None = SEED, device: str = DEVICE,
-        dtype: str = DTYPE,
+        dtype: str = DTYPE, quantize: str | None = QUANTIZE,
     ) -> None:
         """Talk to a chat-tuned run in the terminal. /reset clears the history, /system TEXT sets the system
         prompt, /quit (or Ctrl-D) leaves."""
@@ -107,7 +109,7 @@ def register(app: typer.Typer) -> None:
         from lm2llm.inference.chat import ChatSession
         from lm2llm.inference.text import TextGenerator
 
-        session = ChatSession(TextGenerator.from_run(run, device, dtype), system=system or None)
+        session = ChatSession(TextGenerator.from_run(run, device, dtype, quantize), system=system or None)
         typer.secho("/reset: new conversation · /system TEXT: set the system prompt · /quit: leave", fg="cyan", err=True)
         while True:
             try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from lm2llm.cli.generate import QUANTIZE
 from lm2llm.errors import UserError
 from lm2llm.serve.hosts import is_loopback
 
@@ -26,6 +27,7 @@ def register(app: typer.Typer) -> None:
         prefill_dtype: str | None = typer.Option(
             None, "--prefill-dtype", help="Run prompts in this dtype (e.g. bfloat16) on a copy of the weights, "
             "decoding in --dtype: prompts are matmul-bound, and native bf16 matmuls are several times faster."),
+        quantize: str | None = QUANTIZE,
         rag: Path | None = typer.Option(None, "--rag", help="An index from 'lm2llm rag index': chat answers cite "
                                         "its passages; responses carry passages, citations and groundedness."),
         rag_k: int = typer.Option(5, "--rag-k", min=1, max=20, help="Passages retrieved per question with --rag."),
@@ -64,7 +66,8 @@ def register(app: typer.Typer) -> None:
             index = RagIndex.load(rag)
             retrieval = Retrieval(index, rag_k, "hybrid" if index.embeddings is not None else "bm25")
         served = ServedModel.from_run(run, max_batch=max_batch, max_waiting=max_waiting, device=device,
-                                     dtype=dtype, prefill_dtype=prefill_dtype, max_tokens=max_tokens)
+                                     dtype=dtype, prefill_dtype=prefill_dtype, max_tokens=max_tokens,
+                                     quantize=quantize)
         sock = bind_socket(host, port)
         if not is_loopback(host) and not api_key:
             typer.secho(f"warning: listening on {host} without --api-key: anyone who reaches this machine can "

@@ -116,13 +116,17 @@ class ServedModel:
     @classmethod
     def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
                  device: str = "cpu", dtype: str = "float32", prefill_dtype: str | None = None,
-                 max_tokens: int | None = None) -> ServedModel:
+                 max_tokens: int | None = None, quantize: str | None = None) -> ServedModel:
         """`prefill_dtype` (e.g. bfloat16): prompts run on a copy of the weights in that dtype, decoding in
         `dtype` (the scheduler's `_prefill` says why); the copy costs the weights' memory once more.
         `max_tokens`: the cap on new tokens per sequence (default: the model's context; required for a model
-        without a context limit, an RNN, which would otherwise generate as long as asked)."""
+        without a context limit, an RNN, which would otherwise generate as long as asked).
+        `quantize` (int8, int4): weight-only quantized linear layers, which already compute in bfloat16."""
         run_dir = resolve_run(run_dir)
-        generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype)
+        if quantize is not None and prefill_dtype is not None:
+            raise UserError("--prefill-dtype copies float weights; quantized layers already compute in bfloat16",
+                            where="--prefill-dtype", hint="drop one of --prefill-dtype and --quantize")
+        generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype, quantize=quantize)
         limit = getattr(generator.model.config, "context_length", None)
         if max_tokens is None and limit is None:
             raise UserError("this model has no context limit, so nothing would bound a request's length",

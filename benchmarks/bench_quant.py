@@ -1,0 +1,123 @@
+"""Quantization on a real LLM: SmolLM2-135M-Instruct decoding at batch 1 in fp32, bf16, int8 and int4.
+
+Batch-1 decoding reads every weight once per token, so its speed follows the bytes of weights: int8
+weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one run, on the same prompt:
+
+- ours: fp32 (input-major, as `TextGenerator.from_run` loads it), bf16, int8 and int4 (group 32)
+  weight-only (`lm2llm.compress.weight_only`, torch's packed CPU kernels);
+- transformers' `LlamaForCausalLM` in fp32 holding the same weights (`hf_compat.to_hf`);
+- llama.cpp on our Q8_0 and Q4_0 exports (`export-gguf`) when `llama-cpp-python` is importable.
+
+decode tokens/s = (N − 1) / (time for N tokens − time for 1 token), best of --repeats (3); one figure each.
+The goals the issue set: int8 ≥ 1.6× our bf16, int4 ≥ 2.5× our bf16; the ratios are reported as measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch  # noqa: E402
+from harness import best_of, skip, write_result  # noqa: E402
+
+from lm2llm.compress.gguf_export import export_gguf  # noqa: E402
+from lm2llm.compress.weight_only import quantize_linears  # noqa: E402
+from lm2llm.gguf.registry import resolve_run  # noqa: E402
+from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
+from lm2llm.inference.engine import generate_ids  # noqa: E402
+from lm2llm.inference.layout import input_major  # noqa: E402
+from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
+from lm2llm.models import load_model  # noqa: E402
+from lm2llm.models.hf_compat import to_hf  # noqa: E402
+
+NAME = "smollm2-135m-instruct"
+PROMPT = 16
+NEW, REPEATS = 25, 3  # --new, --repeats
+
+
+def decode_rate(generate) -> float:
+    one = best_of(lambda: generate(1), REPEATS)
+    full = best_of(lambda: generate(NEW), REPEATS)
+    return (NEW - 1) / (full - one)
+
+
+def ours(model, prompt):
+    return lambda n: generate_ids(model, [prompt], SamplingConfig(max_new_tokens=n, temperature=0.0))
+
+
+def theirs(hf, prompt):
+    ids = torch.tensor([prompt])
+
+    def generate(n):
+        with torch.inference_mode():
+            hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                        pad_token_id=0, eos_token_id=None)
+    return generate
+
+
+def llama_cpp_rates(run: Path, prompt: list[int]) -> dict[str, float]:
+    try:
+        import llama_cpp
+    except ImportError:
+        skip("llama.cpp", "llama-cpp-python is not importable (its source build did not finish here)")
+        return {}
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("q8_0", "q4_0"):
+            path = Path(tmp) / f"{kind}.gguf"
+            export_gguf(run, path, kind)
+            llm = llama_cpp.Llama(str(path), n_ctx=128, n_threads=torch.get_num_threads(), verbose=False)
+
+            def generate(n, llm=llm):
+                llm.reset()
+                for i, _ in enumerate(llm.generate(prompt, temp=0.0)):
+                    if i + 1 >= n:
+                        break
+            rates[kind] = decode_rate(generate)
+    return rates
+
+
+def main() -> None:
+    global NEW, REPEATS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--new", type=int, default=NEW, help="tokens generated per timing")
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timings per figure (the best is kept)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 is steadier "
+                        "on a shared machine, where a descheduled OpenMP sibling stalls every matmul")
+    args = parser.parse_args()
+    NEW, REPEATS = args.new, args.repeats
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    run = resolve_run(NAME)
+    generator = torch.Generator().manual_seed(0)
+    prompt = torch.randint(100, 40000, (PROMPT,), generator=generator).tolist()
+    models = {"fp32": input_major(load_model(run).eval()), "bf16": load_model(run).eval().to(torch.bfloat16),
+              "int8": quantize_linears(load_model(run).eval(), "int8"),
+              "int4": quantize_linears(load_model(run).eval(), "int4")}
+    figures = {"threads": torch.get_num_threads(), "prompt_tokens": PROMPT, "new_tokens": NEW,
+               "decode_tokens_per_s": {name: decode_rate(ours(model, prompt)) for name, model in models.items()}}
+    with quiet_transformers():
+        hf = to_hf(load_model(run).eval())
+    peers = {"transformers_fp32_decode_tokens_per_s": decode_rate(theirs(hf, prompt))}
+    cpp = llama_cpp_rates(run, prompt)
+    if cpp:
+        peers["llama_cpp_decode_tokens_per_s"] = cpp
+    rates = figures["decode_tokens_per_s"]
+    ratios = {"int8_vs_our_bf16": rates["int8"] / rates["bf16"], "int4_vs_our_bf16": rates["int4"] / rates["bf16"],
+              "int8_vs_our_fp32": rates["int8"] / rates["fp32"], "int4_vs_our_fp32": rates["int4"] / rates["fp32"],
+              "our_fp32_vs_transformers_fp32": rates["fp32"] / peers["transformers_fp32_decode_tokens_per_s"]}
+    if cpp:
+        ratios["our_best_vs_llama_cpp_best"] = max(rates.values()) / max(cpp.values())
+    write_result("quant", figures, peers, ratios,
+                 notes=f"batch-1 greedy decoding of SmolLM2-135M-Instruct; best of {REPEATS}; 1-minute load average "
+                       f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run on "
+                       f"{os.cpu_count()} cores (above the core count the machine was shared)")
+
+
+if __name__ == "__main__":
+    main()

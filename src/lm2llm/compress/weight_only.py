@@ -1,0 +1,157 @@
+"""Weight-only int8 and int4 linear layers on PyTorch's own packed CPU kernels.
+
+Decoding one sequence is a chain of matrix-vector products that read every weight once per token, so its
+speed is set by the bytes of weights streamed from memory. Storing them as 8 or 4 bits cuts those bytes
+4x or 8x against float32; the activations stay floating point ("weight-only"), so only the weights'
+rounding error is added.
+
+- int8, symmetric per output channel: s = max|w_row|/127, q = round(w/s) in −127..127, w ≈ q·s.
+  Computed by `torch._weight_int8pack_mm` (x · qᵀ · s, the int8 never expanded in memory).
+- int4, asymmetric per group of `group_size` inputs (the tinygemm layout gpt-fast and torchao use):
+  s = (max − min)/15, zero = min + 8·s, q = round((w − min)/s) in 0..15, w ≈ (q − 8)·s + zero.
+  Packed by `_convert_weight_to_int4pack_for_cpu`, computed by `_weight_int4pack_mm_for_cpu`.
+
+Both kernels are fast only with bfloat16 activations on this CPU (the float32 int8 path measured ~15x
+slower than bf16 here), so a layer computes in bfloat16 and hands its output back in the input's dtype.
+`round_trip_linears` gives the reference: the same model with each weight quantized and expanded back
+to float, which the tests compare the kernels' logits with.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from lm2llm.errors import UserError
+
+COMPUTE_DTYPE = torch.bfloat16
+WEIGHT_ONLY = ("int8", "int4")
+INT4_GROUPS = (32, 64, 128, 256)
+
+
+def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-row int8: q (out, in) int8 and scales (out,), w ≈ q·s. The scales are rounded to
+    bfloat16 first, since the kernel multiplies by the bf16 value."""
+    weight = weight.detach().float()
+    scales = (weight.abs().amax(dim=1) / 127).to(COMPUTE_DTYPE).float()
+    scales = torch.where(scales == 0, torch.ones_like(scales), scales)
+    return torch.round(weight / scales[:, None]).clamp(-127, 127).to(torch.int8), scales
+
+
+def int4_groupwise(weight: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric int4 per (output row, group of inputs): q (out, in) in 0..15, scales and zeros (out, n_groups),
+    w ≈ (q − 8)·s + zero, with s and zero rounded to bfloat16 before q is chosen."""
+    out_features, in_features = weight.shape
+    if group_size not in INT4_GROUPS:
+        raise UserError(f"int4 group size {group_size} is not one the CPU kernel takes", where="--group-size",
+                        hint=", ".join(map(str, INT4_GROUPS)))
+    if in_features % group_size:
+        raise UserError(f"int4 groups of {group_size} do not divide a layer's {in_features} inputs",
+                        where="--group-size", hint="choose a group size that divides every layer's input width")
+    groups = weight.detach().float().reshape(out_features, -1, group_size)
+    low, high = groups.amin(dim=-1), groups.amax(dim=-1)
+    scales = ((high - low).clamp(min=1e-6) / 15).to(COMPUTE_DTYPE).float()
+    zeros = (low + 8 * scales).to(COMPUTE_DTYPE).float()
+    lowest = (zeros - 8 * scales)[..., None]
+    q = torch.round((groups - lowest) / scales[..., None]).clamp(0, 15)
+    return q.reshape(out_features, in_features).to(torch.uint8), scales, zeros
+
+
+def dequantize_int8(q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    return q.float() * scales[:, None]
+
+
+def dequantize_int4(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+    out_features, in_features = q.shape
+    groups = q.float().reshape(out_features, scales.shape[1], -1)
+    return ((groups - 8) * scales[..., None] + zeros[..., None]).reshape(out_features, in_features)
+
+
+def round_trip(weight: torch.Tensor, kind: str, group_size: int = 32) -> torch.Tensor:
+    """The float weight a quantized layer really multiplies by: quantized, then expanded back."""
+    if kind == "int8":
+        return dequantize_int8(*int8_per_channel(weight))
+    return dequantize_int4(*int4_groupwise(weight, group_size))
+
+
+class Int8Linear(nn.Module):
+    """y = x · (q·s)ᵀ + b with q int8 (out, in) and one scale per output row."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        q, scales = int8_per_channel(linear.weight)
+        self.register_buffer("q", q)
+        self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
+        y = torch._weight_int8pack_mm(flat, self.q, self.scales.to(COMPUTE_DTYPE)).to(x.dtype)
+        y = y.reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(x.dtype)
+
+
+class Int4Linear(nn.Module):
+    """y = x · ((q − 8)·s + zero)ᵀ + b with q 4-bit, s and zero per (output row, group of inputs)."""
+
+    def __init__(self, linear: nn.Linear, group_size: int = 32):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.group_size = group_size
+        weight = linear.weight.detach()
+        padded_rows = -self.out_features % 16  # the packing wants whole tiles of 16 output rows: pad with zeros
+        if padded_rows:
+            weight = torch.cat([weight, weight.new_zeros(padded_rows, self.in_features)])
+        q, scales, zeros = int4_groupwise(weight, group_size)
+        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
+        # the kernel wants (n_groups, out, 2): each group's scale and zero side by side
+        self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1).transpose(0, 1)
+                             .contiguous().to(COMPUTE_DTYPE))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, self.group_size,
+                                                       self.scales_and_zeros.to(COMPUTE_DTYPE))
+        y = y[:, :self.out_features].to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias.to(x.dtype)
+
+
+def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+    found = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            parent_name, _, attribute = name.rpartition(".")
+            found.append((model.get_submodule(parent_name) if parent_name else model, attribute, module))
+    return found
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in WEIGHT_ONLY:
+        raise UserError(f"unknown weight-only quantization {kind!r}", where="--quantize", hint=", ".join(WEIGHT_ONLY))
+
+
+def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:
+    """Replace every `nn.Linear` of `model` (in place) by its int8 or int4 weight-only counterpart.
+
+    An output layer tied to the embedding is quantized as a layer; the embedding keeps its float table
+    (a lookup reads one row per token, not the whole matrix). CPU only: the packed kernels are CPU ones.
+    """
+    _check_kind(kind)
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        raise UserError("int8/int4 weight-only layers run on PyTorch's CPU kernels", where="--quantize",
+                        hint="use --device cpu")
+    for parent, attribute, linear in _linears(model):
+        setattr(parent, attribute, Int8Linear(linear) if kind == "int8" else Int4Linear(linear, group_size))
+    return model
+
+
+def round_trip_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:
+    """The reference for `quantize_linears`: every linear weight replaced (in place) by its float round
+    trip, so the model computes in float what the quantized one computes from packed integers. A tied
+    output layer gets its own copy (the embedding keeps the original table, as in `quantize_linears`)."""
+    _check_kind(kind)
+    for _, _, linear in _linears(model):
+        linear.weight = nn.Parameter(round_trip(linear.weight, kind, group_size), requires_grad=False)
+    return model

@@ -1,0 +1,144 @@
+"""Chapter 8, efficiency: quantization and pruning of a real LLM, each with its measured price.
+
+SmolLM2-135M-Instruct (the registered model, read from its GGUF file by our own code) is compressed by
+every method of `lm2llm.compress` and measured against its full-precision self on held-out python-docs
+(English) and korean-law (Korean) text, as llama.cpp's `perplexity --kl-divergence` measures a quantized
+file: perplexity, mean and 99th-percentile KL divergence from the original's next-token distribution, and
+how often both rank the same token first. Beside that: the bytes the weights take stored the method's
+way, and (full mode) batch-1 decoding speed. Calibration text for Wanda is python-docs documents the
+evaluation never sees.
+
+The original here is SmolLM2 as the package ships it: Q4_1 blocks (embedding Q8_0) expanded to float32,
+not the bf16 checkpoint it was made from. Re-quantizing it to Q4_1 therefore gives back the same blocks
+(the table shows KL 0), and every other figure is a cost on top of that file's own rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from lm2llm.compress.measure import CORPORA
+from lm2llm.compress.pipeline import calibration_batches, measure
+from lm2llm.compress.variants import Method, apply_method
+from lm2llm.errors import UserError
+from lm2llm.gguf.registry import resolve_run
+from lm2llm.models import load_model
+from lm2llm.tokenizer import load_tokenizer
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table, demonstration
+from lm2llm.tour.plots import plt
+
+NAME = "smollm2-135m-instruct"
+METHODS = {"quick": ["fp32", "q8_0", "q4_1", "q4_0", "int8", "int4", "magnitude:0.5", "wanda:0.5"],
+           "full": ["fp32", "bf16", "q8_0", "q4_1", "q4_0", "int8", "int4", "magnitude:0.5", "wanda:0.5",
+                    "sparsegpt:0.5", "magnitude:2:4", "wanda:2:4"]}
+SETTINGS = {"quick": {"windows": 1, "length": 192, "speed_tokens": 0, "calibration": 16},
+            "full": {"windows": 4, "length": 256, "speed_tokens": 24, "calibration": 64}}
+
+
+def relative(rows: dict, method: str, corpus: str) -> float:
+    """Perplexity of `method` over the original's, minus one: the fraction it got worse."""
+    return rows[method][corpus]["perplexity"] / rows["fp32"][corpus]["perplexity"] - 1
+
+
+def claims_of(rows: dict) -> list[Claim]:
+    fp32 = rows["fp32"]["weight_bytes"]
+    q8 = [relative(rows, "q8_0", c) for c in CORPORA]
+    shrink = fp32 / rows["q8_0"]["weight_bytes"]
+    q4 = [relative(rows, "q4_0", c) for c in CORPORA]
+    wanda, magnitude = ([rows[m][c]["perplexity"] for c in CORPORA] for m in ("wanda:0.5", "magnitude:0.5"))
+    int8_kl = max(rows["int8"][c]["kl_mean"] for c in CORPORA)
+    return [
+        Claim(T("8-bit quantization (Q8_0) costs under 1 % perplexity at about a quarter of the fp32 bytes",
+                "8비트 양자화(Q8_0)는 fp32의 약 4분의 1 크기로 perplexity를 1 % 미만만 잃는다"),
+              T(f"perplexity change: English {q8[0]:+.2%}, Korean {q8[1]:+.2%}; {shrink:.1f}× smaller; holds when both "
+                "are under +1 % and it is at least 3.5× smaller",
+                f"perplexity 변화: 영어 {q8[0]:+.2%}, 한국어 {q8[1]:+.2%}; {shrink:.1f}배 작음; 둘 다 +1 % 미만이고 "
+                "3.5배 이상 작아야 성립"),
+              max(q8) < 0.01 and shrink >= 3.5),
+        Claim(T("4-bit quantization (Q4_0) costs more on Korean text than on English text",
+                "4비트 양자화(Q4_0)는 영어보다 한국어 텍스트에서 더 큰 손실을 낸다"),
+              T(f"perplexity change: English {q4[0]:+.1%}, Korean {q4[1]:+.1%} (SmolLM2 was trained mostly on English)",
+                f"perplexity 변화: 영어 {q4[0]:+.1%}, 한국어 {q4[1]:+.1%} (SmolLM2는 주로 영어로 학습됨)"),
+              q4[1] > q4[0]),
+        Claim(T("At 50 % sparsity Wanda (|W|·‖x‖) beats magnitude pruning by far (the Wanda paper's finding)",
+                "희소도 50 %에서 Wanda(|W|·‖x‖)가 크기 기준 가지치기보다 훨씬 낫다 (Wanda 논문의 결과)"),
+              T(f"perplexity Wanda / magnitude: English {wanda[0]:.1f} / {magnitude[0]:.1f}, Korean {wanda[1]:.1f} / "
+                f"{magnitude[1]:.1f} (dense {rows['fp32']['python-docs']['perplexity']:.1f} / "
+                f"{rows['fp32']['korean-law']['perplexity']:.1f}); holds when Wanda is lower on both",
+                f"perplexity Wanda / 크기 기준: 영어 {wanda[0]:.1f} / {magnitude[0]:.1f}, 한국어 {wanda[1]:.1f} / "
+                f"{magnitude[1]:.1f} (원본 {rows['fp32']['python-docs']['perplexity']:.1f} / "
+                f"{rows['fp32']['korean-law']['perplexity']:.1f}); 두 말뭉치 모두 Wanda가 낮아야 성립"),
+              all(w < m for w, m in zip(wanda, magnitude, strict=True))),
+        Claim(T("Weight-only int8 keeps the model's next-token distribution (mean KL under 0.01 nats)",
+                "가중치 전용 int8은 다음 토큰 분포를 거의 그대로 유지한다 (평균 KL 0.01 nat 미만)"),
+              T(f"largest mean KL over the two corpora: {int8_kl:.4f} nats",
+                f"두 말뭉치 중 가장 큰 평균 KL: {int8_kl:.4f} nat"),
+              int8_kl < 0.01),
+    ]
+
+
+def run(ctx: ChapterContext) -> ChapterResult:
+    mode = "quick" if ctx.quick else "full"
+    try:
+        source = resolve_run(NAME)
+    except UserError as exc:
+        return ChapterResult(T(f"Chapter skipped: {exc}", f"장을 건너뜀: {exc}"))
+    settings = SETTINGS[mode]
+    original, tokenizer = load_model(source).eval(), load_tokenizer(source)
+    calibration = calibration_batches(tokenizer, settings["calibration"])
+    names, reports = METHODS[mode], {}
+
+    def variants():
+        for index, text in enumerate(names):
+            method = Method.parse(text)
+            model = original if text == "fp32" else copy.deepcopy(original)
+            reports[text] = apply_method(model, method, calibration if method.needs_calibration else ())
+            yield text, model, method
+            ctx.progress(index + 1, len(names))
+
+    rows = {row["method"]: row for row in measure(original, variants(), tokenizer, settings["windows"],
+                                                   settings["length"], settings["speed_tokens"])}
+    mib = 2 ** 20
+    table_rows = []
+    for name, row in rows.items():
+        csr = f"{row['csr_bytes_fp32'] / mib:.0f}" if "csr_bytes_fp32" in row else ""
+        speed = row["decode_tokens_per_s"]
+        table_rows.append([name, f"{row['weight_bytes'] / mib:.0f}", csr, "" if speed is None else f"{speed:.1f}",
+                           *(f"{row[c]['perplexity']:.2f}" for c in CORPORA),
+                           *(f"{row[c]['kl_mean']:.4f}" for c in CORPORA), f"{row['korean-law']['kl_p99']:.3f}",
+                           *(f"{row[c]['top1_agreement']:.1%}" for c in CORPORA)])
+    table = Table(T("SmolLM2-135M-Instruct compressed: size, speed and quality against the shipped model (Q4_1 "
+                    "weights in float32)", "SmolLM2-135M-Instruct 압축: 배포된 모델(Q4_1 가중치를 float32로) 대비 크기, "
+                    "속도, 품질"),
+                  ["method", "weights MiB", "with CSR MiB (pruned, fp32)", "decode tok/s (batch 1)",
+                   "ppl English", "ppl Korean", "KL English", "KL Korean", "KL p99 Korean", "top-1 English",
+                   "top-1 Korean"], table_rows)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for corpus, marker in zip(CORPORA, ("o", "s"), strict=True):
+        for name, row in rows.items():
+            ax.scatter(row["weight_bytes"] / mib, row[corpus]["perplexity"], marker=marker,
+                       color="tab:blue" if corpus == "python-docs" else "tab:red")
+            ax.annotate(name, (row["weight_bytes"] / mib, row[corpus]["perplexity"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("weights (MiB)")
+    ax.set_ylabel("perplexity (log scale; circles English, squares Korean)")
+    ax.set_yscale("log")
+    figure = ctx.save_figure(fig, "size_vs_perplexity", T("Size against perplexity, every method",
+                                                          "방법별 크기 대비 perplexity"))
+    claims = claims_of(rows)
+    dense, csr = rows["wanda:0.5"]["weight_bytes"], rows["wanda:0.5"]["csr_bytes_fp32"]
+    claims.append(demonstration(
+        T("Unstructured pruning alone makes the weights no smaller: a zero stored densely takes as many bytes as any weight",
+          "비정형 가지치기만으로는 가중치가 작아지지 않는다: 밀집 저장한 0도 다른 가중치와 같은 바이트를 차지한다"),
+        T(f"wanda:0.5 stored densely: {dense / mib:.0f} MiB, as fp32 ({rows['fp32']['weight_bytes'] / mib:.0f} MiB); "
+          f"with its pruned matrices in CSR (fp32 values, 32-bit column indices): {csr / mib:.0f} MiB",
+          f"wanda:0.5 밀집 저장: {dense / mib:.0f} MiB로 fp32({rows['fp32']['weight_bytes'] / mib:.0f} MiB)와 같음; "
+          f"가지친 행렬을 CSR(fp32 값, 32비트 열 인덱스)로 저장하면 {csr / mib:.0f} MiB"),
+        dense == rows["fp32"]["weight_bytes"]))
+    summary = T(f"SmolLM2 compressed {len(rows) - 1} ways and measured on held-out English and Korean text.",
+                f"SmolLM2를 {len(rows) - 1}가지로 압축하고 학습에 쓰지 않은 영어·한국어 텍스트로 측정했다.")
+    metrics = {"rows": rows, "settings": settings, "reports": reports}
+    return ChapterResult(summary, claims, [table], [figure], [], metrics)
+
+
+CHAPTER = Chapter("8", T("Efficiency", "효율화"), run)

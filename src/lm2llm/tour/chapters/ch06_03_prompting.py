@@ -12,6 +12,7 @@ chapter says the technique does not measurably help a model of this size.
 
 from __future__ import annotations
 
+from lm2llm.errors import UserError
 from lm2llm.prompting.compare import paired_gap, verdict
 from lm2llm.prompting.render import load_generator
 from lm2llm.prompting.run import run_technique
@@ -44,7 +45,15 @@ def sft_model_dir(ctx: ChapterContext):
 
 
 def measure(generator, techniques, n: int) -> dict[str, dict[str, dict]]:
-    return {t: {task: run_technique(generator, get_technique(t), task, n) for task in TASKS} for t in techniques}
+    """Results per technique and task; a technique whose prompts do not fit the model's context is left out
+    (a small model's context is a real limit on few-shot prompting: chapter 4.4's GPT sees 128 tokens)."""
+    results = {}
+    for t in techniques:
+        try:
+            results[t] = {task: run_technique(generator, get_technique(t), task, n) for task in TASKS}
+        except UserError:
+            continue
+    return results
 
 
 def pooled(results: dict[str, dict], technique: str) -> list[bool]:
@@ -78,9 +87,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
     smol = measure(load_generator(), techniques, n)
     ctx.progress(1, 2)
     sft_dir = sft_model_dir(ctx)
-    sft = measure(load_generator(str(sft_dir)), ("zero_shot", "bare", "few_shot_random"), n) if sft_dir else {}
+    sft_techniques = ("zero_shot", "bare", "few_shot_random")
+    sft = measure(load_generator(str(sft_dir)), sft_techniques, n) if sft_dir else {}
     ctx.progress(2, 2)
-    return report(ctx, smol, sft, techniques, n)
+    result = report(ctx, smol, sft, techniques, n)
+    result.metrics["sft_did_not_fit"] = [t for t in sft_techniques if sft_dir and t not in sft]
+    return result
 
 
 def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> ChapterResult:

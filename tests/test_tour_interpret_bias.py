@@ -17,7 +17,7 @@ def test_interpretability_chapter(quick_tour, smollm2_run):
     assert metrics["patching_effect"][-1][-1] == pytest.approx(1.0, abs=1e-3)
     assert metrics["lens_rank"]["renorm"][-1] == 0 == metrics["lens_rank"]["cached_scale"][-1]
     assert 0 < metrics["induction_uniform"] < 0.1
-    assert len(result.claims) == 4 and all(isinstance(c.holds, bool) for c in result.claims)
+    assert len(result.claims) == 4 and all(c.holds in (True, False, None) for c in result.claims)
     assert len(result.figures) == 5 and all((quick_tour.out_dir / "ch07_03" / f.path).is_file() for f in result.figures)
 
 

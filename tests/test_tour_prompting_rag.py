@@ -7,7 +7,7 @@ from conftest import chapter_result
 
 def test_prompting_chapter_quick(quick_tour):
     chapter = chapter_result(quick_tour, "6.3")
-    assert len(chapter.claims) == 6 and all(isinstance(c.holds, bool) for c in chapter.claims)
+    assert len(chapter.claims) == 6 and all(c.holds in (True, False, None) for c in chapter.claims)
     smol = chapter.metrics["results"]["smollm2"]
     assert {"zero_shot", "few_shot_similar", "chain_of_thought", "json_format"} <= set(smol)
     for per_task in smol.values():

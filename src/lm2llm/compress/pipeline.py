@@ -28,7 +28,7 @@ from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
 from lm2llm.models import load_model, save_model
 from lm2llm.models.transformer import Transformer
-from lm2llm.runs import RunDir, atomic_dir
+from lm2llm.runs import RunDir, check_out, output_dir
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 
 SPEED_PROMPT = "def read_config(path):"
@@ -75,8 +75,7 @@ def compress_run(source: str | Path, method_text: str, out: str | Path, *, calib
     against the original on held-out python-docs and korean-law text."""
     method = Method.parse(method_text)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError("the output exists and is not an empty directory", where=str(out), hint="choose a new --out")
+    check_out(out, "compress", inputs=[source])  # the one output policy (lm2llm.runs), before any work
     run = resolve_run(source)
     original = load_model(run).eval()
     if not isinstance(original, Transformer):
@@ -89,7 +88,7 @@ def compress_run(source: str | Path, method_text: str, out: str | Path, *, calib
                                "seconds": time.perf_counter() - start, **report}
     if method.kind in WEIGHT_ONLY:
         summary["quantize"] = method.kind  # applied when the run is loaded for generation
-    with atomic_dir(out) as tmp:
+    with output_dir(out, "compress", inputs=[source]) as tmp:
         save_model(original if method.kind in WEIGHT_ONLY else model, tmp)
         tokenizer.save(tmp)
         if evaluate:

@@ -103,7 +103,7 @@ class RagIndex:
         meta = {"format": FORMAT, "version": VERSION, "chunking": self.chunking, "bm25": self.bm25.params(),
                 "dense": None if self.embeddings is None else {"model": ENCODER_NAME, "dim": self.embeddings.shape[1]},
                 "sources": self.sources, "n_chunks": len(self.chunks)}
-        with atomic_dir(target, replace=force) as build:
+        with atomic_dir(target, "rag-index", replace=force) as build:
             atomic_save(build / "arrays.safetensors", lambda p: save_file(arrays, str(p)))
             atomic_write_text(build / "chunks.jsonl", "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n"
                                                                for c in self.chunks))

@@ -10,9 +10,9 @@ from lm2llm.cli import main
 from lm2llm.errors import UserError
 from lm2llm.prompting.extract import extract_cot, extract_json, extract_plain
 from lm2llm.prompting.run import majority, run_technique, task_records
-from lm2llm.prompting.scoring import proportion_interval
 from lm2llm.prompting.shots import random_shots, similar_shots
 from lm2llm.prompting.techniques import get_technique, techniques
+from lm2llm.stats import wilson_interval
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_run_technique_reports_accuracy_interval_and_cost(chat_run):
     plain = run_technique(generator, get_technique("zero_shot"), "facts", n=4)
     voted = run_technique(generator, get_technique("self_consistency"), "facts", n=2)
     assert plain["chance"] == pytest.approx(1 / 3) and 0 <= plain["accuracy"] <= 1
-    assert (plain["low"], plain["high"]) == proportion_interval(plain["accuracy"] * 4, 4)
+    assert (plain["low"], plain["high"]) == wilson_interval(plain["accuracy"] * 4, 4)
     # five samples per question: five times the prompt tokens of one
     assert voted["prompt_tokens"] > 4 * plain["prompt_tokens"]
 

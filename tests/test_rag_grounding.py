@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lm2llm.prompting.scoring import answer_match, proportion_interval
+from lm2llm.prompting.scoring import answer_match
 from lm2llm.rag import encyclopedia
 from lm2llm.rag.grounding import check_answer, split_answer
 from lm2llm.rag.metrics import auroc, reciprocal_rank
+from lm2llm.stats import wilson_interval
 
 PASSAGES = ["Loumolux is a town in the province of Dudrotria. Loumolux was founded in 1630 by Nezaem Kralias.",
             "Traeviath has a population of 377600."]
@@ -65,7 +66,7 @@ def test_metrics():
     assert reciprocal_rank([False, True]) == 0.5 and reciprocal_rank([False]) == 0.0
     assert auroc([0.9, 0.8, 0.1], [True, True, False]) == 1.0 and auroc([0.5, 0.5], [True, False]) == 0.5
     assert auroc([1.0], [True]) == 0.5
-    low, high = proportion_interval(0, 10)
+    low, high = wilson_interval(0, 10)
     assert low == 0.0 and 0.2 < high < 0.35
 
 

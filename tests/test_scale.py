@@ -10,8 +10,9 @@ from lm2llm.scale import tasks
 from lm2llm.scale.chinchilla import BESIROGLU_2024, HOFFMANN_2022, Parametric, fit_parametric
 from lm2llm.scale.isoflop import approach2, isoflop_minimum
 from lm2llm.scale.powerlaw import bootstrap, fit_power_law
-from lm2llm.scale.probes import difference_interval, wilson
+from lm2llm.scale.probes import difference_interval
 from lm2llm.scale.shapes import CONVENTIONS, nearest_shape, param_counts, shape_for_width
+from lm2llm.stats import Z90, wilson_interval
 
 CONSTANTS = ("E", "A", "B", "alpha", "beta")
 
@@ -109,7 +110,7 @@ def test_kv_examples_and_the_copier_ceiling():
 
 
 def test_intervals():
-    low, high = wilson(50, 100)
+    low, high = wilson_interval(50, 100, Z90)
     assert low < 0.5 < high and high - low == pytest.approx(0.164, abs=0.005)
     assert difference_interval(0.5, 100, 0.5, 100)[0] < 0 < difference_interval(0.5, 100, 0.5, 100)[1]
 

@@ -116,7 +116,8 @@ def test_threads_must_be_positive(cli, tmp_path):
 
 
 def test_headline_counts_measured_claims_and_labels_the_rest():
-    from lm2llm.tour.framework import Claim, T, compare_intervals, demonstration, headline, wilson_interval
+    from lm2llm.stats import wilson_interval
+    from lm2llm.tour.framework import Claim, T, compare_intervals, demonstration, headline
     from lm2llm.tour.report import headline_text
 
     claims = [Claim(T("a", "a"), T("m", "m"), True), Claim(T("b", "b"), T("m", "m"), False),

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-Z95 = 1.959963984540054
+from lm2llm.stats import Z95
 
 
 def mean_stderr(values: Sequence[float]) -> float:

@@ -19,9 +19,10 @@ from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
 from lm2llm.prompting.extract import EXTRACTORS, follows_format
 from lm2llm.prompting.render import complete
-from lm2llm.prompting.scoring import answer_match, exact_match, proportion_interval, rate_stderr
+from lm2llm.prompting.scoring import answer_match, exact_match, rate_stderr
 from lm2llm.prompting.shots import random_shots, similar_shots
 from lm2llm.prompting.techniques import Technique
+from lm2llm.stats import wilson_interval
 
 CHANCE = {"facts": 1 / 3}
 POOL_SIZE = 200
@@ -70,7 +71,7 @@ def run_technique(generator: TextGenerator, technique: Technique, task: str, n: 
                      "follows_format": follows_format(technique.answer_format, group[0][0]),
                      "prompt_tokens": sum(t for _, t, _ in group), "completion_tokens": sum(t for _, _, t in group)})
     right = sum(r["right"] for r in rows)
-    low, high = proportion_interval(right, len(rows))
+    low, high = wilson_interval(right, len(rows))
     return {"technique": technique.name, "task": task, "n": len(rows), "accuracy": right / len(rows),
             "stderr": rate_stderr(right, len(rows)), "low": low, "high": high, "chance": CHANCE.get(task, 0.0),
             "lenient": sum(r["lenient"] for r in rows) / len(rows),

@@ -5,8 +5,6 @@ Kept in one small module so that it can give way to the evaluation harness's met
   punctuation and thousands separators and collapsing spaces ("It was founded in 1630 [1]." is right for
   gold "1630", "16300" is not; a Korean particle may follow: `6100명`).
 - `exact_match`: the same normalisation, whole strings equal.
-- `proportion_interval`: Wilson's 95 % interval of a rate (well-behaved at 0 and 1, where the normal one
-  is not); `rate_stderr`: √(p(1 − p)/n), 0 for n = 0.
 """
 
 from __future__ import annotations
@@ -14,8 +12,6 @@ from __future__ import annotations
 import math
 
 import regex
-
-Z95 = 1.959963984540054
 
 
 def normalize(text: str) -> str:
@@ -41,14 +37,3 @@ def rate_stderr(successes: float, n: int) -> float:
         return 0.0
     p = successes / n
     return math.sqrt(p * (1 - p) / n)
-
-
-def proportion_interval(successes: float, n: int) -> tuple[float, float]:
-    """Wilson's 95 % interval for `successes` out of `n` (0, 1 when n = 0)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denominator = 1 + Z95**2 / n
-    centre = (p + Z95**2 / (2 * n)) / denominator
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denominator
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p inside, despite rounding

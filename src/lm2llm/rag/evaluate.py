@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lm2llm.errors import UserError
-from lm2llm.prompting.scoring import answer_match, proportion_interval
+from lm2llm.prompting.scoring import answer_match
 from lm2llm.rag import encyclopedia
 from lm2llm.rag.grounding import OVERLAP_THRESHOLD, check_answer
 from lm2llm.rag.index import MODES, RagIndex
 from lm2llm.rag.metrics import auroc, recall_at_k, reciprocal_rank
+from lm2llm.stats import wilson_interval
 
 KS = (1, 3, 5, 10)
 KOREAN_LAW_QA = Path(__file__).with_name("korean_law_qa.jsonl")
@@ -115,7 +116,7 @@ def evaluate_retrieval(index: RagIndex, items: Sequence[QAItem], modes: Sequence
 
 def _rate(hits: Sequence[bool]) -> dict:
     n, s = len(hits), sum(hits)
-    low, high = proportion_interval(s, n)
+    low, high = wilson_interval(s, n)
     return {"rate": s / n if n else 0.0, "low": low, "high": high, "n": n}
 
 

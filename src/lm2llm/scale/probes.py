@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lm2llm.stats import Z90
 from lm2llm.tokenizer import Tokenizer
 
 
@@ -99,19 +100,6 @@ def in_context_score(model: nn.Module, windows: torch.Tensor, early: tuple[int, 
     logits, _ = model(windows[:, :-1])
     losses = F.cross_entropy(logits.transpose(1, 2).float(), windows[:, 1:], reduction="none")
     return float(losses[:, late[0]:late[1]].mean() - losses[:, early[0]:early[1]].mean())
-
-
-Z90 = 1.6449  # two-sided 90 %
-
-
-def wilson(successes: float, n: int, z: float = Z90) -> tuple[float, float]:
-    """Wilson score interval of a proportion (90 % by default)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
 
 
 def difference_interval(p1: float, n1: int, p2: float, n2: int, z: float = Z90) -> tuple[float, float]:

@@ -235,13 +235,3 @@ def load_result(path: Path, quick: bool) -> ChapterResult | None:
     except (ValueError, KeyError, TypeError):
         return None
 
-
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (95 % by default): unlike p ± z·se it stays
-    inside [0, 1] and is honest at 0 of n, where small evaluation sets often sit."""
-    if trials <= 0:
-        return 0.0, 1.0
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5) / (1 + z * z / trials)
-    return max(0.0, centre - half), min(1.0, centre + half)

@@ -20,6 +20,7 @@ from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model
 from lm2llm.models.accounting import model_param_report
+from lm2llm.stats import wilson_interval
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tour.framework import (
     ChapterContext,
@@ -30,7 +31,6 @@ from lm2llm.tour.framework import (
     Table,
     Text,
     compare_intervals,
-    wilson_interval,
 )
 
 NAME = "smollm2-135m-instruct"

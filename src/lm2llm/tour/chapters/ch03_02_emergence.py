@@ -14,7 +14,8 @@ import numpy as np
 
 from lm2llm.scale import tasks
 from lm2llm.scale.emergence import EmergenceSettings, emergence
-from lm2llm.scale.probes import difference_interval, wilson
+from lm2llm.scale.probes import difference_interval
+from lm2llm.stats import Z90, wilson_interval
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.plots import log_x_axes, plt
 
@@ -24,7 +25,7 @@ UNIFORM_ATTENTION = 1 / 36  # an induction head's target among the ~36 keys a se
 
 
 def _interval(p: float, n: int) -> str:
-    low, high = wilson(p * n, n)
+    low, high = wilson_interval(p * n, n, Z90)
     return f"{p:.2f} [{low:.2f}, {high:.2f}]"
 
 

@@ -17,6 +17,7 @@ from lm2llm.prompting.compare import paired_gap, verdict
 from lm2llm.prompting.render import load_generator
 from lm2llm.prompting.run import run_technique
 from lm2llm.prompting.techniques import get_technique
+from lm2llm.stats import wilson_interval
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
@@ -27,7 +28,6 @@ from lm2llm.tour.framework import (
     Table,
     compare_intervals,
     demonstration,
-    wilson_interval,
 )
 from lm2llm.tour.plots import plt
 

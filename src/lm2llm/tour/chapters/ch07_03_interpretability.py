@@ -17,6 +17,7 @@ from lm2llm.interpret.induction import head_scores, plot_head_scores, repeated_r
 from lm2llm.interpret.logit_lens import lens_logits, lens_report, plot_lens
 from lm2llm.interpret.patching import patch_residual_stream, plot_patching
 from lm2llm.interpret.probing import language_probe_data, probe_layers
+from lm2llm.stats import wilson_interval
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
@@ -24,7 +25,6 @@ from lm2llm.tour.framework import (
     Claim,
     T,
     Table,
-    wilson_interval,
 )
 from lm2llm.tour.real_llm import load_real_llm
 

@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Re-run chapters that already finished."),
         threads: int = typer.Option(None, "--threads", min=1,
                                     help="Torch threads per chapter (default: 1 with --quick, all cores otherwise)."),
+        recheck: bool = typer.Option(False, "--recheck",
+                                     help="Re-run the re-checkable chapters at half their step budgets and mark "
+                                          "the verdicts that change as unstable."),
         list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),
         json_out: bool = JSON_OPTION,
     ) -> None:
@@ -35,7 +38,7 @@ def register(app: typer.Typer) -> None:
                     console.print(f"{c.id:>4}  {heading(c.title, lang)}")
             return
         outcome = run_tour(out, quick=quick, lang=lang, only=only or None, force=force, show_progress=not json_out,
-                             threads=threads)
+                             threads=threads, recheck=recheck)
         if json_out:
             print_json(
                 {

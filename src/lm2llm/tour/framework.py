@@ -4,6 +4,11 @@ A chapter is a module in `lm2llm.tour.chapters` that defines `CHAPTER = Chapter(
 measures things and returns a `ChapterResult` of tables, figures, samples and `Claim`s. A claim pairs a
 statement of the guide (in our own words) with the measurement behind it; `holds` must be computed from
 that measurement. Results are saved as JSON so a later tour reuses finished chapters.
+
+Budgets are counted in steps, never in seconds, so the same machine gives the same verdicts run after run.
+A chapter whose budgets follow `ctx.steps(...)` declares `rechecks=True`; `lm2llm tour --recheck` then runs
+it again at `RECHECK_BUDGET` of its budget and marks every measured claim whose verdict changes as
+*unstable* (`recheck_claims`).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ def T(en: str, ko: str) -> Text:  # noqa: N802 - short constructor used througho
 MEASURED = "measured"  # could have come out either way on this model and data: counted in the headline
 DEMONSTRATION = "demonstration"  # true by construction or by definition: shown, never counted as checked
 CLAIM_KINDS = (MEASURED, DEMONSTRATION)
+RECHECK_BUDGET = 0.5  # the fraction of its step budgets a chapter is re-run with to test its verdicts
 
 
 @dataclass
@@ -72,6 +78,12 @@ class Claim:
     kind: str = MEASURED
     chance: float | None = None
     interval: tuple[float, float] | None = None
+    recheck: dict[str, Any] | None = None  # {"budget": 0.5, "holds": verdict there} once re-checked
+
+    @property
+    def unstable(self) -> bool:
+        """A measured claim whose verdict changed (to another verdict, or to or from inconclusive) when re-checked."""
+        return self.kind == MEASURED and self.recheck is not None and self.recheck["holds"] != self.holds
 
     def __post_init__(self) -> None:
         if self.kind not in CLAIM_KINDS:
@@ -100,7 +112,18 @@ def headline(claims: list[Claim]) -> dict[str, int]:
     measured = [c for c in claims if c.kind == MEASURED]
     return {"measured": len(measured), "hold": sum(c.holds is True for c in measured),
             "fail": sum(c.holds is False for c in measured), "inconclusive": sum(c.holds is None for c in measured),
-            "demonstrations": len(claims) - len(measured)}
+            "demonstrations": len(claims) - len(measured),
+            "rechecked": sum(c.recheck is not None for c in measured), "unstable": sum(c.unstable for c in measured)}
+
+
+def recheck_claims(claims: list[Claim], rechecked: list[Claim], budget: float) -> None:
+    """Record on each measured claim its verdict in the re-run (`rechecked`: the same chapter's claims, in order)."""
+    if [c.kind for c in claims] != [c.kind for c in rechecked]:
+        raise ValueError(f"the re-check made {len(rechecked)} claims, the run {len(claims)}: a chapter's claims "
+                         "must not depend on its budget")
+    for claim, again in zip(claims, rechecked, strict=True):
+        if claim.kind == MEASURED:
+            claim.recheck = {"budget": budget, "holds": again.holds}
 
 
 @dataclass
@@ -132,6 +155,7 @@ class ChapterResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # wall clock
     cpu_seconds: float = 0.0  # CPU time of the whole process (all threads) while the chapter ran
+    recheck_seconds: float = 0.0  # wall clock of the re-check at a smaller budget, if one ran
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,13 +165,15 @@ class ChapterResult:
         return cls(
             summary=Text(**data["summary"]),
             claims=[Claim(Text(**c["statement"]), Text(**c["measurement"]), c["holds"] if c["holds"] is None else bool(c["holds"]),
-                          c.get("kind", MEASURED), c.get("chance"), c.get("interval")) for c in data["claims"]],
+                          c.get("kind", MEASURED), c.get("chance"), c.get("interval"), c.get("recheck"))
+                    for c in data["claims"]],
             tables=[Table(Text(**t["title"]), t["columns"], t["rows"]) for t in data["tables"]],
             figures=[Figure(Text(**f["title"]), f["path"]) for f in data["figures"]],
             samples=[Sample(Text(**s["title"]), s["text"]) for s in data["samples"]],
             metrics=data.get("metrics", {}),
             seconds=data.get("seconds", 0.0),
             cpu_seconds=data.get("cpu_seconds", 0.0),
+            recheck_seconds=data.get("recheck_seconds", 0.0),
         )
 
 
@@ -161,10 +187,12 @@ class ChapterContext:
         lang: str,
         progress: Callable[[float, float], None] | None = None,
         results: dict[str, ChapterResult] | None = None,
+        budget: float = 1.0,
     ):
         self.out_dir = out_dir
         self.quick = quick
         self.lang = lang
+        self.budget = budget  # the fraction of its step budgets the chapter runs with (a re-check: RECHECK_BUDGET)
         self._progress = progress or (lambda done, total: None)
         self._results = results if results is not None else {}
 
@@ -178,6 +206,10 @@ class ChapterContext:
 
     def progress(self, done: float, total: float) -> None:
         self._progress(done, total)
+
+    def steps(self, full: int) -> int:
+        """A step budget scaled by this run's `budget` (at least 1): what a re-checkable chapter trains for."""
+        return max(1, round(full * self.budget))
 
     def result_of(self, chapter_id: str) -> ChapterResult | None:
         return self._results.get(chapter_id)
@@ -204,6 +236,7 @@ class Chapter:
     title: Text
     run: Callable[[ChapterContext], ChapterResult]
     needs: tuple[str, ...] = ()  # chapters whose results this one reads
+    rechecks: bool = False  # its measured claims follow `ctx.steps`: `--recheck` re-runs it at a smaller budget
 
     @property
     def sort_key(self) -> tuple[int, ...]:

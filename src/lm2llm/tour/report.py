@@ -34,6 +34,10 @@ UI = {
     "seconds": Text("seconds", "초"),
     "cpu_seconds": Text("CPU seconds", "CPU 초"),
     "reused": Text("reused from an earlier run", "이전 실행 결과 재사용"),
+    "recheck": Text("re-check", "재확인"),
+    "unstable": Text("unstable", "불안정"),
+    "stable": Text("same at {budget:g}× budget", "{budget:g}배 예산에서도 같음"),
+    "flipped": Text("{budget:g}× budget: {verdict}", "{budget:g}배 예산: {verdict}"),
 }
 
 
@@ -48,26 +52,42 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _plain_verdict(holds: bool | None, lang: str) -> str:
+    if holds is None:
+        return "? " + UI["inconclusive"].get(lang)
+    return ("✓ " + UI["holds"].get(lang)) if holds else ("✗ " + UI["fails"].get(lang))
+
+
 def _verdict(claim: Claim, lang: str) -> str:
+    """The verdict, and where the claim was re-checked at a smaller budget, whether it held there too."""
     if claim.kind == DEMONSTRATION:
         return "◦ " + UI["demonstration"].get(lang)
-    if claim.holds is None:
-        return "? " + UI["inconclusive"].get(lang)
-    return ("✓ " + UI["holds"].get(lang)) if claim.holds else ("✗ " + UI["fails"].get(lang))
+    text = _plain_verdict(claim.holds, lang)
+    if claim.recheck is None:
+        return text
+    budget = claim.recheck["budget"]
+    if claim.unstable:
+        flipped = UI["flipped"].get(lang).format(budget=budget, verdict=_plain_verdict(claim.recheck["holds"], lang))
+        return f"{text} · ⚠ {UI['unstable'].get(lang)} ({flipped})"
+    return f"{text} ({UI['stable'].get(lang).format(budget=budget)})"
 
 
 def _css(claim: Claim) -> str:
-    return "demo" if claim.kind == DEMONSTRATION else {True: "ok", False: "no", None: "unsure"}[claim.holds]
+    if claim.kind == DEMONSTRATION:
+        return "demo"
+    return "unsure" if claim.unstable else {True: "ok", False: "no", None: "unsure"}[claim.holds]
 
 
 def headline_text(claims: list[Claim], lang: str) -> str:
     """"7/9 measured claims hold, 1 inconclusive; 3 demonstrations" in the report's language."""
     n = headline(claims)
     if lang == "ko":
-        return (f"측정한 주장 {n['measured']}개 중 {n['hold']}개 성립, {n['fail']}개 불성립, {n['inconclusive']}개 판단 보류; "
-                f"시연 {n['demonstrations']}개")
-    return (f"{n['hold']}/{n['measured']} measured claims hold, {n['fail']} do not, {n['inconclusive']} inconclusive; "
-            f"{n['demonstrations']} demonstrations")
+        unstable = f", 재확인한 {n['rechecked']}개 중 {n['unstable']}개 불안정" if n["rechecked"] else ""
+        return (f"측정한 주장 {n['measured']}개 중 {n['hold']}개 성립, {n['fail']}개 불성립, {n['inconclusive']}개 판단 보류"
+                f"{unstable}; 시연 {n['demonstrations']}개")
+    unstable = f", {n['unstable']} of {n['rechecked']} re-checked unstable" if n["rechecked"] else ""
+    return (f"{n['hold']}/{n['measured']} measured claims hold, {n['fail']} do not, {n['inconclusive']} inconclusive"
+            f"{unstable}; {n['demonstrations']} demonstrations")
 
 
 def _md(value: object) -> str:
@@ -79,6 +99,8 @@ def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused
     esc = html.escape
     parts = [f'<section id="{chapter.slug}"><h2>{esc(chapter.id)}. {esc(heading(chapter.title, lang))}</h2>']
     note = f" · {UI['reused'].get(lang)}" if reused else ""
+    if result.recheck_seconds:
+        note += f" · {UI['recheck'].get(lang)} {result.recheck_seconds:.1f} {UI['seconds'].get(lang)}"
     parts.append(f'<p class="meta">{result.seconds:.1f} {UI["seconds"].get(lang)} · '
                  f'{result.cpu_seconds:.1f} {UI["cpu_seconds"].get(lang)}{note}</p>')
     parts.append(f"<p>{esc(result.summary.get(lang))}</p>")

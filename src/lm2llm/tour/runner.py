@@ -18,10 +18,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from lm2llm.runs import claim_out
 from lm2llm.tour import registry, report
 from lm2llm.tour.framework import (
+    MEASURED,
+    RECHECK_BUDGET,
     Chapter,
     ChapterContext,
     ChapterResult,
     load_result,
+    recheck_claims,
     save_result,
     torch_threads,
 )
@@ -53,8 +56,10 @@ def run_tour(
     force: bool = False,
     show_progress: bool = True,
     threads: int | None = None,
+    recheck: bool = False,
 ) -> TourOutcome:
-    """Run the chapters; `threads` overrides the torch threads per chapter (see `chapter_threads`)."""
+    """Run the chapters; `threads` overrides the torch threads per chapter (see `chapter_threads`);
+    `recheck` re-runs the re-checkable ones at a smaller budget and marks the verdicts that change."""
     from lm2llm.errors import UserError
 
     if lang not in LANGS:
@@ -87,29 +92,41 @@ def run_tour(
             result_path = chapter_dir / "result.json"
             title = f"{chapter.id} {chapter.title.get(lang)}"
             task = progress.add_task(title, total=1.0)
-            cached = None if force else load_result(result_path, quick)
-            if cached is not None:
-                results[chapter.id] = cached
-                done.append((chapter, cached, True))
-                progress.update(task, completed=1.0, description=f"{title} (reused)")
+
+            def measure(folder: Path, budget: float, task=task, chapter=chapter) -> ChapterResult:
+                def report_progress(finished: float, total: float) -> None:
+                    progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
+
+                folder.mkdir(parents=True, exist_ok=True)
+                ctx = ChapterContext(folder, quick, lang, report_progress, results, budget=budget)
+                start, cpu_start = time.perf_counter(), time.process_time()
+                with torch_threads(chapter_threads(quick, threads)):
+                    result = chapter.run(ctx)
+                result.seconds = round(time.perf_counter() - start, 2)
+                result.cpu_seconds = round(time.process_time() - cpu_start, 2)
+                return result
+
+            result = None if force else load_result(result_path, quick)
+            reused = result is not None
+            if reused:
                 log(f"{title}: reused")
-                continue
-
-            def report_progress(finished: float, total: float, task=task) -> None:
-                progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
-
-            ctx = ChapterContext(chapter_dir, quick, lang, report_progress, results)
-            log(f"{title}: started")
-            start, cpu_start = time.perf_counter(), time.process_time()
-            with torch_threads(chapter_threads(quick, threads)):
-                result = chapter.run(ctx)
-            result.seconds = round(time.perf_counter() - start, 2)
-            result.cpu_seconds = round(time.process_time() - cpu_start, 2)
-            save_result(result_path, result, quick)
+            else:
+                log(f"{title}: started")
+                result = measure(chapter_dir, 1.0)
+                save_result(result_path, result, quick)
+                log(f"{title}: finished in {result.seconds:.1f} s")
+            if recheck and chapter.rechecks and any(c.kind == MEASURED and c.recheck is None for c in result.claims):
+                progress.update(task, completed=0.0, description=f"{title} (re-check at {RECHECK_BUDGET:g}× budget)")
+                log(f"{title}: re-check at {RECHECK_BUDGET:g}× its budget started")
+                again = measure(out_dir / f"{chapter.slug}_recheck", RECHECK_BUDGET)
+                recheck_claims(result.claims, again.claims, RECHECK_BUDGET)
+                result.recheck_seconds = again.seconds
+                save_result(result_path, result, quick)
+                log(f"{title}: re-check finished in {again.seconds:.1f} s, "
+                    f"{sum(c.unstable for c in result.claims)} verdicts changed")
             results[chapter.id] = result
-            done.append((chapter, result, False))
-            progress.update(task, completed=1.0)
-            log(f"{title}: finished in {result.seconds:.1f} s")
+            done.append((chapter, result, reused))
+            progress.update(task, completed=1.0, description=f"{title} (reused)" if reused else title)
         log(f"tour: {len(done)} chapters in {time.perf_counter() - tour_start:.1f} s")
     html, markdown = report.write(out_dir, done, lang=lang, quick=quick)
     return TourOutcome(out_dir, html, markdown, done)

@@ -1,6 +1,8 @@
 """Chapter 6.2, generation: what temperature, top-k and top-p do to sampled text, and what a KV cache buys.
 
-A small GPT is trained for a few seconds on the python-docs corpus (characters as tokens) through the
+A small GPT is trained for a fixed number of steps (a few seconds in quick mode; steps, not seconds, so
+a busy machine gets the same model and the same verdicts, only later) on the python-docs corpus
+(characters as tokens) through the
 project's own pipeline (token shards → `lm2llm.training` → a run directory), then loaded back the way
 `lm2llm generate` loads it. Every sampling setting continues the same prompts with the same seed, and
 each is scored on its own samples:
@@ -51,12 +53,12 @@ SETTINGS: list[tuple[str, dict]] = [
     ("top-p 0.9", {"top_p": 0.9}),
     ("min-p 0.1", {"min_p": 0.1}),
 ]
-QUICK_STEPS = 150  # about what gpt-tiny trains in 5 s on one idle core
+STEPS = {True: 150, False: 600}  # quick: gpt-tiny, ~5 s on one idle core; full: gpt-small, ~90 s on two
 TEMPERATURES = ["greedy", "T=0.5", "T=0.8", "T=1.0", "T=1.5"]
 
 
 def train_small_model(ctx: ChapterContext, documents: list[str]) -> Path:
-    """Character-level GPT trained on `documents` for a few seconds; returns the run directory."""
+    """Character-level GPT trained on `documents` for the chapter's step budget; returns the run directory."""
     text = "\n\n".join(documents)
     tokenizer = CharTokenizer.train([text], min_count=2)
     split = int(len(text) * 0.95)
@@ -70,9 +72,7 @@ def train_small_model(ctx: ChapterContext, documents: list[str]) -> Path:
     tokenizer.save(data / "tokenizer")
     config = build_config(overrides={
         "model": "gpt", "preset": "gpt-tiny" if ctx.quick else "gpt-small", "data": str(data),
-        # quick: a step budget (~5 CPU seconds), so a busy machine gets the same model, only later
-        "out": str(run_dir), "max_steps": QUICK_STEPS if ctx.quick else 10_000,
-        "max_seconds": 60.0 if ctx.quick else 90.0,
+        "out": str(run_dir), "max_steps": ctx.steps(STEPS[ctx.quick]),
         "batch_size": 16, "lr": 3e-3, "warmup_steps": 20, "eval_every": 10_000, "eval_batches": 4,
         "log_every": 50, "progress": False, "device": "cpu", "seed": 0,
     })
@@ -199,10 +199,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
     ctx.progress(4, 4)
     params = generator.model.num_params()
     summary = T(
-        f"A {params / 1e6:.2f}M-parameter character GPT, trained for seconds, sampled {len(SETTINGS)} ways: "
+        f"A {params / 1e6:.2f}M-parameter character GPT, trained for {ctx.steps(STEPS[ctx.quick])} steps, sampled {len(SETTINGS)} ways: "
         f"distinct-2 rises from {d2['greedy']:.2f} (greedy) to {d2['T=1.5']:.2f} (T=1.5); with a KV cache a "
         f"gpt-small-shaped model makes a token {last['speedup']:.1f}× faster at {last['context']} tokens of context.",
-        f"몇 초 학습한 {params / 1e6:.2f}M 파라미터 문자 단위 GPT를 {len(SETTINGS)}가지로 샘플링: distinct-2가 "
+        f"{ctx.steps(STEPS[ctx.quick])}단계 학습한 {params / 1e6:.2f}M 파라미터 문자 단위 GPT를 {len(SETTINGS)}가지로 샘플링: distinct-2가 "
         f"탐욕 {d2['greedy']:.2f}에서 T=1.5 {d2['T=1.5']:.2f}로 오르고, KV 캐시를 쓰면 gpt-small 크기 모델이 "
         f"문맥 {last['context']}토큰에서 토큰 하나를 {last['speedup']:.1f}배 빨리 만든다.",
     )
@@ -210,4 +210,4 @@ def run(ctx: ChapterContext) -> ChapterResult:
                          metrics={"settings": s, "kv_cache": curve, "params": params, "prompts": prompts})
 
 
-CHAPTER = Chapter("6.2", T("Generation: sampling and the KV cache", "생성: 샘플링과 KV 캐시"), run)
+CHAPTER = Chapter("6.2", T("Generation: sampling and the KV cache", "생성: 샘플링과 KV 캐시"), run, rechecks=True)

@@ -122,7 +122,8 @@ def test_headline_counts_measured_claims_and_labels_the_rest():
 
     claims = [Claim(T("a", "a"), T("m", "m"), True), Claim(T("b", "b"), T("m", "m"), False),
               Claim(T("c", "c"), T("m", "m"), None), demonstration(T("d", "d"), T("m", "m"), True)]
-    assert headline(claims) == {"measured": 3, "hold": 1, "fail": 1, "inconclusive": 1, "demonstrations": 1}
+    assert headline(claims) == {"measured": 3, "hold": 1, "fail": 1, "inconclusive": 1, "demonstrations": 1,
+                                "rechecked": 0, "unstable": 0}
     assert headline_text(claims, "en").startswith("1/3 measured claims hold")
     assert "판단 보류" in headline_text(claims, "ko")
     # overlapping intervals decide nothing; 0 of 16 against 0 of 16 sits at the floor

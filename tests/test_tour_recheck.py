@@ -1,0 +1,73 @@
+"""Sensitivity re-checks: a re-checkable chapter runs again at half its step budget, and a measured verdict
+that changes is marked unstable in both report languages and in the headline counts (a fake chapter)."""
+
+import pytest
+
+from lm2llm.tour import runner
+from lm2llm.tour.framework import Chapter, ChapterResult, Claim, T, demonstration, headline, recheck_claims
+
+
+def fake_chapter(budgets: list[float], rechecks: bool = True) -> Chapter:
+    """One claim that holds at any budget, one that needs more than 60 of its 100 steps, one demonstration."""
+
+    def run(ctx):
+        budgets.append(ctx.budget)
+        steps = ctx.steps(100)
+        return ChapterResult(T("fake", "가짜"), claims=[
+            Claim(T("always", "항상"), T(f"{steps} steps", f"{steps}단계"), True),
+            Claim(T("needs 60 steps", "60단계 필요"), T(f"{steps} steps", f"{steps}단계"), steps > 60),
+            demonstration(T("by construction", "구성상"), T("-", "-"), True)])
+
+    return Chapter("0", T("Fake", "가짜"), run, rechecks=rechecks)
+
+
+@pytest.fixture
+def only(monkeypatch):
+    def use(chapter: Chapter) -> None:
+        monkeypatch.setattr(runner.registry, "select", lambda ids: [chapter])
+    return use
+
+
+def test_a_verdict_that_flips_at_half_budget_is_unstable(tmp_path, only):
+    budgets: list[float] = []
+    only(fake_chapter(budgets))
+    outcome = runner.run_tour(tmp_path, quick=True, recheck=True, show_progress=False)
+    assert budgets == [1.0, 0.5]
+    claims = outcome.chapters[0][1].claims
+    assert claims[0].recheck == {"budget": 0.5, "holds": True} and not claims[0].unstable
+    assert claims[1].holds is True and claims[1].recheck["holds"] is False and claims[1].unstable
+    assert claims[2].recheck is None and not claims[2].unstable  # demonstrations are not re-checked
+    assert headline(claims)["unstable"] == 1 and headline(claims)["rechecked"] == 2
+    assert (tmp_path / "ch00_recheck").is_dir()
+    text = outcome.markdown.read_text(encoding="utf-8")
+    assert "1 of 2 re-checked unstable" in text and "⚠ unstable (0.5× budget: ✗ does not hold)" in text
+    assert "same at 0.5× budget" in text
+
+    korean = runner.run_tour(tmp_path, quick=True, lang="ko", recheck=True, show_progress=False)
+    assert budgets == [1.0, 0.5]  # the re-check is saved with the result: nothing runs again
+    text = korean.html.read_text(encoding="utf-8")
+    assert "재확인한 2개 중 1개 불안정" in text and "⚠ 불안정 (0.5배 예산: ✗ 불성립)" in text
+
+
+def test_recheck_is_opt_in_and_later_checks_a_cached_result(tmp_path, only):
+    budgets: list[float] = []
+    only(fake_chapter(budgets))
+    first = runner.run_tour(tmp_path, quick=True, show_progress=False)
+    assert budgets == [1.0] and headline(first.chapters[0][1].claims)["rechecked"] == 0
+    assert "re-checked" not in first.markdown.read_text(encoding="utf-8")
+    again = runner.run_tour(tmp_path, quick=True, recheck=True, show_progress=False)
+    assert budgets == [1.0, 0.5]  # only the re-check ran
+    assert again.chapters[0][2] is True and headline(again.chapters[0][1].claims)["unstable"] == 1
+
+
+def test_chapters_that_do_not_follow_a_step_budget_are_not_rechecked(tmp_path, only):
+    budgets: list[float] = []
+    only(fake_chapter(budgets, rechecks=False))
+    runner.run_tour(tmp_path, quick=True, recheck=True, show_progress=False)
+    assert budgets == [1.0]
+
+
+def test_a_recheck_must_make_the_same_claims():
+    claims = [Claim(T("a", "a"), T("m", "m"), True)]
+    with pytest.raises(ValueError, match="claims"):
+        recheck_claims(claims, [], 0.5)

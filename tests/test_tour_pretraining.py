@@ -39,6 +39,13 @@ def test_chapter_4_3_compares_ngram_lstm_and_gpt_and_saves_the_gpt(quick_tour):
         assert curve[-1]["val_loss"] < curve[0]["val_loss"]
     assert 0 < result.metrics["ngram"]["val_bpb"] < 8
     assert len(result.claims) == 3
+    # the same tokens: both networks saw as many training tokens, every model is scored on the same held-out ones
+    stats = result.metrics["stats"]
+    assert stats["GPT"]["tokens"] == stats["LSTM"]["tokens"] == result.metrics["steps"] * result.metrics["tokens_per_step"]
+    bpb = result.metrics["bpb"]
+    assert set(bpb) == {"unigram", "trigram", "LSTM", "GPT"} and bpb["GPT"] < bpb["unigram"]
+    assert all(low <= bpb[name] <= high for name, (low, high) in result.metrics["intervals"].items())
+    assert all(claim.interval is not None for claim in result.claims)  # paired bootstrap over held-out documents
     chapter_dir = quick_tour.out_dir / "ch04_03"
     assert (chapter_dir / "val_loss.png").is_file()
     run = chapter_dir / result.metrics["runs"]["GPT"]

@@ -286,7 +286,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     rows = [[labels[name], params.get(name, "-"), stats[name]["optimizer"] if name in stats else "counting",
              stats[name]["steps"] if name in stats else "-", tokens_seen[name],
              round(stats[name]["cpu_seconds"], 1) if name in stats else round(counted["seconds"], 1) if name == "trigram"
-             else "-", scored, round(nats[name].sum() / scored, 3), round(bpb[name], 3),
+             else "-", scored, round(float(nats[name].sum()) / scored, 3), round(bpb[name], 3),
              f"[{intervals[name][0]:.3f}, {intervals[name][1]:.3f}]", round(by_source[name]["python-docs"], 3),
              round(by_source[name]["Q&A"], 3)] for name in ("unigram", "trigram", *settings)]
     table = Table(T("Same tokens, same held-out text", "같은 토큰, 같은 검증 텍스트"),
@@ -333,7 +333,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("A neural language model predicts held-out text better than a smoothed n-gram model.",
                 "신경망 언어 모델은 평활화한 n-gram 모델보다 처음 보는 텍스트를 더 잘 예측한다."),
               T(f"best network ({best}) {bpb[best]:.3f} vs Kneser-Ney token trigram {bpb['trigram']:.3f} bits/byte "
-                f"on the same tokens ({counted['oov_tokens']} held-out tokens unseen in training, charged in full), "
+                f"on the same tokens (held-out tokens unseen in training: {counted['oov_tokens']}, charged in full), "
                 f"difference 95 % interval {diff(vs_trigram)}; {where.en}",
                 f"같은 토큰에서 바이트당 비트: 최고 신경망({best}) {bpb[best]:.3f}, Kneser-Ney 토큰 3-gram "
                 f"{bpb['trigram']:.3f} (학습에 없던 검증 토큰 {counted['oov_tokens']}개도 온전히 계산), "

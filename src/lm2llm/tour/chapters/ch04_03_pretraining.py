@@ -97,21 +97,24 @@ def unigram_nats(ids: dict[str, list[list[int]]], vocab_size: int, eos: int) -> 
     return np.array([-logp[[*doc, eos]].sum() for doc in ids["val"]])
 
 
-def ngram_nats(split: dict[str, list[str]], ids: dict[str, list[list[int]]], tokenizer_dir: Path,
-               vocab_size: int) -> tuple[np.ndarray, dict]:
-    """A Kneser-Ney trigram over the BPE ids (one document per sentence, `</s>` as end-of-text): held-out nats
-    per document, with each token unseen in training charged p(<unk> | context) / (number of unseen ids)."""
+def ngram_nats(ids: dict[str, list[list[int]]], tokenizer: BPETokenizer) -> tuple[np.ndarray, dict]:
+    """A Kneser-Ney trigram over the BPE ids (the shards' very ids, written as words: one document per sentence,
+    `</s>` as end-of-text): held-out nats per document, each token unseen in training charged
+    p(<unk> | context) / (number of unseen ids)."""
+    def words(docs: list[list[int]]) -> list[str]:
+        return [" ".join(map(str, doc)) for doc in docs]
+
     start = time.process_time()
-    model = ngram.train(split["train"], ngram.NgramConfig(order=3, tokenize=f"bpe:{tokenizer_dir}"))
+    model = ngram.train(words(ids["train"]), ngram.NgramConfig(order=3))
     seconds = time.process_time() - start
-    log10 = ngram.sentence_scores(model, split["val"])
-    seen = {int(i) for doc in ids["train"] for i in doc}
-    unseen = max(1, vocab_size - len(seen) - 1)  # the end-of-text token is </s>, seen in every document
-    oov = np.array([sum(int(i) not in seen for i in doc) for doc in ids["val"]])
+    log10 = ngram.sentence_scores(model, words(ids["val"]))
+    seen = {i for doc in ids["train"] for i in doc}
+    unseen = max(1, tokenizer.vocab_size - len(seen) - 1)  # the end-of-text token is </s>, seen in every document
+    oov = np.array([sum(i not in seen for i in doc) for doc in ids["val"]])
     nats = -log10 * math.log(10) + oov * math.log(unseen)
-    sample = ngram.generate(model, "", max_words=60, temperature=0.8, seed=0)  # a document's opening, BPE-decoded
-    return nats, {"seconds": seconds, "oov_tokens": int(oov.sum()), "unseen_ids": unseen, "sample": sample,
-                  "sizes": model.sizes}
+    opening = ngram.generate(model, "", max_words=60, temperature=0.8, seed=0)  # a document's opening
+    return nats, {"seconds": seconds, "oov_tokens": int(oov.sum()), "unseen_ids": unseen, "sizes": model.sizes,
+                  "sample": tokenizer.decode([int(word) for word in opening.split()])}
 
 
 def network_nats(run: Path, docs: list[list[int]], eos: int) -> np.ndarray:
@@ -163,13 +166,14 @@ def model_settings(quick: bool) -> dict[str, tuple[str, dict, str]]:
 
 
 def pretrain(family: str, overrides: dict, optimizer: str, data: Path, out: Path, steps: int,
-             eval_every: int) -> tuple[list[dict], dict]:
-    """One `lm2llm train` run of `steps` steps; its validation curve, tokens seen and CPU seconds."""
+             eval_every: int, eval_batches: int) -> tuple[list[dict], dict]:
+    """One `lm2llm train` run of `steps` steps; its validation curve (on `eval_batches` batches of random
+    held-out windows), tokens seen and CPU seconds."""
     cfg = build_config({
         "model": family, "data": str(data), "out": str(out), "optimizer": optimizer,
         "block_size": CONTEXT, "batch_size": BATCH, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": max(1, steps // 10),
         "max_steps": steps, "schedule": "cosine", "clock": "cpu", "eval_every": eval_every,
-        "eval_batches": 4, "log_every": eval_every, "checkpoint_every": steps, "progress": False,
+        "eval_batches": eval_batches, "log_every": eval_every, "checkpoint_every": steps, "progress": False,
         "device": "cpu", "seed": 0, "sample_tokens": 0,
         "dtype": "float32",  # at these widths bf16 autocast spends more on casts than it saves on this CPU
     }, model_overrides=overrides)
@@ -239,8 +243,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
     utf8 = np.array([len(doc.encode("utf-8")) for doc in split["val"]], dtype=float)
     scored = sum(len(d) + 1 for d in ids["val"])  # held-out tokens every model is charged for
     train_tokens = sum(len(d) + 1 for d in ids["train"])
+    # the curves sample as many held-out windows as the held-out text has, so they sit on its scale
+    eval_batches = -(-scored // (BATCH * CONTEXT))
     nats = {"unigram": unigram_nats(ids, tokenizer.vocab_size, eos)}
-    nats["trigram"], counted = ngram_nats(split, ids, data / "tokenizer", tokenizer.vocab_size)
+    nats["trigram"], counted = ngram_nats(ids, tokenizer)
     samples = [Sample(T(f"Kneser-Ney token trigram ({counted['seconds']:.1f} CPU s of counting)",
                         f"Kneser-Ney 토큰 3-gram (세는 데 CPU {counted['seconds']:.1f}초)"), counted["sample"])]
     settings = model_settings(ctx.quick)
@@ -248,7 +254,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     for i, (name, (family, overrides, optimizer)) in enumerate(settings.items()):
         run_dir = runs / name.lower()
         curves[name], stats[name] = pretrain(family, overrides, optimizer, data, run_dir, steps,
-                                             max(1, steps // (6 if ctx.quick else 10)))
+                                             max(1, steps // (3 if ctx.quick else 10)), eval_batches)
         params[name] = sum(p.numel() for p in load_model(run_dir).parameters())
         nats[name] = network_nats(run_dir, ids["val"], eos)
         text = sample(run_dir, tokenizer, PROMPT, 60 if ctx.quick else 150, 0.8)

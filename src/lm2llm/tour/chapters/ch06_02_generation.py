@@ -2,9 +2,8 @@
 
 A small GPT is trained for a fixed number of steps (a few seconds in quick mode; steps, not seconds, so
 a busy machine gets the same model and the same verdicts, only later) on the python-docs corpus
-(characters as tokens) through the
-project's own pipeline (token shards → `lm2llm.training` → a run directory), then loaded back the way
-`lm2llm generate` loads it. Every sampling setting continues the same prompts with the same seed, and
+(characters as tokens) through the project's own pipeline (token shards → `lm2llm.training` → a run
+directory), then loaded back the way `lm2llm generate` loads it. Every sampling setting continues the same prompts with the same seed, and
 each is scored on its own samples:
 
 - distinct-2 / distinct-3: the share of distinct character n-grams (variety);
@@ -53,7 +52,8 @@ SETTINGS: list[tuple[str, dict]] = [
     ("top-p 0.9", {"top_p": 0.9}),
     ("min-p 0.1", {"min_p": 0.1}),
 ]
-STEPS = {True: 150, False: 600}  # quick: gpt-tiny, ~5 s on one idle core; full: gpt-small, ~90 s on two
+STEPS = {True: 150, False: 600}  # quick: gpt-tiny, ~5 s on one idle core; full: gpt-small, about the 90 s its
+# former time budget gave (estimated from 2,000 steps of batch 12 in 4 min on two idle cores, not measured here)
 TEMPERATURES = ["greedy", "T=0.5", "T=0.8", "T=1.0", "T=1.5"]
 
 
@@ -199,10 +199,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
     ctx.progress(4, 4)
     params = generator.model.num_params()
     summary = T(
-        f"A {params / 1e6:.2f}M-parameter character GPT, trained for {ctx.steps(STEPS[ctx.quick])} steps, sampled {len(SETTINGS)} ways: "
+        f"A {params / 1e6:.2f}M-parameter character GPT, trained for {ctx.steps(STEPS[ctx.quick])} steps, sampled "
+        f"{len(SETTINGS)} ways: "
         f"distinct-2 rises from {d2['greedy']:.2f} (greedy) to {d2['T=1.5']:.2f} (T=1.5); with a KV cache a "
         f"gpt-small-shaped model makes a token {last['speedup']:.1f}× faster at {last['context']} tokens of context.",
-        f"{ctx.steps(STEPS[ctx.quick])}단계 학습한 {params / 1e6:.2f}M 파라미터 문자 단위 GPT를 {len(SETTINGS)}가지로 샘플링: distinct-2가 "
+        f"{ctx.steps(STEPS[ctx.quick])}단계 학습한 {params / 1e6:.2f}M 파라미터 문자 단위 GPT를 {len(SETTINGS)}가지로 "
+        f"샘플링: distinct-2가 "
         f"탐욕 {d2['greedy']:.2f}에서 T=1.5 {d2['T=1.5']:.2f}로 오르고, KV 캐시를 쓰면 gpt-small 크기 모델이 "
         f"문맥 {last['context']}토큰에서 토큰 하나를 {last['speedup']:.1f}배 빨리 만든다.",
     )

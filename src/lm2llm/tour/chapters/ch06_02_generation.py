@@ -3,8 +3,8 @@
 A small GPT is trained for a fixed number of steps (a few seconds in quick mode; steps, not seconds, so
 a busy machine gets the same model and the same verdicts, only later) on the python-docs corpus
 (characters as tokens) through the project's own pipeline (token shards → `lm2llm.training` → a run
-directory), then loaded back the way `lm2llm generate` loads it. Every sampling setting continues the same prompts with the same seed, and
-each is scored on its own samples:
+directory), then loaded back the way `lm2llm generate` loads it. Every sampling setting continues the
+same prompts with the same seed, and each is scored on its own samples:
 
 - distinct-2 / distinct-3: the share of distinct character n-grams (variety);
 - repetition rate: the share of 4-grams that repeat earlier ones within a sample (loops);

@@ -88,7 +88,7 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, known_peak):
     data = MaskedBatches(shards, mask_id=2, vocab_size=len(vocab) + 4, special_ids={0, 1, 2, 3}, seed=1, cls_id=3)
     torch.manual_seed(0)
     model = build_model("bert", vocab_size=len(vocab) + 4, context_length=32, n_layer=2, d_model=48, n_head=4)
-    trainer = Trainer(model, MaskedLM(), data, cfg)
+    trainer = Trainer(model, MaskedLM(), data, cfg.trainer)
     before = trainer.evaluate()["val_loss"]
     result = trainer.fit()
     # from a near-uniform guess to at least the characters' frequencies (BERT's first plateau)

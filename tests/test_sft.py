@@ -10,7 +10,7 @@ from lm2llm.finetune.batches import SFTBatches, collate_examples, encode_convers
 from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import build_model
 from lm2llm.tokenizer.hf_bpe import BPETokenizer
-from lm2llm.training import TrainConfig, Trainer
+from lm2llm.training import Trainer, TrainerConfig
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
 
 
@@ -80,7 +80,7 @@ def sft_trainer(tokenizer, suite, micro_batch_size):
     torch.manual_seed(0)
     model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size)
     data = sft_data(tokenizer, suite)
-    cfg = TrainConfig(batch_size=8, micro_batch_size=micro_batch_size, max_steps=2, lr=1e-2, warmup_steps=0,
+    cfg = TrainerConfig(batch_size=8, micro_batch_size=micro_batch_size, max_steps=2, lr=1e-2, warmup_steps=0,
                       device="cpu", dtype="float32", progress=False, eval_every=100, weight_decay=0.0)
     return Trainer(model, CausalLM(), data, cfg)
 

@@ -53,7 +53,7 @@ def test_train_writes_a_complete_run_directory(cli, data_dir, tmp_path):
     summary = json.loads(result.out)
     assert summary["steps"] == 6 and summary["val_loss"] < 4.0 and summary["val_bpb"] > 0
     config = RunDir(out).read_config()
-    assert config["train"]["max_steps"] == 6 and config["model"]["config"]["d_model"] == 32
+    assert config["train"]["trainer"]["max_steps"] == 6 and config["model"]["config"]["d_model"] == 32
     model = load_model(out)
     assert model.config.n_layer == 1
     assert load_tokenizer(out).encode("리스트") == load_tokenizer(data_dir / "tokenizer").encode("리스트")

@@ -22,9 +22,16 @@ from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, ENDOFTEXT
-from lm2llm.training.config import TrainConfig, fine_tuning
+from lm2llm.training.config import TrainerConfig, fine_tuning
 from lm2llm.training.objectives import SequenceClassification
 from lm2llm.training.trainer import Trainer, TrainResult, seed_everything
+
+
+def classify_trainer(max_steps: int = 200, lr: float = 1e-3, **knobs: Any) -> TrainerConfig:
+    """Classification's trainer: the shared fine-tuning preset with 16 texts a step, weight decay 0.01, a
+    warm-up of 20 steps (at most half the run) and an evaluation every 100 steps; `knobs` set any other field."""
+    return fine_tuning(max_steps, lr, **{"batch_size": 16, "warmup_steps": min(20, max_steps // 2),
+                                         "weight_decay": 0.01, "eval_every": 100, **knobs})
 
 
 @dataclass
@@ -35,19 +42,9 @@ class ClassifyConfig:
     init: str | None = None  # a pre-trained run directory (model + tokenizer) to fine-tune
     vocab_size: int = 2000  # BPE vocabulary trained on the training texts when there is no `init`
     block_size: int = 64
-    batch_size: int = 16
-    steps: int = 200
-    lr: float = 1e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
     dropout: float = 0.1
     seed: int = 1337
-    eval_every: int = 100
-
-    def train_config(self) -> TrainConfig:
-        return fine_tuning(self.steps, self.lr, batch_size=self.batch_size,
-                           warmup_steps=min(self.warmup_steps, self.steps // 2), weight_decay=self.weight_decay,
-                           eval_every=self.eval_every, log_every=10, seed=self.seed, objective="classification")
+    trainer: TrainerConfig = field(default_factory=classify_trainer)
 
 
 def token_id(tokenizer: Tokenizer, token: str) -> int:
@@ -69,10 +66,10 @@ def fine_tune(model: SequenceClassifier, tokenizer: Tokenizer, train: LabelledSe
               cfg: ClassifyConfig, run: RunDir | None = None) -> TrainResult:
     """Train `model` (in place) on `train` with the Trainer's classification objective."""
     data = ClassificationBatches(encode_for(model, tokenizer, train.texts, cfg.block_size), train.labels,
-                                 pad_id=tokenizer.pad_id, block_size=cfg.block_size, batch_size=cfg.batch_size,
+                                 pad_id=tokenizer.pad_id, block_size=cfg.block_size, batch_size=cfg.trainer.batch_size,
                                  seed=cfg.seed, val_encoded=encode_for(model, tokenizer, val.texts, cfg.block_size),
                                  val_labels=val.labels)
-    trainer = Trainer(model, SequenceClassification(), data, cfg.train_config(), run=run,
+    trainer = Trainer(model, SequenceClassification(), data, cfg.trainer, run=run,
                       write_weights=save_classifier)
     result = trainer.fit()
     model.eval()

@@ -32,10 +32,11 @@ def reward(
     seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a reward model (scalar head on the SFT transformer) on preference pairs."""
-    from lm2llm.align.stages import RewardStageConfig, train_reward
+    from lm2llm.align.stages import RewardStageConfig, pair_trainer, train_reward
 
-    metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps,
-                                                  lr, batch_size, margin, seed=seed), force=force)
+    metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks),
+                                                  pair_trainer(steps, lr, batch_size=batch_size), margin, seed=seed),
+                                force=force)
     _report(f"reward model → {run.path}", metrics, as_json)
 
 
@@ -47,13 +48,14 @@ def dpo(
     seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
 ) -> None:
     """Direct preference optimisation of the SFT model against itself as the frozen reference."""
-    from lm2llm.align.stages import DPOStageConfig, train_dpo
+    from lm2llm.align.stages import DPOStageConfig, pair_trainer, train_dpo
     from lm2llm.errors import UserError
 
     if loss not in ("sigmoid", "ipo"):
         raise UserError(f"unknown loss {loss!r}", where="--loss", hint="sigmoid or ipo")
-    metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps, lr,
-                                            batch_size, beta, loss, seed), force=force)
+    metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks),
+                                            pair_trainer(steps, lr, batch_size=batch_size), beta, loss, seed),
+                             force=force)
     _report(f"DPO policy → {run.path}", metrics, as_json)
 
 

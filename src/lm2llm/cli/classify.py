@@ -46,7 +46,7 @@ def train_command(
 ) -> None:
     """Fine-tune a classifier with the Trainer and report accuracy, macro-F1 and the confusion matrix."""
     from lm2llm.classify.data import docstring_families, read_labelled
-    from lm2llm.classify.train import ClassifyConfig, train_classifier
+    from lm2llm.classify.train import ClassifyConfig, classify_trainer, train_classifier
     from lm2llm.runs import check_out
 
     check_out(out, "classify", force=force, inputs=[data, val_data, init])
@@ -57,8 +57,8 @@ def train_command(
                                                                                              str(val_data))
     else:
         train, val = labelled.split(val_fraction, seed)
-    cfg = ClassifyConfig(model=model, init=str(init) if init else None, steps=steps, batch_size=batch_size,
-                         lr=lr, block_size=block_size, seed=seed)
+    cfg = ClassifyConfig(model=model, init=str(init) if init else None, block_size=block_size, seed=seed,
+                         trainer=classify_trainer(steps, lr, batch_size=batch_size))
     report = train_classifier(cfg, train, val, out, force=force)
     if json_out:
         print_json(report)

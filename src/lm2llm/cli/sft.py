@@ -31,13 +31,13 @@ def sft_command(
 ) -> None:
     """Fine-tune on instructions (loss on the assistant's tokens only); exact match on held-out prompts
     before and after. The result is a normal run: `lm2llm chat OUT` talks to it."""
-    from lm2llm.finetune.sft import SFTConfig, sft
+    from lm2llm.finetune.sft import SFTConfig, sft, sft_trainer
 
     result = sft(SFTConfig(
         base=str(base_run), out=str(out), data=data, lora=lora, lora_train_tokens=lora_train_tokens,
-        n_train=n_train, n_test=n_test, tasks=task or None, skip_invalid=skip_invalid, steps=steps, batch_size=batch_size,
-        micro_batch_size=micro_batch_size, lr=lr, max_new_tokens=max_new_tokens, seed=seed, device=device,
-        progress=not json_out,
+        n_train=n_train, n_test=n_test, tasks=task or None, skip_invalid=skip_invalid, max_new_tokens=max_new_tokens,
+        seed=seed, trainer=sft_trainer(steps, lr, batch_size=batch_size, micro_batch_size=micro_batch_size,
+                                       device=device, progress=not json_out),
     ), force=force)
     summary = {
         "run": str(result.run), "exact_match_before": round(result.before["accuracy"], 4),

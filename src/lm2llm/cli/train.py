@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
             cfg = build_config(read_config_file(config) if config else None, overrides,
                                where=str(config) if config else "config")
         if json_out:
-            cfg.progress = False
+            cfg.trainer.progress = False
         result, run = train(cfg, resume=resume, force=force)
         if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only process 0 reports
             return

@@ -18,7 +18,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from lm2llm.models.lora import (
 )
 from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.training import Trainer
+from lm2llm.training import RunConfig, Trainer, TrainerConfig
 from lm2llm.training.checkpoint import save_weights
 from lm2llm.training.config import fine_tuning
 from lm2llm.training.objectives import CausalLM
@@ -51,6 +51,12 @@ from lm2llm.training.run import RNN_DEFAULT_BLOCK
 SYNTHETIC = "synthetic"
 CHAT_TOKENS = "chat"
 NO_TOKENS = "none"
+
+
+def sft_trainer(max_steps: int = 300, lr: float = 1e-3, **knobs: Any) -> TrainerConfig:
+    """SFT's trainer: the shared fine-tuning preset with 16 conversations a step, a 10-step warm-up and no
+    weight decay; `knobs` set any other field."""
+    return fine_tuning(max_steps, lr, **{"batch_size": 16, "warmup_steps": 10, "weight_decay": 0.0, **knobs})
 
 
 @dataclass
@@ -64,16 +70,9 @@ class SFTConfig:
     n_test: int = 20  # synthetic: held-out prompts per task; a file: held-out conversations in all
     tasks: list[str] | None = None  # synthetic: which tasks (default: all)
     skip_invalid: bool = False  # a file: skip malformed records instead of stopping
-    steps: int = 300
-    batch_size: int = 16
-    micro_batch_size: int = 0
-    lr: float = 1e-3
-    warmup_steps: int = 10
+    trainer: TrainerConfig = field(default_factory=sft_trainer)
     max_new_tokens: int = 24
     seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    progress: bool = False
 
 
 @dataclass
@@ -180,16 +179,10 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
     base, out = Path(config.base), Path(config.out)
     if config.n_test < 1:
         raise UserError("at least one held-out prompt is needed to score the model", where="n_test")
-    train_config = fine_tuning(  # checks steps, batch size and learning rate itself: before any work
-        config.steps, config.lr, data=config.data, tokenizer=str(base), out=str(out),
-        batch_size=config.batch_size, micro_batch_size=config.micro_batch_size, warmup_steps=config.warmup_steps,
-        weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
-        eval_every=max(1, config.steps // 4), progress=config.progress,
-    )
     inputs = [base, config.data]
     check_out(out, "sft", force=force, inputs=inputs)
     lora = LoraConfig.from_spec(config.lora) if config.lora is not None else None  # fail before any work
-    model = load_model(base, device=config.device)
+    model = load_model(base, device=config.trainer.device)
     tokenizer = _chat_tokenizer(load_tokenizer(base), str(base))
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}",
@@ -209,11 +202,14 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
     if lora is not None:
         add_lora(model, lora)
     trainable, total = trainable_share(model)
-    data = SFTBatches(encoded, batch_size=config.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
+    data = SFTBatches(encoded, batch_size=config.trainer.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
                       eval_examples=eval_encoded.examples)
-    train_config.model = family_of(model)  # the record states the base's real family
+    # the record states the base's real family, where its tokenizer came from and the real data
+    recipe = RunConfig(model=family_of(model), data=config.data, tokenizer=str(base), out=str(out),
+                       seed=config.seed, sample_tokens=0, trainer=config.trainer)
     run = RunDir(claim_out(out, "sft", force=force, inputs=inputs))
-    run.write_config({"stage": "sft", "sft": dataclasses.asdict(config), "train": train_config.to_dict(),
+    run.write_config({"stage": "sft", "base": str(base), "train": recipe.to_dict(),
+                      "sft": {k: v for k, v in dataclasses.asdict(config).items() if k != "trainer"},
                       "lora": dataclasses.asdict(lora) if lora else None,
                       "examples": {"train": len(encoded.examples), "truncated": encoded.truncated,
                                    "dropped": len(encoded.dropped), "held_out": len(test),
@@ -221,7 +217,7 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
                       "skipped_invalid": skipped[:100],
                       "params": {"trainable": trainable, "total": total}})
     run.log_metrics({"event": "exact_match_before", **before})
-    trainer = Trainer(model, CausalLM(), data, train_config, run=run, write_weights=save_weights)
+    trainer = Trainer(model, CausalLM(), data, config.trainer, run=run, write_weights=save_weights)
     start = time.perf_counter()
     result = trainer.fit()
     train_seconds = time.perf_counter() - start

@@ -24,7 +24,7 @@ from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.runs import RunDir
 from lm2llm.training import checkpoint as ckpt
-from lm2llm.training.config import TrainConfig
+from lm2llm.training.config import TrainerConfig
 from lm2llm.training.data import BatchSource
 from lm2llm.training.distributed import World
 from lm2llm.training.objectives import Batch, Objective
@@ -103,7 +103,7 @@ class TrainResult:
 class Trainer:
     """Train `model` on `data` with `objective`; `run` (a RunDir) receives metrics and checkpoints."""
 
-    def __init__(self, model: nn.Module, objective: Objective, data: BatchSource, cfg: TrainConfig, *,
+    def __init__(self, model: nn.Module, objective: Objective, data: BatchSource, cfg: TrainerConfig, *,
                  run: RunDir | None = None, world: World | None = None, device: torch.device | None = None,
                  write_weights: ckpt.WeightsWriter = ckpt.save_weights):
         self.cfg = cfg

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from lm2llm.classify.data import docstring_families, nsmc, nsmc_files
 from lm2llm.classify.model import SequenceClassifier
-from lm2llm.classify.train import ClassifyConfig, evaluate_classifier, fine_tune
+from lm2llm.classify.train import ClassifyConfig, classify_trainer, evaluate_classifier, fine_tune
 from lm2llm.data.shards import ShardWriter, TokenShards
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import generate_ids
@@ -67,8 +67,7 @@ def pretrain(family: str, shards: TokenShards, tokenizer: BPETokenizer, block: i
     if family == "bert":
         data = masked_lm_batches(data, tokenizer, seed=0)
         objective = MaskedLM()
-    cfg = fine_tuning(steps, lr, batch_size=16, weight_decay=0.01, eval_every=steps, eval_batches=4,
-                      objective=objective.name)
+    cfg = fine_tuning(steps, lr, batch_size=16, weight_decay=0.01, eval_every=steps, eval_batches=4)
     result = Trainer(model, objective, data, cfg).fit()
     return model.eval(), result
 
@@ -114,8 +113,8 @@ def classify_both(backbones: dict, tokenizer: BPETokenizer, train, test, steps: 
     out = {}
     for family, backbone in backbones.items():
         model = SequenceClassifier(copy.deepcopy(backbone), train.names, dropout=0.1)
-        cfg = ClassifyConfig(steps=steps, block_size=block, batch_size=16, lr=1e-3, warmup_steps=steps // 10,
-                             eval_every=steps, seed=0)
+        cfg = ClassifyConfig(block_size=block, seed=0,
+                             trainer=classify_trainer(steps, 1e-3, warmup_steps=steps // 10, eval_every=steps))
         start = time.perf_counter()
         fine_tune(model, tokenizer, train, test, cfg)
         seconds = time.perf_counter() - start

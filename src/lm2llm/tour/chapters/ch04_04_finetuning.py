@@ -25,7 +25,7 @@ import torch
 
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
-from lm2llm.finetune.sft import NO_TOKENS, SFTConfig, SFTResult, chat_token_ids, sft
+from lm2llm.finetune.sft import NO_TOKENS, SFTConfig, SFTResult, chat_token_ids, sft, sft_trainer
 from lm2llm.models import load_model, save_model
 from lm2llm.models.factory import model_from_config
 from lm2llm.runs import RunDir
@@ -75,14 +75,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
     base = pretrained_base(ctx)
     runs = ctx.out_dir / "runs"
     shutil.rmtree(runs, ignore_errors=True)  # a forced rerun starts clean
-    common = {"tasks": s["tasks"], "n_train": s["n_train"], "n_test": s["n_test"], "steps": s["steps"],
-              "batch_size": 16, "max_new_tokens": 12, "seed": 0}
+    common = {"tasks": s["tasks"], "n_train": s["n_train"], "n_test": s["n_test"], "max_new_tokens": 12, "seed": 0}
     results: dict[str, SFTResult] = {}
-    plan = [("full", base, {"lr": 3e-3}), ("lora", base, {"lr": 1e-2, "lora": LORA_SPEC}),
-            ("lora_no_tokens", base, {"lr": 1e-2, "lora": LORA_SPEC, "lora_train_tokens": NO_TOKENS}),
-            ("scratch", untrained_copy(base, runs / "untrained"), {"lr": 3e-3})]
-    for i, (name, start, options) in enumerate(plan):
-        results[name] = sft(SFTConfig(base=str(start), out=str(runs / name), **common, **options))
+    plan = [("full", base, 3e-3, {}), ("lora", base, 1e-2, {"lora": LORA_SPEC}),
+            ("lora_no_tokens", base, 1e-2, {"lora": LORA_SPEC, "lora_train_tokens": NO_TOKENS}),
+            ("scratch", untrained_copy(base, runs / "untrained"), 3e-3, {})]
+    for i, (name, start, lr, options) in enumerate(plan):
+        results[name] = sft(SFTConfig(base=str(start), out=str(runs / name), trainer=sft_trainer(s["steps"], lr),
+                                      **common, **options))
         ctx.progress(i + 1, len(plan))
     full, lora, scratch = results["full"], results["lora"], results["scratch"]
     lora_alone = results["lora_no_tokens"]

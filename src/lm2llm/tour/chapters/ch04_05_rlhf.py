@@ -23,6 +23,7 @@ from lm2llm.align.stages import (
     PPOStageConfig,
     PreferenceData,
     RewardStageConfig,
+    pair_trainer,
     run_ppo,
     train_dpo,
     train_reward,
@@ -71,17 +72,17 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     # 1. Reward model on preference pairs whose held-out prompts are never trained on.
     pairs = PreferenceData(synthetic_train=s["pairs"], synthetic_held_out=n_test, tasks=tasks, seed=0)
-    rm, _ = train_reward(RewardStageConfig(sft, str(root / "rm"), pairs, steps=s["rm_steps"], lr=1e-3,
+    rm, _ = train_reward(RewardStageConfig(sft, str(root / "rm"), pairs, pair_trainer(s["rm_steps"], 1e-3),
                                            reference_samples=32))
     step()
 
     # 2. PPO against the reward model, KL-penalised towards the SFT model; 3. DPO on the same pairs.
     ppo_history, _ = run_ppo(PPOStageConfig(sft, str(root / "rm"), str(root / "ppo"), pairs,
-                                            steps=s["ppo_steps"], ppo=PPOConfig(batch_size=16, minibatch_size=8,
+                                            max_steps=s["ppo_steps"], ppo=PPOConfig(batch_size=16, minibatch_size=8,
                                                                                 lr=1e-4, max_new_tokens=12)))
     step()
-    dpo, dpo_run = train_dpo(DPOStageConfig(sft, str(root / "dpo"), pairs, steps=s["dpo_steps"],
-                                            lr=1e-4, beta=0.1))
+    dpo, dpo_run = train_dpo(DPOStageConfig(sft, str(root / "dpo"), pairs, pair_trainer(s["dpo_steps"], 1e-4),
+                                            beta=0.1))
     step()
 
     # 4. Both against SFT on the held-out prompts.

@@ -6,7 +6,7 @@ output, objective, seed) holding a `trainer`. Every value is checked when either
 however it is made, before any model is built, so a typo fails in a second with the key's name rather than
 after an hour of training. Files and `--set` stay flat (`lr=3e-4`, `max_steps=50`): each key belongs to
 exactly one of the two. `fine_tuning` is the one preset the short trainings share (SFT, reward model, DPO,
-PPO's step count, classification, the tour's small runs). Model-shape overrides live under `model.`
+classification, the tour's small runs). Model-shape overrides live under `model.`
 (`model.n_layer=4`) and are checked against the model's own config when it is built.
 
 A run's `config.json` records `RunConfig.to_dict()` under "train", the trainer's knobs nested under

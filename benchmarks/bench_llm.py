@@ -16,8 +16,9 @@ bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
   process.
 
 Figures are the best of a few repeats, ours and the peer's interleaved, on torch's default threads.
-llama.cpp is not measured here: `llama-cpp-python` ships only as a source package (76 MB) whose C++
-build does not fit this benchmark's time on two cores; the compression benchmark is where we meet it.
+llama.cpp itself (`gguf/llama_cpp.py`, where `make setup` could unpack its prebuilt library) decodes the
+shipped Q4_1 file at batch 1 as the highest CPU anchor: it reads 4-bit weights, an eighth of our fp32
+bytes, so it is a different trade-off (the compression benchmark meets it with our own int4/int8).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from harness import best_of, measure_in_subprocess, write_result  # noqa: E402
+from harness import best_of, measure_in_subprocess, skip, write_result  # noqa: E402
 
-from lm2llm.gguf.registry import resolve_run  # noqa: E402
+from lm2llm.gguf.llama_cpp import NPM_PACKAGE, LlamaCpp, library_dir  # noqa: E402
+from lm2llm.gguf.registry import gguf_path, resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
 from lm2llm.inference.layout import PackedLinear, for_cpu_inference  # noqa: E402
@@ -104,6 +106,15 @@ def speeds(fn, prompts: list[list[int]]) -> dict[str, float]:
     return {"prefill_tokens_per_s": batch * PROMPT / one, "decode_tokens_per_s": batch * (NEW - 1) / (full - one)}
 
 
+def llama_cpp_speeds(prompts: list[list[int]]) -> dict[str, float]:
+    """llama.cpp's prefill and decode rates at batch 1 on the shipped Q4_1 file, timed as ours are."""
+    if library_dir() is None:
+        skip("llama.cpp", f"llama.cpp is not installed (make setup unpacks {NPM_PACKAGE} when npm is present)")
+        return {}
+    with LlamaCpp(gguf_path(NAME), n_ctx=256, threads=torch.get_num_threads()) as llm:
+        return speeds(lambda p, n: llm.greedy(p[0], n), prompts)
+
+
 # Peak memory is the process's own VmHWM: ru_maxrss of a child started by fork + exec still counts the
 # parent's pages from before the exec, so it reported this benchmark's 3 GB for every child.
 LOAD_CODE = """
@@ -171,10 +182,16 @@ def main() -> None:
         figures[dtype]["batch_1_linear_layers_only_steps_per_s"] = linear_only
         figures[dtype]["batch_1_linear_layers_bandwidth_gb_per_s"] = linear_only * step_bytes / 1e9
         figures[dtype]["batch_1_decode_share_of_linear_layers_only"] = decode / linear_only
+    cpp = llama_cpp_speeds(prompts[1])
+    if cpp:
+        peers["llama_cpp_q4_1_file"] = {"batch_1": cpp}
+        for key in cpp:
+            ratios[f"float32_batch1_{key.removesuffix('_tokens_per_s')}_vs_llama_cpp_q4_1"] = (
+                figures["float32"]["batch_1"][key] / cpp[key])
     figures["load"] = load_figures(run)
     write_result("llm", figures, peers, ratios, notes=(
         "SmolLM2-135M-Instruct (our GGUF import) vs transformers LlamaForCausalLM with the same weights; greedy, "
-        f"{PROMPT}-token random prompts, {NEW} new tokens, best of {REPEATS}; llama.cpp not built (see docstring)."))
+        f"{PROMPT}-token random prompts, {NEW} new tokens, best of {REPEATS}; llama.cpp on the shipped Q4_1 file where installed."))
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ from lm2llm.tokenizer import BPETokenizer
 tokenizer = BPETokenizer.train(load_documents("python-docs", limit=20) + load_documents("korean-law"), 1000)
 conversation = [{"role": "user", "content": "한국의 수도는?"}, {"role": "assistant", "content": "서울입니다."}]
 ids, mask = tokenizer.render_chat(conversation)
-for token_id, learn in zip(ids, mask, strict=True):
-    print(f"{tokenizer.decode([token_id])!r:>16} {'← loss' if learn else ''}")
+print("the model reads:  ", tokenizer.render_text(conversation))
+print("the loss counts:  ", repr(tokenizer.decode([i for i, learn in zip(ids, mask, strict=True) if learn])),
+      f"({sum(mask)} of {len(ids)} tokens)")
 
 # %% [markdown]
 # Only the assistant's answer and its end-of-turn token carry loss: the model learns to answer, not to

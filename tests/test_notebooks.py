@@ -29,7 +29,10 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 def kernel(session_cache, tmp_path_factory):
     """One python3 kernel for the module, on the source tree under test, with the session's private cache."""
     manager = jupyter_client.KernelManager(kernel_name="python3")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "LM2LLM_CACHE": str(session_cache), "MPLBACKEND": "Agg"}
+    # one torch thread, as the quick tour runs: tiny models gain nothing from a second one, and OpenMP threads
+    # spinning for a descheduled sibling cost several times over on a busy machine (tour/runner.py)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "LM2LLM_CACHE": str(session_cache), "MPLBACKEND": "Agg",
+           "OMP_NUM_THREADS": "1"}
     manager.start_kernel(env=env, cwd=str(tmp_path_factory.mktemp("notebooks")))
     yield manager
     manager.shutdown_kernel(now=True)

@@ -48,7 +48,7 @@ def windows(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
 
 generator = torch.Generator().manual_seed(0)
 losses = []
-for step in range(steps):
+for _ in range(steps):
     x, y = windows(generator)
     _, loss = model(x, y)
     optimizer.zero_grad()

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import SRC
 
 jupytext = pytest.importorskip("jupytext")

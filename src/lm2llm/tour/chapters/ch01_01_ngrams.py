@@ -156,20 +156,20 @@ def run(ctx: ChapterContext) -> ChapterResult:
     for estimator, label in (("add-k", "add-one"), ("kneser-ney", "Kneser-Ney")):
         left.plot(ORDERS, sweep.perplexity[estimator], marker="o", label=label)
     left.set_yscale("log")
-    left.set_xlabel("order N")
-    left.set_ylabel("held-out perplexity")
+    left.set_xlabel(T("order N", "차수 N").get(ctx.lang))
+    left.set_ylabel(T("held-out perplexity", "검증 퍼플렉서티").get(ctx.lang))
     left.legend()
     right.plot(ORDERS, sweep.zero_share["mle"], marker="o", color="#c44e52", label="MLE")
-    right.plot(ORDERS, sweep.zero_share["kneser-ney"], marker="o", color="#55a868", label="smoothed")
-    right.set_xlabel("order N")
-    right.set_ylabel("share of held-out words with p = 0")
+    right.plot(ORDERS, sweep.zero_share["kneser-ney"], marker="o", color="#55a868", label=T("smoothed", "스무딩").get(ctx.lang))
+    right.set_xlabel(T("order N", "차수 N").get(ctx.lang))
+    right.set_ylabel(T("share of held-out words with p = 0", "p = 0인 검증 단어 비율").get(ctx.lang))
     right.legend()
     perplexity_figure = ctx.save_figure(fig, "perplexity_by_order", T("Perplexity and zero probabilities by order",
                                                                          "차수별 퍼플렉서티와 확률 0 비율"))
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.bar([str(n) for n in ORDERS], [100 * s for s in unseen], color="#4c72b0")
-    ax.set_xlabel("order N")
-    ax.set_ylabel("% of held-out n-grams unseen in training")
+    ax.set_xlabel(T("order N", "차수 N").get(ctx.lang))
+    ax.set_ylabel(T("% of held-out n-grams unseen in training", "학습에서 못 본 검증 n-gram %").get(ctx.lang))
     sparsity_figure = ctx.save_figure(fig, "sparsity", T("Sparsity: unseen n-grams by order", "희소성: 차수별 처음 보는 n-gram"))
 
     kn = sweep.perplexity["kneser-ney"]

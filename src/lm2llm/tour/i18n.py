@@ -22,6 +22,8 @@ PATTERNS = [
     (re.compile(r"USD/M tok at (.+) USD/h"), r"USD/백만 토큰 (\1 USD/시간 기준)"),
     (re.compile(r"kv (\d+)-shot"), r"kv \1-샷"),
     (re.compile(r"d=(\d+)"), r"d=\1"),
+    (re.compile(r"parameters: (\w+)"), r"파라미터: \1"),
+    (re.compile(r"this chapter's BPE \(([\d,]+) tokens\)"), r"이 장의 BPE (토큰 \1개)"),
     (re.compile(r"D\*/N\* at (\S+) \(approach 2\)"), r"\1에서 D*/N* (방법 2)"),
     (re.compile(r"D/N at (\S+) \(approach 3\)"), r"\1에서 D/N (방법 3)"),
 ]

@@ -46,6 +46,8 @@ def heading(text: Text, lang: str) -> str:
 
 
 def _cell(value: object, lang: str = "en") -> str:
+    if isinstance(value, bool) and lang == "ko":
+        return "예" if value else "아니오"
     if isinstance(value, float):
         return f"{value:,.4g}"
     if isinstance(value, str):

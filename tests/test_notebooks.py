@@ -11,6 +11,7 @@ assert cells, not output diffs.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,11 @@ def kernel(session_cache, tmp_path_factory):
 
 
 def test_every_notebook_is_a_percent_script_with_a_parameters_cell():
+    from lm2llm.tour.registry import all_chapters
+
+    slugs = {chapter.slug for chapter in all_chapters()}
     assert len(NOTEBOOKS) >= 10
+    assert all(re.match(r"ch\d\d(_\d\d)?(?=_)", path.stem)[0] in slugs for path in NOTEBOOKS), "named after a chapter"
     for path in NOTEBOOKS:
         notebook = jupytext.read(path)
         tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]

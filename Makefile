@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.lm2llm-installed
 LLAMA_CPP := @node-llama-cpp/linux-x64@3.22.1
 
-.PHONY: setup tour test bench lint clean
+.PHONY: setup tour test bench lint clean notebooks
 
 setup: $(STAMP)
 
@@ -35,6 +35,14 @@ tour: setup
 
 test: setup
 	$(BIN)/python -m pytest $(ARGS)
+
+# One notebook per tour chapter: notebooks/*.py are the reviewed sources (jupytext percent format); the .ipynb
+# are built from them (outputs of an earlier build are kept) and opened in JupyterLab when it is installed.
+notebooks: setup
+	$(BIN)/python -m jupytext --quiet --update --to ipynb notebooks/*.py
+	@if command -v $(BIN)/jupyter-lab >/dev/null 2>&1; then $(BIN)/jupyter-lab notebooks; \
+	elif command -v jupyter-lab >/dev/null 2>&1; then jupyter-lab notebooks; \
+	else echo "notebooks/*.ipynb built; open them in JupyterLab or VS Code (pip install jupyterlab)"; fi
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(ARGS)

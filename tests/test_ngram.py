@@ -239,6 +239,9 @@ def test_tour_chapter_1_1_quick(cli, tmp_path):
     assert len(chapter["samples"]) == 5 and {"perplexity_by_order.png", "sparsity.png"} <= {
         f["path"] for f in chapter["figures"]}
     assert all(claim["statement"]["ko"] for claim in chapter["claims"])
+    korean = metrics["korean_track"]  # English and Korean on the same number of training characters
+    assert set(korean) == {"English (python-docs)", "Korean (korean-law)"}
+    assert all(0 < lang["bits_per_byte"] <= lang["bits_per_char"] for lang in korean.values())
 
 
 def test_vocabulary_limits_map_rare_words_to_unk():

@@ -285,5 +285,7 @@ def test_tour_chapter_4_2_measures_its_claims(cli, tmp_path):
     metrics = saved["metrics"]
     assert metrics["korean_length_ratio"] > 1.0
     assert metrics["korean_attention_ratio"] == pytest.approx(metrics["korean_length_ratio"] ** 2)
-    assert len(saved["claims"]) == 4 and (tmp_path / "ch04_02" / "korean_fertility.png").is_file()
+    assert len(saved["claims"]) == 5 and (tmp_path / "ch04_02" / "korean_fertility.png").is_file()
+    own = metrics["own_vocabulary"]  # each language with a BPE of its own: the Korean track
+    assert own["ko"]["tokens_per_word"] / own["en"]["tokens_per_word"] == pytest.approx(metrics["own_vocabulary_gap"], rel=1e-3)
     assert "⟨" in saved["samples"][0]["text"]  # Hangul split into byte pieces by the English-only vocabulary

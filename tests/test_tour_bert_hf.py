@@ -47,6 +47,7 @@ def test_hugging_face_chapter_with_the_real_llm(quick_tour, smollm2_run):
     # a correct answer in the asked form is also correct
     assert all(real["instructions"]["in_form"][m] <= real["instructions"]["correct"][m] for m in real["instructions"]["in_form"])
     assert all(0 < en < ko for en, ko in real["fertility"].values())
-    assert len(result.claims) == 6 and all(c.holds in (True, False, None) for c in result.claims)
+    assert len(result.claims) == 7 and all(c.holds in (True, False, None) for c in result.claims)
+    assert all(0 < bits < 8 for bits in real["bits_per_byte"].values())  # Korean vs English per UTF-8 byte
     assert all(c.chance == 0.0 and c.interval is not None for c in result.claims[3:5])
     assert any("SmolLM2" in t.title.en for t in result.tables)

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
                 }
             )
             return
-        from lm2llm.tour.report import headline_text
+        from lm2llm.tour.report import closing_line
 
         claims = [claim for _, r, _ in outcome.chapters for claim in r.claims]
-        console.print(f"report: {outcome.html}  ({headline_text(claims, lang)})")
+        console.print(closing_line(outcome.html, claims, lang))

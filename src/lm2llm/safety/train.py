@@ -13,7 +13,7 @@ from pathlib import Path
 from lm2llm.classify.train import ClassifyConfig, train_classifier
 from lm2llm.runs import atomic_write_json
 from lm2llm.safety.classifier import LexiconClassifier, ModelClassifier
-from lm2llm.safety.data import hate_speech, split_hate_speech
+from lm2llm.safety.data import hate_speech, hate_speech_file, split_hate_speech
 from lm2llm.safety.evaluate import error_split, evaluate_filter
 
 SAFETY_CONFIG = ClassifyConfig(model="bert", vocab_size=2000, block_size=64, batch_size=32, steps=300, lr=1e-3,
@@ -25,8 +25,10 @@ def train_safety(data_dir: str | Path | None, out: str | Path, *, steps: int | N
                  seed: int = 0, force: bool = False) -> dict:
     """Train on part of the comments, then score the classifier and the lexicon on the held-out part."""
     train, test = split_hate_speech(hate_speech(data_dir), held_out, seed)
+    source = hate_speech_file(data_dir)
     config = replace(SAFETY_CONFIG, steps=steps or SAFETY_CONFIG.steps, seed=seed)
-    summary = train_classifier(config, train.labelled(), test.labelled(), out, force=force)
+    summary = train_classifier(config, train.labelled(), test.labelled(), out, force=force,
+                               sources=[source.parent])
     report = {"run": summary["run"], "train_lines": len(train), "held_out_lines": len(test),
               "train_seconds": summary["train_seconds"], "filters": {}}
     for classifier in (ModelClassifier(out), LexiconClassifier()):

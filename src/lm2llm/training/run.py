@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lm2llm.data.lineage import record_lineage
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
 from lm2llm.runs import RunDir, check_out, claim_out
@@ -141,6 +142,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> tup
                               "micro_steps": trainer.micro_steps, "device": str(trainer.device),
                               "dtype": str(trainer.dtype).removeprefix("torch."),
                               "threads": torch.get_num_threads()})
+            record_lineage(run.path, [cfg.data])
             tokenizer.save(run.path)
         world.barrier()
         if resume:

@@ -28,7 +28,9 @@ ROUTES = ("/v1/completions", "/v1/chat/completions")
 
 
 def _reasons(verdict: Verdict) -> str:
-    return "; ".join(verdict.reasons[:3]) or "flagged"
+    """The kinds of match (en/insult, ko/threat, the classifier's probability), never the matched words."""
+    kinds = dict.fromkeys(reason.split(":")[0] for reason in verdict.reasons)
+    return "; ".join(list(kinds)[:3]) or "flagged"
 
 
 class Guard:
@@ -59,7 +61,8 @@ class GuardedGenerator:
 
         refusals = self.guard.refusals([p if isinstance(p, str) else self.tokenizer.decode(p) for p in prompts])
         allowed = [i for i, r in enumerate(refusals) if r is None]
-        done = dict(zip(allowed, self.generator.generate([prompts[i] for i in allowed], config), strict=True))
+        answers = self.generator.generate([prompts[i] for i in allowed], config) if allowed else []
+        done = dict(zip(allowed, answers, strict=True))
         completions = [done.get(i) or Completion([], refusal, FILTERED) for i, refusal in enumerate(refusals)]
         for completion, message in zip(completions, self.guard.withheld([c.text or "" for c in completions]),
                                        strict=True):

@@ -65,6 +65,7 @@ class LexiconClassifier:
 
     def __init__(self, lexicon: dict | None = None):
         lexicon = lexicon or load_lexicon()
+        self.rules = list(lexicon.get("rules", []))
         self.allow = [a.lower() for a in lexicon["allow"]]
         self.patterns: list[tuple[str, re.Pattern]] = []
         for lang, categories in lexicon["terms"].items():

@@ -67,6 +67,15 @@ def hate_speech_file(data_dir: str | Path | None = None) -> Path | None:
     return path if path.is_file() else None
 
 
+def tour_data_dir() -> Path | None:
+    """Where the tour looks for the hate-speech comments: `$LM2LLM_DATA_DIR`, else `../shared/data` beside
+    the working folder (a checkout's neighbour); None when neither holds them."""
+    for directory in filter(None, [os.environ.get(DATA_DIR_ENV), Path("..") / "shared" / "data"]):
+        if hate_speech_file(directory) is not None:
+            return Path(directory)
+    return None
+
+
 def hate_speech(data_dir: str | Path | None = None) -> SafetySet:
     """All labelled comments: unsafe = hate or offensive; group = the bias label."""
     path = hate_speech_file(data_dir)

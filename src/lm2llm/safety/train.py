@@ -7,6 +7,7 @@ format), so `--safety-filter RUN` and `lm2llm classify eval` both read it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,10 +30,21 @@ def train_safety(data_dir: str | Path | None, out: str | Path, *, steps: int | N
     config = replace(SAFETY_CONFIG, steps=steps or SAFETY_CONFIG.steps, seed=seed)
     summary = train_classifier(config, train.labelled(), test.labelled(), out, force=force,
                                sources=[source.parent])
-    report = {"run": summary["run"], "train_lines": len(train), "held_out_lines": len(test),
+    report = {"run": summary["run"], "steps": config.steps, "train_lines": len(train), "held_out_lines": len(test),
               "train_seconds": summary["train_seconds"], "filters": {}}
     for classifier in (ModelClassifier(out), LexiconClassifier()):
         score, flagged = evaluate_filter(classifier, test)
         report["filters"][classifier.name] = {**score.to_dict(), "by_group": error_split(test, flagged)}
     atomic_write_json(Path(out) / "safety_report.json", report)
     return report
+
+
+def safety_run(out: str | Path, data_dir: str | Path | None, steps: int | None = None) -> dict:
+    """The report of the safety run in `out` when one with the same steps is there (the tour's chapters 7.2
+    and 7.4 share one), else a fresh run's."""
+    saved = Path(out) / "safety_report.json"
+    if saved.is_file():
+        report = json.loads(saved.read_text(encoding="utf-8"))
+        if report.get("steps") == (steps or SAFETY_CONFIG.steps):
+            return report
+    return train_safety(data_dir, out, steps=steps, force=True)

@@ -79,7 +79,7 @@ class InductionRun:
     first_half_loss: list[float] = field(default_factory=list)
     second_half_loss: list[float] = field(default_factory=list)
     score_steps: list[int] = field(default_factory=list)
-    best_score: list[float] = field(default_factory=list)  # best head's induction score at each score step
+    best_score: list[float] = field(default_factory=list)  # best head's score at each score step (0 first)
     best_head: tuple[int, int] = (0, 0)
     final_scores: list[list[float]] = field(default_factory=list)
     perfect: float = 0.5
@@ -89,6 +89,16 @@ class InductionRun:
     @property
     def relative_score(self) -> float:
         return self.best_score[-1] / self.perfect
+
+    def drop_steps(self) -> int | None:
+        """Steps from the last time the second half's loss was ≥ 0.9 ln V to the first time it was below
+        half of ln V: how sudden the phase change was (None when it never dropped)."""
+        below = self.phase_change_step()
+        if below is None:
+            return None
+        above = [s for s, loss in zip(self.steps, self.second_half_loss, strict=True)
+                 if s < below and loss >= 0.9 * self.chance_loss]
+        return below - (above[-1] if above else 0)
 
     def phase_change_step(self) -> int | None:
         """First step where the second half's loss is below half of ln V (the drop, not the slow start)."""
@@ -104,6 +114,16 @@ def train_induction(cfg: InductionConfig = InductionConfig()) -> tuple[Attention
     probe = repeated_random_tokens(cfg.vocab_size, cfg.half_length, 64, seed=cfg.seed + 10_000)
     run = InductionRun(perfect=perfect_score(probe), chance_loss=math.log(cfg.vocab_size))
     half = cfg.half_length
+
+    def score(step: int) -> None:
+        with torch.no_grad():
+            scores = head_scores(model(probe)[1], probe)
+        run.score_steps.append(step)
+        run.best_score.append(float(scores.max()))
+        run.best_head = divmod(int(scores.argmax()), scores.size(1))
+        run.final_scores = scores.tolist()
+
+    score(0)  # the untrained model: the chance level
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         ids = repeated_random_tokens(cfg.vocab_size, half, cfg.batch_size, seed=cfg.seed * 1_000_003 + step)
@@ -117,12 +137,7 @@ def train_induction(cfg: InductionConfig = InductionConfig()) -> tuple[Attention
         run.second_half_loss.append(float(losses[half - 1:].detach().mean()))
         out_of_time = time.perf_counter() - start > cfg.max_seconds
         if step % cfg.score_every == 0 or step == cfg.steps or out_of_time:
-            with torch.no_grad():
-                scores = head_scores(model(probe)[1], probe)
-            run.score_steps.append(step)
-            run.best_score.append(float(scores.max()))
-            run.best_head = divmod(int(scores.argmax()), scores.size(1))
-            run.final_scores = scores.tolist()
+            score(step)
         if out_of_time:
             break
     run.seconds = time.perf_counter() - start

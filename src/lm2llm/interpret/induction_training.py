@@ -1,7 +1,9 @@
 """Watching an induction head form: a 2-layer attention-only transformer trained on repeated random tokens.
 
-Each training sequence is L random tokens followed by the same L tokens again. The first half cannot be
-predicted (its loss stays at ln V); the second half can, but only by a two-head circuit: a previous-token
+Each training sequence is a random prefix, then L random tokens, then the same L tokens again, with L
+and the prefix drawn anew for every sequence (so the copy sits at no fixed distance and a head that looks a
+fixed number of positions back cannot do the job). The tokens before the repeat cannot be predicted (their
+loss stays at ln V); the repeat can, but only by a two-head circuit: a previous-token
 head in layer 0 writes "the token before me was t" into each position, and an induction head in layer 1
 looks for the position whose previous token is the current token and copies what stands there. A single
 layer cannot do this, and the circuit forms suddenly: the second half's loss sits near ln V, then drops
@@ -68,6 +70,20 @@ class AttentionOnly(nn.Module):
         return self.unembed(x), attention
 
 
+def varied_repeats(cfg: InductionConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (B, 2·half_length), mask (B, 2·half_length − 1) of the targets a copy can predict): per row a
+    random prefix, L ∈ [half_length/2, half_length] random tokens, and the same L tokens again."""
+    length = 2 * cfg.half_length
+    ids = torch.randint(cfg.vocab_size, (cfg.batch_size, length), generator=generator)
+    mask = torch.zeros(cfg.batch_size, length - 1, dtype=torch.bool)
+    for row in range(cfg.batch_size):
+        half = int(torch.randint(cfg.half_length // 2, cfg.half_length + 1, (1,), generator=generator))
+        start = int(torch.randint(0, length - 2 * half + 1, (1,), generator=generator))
+        ids[row, start + half:start + 2 * half] = ids[row, start:start + half]
+        mask[row, start + half:start + 2 * half - 1] = True  # targets 2nd copy's tokens after its first
+    return ids, mask
+
+
 def perfect_score(ids: torch.Tensor) -> float:
     """The detector's score of a perfect induction head: the share of positions with an earlier copy."""
     return float(torch.stack([induction_pattern(row).sum(-1).clamp(max=1).mean() for row in ids]).mean())
@@ -76,8 +92,8 @@ def perfect_score(ids: torch.Tensor) -> float:
 @dataclass
 class InductionRun:
     steps: list[int] = field(default_factory=list)  # where each loss below was measured
-    first_half_loss: list[float] = field(default_factory=list)
-    second_half_loss: list[float] = field(default_factory=list)
+    first_half_loss: list[float] = field(default_factory=list)  # tokens no copy predicts
+    second_half_loss: list[float] = field(default_factory=list)  # the repeat's tokens (after its first)
     score_steps: list[int] = field(default_factory=list)
     best_score: list[float] = field(default_factory=list)  # best head's score at each score step (0 first)
     best_head: tuple[int, int] = (0, 0)
@@ -113,8 +129,6 @@ def train_induction(cfg: InductionConfig = InductionConfig()) -> tuple[Attention
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     probe = repeated_random_tokens(cfg.vocab_size, cfg.half_length, 64, seed=cfg.seed + 10_000)
     run = InductionRun(perfect=perfect_score(probe), chance_loss=math.log(cfg.vocab_size))
-    half = cfg.half_length
-
     def score(step: int) -> None:
         with torch.no_grad():
             scores = head_scores(model(probe)[1], probe)
@@ -125,16 +139,17 @@ def train_induction(cfg: InductionConfig = InductionConfig()) -> tuple[Attention
 
     score(0)  # the untrained model: the chance level
     start = time.perf_counter()
+    generator = torch.Generator().manual_seed(cfg.seed)
     for step in range(1, cfg.steps + 1):
-        ids = repeated_random_tokens(cfg.vocab_size, half, cfg.batch_size, seed=cfg.seed * 1_000_003 + step)
+        ids, copied = varied_repeats(cfg, generator)
         logits, _ = model(ids[:, :-1])
-        losses = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none").mean(0)
+        losses = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
         optimizer.zero_grad(set_to_none=True)
         losses.mean().backward()
         optimizer.step()
         run.steps.append(step)
-        run.first_half_loss.append(float(losses[:half - 1].detach().mean()))
-        run.second_half_loss.append(float(losses[half - 1:].detach().mean()))
+        run.first_half_loss.append(float(losses.detach()[~copied].mean()))
+        run.second_half_loss.append(float(losses.detach()[copied].mean()))
         out_of_time = time.perf_counter() - start > cfg.max_seconds
         if step % cfg.score_every == 0 or step == cfg.steps or out_of_time:
             score(step)
@@ -155,8 +170,8 @@ def plot_induction_run(run: InductionRun) -> object:
         return [sum(values[max(0, i - smooth):i + 1]) / len(values[max(0, i - smooth):i + 1])
                 for i in range(len(values))]
 
-    left.plot(run.steps, smoothed(run.first_half_loss), label="first half (unpredictable)")
-    left.plot(run.steps, smoothed(run.second_half_loss), label="second half (repeat)")
+    left.plot(run.steps, smoothed(run.first_half_loss), label="tokens before the repeat (unpredictable)")
+    left.plot(run.steps, smoothed(run.second_half_loss), label="the repeat")
     left.axhline(run.chance_loss, color="grey", linestyle=":", label="ln V (uniform guess)")
     left.set_xlabel("step")
     left.set_ylabel("loss (nats)")

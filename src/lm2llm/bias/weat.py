@@ -76,11 +76,11 @@ def seat_vectors(encode, words: list[str], templates: list[str]) -> np.ndarray:
     return vectors.mean(1)
 
 
-def run_seat(encode, permutations: int = 10_000) -> list[WeatResult]:
-    """Every shipped test with `encode(sentences) -> (N, d)`."""
+def run_seat(encode, permutations: int = 10_000, templates: int | None = None) -> list[WeatResult]:
+    """Every shipped test with `encode(sentences) -> (N, d)`, over the first `templates` templates (all)."""
     data = load_weat()
     results = []
     for name, sets in data["tests"].items():
-        x, y, a, b = (seat_vectors(encode, sets[k], data["templates"]) for k in "XYAB")
+        x, y, a, b = (seat_vectors(encode, sets[k], data["templates"][:templates]) for k in "XYAB")
         results.append(weat(x, y, a, b, name=name, permutations=permutations))
     return results

@@ -48,7 +48,7 @@ def embedding_and_filter_bias(ctx: ChapterContext) -> tuple[list[Claim], list[Ta
     from lm2llm.tour.chapters.ch07_04_ethics_safety import SAFETY_RUN
 
     encoder = default_encoder()
-    results = run_seat(lambda sentences: encoder.encode(sentences).numpy())
+    results = run_seat(lambda sentences: encoder.encode(sentences).numpy(), templates=1 if ctx.quick else None)
     claims = [Claim(
         T(f"Sentence embeddings carry human-like associations (WEAT/SEAT {r.test}).",
           f"문장 임베딩에는 사람과 비슷한 연상이 담겨 있다 (WEAT/SEAT {r.test})."),

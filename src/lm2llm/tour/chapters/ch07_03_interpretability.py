@@ -49,7 +49,7 @@ INDUCTION_GOAL = 0.9  # of a perfect head's score (≈ 0.5 by the detector's def
 
 def grown_induction_head(ctx: ChapterContext) -> tuple[list, list, list, dict]:
     """Train the 2-layer attention-only model; its curves, score table and (full mode) claims."""
-    config = InductionConfig(steps=40, score_every=20, max_seconds=5) if ctx.quick else InductionConfig()
+    config = InductionConfig(steps=20, score_every=10, max_seconds=2) if ctx.quick else InductionConfig()
     _, trained = train_induction(config)
     figure = ctx.save_figure(plot_induction_run(trained), "induction_training",
                              T("A 2-layer attention-only model on repeated random tokens: loss of each half and the "

@@ -171,7 +171,13 @@ class SafetyMiddleware:
             return
         chunks, size, more = [], 0, True
         while more and size <= MAX_BODY:
-            message = await asyncio.wait_for(receive(), BODY_TIMEOUT)
+            try:
+                message = await asyncio.wait_for(receive(), BODY_TIMEOUT)
+            except TimeoutError:
+                await _send_json(send, 408, {"error": {"message": f"the request body did not arrive within "
+                                                       f"{BODY_TIMEOUT:.0f} s", "type": "invalid_request_error",
+                                                       "param": None, "code": "request_timeout"}})
+                return
             if message["type"] != "http.request":
                 await self.app(scope, _replay([message], receive), send)
                 return
@@ -201,15 +207,23 @@ class SafetyMiddleware:
         status, content = head.get("status", 500), b"".join(answer)
         headers = [(k, v) for k, v in head.get("headers", []) if k.lower() != b"content-length"]
         if status == 200 and refusals:
-            status, headers = 400, [(b"content-type", b"application/json")]
-            content = json.dumps({"error": {"message": refusals[0], "type": FILTERED, "param": None,
-                                            "code": FILTERED}}, ensure_ascii=False).encode()
-        elif status == 200:
+            await _send_json(send, 400, {"error": {"message": refusals[0], "type": FILTERED, "param": None,
+                                                   "code": FILTERED}})
+            return
+        if status == 200:
             streamed = any(k.lower() == b"content-type" and v.startswith(b"text/event-stream") for k, v in headers)
             content = filter_answer(self.guard, scope["path"], content, streamed)
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*headers, (b"content-length", str(len(content)).encode())]})
-        await send({"type": "http.response.body", "body": content})
+        await _send(send, status, headers, content)
+
+
+async def _send(send: Any, status: int, headers: list, content: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+    await send({"type": "http.response.body", "body": content})
+
+
+async def _send_json(send: Any, status: int, data: dict) -> None:
+    await _send(send, status, [(b"content-type", b"application/json")], json.dumps(data, ensure_ascii=False).encode())
 
 
 def _replay(messages: list[dict], receive: Any) -> Any:

@@ -53,7 +53,7 @@ def _beside(folder: Path, prefix: str) -> Path | None:
     return next((p for p in sorted(folder.glob(f"{prefix}*")) if p.is_file()), None)
 
 
-def _local_licence(folder: Path) -> tuple[str, str]:
+def local_licence(folder: Path) -> tuple[str, str]:
     """(licence, provenance) from LICENSE*/ATTRIBUTION* files in `folder`, or 'unknown'."""
     licence_file, attribution = _beside(folder, "LICENSE"), _beside(folder, "ATTRIBUTION")
     licence = next((line.strip("# ").strip() for line in licence_file.read_text(errors="replace").splitlines()
@@ -77,6 +77,17 @@ def _pii_found(files: list[Path]) -> dict[str, int]:
     return dict(found)
 
 
+def local_source(spec: str) -> dict:
+    """For `data prepare` of local files: the licence and provenance found beside them, and every input
+    file with its size and sha256 (what the dataset card lists)."""
+    from lm2llm.data.readers import expand_paths
+
+    files = expand_paths(spec)
+    folder = Path(spec) if Path(spec).is_dir() else files[0].parent
+    licence, provenance = local_licence(folder)
+    return {"licence": licence, "provenance": provenance, "files": [_file_entry(f) for f in files]}
+
+
 def describe_input(item: str | Path) -> dict:
     """Lineage of one data input (see the module docstring)."""
     from lm2llm.data.sources import describe, registry
@@ -94,7 +105,7 @@ def describe_input(item: str | Path) -> dict:
                 "documents": stats.get("funnel", {}).get("stages", {})}
     if path.exists():
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        licence, provenance = _local_licence(path if path.is_dir() else path.parent)
+        licence, provenance = local_licence(path if path.is_dir() else path.parent)
         return {"input": str(path.resolve()), "kind": "local files", "source": path.name, "source_kind": "local",
                 "licence": licence, "provenance": provenance, "files": [_file_entry(p) for p in files],
                 "pii": {"scrubbed": False, "found": _pii_found(files)}}

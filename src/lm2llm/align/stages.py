@@ -38,6 +38,7 @@ from lm2llm.align.ppo import PPOConfig, PPOTrainer
 from lm2llm.align.preference import Message, PreferencePair, read_preferences, split_held_out
 from lm2llm.align.reward_model import RewardModel, load_reward_model, save_reward_model
 from lm2llm.align.synthetic import make_preference_suite
+from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
@@ -172,6 +173,7 @@ def train_reward(cfg: RewardStageConfig, *, force: bool = False) -> tuple[dict[s
     train, held, counts = _encode(tokenizer, train_pairs, held_pairs, context)
     with staging_run(cfg, "reward", force) as run:
         run.write_config({"stage": "reward", **dataclasses.asdict(cfg), **counts})
+        record_lineage(run.path, [cfg.pairs.data or "synthetic preference pairs"], parents=[cfg.sft])
         torch.manual_seed(cfg.seed)
         model = RewardModel(backbone)
         data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.trainer.batch_size,
@@ -205,6 +207,7 @@ def train_dpo(cfg: DPOStageConfig, *, force: bool = False) -> tuple[dict[str, fl
     train, held, counts = _encode(tokenizer, *cfg.pairs.load(), context)
     with staging_run(cfg, "dpo", force) as run:
         run.write_config({"stage": "dpo", **dataclasses.asdict(cfg), **counts})
+        record_lineage(run.path, [cfg.pairs.data or "synthetic preference pairs"], parents=[cfg.sft])
         objective = DPOObjective(cfg.beta, cfg.loss_type)
         data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.trainer.batch_size,
                                  seed=cfg.seed, block_size=context, extra_train=reference_logprobs(policy, train, tokenizer.pad_id),
@@ -234,6 +237,7 @@ def run_ppo(cfg: PPOStageConfig, *, force: bool = False) -> tuple[list[dict[str,
                         where="prompts", hint="use more data or a smaller batch")
     with staging_run(cfg, "ppo", force) as run:
         run.write_config({"stage": "ppo", **dataclasses.asdict(cfg), "prompts": len(prompts)})
+        record_lineage(run.path, [], parents=[cfg.sft, cfg.reward])
         torch.manual_seed(cfg.ppo.seed)
         trainer = PPOTrainer(policy, reward_model, cfg.ppo, end_of_turn_id=tokenizer.end_of_turn_id,
                              pad_id=tokenizer.pad_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from lm2llm.classify.data import ClassificationBatches, LabelledSet, encode_texts
 from lm2llm.classify.metrics import classification_report
 from lm2llm.classify.model import SequenceClassifier, save_classifier
+from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir, check_out, claim_out
@@ -117,15 +119,17 @@ def new_classifier(cfg: ClassifyConfig, train: LabelledSet) -> tuple[SequenceCla
 
 
 def train_classifier(cfg: ClassifyConfig, train: LabelledSet, val: LabelledSet, out: str | Path, *,
-                     force: bool = False) -> dict:
+                     force: bool = False, sources: Sequence[str | Path] = ()) -> dict:
     """A classification run in `out`: the classifier, its tokenizer, metrics.jsonl and the validation report.
-    `force` replaces an earlier classification run there (see `lm2llm.runs.check_out`)."""
+    `force` replaces an earlier classification run there (see `lm2llm.runs.check_out`); `sources` are the
+    files or corpora the texts came from, recorded as the run's data lineage."""
     check_out(out, "classify", force=force, inputs=[cfg.init])
     model, tokenizer = new_classifier(cfg, train)
     run = RunDir(claim_out(out, "classify", force=force, inputs=[cfg.init]))
     run.write_config({"stage": "classify", "classify": dataclasses.asdict(cfg), "labels": train.names,
                       "train_examples": len(train), "val_examples": len(val), "family": model.family,
                       "num_params": model.num_params()})
+    record_lineage(run.path, list(sources), parents=[cfg.init])
     tokenizer.save(run.path)
     result = fine_tune(model, tokenizer, train, val, cfg, run)
     save_classifier(model, run.path)

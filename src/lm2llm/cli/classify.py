@@ -59,7 +59,7 @@ def train_command(
         train, val = labelled.split(val_fraction, seed)
     cfg = ClassifyConfig(model=model, init=str(init) if init else None, block_size=block_size, seed=seed,
                          trainer=classify_trainer(steps, lr, batch_size=batch_size))
-    report = train_classifier(cfg, train, val, out, force=force)
+    report = train_classifier(cfg, train, val, out, force=force, sources=[data or "python-docs", val_data])
     if json_out:
         print_json(report)
     else:

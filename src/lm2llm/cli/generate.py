@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from lm2llm.cli.output import JSON_OPTION, print_json
+from lm2llm.cli.safety import SAFETY_FILTER
 from lm2llm.errors import UserError
 
 if TYPE_CHECKING:  # the engine imports torch: loaded inside the commands, so --help stays fast
@@ -56,14 +57,15 @@ def register(app: typer.Typer) -> None:
         seed: int | None = SEED, device: str = DEVICE, dtype: str = DTYPE, quantize: str | None = QUANTIZE,
         top_logprobs: int = typer.Option(0, "--logprobs", help="Report log-probabilities with this many alternatives."),
         stream: bool = typer.Option(False, "--stream", help="Print text as it is generated."),
-        json_out: bool = JSON_OPTION,
+        json_out: bool = JSON_OPTION, safety_filter: str | None = SAFETY_FILTER,
     ) -> None:
         """Continue one prompt or a batch of prompts (generated together, left-padded, with a KV cache)."""
         config = sampling_config(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                                  frequency_penalty, presence_penalty, stop, seed, top_logprobs)
         from lm2llm.inference.text import TextGenerator
+        from lm2llm.safety.guard import guard_generator
 
-        generator = TextGenerator.from_run(run, device, dtype, quantize)
+        generator = guard_generator(TextGenerator.from_run(run, device, dtype, quantize), safety_filter)
         if stream:
             if len(prompt) > 1 and not json_out:
                 raise UserError("--stream prints one prompt's text; give one --prompt", where="--stream",
@@ -100,7 +102,7 @@ def register(app: typer.Typer) -> None:
         top_k: int = TOP_K, top_p: float = typer.Option(0.9, "--top-p", help=TOP_P.help), min_p: float = MIN_P,
         repetition_penalty: float = REPETITION, frequency_penalty: float = FREQUENCY,
         presence_penalty: float = PRESENCE, stop: list[str] = STOP, seed: int | None = SEED, device: str = DEVICE,
-        dtype: str = DTYPE, quantize: str | None = QUANTIZE,
+        dtype: str = DTYPE, quantize: str | None = QUANTIZE, safety_filter: str | None = SAFETY_FILTER,
     ) -> None:
         """Talk to a chat-tuned run in the terminal. /reset clears the history, /system TEXT sets the system
         prompt, /quit (or Ctrl-D) leaves."""
@@ -108,8 +110,10 @@ def register(app: typer.Typer) -> None:
                                  frequency_penalty, presence_penalty, stop, seed)
         from lm2llm.inference.chat import ChatSession
         from lm2llm.inference.text import TextGenerator
+        from lm2llm.safety.guard import guard_chat
 
-        session = ChatSession(TextGenerator.from_run(run, device, dtype, quantize), system=system or None)
+        session = guard_chat(ChatSession(TextGenerator.from_run(run, device, dtype, quantize), system=system or None),
+                             safety_filter)
         typer.secho("/reset: new conversation · /system TEXT: set the system prompt · /quit: leave", fg="cyan", err=True)
         while True:
             try:

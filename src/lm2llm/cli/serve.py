@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from lm2llm.cli.generate import QUANTIZE
+from lm2llm.cli.safety import SAFETY_FILTER
 from lm2llm.errors import UserError
 from lm2llm.serve.hosts import is_loopback
 
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
                                                "server; repeatable; '*' for any (default: loopback names and --host)."),
         drain_seconds: float = typer.Option(30.0, "--drain-seconds", min=0.0, help="On SIGTERM, how long running "
                                             "requests may take to finish before they are answered 503."),
+        safety_filter: str | None = SAFETY_FILTER,
     ) -> None:
         """Serve RUN over HTTP: /v1/completions, /v1/chat/completions (streaming), /v1/models, /health, and a
         chat page at /. Concurrent requests are decoded together (continuous batching)."""
@@ -74,6 +76,8 @@ def register(app: typer.Typer) -> None:
                         "use the model", fg="yellow", err=True)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
         typer.secho(f"serving {served.model_id} at {where}/v1 (chat page: {where}/)", fg="cyan", err=True)
-        app = create_app(served, api_key=api_key, allowed_hosts=allowed_host or default_allowed_hosts(host),
-                         retrieval=retrieval)
+        from lm2llm.safety.guard import guard_app
+
+        app = guard_app(create_app(served, api_key=api_key, allowed_hosts=allowed_host or default_allowed_hosts(host),
+                                   retrieval=retrieval), safety_filter)
         uvicorn_server(app, drain_seconds=drain_seconds).run(sockets=[sock])

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.finetune.batches import ChatTokenizer, SFTBatches, encode_conversations
 from lm2llm.finetune.data import load_instructions
@@ -216,6 +217,7 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
                                    "skipped_invalid": len(skipped)},
                       "skipped_invalid": skipped[:100],
                       "params": {"trainable": trainable, "total": total}})
+    record_lineage(run.path, [config.data], parents=[base])
     run.log_metrics({"event": "exact_match_before", **before})
     trainer = Trainer(model, CausalLM(), data, config.trainer, run=run, write_weights=save_weights)
     start = time.perf_counter()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from lm2llm.data.lineage import record_lineage
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
 from lm2llm.runs import RunDir, check_out, claim_out
@@ -142,6 +143,7 @@ def train(cfg: RunConfig, *, resume: bool = False, force: bool = False) -> tuple
                               "micro_steps": trainer.micro_steps, "device": str(trainer.device),
                               "dtype": str(trainer.dtype).removeprefix("torch."),
                               "threads": torch.get_num_threads()})
+            record_lineage(run.path, [cfg.data])
             tokenizer.save(run.path)
         world.barrier()
         if resume:

@@ -188,7 +188,9 @@ def qa_page_eval(model: nn.Module, tokenizer: Any, records: Sequence[TaskRecord]
     its answer read up to the end of that line: the fair "before" of fine-tuning for a base that never saw
     the chat template."""
     prompts = [tokenizer.encode(qa_prompt(r.prompt)) for r in records]
-    completions = greedy_completions(model, prompts, [tokenizer.eos_id], max_new_tokens)
+    # a token of nothing but line breaks ends the answer's line (one like ".\n" is kept: its "." is part of the answer)
+    line_ends = [i for i in range(tokenizer.vocab_size) if "\n" in (text := tokenizer.decode([i])) and not text.strip()]
+    completions = greedy_completions(model, prompts, [tokenizer.eos_id, *line_ends], max_new_tokens)
     predictions = [tokenizer.decode(c.token_ids).split("\n")[0] if c else "" for c in completions]
     return {**score_exact_match(records, predictions),
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions

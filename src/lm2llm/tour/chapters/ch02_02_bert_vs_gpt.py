@@ -11,8 +11,12 @@ Measured on this 2-core box: a post-LN BERT this small stays on masked LM's firs
 token frequencies at every blank) for well over a thousand steps here — 4,000 steps at lr 3e-3, block 32,
 and the full-mode 1,500 at 1e-3 both left its blank top-1 at the frequency guess, as did higher learning
 rates, a 40 % mask rate, larger initialisations, other head counts and shorter windows; transformers'
-BertForMaskedLM trained the same way behaves the same. The chapter reports that state from its numbers
-rather than hiding it.
+BertForMaskedLM trained the same way behaves the same; so did batch 32 with a 512-token vocabulary (1,000
+steps) and, over 333 steps, learned positions initialised as sinusoids. The chapter reports that state from its numbers
+rather than hiding it, and an encoder on that plateau is a broken baseline: while it is there, the two
+comparisons that rest on BERT's pre-training (filling blanks, classifying) are inconclusive, not ✓ or ✗.
+Every score carries its 95 % Wilson interval next to its chance level (token frequencies for blanks, one
+class in four for packages); the classification claim needs both intervals clear of 1.5 × chance.
 """
 
 from __future__ import annotations

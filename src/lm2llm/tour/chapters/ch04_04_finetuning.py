@@ -54,7 +54,7 @@ from lm2llm.tour.plots import plt
 LORA_SPEC = "r=8,alpha=16"
 CLOSE_ENOUGH = 0.10  # LoRA counts as matching full fine-tuning within 10 accuracy points
 SETTINGS = {  # quick / full: examples and held-out prompts per task, optimiser steps per run
-    True: {"tasks": ["facts"], "n_train": 200, "n_test": 50, "steps": 80},
+    True: {"tasks": ["facts"], "n_train": 200, "n_test": 20, "steps": 80},
     False: {"tasks": ["facts", "reverse_words", "korean_to_digits", "unit_conversion"], "n_train": 400,
             "n_test": 50, "steps": 400},
 }
@@ -254,14 +254,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"(full), {lora.after['accuracy']:.0%} (LoRA with the chat tokens' rows, {share:.0%} of weights trained; "
         f"{lora_alone.after['accuracy']:.0%} without them); the same fine-tuning of an untrained GPT reaches "
         f"{scratch.after['accuracy']:.0%}; chance {chance:.0%}."
-        + (" Quick mode is small (one task, a few steps, 50 prompts): its verdicts are mostly at the floor."
+        + (f" Quick mode is small (one task, {s['steps']} steps, {n} prompts): its verdicts are mostly at the floor."
            if ctx.quick else ""),
         f"4.3의 GPT를 과제 {', '.join(task_names)}로 {s['steps']}스텝 미세조정: 정확 일치율은 Q&A 페이지 형식으로 물은 "
         f"기반 모델 {base_qa['accuracy']:.0%}(본 적 없는 채팅 템플릿으로는 {before:.0%}) → {after:.0%}(전체), "
         f"{lora.after['accuracy']:.0%}(채팅 토큰 행을 함께 학습한 LoRA, 가중치 {share:.0%}만 학습; 그 행 없이는 "
         f"{lora_alone.after['accuracy']:.0%}); 학습하지 않은 GPT에 같은 미세조정을 하면 {scratch.after['accuracy']:.0%}; "
         f"우연 수준 {chance:.0%}."
-        + (" 빠른 모드는 작다(과제 하나, 적은 스텝, 프롬프트 50개): 판정 대부분이 바닥에 있다." if ctx.quick else ""),
+        + (f" 빠른 모드는 작다(과제 하나, {s['steps']}스텝, 프롬프트 {n}개): 판정 대부분이 바닥에 있다." if ctx.quick else ""),
     )
     return ChapterResult(
         summary, claims=claims, tables=[table], figures=[figure],

@@ -36,7 +36,7 @@ from lm2llm.align.stages import (
     train_reward,
 )
 from lm2llm.errors import UserError
-from lm2llm.finetune.tasks import make_suite
+from lm2llm.finetune.tasks import guess_chance, make_suite
 from lm2llm.models import load_model
 from lm2llm.stats import wilson_interval
 from lm2llm.tokenizer import load_tokenizer
@@ -80,8 +80,10 @@ def longer_share(pairs: list[PreferencePair]) -> float:
 
 
 def rate(successes: float, trials: int) -> str:
+    if not trials:
+        return "n/a"
     low, high = wilson_interval(successes, trials)
-    return f"{successes / trials if trials else float('nan'):.2f} [{low:.2f}, {high:.2f}]"
+    return f"{successes / trials:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def exact_match_fell(r: dict) -> tuple[bool, bool]:
@@ -178,6 +180,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
     judge = "shorter" if not prefer_longer else "longer"
     kinds_en = ", ".join(f"{kind} {rate(*per_kind[kind])}" for kind in kinds)
     n = ppo["prompts"]
+    em_chance = guess_chance(tasks)  # a guess among the answers a prompt offers (4.4's chance level)
+    sft_em_interval = wilson_interval(ppo["exact_match_sft"] * n, n)
+    sft_at_floor = sft_em_interval[0] <= em_chance
+
+    def fmt_em(value: float) -> str:
+        return rate(value * n, n)
     reward_up = {name: compare_intervals(wilson_interval(r["win_rate_reward"] * n, n), HALF)
                  for name, r in results.items()}
     fell = {name: exact_match_fell(r) for name, r in results.items()}
@@ -256,10 +264,15 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Alignment on these preferences does not cost task accuracy (exact match at least SFT's).",
                 "이 선호로 정렬해도 과제 정확도(정확 일치)는 SFT 이상이다."),
               T(f"PPO: {em_text('ppo', 'en')}; DPO: {em_text('dpo', 'en')}. A drop counts when, among the prompts "
-                f"only one model gets right, the aligned model's share has its 95 % interval below one half.",
+                f"only one model gets right, the aligned model's share has its 95 % interval below one half."
+                + (f" SFT's exact match {fmt_em(ppo['exact_match_sft'])} is at the floor (chance {em_chance:.2f}): "
+                   "there is nothing to lose, so inconclusive." if sft_at_floor else ""),
                 f"PPO: {em_text('ppo', 'ko')}; DPO: {em_text('dpo', 'ko')}. 한쪽만 맞힌 프롬프트 중 정렬한 모델의 몫이 "
-                f"95 % 구간째 절반 아래일 때 감소로 본다."),
-              False if fell["ppo"][1] or fell["dpo"][1] else (True if not (fell["ppo"][0] or fell["dpo"][0]) else None)),
+                f"95 % 구간째 절반 아래일 때 감소로 본다."
+                + (f" SFT의 정확 일치 {fmt_em(ppo['exact_match_sft'])}가 바닥(우연 수준 {em_chance:.2f})이라 잃을 것이 "
+                   "없으므로 판정 보류." if sft_at_floor else "")),
+              None if sft_at_floor else False if fell["ppo"][1] or fell["dpo"][1]
+              else (True if not (fell["ppo"][0] or fell["dpo"][0]) else None)),
         Claim(T("The condition for PPO to improve answers holds: among the SFT model's own sampled answers, the "
                 "reward model prefers a right one to a wrong one.",
                 "PPO가 답을 낫게 만들 조건이 성립한다: SFT 모델이 직접 샘플링한 답들 중 보상 모델이 틀린 답보다 맞는 답을 "
@@ -289,7 +302,9 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"{rate(*wrong) if wrong[1] else 'n/a'}. The guide's statement (optimising a learned reward makes answers "
         f"better) holds as far as the reward model prefers right answers among the policy's own samples; measured on "
         f"SFT's samples, that agreement is {agree_text} over {agreement['prompts']} prompts (0.5: it cannot tell)"
-        + ({True: ", so PPO had a signal towards right answers.",
+        + (": no prompt had both right and wrong samples, so the condition could not be measured."
+           if not agreement["prompts"] else
+           {True: ", so PPO had a signal towards right answers.",
             False: ", below chance: PPO is pushed towards wrong answers.",
             None: ", not clear of chance: PPO has no reliable signal towards right answers, and exact match drifts "
                   "with whatever else the reward model likes."}[agreed])
@@ -300,7 +315,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"그저 틀린 경우에는 {rate(*wrong) if wrong[1] else '해당 없음'}이다. 가이드의 말(학습한 보상을 최적화하면 답이 "
         f"나아진다)은 보상 모델이 정책 자신의 샘플 중 맞는 답을 선호하는 만큼만 성립한다; SFT의 샘플에서 잰 그 일치율은 "
         f"프롬프트 {agreement['prompts']}개에서 {agree_text}이다 (0.5: 구별 못 함)"
-        + ({True: ". 그래서 PPO에는 정답 쪽으로 가는 신호가 있었다.",
+        + (": 맞는 답과 틀린 답이 섞인 프롬프트가 없어 조건을 잴 수 없었다." if not agreement["prompts"] else
+           {True: ". 그래서 PPO에는 정답 쪽으로 가는 신호가 있었다.",
             False: ". 우연보다 낮다: PPO는 틀린 답 쪽으로 밀린다.",
             None: ". 우연과 구별되지 않는다: PPO에는 정답 쪽으로 가는 믿을 만한 신호가 없고, 정확 일치는 보상 모델이 "
                   "좋아하는 다른 무엇을 따라 흔들린다."}[agreed])

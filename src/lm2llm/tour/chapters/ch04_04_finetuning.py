@@ -93,9 +93,13 @@ def interval(score: dict) -> tuple[float, float]:
     return wilson_interval(score["accuracy"] * score["n"], score["n"])
 
 
-def fmt(score: dict) -> str:
+def span(score: dict) -> str:
     low, high = interval(score)
-    return f"{score['accuracy']:.1%} [{low:.0%}, {high:.0%}]"
+    return f"[{low:.0%}, {high:.0%}]"
+
+
+def fmt(score: dict) -> str:
+    return f"{score['accuracy']:.1%} {span(score)}"
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
@@ -151,13 +155,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
         T("Fine-tuning runs (same data, same steps)", "미세조정 실행 (같은 데이터, 같은 스텝)"),
         ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match",
          "95 % interval", "ends turn", "distinct answers", "saved (KB)"],
-        [["base, Q&A page form (no training)", 0, 0.0, 0.0, None, round(base_qa["accuracy"], 3),
-          [round(x, 3) for x in interval(base_qa)], None, f"{base_qa['distinct_answers']} / {base_qa['n']}", None],
-         ["base, chat template (no training)", 0, 0.0, 0.0, None, round(full.before["accuracy"], 3),
-          [round(x, 3) for x in interval(full.before)], round(full.before["ended_turn"], 3),
-          f"{full.before['distinct_answers']} / {full.before['n']}", None]]
+        [["base, Q&A page form (no training)", 0, "—", "—", "—", round(base_qa["accuracy"], 3), span(base_qa), "—",
+          f"{base_qa['distinct_answers']} / {base_qa['n']}", "—"],
+         ["base, chat template (no training)", 0, "—", "—", "—", round(full.before["accuracy"], 3), span(full.before),
+          round(full.before["ended_turn"], 3), f"{full.before['distinct_answers']} / {full.before['n']}", "—"]]
         + [[name, r.trainable_params, round(r.trainable_params / r.total_params, 4), round(r.train_seconds, 1),
-          round(held_out_loss[key], 3), round(r.after["accuracy"], 3), [round(x, 3) for x in interval(r.after)],
+          round(held_out_loss[key], 3), round(r.after["accuracy"], 3), span(r.after),
           round(r.after["ended_turn"], 3),
           f"{r.after['distinct_answers']} / {r.after['n']}",
           round((r.adapter_bytes if r.adapter_bytes is not None else model_bytes) / 1024, 1)]

@@ -187,7 +187,8 @@ def qa_page_eval(model: nn.Module, tokenizer: Any, records: Sequence[TaskRecord]
     """(score, predictions) of a base model asked in the Q&A-page form it was pre-trained on ("Q: …\nA:"),
     its answer read up to the end of that line: the fair "before" of fine-tuning for a base that never saw
     the chat template."""
-    prompts = [tokenizer.encode(qa_prompt(r.prompt)) for r in records]
+    # as a page starts in the pre-training stream: after the previous document's end-of-text
+    prompts = [[tokenizer.eos_id, *tokenizer.encode(qa_prompt(r.prompt))] for r in records]
     # a token of nothing but line breaks ends the answer's line (one like ".\n" is kept: its "." is part of the answer)
     line_ends = [i for i in range(tokenizer.vocab_size) if "\n" in (text := tokenizer.decode([i])) and not text.strip()]
     completions = greedy_completions(model, prompts, [tokenizer.eos_id, *line_ends], max_new_tokens)

@@ -28,6 +28,10 @@ def test_bert_vs_gpt_chapter(cli, tmp_path, known_peak):
     assert ("plateau" in bert_gpt["claims"][0]["measurement"]["en"]) == plateau
     assert len(bert_gpt["claims"]) == 4 and all(c["holds"] in (True, False, None) for c in bert_gpt["claims"])
     assert bert_gpt["claims"][1]["kind"] == "demonstration"  # our BERT refuses to generate: true by construction
+    if plateau:  # an encoder on its first plateau is a broken baseline: it decides neither comparison
+        assert bert_gpt["claims"][0]["holds"] is None and bert_gpt["claims"][3]["holds"] is None
+    for claim in (bert_gpt["claims"][i] for i in (0, 2, 3)):  # scores state their chance level and interval
+        assert claim["chance"] is not None and claim["interval"][0] <= claim["interval"][1]
     assert (tmp_path / "ch02_02" / "bert_vs_gpt.png").is_file()
     print({cid: round(c["seconds"], 1) for cid, c in chapters.items()})
 

@@ -29,7 +29,7 @@ from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.finetune.batches import ChatTokenizer, SFTBatches, encode_conversations
 from lm2llm.finetune.data import load_instructions
-from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, score_exact_match
+from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, qa_prompt, score_exact_match
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import family_of, load_model, save_model
@@ -73,13 +73,14 @@ class SFTConfig:
     skip_invalid: bool = False  # a file: skip malformed records instead of stopping
     trainer: TrainerConfig = field(default_factory=sft_trainer)
     max_new_tokens: int = 24
+    score_before: bool = True  # False: skip scoring the base (a caller that already has it)
     seed: int = 0
 
 
 @dataclass
 class SFTResult:
     run: Path
-    before: dict[str, Any]  # exact-match score of the base model on the held-out prompts
+    before: dict[str, Any]  # exact-match score of the base model on the held-out prompts ({} if not scored)
     after: dict[str, Any]
     trainable_params: int
     total_params: int
@@ -142,23 +143,30 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
 
 
 @torch.no_grad()
-def greedy_replies(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
-                     max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
-    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
-    whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
+def greedy_completions(model: nn.Module, prompts: Sequence[list[int]], end_ids: list[int], max_new_tokens: int = 24,
+                       batch_size: int = 32) -> list[Any]:
+    """Greedy completions of token-id prompts, stopping at `end_ids`; None for a prompt longer than the context."""
     model.eval()
     limit = getattr(model.config, "context_length", None)
-    prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
     config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    answers, ended = [""] * len(prompts), [False] * len(prompts)
+    completions: list[Any] = [None] * len(prompts)
     fitting = [i for i, p in enumerate(prompts) if limit is None or len(p) < limit]  # too long: no answer
     for start in range(0, len(fitting), batch_size):
         rows = fitting[start:start + batch_size]
-        completions = generate_ids(model, [prompts[i] for i in rows], config, end_ids=[tokenizer.end_of_turn_id])
-        for row, completion in zip(rows, completions, strict=True):
-            answers[row] = tokenizer.decode(completion.token_ids)
-            ended[row] = completion.finish_reason == "stop"
-    return answers, ended
+        for row, completion in zip(rows, generate_ids(model, [prompts[i] for i in rows], config, end_ids=end_ids),
+                                   strict=True):
+            completions[row] = completion
+    return completions
+
+
+def greedy_replies(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+                   max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
+    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
+    whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
+    prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
+    completions = greedy_completions(model, prompts, [tokenizer.end_of_turn_id], max_new_tokens, batch_size)
+    return ([tokenizer.decode(c.token_ids) if c else "" for c in completions],
+            [bool(c) and c.finish_reason == "stop" for c in completions])
 
 
 def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequence[TaskRecord],
@@ -171,6 +179,21 @@ def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequen
     """
     predictions, ended = greedy_replies(model, tokenizer, [r.prompt_messages for r in records], max_new_tokens)
     return {**score_exact_match(records, predictions), "ended_turn": sum(ended) / len(ended),
+            "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
+
+
+def qa_page_eval(model: nn.Module, tokenizer: Any, records: Sequence[TaskRecord],
+                 max_new_tokens: int = 24) -> tuple[dict[str, Any], list[str]]:
+    """(score, predictions) of a base model asked in the Q&A-page form it was pre-trained on ("Q: …\nA:"),
+    its answer read up to the end of that line: the fair "before" of fine-tuning for a base that never saw
+    the chat template."""
+    # as a page starts in the pre-training stream: after the previous document's end-of-text
+    prompts = [[tokenizer.eos_id, *tokenizer.encode(qa_prompt(r.prompt))] for r in records]
+    # a token of nothing but line breaks ends the answer's line (one like ".\n" is kept: its "." is part of the answer)
+    line_ends = [i for i in range(tokenizer.vocab_size) if "\n" in (text := tokenizer.decode([i])) and not text.strip()]
+    completions = greedy_completions(model, prompts, [tokenizer.eos_id, *line_ends], max_new_tokens)
+    predictions = [tokenizer.decode(c.token_ids).split("\n")[0] if c else "" for c in completions]
+    return {**score_exact_match(records, predictions),
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
 
@@ -199,7 +222,8 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
     eval_encoded = encode_conversations(tokenizer, [list(r.messages) for r in test], context)
 
     torch.manual_seed(config.seed)
-    before, before_answers = exact_match_eval(model, tokenizer, test, config.max_new_tokens)
+    before, before_answers = (exact_match_eval(model, tokenizer, test, config.max_new_tokens)
+                              if config.score_before else ({}, [""] * len(test)))
     if lora is not None:
         add_lora(model, lora)
     trainable, total = trainable_share(model)
@@ -218,7 +242,8 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
                       "skipped_invalid": skipped[:100],
                       "params": {"trainable": trainable, "total": total}})
     record_lineage(run.path, [config.data], parents=[base])
-    run.log_metrics({"event": "exact_match_before", **before})
+    if before:
+        run.log_metrics({"event": "exact_match_before", **before})
     trainer = Trainer(model, CausalLM(), data, config.trainer, run=run, write_weights=save_weights)
     start = time.perf_counter()
     result = trainer.fit()

@@ -130,8 +130,9 @@ class Trainer:
         self.lr = cfg.lr
         self.time_fraction = 0.0  # of max_seconds spent in this fit() call
         self.flops_per_token = flops_per_token(self.model, data.block_size)
-        peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
-        self.peak_flops = peak * 1e9 * (self.world.size if self.device.type == "cuda" else 1)
+        # every process measures its own device (a CPU process: at its own thread count); the peaks add up
+        peak = env.peak_gflops(str(self.dtype).removeprefix("torch."), device=str(self.device))
+        self.peak_flops = peak * 1e9 * self.world.size
         forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
         if self.world.distributed:
             from torch.nn.parallel import DistributedDataParallel
@@ -268,7 +269,7 @@ class Trainer:
                     train_seconds += dt
                     steps_timed += 1
                 tok_s = tokens_per_step * steps_timed / train_seconds if train_seconds else 0.0
-                mfu = self.flops_per_token * tok_s / self.peak_flops if self.peak_flops else 0.0
+                mfu = env.mfu(self.flops_per_token * tok_s, self.peak_flops)
                 if loss_value is not None:
                     result.losses.append((self.step, loss_value))
                     self._log({"step": self.step, "loss": loss_value, "lr": self.lr,
@@ -299,7 +300,7 @@ class Trainer:
         result.tokens = result.steps * tokens_per_step
         result.tokens_per_second = tokens_per_step * steps_timed / train_seconds if train_seconds else 0.0
         result.ms_per_step = 1000 * train_seconds / steps_timed if steps_timed else 0.0
-        result.mfu = self.flops_per_token * result.tokens_per_second / self.peak_flops if self.peak_flops else 0.0
+        result.mfu = env.mfu(self.flops_per_token * result.tokens_per_second, self.peak_flops)
         return result
 
 

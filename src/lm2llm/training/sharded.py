@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,8 @@ def save_checkpoint(run_path: Path, *, model: nn.Module, optimizer: torch.optim.
     tmp = Path(where[0])
     try:
         model_state, optim_state = get_state_dict(model, optimizer)
-        dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=tmp / DCP_DIR,
-                 no_dist=not world.distributed)
+        with _one_process_is_meant():
+            dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=tmp / DCP_DIR)
         world.barrier()  # every piece is written before process 0 marks the checkpoint complete
         final = ckpt.finish_checkpoint(tmp, run_path, extra_tensors, state) if world.is_main else run_path / ckpt.NAME
     except BaseException:
@@ -103,13 +104,22 @@ def save_checkpoint(run_path: Path, *, model: nn.Module, optimizer: torch.optim.
     return final
 
 
+@contextlib.contextmanager
+def _one_process_is_meant() -> Iterator[None]:
+    """DCP warns when no process group exists; here a one-process run is intended (its checkpoints stay DCP)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
+
+
 def is_sharded_checkpoint(directory: Path) -> bool:
     return (directory / DCP_DIR).is_dir()
 
 
-def load_checkpoint(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> None:
+def load_checkpoint(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Model weights and optimizer state from a DCP checkpoint written by any number of processes."""
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
-    dcp.load(state, checkpoint_id=directory / DCP_DIR, no_dist=not world.distributed)
+    with _one_process_is_meant():
+        dcp.load(state, checkpoint_id=directory / DCP_DIR)
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])

@@ -241,7 +241,7 @@ class Trainer:
                             where=str(found), hint=f"resume with --set fsdp={str(not self.cfg.fsdp).lower()}")
         if self.cfg.fsdp:
             state, tensors = ckpt.read_state(found)
-            sharded.load_checkpoint(found, model=self.model, optimizer=self.optimizer, world=self.world)
+            sharded.load_checkpoint(found, model=self.model, optimizer=self.optimizer)
         else:
             state, opt_tensors, tensors = ckpt.read_checkpoint(found)
             ckpt.load_checkpoint_weights(self.model, found)

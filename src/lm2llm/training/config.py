@@ -63,6 +63,7 @@ class TrainerConfig:
     grad_clip: float = 1.0  # 0: no clipping
     dtype: str = "auto"  # auto: bf16 where the CPU/GPU supports it, else fp32
     compile: bool = False
+    fsdp: bool = False  # under torchrun: shard weights, grads and AdamW state over processes (FSDP2); DCP checkpoints
     device: str = "auto"
     threads: int = 0  # torch threads per process; 0: cores / local processes
     eval_every: int = 250

@@ -29,6 +29,7 @@ from lm2llm.training.data import ShardBatches
 from lm2llm.training.distributed import close_world, init_world
 from lm2llm.training.masking import MaskedBatches
 from lm2llm.training.objectives import make_objective
+from lm2llm.training.sharded import full_model
 from lm2llm.training.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
 RNN_DEFAULT_BLOCK = 128  # recurrent models have no context limit; this is how far back gradients flow
@@ -151,6 +152,7 @@ def train(cfg: RunConfig, *, resume: bool = False, force: bool = False) -> tuple
             if world.is_main:
                 run.log_metrics({"event": "resumed", "step": step})
         result = trainer.fit()
+        model = full_model(trainer.model, world)  # with fsdp: gathered from the shards, on process 0 only
         if world.is_main:
             save_model(model, run.path)
             run.log_metrics({"event": "finished", "step": trainer.step, "tokens_per_s": result.tokens_per_second,

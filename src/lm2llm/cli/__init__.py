@@ -1,8 +1,11 @@
 """The `lm2llm` command line: thin wrappers that parse arguments and call the package API.
 
-Each stage lives in its own module here and defines `register(app)`; modules are found automatically.
+Each stage lives in its own module here and defines its commands as module-level functions plus
+`register(app)`; modules are found automatically and listed in the journey's order (`JOURNEY`).
+One rule for inputs: what a command acts on is positional, everything else an option.
+Help renders literally (no rich markup: "[model]" stays, no `<bool>` metavars).
 User mistakes (`UserError`, bad flags, unreadable or malformed files: `input_error`) print one line and exit 2;
-`--debug` shows the traceback.
+`--debug` shows the traceback; `--verbose` shows the libraries' own output (`lm2llm.quiet`).
 """
 
 from __future__ import annotations
@@ -10,12 +13,48 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 from lm2llm import __version__
 from lm2llm.errors import UserError
+from lm2llm.quiet import set_verbose
+
+# The commands in the order a learner meets them: data and tokenizers, n-grams, pre-training, fine-tuning
+# and alignment, running a model, evaluating it, prompting and RAG, looking inside it, compressing it.
+# `lm2llm --help` lists them in this order; a command not named here comes last.
+JOURNEY = ("env", "data", "tokenizer", "ngram", "train", "classify", "params", "scale", "sft", "reward", "dpo",
+           "ppo", "models", "import-gguf", "import-hf", "export-hf", "embed", "generate", "chat", "serve", "eval",
+           "lm-eval", "select", "prompt", "rag", "bias", "interpret", "compress", "export-gguf", "tour")
+
+
+def _metavar(label: str) -> str:
+    """`<list[str]>` reads like a Python list is wanted and `<int range>` repeats the range shown after the
+    help; a repeatable option takes one value each time."""
+    return re.sub(r"list\[(.*)\]", r"\1", label).replace(" range", "")
+
+
+class LiteralGroup(TyperGroup):
+    """The root group: commands in the journey's order, plain metavars on every option below it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        commands = list(self.commands.values())
+        while commands:
+            command = commands.pop()
+            commands += getattr(command, "commands", {}).values()
+            for param in command.params:
+                if param.param_type_name == "option" and param.metavar is None and not param.is_flag:
+                    label = param.display_type(None)
+                    if label != _metavar(label):
+                        param.metavar = _metavar(label)
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(self.commands, key=lambda name: (JOURNEY.index(name) if name in JOURNEY else len(JOURNEY), name))
+
 
 app = typer.Typer(
     name="lm2llm",
@@ -23,6 +62,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    cls=LiteralGroup,
 )
 
 
@@ -36,9 +77,12 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show the libraries' own output (progress bars, "
+                                 "warnings, KenLM's notes), silenced by default."),
 ) -> None:
     if debug:
         os.environ["LM2LLM_DEBUG"] = "1"
+    set_verbose(verbose)
 
 
 # Every module in this package that defines `register(app)` is a stage; no central list to edit.

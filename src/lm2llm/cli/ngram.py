@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, group, print_json, print_table
 from lm2llm.errors import UserError
 from lm2llm.records import read_text_file
 from lm2llm.runs import check_out, check_out_file
@@ -111,8 +111,7 @@ def export_command(
 
 
 def register(app: typer.Typer) -> None:
-    ngram = typer.Typer(help="N-gram language models (MLE, add-k, Kneser-Ney equal to KenLM, stupid backoff).",
-                        no_args_is_help=True)
+    ngram = group("N-gram language models (MLE, add-k, Kneser-Ney equal to KenLM, stupid backoff).")
     app.add_typer(ngram, name="ngram")
     ngram.command("train")(train_command)
     ngram.command("eval")(eval_command)

@@ -17,6 +17,11 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON in
 FORCE_OPTION = typer.Option(False, "--force", help="Replace --out if it holds lm2llm's own earlier output of this kind.")
 
 
+def group(help: str) -> typer.Typer:
+    """A command group (`lm2llm ngram ...`) with literal help, like the root's (`lm2llm.cli`)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False))
 

@@ -10,50 +10,52 @@ import typer
 from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
 
 
+def train_command(
+    model: str = typer.Option(None, "--model", help="Model family: rnn, lstm, gru, gpt, llama, bert (masked-LM)."),
+    preset: str = typer.Option(None, "--preset", help="A preset of that family (see 'lm2llm params')."),
+    data: Path = typer.Option(None, "--data", help="Token-shard directory (train.bin, val.bin, meta.json)."),
+    out: Path = typer.Option(None, "--out", help="Run directory to write."),
+    config: Path = typer.Option(None, "--config", help="TOML or JSON file of config keys ([model] table for the model)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a key: --set lr=3e-4 --set model.n_layer=4."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    force: bool = FORCE_OPTION,
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Train with AdamW, warm-up + cosine/WSD, bf16 where supported; logs metrics.jsonl, checkpoints, loss_curve.png.
+
+    Multi-process: torchrun --nproc_per_node=N -m lm2llm train ...
+    """
+    from lm2llm.training.config import build_config, parse_set, read_config_file
+    from lm2llm.training.run import resume_config, train
+
+    flags = {k: v for k, v in {"model": model, "preset": preset, "data": data and str(data),
+                                "out": out and str(out)}.items() if v is not None}
+    overrides = {**parse_set(set_ or []), **flags}
+    if resume and out is not None and (out / "config.json").is_file():
+        cfg = resume_config(out, overrides)
+    else:
+        cfg = build_config(read_config_file(config) if config else None, overrides,
+                           where=str(config) if config else "config")
+    if json_out:
+        cfg.progress = False
+    result, run = train(cfg, resume=resume, force=force)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only process 0 reports
+        return
+    final = result.evals[-1] if result.evals else {}
+    summary = {
+        "run": str(run.path), "steps": result.steps, "seconds": round(result.seconds, 2),
+        "tokens_per_s": round(result.tokens_per_second, 1), "ms_per_step": round(result.ms_per_step, 2),
+        "mfu": round(result.mfu, 4), "stopped_early": result.stopped_early,
+        **{k: v for k, v in final.items() if k.startswith("val_")},
+    }
+    if json_out:
+        print_json({**summary, "sample": result.sample})
+    else:
+        print_table("lm2llm train", list(summary.items()))
+        if result.sample:
+            console.rule("sample")
+            console.print(result.sample, markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("train")
-    def train_command(
-        model: str = typer.Option(None, "--model", help="Model family: rnn, lstm, gru, gpt, llama, bert (masked-LM)."),
-        preset: str = typer.Option(None, "--preset", help="A preset of that family (see 'lm2llm params')."),
-        data: Path = typer.Option(None, "--data", help="Token-shard directory (train.bin, val.bin, meta.json)."),
-        out: Path = typer.Option(None, "--out", help="Run directory to write."),
-        config: Path = typer.Option(None, "--config", help="TOML or JSON file of config keys ([model] table for the model)."),
-        set_: list[str] = typer.Option(None, "--set", help="Override a key: --set lr=3e-4 --set model.n_layer=4."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-        force: bool = FORCE_OPTION,
-        json_out: bool = JSON_OPTION,
-    ) -> None:
-        """Train with AdamW, warm-up + cosine/WSD, bf16 where supported; logs metrics.jsonl, checkpoints, loss_curve.png.
-
-        Multi-process: torchrun --nproc_per_node=N -m lm2llm train ...
-        """
-        from lm2llm.training.config import build_config, parse_set, read_config_file
-        from lm2llm.training.run import resume_config, train
-
-        flags = {k: v for k, v in {"model": model, "preset": preset, "data": data and str(data),
-                                    "out": out and str(out)}.items() if v is not None}
-        overrides = {**parse_set(set_ or []), **flags}
-        if resume and out is not None and (out / "config.json").is_file():
-            cfg = resume_config(out, overrides)
-        else:
-            cfg = build_config(read_config_file(config) if config else None, overrides,
-                               where=str(config) if config else "config")
-        if json_out:
-            cfg.progress = False
-        result, run = train(cfg, resume=resume, force=force)
-        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only process 0 reports
-            return
-        final = result.evals[-1] if result.evals else {}
-        summary = {
-            "run": str(run.path), "steps": result.steps, "seconds": round(result.seconds, 2),
-            "tokens_per_s": round(result.tokens_per_second, 1), "ms_per_step": round(result.ms_per_step, 2),
-            "mfu": round(result.mfu, 4), "stopped_early": result.stopped_early,
-            **{k: v for k, v in final.items() if k.startswith("val_")},
-        }
-        if json_out:
-            print_json({**summary, "sample": result.sample})
-        else:
-            print_table("lm2llm train", list(summary.items()))
-            if result.sample:
-                console.rule("sample")
-                console.print(result.sample, markup=False, highlight=False)
+    app.command("train")(train_command)

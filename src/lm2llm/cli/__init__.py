@@ -47,7 +47,9 @@ class LiteralGroup(TyperGroup):
             command = commands.pop()
             commands += getattr(command, "commands", {}).values()
             for param in command.params:
-                if param.param_type_name == "option" and param.metavar is None and not param.is_flag:
+                if param.param_type_name == "argument" and param.metavar is None:
+                    param.metavar = param.name.upper()  # usage lines read `generate RUN`, as the README writes them
+                elif param.param_type_name == "option" and param.metavar is None and not param.is_flag:
                     label = param.display_type(None)
                     if label != _metavar(label):
                         param.metavar = _metavar(label)

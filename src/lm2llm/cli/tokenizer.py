@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from lm2llm.cli.inputs import old_spelling, the_inputs
 from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, group, print_json, print_table
 from lm2llm.errors import UserError
 from lm2llm.records import read_text_file
@@ -29,8 +30,8 @@ def _sources_texts(sources: list[str], limit: int | None) -> dict[str, list[str]
 
 
 def train_command(
+    source: list[str] = typer.Argument(None, help=SOURCE_HELP + " Required."),
     out: Path = typer.Option(..., "--out", help="Directory to create (Hugging Face format)."),
-    source: list[str] = typer.Option(None, "--source", help=SOURCE_HELP),
     vocab_size: int = typer.Option(8000, "--vocab-size", min=1, help="Vocabulary size, special tokens included."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most this many documents per source."),
     min_frequency: int = typer.Option(0, "--min-frequency", min=0, help="Stop when the best pair is rarer."),
@@ -40,12 +41,15 @@ def train_command(
                                             help="Another special token, never split or merged; repeatable."),
     impl: str = IMPL_OPTION,
     force: bool = FORCE_OPTION,
+    old_source: list[str] = old_spelling("--source"),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Train a byte-level BPE and save tokenizer.json + tokenizer_config.json (with the chat template)."""
+    """Train a byte-level BPE on SOURCE... and save tokenizer.json + tokenizer_config.json (with the chat
+    template)."""
     from lm2llm.tokenizer import BPETokenizer
     from lm2llm.tokenizer.chat import ENCODER_TOKENS
 
+    source = the_inputs(source, old_source, "SOURCE", "--source")
     check_out(out, "tokenizer", force=force, inputs=source or [])
     extra = [*(ENCODER_TOKENS if encoder_tokens else ()), *(special_token or [])]
     if any(not token or token.isspace() for token in extra):

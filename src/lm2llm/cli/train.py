@@ -2,21 +2,58 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
 import typer
+from typer.core import TyperCommand
 
 from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
+
+REQUIRED = "Required (unless the --config file or, with --resume, the run gives it)."
+
+
+class SettingsCommand(TyperCommand):
+    """`train`: an unknown option names the closest real one and the route for every other setting,
+    `--set key=value` (spelled out when the option is a config key, e.g. --warmup-steps)."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except typer.TyperException as exc:
+            if not hasattr(exc, "possibilities"):  # click's NoSuchOption, as vendored by typer
+                raise
+            exc.message, exc.possibilities = f"{exc.message}; {self.suggestion(exc.option_name)}", None
+            raise
+
+    def suggestion(self, flag: str) -> str:
+        from dataclasses import fields
+
+        from lm2llm.training.config import TrainConfig
+
+        key = flag.lstrip("-").replace("-", "_")
+        if key in {f.name for f in fields(TrainConfig)}:
+            return f"'{key}' is a setting: --set {key}=VALUE"
+        options = [o for p in self.params if not getattr(p, "hidden", False) for o in p.opts if o.startswith("--")]
+        close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+        also = f"did you mean {close[0]}? " if close else ""
+        return f"{also}settings without an option of their own take --set key=value (e.g. --set warmup_steps=100)"
 
 
 def train_command(
     model: str = typer.Option(None, "--model", help="Model family: rnn, lstm, gru, gpt, llama, bert (masked-LM)."),
     preset: str = typer.Option(None, "--preset", help="A preset of that family (see 'lm2llm params')."),
-    data: Path = typer.Option(None, "--data", help="Token-shard directory (train.bin, val.bin, meta.json)."),
-    out: Path = typer.Option(None, "--out", help="Run directory to write."),
+    data: Path = typer.Option(None, "--data", help=f"Token-shard directory (train.bin, val.bin, meta.json). {REQUIRED}"),
+    out: Path = typer.Option(None, "--out", help=f"Run directory to write. {REQUIRED}"),
+    max_steps: int = typer.Option(None, "--max-steps", min=1, help="Optimizer steps (default 2000)."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default 1e-3)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Sequences per optimizer step (default 12)."),
+    max_seconds: float = typer.Option(None, "--max-seconds", min=0.0, help="Stop after this much training time "
+                                      "(default 0: no limit)."),
     config: Path = typer.Option(None, "--config", help="TOML or JSON file of config keys ([model] table for the model)."),
-    set_: list[str] = typer.Option(None, "--set", help="Override a key: --set lr=3e-4 --set model.n_layer=4."),
+    set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE", help="Any other setting: --set "
+                                   "warmup_steps=100 --set model.n_layer=4 (repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     force: bool = FORCE_OPTION,
     json_out: bool = JSON_OPTION,
@@ -29,7 +66,8 @@ def train_command(
     from lm2llm.training.run import resume_config, train
 
     flags = {k: v for k, v in {"model": model, "preset": preset, "data": data and str(data),
-                                "out": out and str(out)}.items() if v is not None}
+                                "out": out and str(out), "max_steps": max_steps, "lr": lr, "batch_size": batch_size,
+                                "max_seconds": max_seconds}.items() if v is not None}
     overrides = {**parse_set(set_ or []), **flags}
     if resume and out is not None and (out / "config.json").is_file():
         cfg = resume_config(out, overrides)
@@ -58,4 +96,4 @@ def train_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("train")(train_command)
+    app.command("train", cls=SettingsCommand)(train_command)

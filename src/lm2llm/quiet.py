@@ -31,10 +31,10 @@ def verbose() -> bool:
 
 
 def set_verbose(on: bool) -> None:
-    """`--verbose`: show the libraries' own output; otherwise silence it (`quiet_third_parties`)."""
+    """`--verbose` (or LM2LLM_VERBOSE=1): show the libraries' own output; otherwise silence it."""
     if on:
         os.environ[VERBOSE_ENV] = "1"
-    else:
+    elif not verbose():
         quiet_third_parties()
 
 

@@ -47,15 +47,36 @@ class LiteralGroup(TyperGroup):
             command = commands.pop()
             commands += getattr(command, "commands", {}).values()
             for param in command.params:
-                if param.param_type_name == "argument" and param.metavar is None:
-                    param.metavar = param.name.upper()  # usage lines read `generate RUN`, as the README writes them
-                elif param.param_type_name == "option" and param.metavar is None and not param.is_flag:
-                    label = param.display_type(None)
-                    if label != _metavar(label):
-                        param.metavar = _metavar(label)
+                label = param.display_type(None)
+                if param.param_type_name == "argument":
+                    param.metavar = param.metavar or param.name.upper()  # `generate RUN`, as the README writes
+                    param.display_type_rich = lambda ctx, plain=_metavar(label): plain  # its type column
+                elif param.metavar is None and not param.is_flag and label != _metavar(label):
+                    param.metavar = _metavar(label)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:
+            if hasattr(exc, "possibilities") and exc.ctx is not None:  # click's NoSuchOption, as typer vendors it
+                exc.message = f"{exc.message}{unknown_option_hint(exc.ctx.command, exc.option_name)}"
+                exc.possibilities = None
+            raise
 
     def list_commands(self, ctx) -> list[str]:
         return sorted(self.commands, key=lambda name: (JOURNEY.index(name) if name in JOURNEY else len(JOURNEY), name))
+
+
+def unknown_option_hint(command, flag: str) -> str:
+    """'; did you mean --max-steps?' for a misspelled option (never a hidden old spelling), plus what the
+    command adds (`train`: the `--set key=value` route)."""
+    import difflib
+
+    options = [o for p in command.params if not getattr(p, "hidden", False) for o in p.opts if o.startswith("--")]
+    close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
+    hints = [f"did you mean {close[0]}?"] if close else []
+    hints += [command.unknown_option_hint(flag)] if hasattr(command, "unknown_option_hint") else []
+    return f"; {' '.join(hints)}" if hints else ""
 
 
 app = typer.Typer(

@@ -30,6 +30,8 @@ DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, or auto (a GPU when th
 QUANTIZE = typer.Option(None, "--quantize", help="int8 or int4: weight-only quantized linear layers (CPU; "
                         "a quarter or an eighth of the bytes read per token).")
 DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16 (faster batches on CPUs with native bf16) or float16.")
+SHOW_SPECIAL = typer.Option(False, "--show-special", help="Print special tokens such as <|end|> or <|im_end|> in "
+                            "the text (left out by default; generation stops at end-of-text and end-of-turn).")
 
 
 def sampling_config(max_new_tokens: int, temperature: float, top_k: int, top_p: float, min_p: float,
@@ -54,6 +56,7 @@ def generate_command(
     seed: int | None = SEED, device: str = DEVICE, dtype: str = DTYPE, quantize: str | None = QUANTIZE,
     top_logprobs: int = typer.Option(0, "--logprobs", help="Report log-probabilities with this many alternatives."),
     stream: bool = typer.Option(False, "--stream", help="Print text as it is generated."),
+    show_special: bool = SHOW_SPECIAL,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Continue one prompt or a batch of prompts (generated together, left-padded, with a KV cache)."""
@@ -61,7 +64,7 @@ def generate_command(
                              frequency_penalty, presence_penalty, stop, seed, top_logprobs)
     from lm2llm.inference.text import TextGenerator
 
-    generator = TextGenerator.from_run(run, device, dtype, quantize)
+    generator = TextGenerator.from_run(run, device, dtype, quantize, show_special=show_special)
     if stream:
         if len(prompt) > 1 and not json_out:
             raise UserError("--stream prints one prompt's text; give one --prompt", where="--stream",
@@ -98,7 +101,7 @@ def chat_command(
     top_k: int = TOP_K, top_p: float = typer.Option(0.9, "--top-p", help=TOP_P.help), min_p: float = MIN_P,
     repetition_penalty: float = REPETITION, frequency_penalty: float = FREQUENCY,
     presence_penalty: float = PRESENCE, stop: list[str] = STOP, seed: int | None = SEED, device: str = DEVICE,
-    dtype: str = DTYPE, quantize: str | None = QUANTIZE,
+    dtype: str = DTYPE, quantize: str | None = QUANTIZE, show_special: bool = SHOW_SPECIAL,
 ) -> None:
     """Talk to a chat-tuned run in the terminal. /reset clears the history, /system TEXT sets the system
     prompt, /quit (or Ctrl-D) leaves."""
@@ -107,7 +110,8 @@ def chat_command(
     from lm2llm.inference.chat import ChatSession
     from lm2llm.inference.text import TextGenerator
 
-    session = ChatSession(TextGenerator.from_run(run, device, dtype, quantize), system=system or None)
+    session = ChatSession(TextGenerator.from_run(run, device, dtype, quantize, show_special=show_special),
+                          system=system or None)
     typer.secho("/reset: new conversation · /system TEXT: set the system prompt · /quit: leave", fg="cyan", err=True)
     while True:
         try:

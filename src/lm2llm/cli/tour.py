@@ -46,10 +46,29 @@ def tour_command(
             }
         )
         return
+    print_summary(outcome, lang)
+
+
+def print_summary(outcome, lang: str) -> None:
+    """One screen at the end: each chapter's verdicts and time, then the headline and where the report is."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from lm2llm.tour.framework import headline
     from lm2llm.tour.report import headline_text
 
+    table = Table(title="lm2llm tour", show_edge=False, pad_edge=False)
+    for column, justify in (("§", "right"), ("chapter", "left"), ("✓", "right"), ("✗", "right"), ("?", "right"),
+                            ("◦", "right"), ("seconds", "right")):
+        table.add_column(column, justify=justify, no_wrap=column != "chapter")
+    for chapter, result, reused in outcome.chapters:
+        n = headline(result.claims)
+        table.add_row(chapter.id, escape(heading(chapter.title, lang)), str(n["hold"]), str(n["fail"]),
+                      str(n["inconclusive"]), str(n["demonstrations"]),
+                      "reused" if reused else f"{result.seconds:.0f}")
+    console.print(table)
     claims = [claim for _, r, _ in outcome.chapters for claim in r.claims]
-    console.print(f"report: {outcome.html}  ({headline_text(claims, lang)})")
+    console.print(f"report: {outcome.html}  ({headline_text(claims, lang)})", markup=False)
 
 
 def register(app: typer.Typer) -> None:

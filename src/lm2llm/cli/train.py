@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
@@ -15,19 +14,10 @@ REQUIRED = "Required (unless the --config file or, with --resume, the run gives 
 
 
 class SettingsCommand(TyperCommand):
-    """`train`: an unknown option names the closest real one and the route for every other setting,
-    `--set key=value` (spelled out when the option is a config key, e.g. --warmup-steps)."""
+    """`train`: besides the closest real option (`lm2llm.cli.unknown_option_hint`), an unknown option points
+    to `--set key=value`, spelled out when the option is a config key (e.g. --warmup-steps)."""
 
-    def parse_args(self, ctx, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except typer.TyperException as exc:
-            if not hasattr(exc, "possibilities"):  # click's NoSuchOption, as vendored by typer
-                raise
-            exc.message, exc.possibilities = f"{exc.message}; {self.suggestion(exc.option_name)}", None
-            raise
-
-    def suggestion(self, flag: str) -> str:
+    def unknown_option_hint(self, flag: str) -> str:
         from dataclasses import fields
 
         from lm2llm.training.config import TrainConfig
@@ -35,10 +25,7 @@ class SettingsCommand(TyperCommand):
         key = flag.lstrip("-").replace("-", "_")
         if key in {f.name for f in fields(TrainConfig)}:
             return f"'{key}' is a setting: --set {key}=VALUE"
-        options = [o for p in self.params if not getattr(p, "hidden", False) for o in p.opts if o.startswith("--")]
-        close = difflib.get_close_matches(flag, options, n=1, cutoff=0.75)
-        also = f"did you mean {close[0]}? " if close else ""
-        return f"{also}settings without an option of their own take --set key=value (e.g. --set warmup_steps=100)"
+        return "settings without an option of their own take --set key=value (e.g. --set warmup_steps=100)"
 
 
 def train_command(

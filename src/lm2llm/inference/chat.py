@@ -37,7 +37,7 @@ class ChatSession:
         tokenizer = generator.tokenizer
         end_ids = chat_end_ids(tokenizer)
         self.tokenizer = tokenizer
-        self.generator = TextGenerator(generator.model, tokenizer, end_ids=end_ids)
+        self.generator = TextGenerator(generator.model, tokenizer, end_ids=end_ids, hidden_ids=generator.hidden_ids)
         self.system = system
         self.history: list[dict[str, str]] = []
 

@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,12 @@ def test_quiet_by_default_verbose_on_request(capfd, monkeypatch):
     set_verbose(False)
     assert all(os.environ[key] == value for key, value in QUIET_ENV.items())
     assert "ignore:Glyph" in os.environ["PYTHONWARNINGS"]
+    with warnings.catch_warnings(record=True) as shown:  # the filters set above, recorded instead of printed
+        for module in ("transformers.modeling_utils", "lm2llm.training.run"):
+            warnings.warn_explicit("advice", FutureWarning, "f.py", 1, module=module)
+        warnings.warn_explicit("Glyph 54620 (\\N{HANGUL SYLLABLE HAN}) missing from font(s) DejaVu Sans.",
+                               UserWarning, "f.py", 2, module="lm2llm.tour.plots")
+    assert [w.filename for w in shown] == ["f.py"] and shown[0].lineno == 1  # lm2llm's own advice only
     with native_stderr_silenced():
         kenlm.Model(str(arpa))
     assert "binary file" not in capfd.readouterr().err

@@ -4,7 +4,8 @@ Without `--verbose` (or `LM2LLM_VERBOSE=1`) the CLI silences, for itself and the
 transformers' and huggingface_hub's progress bars and advice (environment variables both libraries read
 when imported), matplotlib's missing-glyph warnings (a figure that lacks a glyph is a bug the plot tests
 catch, not news for the user), and native code that writes straight to file descriptor 2, such as
-KenLM's "Loading the LM will be faster if you build a binary file" (`native_stderr_silenced`).
+KenLM's "Loading the LM will be faster if you build a binary file" (`native_stderr_silenced`), and Python
+warnings raised from other packages than lm2llm (torch's and transformers' deprecation notes).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ def set_verbose(on: bool) -> None:
 
 
 def quiet_third_parties() -> None:
-    """Silence the libraries' progress bars, advice and glyph warnings (settings the user made win)."""
+    """Silence the libraries' progress bars, advice and warnings (environment settings the user made win)."""
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore", module=r"(?!lm2llm\b)")  # other packages' deprecation notes and advice
     warnings.filterwarnings("ignore", message=GLYPH_WARNING)
     python_warnings = os.environ.get("PYTHONWARNINGS", "")
     if "Glyph" not in python_warnings:  # the same filter for child processes (a message's start)

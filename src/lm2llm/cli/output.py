@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lm2llm.runs import to_jsonable
@@ -27,9 +28,10 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
-    table = Table(title=title, show_header=False)
+    """Two columns, printed literally: a value such as "[model]" or "[CLS]" is text, not rich markup."""
+    table = Table(title=escape(title), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(escape(str(key)), escape(str(value)))
     console.print(table)

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from lm2llm.cli import JOURNEY, app
 from lm2llm.errors import UserError
+from lm2llm.inference.chat import chat_end_ids
 from lm2llm.models import build_model, save_model
 from lm2llm.tokenizer import BPETokenizer, load_tokenizer
 
@@ -176,7 +177,8 @@ def test_generate_with_smollm2s_tokenizer_stops_at_im_end_and_endoftext(smollm2_
     tokenizer = load_tokenizer(smollm2_run)
     ended = completion(always_emitting(tokenizer, "<|im_end|>", tmp_path / "im_end"), "-p", "Hi")
     assert ended["finish_reason"] == "stop" and ended["text"] == ""
-    assert tokenizer.fast.token_to_id("<|endoftext|>") in tokenizer.stop_ids  # its document separator too
+    separator = tokenizer.fast.token_to_id("<|endoftext|>")  # its document separator ends text and answers
+    assert separator in tokenizer.stop_ids and separator in chat_end_ids(tokenizer)
     other = next(t for t in tokenizer.special_tokens if t not in ("<|im_end|>", "<|endoftext|>", "<|im_start|>"))
     run = always_emitting(tokenizer, other, tmp_path / "other")
     assert completion(run, "-p", "Hi")["text"] == ""
@@ -207,3 +209,22 @@ def test_quiet_by_default_verbose_on_request(capfd, monkeypatch):
     with native_stderr_silenced():
         kenlm.Model(str(arpa))
     assert "Loading the LM will be faster if you build a binary file" in capfd.readouterr().err
+
+
+def test_the_tour_ends_with_a_one_screen_summary(capsys, tmp_path):
+    from lm2llm.cli.tour import print_summary
+    from lm2llm.tour.framework import Chapter, ChapterResult, Claim, Text, demonstration
+    from lm2llm.tour.runner import TourOutcome
+
+    def result(*claims: Claim) -> ChapterResult:
+        return ChapterResult(Text("done", "끝"), claims=list(claims), seconds=12.3)
+
+    claim = Text("[model] claim", "[model] 주장")
+    chapters = [(Chapter("1.1", Text("N-grams [model]", "n-gram [모델]"), result), result(
+                    Claim(claim, claim, True), Claim(claim, claim, None), demonstration(claim, claim, True)), False),
+                (Chapter("4.2", Text("Tokenization", "토큰화"), result), result(Claim(claim, claim, False)), True)]
+    print_summary(TourOutcome(tmp_path, tmp_path / "report.html", tmp_path / "report.md", chapters), "en")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 8 and "N-grams [model]" in lines[3]
+    assert lines[3].split("│")[2:] == [" 1 ", " 0 ", " 1 ", " 1 ", "      12"]
+    assert "reused" in lines[4] and "1/3 measured claims hold, 1 do not, 1 inconclusive" in " ".join(lines)

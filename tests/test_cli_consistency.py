@@ -71,6 +71,12 @@ def test_help_renders_literally_without_type_placeholders():
     assert "every linear layer" in " ".join(helps["sft"].split())  # --lora without targets is no default
 
 
+def test_a_group_alone_prints_its_help_not_an_error(cli):
+    result = cli("ngram")
+    assert result.code == 2 and "error:" not in result.err
+    assert re.search(r"^Commands:\n  train ", result.err, re.M), result.err
+
+
 def test_top_level_help_lists_commands_in_the_journeys_order():
     listed = re.findall(r"^  (\S+)  ", invoke("--help").output.split("Commands:")[1], re.M)
     assert set(listed) == set(typer.main.get_command(app).commands), "every command is listed"

@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         status = _fail("aborted")
     except typer.TyperException as exc:  # click's usage errors, as vendored by typer
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `lm2llm` or `lm2llm ngram` alone: the help, as is
+            exc.show()
+            return _exit(2, argv)
         if debug:
             raise
         ctx = getattr(exc, "ctx", None)
@@ -175,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug or message is None:
             raise
         status = _fail(message)
+    return _exit(status, argv)
+
+
+def _exit(status: int, argv: list[str] | None) -> int:
     if argv is None:
         sys.exit(status)
     return status

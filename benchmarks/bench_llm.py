@@ -1,7 +1,7 @@
 """A real LLM on this CPU: SmolLM2-135M-Instruct in our engine vs transformers `generate`, same weights.
 
-Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, stored
-input-major as `TextGenerator.from_run` loads it); the peer is `LlamaForCausalLM` holding exactly those
+Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, in the
+CPU layout `TextGenerator.from_run` gives it: input-major fp32 weights, bf16 weights packed once for oneDNN); the peer is `LlamaForCausalLM` holding exactly those
 weights (`hf_compat.to_hf`), whose greedy output is checked equal to ours before timing. For fp32 and
 bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
 
@@ -10,6 +10,8 @@ bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
 - the bandwidth bound of batch-1 decoding: every step reads every weight once (the tied embedding once, as
   the output layer), so tokens/s ≤ stream bandwidth ÷ bytes of weights, with the bandwidth measured in
   this run by summing a 1 GiB tensor (a read-only stream, the access pattern of a matrix-vector product);
+- the linear layers alone at batch 1 (each once, in the model's layout): the matrix-vector kernels' own
+  ceiling, so that the gap to the bandwidth bound splits into the kernels' share and the rest of the step;
 - load time (the GGUF import, and loading the imported run) and peak resident memory, each in a fresh
   process.
 
@@ -30,7 +32,7 @@ from harness import best_of, measure_in_subprocess, write_result  # noqa: E402
 from lm2llm.gguf.registry import resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
-from lm2llm.inference.layout import input_major  # noqa: E402
+from lm2llm.inference.layout import PackedLinear, for_cpu_inference  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -51,8 +53,35 @@ def stream_bandwidth(gib: float = 1.0) -> float:
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes one decoding step reads: every distinct parameter once (tied ones counted once)."""
-    return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    """Bytes one decoding step reads: every linear layer's weight once (an output layer tied to the
+    embedding counts as the output layer) and every other parameter except embedding tables, of which a
+    step reads one row."""
+    tensors: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        if isinstance(module, PackedLinear):
+            tensors[id(module.stored)] = module.stored
+        elif isinstance(module, torch.nn.Linear):
+            tensors[id(module.weight)] = module.weight
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for parameter in model.parameters():
+        if id(parameter) not in tables:
+            tensors.setdefault(id(parameter), parameter)
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def linear_layers_rate(model: torch.nn.Module, dtype: torch.dtype) -> float:
+    """Steps per second of the model's linear layers alone at batch 1 (every layer once on a random input,
+    in the model's layout): the matrix-vector kernels' own ceiling, which the whole decoding step
+    (attention, norms, sampling, Python) stays under."""
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, PackedLinear))]
+    inputs = [torch.randn(1, 1, layer.in_features, dtype=dtype) for layer in layers]
+
+    def step() -> None:
+        for layer, x in zip(layers, inputs, strict=True):
+            layer(x)
+
+    with torch.inference_mode():
+        return 1 / best_of(step, REPEATS * 3)
 
 
 def ours(model, prompts: list[list[int]], new: int) -> list[list[int]]:
@@ -114,7 +143,7 @@ def main() -> None:
         hf_fp32 = to_hf(base)
     generator = torch.Generator().manual_seed(0)
     prompts = {b: torch.randint(100, 40000, (b, PROMPT), generator=generator).tolist() for b in BATCHES}
-    assert ours(input_major(load_model(run).eval()), prompts[1], 16) == theirs(hf_fp32, prompts[1], 16)
+    assert ours(for_cpu_inference(load_model(run).eval()), prompts[1], 16) == theirs(hf_fp32, prompts[1], 16)
     bandwidth = stream_bandwidth()
     figures: dict = {"threads": torch.get_num_threads(), "stream_bandwidth_gb_per_s": bandwidth / 1e9,
                      "prompt_tokens": PROMPT, "new_tokens": NEW}
@@ -122,7 +151,7 @@ def main() -> None:
     ratios: dict = {}
     for dtype in DTYPES:
         torch_dtype = getattr(torch, dtype)
-        model = input_major(load_model(run).eval().to(torch_dtype))
+        model = for_cpu_inference(load_model(run).eval().to(torch_dtype))
         hf = to_hf(base).to(torch_dtype) if dtype != "float32" else hf_fp32
         step_bytes = weight_bytes(model)
         figures[dtype] = {"weight_bytes_per_step": step_bytes,
@@ -136,8 +165,12 @@ def main() -> None:
             peers[dtype][f"batch_{b}"] = peer
             for key in mine:
                 ratios[f"{dtype}_batch{b}_{key.removesuffix('_tokens_per_s')}_vs_transformers"] = mine[key] / peer[key]
-        share = figures[dtype]["batch_1"]["decode_tokens_per_s"] / figures[dtype]["bandwidth_bound_tokens_per_s"]
-        figures[dtype]["batch_1_decode_share_of_bandwidth_bound"] = share
+        decode = figures[dtype]["batch_1"]["decode_tokens_per_s"]
+        linear_only = linear_layers_rate(model, torch_dtype)
+        figures[dtype]["batch_1_decode_share_of_bandwidth_bound"] = decode / figures[dtype]["bandwidth_bound_tokens_per_s"]
+        figures[dtype]["batch_1_linear_layers_only_steps_per_s"] = linear_only
+        figures[dtype]["batch_1_linear_layers_bandwidth_gb_per_s"] = linear_only * step_bytes / 1e9
+        figures[dtype]["batch_1_decode_share_of_linear_layers_only"] = decode / linear_only
     figures["load"] = load_figures(run)
     write_result("llm", figures, peers, ratios, notes=(
         "SmolLM2-135M-Instruct (our GGUF import) vs transformers LlamaForCausalLM with the same weights; greedy, "

@@ -29,7 +29,7 @@ from lm2llm.compress.weight_only import quantize_linears  # noqa: E402
 from lm2llm.gguf.registry import resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
-from lm2llm.inference.layout import input_major  # noqa: E402
+from lm2llm.inference.layout import for_cpu_inference  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -96,7 +96,9 @@ def main() -> None:
     run = resolve_run(NAME)
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(100, 40000, (PROMPT,), generator=generator).tolist()
-    models = {"fp32": input_major(load_model(run).eval()), "bf16": load_model(run).eval().to(torch.bfloat16),
+    # fp32 and bf16 in the layouts `generate` uses (input-major; packed once for oneDNN)
+    models = {"fp32": for_cpu_inference(load_model(run).eval()),
+              "bf16": for_cpu_inference(load_model(run).eval().to(torch.bfloat16)),
               "int8": quantize_linears(load_model(run).eval(), "int8"),
               "int4": quantize_linears(load_model(run).eval(), "int4")}
     figures = {"threads": torch.get_num_threads(), "prompt_tokens": PROMPT, "new_tokens": NEW,

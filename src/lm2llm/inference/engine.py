@@ -336,7 +336,7 @@ class Engine:
         """
         ids, mask = pad([s.request.prompt_ids for s in sequences], 0, side="left")
         state = self.prefill_model.new_state(len(sequences), ids.shape[1])
-        logits, _ = self.prefill_model(ids.to(self.device), state=state,
+        logits, _ = self.prefill_model(ids.to(self.device), state=state, last_only=True,
                                        attention_mask=None if bool(mask.all()) else mask.to(self.device))
         self.stats.prefills += 1
         return state.to(self.dtype), logits[:, -1]

@@ -18,7 +18,7 @@ from lm2llm.compress.weight_only import quantize_linears
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
 from lm2llm.inference.engine import Engine, TextChunk, collect, generate_batch
-from lm2llm.inference.layout import input_major
+from lm2llm.inference.layout import for_cpu_inference
 from lm2llm.inference.sampling import Completion, SamplingConfig
 from lm2llm.models import load_model
 from lm2llm.runs import read_json
@@ -72,7 +72,7 @@ class TextGenerator:
                 raise UserError("--quantize int8/int4 runs on PyTorch's CPU kernels", where="--device", hint="use cpu")
             model = quantize_linears(model, quantize)
         elif device == "cpu":
-            model = input_major(model)  # batch-1 decoding reads the weights faster (inference/layout.py)
+            model = for_cpu_inference(model)  # decoding reads the weights faster (inference/layout.py)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise UserError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
                             f"{model.config.vocab_size}", where=str(run_dir))

@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 from lm2llm.cli import JOURNEY, app
 from lm2llm.errors import UserError
 from lm2llm.inference.chat import chat_end_ids
+from lm2llm.inference.sampling import SamplingConfig
+from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model, save_model
 from lm2llm.tokenizer import BPETokenizer, load_tokenizer
 
@@ -143,18 +145,23 @@ def test_unknown_preset_lists_only_its_familys_presets():
     assert "gpt2-small" in str(caught.value) and "llama" not in str(caught.value) and "bert" not in str(caught.value)
 
 
-def always_emitting(tokenizer, token: str, out: Path) -> Path:
-    """A real run directory whose GPT's greedy choice is `token` at every step: the final norm's output is
-    a constant vector that only `token`'s head row sees."""
-    torch.manual_seed(0)
-    model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size)
+def emitting(model: torch.nn.Module, token_id: int) -> torch.nn.Module:
+    """Make a real GPT's greedy choice `token_id` at every step: the final norm's output becomes a constant
+    vector that only that token's head row sees."""
     with torch.no_grad():
         model.norm_f.weight.zero_()
         model.norm_f.bias.zero_()
         model.norm_f.bias[0] = 10.0
         model.lm_head.weight[:, 0] = 0.0
-        model.lm_head.weight[tokenizer.fast.token_to_id(token), 0] = 1.0
-    save_model(model, out)
+        model.lm_head.weight[token_id, 0] = 1.0
+    return model
+
+
+def always_emitting(tokenizer, token: str, out: Path) -> Path:
+    """A run directory whose GPT emits `token` at every step."""
+    torch.manual_seed(0)
+    model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size)
+    save_model(emitting(model, tokenizer.fast.token_to_id(token)), out)
     tokenizer.save(out)
     return out
 
@@ -179,16 +186,24 @@ def test_generate_stops_at_end_tokens_and_hides_special_tokens(tmp_path):
     assert printed.stdout == "the cat\n"
 
 
-def test_generate_with_smollm2s_tokenizer_stops_at_im_end_and_endoftext(smollm2_run, tmp_path):
+def test_generate_with_smollm2s_tokenizer_stops_at_im_end_and_endoftext(smollm2_run):
+    """SmolLM2's own tokenizer (ChatML) with a GPT that emits one chosen token: <|im_end|> and <|endoftext|>
+    end the text; any other special token stays out of it unless shown (what `generate --show-special` sets)."""
     tokenizer = load_tokenizer(smollm2_run)
-    ended = completion(always_emitting(tokenizer, "<|im_end|>", tmp_path / "im_end"), "-p", "Hi")
-    assert ended["finish_reason"] == "stop" and ended["text"] == ""
-    separator = tokenizer.fast.token_to_id("<|endoftext|>")  # its document separator ends text and answers
-    assert separator in tokenizer.stop_ids and separator in chat_end_ids(tokenizer)
+    torch.manual_seed(0)
+    model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size)
+    generator = TextGenerator(model, tokenizer, end_ids=tokenizer.stop_ids, hidden_ids=tokenizer.special_ids)
+    showing = TextGenerator(model, tokenizer, end_ids=tokenizer.stop_ids)
+    greedy = SamplingConfig(max_new_tokens=4, temperature=0)
+    for token in ("<|im_end|>", "<|endoftext|>"):
+        emitting(model, tokenizer.fast.token_to_id(token))
+        ended = generator.generate(["Hi"], greedy)[0]
+        assert (ended.finish_reason, ended.text, ended.token_ids) == ("stop", "", []), token
+    assert tokenizer.fast.token_to_id("<|endoftext|>") in chat_end_ids(tokenizer)  # chat ends there too
     other = next(t for t in tokenizer.special_tokens if t not in ("<|im_end|>", "<|endoftext|>", "<|im_start|>"))
-    run = always_emitting(tokenizer, other, tmp_path / "other")
-    assert completion(run, "-p", "Hi")["text"] == ""
-    assert completion(run, "-p", "Hi", "--show-special")["text"] == other * 4
+    emitting(model, tokenizer.fast.token_to_id(other))
+    assert generator.generate(["Hi"], greedy)[0].text == ""
+    assert showing.generate(["Hi"], greedy)[0].text == other * 4
 
 
 def test_quiet_by_default_verbose_on_request(capfd, monkeypatch):

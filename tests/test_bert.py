@@ -132,7 +132,7 @@ def test_bert_journey_from_the_command_line(tmp_path, cli, known_peak):
             "--set", "eval_every=6", "--set", "eval_batches=2", "--set", "dtype=float32", "--set", "threads=1"]
 
     def tokenizer_and_data(name: str, *flags: str) -> dict:
-        made = cli("tokenizer", "train", "--source", corpus, "--vocab-size", 300, "--out", tmp_path / f"{name}-tok",
+        made = cli("tokenizer", "train", corpus, "--vocab-size", 300, "--out", tmp_path / f"{name}-tok",
                    "--json", *flags)
         assert made.code == 0, made.err
         prepared = cli("data", "prepare", corpus, "--tokenizer", tmp_path / f"{name}-tok", "--out", tmp_path / name,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, group, print_json, print_table
 
 DATA_HELP = ".csv/.tsv (header row) or .jsonl/.json (JSON Lines or a JSON array) with a text and a label column."
 TRAIN_DATA_HELP = DATA_HELP + " Default: standard-library docstrings labelled by package family."
@@ -89,8 +89,7 @@ def eval_command(
 
 
 def register(app: typer.Typer) -> None:
-    classify_app = typer.Typer(help="Sequence classification with BERT ([CLS]) or GPT (last token).",
-                               no_args_is_help=True)
+    classify_app = group("Sequence classification with BERT ([CLS]) or GPT (last token).")
     app.add_typer(classify_app, name="classify")
     classify_app.command("train")(train_command)
     classify_app.command("eval")(eval_command)

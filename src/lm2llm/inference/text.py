@@ -21,18 +21,23 @@ from lm2llm.tokenizer import Tokenizer
 class TextGenerator:
     """A model and its tokenizer, ready to complete text: `generate(prompts)` or `stream(prompts)`."""
 
-    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, end_ids: Sequence[int] = ()):
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, end_ids: Sequence[int] = (),
+                 hidden_ids: Sequence[int] = ()):
+        """`end_ids` end a sequence; `hidden_ids` (special tokens) stay in its token ids but not in its text."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.end_ids = tuple(end_ids)
+        self.hidden_ids = tuple(hidden_ids)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu", dtype: str = "float32",
-                 quantize: str | None = None) -> TextGenerator:
+                 quantize: str | None = None, show_special: bool = False) -> TextGenerator:
         """A run directory or a registered model's name, loaded by `inference.loading.load_for_inference`;
-        plain completion ends at the tokenizer's end-of-text token when it has one."""
+        plain completion ends at the tokenizer's end-of-text and end-of-turn tokens (`stop_ids`), and its
+        text leaves special tokens out unless `show_special`."""
         model, tokenizer, _ = load_for_inference(run_dir, device, dtype, quantize)
-        return cls(model, tokenizer, end_ids=end_of_text_ids(tokenizer))
+        return cls(model, tokenizer, end_ids=end_of_text_ids(tokenizer),
+                   hidden_ids=() if show_special else getattr(tokenizer, "special_ids", ()))
 
     def encode(self, prompt: str | Sequence[int]) -> list[int]:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
@@ -40,7 +45,8 @@ class TextGenerator:
     def stream(self, prompts: Sequence[str | Sequence[int]], config: SamplingConfig) -> Iterator[TextChunk]:
         """Yield text pieces of every row as they are produced; each row's last chunk has its finish reason."""
         engine = Engine(self.model, self.tokenizer, max_batch=max(1, len(prompts)))
-        return generate_batch(engine, [self.encode(p) for p in prompts], config, end_ids=self.end_ids)
+        return generate_batch(engine, [self.encode(p) for p in prompts], config, end_ids=self.end_ids,
+                              hidden_ids=self.hidden_ids)
 
     def generate(self, prompts: Sequence[str | Sequence[int]], config: SamplingConfig) -> list[Completion]:
         """Complete every prompt; `text` ends before a stop string, `token_ids` are all tokens sampled."""

@@ -23,6 +23,7 @@ from lm2llm.data import first_chars, load_documents
 from lm2llm.ngram import NgramConfig, generate, sentence_scores, train, write_arpa
 from lm2llm.ngram.limits import character_cost, long_range_probe, perplexity_by_order, unseen_shares
 from lm2llm.ngram.vocab import split_words
+from lm2llm.quiet import native_stderr_silenced
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
@@ -114,7 +115,8 @@ def kenlm_agreement(train_lines: list[str], test_lines: list[str]) -> float | No
         write_arpa(model.lm, Path(tmp) / "m.arpa")
         quiet = kenlm.Config()
         quiet.show_progress = False
-        reference = kenlm.Model(str(Path(tmp) / "m.arpa"), quiet)
+        with native_stderr_silenced():  # KenLM's "Loading the LM will be faster..." (shown with --verbose)
+            reference = kenlm.Model(str(Path(tmp) / "m.arpa"), quiet)
         theirs = np.array([reference.score(line, bos=True, eos=True) for line in sample])
     ours = sentence_scores(model, sample)
     return float(np.abs(ours - theirs).max())

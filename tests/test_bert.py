@@ -88,7 +88,7 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, known_peak):
     data = MaskedBatches(shards, mask_id=2, vocab_size=len(vocab) + 4, special_ids={0, 1, 2, 3}, seed=1, cls_id=3)
     torch.manual_seed(0)
     model = build_model("bert", vocab_size=len(vocab) + 4, context_length=32, n_layer=2, d_model=48, n_head=4)
-    trainer = Trainer(model, MaskedLM(), data, cfg)
+    trainer = Trainer(model, MaskedLM(), data, cfg.trainer)
     before = trainer.evaluate()["val_loss"]
     result = trainer.fit()
     # from a near-uniform guess to at least the characters' frequencies (BERT's first plateau)
@@ -132,7 +132,7 @@ def test_bert_journey_from_the_command_line(tmp_path, cli, known_peak):
             "--set", "eval_every=6", "--set", "eval_batches=2", "--set", "dtype=float32", "--set", "threads=1"]
 
     def tokenizer_and_data(name: str, *flags: str) -> dict:
-        made = cli("tokenizer", "train", "--source", corpus, "--vocab-size", 300, "--out", tmp_path / f"{name}-tok",
+        made = cli("tokenizer", "train", corpus, "--vocab-size", 300, "--out", tmp_path / f"{name}-tok",
                    "--json", *flags)
         assert made.code == 0, made.err
         prepared = cli("data", "prepare", corpus, "--tokenizer", tmp_path / f"{name}-tok", "--out", tmp_path / name,

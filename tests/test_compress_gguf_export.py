@@ -1,6 +1,6 @@
 """GGUF export: read back by gguf.GGUFReader (llama.cpp's Python reader) exactly as written; the Q/K
 permutation makes llama.cpp's interleaved RoPE agree with ours; llama.cpp itself scores text as we do
-(when llama-cpp-python is installed)."""
+(llama.cpp's own library, where `make setup` could unpack it)."""
 
 from __future__ import annotations
 
@@ -164,11 +164,21 @@ def test_unsupported_runs_are_user_errors(tmp_path):
     assert not (tmp_path / "x.gguf").exists()
 
 
-@pytest.mark.slow
+def llama_cpp_or_skip():
+    """llama.cpp's own library (gguf/llama_cpp.py), or a skip that says how to get it."""
+    from lm2llm.gguf.llama_cpp import NPM_PACKAGE, LlamaCpp, library_dir
+
+    if library_dir() is None:
+        pytest.skip(f"llama.cpp is not installed (make setup unpacks {NPM_PACKAGE} when npm is present)")
+    return LlamaCpp
+
+
 @pytest.mark.parametrize("family", ["llama", "gpt"])
 def test_llama_cpp_scores_text_as_we_do(llama_run, gpt_run, tmp_path, family):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (build it from its "
-                                    "source package: pip install llama-cpp-python)")
+    """llama.cpp loads our f32 export, splits text into our token ids and gives our log-probabilities, to
+    within what its defaults round: it keeps the KV cache in fp16 (and ggml's GELU reads an fp16 table),
+    which moves token log-probabilities by a few thousandths (5e-3 at most here)."""
+    llama_cpp = llama_cpp_or_skip()
     run = llama_run if family == "llama" else gpt_run
     export_gguf(run, tmp_path / "m.gguf", "f32")
     from lm2llm.tokenizer import load_tokenizer
@@ -176,16 +186,41 @@ def test_llama_cpp_scores_text_as_we_do(llama_run, gpt_run, tmp_path, family):
     tokenizer = load_tokenizer(run)
     text = "대한민국 헌법 제1조. def add(a, b): return a + b"
     ids = tokenizer.encode(text)
-    llm = llama_cpp.Llama(str(tmp_path / "m.gguf"), logits_all=True, n_ctx=64, n_threads=1, verbose=False)
-    assert llm.tokenize(text.encode(), add_bos=False, special=False) == ids  # the same pre-tokenizer and merges
-    llm.eval(ids)
-    theirs = torch.log_softmax(torch.tensor(np.array(llm.scores[:len(ids)])), -1)
+    with llama_cpp(tmp_path / "m.gguf", n_ctx=64) as llm:
+        assert llm.tokenize(text) == ids  # the same pre-tokenizer and merges
+        theirs = torch.log_softmax(torch.tensor(llm.score(ids)), -1)
     with torch.no_grad():
         ours = torch.log_softmax(load_model(run)(torch.tensor([ids]))[0][0], -1)
     picked = torch.tensor(ids[1:])
     diff = (ours[:-1].gather(1, picked[:, None]) - theirs[:-1].gather(1, picked[:, None])).abs().max()
-    assert float(diff) < 1e-3, f"token log-probs differ by {float(diff):.2e}"
+    assert float(diff) < 2e-2, f"token log-probs differ by {float(diff):.2e}"
     assert not math.isnan(float(diff))
+
+
+def test_llama_cpp_reads_smollm2_as_we_do():
+    """The shipped SmolLM2 file in llama.cpp: the same token ids for English, Korean and code, and next-token
+    log-probabilities close to ours. Not equal: llama.cpp multiplies Q4_1 weights by activations it first
+    rounds to 8 bits (Q8_1), where our import dequantizes the weights and computes in fp32."""
+    llama_cpp = llama_cpp_or_skip()
+    from lm2llm.gguf.registry import gguf_path, resolve_run
+    from lm2llm.tokenizer import load_tokenizer
+
+    try:
+        path, run = gguf_path("smollm2-135m-instruct"), resolve_run("smollm2-135m-instruct")
+    except UserError as exc:
+        pytest.skip(str(exc))
+    tokenizer = load_tokenizer(run)
+    text = "The capital of France is Paris. 대한민국의 수도는 서울입니다. print(sum(range(10)))"
+    ids = tokenizer.encode(text)
+    with llama_cpp(path, n_ctx=64) as llm:
+        assert llm.tokenize(text) == ids
+        theirs = torch.log_softmax(torch.tensor(llm.score(ids)), -1)
+    with torch.no_grad():
+        ours = torch.log_softmax(load_model(run)(torch.tensor([ids]))[0][0], -1)
+    picked = torch.tensor(ids[1:])[:, None]
+    diff = (ours[:-1].gather(1, picked) - theirs[:-1].gather(1, picked)).abs()
+    assert float(diff.mean()) < 0.1 and float(diff.max()) < 0.6, (float(diff.mean()), float(diff.max()))
+    assert float((ours.argmax(-1) == theirs.argmax(-1)).float().mean()) >= 0.8
 
 
 def test_export_gguf_cli_refuses_to_overwrite_without_force(cli, llama_run, tmp_path):

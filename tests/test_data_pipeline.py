@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -134,7 +135,8 @@ def _corpus(tmp_path):
 
 def test_prepare_accounts_for_every_document_and_writes_shards(tmp_path):
     out = tmp_path / "prepared"
-    stats = prepare(PrepareConfig(str(_corpus(tmp_path)), val_fraction=0.2), out)
+    corpus = _corpus(tmp_path)
+    stats = prepare(PrepareConfig(str(corpus), val_fraction=0.2), out)
     f = stats.funnel
     assert (f.documents_in, f.empty, f.exact_duplicates, f.near_duplicates) == (37, 1, 1, 1)
     assert dict(f.filtered) == {"too_short": 1, "symbol_ratio": 1} and f.balanced() and f.out == 32
@@ -153,6 +155,9 @@ def test_prepare_accounts_for_every_document_and_writes_shards(tmp_path):
     assert torch.equal(first[0], again[0]) and torch.equal(first[0][:, 1:], first[1][:, :-1])
     card = (out / "DATASET.md").read_text(encoding="utf-8")
     assert "| deduplicated | 34 | 2 | 1 exact, 1 near duplicates |" in card and "| PHONE | 1 |" in card
+    first_input = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl", ".csv"))[0]
+    assert hashlib.sha256(first_input.read_bytes()).hexdigest() in card  # provenance: every input by sha256
+    assert "| provenance | local files (no ATTRIBUTION file) |" in card
     saved = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     assert saved["funnel"]["balanced"] and [r[1] for r in funnel_rows(saved["funnel"])] == [37, 36, 34, 32, 32]
 

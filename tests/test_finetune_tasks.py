@@ -4,10 +4,12 @@ from lm2llm.errors import UserError
 from lm2llm.finetune.tasks import (
     TASKS,
     exact_match,
+    guess_chance,
     korean_to_number,
     make_suite,
     number_to_korean,
     pretraining_documents,
+    qa_prompt,
     score_exact_match,
 )
 
@@ -92,3 +94,16 @@ def test_pretraining_documents_never_hold_a_reserved_prompt():
     for n_test in (1, 10):  # any held-out set up to the reserve stays unseen
         _, test = make_suite(5, n_test, seed=0, tasks=["facts", "korean_to_digits"])
         assert not any(f"Q: {r.prompt}\n" in text for r in test)
+
+
+def test_a_base_is_asked_in_the_form_of_its_pre_training_pages():
+    train, _ = make_suite(8, 0, seed=0, tasks=["facts"])
+    page = pretraining_documents(8, 0, seed=0, tasks=["facts"], per_document=1)[0]
+    assert page.startswith(qa_prompt(train[0].prompt)) and page == qa_prompt(train[0].prompt) + " " + train[0].answer
+
+
+def test_chance_is_a_guess_among_the_answers_a_prompt_offers():
+    assert guess_chance(["facts"]) == pytest.approx(1 / 3)  # one of the three cities named
+    assert guess_chance(["addition", "unit_conversion"]) == 0.0  # open answers
+    orders = (1 / 6 + 1 / 24 + 1 / 120) / 3  # one order of 3, 4 or 5 words
+    assert guess_chance(["sort_words", "facts"]) == pytest.approx((orders + 1 / 3) / 2)

@@ -94,14 +94,14 @@ def test_cli_ngram_and_arpa_never_delete_what_they_did_not_write(cli, tmp_path, 
     Path("t.txt").write_text(SENTENCES)
     Path("victim").mkdir()
     Path("victim/keep.txt").write_text("precious")
-    train = ["ngram", "train", "--text", "t.txt", "--discount-fallback", "--order", "2"]
+    train = ["ngram", "train", "t.txt", "--discount-fallback", "--order", "2"]
     for out in ("victim", ".", "/", "..", "t.txt"):
         assert one_line_error(cli(*train, "--out", out))
     assert Path("victim/keep.txt").read_text() == "precious" and Path("t.txt").read_text() == SENTENCES
     assert cli(*train, "--out", "lm").code == 0
     assert "--force" in cli(*train, "--out", "lm").err
     assert cli(*train, "--out", "lm", "--force").code == 0
-    export = ["ngram", "export-arpa", "--model", "lm", "--out"]
+    export = ["ngram", "export-arpa", "lm", "--out"]
     for out in ("t.txt", "lm/model.arpa", "lm"):
         assert one_line_error(cli(*export, out, "--force"))
     assert Path("t.txt").read_text() == SENTENCES
@@ -188,11 +188,11 @@ def test_import_hf_refuses_broken_weights_and_escaping_shards(cli, tiny_checkpoi
     ["sft", "nowhere", "--out", "o", "--batch-size", "0"],
     ["sft", "nowhere", "--out", "o", "--lr", "nan"],
     ["sft", "nowhere", "--out", "o", "--steps", "0"],
-    ["dpo", "--sft", "nowhere", "--out", "o", "--batch-size", "0"],
-    ["dpo", "--sft", "nowhere", "--out", "o", "--lr", "nan"],
-    ["reward", "--sft", "nowhere", "--out", "o", "--steps", "0"],
-    ["ppo", "--sft", "nowhere", "--reward", "nowhere", "--out", "o", "--steps", "0"],
-    ["ppo", "--sft", "nowhere", "--reward", "nowhere", "--out", "o", "--lr", "nan"],
+    ["dpo", "nowhere", "--out", "o", "--batch-size", "0"],
+    ["dpo", "nowhere", "--out", "o", "--lr", "nan"],
+    ["reward", "nowhere", "--out", "o", "--steps", "0"],
+    ["ppo", "nowhere", "--reward", "nowhere", "--out", "o", "--steps", "0"],
+    ["ppo", "nowhere", "--reward", "nowhere", "--out", "o", "--lr", "nan"],
 ])
 def test_numeric_options_are_checked_before_any_work(cli, tmp_path, monkeypatch, args):
     monkeypatch.chdir(tmp_path)
@@ -204,13 +204,13 @@ def test_numeric_options_are_checked_before_any_work(cli, tmp_path, monkeypatch,
 @pytest.mark.parametrize("content", [b"", b"\n \n", b"\x00\x01\x02binary\x00" * 10])
 def test_tokenizer_train_refuses_empty_and_binary_input(cli, tmp_path, content):
     (tmp_path / "in.txt").write_bytes(content)
-    result = cli("tokenizer", "train", "--out", tmp_path / "tok", "--source", tmp_path / "in.txt", "--vocab-size", "300")
+    result = cli("tokenizer", "train", tmp_path / "in.txt", "--out", tmp_path / "tok", "--vocab-size", "300")
     assert one_line_error(result) and "no text" in result.err and not (tmp_path / "tok").exists()
 
 
 def test_empty_ngram_text_is_refused(cli, tmp_path):
     (tmp_path / "empty.txt").write_text("\n\n")
-    result = cli("ngram", "train", "--text", tmp_path / "empty.txt", "--out", tmp_path / "lm")
+    result = cli("ngram", "train", tmp_path / "empty.txt", "--out", tmp_path / "lm")
     assert one_line_error(result) and "empty" in result.err
 
 
@@ -272,11 +272,11 @@ def test_fuzz_cli_file_inputs(cli, tmp_path, monkeypatch):
                      max_size=8).map("\n".join)
     contents = st.binary(max_size=200) | lines.map(str.encode) | st.just(b"[" * 50_000)
     commands = st.sampled_from([
-        (".txt", lambda f, o: ["ngram", "train", "--text", f, "--out", o, "--discount-fallback", "--order", "2"]),
+        (".txt", lambda f, o: ["ngram", "train", f, "--out", o, "--discount-fallback", "--order", "2"]),
         (".jsonl", lambda f, o: ["data", "prepare", f, "--out", o, "--min-chars", "1", "--no-near-dedup"]),
         (".csv", lambda f, o: ["data", "prepare", f, "--out", o, "--min-chars", "1", "--no-near-dedup"]),
         (".json", lambda f, o: ["data", "prepare", f, "--out", o, "--min-chars", "1", "--no-near-dedup"]),
-        (".txt", lambda f, o: ["tokenizer", "train", "--source", f, "--out", o, "--vocab-size", "260"]),
+        (".txt", lambda f, o: ["tokenizer", "train", f, "--out", o, "--vocab-size", "260"]),
     ])
     monkeypatch.chdir(tmp_path)
     counter = iter(range(10**6))

@@ -3,12 +3,14 @@ per-row stopping, limits, seeds; streaming text that never breaks a character or
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import Engine, SequenceRequest, generate_ids
-from lm2llm.inference.layout import input_major
+from lm2llm.inference.layout import PackedLinear, for_cpu_inference, input_major
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model
@@ -74,6 +76,29 @@ def test_input_major_weights_keep_the_models_logits_and_ties(name):
     greedy = SamplingConfig(temperature=0, max_new_tokens=8)
     assert [c.token_ids for c in generate_ids(model, PROMPTS, greedy)] == [
         c.token_ids for c in generate_ids(make_model(name), PROMPTS, greedy)]
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama-gqa"])
+def test_packed_bf16_linears_are_bit_identical_and_survive_copy_and_casts(name):
+    """bf16 layers packed once for oneDNN give exactly torch's bf16 `F.linear` results (same kernel, no
+    per-call re-layout), in prompts, in cached decoding and at batch 8; deepcopy, `.to()` and
+    `state_dict` see the dense weights."""
+    plain = make_model(name).to(torch.bfloat16)
+    packed = for_cpu_inference(copy.deepcopy(plain))
+    assert any(isinstance(m, PackedLinear) for m in packed.modules())
+    assert not any(type(m) is torch.nn.Linear for m in packed.modules())
+    ids = torch.tensor([PROMPTS[1]] * 8)
+    with torch.no_grad():
+        assert torch.equal(packed(ids)[0], plain(ids)[0])
+    greedy = SamplingConfig(temperature=0, max_new_tokens=8)
+    assert [c.token_ids for c in generate_ids(packed, PROMPTS, greedy)] == [
+        c.token_ids for c in generate_ids(plain, PROMPTS, greedy)]
+    state = packed.state_dict()
+    for key, value in plain.state_dict().items():
+        assert torch.equal(state[key], value), key
+    clone = copy.deepcopy(packed).float()
+    with torch.no_grad():
+        torch.testing.assert_close(clone(ids)[0], plain.float()(ids)[0], atol=0, rtol=0)
 
 
 def test_rows_stop_on_their_own_end_token():

@@ -216,16 +216,16 @@ def test_cli_train_eval_generate_export(cli, tmp_path):
     corpus = tmp_path / "train.txt"
     corpus.write_text("\n".join(KOREAN), encoding="utf-8")
     run = tmp_path / "run"
-    result = cli("ngram", "train", "--text", corpus, "--out", run, "--order", "3", "--discount-fallback", "--json")
+    result = cli("ngram", "train", corpus, "--out", run, "--order", "3", "--discount-fallback", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["ngrams"][0] == len(load(run).vocab)
-    result = cli("ngram", "eval", "--model", run, "--text", corpus, "--json")
+    result = cli("ngram", "eval", run, "--text", corpus, "--json")
     assert result.code == 0 and json.loads(result.out)["perplexity"] > 1
-    result = cli("ngram", "generate", "--model", run, "--prompt", "오늘", "--seed", "0", "--json")
+    result = cli("ngram", "generate", run, "--prompt", "오늘", "--seed", "0", "--json")
     assert result.code == 0 and "text" in json.loads(result.out)
-    result = cli("ngram", "export-arpa", "--model", run, "--out", tmp_path / "m.arpa", "--json")
+    result = cli("ngram", "export-arpa", run, "--out", tmp_path / "m.arpa", "--json")
     assert result.code == 0 and read_arpa(tmp_path / "m.arpa").order == 3
-    result = cli("ngram", "train", "--text", corpus, "--out", tmp_path / "r2", "--order", "9")
+    result = cli("ngram", "train", corpus, "--out", tmp_path / "r2", "--order", "9")
     assert result.code == 2 and "order" in result.err
 
 
@@ -239,6 +239,9 @@ def test_tour_chapter_1_1_quick(cli, tmp_path):
     assert len(chapter["samples"]) == 5 and {"perplexity_by_order.png", "sparsity.png"} <= {
         f["path"] for f in chapter["figures"]}
     assert all(claim["statement"]["ko"] for claim in chapter["claims"])
+    korean = metrics["korean_track"]  # English and Korean on the same number of training characters
+    assert set(korean) == {"English (python-docs)", "Korean (korean-law)"}
+    assert all(0 < lang["bits_per_byte"] <= lang["bits_per_char"] for lang in korean.values())
 
 
 def test_vocabulary_limits_map_rare_words_to_unk():

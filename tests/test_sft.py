@@ -10,7 +10,7 @@ from lm2llm.finetune.batches import SFTBatches, collate_examples, encode_convers
 from lm2llm.finetune.tasks import make_suite
 from lm2llm.models import build_model
 from lm2llm.tokenizer.hf_bpe import BPETokenizer
-from lm2llm.training import TrainConfig, Trainer
+from lm2llm.training import Trainer, TrainerConfig
 from lm2llm.training.objectives import IGNORE_INDEX, CausalLM
 
 
@@ -80,7 +80,7 @@ def sft_trainer(tokenizer, suite, micro_batch_size):
     torch.manual_seed(0)
     model = build_model("gpt", "gpt-tiny", vocab_size=tokenizer.vocab_size)
     data = sft_data(tokenizer, suite)
-    cfg = TrainConfig(batch_size=8, micro_batch_size=micro_batch_size, max_steps=2, lr=1e-2, warmup_steps=0,
+    cfg = TrainerConfig(batch_size=8, micro_batch_size=micro_batch_size, max_steps=2, lr=1e-2, warmup_steps=0,
                       device="cpu", dtype="float32", progress=False, eval_every=100, weight_decay=0.0)
     return Trainer(model, CausalLM(), data, cfg)
 
@@ -122,8 +122,9 @@ def base_run(tmp_path_factory, tokenizer):
 def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
     import json
 
-    from lm2llm.models import load_model
+    from lm2llm.models import family_of, load_model
     from lm2llm.models.lora import load_adapter
+    from lm2llm.training.run import resume_config
 
     args = ["--task", "korean_to_digits", "--task", "reverse_words", "--n-train", "40", "--n-test", "4",
             "--steps", "4", "--batch-size", "8", "--lr", "3e-3", "--max-new-tokens", "6", "--json"]
@@ -133,6 +134,10 @@ def test_sft_cli_full_and_lora(cli, base_run, tmp_path):
     assert report["held_out"] == 8 and set(report["per_task_after"]) == {"korean_to_digits", "reverse_words"}
     assert report["trainable_params"] == report["total_params"] and report["adapter_bytes"] is None
     assert 0 <= report["ended_turn_after"] <= 1 and 1 <= report["distinct_answers_after"] <= 8
+    recorded = resume_config(tmp_path / "full")  # the record states the real base, data and trainer, and reloads
+    assert (recorded.model, recorded.data, recorded.tokenizer) == (family_of(load_model(base_run)), "synthetic",
+                                                                   str(base_run))
+    assert (recorded.trainer.max_steps, recorded.trainer.batch_size, recorded.trainer.lr) == (4, 8, 3e-3)
 
     lora = cli("sft", base_run, "--out", tmp_path / "lora", "--lora", "r=4,alpha=8,targets=q_proj+v_proj", *args)
     assert lora.code == 0, lora.err

@@ -257,7 +257,7 @@ def test_cli_train_encode_decode_stats(cli, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS), encoding="utf-8")
     out = tmp_path / "tok"
-    result = cli("tokenizer", "train", "--out", out, "--source", corpus, "--vocab-size", VOCAB, "--impl", "scratch", "--json")
+    result = cli("tokenizer", "train", corpus, "--out", out, "--vocab-size", VOCAB, "--impl", "scratch", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["vocab_size"] == VOCAB
     assert {"tokenizer.json", "tokenizer_config.json", "training.json"} <= {p.name for p in out.iterdir()}
@@ -268,7 +268,7 @@ def test_cli_train_encode_decode_stats(cli, tmp_path):
     stats = cli("tokenizer", "stats", out, "--source", corpus, "--json")
     languages = json.loads(stats.out)["sources"][str(corpus)]["by_language"]
     assert {"ko", "en"} <= set(languages)
-    again = cli("tokenizer", "train", "--out", out, "--source", corpus)
+    again = cli("tokenizer", "train", corpus, "--out", out)
     assert again.code == 2 and "earlier lm2llm tokenizer output" in again.err
     bad = cli("tokenizer", "decode", out, "999999")
     assert bad.code == 2 and "outside" in bad.err
@@ -285,5 +285,7 @@ def test_tour_chapter_4_2_measures_its_claims(cli, tmp_path):
     metrics = saved["metrics"]
     assert metrics["korean_length_ratio"] > 1.0
     assert metrics["korean_attention_ratio"] == pytest.approx(metrics["korean_length_ratio"] ** 2)
-    assert len(saved["claims"]) == 4 and (tmp_path / "ch04_02" / "korean_fertility.png").is_file()
+    assert len(saved["claims"]) == 5 and (tmp_path / "ch04_02" / "korean_fertility.png").is_file()
+    own = metrics["own_vocabulary"]  # each language with a BPE of its own: the Korean track
+    assert own["ko"]["tokens_per_word"] / own["en"]["tokens_per_word"] == pytest.approx(metrics["own_vocabulary_gap"], rel=1e-3)
     assert "⟨" in saved["samples"][0]["text"]  # Hangul split into byte pieces by the English-only vocabulary

@@ -1,4 +1,5 @@
-"""Tour chapters 7.2 (bias) and 7.3 (interpretability), from the session's quick tour, on SmolLM2."""
+"""Tour chapters 7.2 (bias), 7.3 (interpretability) and 7.4 (ethics and safety), from the session's quick
+tour: SmolLM2, the sentence encoder, the safety filter and a 2-layer model grown in the chapter."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ def test_interpretability_chapter(quick_tour, smollm2_run):
     assert metrics["lens_rank"]["renorm"][-1] == 0 == metrics["lens_rank"]["cached_scale"][-1]
     assert 0 < metrics["induction_uniform"] < 0.1
     assert len(result.claims) == 4 and all(c.holds in (True, False, None) for c in result.claims)
-    assert len(result.figures) == 5 and all((quick_tour.out_dir / "ch07_03" / f.path).is_file() for f in result.figures)
+    assert len(result.figures) == 6 and all((quick_tour.out_dir / "ch07_03" / f.path).is_file() for f in result.figures)
+    grown = metrics["induction_training"]  # quick mode trains a few steps: curves, no claim
+    assert grown["score_steps"][0] == 0 and 0.5 <= grown["perfect"] < 0.6
 
 
 @pytest.mark.slow
@@ -30,4 +33,18 @@ def test_bias_chapter(quick_tour, smollm2_run):
         low, high = score["interval"]
         assert 0 <= low <= score["pct_stereotype"] <= high <= 1
     assert len(result.metrics["templates"]) == 8
-    assert len(result.claims) == 3 and (quick_tour.out_dir / "ch07_02" / "template_gaps.png").is_file()
+    weat = result.metrics["weat"]
+    assert set(weat) == {"flowers-insects/pleasant", "male-female/career-family"}
+    assert all(0 < w["p_value"] <= 1 and -2 <= w["effect_size"] <= 2 for w in weat.values())
+    # 3 LLM claims, 2 WEAT claims, and the hate-speech split's claim where the comments are present
+    assert len(result.claims) in (5, 6) and (quick_tour.out_dir / "ch07_02" / "template_gaps.png").is_file()
+
+
+def test_ethics_and_safety_chapter(quick_tour):
+    result = chapter_result(quick_tour, "7.4")
+    filters = result.metrics["filters"]
+    ours = filters["rules/lm2llm-bilingual"]
+    assert ours["examples"] == 48 and ours["unsafe_share"] == 0.5
+    assert ours["recall"]["interval"][0] <= ours["recall"]["value"] <= ours["recall"]["interval"][1]
+    assert {e["source"] for e in result.metrics["lineage"]} >= {"python-docs", "korean-law"}
+    assert all(c.holds in (True, False, None) for c in result.claims)

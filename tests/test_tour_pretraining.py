@@ -70,13 +70,17 @@ def test_chapter_4_4_fine_tunes_the_pretrained_gpt(quick_tour):
     # the LoRA run also trains the four chat tokens' embedding rows (<|system|>, <|user|>, <|assistant|>, <|end|>)
     assert metrics["chat_token_params"] == runs["lora"]["trainable"] - runs["lora_no_tokens"]["trainable"] == 4 * d_model
     assert 0 < runs["lora"]["adapter_bytes"] < metrics["model_bytes"]
-    claims = {c.statement.en.split(":")[0]: c.holds for c in result.claims}
-    assert len(claims) == 4
-    full_after = runs["full"]["after"]["accuracy"]
-    assert result.claims[0].holds == (full_after > metrics["before"]["accuracy"])  # verdicts follow the numbers
-    assert result.claims[1].holds == (runs["full"]["held_out_loss"] < runs["scratch"]["held_out_loss"]
-                                      and full_after >= runs["scratch"]["after"]["accuracy"])
-    assert "base:" in result.samples[0].text and "SFT:" in result.samples[0].text
+    assert len(result.claims) == 4
+    base = metrics["before_qa_page"]  # the fair "before": the base asked in the Q&A page form it was pre-trained on
+    assert 0 <= base["accuracy"] <= 1 and base["n"] == runs["full"]["after"]["n"]
+    chance = metrics["chance"]
+    for claim in (result.claims[i] for i in (0, 1, 3)):  # exact-match claims carry chance and interval
+        assert claim.chance == chance and claim.interval[0] <= claim.interval[1]
+    floor = {name: claim.interval[0] <= chance for name, claim in (("full", result.claims[0]), ("lora", result.claims[3]))}
+    if floor["full"]:  # nothing above chance: neither "LoRA comes close" nor "SFT helps" can be a ✓
+        assert result.claims[3].holds is None and result.claims[0].holds is not True
+    assert result.claims[2].kind == "demonstration"  # LoRA's small share is set by its rank
+    assert "base (Q&A page form):" in result.samples[0].text and "SFT:" in result.samples[0].text
 
 
 def test_chapter_4_5_aligns_the_sft_model(quick_tour):
@@ -90,7 +94,13 @@ def test_chapter_4_5_aligns_the_sft_model(quick_tour):
         assert 0 <= compared["win_rate_reward"] <= 1 and 0 <= compared["exact_match"] <= 1
         assert compared["kl_to_sft"] == pytest.approx(compared["kl_to_sft"])  # a number, not NaN
     ppo = metrics["compare"]["ppo"]
-    assert result.claims[1].holds == (ppo["reward"] > ppo["reward_sft"] and ppo["kl_to_sft"] < 10.0)
+    if ppo["exact_losses"] > ppo["exact_wins"]:  # fewer right answers: never a ✓ for PPO, whatever its reward
+        assert result.claims[2].holds is not True
+    assert metrics["reward_hacking"]["ppo"] == (ppo["reward"] > ppo["reward_sft"] and ppo["exact_losses"] > ppo["exact_wins"])
+    judge = metrics["length_judge"]  # the reward model is checked against a judge that reads only length
+    assert judge["prefers"] in ("shorter", "longer") and 0 <= judge["accuracy"] <= 1
+    assert sum(k["pairs"] for k in metrics["reward_model_per_kind"].values()) == metrics["reward_model"]["held_out_pairs"]
+    assert all(c.chance == 0.5 and c.interval is not None for c in result.claims if c.chance is not None)
     assert [row[0] for row in result.tables[0].rows] == ["SFT", "PPO", "DPO"]
     assert (quick_tour.out_dir / "ch04_05" / "rlhf_curves.png").is_file()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import SRC
@@ -53,13 +55,17 @@ def test_train_writes_a_complete_run_directory(cli, data_dir, tmp_path):
     summary = json.loads(result.out)
     assert summary["steps"] == 6 and summary["val_loss"] < 4.0 and summary["val_bpb"] > 0
     config = RunDir(out).read_config()
-    assert config["train"]["max_steps"] == 6 and config["model"]["config"]["d_model"] == 32
+    assert config["train"]["trainer"]["max_steps"] == 6 and config["model"]["config"]["d_model"] == 32
     model = load_model(out)
     assert model.config.n_layer == 1
     assert load_tokenizer(out).encode("리스트") == load_tokenizer(data_dir / "tokenizer").encode("리스트")
     assert (out / "loss_curve.png").stat().st_size > 1000
     assert (out / "checkpoint" / "optimizer.safetensors").is_file()
     assert sorted(losses(out)) == [1, 2, 3, 4, 5, 6]
+    lineage = json.loads((out / "lineage.json").read_text())  # the data this run was trained on
+    files = {Path(f["path"]).name: f["sha256"] for f in lineage["data"][0]["files"]}
+    assert files["train.bin"] == hashlib.sha256((data_dir / "train.bin").read_bytes()).hexdigest()
+    assert "licence" in (out / "DATA.md").read_text()
     again = cli("train", "--model", "gpt", "--data", data_dir, "--out", out, *TINY)
     assert again.code == 2 and "--resume" in again.err
 

@@ -69,10 +69,10 @@ def make_trainer(shards, run_path=None, **overrides):
     cfg = build_config(values)
     torch.manual_seed(cfg.seed)
     model = TinyLM(data_shards.vocab_size)
-    data = ShardBatches(data_shards, block_size=8, batch_size=cfg.batch_size, seed=cfg.seed,
-                        eval_batches=cfg.eval_batches, tokenizer=tok)
+    data = ShardBatches(data_shards, block_size=8, batch_size=cfg.trainer.batch_size, seed=cfg.seed,
+                        eval_batches=cfg.trainer.eval_batches, tokenizer=tok)
     run = RunDir.create(run_path) if run_path else None
-    return Trainer(model, CausalLM(), data, cfg, run=run)
+    return Trainer(model, CausalLM(), data, cfg.trainer, run=run)
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
@@ -244,12 +244,59 @@ def test_config_errors_name_the_key(tmp_path):
     path = tmp_path / "train.toml"
     path.write_text('lr = 3e-4\nmax_steps = 50\n# 한국어 주석\n[model]\nn_layer = 2\n', encoding="utf-8")
     cfg = build_config(read_config_file(path), parse_set(["model.n_head=2", "compile=false", "max_steps=60"]))
-    assert (cfg.lr, cfg.max_steps, cfg.compile) == (3e-4, 60, False)
+    assert (cfg.trainer.lr, cfg.trainer.max_steps, cfg.trainer.compile) == (3e-4, 60, False)
     assert cfg.model_overrides == {"n_layer": 2, "n_head": "2"}
     bad = tmp_path / "bad.toml"
     bad.write_text("lr = = 1", encoding="utf-8")
     with pytest.raises(UserError, match="invalid TOML"):
         read_config_file(bad)
+
+
+# the "train" section of a run's config.json as `lm2llm train` wrote it before TrainerConfig was split off
+PRE_SPLIT_RECORD = {
+    "model": "lstm", "preset": None, "model_overrides": {"d_embed": 128, "d_hidden": 256, "n_layer": 2,
+                                                         "use_torch": True},
+    "data": "runs/data", "tokenizer": None, "out": "runs/lstm", "objective": "causal_lm", "block_size": 128,
+    "batch_size": 8, "micro_batch_size": 0, "max_steps": 100000, "max_seconds": 90.0, "time_schedule": False,
+    "clock": "cpu", "lr": 0.003, "min_lr": 0.0003, "schedule": "constant", "warmup_steps": 20, "decay_fraction": 0.2,
+    "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.99, "eps": 1e-08, "optimizer": "adamw", "muon_lr": 0.02,
+    "muon_momentum": 0.95, "grad_clip": 1.0, "dtype": "float32", "compile": False, "device": "cpu", "threads": 0,
+    "seed": 0, "eval_every": 100, "eval_batches": 4, "log_every": 100, "checkpoint_every": 100000,
+    "progress": False, "sample_tokens": 0,
+}
+
+
+def test_run_records_load_in_the_old_flat_and_the_new_nested_layout(tmp_path):
+    from lm2llm.training.config import RunConfig, TrainerConfig
+    from lm2llm.training.run import resume_config
+
+    old, new = RunDir.create(tmp_path / "old"), RunDir.create(tmp_path / "new")
+    old.write_config({"stage": "train", "train": PRE_SPLIT_RECORD})
+    loaded = resume_config(old.path, parse_set(["max_steps=7"]))
+    assert isinstance(loaded, RunConfig) and isinstance(loaded.trainer, TrainerConfig)
+    assert (loaded.model, loaded.data, loaded.block_size, loaded.seed) == ("lstm", "runs/data", 128, 0)
+    assert loaded.model_overrides["d_hidden"] == 256
+    assert (loaded.trainer.max_steps, loaded.trainer.lr, loaded.trainer.clock) == (7, 0.003, "cpu")
+    new.write_config({"stage": "train", "train": loaded.to_dict()})  # today's record: the knobs under "trainer"
+    assert new.read_config()["train"]["trainer"]["max_steps"] == 7
+    assert resume_config(new.path) == loaded
+    flat = {k: v for k, v in PRE_SPLIT_RECORD.items() if k != "model_overrides"}
+    assert build_config(flat, model_overrides=PRE_SPLIT_RECORD["model_overrides"]).to_dict() == {
+        **{k: v for k, v in loaded.to_dict().items() if k != "trainer"},
+        "trainer": {**loaded.trainer.to_dict(), "max_steps": 100000}}
+
+
+def test_trainer_and_run_configs_check_themselves():
+    from lm2llm.training.config import RunConfig, TrainerConfig, fine_tuning
+
+    with pytest.raises(UserError, match="'batch_size' must be at least 1"):
+        TrainerConfig(batch_size=0)
+    with pytest.raises(UserError, match="'lr' must be a finite number"):
+        fine_tuning(10, float("nan"))
+    with pytest.raises(UserError, match="'block_size' must not be negative"):
+        RunConfig(block_size=-1)
+    preset = fine_tuning(40, 1e-3)
+    assert (preset.max_steps, preset.min_lr, preset.warmup_steps, preset.eval_every) == (40, 1e-4, 4, 10)
 
 
 def test_batch_must_split_evenly(shards):

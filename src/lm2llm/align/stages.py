@@ -38,12 +38,13 @@ from lm2llm.align.ppo import PPOConfig, PPOTrainer
 from lm2llm.align.preference import Message, PreferencePair, read_preferences, split_held_out
 from lm2llm.align.reward_model import RewardModel, load_reward_model, save_reward_model
 from lm2llm.align.synthetic import make_preference_suite
+from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import load_model, save_model
 from lm2llm.runs import RunDir, check_out, output_dir
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.training import TrainConfig, Trainer
+from lm2llm.training import Trainer, TrainerConfig
 from lm2llm.training.config import fine_tuning
 
 
@@ -64,17 +65,24 @@ class PreferenceData:
         return make_preference_suite(self.synthetic_train, self.synthetic_held_out, seed=self.seed, tasks=self.tasks)
 
 
+def pair_trainer(max_steps: int = 200, lr: float = 1e-4, **knobs: Any) -> TrainerConfig:
+    """The trainer of the stages that train on pairs: the shared fine-tuning preset with 16 pairs a step, a
+    warm-up of a tenth of the steps (1 to 20), a log line every twentieth step, no weight decay, and device
+    and dtype "auto" (bf16 autocast where the CPU has it); `knobs` set any other field."""
+    return fine_tuning(max_steps, lr, **{"batch_size": 16, "warmup_steps": max(1, min(20, max_steps // 10)),
+                                         "log_every": max(1, max_steps // 20), "weight_decay": 0.0,
+                                         "dtype": "auto", "device": "auto", **knobs})
+
+
 @dataclass
 class PairStageConfig:
     """What the stages that train on pairs (reward, DPO) share: the SFT run they start from, the run they
-    write, the pairs and the optimiser budget. Each adds its loss settings, then its seed."""
+    write, the pairs and the trainer. Each adds its loss settings, then its seed."""
 
     sft: str
     out: str
     pairs: PreferenceData = field(default_factory=PreferenceData)
-    steps: int = 200
-    lr: float = 1e-4
-    batch_size: int = 16
+    trainer: TrainerConfig = field(default_factory=pair_trainer)
 
 
 @dataclass
@@ -86,7 +94,8 @@ class RewardStageConfig(PairStageConfig):
 
 @dataclass
 class DPOStageConfig(PairStageConfig):
-    lr: float = 1e-5  # a policy moves less than a fresh reward head
+    # a policy moves less than a fresh reward head
+    trainer: TrainerConfig = field(default_factory=lambda: pair_trainer(lr=1e-5))
     beta: float = 0.1
     loss_type: str = "sigmoid"
     seed: int = 0
@@ -94,12 +103,19 @@ class DPOStageConfig(PairStageConfig):
 
 @dataclass
 class PPOStageConfig:
+    """PPO runs its own loop (rollouts, then several epochs over them: `PPOTrainer`), so besides the step
+    count its optimiser settings live in `ppo`."""
+
     sft: str
     reward: str
     out: str
     pairs: PreferenceData = field(default_factory=PreferenceData)  # its train prompts are PPO's prompts
-    steps: int = 20
+    max_steps: int = 20
     ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise UserError(f"must be at least 1, got {self.max_steps}", where="--steps")
 
 
 def load_sft_run(path: str | Path) -> tuple[nn.Module, Any]:
@@ -121,13 +137,6 @@ def unique_prompts(pairs: list[PreferencePair]) -> list[list[Message]]:
     return prompts
 
 
-def _trainer_config(cfg: RewardStageConfig | DPOStageConfig) -> TrainConfig:
-    steps = cfg.steps
-    return fine_tuning(steps, cfg.lr, warmup_steps=max(1, min(20, steps // 10)), batch_size=cfg.batch_size,
-                       eval_every=max(1, steps // 4), log_every=max(1, steps // 20), seed=cfg.seed,
-                       weight_decay=0.0, dtype="auto", device="auto")
-
-
 def _encode(tokenizer, train: list[PreferencePair], held: list[PreferencePair], context: int):
     (train_enc, dropped_train), (held_enc, dropped_held) = (encode_pairs(tokenizer, train, context),
                                                             encode_pairs(tokenizer, held, context))
@@ -141,11 +150,8 @@ def _stage_inputs(cfg: PairStageConfig | PPOStageConfig) -> list[str | None]:
 
 
 def claim_stage_out(cfg: PairStageConfig | PPOStageConfig, kind: str, force: bool) -> None:
-    """The stage's numbers and the output policy (`lm2llm.runs.check_out`) for its `out`, before any work."""
-    if cfg.steps < 1:
-        raise UserError(f"must be at least 1, got {cfg.steps}", where="--steps")
-    if isinstance(cfg, PairStageConfig):
-        _trainer_config(cfg)  # checks batch size and learning rate
+    """The output policy (`lm2llm.runs.check_out`) for the stage's `out`, before any work (its numbers were
+    checked when its config was made)."""
     check_out(cfg.out, kind, force=force, inputs=_stage_inputs(cfg))
 
 
@@ -167,12 +173,13 @@ def train_reward(cfg: RewardStageConfig, *, force: bool = False) -> tuple[dict[s
     train, held, counts = _encode(tokenizer, train_pairs, held_pairs, context)
     with staging_run(cfg, "reward", force) as run:
         run.write_config({"stage": "reward", **dataclasses.asdict(cfg), **counts})
+        record_lineage(run.path, [cfg.pairs.data or "synthetic preference pairs"], parents=[cfg.sft])
         torch.manual_seed(cfg.seed)
         model = RewardModel(backbone)
-        data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.batch_size, seed=cfg.seed,
-                                 block_size=context)
+        data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.trainer.batch_size,
+                                 seed=cfg.seed, block_size=context)
         before = evaluate_reward_model(model, data.eval_set(), cfg.margin)
-        Trainer(model, RewardObjective(cfg.margin), data, _trainer_config(cfg), run=run,
+        Trainer(model, RewardObjective(cfg.margin), data, cfg.trainer, run=run,
                 write_weights=save_reward_model).fit()
         after = evaluate_reward_model(model, data.eval_set(), cfg.margin)
         # normalise on answers the SFT model itself gives to held-out prompts: the distribution PPO starts from
@@ -200,12 +207,13 @@ def train_dpo(cfg: DPOStageConfig, *, force: bool = False) -> tuple[dict[str, fl
     train, held, counts = _encode(tokenizer, *cfg.pairs.load(), context)
     with staging_run(cfg, "dpo", force) as run:
         run.write_config({"stage": "dpo", **dataclasses.asdict(cfg), **counts})
+        record_lineage(run.path, [cfg.pairs.data or "synthetic preference pairs"], parents=[cfg.sft])
         objective = DPOObjective(cfg.beta, cfg.loss_type)
-        data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.batch_size, seed=cfg.seed,
-                                 block_size=context, extra_train=reference_logprobs(policy, train, tokenizer.pad_id),
+        data = PreferenceBatches(train, held, pad_id=tokenizer.pad_id, batch_size=cfg.trainer.batch_size,
+                                 seed=cfg.seed, block_size=context, extra_train=reference_logprobs(policy, train, tokenizer.pad_id),
                                  extra_held_out=reference_logprobs(policy, held, tokenizer.pad_id))
         before = evaluate_dpo(policy, data.eval_set(), objective)
-        Trainer(policy, objective, data, _trainer_config(cfg), run=run, write_weights=save_model).fit()
+        Trainer(policy, objective, data, cfg.trainer, run=run, write_weights=save_model).fit()
         after = evaluate_dpo(policy, data.eval_set(), objective)
         metrics = {"held_out_loss_before": before["loss"],
                    **{f"held_out_{k}": v for k, v in after.items() if k != "pairs"}, **counts}
@@ -229,12 +237,13 @@ def run_ppo(cfg: PPOStageConfig, *, force: bool = False) -> tuple[list[dict[str,
                         where="prompts", hint="use more data or a smaller batch")
     with staging_run(cfg, "ppo", force) as run:
         run.write_config({"stage": "ppo", **dataclasses.asdict(cfg), "prompts": len(prompts)})
+        record_lineage(run.path, [], parents=[cfg.sft, cfg.reward])
         torch.manual_seed(cfg.ppo.seed)
         trainer = PPOTrainer(policy, reward_model, cfg.ppo, end_of_turn_id=tokenizer.end_of_turn_id,
                              pad_id=tokenizer.pad_id)
         order = random.Random(cfg.ppo.seed)
         history = []
-        for _ in range(cfg.steps):
+        for _ in range(cfg.max_steps):
             stats = trainer.step(order.sample(prompts, cfg.ppo.batch_size))
             run.log_metrics(stats)
             history.append(stats)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,22 @@ import torch
 from lm2llm.classify.data import ClassificationBatches, LabelledSet, encode_texts
 from lm2llm.classify.metrics import classification_report
 from lm2llm.classify.model import SequenceClassifier, save_classifier
+from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.models.padding import pad
 from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, ENDOFTEXT
-from lm2llm.training.config import TrainConfig, fine_tuning
+from lm2llm.training.config import TrainerConfig, fine_tuning
 from lm2llm.training.objectives import SequenceClassification
 from lm2llm.training.trainer import Trainer, TrainResult, seed_everything
+
+
+def classify_trainer(max_steps: int = 200, lr: float = 1e-3, **knobs: Any) -> TrainerConfig:
+    """Classification's trainer: the shared fine-tuning preset with 16 texts a step, weight decay 0.01, a
+    warm-up of 20 steps (at most half the run) and an evaluation every 100 steps; `knobs` set any other field."""
+    return fine_tuning(max_steps, lr, **{"batch_size": 16, "warmup_steps": min(20, max_steps // 2),
+                                         "weight_decay": 0.01, "eval_every": 100, **knobs})
 
 
 @dataclass
@@ -35,19 +44,9 @@ class ClassifyConfig:
     init: str | None = None  # a pre-trained run directory (model + tokenizer) to fine-tune
     vocab_size: int = 2000  # BPE vocabulary trained on the training texts when there is no `init`
     block_size: int = 64
-    batch_size: int = 16
-    steps: int = 200
-    lr: float = 1e-3
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
     dropout: float = 0.1
     seed: int = 1337
-    eval_every: int = 100
-
-    def train_config(self) -> TrainConfig:
-        return fine_tuning(self.steps, self.lr, batch_size=self.batch_size,
-                           warmup_steps=min(self.warmup_steps, self.steps // 2), weight_decay=self.weight_decay,
-                           eval_every=self.eval_every, log_every=10, seed=self.seed, objective="classification")
+    trainer: TrainerConfig = field(default_factory=classify_trainer)
 
 
 def token_id(tokenizer: Tokenizer, token: str) -> int:
@@ -69,10 +68,10 @@ def fine_tune(model: SequenceClassifier, tokenizer: Tokenizer, train: LabelledSe
               cfg: ClassifyConfig, run: RunDir | None = None) -> TrainResult:
     """Train `model` (in place) on `train` with the Trainer's classification objective."""
     data = ClassificationBatches(encode_for(model, tokenizer, train.texts, cfg.block_size), train.labels,
-                                 pad_id=tokenizer.pad_id, block_size=cfg.block_size, batch_size=cfg.batch_size,
+                                 pad_id=tokenizer.pad_id, block_size=cfg.block_size, batch_size=cfg.trainer.batch_size,
                                  seed=cfg.seed, val_encoded=encode_for(model, tokenizer, val.texts, cfg.block_size),
                                  val_labels=val.labels)
-    trainer = Trainer(model, SequenceClassification(), data, cfg.train_config(), run=run,
+    trainer = Trainer(model, SequenceClassification(), data, cfg.trainer, run=run,
                       write_weights=save_classifier)
     result = trainer.fit()
     model.eval()
@@ -120,15 +119,17 @@ def new_classifier(cfg: ClassifyConfig, train: LabelledSet) -> tuple[SequenceCla
 
 
 def train_classifier(cfg: ClassifyConfig, train: LabelledSet, val: LabelledSet, out: str | Path, *,
-                     force: bool = False) -> dict:
+                     force: bool = False, sources: Sequence[str | Path] = ()) -> dict:
     """A classification run in `out`: the classifier, its tokenizer, metrics.jsonl and the validation report.
-    `force` replaces an earlier classification run there (see `lm2llm.runs.check_out`)."""
+    `force` replaces an earlier classification run there (see `lm2llm.runs.check_out`); `sources` are the
+    files or corpora the texts came from, recorded as the run's data lineage."""
     check_out(out, "classify", force=force, inputs=[cfg.init])
     model, tokenizer = new_classifier(cfg, train)
     run = RunDir(claim_out(out, "classify", force=force, inputs=[cfg.init]))
     run.write_config({"stage": "classify", "classify": dataclasses.asdict(cfg), "labels": train.names,
                       "train_examples": len(train), "val_examples": len(val), "family": model.family,
                       "num_params": model.num_params()})
+    record_lineage(run.path, list(sources), parents=[cfg.init])
     tokenizer.save(run.path)
     result = fine_tune(model, tokenizer, train, val, cfg, run)
     save_classifier(model, run.path)

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
+from lm2llm.cli.inputs import old_spelling, the_input
 from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, print_json, print_table
 
-SFT = typer.Option(..., "--sft", help="The SFT run directory (model + chat tokenizer).")
+SFT = typer.Argument(None, metavar="SFT_RUN", help="The SFT run directory (model + chat tokenizer); required.")
+OLD_SFT = old_spelling("--sft")
 OUT = typer.Option(..., "--out", help="The new run directory (new or empty; --force replaces an earlier run of this stage).")
 FORCE = FORCE_OPTION
 DATA = typer.Option("", "--data", help="Preference file (.jsonl {prompt, chosen, rejected} or an Alpaca .json "
@@ -29,13 +31,15 @@ def reward(
     steps: int = typer.Option(200, "--steps"), lr: float = typer.Option(1e-4, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"),
     margin: float = typer.Option(0.0, "--margin", help="Bradley–Terry margin: −log σ(r_c − r_r − margin)."),
-    seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
+    seed: int = SEED, force: bool = FORCE, old_sft: Path = OLD_SFT, as_json: bool = JSON_OPTION,
 ) -> None:
     """Train a reward model (scalar head on the SFT transformer) on preference pairs."""
-    from lm2llm.align.stages import RewardStageConfig, train_reward
+    sft = the_input(sft, old_sft, "SFT_RUN", "--sft")
+    from lm2llm.align.stages import RewardStageConfig, pair_trainer, train_reward
 
-    metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps,
-                                                  lr, batch_size, margin, seed=seed), force=force)
+    metrics, run = train_reward(RewardStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks),
+                                                  pair_trainer(steps, lr, batch_size=batch_size), margin, seed=seed),
+                                force=force)
     _report(f"reward model → {run.path}", metrics, as_json)
 
 
@@ -44,16 +48,18 @@ def dpo(
     steps: int = typer.Option(200, "--steps"), lr: float = typer.Option(1e-5, "--lr"),
     batch_size: int = typer.Option(16, "--batch-size"), beta: float = typer.Option(0.1, "--beta"),
     loss: str = typer.Option("sigmoid", "--loss", help="sigmoid (DPO) or ipo."),
-    seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
+    seed: int = SEED, force: bool = FORCE, old_sft: Path = OLD_SFT, as_json: bool = JSON_OPTION,
 ) -> None:
     """Direct preference optimisation of the SFT model against itself as the frozen reference."""
-    from lm2llm.align.stages import DPOStageConfig, train_dpo
+    sft = the_input(sft, old_sft, "SFT_RUN", "--sft")
+    from lm2llm.align.stages import DPOStageConfig, pair_trainer, train_dpo
     from lm2llm.errors import UserError
 
     if loss not in ("sigmoid", "ipo"):
         raise UserError(f"unknown loss {loss!r}", where="--loss", hint="sigmoid or ipo")
-    metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks), steps, lr,
-                                            batch_size, beta, loss, seed), force=force)
+    metrics, run = train_dpo(DPOStageConfig(str(sft), str(out), _pairs(data, held_out, seed, tasks),
+                                            pair_trainer(steps, lr, batch_size=batch_size), beta, loss, seed),
+                             force=force)
     _report(f"DPO policy → {run.path}", metrics, as_json)
 
 
@@ -69,9 +75,10 @@ def ppo(
     kl_coef: float = typer.Option(0.05, "--kl-coef", help="β of the per-token KL penalty (initial value if adaptive)."),
     kl_target: float = typer.Option(0.0, "--kl-target", help="Adapt β towards this KL per response; 0: fixed β."),
     kl_estimator: str = typer.Option("k1", "--kl-estimator", help="k1 (log-ratio) or k3 (non-negative)."),
-    seed: int = SEED, force: bool = FORCE, as_json: bool = JSON_OPTION,
+    seed: int = SEED, force: bool = FORCE, old_sft: Path = OLD_SFT, as_json: bool = JSON_OPTION,
 ) -> None:
     """PPO (InstructGPT recipe) of the SFT model against a reward model, with a KL penalty to the SFT model."""
+    sft = the_input(sft, old_sft, "SFT_RUN", "--sft")
     from lm2llm.align.ppo import PPOConfig
     from lm2llm.align.stages import PPOStageConfig, run_ppo
 

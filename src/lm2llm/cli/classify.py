@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, group, print_json, print_table
 
 DATA_HELP = ".csv/.tsv (header row) or .jsonl/.json (JSON Lines or a JSON array) with a text and a label column."
 TRAIN_DATA_HELP = DATA_HELP + " Default: standard-library docstrings labelled by package family."
@@ -46,7 +46,7 @@ def train_command(
 ) -> None:
     """Fine-tune a classifier with the Trainer and report accuracy, macro-F1 and the confusion matrix."""
     from lm2llm.classify.data import docstring_families, read_labelled
-    from lm2llm.classify.train import ClassifyConfig, train_classifier
+    from lm2llm.classify.train import ClassifyConfig, classify_trainer, train_classifier
     from lm2llm.runs import check_out
 
     check_out(out, "classify", force=force, inputs=[data, val_data, init])
@@ -57,9 +57,9 @@ def train_command(
                                                                                              str(val_data))
     else:
         train, val = labelled.split(val_fraction, seed)
-    cfg = ClassifyConfig(model=model, init=str(init) if init else None, steps=steps, batch_size=batch_size,
-                         lr=lr, block_size=block_size, seed=seed)
-    report = train_classifier(cfg, train, val, out, force=force)
+    cfg = ClassifyConfig(model=model, init=str(init) if init else None, block_size=block_size, seed=seed,
+                         trainer=classify_trainer(steps, lr, batch_size=batch_size))
+    report = train_classifier(cfg, train, val, out, force=force, sources=[data or "python-docs", val_data])
     if json_out:
         print_json(report)
     else:
@@ -89,8 +89,7 @@ def eval_command(
 
 
 def register(app: typer.Typer) -> None:
-    classify_app = typer.Typer(help="Sequence classification with BERT ([CLS]) or GPT (last token).",
-                               no_args_is_help=True)
+    classify_app = group("Sequence classification with BERT ([CLS]) or GPT (last token).")
     app.add_typer(classify_app, name="classify")
     classify_app.command("train")(train_command)
     classify_app.command("eval")(eval_command)

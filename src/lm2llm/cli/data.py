@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, print_json, print_table
+from lm2llm.cli.output import FORCE_OPTION, JSON_OPTION, console, group, print_json, print_table
 from lm2llm.errors import UserError
 from lm2llm.runs import read_json
 
@@ -90,8 +90,7 @@ def stats_command(directory: Path = typer.Argument(..., help="A directory made b
 
 
 def register(app: typer.Typer) -> None:
-    data_app = typer.Typer(help="Corpora: sources, prepare (clean, dedup, scrub, filter, split, tokenize), download, stats.",
-                           no_args_is_help=True)
+    data_app = group("Corpora: sources, prepare (clean, dedup, scrub, filter, split, tokenize), download, stats.")
     app.add_typer(data_app, name="data")
     data_app.command("sources")(sources_command)
     data_app.command("prepare")(prepare_command)

@@ -27,6 +27,7 @@ def env_command(
         ("bf16 supported", report.bf16_supported),
     ]
     rows += [(f"matmul {m.dtype} ({m.size}²)", f"{m.gflops:,.1f} GFLOP/s") for m in report.matmul]
+    rows += [(f"data-sheet peak {dtype} ({report.device_name})", f"{g:,.0f} GFLOP/s") for dtype, g in report.datasheet.items()]
     print_table("lm2llm env", rows)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lm2llm.runs import to_jsonable
@@ -17,14 +18,20 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON in
 FORCE_OPTION = typer.Option(False, "--force", help="Replace --out if it holds lm2llm's own earlier output of this kind.")
 
 
+def group(help: str) -> typer.Typer:
+    """A command group (`lm2llm ngram ...`) with literal help, like the root's (`lm2llm.cli`)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False))
 
 
 def print_table(title: str, rows: list[tuple[str, Any]]) -> None:
-    table = Table(title=title, show_header=False)
+    """Two columns, printed literally: a value such as "[model]" or "[CLS]" is text, not rich markup."""
+    table = Table(title=escape(title), show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(escape(str(key)), escape(str(value)))
     console.print(table)

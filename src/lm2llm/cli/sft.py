@@ -13,7 +13,10 @@ def sft_command(
     base_run: Path = typer.Argument(..., help="Pre-trained run directory (model + BPE tokenizer)."),
     data: str = typer.Option("synthetic", "--data", help="'synthetic' (the task suite) or a JSONL/JSON instruction file."),
     out: Path = typer.Option(..., "--out", help="Run directory to write (new or empty; --force replaces an earlier SFT run)."),
-    lora: str = typer.Option(None, "--lora", help="Train a LoRA adapter instead of all weights: r=8,alpha=16,dropout=0,targets=q_proj+v_proj."),
+    lora: str = typer.Option(None, "--lora", help="Train a LoRA adapter instead of all weights; any subset of r=R,alpha=A,"
+                              "dropout=D,targets=NAME+NAME, e.g. 'r=4,targets=q_proj+v_proj'. Left out: r=8, "
+                              "alpha=2r, dropout=0, and without targets every linear layer but the output head is "
+                              "wrapped (targets=all-linear)."),
     lora_train_tokens: str = typer.Option("chat", "--lora-train-tokens", help="With --lora: tokens whose embedding rows train too: 'chat' (the chat template's tokens, which pre-training never saw), 'none', or tokens/ids like '<|end|>,17'."),
     steps: int = typer.Option(300, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(16, "--batch-size", help="Conversations per step."),
@@ -31,13 +34,13 @@ def sft_command(
 ) -> None:
     """Fine-tune on instructions (loss on the assistant's tokens only); exact match on held-out prompts
     before and after. The result is a normal run: `lm2llm chat OUT` talks to it."""
-    from lm2llm.finetune.sft import SFTConfig, sft
+    from lm2llm.finetune.sft import SFTConfig, sft, sft_trainer
 
     result = sft(SFTConfig(
         base=str(base_run), out=str(out), data=data, lora=lora, lora_train_tokens=lora_train_tokens,
-        n_train=n_train, n_test=n_test, tasks=task or None, skip_invalid=skip_invalid, steps=steps, batch_size=batch_size,
-        micro_batch_size=micro_batch_size, lr=lr, max_new_tokens=max_new_tokens, seed=seed, device=device,
-        progress=not json_out,
+        n_train=n_train, n_test=n_test, tasks=task or None, skip_invalid=skip_invalid, max_new_tokens=max_new_tokens,
+        seed=seed, trainer=sft_trainer(steps, lr, batch_size=batch_size, micro_batch_size=micro_batch_size,
+                                       device=device, progress=not json_out),
     ), force=force)
     summary = {
         "run": str(result.run), "exact_match_before": round(result.before["accuracy"], 4),

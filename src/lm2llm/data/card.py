@@ -43,8 +43,10 @@ def dataset_card(config: Any, stats: dict, source: dict) -> str:
         "",
         "## Source",
         "",
-        _table(["field", "value"], [[k, source[k]] for k in ("name", "kind", "language", "licence", "description")]
-               + [["file", f"{f['url']} (sha256 {f['sha256'] or 'pinned on first use'})"] for f in source.get("files", [])]),
+        _table(["field", "value"], [[k, source[k]] for k in ("name", "kind", "language", "licence", "description",
+                                                             "provenance") if k in source]
+               + [["file", f"{f.get('url') or f.get('path')} (sha256 {f['sha256'] or 'pinned on first use'})"]
+                  for f in source.get("files", [])]),
         "",
         "## Funnel",
         "",

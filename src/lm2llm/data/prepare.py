@@ -205,6 +205,7 @@ def _write_shards(directory: Path, tokenizer: Tokenizer, source: str) -> dict:
 def prepare(config: PrepareConfig, out: str | Path, *, force: bool = False) -> PrepareStats:
     """Run the whole pipeline into `out` (see the module docstring); returns the statistics."""
     from lm2llm.data.card import dataset_card
+    from lm2llm.data.lineage import local_source
 
     if not 0.0 <= config.val_fraction < 1.0:
         raise UserError("val_fraction must be in [0, 1)", where="--val-fraction")
@@ -225,5 +226,8 @@ def prepare(config: PrepareConfig, out: str | Path, *, force: bool = False) -> P
         stats.seconds = round(time.perf_counter() - start, 3)
         atomic_write_json(build / "config.json", config)
         atomic_write_json(build / "stats.json", stats.to_dict())
-        atomic_write_text(build / "DATASET.md", dataset_card(config, stats.to_dict(), describe(config.source)))
+        source = describe(config.source)
+        if source["kind"] == "local":  # licence and provenance from files beside the data, inputs by sha256
+            source.update(local_source(config.source))
+        atomic_write_text(build / "DATASET.md", dataset_card(config, stats.to_dict(), source))
     return stats

@@ -93,3 +93,14 @@ def load_documents(source: str, *, limit: int | None = None, options: ReadOption
         if text:
             texts.append(text)
     return texts
+
+
+def first_chars(texts: list[str], chars: int) -> list[str]:
+    """The first texts holding at least `chars` characters: equal amounts of text when comparing languages."""
+    taken, total = [], 0
+    for text in texts:
+        if total >= chars:
+            break
+        taken.append(text)
+        total += len(text)
+    return taken

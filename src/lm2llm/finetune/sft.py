@@ -18,17 +18,18 @@ import dataclasses
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from lm2llm.data.lineage import record_lineage
 from lm2llm.errors import UserError
 from lm2llm.finetune.batches import ChatTokenizer, SFTBatches, encode_conversations
 from lm2llm.finetune.data import load_instructions
-from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, score_exact_match
+from lm2llm.finetune.tasks import TaskRecord, make_suite, normalize_answer, qa_prompt, score_exact_match
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import family_of, load_model, save_model
@@ -42,7 +43,7 @@ from lm2llm.models.lora import (
 )
 from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.training import Trainer
+from lm2llm.training import RunConfig, Trainer, TrainerConfig
 from lm2llm.training.checkpoint import save_weights
 from lm2llm.training.config import fine_tuning
 from lm2llm.training.objectives import CausalLM
@@ -51,6 +52,12 @@ from lm2llm.training.run import RNN_DEFAULT_BLOCK
 SYNTHETIC = "synthetic"
 CHAT_TOKENS = "chat"
 NO_TOKENS = "none"
+
+
+def sft_trainer(max_steps: int = 300, lr: float = 1e-3, **knobs: Any) -> TrainerConfig:
+    """SFT's trainer: the shared fine-tuning preset with 16 conversations a step, a 10-step warm-up and no
+    weight decay; `knobs` set any other field."""
+    return fine_tuning(max_steps, lr, **{"batch_size": 16, "warmup_steps": 10, "weight_decay": 0.0, **knobs})
 
 
 @dataclass
@@ -64,22 +71,16 @@ class SFTConfig:
     n_test: int = 20  # synthetic: held-out prompts per task; a file: held-out conversations in all
     tasks: list[str] | None = None  # synthetic: which tasks (default: all)
     skip_invalid: bool = False  # a file: skip malformed records instead of stopping
-    steps: int = 300
-    batch_size: int = 16
-    micro_batch_size: int = 0
-    lr: float = 1e-3
-    warmup_steps: int = 10
+    trainer: TrainerConfig = field(default_factory=sft_trainer)
     max_new_tokens: int = 24
+    score_before: bool = True  # False: skip scoring the base (a caller that already has it)
     seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    progress: bool = False
 
 
 @dataclass
 class SFTResult:
     run: Path
-    before: dict[str, Any]  # exact-match score of the base model on the held-out prompts
+    before: dict[str, Any]  # exact-match score of the base model on the held-out prompts ({} if not scored)
     after: dict[str, Any]
     trainable_params: int
     total_params: int
@@ -142,23 +143,30 @@ def held_out_records(config: SFTConfig) -> tuple[list[list[dict]], list[TaskReco
 
 
 @torch.no_grad()
-def greedy_replies(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
-                     max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
-    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
-    whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
+def greedy_completions(model: nn.Module, prompts: Sequence[list[int]], end_ids: list[int], max_new_tokens: int = 24,
+                       batch_size: int = 32) -> list[Any]:
+    """Greedy completions of token-id prompts, stopping at `end_ids`; None for a prompt longer than the context."""
     model.eval()
     limit = getattr(model.config, "context_length", None)
-    prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
     config = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0)
-    answers, ended = [""] * len(prompts), [False] * len(prompts)
+    completions: list[Any] = [None] * len(prompts)
     fitting = [i for i, p in enumerate(prompts) if limit is None or len(p) < limit]  # too long: no answer
     for start in range(0, len(fitting), batch_size):
         rows = fitting[start:start + batch_size]
-        completions = generate_ids(model, [prompts[i] for i in rows], config, end_ids=[tokenizer.end_of_turn_id])
-        for row, completion in zip(rows, completions, strict=True):
-            answers[row] = tokenizer.decode(completion.token_ids)
-            ended[row] = completion.finish_reason == "stop"
-    return answers, ended
+        for row, completion in zip(rows, generate_ids(model, [prompts[i] for i in rows], config, end_ids=end_ids),
+                                   strict=True):
+            completions[row] = completion
+    return completions
+
+
+def greedy_replies(model: nn.Module, tokenizer: ChatTokenizer, conversations: Sequence[Sequence[dict]],
+                   max_new_tokens: int = 24, batch_size: int = 32) -> tuple[list[str], list[bool]]:
+    """Greedy replies to each conversation (which ends with the user's turn), stopping at `<|end|>`, and
+    whether each reply did end with `<|end|>` (not cut at `max_new_tokens`, nor left out as too long)."""
+    prompts = [tokenizer.render_chat(list(c), add_generation_prompt=True)[0] for c in conversations]
+    completions = greedy_completions(model, prompts, [tokenizer.end_of_turn_id], max_new_tokens, batch_size)
+    return ([tokenizer.decode(c.token_ids) if c else "" for c in completions],
+            [bool(c) and c.finish_reason == "stop" for c in completions])
 
 
 def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequence[TaskRecord],
@@ -174,22 +182,31 @@ def exact_match_eval(model: nn.Module, tokenizer: ChatTokenizer, records: Sequen
             "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
 
 
+def qa_page_eval(model: nn.Module, tokenizer: Any, records: Sequence[TaskRecord],
+                 max_new_tokens: int = 24) -> tuple[dict[str, Any], list[str]]:
+    """(score, predictions) of a base model asked in the Q&A-page form it was pre-trained on ("Q: …\nA:"),
+    its answer read up to the end of that line: the fair "before" of fine-tuning for a base that never saw
+    the chat template."""
+    # as a page starts in the pre-training stream: after the previous document's end-of-text
+    prompts = [[tokenizer.eos_id, *tokenizer.encode(qa_prompt(r.prompt))] for r in records]
+    # a token of nothing but line breaks ends the answer's line (one like ".\n" is kept: its "." is part of the answer)
+    line_ends = [i for i in range(tokenizer.vocab_size) if "\n" in (text := tokenizer.decode([i])) and not text.strip()]
+    completions = greedy_completions(model, prompts, [tokenizer.eos_id, *line_ends], max_new_tokens)
+    predictions = [tokenizer.decode(c.token_ids).split("\n")[0] if c else "" for c in completions]
+    return {**score_exact_match(records, predictions),
+            "distinct_answers": len(set(map(normalize_answer, predictions)))}, predictions
+
+
 def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
     """Fine-tune `config.base` into `config.out`; see the module docstring. `force` replaces an earlier
     SFT run there (see `lm2llm.runs.check_out`)."""
     base, out = Path(config.base), Path(config.out)
     if config.n_test < 1:
         raise UserError("at least one held-out prompt is needed to score the model", where="n_test")
-    train_config = fine_tuning(  # checks steps, batch size and learning rate itself: before any work
-        config.steps, config.lr, data=config.data, tokenizer=str(base), out=str(out),
-        batch_size=config.batch_size, micro_batch_size=config.micro_batch_size, warmup_steps=config.warmup_steps,
-        weight_decay=0.0, device=config.device, dtype=config.dtype, seed=config.seed,
-        eval_every=max(1, config.steps // 4), progress=config.progress,
-    )
     inputs = [base, config.data]
     check_out(out, "sft", force=force, inputs=inputs)
     lora = LoraConfig.from_spec(config.lora) if config.lora is not None else None  # fail before any work
-    model = load_model(base, device=config.device)
+    model = load_model(base, device=config.trainer.device)
     tokenizer = _chat_tokenizer(load_tokenizer(base), str(base))
     if model.config.vocab_size < tokenizer.vocab_size:
         raise UserError(f"the model has {model.config.vocab_size} token ids but the tokenizer {tokenizer.vocab_size}",
@@ -205,23 +222,29 @@ def sft(config: SFTConfig, *, force: bool = False) -> SFTResult:
     eval_encoded = encode_conversations(tokenizer, [list(r.messages) for r in test], context)
 
     torch.manual_seed(config.seed)
-    before, before_answers = exact_match_eval(model, tokenizer, test, config.max_new_tokens)
+    before, before_answers = (exact_match_eval(model, tokenizer, test, config.max_new_tokens)
+                              if config.score_before else ({}, [""] * len(test)))
     if lora is not None:
         add_lora(model, lora)
     trainable, total = trainable_share(model)
-    data = SFTBatches(encoded, batch_size=config.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
+    data = SFTBatches(encoded, batch_size=config.trainer.batch_size, pad_id=tokenizer.pad_id, seed=config.seed,
                       eval_examples=eval_encoded.examples)
-    train_config.model = family_of(model)  # the record states the base's real family
+    # the record states the base's real family, where its tokenizer came from and the real data
+    recipe = RunConfig(model=family_of(model), data=config.data, tokenizer=str(base), out=str(out),
+                       seed=config.seed, sample_tokens=0, trainer=config.trainer)
     run = RunDir(claim_out(out, "sft", force=force, inputs=inputs))
-    run.write_config({"stage": "sft", "sft": dataclasses.asdict(config), "train": train_config.to_dict(),
+    run.write_config({"stage": "sft", "base": str(base), "train": recipe.to_dict(),
+                      "sft": {k: v for k, v in dataclasses.asdict(config).items() if k != "trainer"},
                       "lora": dataclasses.asdict(lora) if lora else None,
                       "examples": {"train": len(encoded.examples), "truncated": encoded.truncated,
                                    "dropped": len(encoded.dropped), "held_out": len(test),
                                    "skipped_invalid": len(skipped)},
                       "skipped_invalid": skipped[:100],
                       "params": {"trainable": trainable, "total": total}})
-    run.log_metrics({"event": "exact_match_before", **before})
-    trainer = Trainer(model, CausalLM(), data, train_config, run=run, write_weights=save_weights)
+    record_lineage(run.path, [config.data], parents=[base])
+    if before:
+        run.log_metrics({"event": "exact_match_before", **before})
+    trainer = Trainer(model, CausalLM(), data, config.trainer, run=run, write_weights=save_weights)
     start = time.perf_counter()
     result = trainer.fit()
     train_seconds = time.perf_counter() - start

@@ -13,6 +13,7 @@ in the prompt, and Korean (Sino-Korean) number words to digits and back (삼백�
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -209,8 +210,23 @@ def pretraining_documents(n_per_task: int, reserve: int, seed: int = 0, tasks: S
     `make_suite(..., n_test <= reserve, seed)` stays unseen. Documents group `per_document` records.
     """
     train, _ = make_suite(n_per_task, reserve, seed, tasks)
-    pages = [f"Q: {r.prompt}\nA: {r.answer}" for r in train]
+    pages = [qa_prompt(r.prompt) + " " + r.answer for r in train]
     return ["\n\n".join(pages[i:i + per_document]) for i in range(0, len(pages), per_document)]
+
+
+def qa_prompt(prompt: str) -> str:
+    """A prompt in the Q&A-page form of `pretraining_documents`, up to where the answer starts: a base model
+    that read such pages can be asked in the form it saw, not in a chat template it never met."""
+    return f"Q: {prompt}\nA:"
+
+
+def guess_chance(tasks: Sequence[str]) -> float:
+    """Exact match of a uniform guess among the answers a prompt itself offers, averaged over `tasks`:
+    one of the three cities named (facts), one order of the 3–5 words given (sorting, reversing); an open
+    answer (a number, a sum, Korean number words) has no such set, and its chance is taken as 0."""
+    offered = {"facts": 1 / 3, "sort_words": sum(1 / math.factorial(n) for n in (3, 4, 5)) / 3}
+    offered["reverse_words"] = offered["sort_words"]
+    return sum(offered.get(task, 0.0) for task in tasks) / len(tasks) if tasks else 0.0
 
 
 def normalize_answer(text: str) -> str:

@@ -26,8 +26,8 @@ def chat_end_ids(tokenizer: Tokenizer) -> list[int]:
         raise UserError(f"the {tokenizer.kind} tokenizer has no chat template", where="tokenizer",
                         hint="chat needs a run trained with a BPE tokenizer (its special tokens)")
     specials = [tokenizer.end_of_turn_id, getattr(tokenizer, "eos_id", None), getattr(tokenizer, "pad_id", None),
-                *getattr(tokenizer, "chat_token_ids", ())]
-    return [i for i in specials if i is not None]
+                *getattr(tokenizer, "chat_token_ids", ()), *getattr(tokenizer, "stop_ids", ())]
+    return list(dict.fromkeys(i for i in specials if i is not None))
 
 
 class ChatSession:
@@ -37,7 +37,7 @@ class ChatSession:
         tokenizer = generator.tokenizer
         end_ids = chat_end_ids(tokenizer)
         self.tokenizer = tokenizer
-        self.generator = TextGenerator(generator.model, tokenizer, end_ids=end_ids)
+        self.generator = TextGenerator(generator.model, tokenizer, end_ids=end_ids, hidden_ids=generator.hidden_ids)
         self.system = system
         self.history: list[dict[str, str]] = []
 

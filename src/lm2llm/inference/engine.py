@@ -70,8 +70,8 @@ class RowText:
     cannot be.
     """
 
-    def __init__(self, tokenizer: Tokenizer, stops: StopStrings):
-        self.detokenizer = StreamDecoder(tokenizer)
+    def __init__(self, tokenizer: Tokenizer, stops: StopStrings, hidden: Sequence[int] = ()):
+        self.detokenizer = StreamDecoder(tokenizer, hidden)
         self.stops = stops
         self.text = ""
         self.released = 0
@@ -103,6 +103,7 @@ class SequenceRequest:
     emit: Callable[[TextChunk], None] | None = None
     end_ids: Sequence[int] = ()
     index: int = 0
+    hidden_ids: Sequence[int] = ()  # tokens kept out of the text (special tokens), not out of token_ids
 
 
 class SharedDraws:
@@ -252,7 +253,8 @@ class Engine:
             if self.limit is not None:
                 room = min(room, self.limit - len(request.prompt_ids))
             sampler.observe_prompt(torch.tensor([request.prompt_ids], dtype=torch.long, device=self.device))
-            text = None if self.tokenizer is None else RowText(self.tokenizer, StopStrings(request.config.stop))
+            text = None if self.tokenizer is None else RowText(self.tokenizer, StopStrings(request.config.stop),
+                                                                 request.hidden_ids)
             sequences.append(Live(request, sampler, text, room))
         return sequences
 
@@ -334,7 +336,7 @@ class Engine:
         """
         ids, mask = pad([s.request.prompt_ids for s in sequences], 0, side="left")
         state = self.prefill_model.new_state(len(sequences), ids.shape[1])
-        logits, _ = self.prefill_model(ids.to(self.device), state=state,
+        logits, _ = self.prefill_model(ids.to(self.device), state=state, last_only=True,
                                        attention_mask=None if bool(mask.all()) else mask.to(self.device))
         self.stats.prefills += 1
         return state.to(self.dtype), logits[:, -1]
@@ -448,10 +450,10 @@ def collect(chunks: Iterable[TextChunk], count: int, *, text: bool = True) -> li
 
 
 def generate_batch(engine: Engine, prompts: Sequence[Sequence[int]], config: SamplingConfig, *,
-                   end_ids: Sequence[int] = ()) -> Iterator[TextChunk]:
+                   end_ids: Sequence[int] = (), hidden_ids: Sequence[int] = ()) -> Iterator[TextChunk]:
     """Submit prompts as one batch (one config, one seed for the batch's draws) and drain the engine."""
-    engine.submit([SequenceRequest(list(p), config, end_ids=tuple(end_ids), index=i) for i, p in enumerate(prompts)],
-                  shared=True)
+    engine.submit([SequenceRequest(list(p), config, end_ids=tuple(end_ids), index=i, hidden_ids=tuple(hidden_ids))
+                   for i, p in enumerate(prompts)], shared=True)
     return engine.drain()
 
 

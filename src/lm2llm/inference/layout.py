@@ -1,25 +1,87 @@
-"""Input-major weights: the same linear layers, stored so that decoding one sequence reads them faster.
+"""CPU inference layouts: the same linear layers, stored so that decoding reads their weights faster.
 
-`nn.Linear` keeps its weight as (out, in) rows and computes x · Wᵀ. For one token at a time (batch-1
-decoding) the matmul is a matrix-vector product that reads every weight once, so its speed is how fast
-the kernel streams the weight from memory. On this project's CPU (fp32, torch's default BLAS) it streams
-an (in, out)-ordered weight about 1.8x faster than an (out, in)-ordered one, while batches of 8 and
-prompts of 80 tokens ran at the same speed either way, and bf16 slightly faster either way
-(`benchmarks/bench_generate.py` times the model both ways). So inference stores each weight transposed in
-memory and hands the layer its transpose view: the same values and shape, the same results to rounding.
+Decoding one token at a time turns every linear layer into a matrix-vector product that reads each weight
+once, so its speed is how fast the kernel streams the weight from memory. Two layouts help on a CPU:
+
+- **fp32: input-major.** `nn.Linear` keeps its weight as (out, in) rows and computes x · Wᵀ. On this
+  project's CPU torch's default BLAS streams an (in, out)-ordered weight about 1.8x faster at batch 1,
+  while batches of 8 and 80-token prompts ran at the same speed either way (`benchmarks/bench_generate.py`
+  times both). So each weight is stored transposed and the layer gets its transpose view: the same values
+  and shape, the same results.
+- **bf16: packed once for oneDNN.** torch computes a bf16 `F.linear` on a CPU with oneDNN, which first
+  copies the weight into its own blocked format, at every call. For a matrix-vector product that copy
+  costs more than the product. `PackedLinear` makes the copy once, when the model is loaded, and calls the
+  same oneDNN kernel on it (`torch.ops.mkldnn._linear_pointwise`, the op torch's own compiler uses for
+  frozen bf16 linears): bit-identical outputs (tested), read at a multiple of the speed.
+
+Both are for inference only: a model to be trained or saved should be loaded again instead.
 """
 
 from __future__ import annotations
 
+import copy
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-def input_major(model: nn.Module) -> nn.Module:
-    """Re-store every linear weight (in, out)-ordered in memory, viewed as (out, in); tied weights stay tied.
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The weight in oneDNN's blocked layout (an opaque tensor only oneDNN's ops read)."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), 1)
 
-    For inference only: the views are not contiguous, so a model to be trained or saved should be
-    loaded again instead.
+
+def can_pack(weight: torch.Tensor) -> bool:
+    """bf16 on a CPU with oneDNN: where torch's `F.linear` re-lays the weight out at every call."""
+    return weight.dtype == torch.bfloat16 and weight.device.type == "cpu" and torch.backends.mkldnn.is_available()
+
+
+class PackedLinear(nn.Module):
+    """An inference-only bf16 linear layer holding its weight in oneDNN's layout, laid out once.
+
+    `weight` is a dense copy made on demand (for readers such as hooks or exports); `.to(...)` and
+    `copy.deepcopy` unpack, convert and pack again, and a weight that can no longer be packed (another
+    dtype or device) is kept dense and run through `F.linear`.
     """
+
+    def __init__(self, weight: torch.Tensor, bias: nn.Parameter | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.bias = bias
+        self._store(weight)
+
+    def _store(self, weight: torch.Tensor) -> None:
+        self.stored = pack_weight(weight) if can_pack(weight) else weight.detach()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.stored.to_dense() if self.stored.is_mkldnn else self.stored
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stored.is_mkldnn:
+            return torch.ops.mkldnn._linear_pointwise(x, self.stored, self.bias, "none", [], "")
+        return F.linear(x, self.stored, self.bias)
+
+    def _apply(self, fn, recurse: bool = True):
+        self._store(fn(self.weight))
+        return super()._apply(fn, recurse)
+
+    def __deepcopy__(self, memo: dict) -> PackedLinear:
+        bias = copy.deepcopy(self.bias, memo)
+        clone = PackedLinear(self.weight.clone(), bias)
+        clone.train(self.training)
+        return clone
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        destination[prefix + "weight"] = self.weight
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed={self.stored.is_mkldnn}"
+
+
+def input_major(model: nn.Module) -> nn.Module:
+    """Re-store every linear weight (in, out)-ordered in memory, viewed as (out, in); tied weights stay tied."""
     replaced: dict[int, nn.Parameter] = {}
     for module in model.modules():
         if isinstance(module, nn.Linear):
@@ -32,3 +94,23 @@ def input_major(model: nn.Module) -> nn.Module:
         if isinstance(module, nn.Embedding) and id(module.weight) in replaced:
             module.weight = replaced[id(module.weight)]
     return model
+
+
+def pack_linears(model: nn.Module) -> nn.Module:
+    """Replace every bf16 CPU `nn.Linear` by a `PackedLinear` (in place; returns the model).
+
+    An output layer tied to the embedding is packed too; the embedding keeps its own table, so such a
+    model holds that matrix twice (the packed copy is what decoding reads at every step).
+    """
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and can_pack(child.weight):
+                setattr(parent, name, PackedLinear(child.weight, child.bias))
+    return model
+
+
+def for_cpu_inference(model: nn.Module) -> nn.Module:
+    """The faster CPU layout for the model's dtype: packed bf16 linears, else input-major weights."""
+    if any(can_pack(m.weight) for m in model.modules() if type(m) is nn.Linear):
+        return pack_linears(model)
+    return input_major(model)

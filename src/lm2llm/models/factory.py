@@ -36,8 +36,9 @@ def config_for(family: str, preset: str | None = None, **overrides: Any) -> Mode
     if preset is not None:
         entry = PRESETS.get(preset) or BERT_PRESETS.get(preset)
         if entry is None:
+            family_presets = [name for name, e in {**PRESETS, **BERT_PRESETS}.items() if e.family == family]
             raise UserError(f"unknown preset {preset!r}", where="preset",
-                            hint=f"choose from {', '.join([*PRESETS, *BERT_PRESETS])}")
+                            hint=f"{family}'s presets: {', '.join(family_presets) or 'none'}")
         if entry.family != family:
             raise UserError(f"preset {preset!r} belongs to family {entry.family!r}, not {family!r}", where="preset")
         fields.update(entry.config)

@@ -140,8 +140,10 @@ class RNNLanguageModel(nn.Module):
         *,
         state: RNNState | None = None,
         attention_mask: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """ids (B, T) → logits (B, T, vocab), loss. A given `state` is advanced in place.
+        """ids (B, T) → logits (B, T, vocab), loss. A given `state` is advanced in place; `last_only` gives
+        the last position's logits (B, 1, vocab), as the Transformer does.
 
         With `attention_mask` (0 = padding), padding steps leave the state unchanged, so a left-padded
         row ends in the same state as the unpadded sequence.
@@ -153,7 +155,7 @@ class RNNLanguageModel(nn.Module):
             out = self._fused(x, run)
         else:
             out = self._unrolled(x, run, attention_mask)
-        logits = self.lm_head(F.dropout(out, self.config.dropout, self.training))
+        logits = self.lm_head(F.dropout(out[:, -1:] if last_only else out, self.config.dropout, self.training))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)

@@ -181,10 +181,11 @@ class DecoderState:
             self.padded = self.padded or not bool(valid.all())
         self.length = offset + T
         key_valid = self.key_valid if self.padded else None
-        # one new token seeing the whole (unpadded) cache needs no mask at all
-        allowed = None if (T == 1 and key_valid is None) else causal_padding_mask(
-            T, offset + T, offset, key_valid, device=ids.device)
-        return Chunk(positions, offset, allowed)
+        if key_valid is None and (T == 1 or offset == 0):
+            # one new token sees the whole unpadded cache (no mask at all); a first chunk without padding is
+            # plain causal attention, which the fused kernel does without building a mask
+            return Chunk(positions, offset, None, causal=T > 1)
+        return Chunk(positions, offset, causal_padding_mask(T, offset + T, offset, key_valid, device=ids.device))
 
     def to(self, dtype: torch.dtype) -> DecoderState:
         """The same state with its KV cache in `dtype` (itself when it already is)."""
@@ -292,8 +293,14 @@ class Transformer(nn.Module):
         *,
         state: DecoderState | None = None,
         attention_mask: torch.Tensor | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """ids (B, T) → logits (B, T, vocab) and, given targets (−100 = ignore), the mean cross-entropy."""
+        """ids (B, T) → logits (B, T, vocab) and, given targets (−100 = ignore), the mean cross-entropy.
+
+        `last_only`: logits (B, 1, vocab) of the last position only, all that generating the next token
+        needs; a prompt then skips the output layer for every other position (for SmolLM2, with its
+        49,152-token vocabulary, that layer is a fifth of a prompt's arithmetic).
+        """
         valid = None if attention_mask is None else attention_mask.to(torch.bool)
         chunk = whole_sequence(ids, valid) if state is None else state.advance(ids, valid)
         self.check_positions(chunk, ids.shape[1])
@@ -305,7 +312,7 @@ class Transformer(nn.Module):
         cache = None if state is None else state.cache
         for layer, block in enumerate(self.blocks):
             x = block(x, layer, allowed=chunk.allowed, causal=chunk.causal, rope=rope, cache=cache, offset=chunk.offset)
-        logits = self.lm_head(self.norm_f(x))
+        logits = self.lm_head(self.norm_f(x[:, -1:] if last_only else x))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)

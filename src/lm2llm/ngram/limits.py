@@ -79,3 +79,28 @@ def long_range_probe(orders: list[int], gap: int = 3, fillers: int = 4, train_si
         good, bad = sentence_scores(model, right), sentence_scores(model, wrong)
         accuracy[order] = float(np.mean(np.where(np.isclose(good, bad), 0.5, good > bad)))
     return accuracy
+
+
+SPACE_MARK = "▁"  # stands for a space inside a character "word", as SentencePiece writes it
+
+
+def character_lines(lines: list[str]) -> list[str]:
+    """Each line as space-separated characters (spaces shown as ▁), so a word n-gram becomes a character one."""
+    return [" ".join(SPACE_MARK if ch.isspace() else ch for ch in line) for line in lines]
+
+
+@dataclass
+class CharacterCost:
+    bits_per_char: float  # end of line counted as one character
+    bits_per_byte: float  # per UTF-8 byte: Hangul takes 3 bytes a syllable, ASCII 1
+    unseen_char_share: float  # held-out characters never seen in training (scored as <unk>)
+
+
+def character_cost(train_lines: list[str], test_lines: list[str], order: int) -> CharacterCost:
+    """Held-out cross-entropy of a Kneser-Ney character n-gram, in bits per character and per byte: units
+    that compare languages whose words differ in kind (an English word vs a Korean eojeol)."""
+    model = train(character_lines(train_lines), NgramConfig(order=order, discount_fallback=True))
+    result = evaluate(model, character_lines(test_lines))
+    bits = -result.log10_prob * np.log2(10)
+    utf8_bytes = sum(len(line.encode("utf-8")) + 1 for line in test_lines)
+    return CharacterCost(float(bits / result.tokens), float(bits / utf8_bytes), result.oov / result.tokens)

@@ -119,14 +119,14 @@ def finished_loss(run: RunDir, steps: int) -> float | None:
 def run_planned(plan: RunPlan, settings: SweepSettings, threads: int = 1) -> RunOutcome:
     """Train one planned run (or read it back when it finished before, or resume it)."""
     from lm2llm.training.checkpoint import find_checkpoint
-    from lm2llm.training.run import train
+    from lm2llm.training.run import resume_config, train
 
     run = RunDir(plan.out)
     if (run / RunDir.CONFIG).is_file():
-        saved = run.read_config().get("train", {})
-        if saved.get("max_steps") != plan.steps or saved.get("data") != settings.data:
-            raise UserError(f"this run was started with other settings ({saved.get('max_steps')} steps on "
-                            f"{saved.get('data')})", where=plan.out, hint="use another --out, or delete this run")
+        saved = resume_config(run.path)
+        if saved.trainer.max_steps != plan.steps or saved.data != settings.data:
+            raise UserError(f"this run was started with other settings ({saved.trainer.max_steps} steps on "
+                            f"{saved.data})", where=plan.out, hint="use another --out, or delete this run")
     outcome = RunOutcome(plan.budget, plan.shape.name, plan.shape.width, plan.shape.n_layer, plan.params, plan.steps,
                          plan.tokens, 6 * plan.params[settings.count] * plan.tokens, 0.0, 0.0, 0.0, True, plan.out)
     loss = finished_loss(run, plan.steps)

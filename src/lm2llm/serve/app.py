@@ -15,42 +15,32 @@ non-streaming request whose client went away is cancelled like a streaming one. 
 `/openapi.json` needs the key too and `/docs` is off; the `Host` allow-list (loopback names by default)
 stops DNS rebinding. On SIGTERM the server stops accepting connections and lets running requests finish
 for `drain_seconds`; what is still running then is answered 503 and cancelled.
+
+This module assembles the app and runs it (middleware, `create_app`, uvicorn, `ServerThread`); the parts
+live beside it: `served.py` (the model, its scheduler and limits), `normalise.py` (requests into token ids,
+sampling configs and budgets), `routes.py` (what each route answers), `streaming.py` (a request's sequences
+as server-sent events or whole), `errors.py` (OpenAI-shaped errors).
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import hmac
-import json
 import socket
 import sys
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from lm2llm import env
 from lm2llm.errors import UserError
-from lm2llm.gguf.registry import resolve_run
-from lm2llm.inference.chat import chat_end_ids
-from lm2llm.inference.engine import QueueFull, SequenceRequest, TextChunk, Ticket
-from lm2llm.inference.sampling import SamplingConfig
-from lm2llm.inference.text import TextGenerator
-from lm2llm.serve import protocol
-from lm2llm.serve.logprobs import completion_logprobs
-from lm2llm.serve.scheduler import BatchScheduler
-from lm2llm.tokenizer import Tokenizer
+from lm2llm.serve import protocol, routes
+from lm2llm.serve.errors import ERRORS, APIError, add_error_handlers, documented, error_response
+from lm2llm.serve.served import ServedModel
 
 if TYPE_CHECKING:
     from lm2llm.serve.retrieval import Retrieval
@@ -60,108 +50,7 @@ HEADER_TIMEOUT = 10.0  # seconds for a request's head (line and headers) to arri
 BODY_TIMEOUT = 30.0  # seconds each piece of a request body may take
 DRAIN_SECONDS = 30.0  # on SIGTERM: how long running requests may take to finish
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-CLIENT_GONE = 499  # nginx's "client closed request": nobody reads it, the log does
 SWITCH_INTERVAL = 0.0005  # seconds between forced GIL hand-overs while serving (CPython's default: 0.005)
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's shape with an HTTP status."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", *,
-                 param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.type, self.param, self.code)
-
-
-def error_response(status: int, message: str, type_: str, param: str | None = None,
-                   code: str | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
-
-
-ERRORS = {status: {"model": protocol.ErrorResponse, "description": text} for status, text in (
-    (400, "Invalid request, a prompt longer than the model's context, more sequences than can ever wait, "
-          "or a Host not allowed"),
-    (401, "Missing or wrong API key"),
-    (404, "Unknown model"),
-    (408, "Request body sent too slowly"),
-    (413, "Request body too large"),
-    (429, "Too many sequences are waiting; retry later"),
-    (503, "The server is shutting down"),
-)}
-
-
-def documented(model: type, stream: bool = False) -> dict:
-    """The `responses` of a route: its JSON body, SSE when it streams, and the errors above."""
-    content: dict[str, Any] = {"application/json": {}}
-    if stream:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
-    return {200: {"model": model, "content": content}, **ERRORS}
-
-
-@dataclass
-class ServedModel:
-    """What the server needs to know about the model it serves."""
-
-    model_id: str
-    scheduler: BatchScheduler
-    tokenizer: Tokenizer
-    end_ids: tuple[int, ...]  # where a plain completion ends (end of text)
-    created: int
-    max_tokens: int  # the server-wide cap on new tokens per sequence
-
-    @classmethod
-    def from_run(cls, run_dir: str | Path, *, max_batch: int = 16, max_waiting: int = 256,
-                 device: str = "cpu", dtype: str = "float32", prefill_dtype: str | None = None,
-                 max_tokens: int | None = None, quantize: str | None = None) -> ServedModel:
-        """`prefill_dtype` (e.g. bfloat16): prompts run on a copy of the weights in that dtype, decoding in
-        `dtype` (the scheduler's `_prefill` says why); the copy costs the weights' memory once more.
-        `max_tokens`: the cap on new tokens per sequence (default: the model's context; required for a model
-        without a context limit, an RNN, which would otherwise generate as long as asked).
-        `quantize` (int8, int4): weight-only quantized linear layers, which already compute in bfloat16."""
-        run_dir = resolve_run(run_dir)
-        if quantize is not None and prefill_dtype is not None:
-            raise UserError("--prefill-dtype copies float weights; quantized layers already compute in bfloat16",
-                            where="--prefill-dtype", hint="drop one of --prefill-dtype and --quantize")
-        generator = TextGenerator.from_run(run_dir, device=device, dtype=dtype, quantize=quantize)
-        limit = getattr(generator.model.config, "context_length", None)
-        if max_tokens is None and limit is None:
-            raise UserError("this model has no context limit, so nothing would bound a request's length",
-                            where="--max-tokens", hint="give --max-tokens N, the most new tokens per sequence")
-        max_tokens = limit if max_tokens is None else max_tokens
-        if max_tokens < 1:
-            raise UserError(f"must be at least 1, got {max_tokens}", where="--max-tokens")
-        prefill_model = None
-        if prefill_dtype is not None and prefill_dtype != dtype:
-            if prefill_dtype not in env.DTYPES:
-                raise UserError(f"unknown dtype {prefill_dtype!r}", where="--prefill-dtype",
-                                hint=", ".join(env.DTYPES))
-            prefill_model = copy.deepcopy(generator.model).to(env.DTYPES[prefill_dtype])
-        scheduler = BatchScheduler(generator.model, generator.tokenizer, max_batch=max_batch,
-                                   max_waiting=max_waiting, prefill_model=prefill_model)
-        created = int((run_dir / "model.safetensors").stat().st_mtime)
-        return cls(run_dir.resolve().name, scheduler, generator.tokenizer, generator.end_ids, created, max_tokens)
-
-    @property
-    def context_length(self) -> int | None:
-        return self.scheduler.limit
-
-    def chat_end_ids(self) -> list[int]:
-        try:
-            return chat_end_ids(self.tokenizer)
-        except UserError as error:
-            raise APIError(400, f"this model cannot chat: {error}", param="model", code="model_not_chat") from error
-
-    def encode_prompt(self, text: str) -> list[int]:
-        """Token ids of a completion prompt; an empty prompt starts a document (end-of-text) when the
-        tokenizer has that token."""
-        ids = self.tokenizer.encode(text)
-        if not ids and getattr(self.tokenizer, "eos_id", None) is not None:
-            ids = [self.tokenizer.eos_id]
-        return ids
 
 
 class BodyLimit:
@@ -235,159 +124,10 @@ def default_allowed_hosts(host: str) -> list[str]:
     return [*LOOPBACK_HOSTS, *([host] if host not in ("0.0.0.0", "::", "") else [])]
 
 
-def _first_validation_error(error: RequestValidationError) -> tuple[str, str | None]:
-    detail = error.errors()[0] if error.errors() else {"msg": "invalid request", "loc": ()}
-    loc = [str(p) for p in detail.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    return (f"{param}: {detail['msg']}" if param else detail["msg"]), param
+def scheduler_running(served: ServedModel) -> Callable:
+    """The app's lifespan: the scheduler thread runs while the app does."""
 
-
-class Generation:
-    """The sequences of one request: submitted to the scheduler, their chunks collected on the event loop."""
-
-    def __init__(self, served: ServedModel, prompts: list[list[int]], configs: list[SamplingConfig],
-                 n: int, end_ids: tuple[int, ...] | list[int], stream: bool):
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[TextChunk] = asyncio.Queue()
-        self.stream = stream
-        self.pending: dict[int, TextChunk] = {}  # without streaming: each sequence's text, handed over once
-        self.prompt_tokens = sum(len(p) for p in prompts)
-        self.prompts = prompts
-        self.generated: dict[int, list[int]] = {}  # each sequence's tokens (for logprobs)
-        self.completion_tokens = 0
-        requests = [SequenceRequest(prompt, configs[i], self._emit, tuple(end_ids), index=p * n + i)
-                    for p, prompt in enumerate(prompts) for i in range(n)]
-        self.total = len(requests)
-        try:
-            self.ticket: Ticket = served.scheduler.submit(requests)
-        except QueueFull as error:
-            raise APIError(429, f"the server is busy: {error}", "rate_limit_error", code="queue_full") from error
-        except UserError as error:
-            code = "too_many_sequences" if error.where == "n" else "invalid_prompt"
-            raise APIError(400, str(error), param="n" if error.where == "n" else "prompt", code=code) from error
-
-    def _emit(self, chunk: TextChunk) -> None:  # runs on the scheduler thread
-        if not self.stream and chunk.finish_reason != "error":  # gather here; wake the event loop once per sequence
-            whole = self.pending.setdefault(chunk.index, TextChunk(chunk.index, ""))
-            whole.text += chunk.text
-            whole.token_ids += chunk.token_ids
-            if chunk.finish_reason is None:
-                return
-            whole.finish_reason = chunk.finish_reason
-            chunk = self.pending.pop(chunk.index)
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
-        except RuntimeError:  # the event loop has closed (server shutting down): nobody is listening
-            pass
-
-    async def chunks(self) -> AsyncIterator[TextChunk]:
-        """Every chunk of every sequence until all have finished; cancels the rest if the consumer leaves."""
-        finished = 0
-        try:
-            while finished < self.total:
-                chunk = await self.queue.get()
-                if chunk.finish_reason == "error":
-                    raise APIError(500, f"generation failed: {chunk.text}", "server_error")
-                self.completion_tokens += len(chunk.token_ids)
-                self.generated.setdefault(chunk.index, []).extend(chunk.token_ids)
-                finished += chunk.finish_reason is not None
-                yield chunk
-        finally:
-            if finished < self.total:
-                self.ticket.cancel()
-
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
-
-    async def events(self, head: dict, include_usage: bool, opening: list[dict],
-                     choices_of: Callable[[TextChunk], list[dict]]) -> AsyncIterator[str]:
-        """Server-sent events: the `opening` choices, the choices each chunk makes, the usage (when asked), then
-        [DONE]. A failure mid-stream becomes an error event: the status line has long been sent."""
-        extra = {"usage": None} if include_usage else {}
-        for choice in opening:
-            yield sse({**head, "choices": [choice], **extra})
-        try:
-            async for chunk in self.chunks():
-                for choice in choices_of(chunk):
-                    yield sse({**head, "choices": [choice], **extra})
-        except APIError as error:
-            yield sse({"error": {"message": error.message, "type": error.type, "code": error.code}})
-        except asyncio.CancelledError:  # the drain deadline passed: say so instead of a traceback
-            yield sse({"error": SHUTTING_DOWN})
-            return
-        if include_usage:
-            yield sse({**head, "choices": [], "usage": self.usage()})
-        yield sse("[DONE]")
-
-    async def collect(self, prefixes: list[str], request: Request) -> list[tuple[str, str | None]]:
-        """Without streaming: each sequence's text after its prefix (an echoed prompt, or ""), and why it ended.
-
-        Raises ClientGone (and cancels the sequences) when the client disconnects first: nobody would read it.
-        """
-        texts = list(prefixes)
-        reasons: list[str | None] = [None] * self.total
-
-        async def gather() -> None:
-            async for chunk in self.chunks():
-                texts[chunk.index] += chunk.text
-                reasons[chunk.index] = chunk.finish_reason or reasons[chunk.index]
-
-        async def disconnected() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        work, watch = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected())
-        try:
-            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:  # also when this handler is cancelled (the drain deadline passed)
-            watch.cancel()
-            if not work.done():
-                work.cancel()
-                self.ticket.cancel()
-        if not work.done() or work.cancelled():
-            raise ClientGone()
-        work.result()  # an APIError of the generation
-        return list(zip(texts, reasons, strict=True))
-
-
-class ClientGone(Exception):
-    """The client of a non-streaming request disconnected before its answer was ready."""
-
-
-SHUTTING_DOWN = {"message": "the server is shutting down", "type": "server_error", "code": "shutting_down"}
-
-
-async def answer(generation: Generation, prefixes: list[str], request: Request) -> list[tuple[str, str | None]] | Any:
-    """A non-streaming request's choices, or the response for a client that left (499) or a server whose drain
-    deadline passed (503)."""
-    try:
-        return await generation.collect(prefixes, request)
-    except ClientGone:
-        return Response(status_code=CLIENT_GONE)
-    except asyncio.CancelledError:
-        return error_response(503, SHUTTING_DOWN["message"], SHUTTING_DOWN["type"], code=SHUTTING_DOWN["code"])
-
-
-def sampling_configs(body: protocol.SamplingFields, max_new_tokens: int) -> list[SamplingConfig]:
-    """One config per choice: with a seed, choice i uses seed + i (choice 0 is what n=1 would give)."""
-    return [SamplingConfig(
-        max_new_tokens=max_new_tokens, temperature=body.temperature, top_p=body.top_p, top_k=body.top_k,
-        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
-        stop=body.stop_strings(), seed=None if body.seed is None else body.seed + i,
-    ) for i in range(body.n)]
-
-
-def sse(data: dict | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def create_app(served: ServedModel, *, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
-               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_timeout: float = BODY_TIMEOUT,
-               retrieval: Retrieval | None = None) -> FastAPI:
-    """The FastAPI app; the scheduler thread runs while the app does (its lifespan). With `retrieval`, chat
-    requests are answered from retrieved passages and responses carry citations (serve/retrieval.py)."""
-
+    @asynccontextmanager
     async def lifespan(_app: FastAPI):
         # Two threads share the GIL: the event loop and the scheduler, whose decode steps alternate Python
         # and torch calls. With CPython's default 5 ms switch interval each hand-over can stall a step by up
@@ -401,9 +141,11 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
             served.scheduler.stop()
             sys.setswitchinterval(interval)
 
-    app = FastAPI(title="lm2llm", version="1", lifespan=lifespan,
-                  description=f"OpenAI-compatible API serving `{served.model_id}` with continuous batching.",
-                  **({"openapi_url": None, "docs_url": None, "redoc_url": None} if api_key else {}))
+    return lifespan
+
+
+def key_check(api_key: str) -> Callable:
+    """A dependency that refuses a request without `Authorization: Bearer <api_key>` (compared in constant time)."""
     bearer = HTTPBearer(auto_error=False)
 
     async def check_key(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
@@ -412,151 +154,38 @@ def create_app(served: ServedModel, *, api_key: str | None = None, max_body_byte
             raise APIError(401, "missing or incorrect API key (send 'Authorization: Bearer KEY')",
                            "authentication_error", code="invalid_api_key")
 
-    guarded = [Depends(check_key)] if api_key else []
+    return check_key
+
+
+def create_app(served: ServedModel, *, api_key: str | None = None, max_body_bytes: int = DEFAULT_MAX_BODY,
+               allowed_hosts: Sequence[str] = LOOPBACK_HOSTS, body_timeout: float = BODY_TIMEOUT,
+               retrieval: Retrieval | None = None) -> FastAPI:
+    """The FastAPI app; the scheduler thread runs while the app does (its lifespan). With `retrieval`, chat
+    requests are answered from retrieved passages and responses carry citations (serve/retrieval.py)."""
+    app = FastAPI(title="lm2llm", version="1", lifespan=scheduler_running(served),
+                  description=f"OpenAI-compatible API serving `{served.model_id}` with continuous batching.",
+                  **({"openapi_url": None, "docs_url": None, "redoc_url": None} if api_key else {}))
+    guarded = [Depends(key_check(api_key))] if api_key else []
     if api_key:  # the schema stays available to clients that hold the key; /docs (a browser page) is off
-        @app.get("/openapi.json", include_in_schema=False, dependencies=guarded)
-        async def openapi_schema() -> dict:
-            return app.openapi()
-
-    @app.exception_handler(APIError)
-    async def api_error(_request: Request, error: APIError) -> JSONResponse:
-        return error.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        message, param = _first_validation_error(error)
-        return error_response(400, message, "invalid_request_error", param)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return error_response(error.status_code, str(error.detail), "invalid_request_error")
-
-    def check_model(name: str) -> None:
-        if name != served.model_id:
-            raise APIError(404, f"the model '{name}' does not exist; this server serves '{served.model_id}'",
-                           param="model", code="model_not_found")
-
-    def check_length(prompts: list[list[int]], param: str) -> None:
-        limit = served.context_length
-        for ids in prompts:
-            if limit is not None and len(ids) > limit:
-                raise APIError(400, f"the prompt has {len(ids)} tokens; this model's context holds {limit}",
-                               param=param, code="context_length_exceeded")
+        app.get("/openapi.json", include_in_schema=False, dependencies=guarded)(app.openapi)
+    add_error_handlers(app)
+    app.get("/", include_in_schema=False)(routes.chat_page)
 
     @app.get("/health", response_model=protocol.Health)
     async def health() -> dict:
-        stats = served.scheduler.stats
-        return {"status": "ok", "model": served.model_id, **served.scheduler.load, "steps": stats.steps,
-                "mean_batch": stats.mean_batch}
-
-    @app.get("/", include_in_schema=False)
-    async def chat_page() -> HTMLResponse:
-        page = resources.files("lm2llm.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-        return HTMLResponse(page)
+        return routes.health(served)
 
     @app.get("/v1/models", response_model=protocol.ModelList, responses=ERRORS, dependencies=guarded)
     async def list_models() -> dict:
-        return {"object": "list", "data": [{"id": served.model_id, "object": "model", "created": served.created,
-                                            "owned_by": "lm2llm"}]}
+        return routes.model_list(served)
 
     @app.post("/v1/completions", responses=documented(protocol.CompletionResponse, stream=True), dependencies=guarded)
     async def completions(body: protocol.CompletionRequest, request: Request):
-        check_model(body.model)
-        raw = body.prompt
-        if isinstance(raw, str):
-            texts: list[str] | None = [raw]
-        elif raw and isinstance(raw[0], str):
-            texts = list(raw)
-        else:
-            texts = None
-        try:
-            if texts is not None:
-                prompts = [served.encode_prompt(t) for t in texts]
-            else:
-                prompts = [list(raw)] if isinstance(raw[0], int) else [list(p) for p in raw]
-                texts = [served.tokenizer.decode(p) if min(p) >= 0 and max(p) < served.scheduler.vocab_size else ""
-                         for p in prompts]
-        except UserError as error:
-            raise APIError(400, str(error), param="prompt", code="invalid_prompt") from error
-        check_length(prompts, "prompt")
-        if body.logprobs is not None and body.stream:
-            raise APIError(400, "logprobs are given without streaming only", param="logprobs")
-        generation = Generation(served, prompts, sampling_configs(body, min(body.max_tokens, served.max_tokens)),
-                                body.n, served.end_ids, body.stream)
-        ident, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
-        echoes = [texts[i // body.n] if body.echo else "" for i in range(generation.total)]
-        head = {"id": ident, "object": "text_completion", "created": created, "model": served.model_id}
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-        if body.stream:
-            opening = [{"index": index, "text": text, "finish_reason": None, "logprobs": None}
-                       for index, text in enumerate(echoes)] if body.echo else []
-
-            def text_choices(chunk: TextChunk) -> list[dict]:
-                return [{"index": chunk.index, "text": chunk.text, "logprobs": None, "finish_reason": chunk.finish_reason}]
-
-            return StreamingResponse(generation.events(head, include_usage, opening, text_choices),
-                                     media_type="text/event-stream")
-
-        answered = await answer(generation, echoes, request)
-        if not isinstance(answered, list):
-            return answered
-        choices = [{"index": i, "text": t, "finish_reason": r, "logprobs": None} for i, (t, r) in enumerate(answered)]
-        if body.logprobs is not None:
-            for choice in choices:
-                choice["logprobs"] = await asyncio.to_thread(
-                    completion_logprobs, served.scheduler.engine.model, served.tokenizer,
-                    generation.prompts[choice["index"] // body.n], generation.generated.get(choice["index"], []),
-                    body.logprobs, body.echo)
-        return {**head, "choices": choices, "usage": generation.usage(), "system_fingerprint": None}
+        return await routes.complete(served, body, request)
 
     @app.post("/v1/chat/completions", responses=documented(protocol.ChatResponse, stream=True), dependencies=guarded)
     async def chat_completions(body: protocol.ChatRequest, request: Request):
-        check_model(body.model)
-        end_ids = served.chat_end_ids()
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        try:
-            hits = None
-            if retrieval is not None:
-                messages, hits = retrieval.augment(messages)
-            ids, _ = served.tokenizer.render_chat(messages, add_generation_prompt=True)
-        except UserError as error:
-            raise APIError(400, str(error), param="messages", code="invalid_prompt") from error
-        check_length([ids], "messages")
-        limit = served.context_length
-        budget = body.token_budget()
-        if budget is None:
-            budget = served.max_tokens if limit is None else limit - len(ids)
-        budget = min(budget, served.max_tokens)
-        generation = Generation(served, [ids], sampling_configs(body, budget), body.n, end_ids, body.stream)
-        ident, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.model_id,
-                "system_fingerprint": None}
-        if hits is not None:
-            head["passages"] = retrieval.passages(hits)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-        if body.stream:
-            def delta_choice(index: int, delta: dict, reason: str | None = None) -> dict:
-                return {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
-
-            def delta_choices(chunk: TextChunk) -> list[dict]:
-                choices = [delta_choice(chunk.index, {"content": chunk.text})] if chunk.text else []
-                if chunk.finish_reason:
-                    choices.append(delta_choice(chunk.index, {}, chunk.finish_reason))
-                return choices
-
-            opening = [delta_choice(index, {"role": "assistant", "content": ""}) for index in range(generation.total)]
-            return StreamingResponse(generation.events(head, include_usage, opening, delta_choices),
-                                     media_type="text/event-stream")
-
-        answered = await answer(generation, [""] * generation.total, request)
-        if not isinstance(answered, list):
-            return answered
-        choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": r, "logprobs": None}
-                   for i, (t, r) in enumerate(answered)]
-        extra = retrieval.citations(choices[0]["message"]["content"], hits) if hits is not None else {}
-        return {**head, "object": "chat.completion", "choices": choices, "usage": generation.usage(), **extra}
+        return await routes.chat(served, body, request, retrieval)
 
     app.add_middleware(BodyLimit, limit=max_body_bytes, timeout=body_timeout)
     app.add_middleware(HostAllowList, hosts=allowed_hosts)

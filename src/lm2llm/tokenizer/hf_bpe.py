@@ -105,11 +105,17 @@ class BPETokenizer:
 
     @property
     def stop_ids(self) -> list[int]:
-        """Where plain generation ends: end of text, and for a model's own format its turn tokens too (a
-        chat model that starts a new turn has finished its text)."""
-        if self.chat_template is None:
-            return [self.eos_id]
-        return sorted({self.eos_id, *self.chat_token_ids})
+        """Where plain generation ends: end of text, end of turn, and the start of a new turn (a model that
+        opens a turn, even a base model that saw chats in its data, has finished its text). A model's own
+        format whose end of turn is its end-of-sequence token (SmolLM2: <|im_end|>) still ends text at its
+        document separator <|endoftext|> when it has one."""
+        separator = [self.fast.token_to_id(ENDOFTEXT)] if ENDOFTEXT in self.special_tokens else []
+        return sorted({self.eos_id, *self.chat_token_ids, *separator})
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Every special token's id: what printed text leaves out unless asked (`generate --show-special`)."""
+        return [self.fast.token_to_id(token) for token in self.special_tokens]
 
     @classmethod
     def train(

@@ -9,18 +9,23 @@ never form a character (an invalid sequence) become one U+FFFD, exactly as a ful
 from __future__ import annotations
 
 import codecs
+from collections.abc import Collection
 
 from lm2llm.tokenizer.base import Tokenizer
 
 
 class StreamDecoder:
-    """`push(id)` returns the text completed by that token ('' while a character is unfinished)."""
+    """`push(id)` returns the text completed by that token ('' while a character is unfinished); `hidden`
+    tokens (special tokens a reader should not see) add no text."""
 
-    def __init__(self, tokenizer: Tokenizer):
+    def __init__(self, tokenizer: Tokenizer, hidden: Collection[int] = ()):
         self.tokenizer = tokenizer
+        self.hidden = frozenset(hidden)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def _bytes(self, token_id: int) -> bytes:
+        if token_id in self.hidden:
+            return b""
         token_bytes = getattr(self.tokenizer, "token_bytes", None)
         if token_bytes is not None:
             return token_bytes(token_id)

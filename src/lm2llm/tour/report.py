@@ -1,6 +1,7 @@
 """The tour report: one self-contained HTML file (figures embedded) and a Markdown twin.
 
-With `--lang ko` headings are bilingual (Korean first, English after) and the prose is Korean.
+With `--lang ko` headings are bilingual (Korean first, English after) and the prose is Korean; table headers
+and recurring row labels go through the glossary of `lm2llm.tour.i18n`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from lm2llm import __version__
 from lm2llm.runs import atomic_write_text
 from lm2llm.tour.framework import DEMONSTRATION, Chapter, ChapterResult, Claim, Text, headline
+from lm2llm.tour.i18n import translate
 
 UI = {
     "title": Text("lm2llm tour: from n-grams to LLMs", "lm2llm 투어: n-gram에서 LLM까지"),
@@ -34,6 +36,7 @@ UI = {
     "seconds": Text("seconds", "초"),
     "cpu_seconds": Text("CPU seconds", "CPU 초"),
     "reused": Text("reused from an earlier run", "이전 실행 결과 재사용"),
+    "report": Text("report", "보고서"),
     "recheck": Text("re-check", "재확인"),
     "unstable": Text("unstable", "불안정"),
     "stable": Text("same at {budget:g}× budget", "{budget:g}배 예산에서도 같음"),
@@ -46,9 +49,13 @@ def heading(text: Text, lang: str) -> str:
     return f"{text.ko} · {text.en}" if lang == "ko" else text.en
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, lang: str = "en") -> str:
+    if isinstance(value, bool) and lang == "ko":
+        return "예" if value else "아니오"
     if isinstance(value, float):
         return f"{value:,.4g}"
+    if isinstance(value, str):
+        return translate(value, lang)
     return str(value)
 
 
@@ -90,9 +97,14 @@ def headline_text(claims: list[Claim], lang: str) -> str:
             f"{unstable}; {n['demonstrations']} demonstrations")
 
 
-def _md(value: object) -> str:
+def closing_line(html_path: Path, claims: list[Claim], lang: str) -> str:
+    """The line a tour ends with: where the report is and what it found, in the report's language."""
+    return f"{UI['report'].get(lang)}: {html_path}  ({headline_text(claims, lang)})"
+
+
+def _md(value: object, lang: str = "en") -> str:
     """A Markdown table cell: `|` escaped and line breaks folded, so a cell never splits the row."""
-    return _cell(value).replace("|", "\\|").replace("\n", "<br>")
+    return _cell(value, lang).replace("|", "\\|").replace("\n", "<br>")
 
 
 def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused: bool, lang: str) -> str:
@@ -116,10 +128,10 @@ def _chapter_html(out_dir: Path, chapter: Chapter, result: ChapterResult, reused
         parts.append("</table>")
     for table in result.tables:
         parts.append(f"<h3>{esc(heading(table.title, lang))}</h3><table><tr>")
-        parts += [f"<th>{esc(str(c))}</th>" for c in table.columns]
+        parts += [f"<th>{esc(_cell(c, lang))}</th>" for c in table.columns]
         parts.append("</tr>")
         for row in table.rows:
-            parts.append("<tr>" + "".join(f"<td>{esc(_cell(v))}</td>" for v in row) + "</tr>")
+            parts.append("<tr>" + "".join(f"<td>{esc(_cell(v, lang))}</td>" for v in row) + "</tr>")
         parts.append("</table>")
     for figure in result.figures:
         path = out_dir / chapter.slug / figure.path
@@ -188,9 +200,9 @@ def render_markdown(done: list[tuple[Chapter, ChapterResult, bool]], lang: str, 
                       for c in result.claims]
             lines.append("")
         for table in result.tables:
-            lines += [f"### {heading(table.title, lang)}", "", "| " + " | ".join(map(_md, table.columns)) + " |"]
+            lines += [f"### {heading(table.title, lang)}", "", "| " + " | ".join(_md(c, lang) for c in table.columns) + " |"]
             lines.append("|" + "---|" * len(table.columns))
-            lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in table.rows]
+            lines += ["| " + " | ".join(_md(v, lang) for v in row) + " |" for row in table.rows]
             lines.append("")
         for figure in result.figures:
             lines += [f"![{heading(figure.title, lang)}]({chapter.slug}/{figure.path})", ""]

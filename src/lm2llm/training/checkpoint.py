@@ -104,32 +104,43 @@ def load_checkpoint_weights(model: nn.Module, directory: Path) -> None:
                         f"unexpected {sorted(unexpected)[:3]})", where=str(directory))
 
 
+def begin_checkpoint(run_path: Path) -> Path:
+    """A fresh temporary sibling of `checkpoint/` to build the next one in (stale ones of killed writers removed)."""
+    for stale in run_path.glob(f".{NAME}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{NAME}.tmp-", dir=run_path))
+
+
+def finish_checkpoint(tmp: Path, run_path: Path, extra_tensors: dict[str, torch.Tensor],
+                      state: dict[str, Any]) -> Path:
+    """Add the RNG/data tensors and the state file (last: it marks completeness), then swap `tmp` into place."""
+    rng_tensors, rng_plain = rng_state()
+    tensors = {**rng_tensors, **extra_tensors}
+    atomic_save(tmp / "state.safetensors", lambda p: save_file(tensors, str(p)))
+    atomic_write_json(tmp / STATE_FILE, {**state, "rng": rng_plain})
+    final, old = run_path / NAME, run_path / OLD
+    if old.exists() and final.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def write_checkpoint(run_path: Path, *, model: nn.Module, write_weights: WeightsWriter,
                      optimizer: torch.optim.Optimizer, extra_tensors: dict[str, torch.Tensor],
                      state: dict[str, Any]) -> Path:
     """Build the checkpoint in a temporary directory, then swap it in place of `checkpoint/`."""
-    for stale in run_path.glob(f".{NAME}.tmp-*"):  # left by a process killed while writing
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{NAME}.tmp-", dir=run_path))
+    tmp = begin_checkpoint(run_path)
     try:
         write_weights(model, tmp)
         opt_tensors, opt_plain = optimizer_state(optimizer)
         atomic_save(tmp / "optimizer.safetensors", lambda p: save_file(opt_tensors, str(p)))
-        rng_tensors, rng_plain = rng_state()
-        tensors = {**rng_tensors, **extra_tensors}
-        atomic_save(tmp / "state.safetensors", lambda p: save_file(tensors, str(p)))
-        atomic_write_json(tmp / STATE_FILE, {**state, "optimizer": opt_plain, "rng": rng_plain})
-        final, old = run_path / NAME, run_path / OLD
-        if old.exists() and final.exists():
-            shutil.rmtree(old)
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        return finish_checkpoint(tmp, run_path, extra_tensors, {**state, "optimizer": opt_plain})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return final
 
 
 def find_checkpoint(run_path: Path) -> Path | None:
@@ -140,7 +151,12 @@ def find_checkpoint(run_path: Path) -> Path | None:
     return None
 
 
+def read_state(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(trainer state, RNG/data tensors) of a checkpoint directory."""
+    return read_json(directory / STATE_FILE), load_file(str(directory / "state.safetensors"))
+
+
 def read_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(trainer state, optimizer tensors, RNG/data tensors) of a checkpoint directory."""
-    state = read_json(directory / STATE_FILE)
-    return state, load_file(str(directory / "optimizer.safetensors")), load_file(str(directory / "state.safetensors"))
+    state, tensors = read_state(directory)
+    return state, load_file(str(directory / "optimizer.safetensors")), tensors

@@ -1,10 +1,17 @@
-"""The training configuration: one small dataclass, filled from defaults, a TOML/JSON file and `--set` flags.
+"""The training configuration: two small dataclasses, filled from defaults, a TOML/JSON file and `--set` flags.
 
-Every value is checked when a `TrainConfig` is made (`__post_init__`), however it is made, before any model
-is built, so a typo fails in a second with the key's name rather than after an hour of training.
-`fine_tuning` is the one preset the short trainings share (SFT, reward model, DPO, classification, the
-tour's small runs). Model-shape overrides live under `model.` (`model.n_layer=4`) and
-are checked against the model's own config when it is built.
+`TrainerConfig` holds the trainer's knobs (optimiser, schedule, batch, evaluation, checkpoints, device and
+dtype) and is all the `Trainer` reads; `RunConfig` is the recipe of one `lm2llm train` run (model, data,
+output, objective, seed) holding a `trainer`. Every value is checked when either is made (`__post_init__`),
+however it is made, before any model is built, so a typo fails in a second with the key's name rather than
+after an hour of training. Files and `--set` stay flat (`lr=3e-4`, `max_steps=50`): each key belongs to
+exactly one of the two. `fine_tuning` is the one preset the short trainings share (SFT, reward model, DPO,
+classification, the tour's small runs). Model-shape overrides live under `model.`
+(`model.n_layer=4`) and are checked against the model's own config when it is built.
+
+A run's `config.json` records `RunConfig.to_dict()` under "train", the trainer's knobs nested under
+"trainer"; `build_config` reads that table as flat keys, so the flat records runs wrote before the split
+load the same way (`lm2llm.training.run.resume_config`).
 """
 
 from __future__ import annotations
@@ -29,17 +36,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
-class TrainConfig:
-    """What a training run needs besides the model; `batch_size` is the *global* batch in sequences."""
+class TrainerConfig:
+    """What the `Trainer` needs besides the model, objective and data; `batch_size` is the *global* batch in
+    sequences."""
 
-    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama, bert (whose objective defaults to masked_lm)
-    preset: str | None = None
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    data: str = ""  # a token-shard directory (train.bin, val.bin, meta.json)
-    tokenizer: str | None = None  # default: <data>/tokenizer
-    out: str = ""
-    objective: str = "causal_lm"
-    block_size: int = 0  # 0: the model's context length
     batch_size: int = 12  # sequences per optimizer step, summed over processes and accumulation
     micro_batch_size: int = 0  # sequences per forward pass; 0: batch_size / processes (no accumulation)
     max_steps: int = 2000
@@ -63,15 +63,14 @@ class TrainConfig:
     grad_clip: float = 1.0  # 0: no clipping
     dtype: str = "auto"  # auto: bf16 where the CPU/GPU supports it, else fp32
     compile: bool = False
+    fsdp: bool = False  # under torchrun: shard weights, grads and AdamW state over processes (FSDP2); DCP checkpoints
     device: str = "auto"
     threads: int = 0  # torch threads per process; 0: cores / local processes
-    seed: int = 1337
     eval_every: int = 250
     eval_batches: int = 20
     log_every: int = 10
     checkpoint_every: int = 0  # 0: at every evaluation
     progress: bool = True
-    sample_tokens: int = 200  # after training, sample this many tokens into metrics.jsonl (0: none)
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -80,12 +79,39 @@ class TrainConfig:
         return asdict(self)
 
 
-def fine_tuning(steps: int, lr: float, **knobs: Any) -> TrainConfig:
-    """The settings of a short fine-tuning run: `steps` optimizer steps at peak `lr`, warm-up over a tenth of
-    them, cosine decay to lr/10, fp32 on the CPU (bf16 autocast costs more than it saves at these widths),
-    no progress bar; `knobs` set any other field (or override these)."""
-    return TrainConfig(**{"max_steps": steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": steps // 10,
-                          "dtype": "float32", "device": "cpu", "progress": False, **knobs})
+@dataclass
+class RunConfig:
+    """One pre-training run: which model, on which data, into which directory, and its trainer's knobs."""
+
+    model: str = "gpt"  # family: rnn, lstm, gru, gpt, llama, bert (whose objective defaults to masked_lm)
+    preset: str | None = None
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    data: str = ""  # a token-shard directory (train.bin, val.bin, meta.json)
+    tokenizer: str | None = None  # default: <data>/tokenizer
+    out: str = ""
+    objective: str = "causal_lm"
+    block_size: int = 0  # 0: the model's context length
+    seed: int = 1337
+    sample_tokens: int = 200  # after training, sample this many tokens into metrics.jsonl (0: none)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("block_size", "sample_tokens"):
+            if getattr(self, key) < 0:
+                raise UserError(f"'{key}' must not be negative", where="config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fine_tuning(max_steps: int, lr: float, **knobs: Any) -> TrainerConfig:
+    """The trainer of a short fine-tuning run: `max_steps` optimizer steps at peak `lr`, warm-up over a tenth
+    of them, cosine decay to lr/10, an evaluation every quarter of the run, fp32 on the CPU (bf16 autocast
+    costs more than it saves at these widths), no progress bar; `knobs` set any other field (or override
+    these)."""
+    return TrainerConfig(**{"max_steps": max_steps, "lr": lr, "min_lr": lr / 10, "warmup_steps": max_steps // 10,
+                            "eval_every": max(1, max_steps // 4), "dtype": "float32", "device": "cpu",
+                            "progress": False, **knobs})
 
 
 def _type_name(tp: Any) -> str:
@@ -126,7 +152,7 @@ def coerce_value(key: str, value: Any, tp: Any, where: str) -> Any:
     return float(value) if tp is float else value
 
 
-def check_ranges(cfg: TrainConfig) -> None:
+def check_ranges(cfg: TrainerConfig) -> None:
     """Every numeric and choice setting in its range (NaN included), before any work is done."""
     def bad(key: str, why: str, hint: str | None = None) -> UserError:
         return UserError(f"'{key}' {why}", where="config", hint=hint)
@@ -138,7 +164,7 @@ def check_ranges(cfg: TrainConfig) -> None:
     for key in ("batch_size", "max_steps", "eval_batches", "log_every", "eval_every"):
         if getattr(cfg, key) < 1:
             raise bad(key, "must be at least 1")
-    for key in ("micro_batch_size", "block_size", "warmup_steps", "threads", "checkpoint_every", "sample_tokens"):
+    for key in ("micro_batch_size", "warmup_steps", "threads", "checkpoint_every"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
     for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps", "muon_lr"):
@@ -155,32 +181,38 @@ def check_ranges(cfg: TrainConfig) -> None:
         raise bad("muon_momentum", "must be in [0, 1)")
 
 
+RUN_KEYS = {f.name for f in fields(RunConfig)} - {"trainer", "model_overrides"}
+TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}
+
+
 def build_config(file_values: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None,
-                 where: str = "config", *, model_overrides: dict[str, Any] | None = None) -> TrainConfig:
+                 where: str = "config", *, model_overrides: dict[str, Any] | None = None) -> RunConfig:
     """Defaults, then a config file's values, then command-line overrides; `model.X` keys go to the model,
-    on top of `model_overrides` (model-shape values a caller already holds as a dict)."""
-    known = {f.name: f for f in fields(TrainConfig)}
-    types_of = typing.get_type_hints(TrainConfig)
-    values: dict[str, Any] = {}
+    on top of `model_overrides` (model-shape values a caller already holds as a dict). Keys are flat; a
+    `[trainer]` table (as a run's config.json records it) is read as its keys."""
+    types_of = {**typing.get_type_hints(TrainerConfig), **typing.get_type_hints(RunConfig)}
+    run_values: dict[str, Any] = {}
+    trainer_values: dict[str, Any] = {}
     model_overrides = dict(model_overrides or {})
     for source, items in ((where, file_values or {}), ("--set", overrides or {})):
         items = dict(items)
         if isinstance(items.get("model"), dict):  # a [model] table in TOML
             model_overrides.update(items.pop("model"))
+        if isinstance(items.get("trainer"), dict):  # a [trainer] table, or a config.json record
+            items = {**items.pop("trainer"), **items}
         for key, value in items.items():
             if key.startswith("model."):
                 model_overrides[key.removeprefix("model.")] = value
                 continue
-            if key not in known or key == "model_overrides":
-                close = difflib.get_close_matches(key, list(known), n=1)
+            if key not in RUN_KEYS | TRAINER_KEYS:
+                close = difflib.get_close_matches(key, sorted(RUN_KEYS | TRAINER_KEYS), n=1)
                 raise UserError(f"unknown key '{key}'", where=source,
                                 hint=f"did you mean '{close[0]}'?" if close else "see 'lm2llm train --help'")
-            values[key] = coerce_value(key, value, types_of[key], source)
-    if values.get("model") == "bert" and "objective" not in values:
-        values["objective"] = "masked_lm"  # each family pre-trains with its own objective unless told otherwise
-    cfg = TrainConfig(**values)
-    cfg.model_overrides = {**cfg.model_overrides, **model_overrides}
-    return cfg
+            target = trainer_values if key in TRAINER_KEYS else run_values
+            target[key] = coerce_value(key, value, types_of[key], source)
+    if run_values.get("model") == "bert" and "objective" not in run_values:
+        run_values["objective"] = "masked_lm"  # each family pre-trains with its own objective unless told otherwise
+    return RunConfig(**run_values, model_overrides=model_overrides, trainer=TrainerConfig(**trainer_values))
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -16,24 +16,26 @@ from typing import Any
 
 import torch
 
+from lm2llm.data.lineage import record_lineage
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
 from lm2llm.runs import RunDir, check_out, claim_out
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
 from lm2llm.tokenizer.chat import CLS_TOKEN, ENCODER_TOKENS, MASK_TOKEN
 from lm2llm.training.checkpoint import find_checkpoint
-from lm2llm.training.config import TrainConfig, build_config, coerce_value
+from lm2llm.training.config import RunConfig, build_config, coerce_value
 from lm2llm.training.curves import plot_loss_curve
 from lm2llm.training.data import ShardBatches
 from lm2llm.training.distributed import close_world, init_world
 from lm2llm.training.masking import MaskedBatches
 from lm2llm.training.objectives import make_objective
+from lm2llm.training.sharded import full_model
 from lm2llm.training.trainer import Trainer, TrainResult, resolve_device, seed_everything
 
 RNN_DEFAULT_BLOCK = 128  # recurrent models have no context limit; this is how far back gradients flow
 
 
-def find_tokenizer(cfg: TrainConfig) -> Tokenizer:
+def find_tokenizer(cfg: RunConfig) -> Tokenizer:
     data = Path(cfg.data)
     recorded = TokenShards(data).meta.get("tokenizer_dir", "tokenizer")  # 'data prepare' records where it is
     candidates = [Path(cfg.tokenizer)] if cfg.tokenizer else [data / recorded, data]
@@ -44,7 +46,7 @@ def find_tokenizer(cfg: TrainConfig) -> Tokenizer:
                     hint="save it with the shards as <data>/tokenizer, or pass --set tokenizer=DIR")
 
 
-def _model_overrides(cfg: TrainConfig, vocab_size: int) -> dict[str, Any]:
+def _model_overrides(cfg: RunConfig, vocab_size: int) -> dict[str, Any]:
     """`model.X` values (strings from --set) converted to the model config's field types."""
     from lm2llm.models import config_for
 
@@ -62,7 +64,7 @@ def _model_overrides(cfg: TrainConfig, vocab_size: int) -> dict[str, Any]:
     return out
 
 
-def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]:
+def prepare(cfg: RunConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]:
     """Validated data, tokenizer and a freshly initialised model for `cfg` (seeded, so every process agrees)."""
     from lm2llm.models import build_model
 
@@ -84,8 +86,8 @@ def prepare(cfg: TrainConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]
         if shards.num_tokens(split) < block_size + 1:
             raise UserError(f"the {split} split has {shards.num_tokens(split)} tokens, too few for block_size {block_size}",
                             where=str(cfg.data), hint="use more data or a shorter block_size")
-    data = ShardBatches(shards, block_size=block_size, batch_size=cfg.batch_size, seed=cfg.seed,
-                        eval_batches=cfg.eval_batches, tokenizer=tokenizer)
+    data = ShardBatches(shards, block_size=block_size, batch_size=cfg.trainer.batch_size, seed=cfg.seed,
+                        eval_batches=cfg.trainer.eval_batches, tokenizer=tokenizer)
     if (cfg.model == "bert") != (cfg.objective == "masked_lm"):
         raise UserError(f"model {cfg.model!r} does not train with objective {cfg.objective!r}", where="objective",
                         hint="bert pre-trains with --set objective=masked_lm; decoders with causal_lm")
@@ -107,7 +109,7 @@ def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int) -> Ma
                          special_ids=special, seed=seed, cls_id=fast.token_to_id(CLS_TOKEN))
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> tuple[TrainResult, RunDir]:
+def train(cfg: RunConfig, *, resume: bool = False, force: bool = False) -> tuple[TrainResult, RunDir]:
     """Run (or resume) a training run into `cfg.out`; returns the result and the run directory. `force`
     replaces an earlier training run there (see `lm2llm.runs.check_out`)."""
     if not cfg.out:
@@ -117,18 +119,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> tup
         raise UserError("this run directory already holds a checkpoint", where=str(out),
                         hint="add --resume to continue it, --force to replace it, or choose another --out")
     check_out(out, "train", force=force, reuse=resume, inputs=[cfg.data])
-    device_type = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    knobs = cfg.trainer
+    device_type = "cuda" if knobs.device == "cuda" or (knobs.device == "auto" and torch.cuda.is_available()) else "cpu"
     world = init_world(device_type)
     try:
-        if world.distributed or cfg.threads:
+        if world.distributed or knobs.threads:
             # processes on one machine share its cores: give each its share instead of oversubscribing
-            torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world.local_size))
+            torch.set_num_threads(knobs.threads or max(1, (os.cpu_count() or 1) // world.local_size))
         model, data, tokenizer = prepare(cfg)
         from lm2llm.models import save_model
 
         run = RunDir(out)
-        device = resolve_device(cfg.device, world)
-        trainer = Trainer(model, make_objective(cfg.objective), data, cfg, run=run, world=world, device=device,
+        device = resolve_device(knobs.device, world)
+        trainer = Trainer(model, make_objective(cfg.objective), data, knobs, run=run, world=world, device=device,
                           write_weights=save_model)
         if world.is_main:
             claim_out(out, "train", force=force, reuse=resume)
@@ -141,6 +144,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> tup
                               "micro_steps": trainer.micro_steps, "device": str(trainer.device),
                               "dtype": str(trainer.dtype).removeprefix("torch."),
                               "threads": torch.get_num_threads()})
+            record_lineage(run.path, [cfg.data])
             tokenizer.save(run.path)
         world.barrier()
         if resume:
@@ -148,6 +152,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, force: bool = False) -> tup
             if world.is_main:
                 run.log_metrics({"event": "resumed", "step": step})
         result = trainer.fit()
+        model = full_model(trainer.model, world)  # with fsdp: gathered from the shards, on process 0 only
         if world.is_main:
             save_model(model, run.path)
             run.log_metrics({"event": "finished", "step": trainer.step, "tokens_per_s": result.tokens_per_second,
@@ -174,10 +179,13 @@ def sample_text(model: torch.nn.Module, tokenizer: Tokenizer, tokens: int, seed:
     return TextGenerator(model.cpu().float(), tokenizer).generate([prompt], config)[0].text or ""
 
 
-def resume_config(out: str | Path, overrides: dict[str, Any]) -> TrainConfig:
-    """The config a run was started with (from its config.json), with command-line overrides on top."""
+def resume_config(out: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The config a run was started with (from its config.json), with command-line overrides on top. Reads
+    today's record (the trainer's knobs under "trainer") and the flat one of runs from before the split."""
+    where = str(Path(out) / "config.json")
     saved = RunDir(out).read_config().get("train")
     if not isinstance(saved, dict):
-        raise UserError("config.json has no 'train' section", where=str(Path(out) / "config.json"))
+        raise UserError("config.json has no 'train' section", where=where)
+    saved = dict(saved)
     model_overrides = saved.pop("model_overrides", {})
-    return build_config(saved, overrides, where=str(Path(out) / "config.json"), model_overrides=model_overrides)
+    return build_config(saved, overrides, where=where, model_overrides=model_overrides)

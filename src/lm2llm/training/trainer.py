@@ -24,7 +24,8 @@ from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.runs import RunDir
 from lm2llm.training import checkpoint as ckpt
-from lm2llm.training.config import TrainConfig
+from lm2llm.training import sharded
+from lm2llm.training.config import TrainerConfig
 from lm2llm.training.data import BatchSource
 from lm2llm.training.distributed import World
 from lm2llm.training.objectives import Batch, Objective
@@ -103,7 +104,7 @@ class TrainResult:
 class Trainer:
     """Train `model` on `data` with `objective`; `run` (a RunDir) receives metrics and checkpoints."""
 
-    def __init__(self, model: nn.Module, objective: Objective, data: BatchSource, cfg: TrainConfig, *,
+    def __init__(self, model: nn.Module, objective: Objective, data: BatchSource, cfg: TrainerConfig, *,
                  run: RunDir | None = None, world: World | None = None, device: torch.device | None = None,
                  write_weights: ckpt.WeightsWriter = ckpt.save_weights):
         self.cfg = cfg
@@ -122,6 +123,12 @@ class Trainer:
                             f"micro-batches of {micro}", where="batch_size",
                             hint="make batch_size a multiple of processes × micro_batch_size")
         self.micro_steps = per_process // micro
+        self.flops_per_token = flops_per_token(self.model, data.block_size)
+        if cfg.fsdp:
+            if cfg.optimizer != "adamw":
+                raise UserError(f"fsdp shards each matrix over processes; {cfg.optimizer} needs whole matrices",
+                                where="optimizer", hint="use optimizer=adamw with fsdp=true")
+            sharded.shard_model(self.model, self.world, self.device)  # before the optimizer sees the parameters
         self.optimizer = build_optimizer(self.model, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                          betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, device_type=self.device.type,
                                          name=cfg.optimizer, muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum)
@@ -129,11 +136,11 @@ class Trainer:
         self.step = 0
         self.lr = cfg.lr
         self.time_fraction = 0.0  # of max_seconds spent in this fit() call
-        self.flops_per_token = flops_per_token(self.model, data.block_size)
-        peak = env.peak_gflops("bfloat16" if self.dtype != torch.float32 else "float32")
-        self.peak_flops = peak * 1e9 * (self.world.size if self.device.type == "cuda" else 1)
+        # every process measures its own device (a CPU process: at its own thread count); the peaks add up
+        peak = env.peak_gflops(str(self.dtype).removeprefix("torch."), device=str(self.device))
+        self.peak_flops = peak * 1e9 * self.world.size
         forward_model: nn.Module = torch.compile(self.model) if cfg.compile else self.model
-        if self.world.distributed:
+        if self.world.distributed and not cfg.fsdp:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -164,7 +171,7 @@ class Trainer:
         mine = split_batch(self.data.next_batch(), self.world.size)[self.world.rank]
         micro_batches = [self._to_device(b) for b in split_batch(mine, self.micro_steps)]
         weight = self.world.all_sum(torch.tensor(float(sum(self.objective.weight(b) for b in micro_batches))))
-        # DDP averages gradients over processes; multiplying by the process count turns that into a sum,
+        # DDP and FSDP average gradients over processes; multiplying by the process count turns that into a sum,
         # and dividing by the global weight makes the step's gradient the mean over the global batch.
         if weight.item() == 0:
             raise UserError(f"step {self.step + 1}: the batch has no target tokens (every target is masked)",
@@ -174,7 +181,10 @@ class Trainer:
         self.train_model.train()
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if last or not self.world.distributed else self.train_model.no_sync()
+            if self.cfg.fsdp:
+                sync = sharded.gradient_sync(self.model, last)
+            else:
+                sync = contextlib.nullcontext() if last or not self.world.distributed else self.train_model.no_sync()
             with sync:
                 with self.autocast():
                     loss_sum = self.objective.loss_sum(self.train_model, batch)
@@ -196,7 +206,9 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(2, dtype=torch.float64)
         for i, batch in enumerate(self.data.eval_set()):
-            if i % self.world.size != self.world.rank:
+            if self.cfg.fsdp:  # every process takes part in every forward (it gathers the shards): a slice each
+                batch = {k: v.tensor_split(self.world.size)[self.world.rank] for k, v in batch.items()}
+            elif i % self.world.size != self.world.rank:
                 continue
             batch = self._to_device(batch)
             with self.autocast():
@@ -208,9 +220,13 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
-        if self.run is None or not self.world.is_main:
+        """Process 0 writes the checkpoint; with fsdp every process writes its shards (DCP)."""
+        if self.run is None or not (self.world.is_main or self.cfg.fsdp):
             return None
         state = {"step": self.step, "scaler": self.scaler.state_dict(), "config": self.cfg.to_dict()}
+        if self.cfg.fsdp:
+            return sharded.save_checkpoint(self.run.path, model=self.model, optimizer=self.optimizer,
+                                           world=self.world, extra_tensors=self.data.state_tensors(), state=state)
         return ckpt.write_checkpoint(self.run.path, model=self.model, write_weights=self.write_weights,
                                      optimizer=self.optimizer, extra_tensors=self.data.state_tensors(),
                                      state=state)
@@ -220,9 +236,16 @@ class Trainer:
         if self.run is None or (found := ckpt.find_checkpoint(self.run.path)) is None:
             raise UserError("no checkpoint to resume from", where=str(self.run.path if self.run else "run"),
                             hint="train without --resume first")
-        state, opt_tensors, tensors = ckpt.read_checkpoint(found)
-        ckpt.load_checkpoint_weights(self.model, found)
-        ckpt.load_optimizer_state(self.optimizer, opt_tensors, state["optimizer"])
+        if sharded.is_sharded_checkpoint(found) != self.cfg.fsdp:
+            raise UserError(f"the checkpoint was written {'with' if not self.cfg.fsdp else 'without'} fsdp",
+                            where=str(found), hint=f"resume with --set fsdp={str(not self.cfg.fsdp).lower()}")
+        if self.cfg.fsdp:
+            state, tensors = ckpt.read_state(found)
+            sharded.load_checkpoint(found, model=self.model, optimizer=self.optimizer)
+        else:
+            state, opt_tensors, tensors = ckpt.read_checkpoint(found)
+            ckpt.load_checkpoint_weights(self.model, found)
+            ckpt.load_optimizer_state(self.optimizer, opt_tensors, state["optimizer"])
         ckpt.set_rng_state(tensors, state["rng"])
         self.data.load_state_tensors(tensors)
         if state.get("scaler"):
@@ -268,7 +291,7 @@ class Trainer:
                     train_seconds += dt
                     steps_timed += 1
                 tok_s = tokens_per_step * steps_timed / train_seconds if train_seconds else 0.0
-                mfu = self.flops_per_token * tok_s / self.peak_flops if self.peak_flops else 0.0
+                mfu = env.mfu(self.flops_per_token * tok_s, self.peak_flops)
                 if loss_value is not None:
                     result.losses.append((self.step, loss_value))
                     self._log({"step": self.step, "loss": loss_value, "lr": self.lr,
@@ -299,7 +322,7 @@ class Trainer:
         result.tokens = result.steps * tokens_per_step
         result.tokens_per_second = tokens_per_step * steps_timed / train_seconds if train_seconds else 0.0
         result.ms_per_step = 1000 * train_seconds / steps_timed if steps_timed else 0.0
-        result.mfu = self.flops_per_token * result.tokens_per_second / self.peak_flops if self.peak_flops else 0.0
+        result.mfu = env.mfu(self.flops_per_token * result.tokens_per_second, self.peak_flops)
         return result
 
 

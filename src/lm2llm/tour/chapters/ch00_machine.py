@@ -24,11 +24,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
             ["torch", report.torch],
             ["bf16", report.bf16_supported],
         ]
-        + [[f"matmul {m.dtype} GFLOP/s", round(m.gflops, 1)] for m in report.matmul],
+        + [[f"matmul {m.dtype} GFLOP/s ({m.size}²)", round(m.gflops, 1)] for m in report.matmul]
+        + [[f"data-sheet peak {dtype} GFLOP/s", peak] for dtype, peak in report.datasheet.items()],
     )
     fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.barh([m.dtype for m in report.matmul], [m.gflops for m in report.matmul], color=["#4c72b0", "#dd8452"])
-    ax.set_xlabel("GFLOP/s (1024×1024 matmul)")
+    ax.set_xlabel(f"GFLOP/s (best {report.matmul[0].size}×{report.matmul[0].size} matmul)")
     figure = ctx.save_figure(fig, "matmul", T("Measured matmul throughput", "측정한 행렬곱 처리량"))
     claims = []
     fp32, bf16 = report.peak_gflops("float32"), report.peak_gflops("bfloat16")

@@ -4,6 +4,11 @@ Measured on python-docs: held-out perplexity against order for MLE, add-one and 
 (equal to KenLM's lmplz); the share of held-out n-grams never seen in training (sparsity); the share of
 zero-probability events without smoothing; samples at orders 1-5; and a constructed probe whose answer
 depends on a word further back than N-1 positions.
+
+Korean track: the same counting on korean-law (the Korean constitution and bills) beside as many characters
+of python-docs. Word perplexities of two languages are not comparable (a Korean eojeol carries its particles
+and endings), so the languages are compared by unseen words and by a character n-gram's bits per character
+and per UTF-8 byte.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lm2llm.data import load_documents
+from lm2llm.data import first_chars, load_documents
 from lm2llm.ngram import NgramConfig, generate, sentence_scores, train, write_arpa
-from lm2llm.ngram.limits import long_range_probe, perplexity_by_order, unseen_shares
+from lm2llm.ngram.limits import character_cost, long_range_probe, perplexity_by_order, unseen_shares
 from lm2llm.ngram.vocab import split_words
+from lm2llm.quiet import native_stderr_silenced
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
@@ -34,15 +40,67 @@ ORDERS = [1, 2, 3, 4, 5]
 DOCS = {True: 1200, False: None}  # quick mode reads fewer python-docs documents
 ESTIMATORS = ("mle", "add-k", "kneser-ney")
 PROBE_GAP = 3  # the closing word depends on a word 4 positions back: orders >= 5 can see it
+CHAR_ORDER = 5  # the character n-gram that compares English and Korean
+
+
+def document_lines(docs: list[str], held_out_every: int) -> tuple[list[str], list[str]]:
+    """Non-empty lines, split by document: every n-th document is held out."""
+    lines = [[line.strip() for line in doc.splitlines() if line.strip()] for doc in docs]
+    train_lines = [line for i, doc in enumerate(lines) if i % held_out_every for line in doc]
+    test_lines = [line for i, doc in enumerate(lines) if not i % held_out_every for line in doc]
+    return train_lines, test_lines
 
 
 def corpus(quick: bool) -> tuple[list[str], list[str]]:
     """Lines of python-docs, split by document: 9 in 10 documents train, the rest are held out."""
-    docs = load_documents("python-docs", limit=DOCS[quick])
-    lines = [[line.strip() for line in doc.splitlines() if line.strip()] for doc in docs]
-    train_lines = [line for i, doc in enumerate(lines) if i % 10 for line in doc]
-    test_lines = [line for i, doc in enumerate(lines) if not i % 10 for line in doc]
-    return train_lines, test_lines
+    return document_lines(load_documents("python-docs", limit=DOCS[quick]), 10)
+
+
+def korean_track(english_train: list[str], english_test: list[str]) -> tuple[Table, list[Claim], dict]:
+    """korean-law beside the same number of python-docs characters: unseen words, and a character n-gram's
+    bits per character and per byte (the units in which two languages can be compared)."""
+    korean_train, korean_test = document_lines(load_documents("korean-law"), 4)
+    pairs = {"English (python-docs)": (first_chars(english_train, sum(map(len, korean_train))),
+                                       first_chars(english_test, sum(map(len, korean_test)))),
+             "Korean (korean-law)": (korean_train, korean_test)}
+    unseen = {name: unseen_shares(tr, te, 1, kind="words")[0] for name, (tr, te) in pairs.items()}
+    cost = {name: character_cost(tr, te, CHAR_ORDER) for name, (tr, te) in pairs.items()}
+    en, ko = pairs  # the two names, in order
+    table = Table(
+        T(f"English vs Korean on the same number of training characters (character {CHAR_ORDER}-gram)",
+          f"같은 학습 글자 수에서 영어 대 한국어 (문자 {CHAR_ORDER}-gram)"),
+        ["corpus", "training chars", "held-out chars", "unseen words", "bits/char", "bits/UTF-8 byte", "unseen chars"],
+        [[name, sum(map(len, tr)), sum(map(len, te)), f"{unseen[name]:.1%}", round(cost[name].bits_per_char, 3),
+          round(cost[name].bits_per_byte, 3), f"{cost[name].unseen_char_share:.2%}"] for name, (tr, te) in pairs.items()],
+    )
+    claims = [
+        Claim(
+            T("Counted by words, Korean is sparser than English: a Korean word (eojeol) carries its particles and "
+              "endings, so more held-out words were never seen in the same amount of training text.",
+              "단어 단위로 세면 한국어가 영어보다 희소하다: 한국어 어절은 조사와 어미를 붙이고 있어, 같은 양의 학습 "
+              "글에서 처음 보는 검증 단어가 더 많다."),
+            T(f"unseen held-out words: Korean {unseen[ko]:.1%} vs English {unseen[en]:.1%} "
+              f"({sum(map(len, pairs[ko][0])):,} training characters each)",
+              f"처음 보는 검증 단어: 한국어 {unseen[ko]:.1%} 대 영어 {unseen[en]:.1%} "
+              f"(각 학습 글자 {sum(map(len, pairs[ko][0])):,}자)"),
+            unseen[ko] > unseen[en],
+        ),
+        Claim(
+            T("A Hangul syllable packs what English spells in several letters: per character Korean costs the "
+              "n-gram more bits, per UTF-8 byte (3 for a syllable) fewer — the unit decides which language looks harder.",
+              "한글 음절 하나에는 영어가 여러 글자로 쓰는 정보가 담긴다: 글자당으로는 한국어가 더 많은 비트, "
+              "UTF-8 바이트당(음절은 3바이트)으로는 더 적은 비트가 든다 — 어떤 단위로 재느냐가 결론을 바꾼다."),
+            T(f"character {CHAR_ORDER}-gram, held out: Korean {cost[ko].bits_per_char:.2f} vs English "
+              f"{cost[en].bits_per_char:.2f} bits/char; {cost[ko].bits_per_byte:.2f} vs {cost[en].bits_per_byte:.2f} "
+              "bits/byte; holds when Korean is higher per character and lower per byte",
+              f"문자 {CHAR_ORDER}-gram, 검증: 한국어 {cost[ko].bits_per_char:.2f} 대 영어 {cost[en].bits_per_char:.2f} "
+              f"비트/글자; {cost[ko].bits_per_byte:.2f} 대 {cost[en].bits_per_byte:.2f} 비트/바이트; 한국어가 글자당 "
+              "높고 바이트당 낮으면 성립"),
+            cost[ko].bits_per_char > cost[en].bits_per_char and cost[ko].bits_per_byte < cost[en].bits_per_byte,
+        ),
+    ]
+    metrics = {name: {"unseen_words": unseen[name], **vars(cost[name])} for name in pairs}
+    return table, claims, metrics
 
 
 def kenlm_agreement(train_lines: list[str], test_lines: list[str]) -> float | None:
@@ -57,7 +115,8 @@ def kenlm_agreement(train_lines: list[str], test_lines: list[str]) -> float | No
         write_arpa(model.lm, Path(tmp) / "m.arpa")
         quiet = kenlm.Config()
         quiet.show_progress = False
-        reference = kenlm.Model(str(Path(tmp) / "m.arpa"), quiet)
+        with native_stderr_silenced():  # KenLM's "Loading the LM will be faster..." (shown with --verbose)
+            reference = kenlm.Model(str(Path(tmp) / "m.arpa"), quiet)
         theirs = np.array([reference.score(line, bos=True, eos=True) for line in sample])
     ours = sentence_scores(model, sample)
     return float(np.abs(ours - theirs).max())
@@ -77,6 +136,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         text = " / ".join("The " + generate(model, "The", max_words=20, seed=10 * order + i) for i in range(2))
         samples.append(Sample(T(f"Kneser-Ney, order {order}", f"Kneser-Ney, 차수 {order}"), text))
     drift = kenlm_agreement(train_lines, test_lines)
+    korean_table, korean_claims, korean_metrics = korean_track(train_lines, test_lines)
     ctx.progress(4, 5)
 
     def fmt(x: float) -> str:
@@ -98,20 +158,20 @@ def run(ctx: ChapterContext) -> ChapterResult:
     for estimator, label in (("add-k", "add-one"), ("kneser-ney", "Kneser-Ney")):
         left.plot(ORDERS, sweep.perplexity[estimator], marker="o", label=label)
     left.set_yscale("log")
-    left.set_xlabel("order N")
-    left.set_ylabel("held-out perplexity")
+    left.set_xlabel(T("order N", "차수 N").get(ctx.lang))
+    left.set_ylabel(T("held-out perplexity", "검증 퍼플렉서티").get(ctx.lang))
     left.legend()
     right.plot(ORDERS, sweep.zero_share["mle"], marker="o", color="#c44e52", label="MLE")
-    right.plot(ORDERS, sweep.zero_share["kneser-ney"], marker="o", color="#55a868", label="smoothed")
-    right.set_xlabel("order N")
-    right.set_ylabel("share of held-out words with p = 0")
+    right.plot(ORDERS, sweep.zero_share["kneser-ney"], marker="o", color="#55a868", label=T("smoothed", "스무딩").get(ctx.lang))
+    right.set_xlabel(T("order N", "차수 N").get(ctx.lang))
+    right.set_ylabel(T("share of held-out words with p = 0", "p = 0인 검증 단어 비율").get(ctx.lang))
     right.legend()
     perplexity_figure = ctx.save_figure(fig, "perplexity_by_order", T("Perplexity and zero probabilities by order",
                                                                          "차수별 퍼플렉서티와 확률 0 비율"))
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.bar([str(n) for n in ORDERS], [100 * s for s in unseen], color="#4c72b0")
-    ax.set_xlabel("order N")
-    ax.set_ylabel("% of held-out n-grams unseen in training")
+    ax.set_xlabel(T("order N", "차수 N").get(ctx.lang))
+    ax.set_ylabel(T("% of held-out n-grams unseen in training", "학습에서 못 본 검증 n-gram %").get(ctx.lang))
     sparsity_figure = ctx.save_figure(fig, "sparsity", T("Sparsity: unseen n-grams by order", "희소성: 차수별 처음 보는 n-gram"))
 
     kn = sweep.perplexity["kneser-ney"]
@@ -172,6 +232,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
               f"검증 문장 300개에서 log10 P 차이의 최댓값: {drift:.1e}"),
             drift < 1e-4,
         ))
+    claims += korean_claims
     ctx.progress(5, 5)
     summary = T(
         f"{len(train_lines):,} training lines; Kneser-Ney perplexity falls from {kn[0]:,.0f} to {min(kn):,.0f} and stalls, "
@@ -180,9 +241,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"검증 {ORDERS[-1]}-gram의 {unseen[-1]:.0%}는 처음 보는 것이다.",
     )
     return ChapterResult(
-        summary, claims=claims, tables=[table, probe_table], figures=[perplexity_figure, sparsity_figure], samples=samples,
+        summary, claims=claims, tables=[table, probe_table, korean_table], figures=[perplexity_figure, sparsity_figure], samples=samples,
         metrics={"orders": ORDERS, "perplexity": sweep.perplexity, "zero_share": sweep.zero_share, "unseen_share": unseen,
-                 "long_range_probe": probe, "kenlm_max_abs_diff": drift, "train_lines": len(train_lines)},
+                 "long_range_probe": probe, "kenlm_max_abs_diff": drift, "train_lines": len(train_lines),
+                 "korean_track": korean_metrics},
     )
 
 

@@ -5,7 +5,13 @@ tasks; it has never seen the chat template nor the `<|end|>` token. `lm2llm.fine
 on the task suite's instructions (loss on the assistant's tokens only) with the same data and the same
 steps: once with every weight, and with LoRA adapters. A last run fine-tunes a freshly initialised GPT
 of the same shape (the same steps, the same data) to measure what pre-training contributed. Every model
-answers the same held-out prompts greedily; exact match scores them.
+answers the same held-out prompts greedily; exact match scores them, with its 95 % Wilson interval and the
+chance level of a guess among the answers a prompt offers (one of its three cities, one order of its words).
+
+A fair "before": the base read the tasks as "Q: … / A: …" pages, never in the chat template, so scoring it in
+the template measures the template, not what it knows. It is scored in the page form it saw (`qa_page_eval`),
+and that is the score fine-tuning must beat; its score in the chat template is shown next to it. A claim
+whose scores sit at the floor (intervals reaching down to chance) is inconclusive, not ✓ or ✗.
 
 The chat tokens (`<|user|>`, `<|assistant|>`, `<|end|>`) never occur in pre-training text, so their
 embedding rows were never trained. Full fine-tuning trains them; adapters on the linear layers cannot.
@@ -25,12 +31,32 @@ import torch
 
 from lm2llm.data.shards import TokenShards
 from lm2llm.errors import UserError
-from lm2llm.finetune.sft import NO_TOKENS, SFTConfig, SFTResult, chat_token_ids, sft
+from lm2llm.finetune.sft import (
+    NO_TOKENS,
+    SFTConfig,
+    SFTResult,
+    chat_token_ids,
+    qa_page_eval,
+    sft,
+    sft_trainer,
+)
+from lm2llm.finetune.tasks import guess_chance, make_suite
 from lm2llm.models import load_model, save_model
 from lm2llm.models.factory import model_from_config
 from lm2llm.runs import RunDir
+from lm2llm.stats import wilson_interval
 from lm2llm.tokenizer import load_tokenizer
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    compare_intervals,
+    demonstration,
+)
 from lm2llm.tour.plots import plt
 
 LORA_SPEC = "r=8,alpha=16"
@@ -38,7 +64,7 @@ CLOSE_ENOUGH = 0.10  # LoRA counts as matching full fine-tuning within 10 accura
 SETTINGS = {  # quick / full: examples and held-out prompts per task, optimiser steps per run
     True: {"tasks": ["facts"], "n_train": 200, "n_test": 20, "steps": 80},
     False: {"tasks": ["facts", "reverse_words", "korean_to_digits", "unit_conversion"], "n_train": 400,
-            "n_test": 20, "steps": 400},
+            "n_test": 50, "steps": 400},
 }
 
 
@@ -70,19 +96,37 @@ def untrained_copy(base: Path, out: Path) -> Path:
     return out
 
 
+def interval(score: dict) -> tuple[float, float]:
+    """The 95 % Wilson interval of an exact-match score."""
+    return wilson_interval(score["accuracy"] * score["n"], score["n"])
+
+
+def span(score: dict) -> str:
+    low, high = interval(score)
+    return f"[{low:.0%}, {high:.0%}]"
+
+
+def fmt(score: dict) -> str:
+    return f"{score['accuracy']:.1%} {span(score)}"
+
+
 def run(ctx: ChapterContext) -> ChapterResult:
     s = SETTINGS[ctx.quick]
     base = pretrained_base(ctx)
+    _, held_out = make_suite(0, s["n_test"], seed=0, tasks=s["tasks"])  # the prompts `sft` holds out
+    base_qa, base_qa_answers = qa_page_eval(load_model(base), load_tokenizer(base), held_out, 12)
+    chance = guess_chance(s["tasks"])
     runs = ctx.out_dir / "runs"
     shutil.rmtree(runs, ignore_errors=True)  # a forced rerun starts clean
-    common = {"tasks": s["tasks"], "n_train": s["n_train"], "n_test": s["n_test"], "steps": s["steps"],
-              "batch_size": 16, "max_new_tokens": 12, "seed": 0}
+    common = {"tasks": s["tasks"], "n_train": s["n_train"], "n_test": s["n_test"], "max_new_tokens": 12, "seed": 0}
     results: dict[str, SFTResult] = {}
-    plan = [("full", base, {"lr": 3e-3}), ("lora", base, {"lr": 1e-2, "lora": LORA_SPEC}),
-            ("lora_no_tokens", base, {"lr": 1e-2, "lora": LORA_SPEC, "lora_train_tokens": NO_TOKENS}),
-            ("scratch", untrained_copy(base, runs / "untrained"), {"lr": 3e-3})]
-    for i, (name, start, options) in enumerate(plan):
-        results[name] = sft(SFTConfig(base=str(start), out=str(runs / name), **common, **options))
+    once = {"score_before": False}  # the base is scored by the first run; the others start from the same weights
+    plan = [("full", base, 3e-3, {}), ("lora", base, 1e-2, {"lora": LORA_SPEC, **once}),
+            ("lora_no_tokens", base, 1e-2, {"lora": LORA_SPEC, "lora_train_tokens": NO_TOKENS, **once}),
+            ("scratch", untrained_copy(base, runs / "untrained"), 3e-3, once)]
+    for i, (name, start, lr, options) in enumerate(plan):
+        results[name] = sft(SFTConfig(base=str(start), out=str(runs / name), trainer=sft_trainer(s["steps"], lr),
+                                      **common, **options))
         ctx.progress(i + 1, len(plan))
     full, lora, scratch = results["full"], results["lora"], results["scratch"]
     lora_alone = results["lora_no_tokens"]
@@ -93,13 +137,14 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     task_names = list(full.after["per_task"])
     fig, ax = plt.subplots(figsize=(7, 3))
-    bars = (("pre-trained base", full.before), ("full SFT", full.after), ("LoRA + chat token rows", lora.after),
+    bars = (("base, Q&A page form", base_qa), ("base, chat template", full.before), ("full SFT", full.after), ("LoRA + chat token rows", lora.after),
             ("LoRA alone", lora_alone.after), ("SFT from scratch", scratch.after))
     width = 0.8 / len(bars)
     for offset, (label, score) in enumerate(bars):
         xs = [i + (offset - (len(bars) - 1) / 2) * width for i in range(len(task_names))]
         ax.bar(xs, [score["per_task"][t] for t in task_names], width, label=label)
     ax.set_xticks(range(len(task_names)), task_names, rotation=20, fontsize=8)
+    ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label="chance (guess among offered answers)")
     ax.set_ylabel("exact match")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
@@ -116,10 +161,15 @@ def run(ctx: ChapterContext) -> ChapterResult:
     lora_kinds, alone_kinds, full_kinds = (r.after["distinct_answers"] for r in (lora, lora_alone, full))
     table = Table(
         T("Fine-tuning runs (same data, same steps)", "미세조정 실행 (같은 데이터, 같은 스텝)"),
-        ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match", "ends turn",
-         "distinct answers", "saved (KB)"],
-        [[name, r.trainable_params, round(r.trainable_params / r.total_params, 4), round(r.train_seconds, 1),
-          round(held_out_loss[key], 3), round(r.after["accuracy"], 3), round(r.after["ended_turn"], 3),
+        ["run", "trainable params", "trainable share", "train s", "held-out loss", "exact match",
+         "95 % interval", "ends turn", "distinct answers", "saved (KB)"],
+        [["base, Q&A page form (no training)", 0, "—", "—", "—", round(base_qa["accuracy"], 3), span(base_qa), "—",
+          f"{base_qa['distinct_answers']} / {base_qa['n']}", "—"],
+         ["base, chat template (no training)", 0, "—", "—", "—", round(full.before["accuracy"], 3), span(full.before),
+          round(full.before["ended_turn"], 3), f"{full.before['distinct_answers']} / {full.before['n']}", "—"]]
+        + [[name, r.trainable_params, round(r.trainable_params / r.total_params, 4), round(r.train_seconds, 1),
+          round(held_out_loss[key], 3), round(r.after["accuracy"], 3), span(r.after),
+          round(r.after["ended_turn"], 3),
           f"{r.after['distinct_answers']} / {r.after['n']}",
           round((r.adapter_bytes if r.adapter_bytes is not None else model_bytes) / 1024, 1)]
          for key, name, r in (("full", "full (pre-trained base)", full),
@@ -127,69 +177,109 @@ def run(ctx: ChapterContext) -> ChapterResult:
                               ("lora_no_tokens", f"LoRA {LORA_SPEC} alone (pre-trained base)", lora_alone),
                               ("scratch", "full (untrained base)", scratch))],
     )
-    transcript = "\n\n".join(f"user: {x['prompt']}\nbase: {x['before']!r}\nSFT: {x['after']!r}\n"
+    qa_answers = dict(zip((r.prompt for r in held_out), base_qa_answers, strict=True))
+    transcript = "\n\n".join(f"user: {x['prompt']}\nbase (Q&A page form): {qa_answers[x['prompt']]!r}\n"
+                             f"base (chat template): {x['before']!r}\nSFT: {x['after']!r}\n"
                              f"LoRA SFT: {y['after']!r}\n(expected {x['answer']!r})"
                              for x, y in zip(full.samples[:4], lora.samples, strict=False))  # the same prompts
+    floor = {name: interval(score)[0] <= chance
+             for name, score in (("base", base_qa), ("full", full.after), ("lora", lora.after),
+                                 ("scratch", scratch.after))}
+    floor_note = T(f" Chance (a guess among the answers a prompt offers) is {chance:.1%}; brackets are 95 % "
+                   f"intervals; a score whose interval reaches chance is at the floor.",
+                   f" 우연 수준(프롬프트에 나온 답 중 하나를 찍기)은 {chance:.1%}; 괄호는 95 % 구간이며, 구간이 "
+                   f"우연 수준에 닿는 점수는 바닥에 있다.")
+    sft_verdict = (None if floor["full"] and floor["base"]
+                   else compare_intervals(interval(full.after), interval(base_qa)))
+    loss_better = held_out_loss["full"] < held_out_loss["scratch"]
+    pretraining_verdict = (None if floor["full"] and floor["scratch"]
+                           else loss_better and compare_intervals(interval(full.after), interval(scratch.after))
+                           is not False)
+    lora_gap = after - lora.after["accuracy"]
+    if floor["full"]:
+        lora_verdict = None  # nothing above chance to come close to
+    elif compare_intervals(interval(full.after), interval(lora.after)) and lora_gap > CLOSE_ENOUGH:
+        lora_verdict = False
+    else:
+        lora_verdict = None if floor["lora"] else True
     claims = [
-        Claim(T("Supervised fine-tuning on instructions makes a pre-trained model answer prompts it never saw.",
-                "지시 데이터로 지도 미세조정하면 사전학습한 모델이 본 적 없는 프롬프트에 답하게 된다."),
-              T(f"exact match on {full.after['n']} held-out prompts: {before:.1%} before, {after:.1%} after",
-                f"학습에 쓰지 않은 프롬프트 {full.after['n']}개 정확 일치율: 학습 전 {before:.1%}, 학습 후 {after:.1%}"),
-              after > before),
+        Claim(T("Supervised fine-tuning on instructions makes a pre-trained model answer prompts it never saw "
+                "better than it did before, asked in the form it knows.",
+                "지시 데이터로 지도 미세조정하면 사전학습한 모델이 본 적 없는 프롬프트에, 익숙한 형식으로 물었던 "
+                "학습 전보다 더 잘 답한다."),
+              T(f"exact match on {n} held-out prompts: base asked as a Q&A page (the form of its pre-training "
+                f"text) {fmt(base_qa)}, base in the chat template it never saw {fmt(full.before)}, after SFT "
+                f"{fmt(full.after)}.{floor_note.en}",
+                f"학습에 쓰지 않은 프롬프트 {n}개 정확 일치율: 사전학습 텍스트의 형식(Q&A 페이지)으로 물은 기반 모델 "
+                f"{fmt(base_qa)}, 본 적 없는 채팅 템플릿으로 물은 기반 모델 {fmt(full.before)}, SFT 후 "
+                f"{fmt(full.after)}.{floor_note.ko}"),
+              sft_verdict, chance=chance, interval=interval(full.after)),
         Claim(T("Fine-tuning builds on pre-training: the same fine-tuning from an untrained model does worse "
                 "(higher loss on held-out answers, no better exact match).",
                 "미세조정은 사전학습 위에 쌓인다: 학습하지 않은 모델에서 같은 미세조정을 하면 결과가 더 나쁘다 "
-                "(보류 답변의 손실이 더 높고, 정확 일치도 낫지 않다)."),
+                "(학습에 쓰지 않은 답변의 손실이 더 높고, 정확 일치도 낫지 않다)."),
               T(f"after {s['steps']} steps, held-out answer loss: pre-trained base {held_out_loss['full']:.3f}, "
-                f"untrained base {held_out_loss['scratch']:.3f} nats/token; exact match {after:.1%} vs "
-                f"{scratch.after['accuracy']:.1%}",
-                f"{s['steps']}스텝 후 보류 답변 손실: 사전학습 모델 {held_out_loss['full']:.3f}, 학습 안 한 모델 "
-                f"{held_out_loss['scratch']:.3f} nats/토큰; 정확 일치율 {after:.1%} 대 {scratch.after['accuracy']:.1%}"),
-              held_out_loss["full"] < held_out_loss["scratch"] and after >= scratch.after["accuracy"]),
-        Claim(T("LoRA trains only a small share of the parameters and saves a small adapter.",
-                "LoRA는 매개변수의 작은 일부만 학습하고 작은 어댑터만 저장한다."),
-              T(f"{share:.1%} of parameters trainable; adapter {lora.adapter_bytes / 1024:.0f} KB vs model "
-                f"{model_bytes / 1024:.0f} KB",
-                f"학습 매개변수 {share:.1%}; 어댑터 {lora.adapter_bytes / 1024:.0f} KB 대 모델 {model_bytes / 1024:.0f} KB"),
-              share < 0.25 and lora.adapter_bytes < model_bytes / 2),
+                f"untrained base {held_out_loss['scratch']:.3f} nats/token; exact match {fmt(full.after)} vs "
+                f"{fmt(scratch.after)}"
+                + (" (both at the floor: inconclusive)" if floor["full"] and floor["scratch"] else "")
+                + floor_note.en,
+                f"{s['steps']}스텝 후 학습에 쓰지 않은 답변의 손실: 사전학습 모델 {held_out_loss['full']:.3f}, 학습 안 한 "
+                f"모델 {held_out_loss['scratch']:.3f} nats/토큰; 정확 일치율 {fmt(full.after)} 대 {fmt(scratch.after)}"
+                + (" (둘 다 바닥: 판정 보류)" if floor["full"] and floor["scratch"] else "") + floor_note.ko),
+              pretraining_verdict, chance=chance, interval=interval(full.after)),
+        demonstration(T("LoRA trains only a small share of the parameters and saves a small adapter.",
+                        "LoRA는 매개변수의 작은 일부만 학습하고 작은 어댑터만 저장한다."),
+                      T(f"{share:.1%} of parameters trainable (rank {LORA_SPEC} sets it); adapter "
+                        f"{lora.adapter_bytes / 1024:.0f} KB vs model {model_bytes / 1024:.0f} KB",
+                        f"학습 매개변수 {share:.1%} (랭크 {LORA_SPEC}가 정함); 어댑터 {lora.adapter_bytes / 1024:.0f} KB "
+                        f"대 모델 {model_bytes / 1024:.0f} KB"),
+                      share < 0.25 and lora.adapter_bytes < model_bytes / 2),
         Claim(T("With the same steps, LoRA comes close to full fine-tuning.",
                 "같은 스텝이면 LoRA가 전체 미세조정에 가까운 성능을 낸다."),
-              T(f"exact match: LoRA {lora.after['accuracy']:.1%} vs full {after:.1%} (close = within "
-                f"{CLOSE_ENOUGH:.0%}, and above the base's {before:.1%}); held-out answer loss "
+              T(f"exact match: LoRA {fmt(lora.after)} vs full {fmt(full.after)} (close = within "
+                f"{CLOSE_ENOUGH:.0%}, or intervals overlapping, above the floor; inconclusive while full fine-tuning "
+                f"itself is at the floor); held-out answer loss "
                 f"{held_out_loss['lora']:.3f} vs {held_out_loss['full']:.3f}. The chat tokens occur {unseen} times "
                 f"in the pre-training text, so LoRA also trains their embedding rows ({token_params} parameters); "
-                f"adapters alone reach {lora_alone.after['accuracy']:.1%} (held-out answer loss "
+                f"adapters alone reach {fmt(lora_alone.after)} (held-out answer loss "
                 f"{held_out_loss['lora_no_tokens']:.3f}); LoRA's held-out answer loss over the last quarter of the steps: "
                 f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. Answers that end the turn: LoRA {lora_ends:.0%}, alone "
                 f"{alone_ends:.0%}, full {full_ends:.0%}; distinct answers to the {n} prompts: LoRA {lora_kinds}, "
                 f"alone {alone_kinds}, full {full_kinds} (few distinct answers to many prompts: the form of an answer is "
-                f"learned, not yet finding it in the prompt)",
-                f"정확 일치율: LoRA {lora.after['accuracy']:.1%} 대 전체 {after:.1%} (가깝다 = {CLOSE_ENOUGH:.0%}p "
-                f"이내, 그리고 기반 모델의 {before:.1%}보다 높음); 보류 답변 손실 {held_out_loss['lora']:.3f} 대 "
-                f"{held_out_loss['full']:.3f}. 채팅 토큰은 사전학습 텍스트에 {unseen}번 나오므로 LoRA는 그 임베딩 행"
-                f"({token_params}개 매개변수)도 학습한다; 어댑터만으로는 {lora_alone.after['accuracy']:.1%} "
-                f"(보류 답변 손실 {held_out_loss['lora_no_tokens']:.3f}); 마지막 1/4 스텝 동안 LoRA의 보류 답변 손실: "
+                f"learned, not yet finding it in the prompt).{floor_note.en}",
+                f"정확 일치율: LoRA {fmt(lora.after)} 대 전체 {fmt(full.after)} (가깝다 = {CLOSE_ENOUGH:.0%}p "
+                f"이내 또는 구간이 겹치고 바닥보다 위; 전체 미세조정 자체가 바닥이면 판정 보류); 학습에 쓰지 않은 답변의 손실 "
+                f"{held_out_loss['lora']:.3f} 대 {held_out_loss['full']:.3f}. 채팅 토큰은 사전학습 텍스트에 {unseen}번 "
+                f"나오므로 LoRA는 그 임베딩 행({token_params}개 매개변수)도 학습한다; 어댑터만으로는 "
+                f"{fmt(lora_alone.after)} (학습에 쓰지 않은 답변의 손실 {held_out_loss['lora_no_tokens']:.3f}); 마지막 "
+                f"1/4 스텝 동안 LoRA의 학습에 쓰지 않은 답변의 손실: "
                 f"{lora_curve[-2]:.3f} → {lora_curve[-1]:.3f}. 차례를 끝내는 답: LoRA {lora_ends:.0%}, "
                 f"어댑터만 {alone_ends:.0%}, 전체 {full_ends:.0%}; 프롬프트 {n}개에 대한 서로 다른 답의 수: LoRA "
                 f"{lora_kinds}, 어댑터만 {alone_kinds}, 전체 {full_kinds} (많은 프롬프트에 답이 몇 가지뿐 = 답의 형식은 "
-                f"배웠지만 프롬프트에서 답을 찾는 법은 아직 못 배움)"),
-              lora.after["accuracy"] > before and lora.after["accuracy"] >= after - CLOSE_ENOUGH),
+                f"배웠지만 프롬프트에서 답을 찾는 법은 아직 못 배움).{floor_note.ko}"),
+              lora_verdict, chance=chance, interval=interval(lora.after)),
     ]
     summary = T(
-        f"4.3's GPT fine-tuned for {s['steps']} steps on {', '.join(task_names)}: exact match {before:.0%} → "
-        f"{after:.0%} (full), {lora.after['accuracy']:.0%} (LoRA with the chat tokens' rows, {share:.0%} of "
-        f"weights trained; {lora_alone.after['accuracy']:.0%} without them); the same fine-tuning of an untrained "
-        f"GPT reaches {scratch.after['accuracy']:.0%}.",
-        f"4.3의 GPT를 과제 {', '.join(task_names)}로 {s['steps']}스텝 미세조정: 정확 일치율 {before:.0%} → "
-        f"{after:.0%}(전체), {lora.after['accuracy']:.0%}(채팅 토큰 행을 함께 학습한 LoRA, 가중치 {share:.0%}만 "
-        f"학습; 그 행 없이는 {lora_alone.after['accuracy']:.0%}); 학습하지 않은 GPT에 같은 미세조정을 하면 "
-        f"{scratch.after['accuracy']:.0%}.",
+        f"4.3's GPT fine-tuned for {s['steps']} steps on {', '.join(task_names)}: exact match {base_qa['accuracy']:.0%} "
+        f"for the base asked in its Q&A page form ({before:.0%} in the chat template it never saw) → {after:.0%} "
+        f"(full), {lora.after['accuracy']:.0%} (LoRA with the chat tokens' rows, {share:.0%} of weights trained; "
+        f"{lora_alone.after['accuracy']:.0%} without them); the same fine-tuning of an untrained GPT reaches "
+        f"{scratch.after['accuracy']:.0%}; chance {chance:.0%}."
+        + (f" Quick mode is small (one task, {s['steps']} steps, {n} prompts): its verdicts are mostly at the floor."
+           if ctx.quick else ""),
+        f"4.3의 GPT를 과제 {', '.join(task_names)}로 {s['steps']}스텝 미세조정: 정확 일치율은 Q&A 페이지 형식으로 물은 "
+        f"기반 모델 {base_qa['accuracy']:.0%}(본 적 없는 채팅 템플릿으로는 {before:.0%}) → {after:.0%}(전체), "
+        f"{lora.after['accuracy']:.0%}(채팅 토큰 행을 함께 학습한 LoRA, 가중치 {share:.0%}만 학습; 그 행 없이는 "
+        f"{lora_alone.after['accuracy']:.0%}); 학습하지 않은 GPT에 같은 미세조정을 하면 {scratch.after['accuracy']:.0%}; "
+        f"우연 수준 {chance:.0%}."
+        + (f" 빠른 모드는 작다(과제 하나, {s['steps']}스텝, 프롬프트 {n}개): 판정 대부분이 바닥에 있다." if ctx.quick else ""),
     )
     return ChapterResult(
         summary, claims=claims, tables=[table], figures=[figure],
         samples=[Sample(T("Chat before and after fine-tuning (held-out prompts, greedy)",
                           "미세조정 전후 대화 (학습에 쓰지 않은 프롬프트, greedy)"), transcript)],
-        metrics={"base": str(base.relative_to(ctx.out_dir.parent)), "before": full.before,
+        metrics={"base": str(base.relative_to(ctx.out_dir.parent)), "before": full.before, "before_qa_page": base_qa,
+                 "chance": chance,
                  "runs": {name: {"dir": f"runs/{name}", "after": r.after, "seconds": r.train_seconds,
                                  "final_loss": r.final_loss, "held_out_loss": held_out_loss[name], "trainable": r.trainable_params, "total": r.total_params,
                                  "adapter_bytes": r.adapter_bytes} for name, r in results.items()},

@@ -4,13 +4,19 @@ Two probes, both on sentences we wrote (English and Korean, `lm2llm.bias`): temp
 one group word (gender, nationality, age, region), scored by the log-likelihood gap with a bootstrap
 interval; and CrowS-Pairs-style minimal pairs, scored as lm-eval's `crows_pairs` (pct_stereotype, 0.5 =
 no preference). The second set is small: its interval is wide, and the chapter says so.
+
+Two parts need no LLM: WEAT for sentence embeddings (SEAT templates through MiniLM in our BERT, effect size
+with an exact permutation p-value), and, when the Korean hate-speech comments are present, how a safety
+filter's errors split across the groups the comments target (the data's bias labels): the lexicon always,
+and in full mode our fine-tuned BERT (the run chapter 7.4 reads).
 """
 
 from __future__ import annotations
 
 from lm2llm.bias.crows import load_pairs, stereotype_score
 from lm2llm.bias.templates import load_templates, template_gaps
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.bias.weat import load_weat, run_seat
+from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table, Text
 from lm2llm.tour.real_llm import load_real_llm
 
 LANGS = ("en", "ko")
@@ -32,10 +38,80 @@ def plot_gaps(gaps: list) -> object:
     return fig
 
 
+def embedding_and_filter_bias(ctx: ChapterContext) -> tuple[list[Claim], list[Table], dict]:
+    """WEAT on MiniLM's sentence embeddings, and the safety filters' errors per target group."""
+    from lm2llm.embeddings import default_encoder
+    from lm2llm.safety.classifier import LexiconClassifier, load_classifier_spec
+    from lm2llm.safety.data import hate_speech, split_hate_speech, tour_data_dir
+    from lm2llm.safety.evaluate import error_split, evaluate_filter
+    from lm2llm.safety.train import safety_run
+    from lm2llm.tour.chapters.ch07_04_ethics_safety import SAFETY_RUN
+
+    encoder = default_encoder()
+    results = run_seat(lambda sentences: encoder.encode(sentences).numpy(), templates=1 if ctx.quick else None)
+    claims = [Claim(
+        T(f"Sentence embeddings carry human-like associations (WEAT/SEAT {r.test}).",
+          f"문장 임베딩에는 사람과 비슷한 연상이 담겨 있다 (WEAT/SEAT {r.test})."),
+        T(f"effect size d = {r.effect_size:+.2f} (−2…2, 0 = none); one-sided p = {r.p_value:.4f} over all "
+          f"{r.permutations} re-partitions of the targets; holds when p < 0.05",
+          f"효과 크기 d = {r.effect_size:+.2f} (−2…2, 0 = 없음); 대상 단어의 재분할 {r.permutations}개 전부에 대한 "
+          f"단측 p = {r.p_value:.4f}; p < 0.05이면 성립"),
+        r.p_value < 0.05) for r in results]
+    tables = [Table(T("WEAT on sentence embeddings (all-MiniLM-L6-v2 in our BERT, SEAT templates)",
+                      "문장 임베딩의 WEAT (우리 BERT에 올린 all-MiniLM-L6-v2, SEAT 템플릿)"),
+                    ["test (X-Y / A-B)", "effect size d", "permutation p", "partitions", "exact"],
+                    [[r.test, f"{r.effect_size:+.2f}", f"{r.p_value:.4f}", r.permutations, r.exact] for r in results])]
+    metrics: dict = {"weat": {r.test: {"effect_size": r.effect_size, "p_value": r.p_value} for r in results},
+                     "weat_rules": load_weat()["rules"]}
+    data_dir = tour_data_dir()
+    if data_dir is None:
+        return claims, tables, metrics
+    _, held_out = split_hate_speech(hate_speech(data_dir))
+    filters = [LexiconClassifier()]
+    if not ctx.quick:
+        filters.append(load_classifier_spec(safety_run(ctx.out_dir / SAFETY_RUN, data_dir)["run"]))
+    rows, splits = [], {}
+    for classifier in filters:
+        _, flagged = evaluate_filter(classifier, held_out)
+        splits[classifier.name] = split = error_split(held_out, flagged)
+        rows += [[classifier.name, group, s["lines"],
+                  f"{s['missed']['value']:.2f} ({s['missed']['hits']}/{s['missed']['n']}; "
+                  f"{s['missed']['interval'][0]:.2f}–{s['missed']['interval'][1]:.2f})",
+                  f"{s['false_alarms']['value']:.2f} ({s['false_alarms']['hits']}/{s['false_alarms']['n']})"]
+                 for group, s in split.items()]
+    tables.append(Table(T("Korean hate speech: the filters' errors per target group (held-out comments; missed = "
+                          "unsafe lines let through, 95 % Wilson interval)",
+                          "한국어 혐오 표현: 대상 집단별 필터 오류 (평가용 댓글; 놓침 = 통과된 유해 댓글, 95 % Wilson 구간)"),
+                        ["filter", "target group", "comments", "missed", "false alarms"], rows))
+    gender, none = (splits[filters[-1].name].get(g) for g in ("gender", "none"))
+    if gender and none:
+        verdict = (True if gender["missed"]["interval"][0] > none["missed"]["interval"][1]
+                   else False if gender["missed"]["interval"][1] < none["missed"]["interval"][0] else None)
+        claims.append(Claim(
+            T("A safety filter's misses are not spread evenly: hate aimed at a gender slips through more often "
+              "than abuse that targets no group.",
+              "안전 필터의 놓침은 고르지 않다: 성별을 겨냥한 혐오가 특정 집단을 겨냥하지 않은 욕설보다 더 자주 빠져나간다."),
+            T(f"{filters[-1].name}: missed {gender['missed']['value']:.2f} of gender-targeted unsafe comments "
+              f"(CI {gender['missed']['interval'][0]:.2f}–{gender['missed']['interval'][1]:.2f}, n="
+              f"{gender['missed']['n']}) vs {none['missed']['value']:.2f} of the rest (CI "
+              f"{none['missed']['interval'][0]:.2f}–{none['missed']['interval'][1]:.2f}); holds when the intervals part, "
+              "inconclusive when they overlap",
+              f"{filters[-1].name}: 성별 겨냥 유해 댓글의 {gender['missed']['value']:.2f}를 놓침 (구간 "
+              f"{gender['missed']['interval'][0]:.2f}–{gender['missed']['interval'][1]:.2f}, {gender['missed']['n']}개), "
+              f"나머지는 {none['missed']['value']:.2f} (구간 {none['missed']['interval'][0]:.2f}–"
+              f"{none['missed']['interval'][1]:.2f}); 구간이 갈라지면 성립, 겹치면 판단 보류"),
+            verdict, interval=tuple(gender["missed"]["interval"])))
+    metrics["hate_speech_errors_by_group"] = splits
+    return claims, tables, metrics
+
+
 def run(ctx: ChapterContext) -> ChapterResult:
+    extra_claims, extra_tables, extra_metrics = embedding_and_filter_bias(ctx)
+    ctx.progress(1, 3)
     loaded = load_real_llm(ctx)
     if isinstance(loaded, ChapterResult):
-        return loaded
+        return ChapterResult(loaded.summary, claims=extra_claims, tables=extra_tables, samples=loaded.samples,
+                             metrics=extra_metrics)
     model, tokenizer = loaded
     gaps = [template_gaps(model, tokenizer, lang, axis) for lang in LANGS for axis in AXES]
     ctx.progress(2, 3)
@@ -95,12 +171,19 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"pct_stereotype: 영어 {crows['en'].pct_stereotype:.2f}, 한국어 {crows['ko'].pct_stereotype:.2f} "
                 f"(우연 0.5, 언어마다 {crows['en'].n}쌍: 구간이 넓음); 0을 벗어난 템플릿 차: {len(gaps)}칸 중 "
                 f"{sum(map(len, excluded.values()))}칸.")
-    return ChapterResult(summary, claims=claims, tables=[gap_table, crows_table], figures=[figure],
-                         samples=[examples, rules],
-                         metrics={"templates": {f"{g.lang}/{g.axis}": {"mean_gap": g.mean_gap, "interval": g.interval}
+    summary = Text(summary.en + weat_summary(extra_metrics), summary.ko + weat_summary(extra_metrics))
+    return ChapterResult(summary, claims=claims + extra_claims, tables=[gap_table, crows_table, *extra_tables],
+                         figures=[figure], samples=[examples, rules],
+                         metrics={**extra_metrics, "templates": {f"{g.lang}/{g.axis}": {"mean_gap": g.mean_gap, "interval": g.interval}
                                                 for g in gaps},
                                   "crows": {lang: {"pct_stereotype": s.pct_stereotype, "interval": s.interval,
                                                    "likelihood_diff": s.likelihood_diff} for lang, s in crows.items()}})
+
+
+def weat_summary(metrics: dict) -> str:
+    """The same in both languages: test names and numbers."""
+    return " WEAT: " + ", ".join(f"{name} d={m['effect_size']:+.2f} (p={m['p_value']:.3f})"
+                                 for name, m in metrics["weat"].items()) + "."
 
 
 CHAPTER = Chapter("7.2", T("Bias", "편향"), run)

@@ -40,7 +40,8 @@ def ngram_run(ctx: ChapterContext) -> str:
     documents = load_documents("python-docs", limit=400 if ctx.quick else 4000)
     lines = [line for doc in documents if split_of(doc, 0.1) == "train" for line in doc.splitlines() if line.strip()]
     directory = ctx.out_dir / "kn-trigram"
-    save(train(lines, NgramConfig(order=3, tokenize="words", discount_fallback=True)), directory)
+    # force: a chapter that was interrupted and runs again replaces its own earlier trigram
+    save(train(lines, NgramConfig(order=3, tokenize="words", discount_fallback=True)), directory, force=True)
     return str(directory)
 
 

@@ -23,6 +23,7 @@ from lm2llm.data.shards import ShardWriter, TokenShards
 from lm2llm.errors import UserError
 from lm2llm.runs import atomic_write_json
 from lm2llm.scale import tasks
+from lm2llm.scale.calibration import ordering_study, summarise
 from lm2llm.scale.probes import (
     answer_logprobs,
     choice_accuracy,
@@ -44,6 +45,7 @@ class EmergenceSettings:
     docs: int = 3000  # python-docs documents
     task_docs: int = 1600  # task documents of 16 lines each
     test_examples: int = 100  # per shot count and per addition format
+    orderings: int = 4  # orders of the same shots for the calibration study (`scale.calibration`)
     batch_size: int = 16
     lr: float = 3e-3
     seed: int = 0
@@ -76,6 +78,8 @@ def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards,
     kv: dict[str, Any] = {}
     for shots in tasks.SHOTS:
         examples = [tasks.kv_example(rng, shots) for _ in range(settings.test_examples)]
+        if shots == tasks.SHOTS[-1]:
+            calibration = summarise(ordering_study(model, tokenizer, examples, settings.orderings, settings.seed))
         prompts, answers = [e.prompt for e in examples], [e.answer for e in examples]
         completions = greedy_completions(model, tokenizer, prompts, max_new=len(answers[0]) + 1)
         exact = np.array([c.strip() == a for c, a in zip(completions, answers, strict=True)], dtype=float)
@@ -98,7 +102,7 @@ def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards,
     letters = [tokenizer.stoi[ch] for ch in tasks.LETTERS]
     ids, targets = val.random_batch("val", 32, CONTEXT, torch.Generator().manual_seed(settings.seed))
     windows = torch.cat([ids, targets[:, -1:]], dim=1)
-    return {"kv": kv, "addition": addition, **induction_scores(model, letters, seed=settings.seed),
+    return {"kv": kv, "calibration": calibration, "addition": addition, **induction_scores(model, letters, seed=settings.seed),
             "in_context_score": in_context_score(model, windows, early=(4, 16), late=(96, 127))}
 
 

@@ -12,8 +12,9 @@ The teacher (SmolLM2) is run once, before training, over every training window, 
 log-probabilities per position are kept (float16 values, int32 token ids) with the log of the probability
 mass outside them: the full distributions would take windows × length × 49,152 floats (12 GB for 2,000
 windows of 64 tokens in fp16), the top-64 take 0.1 % of that. During training a batch's teacher
-distribution is rebuilt from them: exact on the top-k tokens, the rest of the mass spread evenly over the
-other tokens (`TeacherTargets.log_probs`). So each step costs the student's forward and backward only, and
+distribution is that: exact on the top-k tokens, the rest of the mass spread evenly over the other tokens
+(`TeacherTargets.log_probs`), and Hinton's loss against it is computed in closed form over the top-k and the
+tail (`top_k_hinton_loss`, equal to `distill.hinton_loss` on the rebuilt distribution). So each step costs the student's forward and backward only, and
 the teacher's price is paid once whatever the number of epochs. Training windows come from python-docs
 passages the data pipeline's content-hash split puts in "train" (the cloze task is cut from the "val"
 ones), from the documents before the held-out perplexity range (`measure.HELD_OUT`).
@@ -31,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lm2llm.compress.distill import hinton_loss
 from lm2llm.compress.measure import HELD_OUT, held_out_windows
 from lm2llm.data import load_documents
 from lm2llm.data.prepare import split_of
@@ -45,22 +45,22 @@ from lm2llm.stats import wilson_interval
 from lm2llm.tokenizer import Tokenizer
 from lm2llm.training import CausalLM, Trainer
 from lm2llm.training.config import fine_tuning
-from lm2llm.training.objectives import Batch
+from lm2llm.training.objectives import IGNORE_INDEX, Batch
 
 
 @dataclass(frozen=True)
 class DistillSettings:
     preset: str = "llama-tiny"
-    windows: int = 16  # training windows the teacher labels once
+    windows: int = 8  # training windows the teacher labels once
     length: int = 64  # tokens per window (the student's context)
-    steps: int = 12
+    steps: int = 10
     batch_size: int = 4
     lr: float = 3e-3
     top_k: int = 64
     temperature: float = 2.0
     soft_weight: float = 0.5
     eval_windows: int = 8
-    cloze_limit: int = 60
+    cloze_limit: int = 40
     seed: int = 0
 
 
@@ -135,21 +135,46 @@ class WindowBatches:
         return {}
 
 
+def top_k_hinton_loss(student_logits: torch.Tensor, values: torch.Tensor, indices: torch.Tensor, rest: torch.Tensor,
+                      targets: torch.Tensor, temperature: float, soft_weight: float) -> torch.Tensor:
+    """`distill.hinton_loss` against the teacher distribution `TeacherTargets.log_probs` rebuilds, computed
+    without building it: the V − k tail tokens share one probability, so their part of KL(teacher_T ‖
+    student_T) needs only the sum of the student's log-probabilities over the tail (all minus top-k).
+    Equal to `hinton_loss` on the rebuilt distribution (tested); it saves a (B, T, V) tensor and its passes."""
+    vocab, k = student_logits.shape[-1], values.shape[-1]
+    tail = vocab - k
+    top = values.float() / temperature  # the teacher's tempered logits: log p / T
+    tail_logit = ((rest - math.log(max(tail, 1))) / temperature).unsqueeze(-1)
+    parts = [top, tail_logit + math.log(tail)] if tail else [top]
+    norm = torch.logsumexp(torch.cat(parts, dim=-1), dim=-1, keepdim=True)
+    teacher_top, teacher_tail = top - norm, tail_logit - norm  # tempered teacher log-probabilities
+    student = F.log_softmax(student_logits / temperature, dim=-1)
+    student_top = student.gather(-1, indices.long())
+    per_position = (teacher_top.exp() * (teacher_top - student_top)).sum(-1)
+    if tail:
+        student_tail_sum = student.sum(-1) - student_top.sum(-1)
+        tail_p = teacher_tail.squeeze(-1).exp()
+        per_position = per_position + tail_p * (tail * teacher_tail.squeeze(-1) - student_tail_sum)
+    kept = targets != IGNORE_INDEX
+    soft = per_position[kept].sum() / max(int(kept.sum()), 1)
+    hard = F.cross_entropy(student_logits.reshape(-1, vocab), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    return soft_weight * temperature ** 2 * soft + (1 - soft_weight) * hard
+
+
 class PrecomputedDistillation(CausalLM):
     """`distill.Distillation` with the teacher's distributions read from the batch instead of computed."""
 
     name = "distillation"
 
-    def __init__(self, vocab_size: int, temperature: float, soft_weight: float):
-        self.vocab_size, self.temperature, self.soft_weight = vocab_size, temperature, soft_weight
+    def __init__(self, temperature: float, soft_weight: float):
+        self.temperature, self.soft_weight = temperature, soft_weight
 
     def loss_sum(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         if not model.training:
             return super().loss_sum(model, batch)
         logits, _ = model(batch["ids"])
-        teacher = TeacherTargets.log_probs(batch["teacher_values"], batch["teacher_indices"], batch["teacher_rest"],
-                                           self.vocab_size)
-        mean = hinton_loss(logits.float(), teacher, batch["targets"], self.temperature, self.soft_weight)
+        mean = top_k_hinton_loss(logits.float(), batch["teacher_values"], batch["teacher_indices"],
+                                 batch["teacher_rest"], batch["targets"], self.temperature, self.soft_weight)
         return mean * self.weight(batch)
 
 
@@ -182,8 +207,7 @@ def distill_experiment(teacher: nn.Module, tokenizer: Tokenizer, settings: Disti
     torch.manual_seed(s.seed)
     scratch = build_model("llama", s.preset, vocab_size=targets.vocab_size, context_length=s.length)
     students = {"scratch": scratch, "distilled": copy.deepcopy(scratch)}  # the same initial weights
-    objectives = {"scratch": CausalLM(), "distilled": PrecomputedDistillation(targets.vocab_size, s.temperature,
-                                                                              s.soft_weight)}
+    objectives = {"scratch": CausalLM(), "distilled": PrecomputedDistillation(s.temperature, s.soft_weight)}
     held_out = held_out_windows(tokenizer, "python-docs", s.eval_windows, s.length + 1)
     cloze = find_task("python-cloze")
     result: dict = {"settings": asdict(s), "training_tokens": int(inputs[:, 1:].numel()),

@@ -50,7 +50,7 @@ METHODS = {"quick": ["fp32", "q8_0", "q4_1", "q4_0", "int8", "int4", "magnitude:
 SETTINGS = {"quick": {"windows": 1, "length": 192, "speed_tokens": 0, "calibration": 16},
             "full": {"windows": 4, "length": 256, "speed_tokens": 24, "calibration": 64}}
 DISTILL = {"quick": DistillSettings(),
-           "full": DistillSettings(windows=256, steps=200, batch_size=8, eval_windows=48, cloze_limit=200)}
+           "full": DistillSettings(windows=128, steps=150, batch_size=8, eval_windows=32, cloze_limit=200)}
 
 
 def relative(rows: dict, method: str, corpus: str) -> float:

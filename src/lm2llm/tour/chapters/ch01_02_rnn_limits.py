@@ -15,13 +15,7 @@
     is repeated on the recall LSTM before and after that training: (a) describes a freshly initialised
     network, and training is exactly what changes it.
 
-Why the fused LSTM still wins at short lengths on this machine: two CPU threads are saturated by the
-LSTM's per-step matrix product already (8 sequences × 4 gates), so the Transformer's extra parallelism
-has nowhere to go, while it does more arithmetic per token (attention, a 4× wider MLP, normalisations)
-and many more separate kernel calls; PyTorch's fused LSTM runs the whole recurrence in one call. The
-guide's claim is about hardware with far more parallel lanes than one step's work can fill (a GPU): there
-the T serial steps are the bottleneck, and (b)'s length sweep shows the same mechanism on two threads,
-as step time that grows with the number of serial steps at a fixed amount of work.
+Why the fused LSTM still wins on this machine is said in the chapter's summary (`WHY_LSTM_WINS`).
 """
 
 from __future__ import annotations
@@ -41,6 +35,22 @@ from lm2llm.tour.minitrain import steps_until
 from lm2llm.tour.plots import plt
 
 VOCAB = 64
+WHY_LSTM_WINS = T(
+    "Why the fused LSTM wins here: two CPU threads are already filled by one LSTM step's matrix product, so the "
+    "Transformer's extra parallelism has nowhere to go, while it does more arithmetic per token (attention, a 4× "
+    "wider MLP, normalisations) in many more separate kernel calls; PyTorch's fused LSTM runs the whole recurrence "
+    "in one call. The guide's point is about hardware with far more parallel lanes than one step's work can fill (a "
+    "GPU), where the LSTM's serial steps leave most of them idle. The length sweep measures whether those serial "
+    "steps cost anything on this machine: where the LSTM's step time stays flat as the same tokens form fewer, "
+    "longer sequences, two threads have no idle lanes for the sequence's parallelism to fill, and the guide's "
+    "advantage cannot show here.",
+    "여기서 융합 LSTM이 이기는 까닭: CPU 스레드 두 개는 LSTM 한 단계의 행렬곱만으로 이미 차므로 Transformer의 더 큰 "
+    "병렬성은 쓸 곳이 없고, Transformer는 토큰당 계산(어텐션, 4배 넓은 MLP, 정규화)이 더 많으며 커널 호출도 훨씬 "
+    "잦다. PyTorch의 융합 LSTM은 순환 전체를 한 번의 호출로 돈다. 가이드의 요점은 한 단계의 일로는 다 채울 수 없을 "
+    "만큼 병렬 자원이 많은 하드웨어(GPU)에 관한 것으로, 거기서는 LSTM의 직렬 단계가 자원 대부분을 놀린다. 길이 "
+    "실험은 그 직렬 단계가 이 컴퓨터에서 비용이 되는지를 잰다: 같은 토큰을 더 적고 긴 시퀀스로 묶어도 LSTM의 단계 "
+    "시간이 그대로라면, 두 스레드에는 시퀀스의 병렬성이 채울 빈 자원이 없고 가이드가 말하는 이점은 여기서 드러날 수 "
+    "없다.")
 
 
 # --- (a) gradient against distance -----------------------------------------------------------------
@@ -218,7 +228,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     tokens_per_step = 8 * bench_len
     lengths = [16, bench_len, 512] if quick else [16, 64, bench_len, 1024]
     tf_model = build_model("gpt", vocab_size=VOCAB, d_model=128, n_head=4, n_layer=2, context_length=max(lengths))
-    tf_params = tf_model.num_params() - tf_model.pos_emb.weight.numel()  # the position table does no arithmetic
+    tf_params = tf_model.num_params() - sum(p.numel() for p in tf_model.pos_emb.parameters())  # no arithmetic there
     lstm_model = lstm_matching(tf_params, d_embed=128)
     steps = 3 if quick else 8
     with ctx.all_cores():  # a claim about parallelism is measured with every core, whatever the tour's policy
@@ -321,16 +331,21 @@ def run(ctx: ChapterContext) -> ChapterResult:
               learned_at["Transformer"] is not None
               and (learned_at["LSTM"] is None or learned_at["Transformer"] < learned_at["LSTM"])),
     ]
+    trained_recall = accuracy["LSTM"][d_max]
     gradient_text = T(
-        f"The gradient probe in (a) is of initialised networks. Trained on recall, the LSTM's gradient from the answer "
-        f"to a key {d_max} tokens back went from {lstm_gradient['initialised']:.1e} to {lstm_gradient['trained']:.1e} "
-        "of the gradient at the question: at initialisation each forget gate is about σ(0) = 0.5, so the cell's "
-        "error signal halves at every step; training opens the gates on the path the task needs (the constant error "
-        "carousel the LSTM was designed for), which is why it still learns to recall that far.",
-        f"(a)의 기울기 측정은 초기화 직후 네트워크다. 기억 과제로 학습하고 나면 정답에서 {d_max}토큰 앞 키까지 닿는 "
-        f"LSTM의 기울기가 질문 위치 기울기의 {lstm_gradient['initialised']:.1e}배에서 {lstm_gradient['trained']:.1e}배로 "
-        "바뀌었다. 초기화 직후에는 망각 게이트가 σ(0) = 0.5 안팎이라 셀의 오차 신호가 한 단계마다 절반이 되지만, 학습은 "
-        "과제에 필요한 경로의 게이트를 연다(LSTM이 설계된 목적인 상수 오차 회전목마). 그래서 그 거리도 기억하게 된다.")
+        f"The gradient probe in (a) is of initialised networks. Trained on recall for up to {recall_steps} steps "
+        f"(recall at d={d_max} {trained_recall:.0%}, chance {chance:.0%}), the LSTM's gradient from the answer to a key "
+        f"{d_max} tokens back went from {lstm_gradient['initialised']:.1e} to {lstm_gradient['trained']:.1e} of the "
+        "gradient at the question. At initialisation each forget gate is about σ(0) = 0.5, so the cell's error signal "
+        "roughly halves at every step; an LSTM learns a long recall by opening the gates along the path the task needs "
+        "(the constant error carousel it was designed for), so the probe at initialisation does not say how far a "
+        "trained LSTM can reach.",
+        f"(a)의 기울기 측정은 초기화 직후 네트워크다. 기억 과제로 최대 {recall_steps}단계 학습하자(d={d_max} 기억 "
+        f"{trained_recall:.0%}, 우연 수준 {chance:.0%}) 정답에서 {d_max}토큰 앞 키까지 닿는 LSTM의 기울기가 질문 위치 "
+        f"기울기의 {lstm_gradient['initialised']:.1e}배에서 {lstm_gradient['trained']:.1e}배로 바뀌었다. 초기화 직후에는 "
+        "망각 게이트가 σ(0) = 0.5 안팎이라 셀의 오차 신호가 한 단계마다 절반쯤으로 줄지만, LSTM은 과제에 필요한 경로의 "
+        "게이트를 열어(LSTM이 설계된 목적인 상수 오차 회전목마) 먼 기억을 배운다. 그래서 초기화 직후의 측정은 학습된 "
+        "LSTM이 얼마나 멀리 닿는지 말해 주지 않는다.")
     length_table = Table(T(f"Training µs per token, {tokens_per_step} tokens per step cut into sequences of each length",
                            f"단계당 {tokens_per_step}토큰을 길이별 시퀀스로 나눴을 때 토큰당 학습 µs"),
                          ["model", *[f"length {n}" for n in lengths]],
@@ -355,7 +370,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"Transformer는 같은 크기의 LSTM보다 {pace[1]} 학습하고, {d_max}토큰 앞의 키를 "
         f"{accuracy['Transformer'][d_max]:.0%} 정확도로 기억한다(LSTM {accuracy['LSTM'][d_max]:.0%}, trigram {accuracy['trigram'][d_max]:.0%}).",
     )
-    summary = T(f"{summary.en} {gradient_text.en}", f"{summary.ko} {gradient_text.ko}")
+    summary = T(" ".join(t.en for t in (summary, WHY_LSTM_WINS, gradient_text)),
+                " ".join(t.ko for t in (summary, WHY_LSTM_WINS, gradient_text)))
     metrics = {"gradient_ratio_far_over_near": relative, "train_tokens_per_s": speed, "speed_ratio": speed_ratio, "threads": threads,
                "step_seconds_by_length": by_length, "step_time_growth": growth,
                "recall_lstm_gradient_key_over_query": lstm_gradient,

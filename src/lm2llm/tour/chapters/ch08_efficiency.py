@@ -15,8 +15,8 @@ not the bf16 checkpoint it was made from. Re-quantizing it to Q4_1 therefore giv
 Distillation (`compress.distill_experiment`): SmolLM2 teaches a small student of our `llama-tiny` preset;
 the same student from the same initial weights, on the same tokens in the same order and steps, learns
 from the tokens alone. The teacher's top-64 log-probabilities per position are computed once before
-training. Quick mode is tiny (about 3,000 training tokens): both students stay near a uniform guess there,
-and the full mode's budget is what the comparison is about.
+training. Quick mode is tiny (1,536 tokens seen, 6 steps; it adds about ten seconds): both students stay
+near a uniform guess there, and the full mode's budget is what the comparison is about.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ two views of the "emergence is a metric artefact" debate (Schaeffer et al. 2023)
 The key→value lines are also a 10-label few-shot classification, so each size is checked for Zhao et al.
 2021's two findings (`lm2llm.scale.calibration`): the same demonstrations in another order give another
 accuracy, and contextual calibration with a content-free query ("N/A", W = diag(p_cf)⁻¹) corrects part of
-the prompt's bias, on the 8-shot lines under four orderings of their shots.
+the prompt's bias, on the 8-shot lines under four orderings of their shots (quick mode: two orderings,
+largest size only).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from lm2llm.stats import Z90, wilson_interval
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
 from lm2llm.tour.plots import log_x_axes, plt
 
-SETTINGS = {True: EmergenceSettings(widths=(32, 64, 96), steps=150, docs=400, task_docs=300, test_examples=50),
+SETTINGS = {True: EmergenceSettings(widths=(32, 64, 96), steps=150, docs=400, task_docs=300, test_examples=50,
+                                    orderings=2, calibration_widths=(96,)),
             False: EmergenceSettings()}
 UNIFORM_ATTENTION = 1 / 36  # an induction head's target among the ~36 keys a second-copy query sees on average
 
@@ -79,11 +81,13 @@ def _calibration(models: list[dict]) -> tuple[Table, list[Claim]]:
     rows = [[m["shape"], m["calibration"]["n"], f"{m['calibration']['raw']:.2f}", f"{m['calibration']['calibrated']:.2f}",
              f"{m['calibration']['gain']:+.2f} {span(m['calibration']['gain_interval'])}",
              " / ".join(f"{a:.2f}" for a in m["calibration"]["raw_by_ordering"]),
-             f"{m['calibration']['raw_spread']:.2f}", f"{m['calibration']['calibrated_spread']:.2f}"] for m in models]
-    table = Table(T("Few-shot key→value (8 shots) under four orderings of the same shots: accuracy without and with "
-                    "contextual calibration (95 % bootstrap intervals over lines; chance 0.10)",
-                    "같은 예시 8개를 네 가지 순서로 둔 키→값 과제: 문맥 보정 전후 정확도 (줄 단위 95 % 부트스트랩 구간; "
-                    "우연 수준 0.10)"),
+             f"{m['calibration']['raw_spread']:.2f}", f"{m['calibration']['calibrated_spread']:.2f}"]
+            for m in models if "calibration" in m]
+    orderings = models[-1]["calibration"]["orderings"]
+    table = Table(T(f"Few-shot key→value (8 shots) under {orderings} orderings of the same shots: accuracy without and "
+                    "with contextual calibration (95 % bootstrap intervals over lines; chance 0.10)",
+                    f"같은 예시 8개를 {orderings}가지 순서로 둔 키→값 과제: 문맥 보정 전후 정확도 (줄 단위 95 % 부트스트랩 "
+                    "구간; 우연 수준 0.10)"),
                   ["shape", "lines", "accuracy", "calibrated", "gain", "accuracy per ordering", "spread (max − min)",
                    "spread calibrated"], rows)
     c, shape = models[-1]["calibration"], models[-1]["shape"]

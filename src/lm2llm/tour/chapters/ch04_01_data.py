@@ -162,7 +162,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"95 % [{recall_interval[0]:.2f}, {recall_interval[1]:.2f}] (사람을 가리키는 것 {personal['found']}개); "
                 f"손으로 만든 세트: 모든 유형에서 정밀도 ≥ {min_precision:.2f}, 재현율 ≥ {min_recall:.2f}; 실제 텍스트 재현율 "
                 "구간이 0.8보다 위여야 성립"),
-              _above(recall_interval, 0.8) if law_pii > 0 else False, interval=recall_interval),
+              _above(recall_interval, 0.8) if law_pii > 0 else False),  # intervals in the text (no chance level)
         Claim(T("Rule-based scrubbing replaces little that is not personal information (precision ≥ 0.8 for every "
                 "type on real text).",
                 "규칙 기반 스크러버는 개인정보가 아닌 것을 거의 치환하지 않는다 (실제 텍스트에서 모든 유형의 정밀도 ≥ 0.8)."),
@@ -174,7 +174,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                   f"{kind} {real[kind].precision:.2f} [{low:.2f}, {high:.2f}]" for kind, (low, high)
                   in precision_intervals.items()) + f"; 오탐 {false_positives} (버전 번호, 넷마스크, in-addr.arpa 이름을 "
                 "IPv4로, Message-ID를 이메일로)"),
-              _above(precision_intervals[worst], 0.8), interval=precision_intervals[worst]),
+              _above(precision_intervals[worst], 0.8)),
         demonstration(T("Splitting by content hash keeps every validation document out of training.",
                 "내용 해시로 나누면 검증 문서가 학습 데이터에 섞이지 않는다."),
               T(f"{overlap} texts in both splits; {val_share:.1%} of documents in val",

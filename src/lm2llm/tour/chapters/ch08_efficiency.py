@@ -128,7 +128,7 @@ def distillation_claims(result: dict) -> tuple[Table, list[Claim]]:
                 f"perplexity 증류 {distilled['perplexity']:.0f}, 처음부터 {scratch['perplexity']:.0f}; NLL이 토큰당 "
                 f"{gain:+.3f} nat 낮음, 학습에 쓰지 않은 창 {s['eval_windows']}개에 대한 짝지은 95 % 부트스트랩 구간 "
                 f"[{low:+.3f}, {high:+.3f}]; {how_ko}"),
-              True if low > 0 else False if high < 0 else None, interval=(low, high)),
+              True if low > 0 else False if high < 0 else None),  # a difference, no chance level: its interval is in the text
         Claim(T("The distilled student also answers a task better (python-cloze, 4 endings)",
                 "증류된 학생이 과제(python-cloze, 보기 4개)도 더 잘 푼다"),
               T("accuracy distilled {:.1%} [{:.1%}, {:.1%}] vs scratch {:.1%} [{:.1%}, {:.1%}] on {} items; chance 25 %"

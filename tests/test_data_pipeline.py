@@ -87,6 +87,23 @@ def test_pii_precision_and_recall_per_type_on_the_labelled_set():
         assert scores[kind].precision >= 0.8 and scores[kind].recall >= 0.8, (kind, report[kind])
 
 
+def test_pii_on_real_text_counts_false_positives_once_per_labelled_string():
+    from lm2llm.data.pii_corpus import LABELS, corpus_examples, score_candidates, snippets
+
+    examples = corpus_examples()
+    assert {e["source"] for e in examples} == {"python-docs", "korean-law"}
+    assert sorted(e["candidate"] for e in examples) == sorted(LABELS)  # every labelled string, once
+    scores, personal = score_candidates(examples)
+    assert scores["IPV4"].false_positives >= 10 and scores["IPV4"].precision < 0.8  # 7.1.4.34, netmasks, ...
+    assert scores["EMAIL"].false_positives == 1 and scores["PHONE"].true_positives == 1
+    assert personal["found"] == personal["labelled"] >= 10
+    rows = snippets({"python-docs": ["The fileset version is 7.1.4.34 today; mail gward@python.net."]})
+    assert [(r["candidate"], r["pii"]) for r in rows] == [("7.1.4.34", [["EMAIL", "gward@python.net"]]),
+                                                           ("gward@python.net", [["EMAIL", "gward@python.net"]])]
+    with pytest.raises(KeyError, match="not labelled"):
+        snippets({"python-docs": ["write to new.person@example.org"]})
+
+
 def test_scrub_replaces_with_typed_placeholders_and_counts():
     text, counts = scrub("홍길동(010-2222-3333, hong@example.kr), 카드 4111 1111 1111 1111, 서버 10.0.0.1.")
     assert text == "홍길동(<PHONE>, <EMAIL>), 카드 <CARD>, 서버 <IPV4>."

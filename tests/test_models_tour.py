@@ -39,6 +39,16 @@ def test_lstm_matching_has_about_the_same_parameters():
     assert abs(lstm.num_params() / gpt.num_params() - 1) < 0.01
 
 
+def test_recall_gradient_probe_leaves_the_model_unchanged_and_step_times_by_length():
+    torch.manual_seed(0)
+    lstm = build_model("lstm", vocab_size=rnn_limits.VOCAB, d_embed=8, d_hidden=8, use_torch=True)
+    before = [p.clone() for p in lstm.parameters()]
+    ratio = rnn_limits.recall_gradient_ratio(lstm, 6, batch=4)
+    assert 0 < ratio < 1 and all(torch.equal(a, b) for a, b in zip(before, lstm.parameters(), strict=True))
+    seconds = rnn_limits.step_seconds_by_length(lstm, 32, [4, 16], steps=1)
+    assert set(seconds) == {4, 16} and all(s > 0 for s in seconds.values())
+
+
 def test_attention_is_order_blind_and_rope_is_relative():
     assert transformer_chapter.order_blindness_gap() < 1e-5
     assert transformer_chapter.rope_shift_gap() < 1e-4

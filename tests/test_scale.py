@@ -109,6 +109,29 @@ def test_kv_examples_and_the_copier_ceiling():
     assert tasks.perfect_copier(0) == pytest.approx(0.1) and tasks.perfect_copier(8) > 0.9
 
 
+def test_contextual_calibration_removes_a_prompt_bias_and_reorders_only_the_shots():
+    import random
+
+    from lm2llm.scale.calibration import calibrate, reordered, summarise
+
+    likelihood = np.array([[0.5, 0.3, 0.2], [0.2, 0.3, 0.5]])
+    prior = np.array([[0.8, 0.1, 0.1]] * 2)  # the prompt pushes label 0 whatever the input
+    p = likelihood * prior / (likelihood * prior).sum(1, keepdims=True)
+    assert p.argmax(1).tolist() == [0, 0]
+    np.testing.assert_allclose(calibrate(p, prior), likelihood / likelihood.sum(1, keepdims=True))
+    np.testing.assert_allclose(calibrate(p, np.full((2, 3), 1 / 3)), p)  # a uniform p_cf changes nothing
+    ex = tasks.kv_example(random.Random(1), 8)
+    pairs, query = tasks.kv_pairs(ex.prompt)
+    assert tasks.kv_prompt(pairs, query) == ex.prompt and len(pairs) == 8
+    other = reordered(ex.prompt, random.Random(2))
+    assert sorted(tasks.kv_pairs(other)[0]) == sorted(pairs) and tasks.kv_pairs(other)[1] == query
+    assert tasks.kv_pairs(reordered(ex.prompt, random.Random(2), "N/A"))[1] == "N/A"
+    study = {"raw": np.array([[1, 0, 0, 1], [0, 0, 0, 1.0]]), "calibrated": np.array([[1, 1, 0, 1], [1, 1, 0, 1.0]])}
+    summary = summarise(study)
+    assert summary["gain"] == pytest.approx(0.375) and summary["raw_spread"] == 0.25
+    assert summary["calibrated_spread"] == 0 and summary["spread_change_interval"][1] <= 0
+
+
 def test_intervals():
     low, high = wilson_interval(50, 100, Z90)
     assert low < 0.5 < high and high - low == pytest.approx(0.164, abs=0.005)
@@ -169,6 +192,9 @@ def test_tiny_emergence_scores_every_probe(tmp_path):
             assert 0 <= scores["choice"] <= 1 and scores["logprob"] < 0 and scores["n"] == 4
         assert set(model["addition"]) == set(tasks.ADDITION_FORMATS)
         assert 0 <= model["induction_score"] <= 1
+        calibration = model["calibration"]
+        assert calibration["orderings"] == settings.orderings and calibration["n"] == 4
+        assert calibration["gain_interval"][0] <= calibration["gain"] <= calibration["gain_interval"][1]
     again = emergence(settings, tmp_path / "em")
     assert all(m["reused"] for m in again["models"])
     with pytest.raises(Exception, match="other settings"):

@@ -23,6 +23,7 @@ from lm2llm.data.shards import ShardWriter, TokenShards
 from lm2llm.errors import UserError
 from lm2llm.runs import atomic_write_json
 from lm2llm.scale import tasks
+from lm2llm.scale.calibration import ordering_study, summarise
 from lm2llm.scale.probes import (
     answer_logprobs,
     choice_accuracy,
@@ -44,6 +45,8 @@ class EmergenceSettings:
     docs: int = 3000  # python-docs documents
     task_docs: int = 1600  # task documents of 16 lines each
     test_examples: int = 100  # per shot count and per addition format
+    orderings: int = 4  # orders of the same shots for the calibration study (`scale.calibration`)
+    calibration_widths: tuple[int, ...] | None = None  # the widths the study runs on (None: every width)
     batch_size: int = 16
     lr: float = 3e-3
     seed: int = 0
@@ -70,12 +73,16 @@ def build_corpus(directory: Path, settings: EmergenceSettings) -> dict[str, int]
     return corpus
 
 
-def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards, settings: EmergenceSettings) -> dict:
-    """Every probe on one trained model."""
+def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards, settings: EmergenceSettings,
+             calibrate: bool = True) -> dict:
+    """Every probe on one trained model (the calibration study only when `calibrate`)."""
     rng = random.Random(settings.seed + 7)
     kv: dict[str, Any] = {}
+    calibration = None
     for shots in tasks.SHOTS:
         examples = [tasks.kv_example(rng, shots) for _ in range(settings.test_examples)]
+        if shots == tasks.SHOTS[-1] and calibrate:
+            calibration = summarise(ordering_study(model, tokenizer, examples, settings.orderings, settings.seed))
         prompts, answers = [e.prompt for e in examples], [e.answer for e in examples]
         completions = greedy_completions(model, tokenizer, prompts, max_new=len(answers[0]) + 1)
         exact = np.array([c.strip() == a for c, a in zip(completions, answers, strict=True)], dtype=float)
@@ -98,7 +105,7 @@ def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards,
     letters = [tokenizer.stoi[ch] for ch in tasks.LETTERS]
     ids, targets = val.random_batch("val", 32, CONTEXT, torch.Generator().manual_seed(settings.seed))
     windows = torch.cat([ids, targets[:, -1:]], dim=1)
-    return {"kv": kv, "addition": addition, **induction_scores(model, letters, seed=settings.seed),
+    return {"kv": kv, **({"calibration": calibration} if calibration else {}), "addition": addition, **induction_scores(model, letters, seed=settings.seed),
             "in_context_score": in_context_score(model, windows, early=(4, 16), late=(96, 127))}
 
 
@@ -130,7 +137,8 @@ def emergence(settings: EmergenceSettings, out: str | Path, *, parallel: int = 1
     models = []
     for outcome in outcomes:
         model = load_model(outcome.run).float().eval()
-        models.append({**asdict(outcome), **evaluate(model, tokenizer, shards, settings)})
+        calibrate = settings.calibration_widths is None or outcome.width in settings.calibration_widths
+        models.append({**asdict(outcome), **evaluate(model, tokenizer, shards, settings, calibrate)})
     record = {"settings": asdict(settings), "corpus": corpus, "models": models}
     atomic_write_json(out / "emergence.json", record)
     return record

@@ -36,8 +36,18 @@ def kv_example(rng: random.Random, shots: int) -> Example:
     mapping = {k: rng.choice(VALUES) for k in keys}
     shown = [rng.choice(keys) for _ in range(shots)]
     query = rng.choice(keys)
-    context = "".join(f"{k}={mapping[k]} " for k in shown)
-    return Example(f"kv {context}{query}=", mapping[query], "kv", shots, query in shown)
+    return Example(kv_prompt([(k, mapping[k]) for k in shown], query), mapping[query], "kv", shots, query in shown)
+
+
+def kv_prompt(pairs: list[tuple[str, str]], query: str) -> str:
+    """A key→value line's prompt: the shown pairs in order, then the query key."""
+    return "kv " + "".join(f"{k}={v} " for k, v in pairs) + f"{query}="
+
+
+def kv_pairs(prompt: str) -> tuple[list[tuple[str, str]], str]:
+    """`kv_prompt` undone: the shown (key, value) pairs and the query key."""
+    *shown, query = prompt.removeprefix("kv ").split(" ")
+    return [tuple(pair.split("=")) for pair in shown], query.removesuffix("=")
 
 
 def perfect_copier(shots: int) -> float:

@@ -26,7 +26,16 @@ from lm2llm.scale.corpus import prose_shards
 from lm2llm.scale.prediction import prediction_test
 from lm2llm.scale.shapes import CONVENTIONS
 from lm2llm.scale.sweep import SweepSettings, sweep
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Figure, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Figure,
+    T,
+    Table,
+    demonstration,
+)
 from lm2llm.tour.plots import log_x_axes, plt
 
 # The guide's scaling list: (preset that has the architecture, the guide's figure in parameters)
@@ -76,22 +85,28 @@ def counted(ctx: ChapterContext) -> ChapterResult:
 
     growth = reports["gpt3-175b"].total / reports["gpt-1"].total
     gpt3 = reports["gpt3-175b"]
+    # Demonstrations: each compares our count of a hand-typed published configuration with a hand-typed figure
+    # (the guide's, the paper's 300B tokens); they show the counting, they do not test a statement of the guide.
     claims = [
-        Claim(T("The guide's sizes for GPT-1 (117M), GPT-2 (1.5B) and GPT-3 (175B) match their published architectures.",
-                "가이드의 GPT-1(117M), GPT-2(1.5B), GPT-3(175B) 크기는 공개된 구조와 맞는다."),
-              T("counted from the configurations: " + ", ".join(f"{r[0]} {r[3]} ({r[4]})" for r in guide_rows[:3]),
-                "구성에서 센 값: " + ", ".join(f"{r[0]} {r[3]} ({r[4]})" for r in guide_rows[:3])),
-              all(within)),
-        Claim(T("Model size grew by more than a thousandfold from GPT-1 to GPT-3.",
-                "GPT-1에서 GPT-3까지 모델 크기는 천 배 넘게 커졌다."),
-              T(f"{gpt3.total:,} / {reports['gpt-1'].total:,} = {growth:,.0f}×",
-                f"{gpt3.total:,} / {reports['gpt-1'].total:,} = {growth:,.0f}배"),
-              growth > 1000),
-        Claim(T("GPT-3 was trained on fewer tokens than the compute-optimal (Chinchilla) rule asks for its size.",
-                "GPT-3는 크기에 비해 Chinchilla 최적 규칙보다 적은 토큰으로 학습되었다."),
-              T(f"{gpt3.tokens:.3g} tokens trained vs {gpt3.chinchilla_tokens:.3g} Chinchilla-optimal (20 per parameter)",
-                f"학습 토큰 {gpt3.tokens:.3g} 대 Chinchilla 최적 {gpt3.chinchilla_tokens:.3g} (매개변수당 20)"),
-              gpt3.tokens < gpt3.chinchilla_tokens),
+        demonstration(T("The guide's sizes for GPT-1 (117M), GPT-2 (1.5B) and GPT-3 (175B) match their published "
+                        "architectures.",
+                        "가이드의 GPT-1(117M), GPT-2(1.5B), GPT-3(175B) 크기는 공개된 구조와 맞는다."),
+                      T("counted from the configurations as the papers give them: "
+                        + ", ".join(f"{r[0]} {r[3]} ({r[4]})" for r in guide_rows[:3]),
+                        "논문에 적힌 구성에서 센 값: " + ", ".join(f"{r[0]} {r[3]} ({r[4]})" for r in guide_rows[:3])),
+                      all(within)),
+        demonstration(T("Model size grew by more than a thousandfold from GPT-1 to GPT-3.",
+                        "GPT-1에서 GPT-3까지 모델 크기는 천 배 넘게 커졌다."),
+                      T(f"{gpt3.total:,} / {reports['gpt-1'].total:,} = {growth:,.0f}×",
+                        f"{gpt3.total:,} / {reports['gpt-1'].total:,} = {growth:,.0f}배"),
+                      growth > 1000),
+        demonstration(T("GPT-3 was trained on fewer tokens than Chinchilla's 20 per parameter asks for its size.",
+                        "GPT-3는 크기에 비해 Chinchilla의 매개변수당 20토큰보다 적은 토큰으로 학습되었다."),
+                      T(f"{gpt3.tokens:.3g} tokens trained (the GPT-3 paper's figure) vs {gpt3.chinchilla_tokens:.3g} "
+                        "Chinchilla-optimal (20 per parameter); the measured version of this claim is below",
+                        f"학습 토큰 {gpt3.tokens:.3g}(GPT-3 논문의 값) 대 Chinchilla 최적 {gpt3.chinchilla_tokens:.3g} "
+                        "(매개변수당 20); 이 주장의 측정판은 아래에 있다"),
+                      gpt3.tokens < gpt3.chinchilla_tokens),
     ]
     tables = [
         Table(T("The guide's scaling list, counted", "가이드의 크기 목록, 직접 센 값"),
@@ -212,6 +227,8 @@ def measured(ctx: ChapterContext) -> ChapterResult:
     frontier = fits["all"]["approach2_interval"].get("frontier_exponent", (math.nan, math.nan))
     spread = a2["blocks"]["tokens_per_param"] / a2["all"]["tokens_per_param"]
     error = prediction["relative_error"]
+    gpt3 = param_report("gpt3-175b")
+    gpt3_ratio = gpt3.tokens / gpt3.total
     claims = [
         Claim(T("Loss falls as a power law in training compute: the best model of each budget gets steadily better.",
                 "손실은 학습 계산량의 거듭제곱 법칙을 따라 줄어든다: 예산마다 가장 좋은 모델이 꾸준히 좋아진다."),
@@ -228,6 +245,17 @@ def measured(ctx: ChapterContext) -> ChapterResult:
                 f"(90 % {_fmt_interval(ratio_int)})",
                 f"방법 2, 전체 매개변수, {reference:.0e} FLOPs에서 D*/N* = {ratio:.1f} (90 % {_fmt_interval(ratio_int)})"),
               CHINCHILLA_RATIO / RATIO_FACTOR <= ratio <= CHINCHILLA_RATIO * RATIO_FACTOR),
+        Claim(T("GPT-3 saw fewer tokens per parameter than compute-optimal training asks for, by the ratio measured "
+                "on this machine.",
+                "이 컴퓨터에서 측정한 비율로 보아도 GPT-3는 계산 최적 학습이 요구하는 것보다 매개변수당 적은 토큰을 보았다."),
+              T(f"GPT-3: {gpt3_ratio:.2f} tokens per parameter (300B tokens, the paper's figure); measured D*/N* = "
+                f"{ratio:.1f}, 90 % {_fmt_interval(ratio_int)}; holds when the whole interval lies above GPT-3's ratio "
+                "(an extrapolation over six orders of magnitude in size, which the interval does not cover)",
+                f"GPT-3: 매개변수당 {gpt3_ratio:.2f}토큰(300B 토큰, 논문의 값); 측정한 D*/N* = {ratio:.1f}, 90 % "
+                f"{_fmt_interval(ratio_int)}; 구간 전체가 GPT-3의 비율보다 위여야 성립 (크기로 여섯 자릿수를 넘는 외삽이며, "
+                "구간은 그 불확실성을 담지 않는다)"),
+              None if ratio_int is None else True if ratio_int[0] > gpt3_ratio else False if ratio_int[1] < gpt3_ratio
+              else None),
         Claim(T("How parameters are counted moves the optimal tokens-per-parameter answer a lot at small scale.",
                 "작은 규모에서는 매개변수를 세는 방식에 따라 최적 토큰/매개변수 비가 크게 달라진다."),
               T("D*/N* (approach 2): " + ", ".join(f"{c} {a2[c]['tokens_per_param']:.1f}" for c in CONVENTIONS)

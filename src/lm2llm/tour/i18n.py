@@ -21,6 +21,7 @@ PATTERNS = [
     (re.compile(r"Korean chars in (\d+) tokens"), r"\1토큰에 담기는 한국어 글자"),
     (re.compile(r"USD/M tok at (.+) USD/h"), r"USD/백만 토큰 (\1 USD/시간 기준)"),
     (re.compile(r"kv (\d+)-shot"), r"kv \1-샷"),
+    (re.compile(r"length (\d+)"), r"길이 \1"),
     (re.compile(r"d=(\d+)"), r"d=\1"),
     (re.compile(r"parameters: (\w+)"), r"파라미터: \1"),
     (re.compile(r"this chapter's BPE \(([\d,]+) tokens\)"), r"이 장의 BPE (토큰 \1개)"),

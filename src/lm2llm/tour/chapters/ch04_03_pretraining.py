@@ -57,6 +57,8 @@ STEPS = {True: 150, False: 2000}  # per network; quick ≈ 4 CPU s each on one c
 QA_RESERVE = 50  # per task, the first prompts of the suite (seed 0) stay out of pre-training: later chapters' held-out sets
 LN2 = math.log(2)
 
+NO_DIFFERENCE = 0.0  # the bits-per-byte difference two equally good models would show: each interval's null
+
 
 def build_corpus(quick: bool) -> dict[str, list[str]]:
     """python-docs documents and task Q&A pages, shuffled together; every 20th document is held out."""
@@ -326,7 +328,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"tokens; difference 95 % interval {diff(vs_unigram)}",
                 f"같은 검증 토큰 {scored:,}개에서 바이트당 비트 GPT {bpb['GPT']:.3f}, 유니그램 {bpb['unigram']:.3f}; "
                 f"차이의 95 % 구간 {diff(vs_unigram)}"),
-              gpt_beats_unigram, interval=vs_unigram),
+              gpt_beats_unigram, chance=NO_DIFFERENCE, interval=vs_unigram),
         Claim(T("Trained on the same tokens, the Transformer learns more than the recurrent network.",
                 "같은 토큰으로 학습하면 Transformer가 순환 신경망보다 더 많이 배운다."),
               T(f"after {stats['GPT']['tokens']:,} tokens each: GPT {bpb['GPT']:.3f} vs LSTM {bpb['LSTM']:.3f} "
@@ -335,7 +337,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"각각 {stats['GPT']['tokens']:,}토큰 학습 후 바이트당 비트 GPT {bpb['GPT']:.3f}, LSTM {bpb['LSTM']:.3f}, "
                 f"차이의 95 % 구간 {diff(vs_lstm)} (CPU 초: GPT {stats['GPT']['cpu_seconds']:.0f}, "
                 f"LSTM {stats['LSTM']['cpu_seconds']:.0f})"),
-              gpt_beats_lstm, interval=vs_lstm),
+              gpt_beats_lstm, chance=NO_DIFFERENCE, interval=vs_lstm),
         Claim(T("A neural language model predicts held-out text better than a smoothed n-gram model.",
                 "신경망 언어 모델은 평활화한 n-gram 모델보다 처음 보는 텍스트를 더 잘 예측한다."),
               T(f"best network ({best}) {bpb[best]:.3f} vs Kneser-Ney token trigram {bpb['trigram']:.3f} bits/byte "
@@ -344,7 +346,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"같은 토큰에서 바이트당 비트: 최고 신경망({best}) {bpb[best]:.3f}, Kneser-Ney 토큰 3-gram "
                 f"{bpb['trigram']:.3f} (학습에 없던 검증 토큰 {counted['oov_tokens']}개도 온전히 계산), "
                 f"차이의 95 % 구간 {diff(vs_trigram)}; {where.ko}"),
-              neural_beats_trigram, interval=vs_trigram),
+              neural_beats_trigram, chance=NO_DIFFERENCE, interval=vs_trigram),
     ]
     ctx.progress(len(settings) + 1, len(settings) + 1)
     n_docs, n_qa = split["counts"]

@@ -100,7 +100,7 @@ def embedding_and_filter_bias(ctx: ChapterContext) -> tuple[list[Claim], list[Ta
               f"{gender['missed']['interval'][0]:.2f}–{gender['missed']['interval'][1]:.2f}, {gender['missed']['n']}개), "
               f"나머지는 {none['missed']['value']:.2f} (구간 {none['missed']['interval'][0]:.2f}–"
               f"{none['missed']['interval'][1]:.2f}); 구간이 갈라지면 성립, 겹치면 판단 보류"),
-            verdict, interval=tuple(gender["missed"]["interval"])))
+            verdict, chance=none["missed"]["value"], interval=tuple(gender["missed"]["interval"])))
     metrics["hate_speech_errors_by_group"] = splits
     return claims, tables, metrics
 

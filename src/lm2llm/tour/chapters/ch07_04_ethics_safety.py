@@ -82,11 +82,13 @@ def run(ctx: ChapterContext) -> ChapterResult:
               "실제 한국어 댓글에서 어휘 목록은 혐오 댓글 대부분을 놓친다: 혐오는 대개 목록에 있는 단어 없이 표현된다."),
             T(f"recall {real.recall.value:.2f} (95 % CI {real.recall.interval[0]:.2f}–{real.recall.interval[1]:.2f}) on "
               f"{real.recall.n} hateful/offensive held-out comments, precision {real.precision.value:.2f} (chance "
-              f"{real.unsafe_share:.2f}); holds when the recall interval lies below 0.5",
+              f"{real.unsafe_share:.2f}); a random filter with its false-positive rate would recall "
+              f"{real.false_positive_rate.value:.2f}; holds when the recall interval lies below 0.5",
               f"혐오/공격 댓글 {real.recall.n}개(평가용)에서 재현율 {real.recall.value:.2f} (95 % 구간 "
               f"{real.recall.interval[0]:.2f}–{real.recall.interval[1]:.2f}), 정밀도 {real.precision.value:.2f} (우연 "
-              f"{real.unsafe_share:.2f}); 재현율 구간이 0.5 아래면 성립"),
-            real.recall.interval[1] < 0.5, interval=real.recall.interval))
+              f"{real.unsafe_share:.2f}); 같은 오탐률의 무작위 필터라면 재현율 "
+              f"{real.false_positive_rate.value:.2f}; 재현율 구간이 0.5 아래면 성립"),
+            real.recall.interval[1] < 0.5, chance=real.false_positive_rate.value, interval=real.recall.interval))
     ctx.progress(2, 4)
 
     report = bert_report(ctx, data_dir)

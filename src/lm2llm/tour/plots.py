@@ -15,14 +15,16 @@ stays one language.
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.axis import Axis  # noqa: E402
 from matplotlib.category import StrCategoryFormatter  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter  # noqa: E402
 
 from lm2llm.tour.i18n import translate  # noqa: E402
@@ -50,11 +52,11 @@ plt.rcParams["font.family"] = ["DejaVu Sans", *_available(KOREAN_FONTS)]
 plt.rcParams["axes.unicode_minus"] = False
 
 
-def text_artists(fig) -> list:  # noqa: ANN001
-    """The figure's words as matplotlib Text artists: super-title and labels, axes titles, axis labels (colour
-    bars too), legend entries and titles, free text and annotations. Tick labels are not among them (see
-    `named_ticks`), nor the text drawn on a heat map's cells (tokens shown as data)."""
-    artists = [fig._suptitle, fig._supxlabel, fig._supylabel, *fig.texts]
+def text_artists(fig: Figure) -> list[Text]:
+    """The figure's words as matplotlib Text artists: super-title and labels (the figure's texts), axes titles,
+    axis labels (colour bars too), legend entries and titles, free text and annotations. Tick labels are not
+    among them (see `named_ticks`), nor the text drawn on a heat map's cells (tokens shown as data)."""
+    artists = list(fig.texts)
     legends = list(fig.legends)
     for ax in fig.axes:
         artists += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
@@ -67,7 +69,7 @@ def text_artists(fig) -> list:  # noqa: ANN001
     return list(unique.values())
 
 
-def named_ticks(fig) -> list[tuple[Any, list[float], list[str]]]:  # noqa: ANN001
+def named_ticks(fig: Figure) -> list[tuple[Axis, list[float], list[str]]]:
     """(axis, positions, labels) of the named ticks: bars drawn over names (`bar(names, ...)`) or labelled
     with `set_xticks(ticks, labels)`. Numeric ticks are not named ticks, nor the token labels of a heat map
     (an axes showing an image)."""
@@ -85,13 +87,13 @@ def named_ticks(fig) -> list[tuple[Any, list[float], list[str]]]:  # noqa: ANN00
     return named
 
 
-def figure_words(fig) -> list[str]:  # noqa: ANN001
+def figure_words(fig: Figure) -> list[str]:
     """Every label of the figure that `localise_figure` translates, as drawn."""
     ticks = [label for _, _, labels in named_ticks(fig) for label in labels if label.strip()]
     return [artist.get_text() for artist in text_artists(fig)] + ticks
 
 
-def localise_figure(fig, lang: str) -> None:  # noqa: ANN001
+def localise_figure(fig: Figure, lang: str) -> None:
     """Translate the figure's words into the report's language (English figures are left alone)."""
     if lang == "en":
         return

@@ -30,11 +30,12 @@ for _english, _korean in _GLOSSARY.items():
 TEMPLATES.sort(key=lambda template: -len(template[0].pattern))
 
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_IDENTIFIER = re.compile(r"\w+(_\w+)+|[\w.]*\d[\w.]*(-[\w.]+)+|[\w.]+(-[\w.]+)*-[\w.]*\d[\w.]*")
 # words that read the same in a Korean report: names, estimators, metric names as their tools spell them
 NAMES = {"kneser", "ney", "smollm2", "python", "docs", "korean", "law", "pydocs", "renorm", "cached", "scale",
          "recall", "distinct", "pct_stereotype", "likelihood_diff", "nats", "chinchilla", "autotokenizer",
          "generate", "add", "one", "bf16", "fp32", "kib", "mib", "gib", "usd", "tok", "flops", "csr", "rss", "sft",
-         "cos", "ids"}
+         "cos", "ids", "transformer", "float32", "bfloat16"}
 
 
 def translate(label: str, lang: str) -> str:
@@ -61,8 +62,11 @@ def _fill(korean: str, parts: list[str]) -> str:
 
 
 def english_only(text: str) -> bool:
-    """True when a label has no Hangul but an English word that is not a name read the same in Korean."""
+    """True when a label has no Hangul but an English word that is not a name read the same in Korean.
+    Identifiers as code spells them count as names: snake_case (`symbol_ratio`) and names with a digit and a
+    hyphen (`gpt2-small`, `gpt3-175b`)."""
     if _HANGUL.search(text):
         return False
-    words = re.findall(r"[A-Za-z][A-Za-z0-9_]*", text)
+    words = [word for chunk in re.split(r"[\s()\[\],;:/]+", text) if not _IDENTIFIER.fullmatch(chunk)
+             for word in re.findall(r"[A-Za-z][A-Za-z0-9_]*", chunk)]
     return any(sum(c.islower() for c in word) >= 3 and word.lower() not in NAMES for word in words)

@@ -38,9 +38,11 @@ def test_korean_report_has_no_english_only_header(quick_tour):
     assert closing_line(quick_tour.html, claims, "ko").startswith("보고서: ")
 
 
-def _drawn_words(png: Path) -> list[str]:
-    """The words a tour figure shows, as `ChapterContext.save_figure` lists them in the PNG's Description."""
-    return [line for line in Image.open(png).text.get("Description", "").split("\n") if line]
+def _drawn_words(png: Path) -> list[str] | None:
+    """The words a tour figure shows, as `ChapterContext.save_figure` lists them in the PNG's Description
+    (None: the PNG was saved some other way)."""
+    description = Image.open(png).text.get("Description")
+    return None if description is None else [line for line in description.split("\n") if line]
 
 
 def test_a_korean_tour_draws_its_figures_in_korean(tmp_path):
@@ -81,6 +83,6 @@ def test_korean_report_figures_have_no_english_only_text(quick_tour):
     for chapter, result, _ in quick_tour.chapters:
         for figure in result.figures:
             words = _drawn_words(quick_tour.out_dir / chapter.slug / figure.path)
-            assert words, f"{chapter.id} {figure.path} was not saved through ctx.save_figure"
+            assert words is not None, f"{chapter.id} {figure.path} was not saved through ctx.save_figure"
             missing |= {(chapter.id, word) for word in words if english_only(translate(word, "ko"))}
     assert not missing, f"add Korean for these figure texts to lm2llm/tour/glossary_ko.json: {sorted(missing)}"

@@ -35,7 +35,7 @@ _IDENTIFIER = re.compile(r"\w+(_\w+)+|[\w.]*\d[\w.]*(-[\w.]+)+|[\w.]+(-[\w.]+)*-
 NAMES = {"kneser", "ney", "smollm2", "python", "docs", "korean", "law", "pydocs", "renorm", "cached", "scale",
          "recall", "distinct", "pct_stereotype", "likelihood_diff", "nats", "chinchilla", "autotokenizer",
          "generate", "add", "one", "bf16", "fp32", "kib", "mib", "gib", "usd", "tok", "flops", "csr", "rss", "sft",
-         "cos", "ids", "transformer", "float32", "bfloat16"}
+         "cos", "ids", "transformer", "float32", "bfloat16", "top", "min"}
 
 
 def translate(label: str, lang: str) -> str:

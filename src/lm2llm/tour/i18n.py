@@ -39,12 +39,13 @@ NAMES = {"kneser", "ney", "smollm2", "python", "docs", "korean", "law", "pydocs"
 
 
 def translate(label: str, lang: str) -> str:
-    """A header, row label or figure text in the report's language (Korean from the glossary, line by line;
-    unknown labels unchanged)."""
+    """A header, row label or figure text in the report's language (Korean from the glossary, line by line and
+    item by item of a " · " list; unknown labels unchanged)."""
     if lang != "ko":
         return label
-    if "\n" in label:
-        return "\n".join(translate(line, lang) for line in label.split("\n"))
+    for separator in ("\n", " · "):  # lines, and the items of a list in one cell
+        if separator in label:
+            return separator.join(translate(part, lang) for part in label.split(separator))
     if label in KO:
         return KO[label]
     for pattern, korean in TEMPLATES:

@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from lm2llm.tour.framework import ChapterContext, T
+from lm2llm.tour.i18n import _fill as fill
 from lm2llm.tour.i18n import english_only, translate
 from lm2llm.tour.plots import localise_figure, plt
 from lm2llm.tour.report import _cell, closing_line, render_markdown
@@ -14,8 +15,11 @@ from lm2llm.tour.report import _cell, closing_line, render_markdown
 
 def test_glossary_translates_headers_and_leaves_english_reports_alone():
     assert translate("order", "ko") == "차수" and translate("order", "en") == "order"
-    assert translate("tokens for 12,345 chars", "ko") == "글자 12,345자의 토큰 수"
+    assert translate("tokens for 12,345 chars", "ko") == "글자 12,345자의 토큰 수"  # a template: "tokens for {} chars"
+    assert translate("LSTM (held-out)\nrope (val 2.697)", "ko") == "LSTM (검증)\nRoPE (검증 2.697)"  # parts translated too
+    assert translate("yes · no", "ko") == "예 · 아니오" and fill("{1}의 {0}", ["a", "b"]) == "b의 a"
     assert not english_only("Kneser-Ney") and not english_only("SmolLM2") and not english_only("TTFT ms")
+    assert not english_only("gpt2-small") and not english_only("245 too_short")  # identifiers as code spells them
     assert english_only("held-out perplexity") and not english_only("검증 퍼플렉서티")
     assert _cell(True, "ko") == "예" and _cell(True, "en") == "True" and _cell("order", "ko") == "차수"
 

@@ -35,7 +35,8 @@ _IDENTIFIER = re.compile(r"\w+(_\w+)+|[\w.]*\d[\w.]*(-[\w.]+)+|[\w.]+(-[\w.]+)*-
 NAMES = {"kneser", "ney", "smollm2", "python", "docs", "korean", "law", "pydocs", "renorm", "cached", "scale",
          "recall", "distinct", "pct_stereotype", "likelihood_diff", "nats", "chinchilla", "autotokenizer",
          "generate", "add", "one", "bf16", "fp32", "kib", "mib", "gib", "usd", "tok", "flops", "csr", "rss", "sft",
-         "cos", "ids", "transformer", "float32", "bfloat16", "top", "min"}
+         "cos", "ids", "transformer", "float32", "bfloat16", "top", "min", "wanda", "int8", "int4",
+         "encyclopedia", "stdlib"}
 
 
 def translate(label: str, lang: str) -> str:

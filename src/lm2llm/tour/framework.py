@@ -160,6 +160,7 @@ class ChapterResult:
     seconds: float = 0.0  # wall clock
     cpu_seconds: float = 0.0  # CPU time of the whole process (all threads) while the chapter ran
     recheck_seconds: float = 0.0  # wall clock of the re-checks at other budgets, all together
+    recheck_cpu_seconds: float = 0.0  # and their CPU time (all threads): their cost on a busy machine
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,6 +179,7 @@ class ChapterResult:
             seconds=data.get("seconds", 0.0),
             cpu_seconds=data.get("cpu_seconds", 0.0),
             recheck_seconds=data.get("recheck_seconds", 0.0),
+            recheck_cpu_seconds=data.get("recheck_cpu_seconds", 0.0),
         )
 
 

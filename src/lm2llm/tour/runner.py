@@ -126,6 +126,7 @@ def run_tour(
                 again = measure(out_dir / f"{chapter.slug}_recheck_{budget:g}x", budget)
                 recheck_claims(result.claims, again.claims, budget)
                 result.recheck_seconds = round(result.recheck_seconds + again.seconds, 2)
+                result.recheck_cpu_seconds = round(result.recheck_cpu_seconds + again.cpu_seconds, 2)
                 save_result(result_path, result, quick)
                 flipped = sum(c.kind == MEASURED and any(r["budget"] == budget and r["holds"] != c.holds
                                                          for r in c.rechecks) for c in result.claims)

@@ -45,7 +45,7 @@ def tour_command(
                 "report_md": outcome.markdown,
                 "chapters": [
                     {"id": c.id, "reused": reused, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds,
-                     "recheck_seconds": r.recheck_seconds, "claims": r.claims, "metrics": r.metrics}
+                     "recheck_seconds": r.recheck_seconds, "recheck_cpu_seconds": r.recheck_cpu_seconds, "claims": r.claims, "metrics": r.metrics}
                     for c, r, reused in outcome.chapters
                 ],
             }

@@ -1,5 +1,6 @@
-"""Sensitivity re-checks: a re-checkable chapter runs again at half its step budget, and a measured verdict
-that changes is marked unstable in both report languages and in the headline counts (a fake chapter)."""
+"""Sensitivity re-checks: a re-checkable chapter runs again at half its step budget (and, in full mode, at
+twice it where the chapter affords that), and a measured verdict that changes is marked unstable in both
+report languages and in the headline counts (a fake chapter)."""
 
 import pytest
 
@@ -7,7 +8,7 @@ from lm2llm.tour import runner
 from lm2llm.tour.framework import Chapter, ChapterResult, Claim, T, demonstration, headline, recheck_claims
 
 
-def fake_chapter(budgets: list[float], rechecks: bool = True) -> Chapter:
+def fake_chapter(budgets: list[float], rechecks: bool = True, double: bool = False) -> Chapter:
     """One claim that holds at any budget, one that needs more than 60 of its 100 steps, one demonstration."""
 
     def run(ctx):
@@ -18,7 +19,7 @@ def fake_chapter(budgets: list[float], rechecks: bool = True) -> Chapter:
             Claim(T("needs 60 steps", "60단계 필요"), T(f"{steps} steps", f"{steps}단계"), steps > 60),
             demonstration(T("by construction", "구성상"), T("-", "-"), True)])
 
-    return Chapter("0", T("Fake", "가짜"), run, rechecks=rechecks)
+    return Chapter("0", T("Fake", "가짜"), run, rechecks=rechecks, recheck_double=double)
 
 
 @pytest.fixture
@@ -34,11 +35,11 @@ def test_a_verdict_that_flips_at_half_budget_is_unstable(tmp_path, only):
     outcome = runner.run_tour(tmp_path, quick=True, recheck=True, show_progress=False)
     assert budgets == [1.0, 0.5]
     claims = outcome.chapters[0][1].claims
-    assert claims[0].recheck == {"budget": 0.5, "holds": True} and not claims[0].unstable
-    assert claims[1].holds is True and claims[1].recheck["holds"] is False and claims[1].unstable
-    assert claims[2].recheck is None and not claims[2].unstable  # demonstrations are not re-checked
+    assert claims[0].rechecks == [{"budget": 0.5, "holds": True}] and not claims[0].unstable
+    assert claims[1].holds is True and claims[1].rechecks[0]["holds"] is False and claims[1].unstable
+    assert claims[2].rechecks == [] and not claims[2].unstable  # demonstrations are not re-checked
     assert headline(claims)["unstable"] == 1 and headline(claims)["rechecked"] == 2
-    assert (tmp_path / "ch00_recheck").is_dir()
+    assert (tmp_path / "ch00_recheck_0.5x").is_dir()
     text = outcome.markdown.read_text(encoding="utf-8")
     assert "1 of 2 re-checked unstable" in text and "⚠ unstable (0.5× budget: ✗ does not hold)" in text
     assert "same at 0.5× budget" in text
@@ -49,7 +50,7 @@ def test_a_verdict_that_flips_at_half_budget_is_unstable(tmp_path, only):
     assert "재확인한 2개 중 1개 불안정" in text and "⚠ 불안정 (0.5배 예산: ✗ 불성립)" in text
 
 
-def test_recheck_is_opt_in_and_later_checks_a_cached_result(tmp_path, only):
+def test_recheck_is_opt_in_in_quick_mode_and_later_checks_a_cached_result(tmp_path, only):
     budgets: list[float] = []
     only(fake_chapter(budgets))
     first = runner.run_tour(tmp_path, quick=True, show_progress=False)
@@ -71,3 +72,31 @@ def test_a_recheck_must_make_the_same_claims():
     claims = [Claim(T("a", "a"), T("m", "m"), True)]
     with pytest.raises(ValueError, match="claims"):
         recheck_claims(claims, [], 0.5)
+
+
+def test_full_mode_rechecks_by_default_at_half_and_double_where_affordable(tmp_path, only):
+    budgets: list[float] = []
+    only(fake_chapter(budgets, double=True))
+    outcome = runner.run_tour(tmp_path, show_progress=False)  # full mode
+    assert budgets == [1.0, 0.5, 2.0]
+    claims = outcome.chapters[0][1].claims
+    assert [r["budget"] for r in claims[1].rechecks] == [0.5, 2.0] and claims[1].unstable
+    assert "same at 0.5×, 2× budget" in outcome.markdown.read_text(encoding="utf-8")
+    # a chapter that cannot afford twice its budget is re-checked at half; --no-recheck turns it off
+    budgets.clear()
+    only(fake_chapter(budgets))
+    runner.run_tour(tmp_path / "half", show_progress=False)
+    assert budgets == [1.0, 0.5]
+    budgets.clear()
+    runner.run_tour(tmp_path / "none", recheck=False, show_progress=False)
+    assert budgets == [1.0]
+
+
+def test_the_cli_turns_rechecks_on_and_off(cli, tmp_path, only):
+    budgets: list[float] = []
+    only(fake_chapter(budgets))
+    assert cli("tour", "--quick", "--recheck", "--out", tmp_path / "on", "--json").code == 0
+    assert budgets == [1.0, 0.5]
+    budgets.clear()
+    data = cli("tour", "--no-recheck", "--out", tmp_path / "off", "--json").out
+    assert budgets == [1.0] and '"recheck_seconds": 0.0' in data

@@ -23,3 +23,14 @@ def test_chapter_6_2_twice_gives_the_same_claims(quick_tour, tmp_path):
                 for name, scores in result.metrics["settings"].items()}
 
     assert untimed(first) == untimed(second)  # the same trained model sampled the same way
+
+
+def test_a_rechecked_chapter_twice_gives_the_same_verdicts_and_numbers(quick_tour, tmp_path):
+    """2.1 follows `ctx.steps`: at the same budget a second run (here with its half-budget re-check, which the
+    quick tour leaves out) gives the same losses and verdicts, so a re-check's flips come from the budget."""
+    first = chapter_result(quick_tour, "2.1")
+    second = run_tour(tmp_path, quick=True, only=["2.1"], recheck=True, show_progress=False).chapters[0][1]
+    assert [c.measurement.en for c in first.claims] == [c.measurement.en for c in second.claims]
+    assert first.metrics["val_loss"] == second.metrics["val_loss"]
+    assert all(c.rechecks == [] for c in first.claims)  # quick mode does not re-check unless asked
+    assert [[r["budget"] for r in c.rechecks] for c in second.claims] == [[0.5]] * len(second.claims)

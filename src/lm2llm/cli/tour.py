@@ -20,9 +20,10 @@ def tour_command(
     force: bool = typer.Option(False, "--force", help="Re-run chapters that already finished."),
     threads: int = typer.Option(None, "--threads", min=1,
                                 help="Torch threads per chapter (default: 1 with --quick, all cores otherwise)."),
-    recheck: bool = typer.Option(False, "--recheck",
-                                 help="Re-run the re-checkable chapters at half their step budgets and mark "
-                                      "the verdicts that change as unstable."),
+    recheck: bool = typer.Option(None, "--recheck/--no-recheck",
+                                 help="Re-run the re-checkable chapters at half their step budgets (full mode: "
+                                      "also twice, where affordable) and mark the verdicts that change as "
+                                      "unstable. Default: on in full mode, off with --quick."),
     list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -43,7 +44,8 @@ def tour_command(
                 "report_html": outcome.html,
                 "report_md": outcome.markdown,
                 "chapters": [
-                    {"id": c.id, "reused": reused, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds, "claims": r.claims, "metrics": r.metrics}
+                    {"id": c.id, "reused": reused, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds,
+                     "recheck_seconds": r.recheck_seconds, "recheck_cpu_seconds": r.recheck_cpu_seconds, "claims": r.claims, "metrics": r.metrics}
                     for c, r, reused in outcome.chapters
                 ],
             }
@@ -68,7 +70,7 @@ def print_summary(outcome, lang: str) -> None:
         n = headline(result.claims)
         table.add_row(chapter.id, escape(heading(chapter.title, lang)), str(n["hold"]), str(n["fail"]),
                       str(n["inconclusive"]), str(n["demonstrations"]),
-                      "reused" if reused else f"{result.seconds:.0f}")
+                      "reused" if reused else f"{result.seconds + result.recheck_seconds:.0f}")
     console.print(table)
     claims = [claim for _, r, _ in outcome.chapters for claim in r.claims]
     console.print(closing_line(outcome.html, claims, lang), markup=False)

@@ -6,9 +6,11 @@ statement of the guide (in our own words) with the measurement behind it; `holds
 that measurement. Results are saved as JSON so a later tour reuses finished chapters.
 
 Budgets are counted in steps, never in seconds, so the same machine gives the same verdicts run after run.
-A chapter whose budgets follow `ctx.steps(...)` declares `rechecks=True`; `lm2llm tour --recheck` then runs
-it again at `RECHECK_BUDGET` of its budget and marks every measured claim whose verdict changes as
-*unstable* (`recheck_claims`).
+A chapter whose budgets follow `ctx.steps(...)` declares `rechecks=True`; a re-check (on by default in full
+mode, `lm2llm tour --recheck/--no-recheck`) runs it again at `HALF_BUDGET` of its budget, and in full mode
+also at `DOUBLE_BUDGET` where the chapter declares `recheck_double=True` (where twice its budget is
+affordable), and marks every measured claim whose verdict changes in any of them as *unstable*
+(`recheck_claims`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def T(en: str, ko: str) -> Text:  # noqa: N802 - short constructor used througho
 MEASURED = "measured"  # could have come out either way on this model and data: counted in the headline
 DEMONSTRATION = "demonstration"  # true by construction or by definition: shown, never counted as checked
 CLAIM_KINDS = (MEASURED, DEMONSTRATION)
-RECHECK_BUDGET = 0.5  # the fraction of its step budgets a chapter is re-run with to test its verdicts
+HALF_BUDGET = 0.5  # the fractions of its step budgets a chapter is re-run with to test its verdicts:
+DOUBLE_BUDGET = 2.0  # half always, twice in full mode where the chapter can afford it (`recheck_double`)
 
 
 @dataclass
@@ -78,12 +81,12 @@ class Claim:
     kind: str = MEASURED
     chance: float | None = None
     interval: tuple[float, float] | None = None
-    recheck: dict[str, Any] | None = None  # {"budget": 0.5, "holds": verdict there} once re-checked
+    rechecks: list[dict[str, Any]] = field(default_factory=list)  # [{"budget": 0.5, "holds": verdict there}, ...]
 
     @property
     def unstable(self) -> bool:
-        """A measured claim whose verdict changed (to another verdict, or to or from inconclusive) when re-checked."""
-        return self.kind == MEASURED and self.recheck is not None and self.recheck["holds"] != self.holds
+        """A measured claim whose verdict changed (to another verdict, or to or from inconclusive) in a re-check."""
+        return self.kind == MEASURED and any(again["holds"] != self.holds for again in self.rechecks)
 
     def __post_init__(self) -> None:
         if self.kind not in CLAIM_KINDS:
@@ -113,17 +116,18 @@ def headline(claims: list[Claim]) -> dict[str, int]:
     return {"measured": len(measured), "hold": sum(c.holds is True for c in measured),
             "fail": sum(c.holds is False for c in measured), "inconclusive": sum(c.holds is None for c in measured),
             "demonstrations": len(claims) - len(measured),
-            "rechecked": sum(c.recheck is not None for c in measured), "unstable": sum(c.unstable for c in measured)}
+            "rechecked": sum(bool(c.rechecks) for c in measured), "unstable": sum(c.unstable for c in measured)}
 
 
 def recheck_claims(claims: list[Claim], rechecked: list[Claim], budget: float) -> None:
-    """Record on each measured claim its verdict in the re-run (`rechecked`: the same chapter's claims, in order)."""
+    """Record on each measured claim its verdict in a re-run at `budget` (`rechecked`: the same chapter's
+    claims, in order)."""
     if [c.kind for c in claims] != [c.kind for c in rechecked]:
         raise ValueError(f"the re-check made {len(rechecked)} claims, the run {len(claims)}: a chapter's claims "
                          "must not depend on its budget")
     for claim, again in zip(claims, rechecked, strict=True):
         if claim.kind == MEASURED:
-            claim.recheck = {"budget": budget, "holds": again.holds}
+            claim.rechecks = [r for r in claim.rechecks if r["budget"] != budget] + [{"budget": budget, "holds": again.holds}]
 
 
 @dataclass
@@ -155,7 +159,8 @@ class ChapterResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # wall clock
     cpu_seconds: float = 0.0  # CPU time of the whole process (all threads) while the chapter ran
-    recheck_seconds: float = 0.0  # wall clock of the re-check at a smaller budget, if one ran
+    recheck_seconds: float = 0.0  # wall clock of the re-checks at other budgets, all together
+    recheck_cpu_seconds: float = 0.0  # and their CPU time (all threads): their cost on a busy machine
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,7 +170,7 @@ class ChapterResult:
         return cls(
             summary=Text(**data["summary"]),
             claims=[Claim(Text(**c["statement"]), Text(**c["measurement"]), c["holds"] if c["holds"] is None else bool(c["holds"]),
-                          c.get("kind", MEASURED), c.get("chance"), c.get("interval"), c.get("recheck"))
+                          c.get("kind", MEASURED), c.get("chance"), c.get("interval"), c.get("rechecks", []))
                     for c in data["claims"]],
             tables=[Table(Text(**t["title"]), t["columns"], t["rows"]) for t in data["tables"]],
             figures=[Figure(Text(**f["title"]), f["path"]) for f in data["figures"]],
@@ -174,6 +179,7 @@ class ChapterResult:
             seconds=data.get("seconds", 0.0),
             cpu_seconds=data.get("cpu_seconds", 0.0),
             recheck_seconds=data.get("recheck_seconds", 0.0),
+            recheck_cpu_seconds=data.get("recheck_cpu_seconds", 0.0),
         )
 
 
@@ -192,7 +198,7 @@ class ChapterContext:
         self.out_dir = out_dir
         self.quick = quick
         self.lang = lang
-        self.budget = budget  # the fraction of its step budgets the chapter runs with (a re-check: RECHECK_BUDGET)
+        self.budget = budget  # the fraction of its step budgets the chapter runs with (a re-check: 0.5 or 2)
         self._progress = progress or (lambda done, total: None)
         self._results = results if results is not None else {}
 
@@ -210,6 +216,10 @@ class ChapterContext:
     def steps(self, full: int) -> int:
         """A step budget scaled by this run's `budget` (at least 1): what a re-checkable chapter trains for."""
         return max(1, round(full * self.budget))
+
+    def steps_in(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a chapter's settings with every key that ends in "steps" scaled by `steps`."""
+        return {key: self.steps(value) if key.endswith("steps") else value for key, value in settings.items()}
 
     def result_of(self, chapter_id: str) -> ChapterResult | None:
         return self._results.get(chapter_id)
@@ -241,7 +251,14 @@ class Chapter:
     title: Text
     run: Callable[[ChapterContext], ChapterResult]
     needs: tuple[str, ...] = ()  # chapters whose results this one reads
-    rechecks: bool = False  # its measured claims follow `ctx.steps`: `--recheck` re-runs it at a smaller budget
+    rechecks: bool = False  # its measured claims follow `ctx.steps`: a re-check re-runs it at half its budget
+    recheck_double: bool = False  # ... and, in full mode, at twice its budget (where that is affordable)
+
+    def recheck_budgets(self, quick: bool) -> tuple[float, ...]:
+        """The budgets a re-check runs this chapter at: none, half, or (full mode) half and double."""
+        if not self.rechecks:
+            return ()
+        return (HALF_BUDGET,) if quick or not self.recheck_double else (HALF_BUDGET, DOUBLE_BUDGET)
 
     @property
     def sort_key(self) -> tuple[int, ...]:

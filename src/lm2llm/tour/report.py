@@ -39,7 +39,7 @@ UI = {
     "report": Text("report", "보고서"),
     "recheck": Text("re-check", "재확인"),
     "unstable": Text("unstable", "불안정"),
-    "stable": Text("same at {budget:g}× budget", "{budget:g}배 예산에서도 같음"),
+    "stable": Text("same at {budgets} budget", "{budgets} 예산에서도 같음"),
     "flipped": Text("{budget:g}× budget: {verdict}", "{budget:g}배 예산: {verdict}"),
 }
 
@@ -66,17 +66,20 @@ def _plain_verdict(holds: bool | None, lang: str) -> str:
 
 
 def _verdict(claim: Claim, lang: str) -> str:
-    """The verdict, and where the claim was re-checked at a smaller budget, whether it held there too."""
+    """The verdict, and where the claim was re-checked at other budgets, whether it held there too."""
     if claim.kind == DEMONSTRATION:
         return "◦ " + UI["demonstration"].get(lang)
     text = _plain_verdict(claim.holds, lang)
-    if claim.recheck is None:
+    if not claim.rechecks:
         return text
-    budget = claim.recheck["budget"]
     if claim.unstable:
-        flipped = UI["flipped"].get(lang).format(budget=budget, verdict=_plain_verdict(claim.recheck["holds"], lang))
+        flipped = "; ".join(UI["flipped"].get(lang).format(budget=again["budget"],
+                                                           verdict=_plain_verdict(again["holds"], lang))
+                            for again in claim.rechecks if again["holds"] != claim.holds)
         return f"{text} · ⚠ {UI['unstable'].get(lang)} ({flipped})"
-    return f"{text} ({UI['stable'].get(lang).format(budget=budget)})"
+    unit = "배" if lang == "ko" else "×"
+    budgets = ", ".join(f"{again['budget']:g}{unit}" for again in claim.rechecks)
+    return f"{text} ({UI['stable'].get(lang).format(budgets=budgets)})"
 
 
 def _css(claim: Claim) -> str:

@@ -19,7 +19,6 @@ from lm2llm.runs import claim_out
 from lm2llm.tour import registry, report
 from lm2llm.tour.framework import (
     MEASURED,
-    RECHECK_BUDGET,
     Chapter,
     ChapterContext,
     ChapterResult,
@@ -56,10 +55,11 @@ def run_tour(
     force: bool = False,
     show_progress: bool = True,
     threads: int | None = None,
-    recheck: bool = False,
+    recheck: bool | None = None,
 ) -> TourOutcome:
     """Run the chapters; `threads` overrides the torch threads per chapter (see `chapter_threads`);
-    `recheck` re-runs the re-checkable ones at a smaller budget and marks the verdicts that change."""
+    `recheck` (default: in full mode only) re-runs the re-checkable ones at other budgets
+    (`Chapter.recheck_budgets`) and marks the verdicts that change."""
     from lm2llm.errors import UserError
 
     if lang not in LANGS:
@@ -68,6 +68,8 @@ def run_tour(
         raise UserError(f"--threads must be at least 1, got {threads}", where="--threads",
                         hint="leave it out for the default (1 in quick mode, all cores otherwise)")
     chapters = registry.select(only)
+    if recheck is None:
+        recheck = not quick  # quick mode is CI's: its time stays as it is
     claim_out(out_dir, "tour", reuse=True)  # finished chapters are reused; nothing else is ever replaced
     results: dict[str, ChapterResult] = {}
     done: list[tuple[Chapter, ChapterResult, bool]] = []
@@ -115,15 +117,20 @@ def run_tour(
                 result = measure(chapter_dir, 1.0)
                 save_result(result_path, result, quick)
                 log(f"{title}: finished in {result.seconds:.1f} s")
-            if recheck and chapter.rechecks and any(c.kind == MEASURED and c.recheck is None for c in result.claims):
-                progress.update(task, completed=0.0, description=f"{title} (re-check at {RECHECK_BUDGET:g}× budget)")
-                log(f"{title}: re-check at {RECHECK_BUDGET:g}× its budget started")
-                again = measure(out_dir / f"{chapter.slug}_recheck", RECHECK_BUDGET)
-                recheck_claims(result.claims, again.claims, RECHECK_BUDGET)
-                result.recheck_seconds = again.seconds
+            for budget in chapter.recheck_budgets(quick) if recheck else ():
+                if not any(c.kind == MEASURED and budget not in {r["budget"] for r in c.rechecks}
+                           for c in result.claims):
+                    continue  # re-checked at this budget by an earlier run
+                progress.update(task, completed=0.0, description=f"{title} (re-check at {budget:g}× budget)")
+                log(f"{title}: re-check at {budget:g}× its budget started")
+                again = measure(out_dir / f"{chapter.slug}_recheck_{budget:g}x", budget)
+                recheck_claims(result.claims, again.claims, budget)
+                result.recheck_seconds = round(result.recheck_seconds + again.seconds, 2)
+                result.recheck_cpu_seconds = round(result.recheck_cpu_seconds + again.cpu_seconds, 2)
                 save_result(result_path, result, quick)
-                log(f"{title}: re-check finished in {again.seconds:.1f} s, "
-                    f"{sum(c.unstable for c in result.claims)} verdicts changed")
+                flipped = sum(c.kind == MEASURED and any(r["budget"] == budget and r["holds"] != c.holds
+                                                         for r in c.rechecks) for c in result.claims)
+                log(f"{title}: re-check at {budget:g}× finished in {again.seconds:.1f} s, {flipped} verdicts changed")
             results[chapter.id] = result
             done.append((chapter, result, reused))
             progress.update(task, completed=1.0, description=f"{title} (reused)" if reused else title)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from lm2llm.models import build_model
+from lm2llm.stats import wilson_interval
 from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, T, Table
 from lm2llm.tour.minitrain import steps_until
 from lm2llm.tour.plots import plt
@@ -138,6 +139,7 @@ def recall_gradient_ratio(model: torch.nn.Module, distance: int, batch: int = 32
 
 
 N_KEYS, N_FILLERS = 8, 48
+TEST_SAMPLES = 256  # recall questions scored at each distance
 QUERY = VOCAB - 1  # keys are ids 0..7, fillers 8..55, the query marker the last id
 
 
@@ -151,7 +153,7 @@ def recall_batch(distance: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, targets
 
 
-def trigram_recall_accuracy(distances: list[int], train_batches: int, batch: int) -> dict[int, float]:
+def trigram_recall_accuracy(distances: list[int], train_batches: int, batch: int, samples: int = TEST_SAMPLES) -> dict[int, float]:
     """A trigram count model: the answer is the most frequent token after the same two-token context."""
     counts: dict[tuple[int, int], Counter] = defaultdict(Counter)
     for _ in range(train_batches):
@@ -161,7 +163,7 @@ def trigram_recall_accuracy(distances: list[int], train_batches: int, batch: int
                 counts[tuple(row[-2:])][answer] += 1
     accuracy = {}
     for d in distances:
-        ids, targets = recall_batch(d, 256)
+        ids, targets = recall_batch(d, samples)
         hits = [counts[tuple(row[-2:])].most_common(1)[0][0] == answer if counts[tuple(row[-2:])] else False
                 for row, answer in zip(ids.tolist(), targets[:, -1].tolist(), strict=True)]
         accuracy[d] = float(np.mean(hits))
@@ -169,7 +171,7 @@ def trigram_recall_accuracy(distances: list[int], train_batches: int, batch: int
 
 
 @torch.no_grad()
-def neural_recall_accuracy(model: torch.nn.Module, distances: list[int], samples: int = 256) -> dict[int, float]:
+def neural_recall_accuracy(model: torch.nn.Module, distances: list[int], samples: int = TEST_SAMPLES) -> dict[int, float]:
     accuracy = {}
     for d in distances:
         ids, targets = recall_batch(d, samples)
@@ -253,7 +255,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     # (c)
     distances = [1, 2, 8, 24] if quick else [1, 2, 4, 8, 16, 32, 64]
-    recall_steps = 150 if quick else 600
+    recall_steps = ctx.steps(150 if quick else 600)
     recall_batch_size = 32
     accuracy = {"trigram": trigram_recall_accuracy(distances, recall_steps // len(distances), recall_batch_size)}
     ctx_len = max(distances) + 1
@@ -284,6 +286,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     d_max = max(distances)
     chance = 1 / N_KEYS
+    far = wilson_interval(accuracy["trigram"][d_max] * TEST_SAMPLES, TEST_SAMPLES)  # the trigram's, at d_max
     claims = [
         Claim(T("Gradients vanish with distance in a recurrent network.",
                 "순환 신경망에서는 거리가 멀어질수록 기울기가 소실된다."),
@@ -317,10 +320,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("An n-gram model sees only a fixed window: it cannot recall a token beyond it.",
                 "n-gram 모델은 고정된 길이의 문맥만 본다: 그 밖의 토큰은 기억하지 못한다."),
               T(f"trigram accuracy: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
-                f"(chance {chance:.2f})",
+                f"[{far[0]:.2f}, {far[1]:.2f}] (chance {chance:.2f}; {TEST_SAMPLES} questions at each distance)",
                 f"trigram 정확도: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
-                f"(우연 수준 {chance:.2f})"),
-              accuracy["trigram"][1] > 0.9 and accuracy["trigram"][d_max] < chance + 0.1),
+                f"[{far[0]:.2f}, {far[1]:.2f}] (우연 수준 {chance:.2f}; 거리마다 질문 {TEST_SAMPLES}개)"),
+              accuracy["trigram"][1] > 0.9 and accuracy["trigram"][d_max] < chance + 0.1, chance=chance, interval=far),
         Claim(T("Long-range dependencies are hard for recurrent models: an LSTM needs more training than a "
                 "Transformer to recall a distant token.",
                 "순환 모델은 장기 의존성 학습이 어렵다: 먼 토큰을 기억해 내기까지 LSTM은 Transformer보다 더 오래 학습해야 한다."),
@@ -383,4 +386,5 @@ def run(ctx: ChapterContext) -> ChapterResult:
                          figures=[fig_grad, fig_length, fig_recall], metrics=metrics)
 
 
-CHAPTER = Chapter("1.2", T("The limits of RNNs, measured", "RNN의 한계, 직접 재 보기"), run)
+CHAPTER = Chapter("1.2", T("The limits of RNNs, measured", "RNN의 한계, 직접 재 보기"), run, rechecks=True,
+                  recheck_double=True)

@@ -17,7 +17,7 @@ in bits per UTF-8 byte:
 
 Differences are decided by a paired bootstrap over the held-out documents: a 95 % interval of the
 difference in bits per byte that contains 0 is inconclusive. The chapter's budgets follow `ctx.steps`, so
-`lm2llm tour --recheck` can re-run it at half its steps.
+a full tour re-checks it at half its steps (`lm2llm tour --recheck/--no-recheck`).
 
 Both networks are saved as ordinary run directories in this chapter's folder (`runs/gpt`, `runs/lstm`):
 chapter 4.4 fine-tunes the GPT, and chapter 4.5 aligns the result.

@@ -111,7 +111,7 @@ def fmt(score: dict) -> str:
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
-    s = SETTINGS[ctx.quick]
+    s = ctx.steps_in(SETTINGS[ctx.quick])
     base = pretrained_base(ctx)
     _, held_out = make_suite(0, s["n_test"], seed=0, tasks=s["tasks"])  # the prompts `sft` holds out
     base_qa, base_qa_answers = qa_page_eval(load_model(base), load_tokenizer(base), held_out, 12)
@@ -289,4 +289,4 @@ def run(ctx: ChapterContext) -> ChapterResult:
     )
 
 
-CHAPTER = Chapter("4.4", T("Fine-tuning", "미세조정"), run, needs=("4.3",))
+CHAPTER = Chapter("4.4", T("Fine-tuning", "미세조정"), run, needs=("4.3",), rechecks=True)

@@ -96,7 +96,7 @@ def exact_match_fell(r: dict) -> tuple[bool, bool]:
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
-    s = SETTINGS[ctx.quick]
+    s = ctx.steps_in(SETTINGS[ctx.quick])
     sft_dir, finetuning = sft_run(ctx)
     tasks, n_test = finetuning["tasks"], finetuning["settings"]["n_test"]
     root = ctx.out_dir / "runs"
@@ -341,4 +341,5 @@ def run(ctx: ChapterContext) -> ChapterResult:
     return ChapterResult(summary, claims=claims, tables=[table], figures=[curves], samples=samples, metrics=metrics)
 
 
-CHAPTER = Chapter("4.5", T("RLHF: reward model, PPO and DPO", "RLHF: 보상 모델, PPO, DPO"), run, needs=("4.4",))
+CHAPTER = Chapter("4.5", T("RLHF: reward model, PPO and DPO", "RLHF: 보상 모델, PPO, DPO"), run, needs=("4.4",),
+                  rechecks=True)

@@ -60,6 +60,10 @@ def test_power_law_and_bootstrap():
 def test_isoflop_minimum_and_approach2_on_chinchilla_data():
     minimum = isoflop_minimum(1.0, np.exp([1.0, 2.0, 3.0, 4.0]), [(v - 2.5) ** 2 + 1 for v in (1.0, 2.0, 3.0, 4.0)])
     assert np.log(minimum.params) == pytest.approx(2.5) and minimum.loss == pytest.approx(1) and minimum.interior
+    # the full sweep's 1e11 curve: a flat large-model arm must not pull the vertex out of the bowl (w16–w48)
+    bowl = isoflop_minimum(1e11, [12528, 31200, 84288, 136960, 391008], [4.113, 4.014, 4.679, 5.238, 5.374])
+    assert bowl.interior and 12528 < bowl.params < 84288
+    assert not isoflop_minimum(1.0, np.exp([1.0, 2.0, 3.0]), [1.0, 2.0, 3.0]).interior  # best at the edge
     runs = []
     for c in (1e19, 1e20, 1e21, 1e22):
         n_opt, _ = HOFFMANN_2022.compute_optimal(c)

@@ -19,7 +19,7 @@ import numpy as np
 
 from lm2llm.scale.chinchilla import Parametric, as_start, fit_parametric
 from lm2llm.scale.isoflop import approach2
-from lm2llm.scale.powerlaw import bootstrap, fit_power_law
+from lm2llm.scale.powerlaw import PowerLaw, bootstrap, fit_power_law
 
 BOOTSTRAP_SAMPLES = 100
 
@@ -39,9 +39,15 @@ def _kaplan_laws(points: Sequence[tuple[float, float, float, float]]) -> dict[st
     per_size = {n: [(d, loss) for _, n_, d, loss in points if n_ == n] for n in sizes}
     largest = next((runs for n, runs in reversed(per_size.items()) if len({d for d, _ in runs}) > 1), [])
     law_d = fit_power_law([d for d, _ in largest], [loss for _, loss in largest])
-    # (N_c/N)^α = k·N^-α  →  N_c = k^(1/α)
-    return {"alpha_N": -law_n.exponent, "N_c": law_n.coefficient ** (-1 / law_n.exponent),
-            "alpha_D": -law_d.exponent, "D_c": law_d.coefficient ** (-1 / law_d.exponent)}
+    return {"alpha_N": -law_n.exponent, "N_c": _critical_scale(law_n), "alpha_D": -law_d.exponent,
+            "D_c": _critical_scale(law_d)}
+
+
+def _critical_scale(law: PowerLaw) -> float:
+    """Kaplan's N_c (or D_c) of a fitted k·x^p: (x_c/x)^-p = k·x^p  →  x_c = k^(-1/p), computed in logs (a
+    nearly flat law puts x_c beyond any float: inf, which the bootstrap leaves out)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        return float(np.exp(-math.log(law.coefficient) / law.exponent))
 
 
 def _kaplan_or_nan(points: Sequence[tuple[float, float, float, float]]) -> dict[str, float]:

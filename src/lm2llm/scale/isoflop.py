@@ -24,12 +24,28 @@ class IsoFlopMinimum:
     interior: bool  # the minimum lies between the smallest and largest size tried (not extrapolated)
 
 
+def bottom_parabola(log_n: np.ndarray, loss: np.ndarray) -> tuple[tuple[float, float, float], np.ndarray]:
+    """(c2, c1, c0) of the parabola in log N through the best size and its neighbours, and which runs it used
+    (zeros when the best size is the smallest or largest tried: no bowl to fit)."""
+    sizes = np.unique(log_n)
+    best = int(np.searchsorted(sizes, log_n[np.argmin(loss)]))
+    near = np.isin(log_n, sizes[max(0, best - 1):best + 2])
+    inside = 0 < best < len(sizes) - 1  # a neighbour on each side
+    coefficients = tuple(np.polyfit(log_n[near], loss[near], 2)) if inside else (0.0, 0.0, 0.0)
+    return coefficients, near
+
+
 def isoflop_minimum(compute: float, params: Sequence[float], losses: Sequence[float]) -> IsoFlopMinimum:
-    """The vertex of the parabola L = c2·(log N)² + c1·log N + c0 through one budget's runs."""
+    """The vertex of the parabola L = c2·(log N)² + c1·log N + c0 through the bottom of one budget's curve.
+
+    The parabola goes through the best size and its neighbour on each side: far from the bottom an iso-FLOP
+    curve is no parabola (a model given a few dozen steps sits near the unigram loss however large it is), and
+    a parabola through every size lets those flat arms pull the vertex away from the bowl.
+    """
     log_n, loss = np.log(np.asarray(params, dtype=float)), np.asarray(losses, dtype=float)
-    c2, c1, c0 = np.polyfit(log_n, loss, 2) if len(set(log_n.tolist())) >= 3 else (0.0, 0.0, 0.0)
-    vertex = -c1 / (2 * c2) if c2 > 0 else np.nan  # fewer than three sizes (a bootstrap draw): no parabola
-    if not log_n.min() <= vertex <= log_n.max():  # no bowl, or its bottom outside the sizes tried: never
+    (c2, c1, c0), _ = bottom_parabola(log_n, loss)
+    vertex = -c1 / (2 * c2) if c2 > 0 else np.nan
+    if not log_n.min() <= vertex <= log_n.max():  # no bowl, or its bottom at an edge of the sizes tried: never
         i = int(np.argmin(loss))                   # extrapolate, the best run is the best estimate
         return IsoFlopMinimum(compute, float(np.exp(log_n[i])), compute / (6 * np.exp(log_n[i])), float(loss[i]), False)
     n = float(np.exp(vertex))

@@ -23,6 +23,7 @@ from lm2llm.models.presets import CATALOG, PRESETS
 from lm2llm.scale.analysis import analyse
 from lm2llm.scale.chinchilla import BESIROGLU_2024, HOFFMANN_2022, KAPLAN_2020
 from lm2llm.scale.corpus import prose_shards
+from lm2llm.scale.isoflop import bottom_parabola
 from lm2llm.scale.prediction import prediction_test
 from lm2llm.scale.shapes import CONVENTIONS
 from lm2llm.scale.sweep import SweepSettings, sweep
@@ -145,8 +146,8 @@ def _plots(ctx: ChapterContext, runs: list[dict], fits: dict) -> list[Figure]:
         n = np.array([r["params"]["all"] for r in mine], dtype=float)
         loss = np.array([r["val_loss"] for r in mine])
         ax.plot(n, loss, "o", color=color, label=f"C = {budget:.0e}")
-        c2, c1, c0 = np.polyfit(np.log(n), loss, 2)
-        grid = np.geomspace(n.min(), n.max(), 50)
+        (c2, c1, c0), near = bottom_parabola(np.log(n), loss)  # the parabola approach 2 fitted
+        grid = np.geomspace(n[near].min(), n[near].max(), 50)
         ax.plot(grid, c2 * np.log(grid) ** 2 + c1 * np.log(grid) + c0, "-", color=color, linewidth=1)
     ax.plot([m["params"] for m in a2["minima"]], [m["loss"] for m in a2["minima"]], "r*", markersize=10,
             label="iso-FLOP minima")

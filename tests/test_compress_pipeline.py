@@ -36,7 +36,7 @@ def test_compress_evaluate_reports_size_speed_and_quality(cli, base_run, tmp_pat
 def test_int8_run_is_quantized_when_loaded(cli, base_run, tmp_path):
     assert cli("compress", base_run, "--method", "int8", "--out", tmp_path / "int8").code == 0
     generator = TextGenerator.from_run(tmp_path / "int8")
-    assert type(generator.model.blocks[0].mlp.up).__name__ == "Int8Linear"
+    assert type(generator.model.blocks[0].attn.out_proj).__name__ == "Int8Linear"
 
 
 def test_wanda_run_reaches_its_sparsity(cli, base_run, tmp_path):

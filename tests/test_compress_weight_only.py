@@ -128,6 +128,6 @@ def test_served_model_quantizes_and_refuses_a_float_prefill_copy(korean_run):
     from lm2llm.serve.app import ServedModel
 
     served = ServedModel.from_run(korean_run, quantize="int4")
-    assert type(served.scheduler.engine.model.blocks[0].attn.q_proj).__name__ == "Int4Linear"
+    assert type(served.scheduler.engine.model.blocks[0].attn.qkv_proj).__name__ == "Int4Linear"
     with pytest.raises(UserError, match="prefill-dtype"):
         ServedModel.from_run(korean_run, quantize="int8", prefill_dtype="bfloat16")

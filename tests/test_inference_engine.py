@@ -10,7 +10,13 @@ import torch
 
 from lm2llm.errors import UserError
 from lm2llm.inference.engine import Engine, SequenceRequest, generate_ids
-from lm2llm.inference.layout import PackedLinear, for_cpu_inference, input_major
+from lm2llm.inference.layout import (
+    PackedLinear,
+    for_cpu_inference,
+    fuse_projections,
+    input_major,
+    pack_linears,
+)
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.inference.text import TextGenerator
 from lm2llm.models import build_model
@@ -84,7 +90,7 @@ def test_packed_bf16_linears_are_bit_identical_and_survive_copy_and_casts(name):
     per-call re-layout), in prompts, in cached decoding and at batch 8; deepcopy, `.to()` and
     `state_dict` see the dense weights."""
     plain = make_model(name).to(torch.bfloat16)
-    packed = for_cpu_inference(copy.deepcopy(plain))
+    packed = pack_linears(copy.deepcopy(plain))
     assert any(isinstance(m, PackedLinear) for m in packed.modules())
     assert not any(type(m) is torch.nn.Linear for m in packed.modules())
     ids = torch.tensor([PROMPTS[1]] * 8)
@@ -99,6 +105,26 @@ def test_packed_bf16_linears_are_bit_identical_and_survive_copy_and_casts(name):
     clone = copy.deepcopy(packed).float()
     with torch.no_grad():
         torch.testing.assert_close(clone(ids)[0], plain.float()(ids)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama-gqa"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stacked_projections_keep_the_logits_and_the_greedy_text(name, dtype):
+    """q/k/v (and gate/up) stacked into one layer compute the same rows' dot products: the same logits up
+    to fp32 summation order, the same greedy continuations; the separate layers are gone (no double
+    memory), and the CPU layout is applied on top."""
+    plain = make_model(name).to(dtype)
+    fused = for_cpu_inference(copy.deepcopy(plain))
+    attn = fused.blocks[0].attn
+    assert attn.qkv_proj is not None and not hasattr(attn, "q_proj")
+    assert (fused.blocks[0].mlp.gate_up is not None) == (name == "llama-gqa")
+    ids = torch.tensor([PROMPTS[1]] * 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(ids)[0], plain(ids)[0], atol=1e-5, rtol=0)
+    greedy = SamplingConfig(temperature=0, max_new_tokens=8)
+    assert [c.token_ids for c in generate_ids(fused, PROMPTS, greedy)] == [
+        c.token_ids for c in generate_ids(plain, PROMPTS, greedy)]
+    assert fuse_projections(fused) is fused  # a second call changes nothing
 
 
 def test_rows_stop_on_their_own_end_token():

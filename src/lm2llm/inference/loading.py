@@ -14,7 +14,7 @@ from lm2llm import env
 from lm2llm.compress.weight_only import quantize_linears
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
-from lm2llm.inference.layout import for_cpu_inference
+from lm2llm.inference.layout import for_cpu_inference, fuse_projections
 from lm2llm.models import load_model
 from lm2llm.runs import read_json
 from lm2llm.tokenizer import Tokenizer, load_tokenizer
@@ -45,7 +45,7 @@ def load_for_inference(run_dir: str | os.PathLike, device: str = "cpu", dtype: s
         raise UserError("not a run directory with a model (no model_config.json)", where=str(run_dir),
                         hint="give the folder a training run wrote")
     tokenizer = load_tokenizer(run_dir)
-    model = load_model(run_dir, device=device).to(env.DTYPES[dtype])
+    model = fuse_projections(load_model(run_dir, device=device).to(env.DTYPES[dtype]))  # inference/layout.py
     if quantize is None and (run_dir / "config.json").is_file():
         saved = read_json(run_dir / "config.json")
         quantize = saved.get("quantize") if isinstance(saved, dict) else None

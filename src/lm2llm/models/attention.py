@@ -134,6 +134,7 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=bias)
         self.v_proj = nn.Linear(d_model, n_kv_head * head_dim, bias=bias)
         self.out_proj = nn.Linear(n_head * head_dim, d_model, bias=bias)
+        self.qkv_proj: nn.Linear | None = None  # the three stacked into one, by `inference.layout.fuse_projections`
         self.dropout = dropout
         self.use_fast = True  # F.scaled_dot_product_attention; False runs the written-out formula
         self.last_weights: torch.Tensor | None = None  # filled only when `keep_weights` is set
@@ -150,9 +151,10 @@ class Attention(nn.Module):
         offset: int = 0,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k, v = self.project(x)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if cache is not None:
@@ -166,6 +168,13 @@ class Attention(nn.Module):
             out = sdpa_fast(q, k, v, allowed, causal)
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
         return F.dropout(self.out_proj(out), self.dropout, self.training)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values: one matrix product where the three weights were stacked for inference."""
+        if self.qkv_proj is None:
+            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        kv = self.n_kv_head * self.head_dim
+        return self.qkv_proj(x).split([self.n_head * self.head_dim, kv, kv], dim=-1)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -105,10 +105,14 @@ class MLP(nn.Module):
         self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
         self.gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias) if config.mlp == "swiglu" else None
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.gate_up: nn.Linear | None = None  # gate and up stacked into one, by `inference.layout.fuse_projections`
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate is not None:
+        if self.gate_up is not None:
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+            hidden = F.silu(gate) * up
+        elif self.gate is not None:
             hidden = F.silu(self.gate(x)) * self.up(x)
         else:
             hidden = F.gelu(self.up(x), approximate="tanh" if self.kind == "gelu_tanh" else "none")

@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	@# the pruning reference: the tests load llmcompressor's pure Wanda/SparseGPT files on their own;
 	@# --no-deps: its full dependency set would replace the pinned torch and transformers
 	$(BIN)/python -m pip install -q --no-deps "llmcompressor==0.14.0.1"
+	@# WEFE, the reference our WEAT is tested against (tests/test_weat_reference.py); --no-deps: its metadata
+	@# pins numpy<=1.26.4 and scipy<1.13, while its WEAT code runs on ours (its imports are in the dev extras)
+	$(BIN)/python -m pip install -q --no-deps "wefe==1.0.1"
 	@# llama.cpp itself, the reference that reads our GGUF files (gguf/llama_cpp.py): the prebuilt CPU
 	@# libraries npm ships for node-llama-cpp (MIT; npm checks the package's integrity). Optional: without
 	@# npm the tests and benchmarks that need it skip and say why

@@ -1,7 +1,9 @@
 """A real LLM on this CPU: SmolLM2-135M-Instruct in our engine vs transformers `generate`, same weights.
 
 Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, in the
-CPU layout `TextGenerator.from_run` gives it: input-major fp32 weights, bf16 weights packed once for oneDNN); the peer is `LlamaForCausalLM` holding exactly those
+CPU layout `TextGenerator.from_run` gives it: q/k/v and gate/up stacked, fp32 decoding through the
+streaming kernel of `inference/matvec.py`, bf16 weights packed once for oneDNN); the peer is
+`LlamaForCausalLM` holding exactly those
 weights (`hf_compat.to_hf`), whose greedy output is checked equal to ours before timing. For fp32 and
 bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
 
@@ -35,6 +37,7 @@ from lm2llm.gguf.registry import gguf_path, resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
 from lm2llm.inference.layout import PackedLinear, for_cpu_inference  # noqa: E402
+from lm2llm.inference.matvec import StreamingLinear  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -62,7 +65,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, PackedLinear):
             tensors[id(module.stored)] = module.stored
-        elif isinstance(module, torch.nn.Linear):
+        elif isinstance(module, (torch.nn.Linear, StreamingLinear)):
             tensors[id(module.weight)] = module.weight
     tables = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     for parameter in model.parameters():
@@ -75,7 +78,7 @@ def linear_layers_rate(model: torch.nn.Module, dtype: torch.dtype) -> float:
     """Steps per second of the model's linear layers alone at batch 1 (every layer once on a random input,
     in the model's layout): the matrix-vector kernels' own ceiling, which the whole decoding step
     (attention, norms, sampling, Python) stays under."""
-    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, PackedLinear))]
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, PackedLinear, StreamingLinear))]
     inputs = [torch.randn(1, 1, layer.in_features, dtype=dtype) for layer in layers]
 
     def step() -> None:

@@ -14,7 +14,13 @@ import torch
 from lm2llm.bias.weat import association, weat
 from lm2llm.data.lineage import describe_input, record_lineage
 from lm2llm.interpret.induction import head_scores, induction_pattern, repeated_random_tokens
-from lm2llm.interpret.induction_training import AttentionOnly, InductionConfig, perfect_score, train_induction
+from lm2llm.interpret.induction_training import (
+    AttentionOnly,
+    InductionConfig,
+    perfect_score,
+    train_induction,
+    varied_repeats,
+)
 
 
 def test_weat_effect_size_and_exact_p_equal_the_definitions():
@@ -85,6 +91,18 @@ def test_attention_only_model_trains_and_logs_both_halves():
     model, run = train_induction(config)
     logits, attention = model(repeated_random_tokens(config.vocab_size, config.half_length, 2))
     assert isinstance(model, AttentionOnly) and len(attention) == 2
-    assert torch.allclose(attention[1].sum(-1), torch.ones(2, 2, 32)) and logits.shape == (2, 32, 64)
+    assert torch.allclose(attention[1].sum(-1), torch.ones(2, 2, 32)) and logits.shape == (2, 32, config.vocab_size)
     assert run.score_steps == [0, 3, 6] and len(run.second_half_loss) == 6
     assert run.first_half_loss[0] == pytest.approx(run.chance_loss, abs=0.5)
+
+
+def test_training_rows_repeat_a_stretch_and_the_last_position_continues_copies():
+    config = InductionConfig(batch_size=400)
+    ids, copied = varied_repeats(config, torch.Generator().manual_seed(0))
+    assert ids.shape == (400, 33) and copied.shape == (400, 32)
+    for row, mask in zip(ids, copied, strict=True):
+        targets = mask.nonzero().flatten() + 1  # position t of the mask predicts token t + 1
+        distance = next(d for d in range(8, 17) if bool((row[targets] == row[targets - d]).all()))
+        assert 8 <= distance <= 16 and len(targets) >= 1
+    # copies may run past the end, so the last input position continues a copy, as it does on the probe
+    assert copied[:, -1].float().mean() > 0.3

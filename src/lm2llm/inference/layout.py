@@ -1,15 +1,17 @@
 """CPU inference layouts: the same linear layers, stored so that decoding reads their weights faster.
 
 Decoding one token at a time turns every linear layer into a matrix-vector product that reads each weight
-once, so its speed is how fast the kernel streams the weight from memory, plus a fixed cost per call. Three
-layouts help:
+once, so its speed is how fast the kernel streams the weight from memory, plus a fixed cost per call.
+These help on a CPU:
 
 - **Stacked projections** (every device): the query, key and value weights become one matrix, and so do an
   MLP's gate and up weights, so a layer makes 4 matrix products instead of 7. Each output is still one row's
   dot product with the input, so the values are the same (tested); at SmolLM2's sizes the per-call cost is a
   large share of each small product.
-
-- **fp32: input-major.** `nn.Linear` keeps its weight as (out, in) rows and computes x · Wᵀ. On this
+- **fp32: the streaming kernel** (`inference/matvec.py`, when a C++ compiler could build it): decoding's
+  few-row products through a loop that reads each weight row once; torch's own kernels keep the prompts.
+  Where it cannot be built, the input-major layout serves instead.
+- **fp32 without the kernel: input-major.** `nn.Linear` keeps its weight as (out, in) rows and computes x · Wᵀ. On this
   project's CPU torch's default BLAS streams an (in, out)-ordered weight about 1.8x faster at batch 1,
   while batches of 8 and 80-token prompts ran at the same speed either way (`benchmarks/bench_generate.py`
   times both). So each weight is stored transposed and the layer gets its transpose view: the same values
@@ -20,7 +22,7 @@ layouts help:
   same oneDNN kernel on it (`torch.ops.mkldnn._linear_pointwise`, the op torch's own compiler uses for
   frozen bf16 linears): bit-identical outputs (tested), read at a multiple of the speed.
 
-Both are for inference only: a model to be trained or saved should be loaded again instead.
+All are for inference only: a model to be trained or saved should be loaded again instead.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lm2llm.inference import matvec
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -147,9 +151,9 @@ def pack_linears(model: nn.Module) -> nn.Module:
 
 
 def for_cpu_inference(model: nn.Module) -> nn.Module:
-    """The faster CPU layout for the model's dtype: stacked projections, then packed bf16 linears, else
-    input-major weights."""
+    """The fastest CPU layout at hand: stacked projections, then the streaming matrix-vector kernel
+    (`inference/matvec.py`) where it could be built, else packed bf16 linears or input-major fp32 weights."""
     fuse_projections(model)
     if any(can_pack(m.weight) for m in model.modules() if type(m) is nn.Linear):
         return pack_linears(model)
-    return input_major(model)
+    return matvec.stream_linears(model) if matvec.available() else input_major(model)

@@ -228,9 +228,9 @@ def choose(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | No
     gets INVALID instead of an arbitrary token, so the caller can fail that row alone.
     """
     if config.greedy:
-        scores = apply_penalties(logits, config, seen, counts)
-        broken = scores.isnan().any(dim=-1) | (scores == float("-inf")).all(dim=-1)
-        return scores.argmax(dim=-1).masked_fill(broken, INVALID)
+        # one pass: a row's maximum is NaN when it holds a NaN, and −inf when every token is −inf
+        best, tokens = apply_penalties(logits, config, seen, counts).max(dim=-1)
+        return tokens.masked_fill(best.isnan() | (best == float("-inf")), INVALID)
     probs, candidates = distribution(logits, config, seen, counts)
     broken = ~(probs.isfinite().all(dim=-1) & (probs.sum(dim=-1) > 0))
     tokens = draw(probs, uniforms)

@@ -18,6 +18,12 @@ from lm2llm.inference.sampling import Completion, SamplingConfig
 from lm2llm.tokenizer import Tokenizer
 
 
+def hidden_ids(tokenizer: Tokenizer, show_special: bool = False) -> tuple[int, ...]:
+    """The tokens that generated text leaves out: every special token (`<|end|>`, `<|im_end|>`...), unless
+    `show_special`. They stay among the sequence's token ids either way."""
+    return () if show_special else tuple(getattr(tokenizer, "special_ids", ()))
+
+
 class TextGenerator:
     """A model and its tokenizer, ready to complete text: `generate(prompts)` or `stream(prompts)`."""
 
@@ -37,7 +43,7 @@ class TextGenerator:
         text leaves special tokens out unless `show_special`."""
         model, tokenizer, _ = load_for_inference(run_dir, device, dtype, quantize)
         return cls(model, tokenizer, end_ids=end_of_text_ids(tokenizer),
-                   hidden_ids=() if show_special else getattr(tokenizer, "special_ids", ()))
+                   hidden_ids=hidden_ids(tokenizer, show_special))
 
     def encode(self, prompt: str | Sequence[int]) -> list[int]:
         return self.tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)

@@ -60,9 +60,32 @@ def sdpa_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.
     `repeat_kv` would copy the whole KV cache at every decoding step.
     """
     gqa = k.size(1) != q.size(1)
+    if allowed is None and grouped_products_are_faster(q, k):
+        return one_query_attention(q, k, v)
     if allowed is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.size(2) > 1, enable_gqa=gqa)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(allowed, q.dtype), enable_gqa=gqa)
+
+
+def grouped_products_are_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """One bf16 query per row on a CPU, with a batch or a long cache: see `one_query_attention`."""
+    return (q.size(2) == 1 and q.dtype == torch.bfloat16 and q.device.type == "cpu"
+            and (q.size(0) > 1 or k.size(2) > 128))
+
+
+def one_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One new query per row against the whole cache, as two grouped matrix products (softmax in fp32).
+
+    Decoding in bf16 on a CPU, SmolLM2's shapes: torch's fused kernel took 526 µs per layer at batch 8 with
+    100 cached tokens and 236 µs at batch 1 with 400, these two products 128 and 79 µs; only at batch 1
+    with a short cache was the fused kernel faster (79 against 90 µs). The query heads that share a
+    key/value head are stacked as rows of one product, so GQA needs no copy of the cache.
+    """
+    B, H, _, D = q.shape
+    groups = k.size(1)
+    grouped = q.reshape(B, groups, H // groups, D)
+    scores = (grouped @ k.transpose(-2, -1)).float() / math.sqrt(D)
+    return (scores.softmax(dim=-1).to(v.dtype) @ v).reshape(B, H, 1, D)
 
 
 def fused_backward_is_slow(q: torch.Tensor) -> bool:

@@ -48,6 +48,9 @@ class SamplingFields(Strict):
     frequency_penalty: float = Field(0.0, ge=-2, le=2)
     top_k: int = Field(0, ge=0, le=MAX_TOKENS, description="Extension (as vLLM): keep the k most likely tokens; 0 = off.")
     user: str | None = Field(None, max_length=256, description="Accepted for compatibility; not used.")
+    skip_special_tokens: bool = Field(True, description="Extension (as vLLM): leave special tokens such as "
+                                      "<|end|> or <|im_end|> out of the text (they still count as tokens); "
+                                      "false keeps them.")
 
     def stop_strings(self) -> tuple[str, ...]:
         if self.stop is None:

@@ -54,7 +54,7 @@ async def complete(served: ServedModel, body: protocol.CompletionRequest, reques
     check_model(served, body.model)
     texts, prompts = completion_prompts(served, body)
     generation = Generation(served, prompts, sampling_configs(body, min(body.max_tokens, served.max_tokens)),
-                            body.n, served.end_ids, body.stream)
+                            body.n, served.end_ids, body.stream, served.hidden_ids(body))
     echoes = [texts[i // body.n] if body.echo else "" for i in range(generation.total)]
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": served.model_id}
@@ -99,7 +99,7 @@ async def chat(served: ServedModel, body: protocol.ChatRequest, request: Request
     end_ids = served.chat_end_ids()
     ids, hits = chat_prompt(served, body, retrieval)
     generation = Generation(served, [ids], sampling_configs(body, chat_budget(served, body, len(ids))), body.n,
-                            end_ids, body.stream)
+                            end_ids, body.stream, served.hidden_ids(body))
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": served.model_id, "system_fingerprint": None}
     if hits is not None:

@@ -10,6 +10,8 @@ from lm2llm import env
 from lm2llm.errors import UserError
 from lm2llm.inference.chat import chat_end_ids
 from lm2llm.inference.loading import end_of_text_ids, load_for_inference
+from lm2llm.inference.text import hidden_ids
+from lm2llm.serve import protocol
 from lm2llm.serve.errors import APIError
 from lm2llm.serve.scheduler import BatchScheduler
 from lm2llm.tokenizer import Tokenizer
@@ -66,6 +68,11 @@ class ServedModel:
             return chat_end_ids(self.tokenizer)
         except UserError as error:
             raise APIError(400, f"this model cannot chat: {error}", param="model", code="model_not_chat") from error
+
+    def hidden_ids(self, body: protocol.SamplingFields) -> tuple[int, ...]:
+        """The tokens a request's text leaves out: special tokens, unless it asks `skip_special_tokens: false`
+        (vLLM's field and default)."""
+        return hidden_ids(self.tokenizer, show_special=not body.skip_special_tokens)
 
     def encode_prompt(self, text: str) -> list[int]:
         """Token ids of a completion prompt; an empty prompt starts a document (end-of-text) when the

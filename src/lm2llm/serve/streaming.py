@@ -30,7 +30,8 @@ class Generation:
     """The sequences of one request: submitted to the scheduler, their chunks collected on the event loop."""
 
     def __init__(self, served: ServedModel, prompts: list[list[int]], configs: list[SamplingConfig],
-                 n: int, end_ids: tuple[int, ...] | list[int], stream: bool):
+                 n: int, end_ids: tuple[int, ...] | list[int], stream: bool, hidden_ids: tuple[int, ...] = ()):
+        """`hidden_ids`: tokens left out of the text (special tokens, unless the request keeps them)."""
         self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[TextChunk] = asyncio.Queue()
         self.stream = stream
@@ -39,7 +40,7 @@ class Generation:
         self.prompts = prompts
         self.generated: dict[int, list[int]] = {}  # each sequence's tokens (for logprobs)
         self.completion_tokens = 0
-        requests = [SequenceRequest(prompt, configs[i], self._emit, tuple(end_ids), index=p * n + i)
+        requests = [SequenceRequest(prompt, configs[i], self._emit, tuple(end_ids), index=p * n + i, hidden_ids=hidden_ids)
                     for p, prompt in enumerate(prompts) for i in range(n)]
         self.total = len(requests)
         try:

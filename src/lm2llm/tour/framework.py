@@ -219,12 +219,17 @@ class ChapterContext:
         return self.out_dir.parent / slug_of(chapter_id)
 
     def save_figure(self, fig: Any, name: str, title: Text) -> Figure:
-        """Save a matplotlib figure as PNG in the chapter directory and close it."""
-        import matplotlib.pyplot as plt
+        """Save a matplotlib figure as PNG in the chapter directory and close it.
 
+        Its words are first put into the report's language (`plots.localise_figure`); the PNG's Description
+        lists them as drawn, one per line, for readers without the image and for the test of Korean figures.
+        """
+        from lm2llm.tour.plots import figure_words, localise_figure, plt
+
+        localise_figure(fig, self.lang)
         path = self.out_dir / f"{name}.png"
         tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Description": "\n".join(figure_words(fig))})
         plt.close(fig)
         tmp.replace(path)
         return Figure(title, path.name)

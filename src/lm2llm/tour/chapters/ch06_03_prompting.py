@@ -29,6 +29,7 @@ from lm2llm.tour.framework import (
     compare_intervals,
     demonstration,
 )
+from lm2llm.tour.i18n import translate
 from lm2llm.tour.plots import plt
 
 TASKS = ("addition", "facts", "korean_to_digits")
@@ -100,8 +101,11 @@ def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> Ch
     gaps = {t: paired_gap(pooled(smol, t), pooled(smol, "zero_shot")) for t in techniques if t != "zero_shot"}
     similar = paired_gap(pooled(smol, "few_shot_similar"), pooled(smol, "few_shot_random"))
 
-    def gap_text(t: str) -> str:
+    def gap_text(t: str, lang: str = "en") -> str:
         mean, low, high = gaps[t]
+        if lang == "ko":
+            return f"{translate(t, lang)}: {accuracy(smol, t):.2f}, 제로샷 {accuracy(smol, 'zero_shot'):.2f} 대비 차이 " \
+                   f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] → {translate(verdict(low, high), lang)}"
         return f"{t}: {accuracy(smol, t):.2f} vs zero-shot {accuracy(smol, 'zero_shot'):.2f}, gap {mean:+.2f} " \
                f"[{low:+.2f}, {high:+.2f}] → {verdict(low, high)}"
 
@@ -109,7 +113,7 @@ def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> Ch
         return compare_intervals((gap[1], gap[2]), (0.0, 0.0))
 
     def claim(technique: str, en: str, ko: str) -> Claim:
-        return Claim(T(en, ko), T(gap_text(technique), gap_text(technique)), gap_verdict(gaps[technique]),
+        return Claim(T(en, ko), T(gap_text(technique), gap_text(technique, "ko")), gap_verdict(gaps[technique]),
                      chance=0.0, interval=(gaps[technique][1], gaps[technique][2]))  # chance: no gap
 
     kept = sum(round(smol["json_format"][t]["follows_format"] * smol["json_format"][t]["n"]) for t in TASKS)
@@ -128,7 +132,7 @@ def report(ctx: ChapterContext, smol: dict, sft: dict, techniques, n: int) -> Ch
               T(f"similar − random: {similar[0]:+.2f} [{similar[1]:+.2f}, {similar[2]:+.2f}] → "
                 f"{verdict(similar[1], similar[2])}",
                 f"유사 − 무작위: {similar[0]:+.2f} [{similar[1]:+.2f}, {similar[2]:+.2f}] → "
-                f"{verdict(similar[1], similar[2])}"),
+                f"{translate(verdict(similar[1], similar[2]), 'ko')}"),
               gap_verdict(similar), chance=0.0, interval=(similar[1], similar[2])),
         Claim(T("A 135M model keeps an output-format constraint (a JSON object) in most replies.",
                 "135M 모델은 출력 형식 제약(JSON 객체)을 대부분의 답에서 지킨다."),

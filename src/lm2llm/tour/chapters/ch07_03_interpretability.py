@@ -29,6 +29,7 @@ from lm2llm.tour.framework import (
     Claim,
     T,
     Table,
+    torch_threads,
 )
 from lm2llm.tour.real_llm import load_real_llm
 
@@ -50,7 +51,8 @@ INDUCTION_GOAL = 0.9  # of a perfect head's score (≈ 0.5 by the detector's def
 def grown_induction_head(ctx: ChapterContext) -> tuple[list, list, list, dict]:
     """Train the 2-layer attention-only model; its curves, score table and (full mode) claims."""
     config = InductionConfig(steps=20, score_every=10, max_seconds=2) if ctx.quick else InductionConfig()
-    _, trained = train_induction(config)
+    with torch_threads(1):  # a model this small only waits on a second thread
+        _, trained = train_induction(config)
     figure = ctx.save_figure(plot_induction_run(trained), "induction_training",
                              T("A 2-layer attention-only model on repeated random tokens: loss of each half and the "
                                "best head's induction score", "반복된 무작위 토큰으로 학습한 2층 어텐션 전용 모델: 두 절반의 "
@@ -82,16 +84,20 @@ def grown_induction_head(ctx: ChapterContext) -> tuple[list, list, list, dict]:
               f"노트북 CPU에서 3분 안에 모델의 한 헤드가, TransformerLens 정의로 완벽한 헤드 점수의 "
               f"{INDUCTION_GOAL:.0%} 이상인 induction 헤드가 된다."),
             T(f"best head L{layer}H{head}: {trained.best_score[-1]:.3f}; a perfect head: {trained.perfect:.3f} (the share "
-              f"of positions with an earlier copy, ≈ 0.5: the first half has nothing to find); ratio {relative:.2f}; "
-              f"untrained {trained.best_score[0]:.3f} (chance); {trained.seconds:.0f} s, {len(trained.steps)} steps",
+              f"of positions with an earlier copy, ≈ 0.5: the first half has nothing to find); ratio "
+              f"{relative:.2f}; untrained {trained.best_score[0]:.3f} (chance); {len(trained.steps)} steps in "
+              f"{trained.cpu_seconds:.0f} CPU-seconds ({trained.seconds:.0f} s wall here); holds at ≥ "
+              f"{INDUCTION_GOAL:.0%} within 180 CPU-seconds (on idle cores the wall time is at most that)",
               f"최고 헤드 L{layer}H{head}: {trained.best_score[-1]:.3f}; 완벽한 헤드: {trained.perfect:.3f} (앞서 나온 "
               f"같은 토큰이 있는 위치의 비율, ≈ 0.5: 첫 절반에는 찾을 것이 없음); 비율 {relative:.2f}; "
-              f"학습 전 {trained.best_score[0]:.3f} (우연 수준); {trained.seconds:.0f}초, {len(trained.steps)}걸음"),
-            relative >= INDUCTION_GOAL and trained.seconds < 180, chance=trained.best_score[0] / trained.perfect))
+              f"학습 전 {trained.best_score[0]:.3f} (우연 수준); {len(trained.steps)}걸음, CPU {trained.cpu_seconds:.0f}초 "
+              f"(이 컴퓨터의 실제 경과 {trained.seconds:.0f}초); CPU 180초 안에 {INDUCTION_GOAL:.0%} 이상이면 성립 "
+              "(한가한 코어에서는 경과 시간이 이보다 짧음)"),
+            relative >= INDUCTION_GOAL and trained.cpu_seconds < 180, chance=trained.best_score[0] / trained.perfect))
     metrics = {"induction_training": {"best_score": trained.best_score, "score_steps": trained.score_steps,
                                       "perfect": trained.perfect, "relative": relative, "drop_steps": drop,
                                       "phase_change_step": trained.phase_change_step(), "seconds": trained.seconds,
-                                      "steps": len(trained.steps)}}
+                                      "cpu_seconds": trained.cpu_seconds, "steps": len(trained.steps)}}
     return [figure], [table], claims, metrics
 
 

@@ -19,14 +19,18 @@ from lm2llm.data.prepare import split_of
 from lm2llm.evaluate import find_task, load_scorer, run_task
 from lm2llm.evaluate.metrics import Z95, centred
 from lm2llm.evaluate.protocols import compare_protocols
-from lm2llm.evaluate.selection import DEFAULT_PRICE_PER_HOUR, measure_in_subprocess, pareto_front, pareto_plot
+from lm2llm.evaluate.selection import (
+    DEFAULT_PRICE_PER_HOUR,
+    measure_in_subprocess,
+    pareto_figure,
+    pareto_front,
+)
 from lm2llm.ngram import NgramConfig, save, train
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
     ChapterResult,
     Claim,
-    Figure,
     T,
     Table,
     compare_intervals,
@@ -69,8 +73,8 @@ def run(ctx: ChapterContext) -> ChapterResult:
                     "이 기계에서의 모델 선택 (python-cloze: 끝맺음 4개, 우연 수준 0.25)"),
                   ["model", "cloze acc ± stderr", "centred [95% CI]", "pydocs bits/byte", "TTFT ms", "tok/s b1",
                    "tok/s b8", "peak RSS MB", "file MB", f"USD/M tok at {DEFAULT_PRICE_PER_HOUR} USD/h"], rows)
-    figure_path = pareto_plot(measured, ctx.out_dir / "pareto.png", "python-cloze accuracy vs. decode speed")
-    figure = Figure(T("Quality vs. speed: the Pareto front in red", "품질 대 속도: 빨간 점이 파레토 전선"), figure_path.name)
+    figure = ctx.save_figure(pareto_figure(measured, "python-cloze accuracy vs. decode speed"), "pareto",
+                             T("Quality vs. speed: the Pareto front in red", "품질 대 속도: 빨간 점이 파레토 전선"))
     gpt = load_scorer(models["GPT (4.3)"])
     protocols = compare_protocols(gpt, [d["text"] for d in bpb_task.docs()[:bpb_limit]], gpt.max_length)
     protocol_table = Table(T(f"One model, one text, three perplexity protocols (GPT, n_ctx={gpt.max_length})",

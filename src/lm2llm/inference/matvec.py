@@ -1,0 +1,104 @@
+"""A matrix-vector kernel for decoding, and the linear layer that uses it.
+
+Decoding one token reads every weight of the model once, so a step can be no faster than memory delivers
+the weights (the bandwidth bound `benchmarks/bench_llm.py` measures). torch's CPU kernels for a matrix
+times one vector stream SmolLM2's weights at well under half of that bandwidth on this project's machine;
+`matvec.cpp` is the plain loop that reads each weight row once and uses it for every sequence of the batch,
+and it reaches most of the bandwidth (fp32; in bf16, oneDNN's packed kernels with `PackedLinear` serve). It is C++ because the lesson is the memory traffic, which Python
+cannot show: a compiled loop is the smallest thing that does.
+
+The kernel is built the first time it is needed (`torch.utils.cpp_extension`, about half a minute), in a
+cache folder keyed by the source, the torch version and this CPU's instruction set; where no C++ compiler is
+found, `available()` is False and the layers keep torch's own kernels. `LM2LLM_MATVEC=0` switches it off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import platform
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SOURCE = Path(__file__).with_name("matvec.cpp")
+MAX_ROWS = 16  # more rows than this (a prompt, a large batch) go to torch's matrix-matrix kernels
+
+
+def cpu_flags() -> str:
+    """The CPU's instruction-set flags: a kernel built with -march=native must not run on another CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def build_directory() -> Path:
+    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + cpu_flags().encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lm2llm" / "kernels" / key
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+@functools.cache
+def kernel():
+    """The compiled extension, or None where it cannot be built (no compiler, switched off, not Linux/x86)."""
+    if os.environ.get("LM2LLM_MATVEC", "1") == "0" or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        return load("lm2llm_matvec", [str(SOURCE)], build_directory=str(build_directory()),
+                    extra_cflags=["-O3", "-march=native"], verbose=False)
+    except Exception:  # a missing compiler or ninja: torch's own kernels serve instead
+        return None
+
+
+def available() -> bool:
+    return kernel() is not None
+
+
+class StreamingLinear(nn.Module):
+    """An inference-only linear layer: few-row inputs (decoding) through the streaming kernel, larger ones
+    (prompts) through `F.linear`. It holds the same weight tensor as the layer it replaces, so a tied output
+    layer stays tied to its embedding and nothing is stored twice."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.weight, self.bias = weight, bias
+        self.out_features, self.in_features = weight.shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        if not self.streams(rows, x):
+            return F.linear(x, self.weight, self.bias)
+        flat = x.reshape(rows, self.in_features).contiguous()
+        y = kernel().matvec(self.weight.detach(), flat).view(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def streams(self, rows: int, x: torch.Tensor) -> bool:
+        """Few fp32 rows on the CPU, no gradients (a cast or a move of the model may have changed them)."""
+        weight = self.weight
+        wants_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        return (rows <= MAX_ROWS and weight.dtype == x.dtype == torch.float32 and weight.device.type == "cpu"
+                and weight.is_contiguous() and not wants_grad)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"
+
+
+def stream_linears(model: nn.Module) -> nn.Module:
+    """Replace every fp32 CPU `nn.Linear` with contiguous (out, in) weights by a `StreamingLinear`."""
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            weight = child.weight if type(child) is nn.Linear else None
+            if (weight is not None and weight.dtype == torch.float32 and weight.device.type == "cpu"
+                    and weight.is_contiguous()):
+                setattr(parent, name, StreamingLinear(weight, child.bias))
+    return model

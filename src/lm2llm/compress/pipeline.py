@@ -26,6 +26,7 @@ from lm2llm.compress.weight_only import WEIGHT_ONLY
 from lm2llm.data import load_documents
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
+from lm2llm.inference.layout import for_cpu_inference
 from lm2llm.models import load_model, save_model
 from lm2llm.models.transformer import Transformer
 from lm2llm.runs import RunDir, check_out, output_dir
@@ -48,7 +49,8 @@ def calibration_batches(tokenizer: Tokenizer, sequences: int, length: int = 128)
 
 def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module, Method]], tokenizer: Tokenizer,
             windows: int, length: int, speed_tokens: int) -> list[dict[str, Any]]:
-    """One row per variant: weight bytes (and, when pruned, the bytes with the pruned matrices in CSR), batch-1 decode tokens/s, and per held-out
+    """One row per variant: weight bytes (and, when pruned, the bytes with the pruned matrices in CSR), batch-1 decode tokens/s
+    (float variants in the CPU layout `generate` uses: stacked projections, bf16 packed), and per held-out
     corpus the perplexity, KL(original ‖ variant) mean and p99, and top-1 agreement. `variants` may be a
     generator: each model is measured and let go before the next is built."""
     references = {source: Reference.of(original, held_out_windows(tokenizer, source, windows, length))
@@ -60,7 +62,10 @@ def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module
         if method.sparsity is not None:  # the same model with its pruned matrices stored as CSR
             sizes = sparse_bytes(model, bits=32)
             row["csr_bytes_fp32"] = row["weight_bytes"] - sizes["dense"] + sizes["csr"]
-        row["decode_tokens_per_s"] = decode_speed(model, prompt, speed_tokens) if speed_tokens else None
+        if speed_tokens:  # timed in the layout `generate` gives a loaded model, on a copy (the rows score `model`)
+            row["decode_tokens_per_s"] = decode_speed(for_cpu_inference(copy.deepcopy(model)), prompt, speed_tokens)
+        else:
+            row["decode_tokens_per_s"] = None
         for source, reference in references.items():
             scores = quality(model, reference)
             row[source] = {"perplexity": scores.perplexity, "kl_mean": scores.kl_mean, "kl_p99": scores.kl_p99,

@@ -25,6 +25,7 @@ from lm2llm.compress.quantize import QUANTIZERS, matrix_kind, quantize
 from lm2llm.compress.weight_only import WEIGHT_ONLY, quantize_linears
 from lm2llm.errors import UserError
 from lm2llm.gguf.quants import BLOCK, BY_NAME, dequantize
+from lm2llm.inference.layout import fuse_projections
 from lm2llm.models.transformer import Transformer
 
 FLOAT = ("fp32", "bf16")
@@ -81,8 +82,8 @@ def apply_method(model: Transformer, method: Method, calibration: Iterable[torch
         model.to(torch.bfloat16)
     elif method.kind in QUANTIZERS:
         block_round_trip(model, method.kind)
-    elif method.kind in WEIGHT_ONLY:
-        quantize_linears(model, method.kind)
+    elif method.kind in WEIGHT_ONLY:  # q/k/v and gate/up stacked first: 4 kernel calls per layer instead of 7
+        quantize_linears(fuse_projections(model), method.kind)
     elif method.sparsity is not None:
         return prune_model(model, method.kind, method.sparsity, calibration)
     return {}

@@ -74,7 +74,32 @@ def round_trip(weight: torch.Tensor, kind: str, group_size: int = 32) -> torch.T
     return dequantize_int4(*int4_groupwise(weight, group_size))
 
 
-class Int8Linear(nn.Module):
+class QuantizedLinear(nn.Module):
+    """What the int8 and int4 layers share: the call around the kernel, kept to the few tensor operations it
+    needs (at SmolLM2's sizes each extra one costs a visible share of a decoding step), and scales that stay
+    bfloat16, the dtype the kernels read, when the model is cast to another dtype."""
+
+    in_features: int
+    out_features: int
+    bias: nn.Parameter | None
+
+    def kernel(self, flat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.kernel(x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)).to(x.dtype)
+        y = y.view(*x.shape[:-1], self.out_features)
+        return y if self.bias is None else y + self.bias
+
+    def _apply(self, fn, recurse: bool = True):
+        super()._apply(fn, recurse)
+        for name, buffer in self.named_buffers(recurse=False):
+            if buffer.is_floating_point():
+                setattr(self, name, buffer.to(COMPUTE_DTYPE))
+        return self
+
+
+class Int8Linear(QuantizedLinear):
     """y = x · (q·s)ᵀ + b with q int8 (out, in) and one scale per output row."""
 
     def __init__(self, linear: nn.Linear):
@@ -85,14 +110,11 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
-        y = torch._weight_int8pack_mm(flat, self.q, self.scales.to(COMPUTE_DTYPE)).to(x.dtype)
-        y = y.reshape(*x.shape[:-1], self.out_features)
-        return y if self.bias is None else y + self.bias.to(x.dtype)
+    def kernel(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(flat, self.q, self.scales)
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(QuantizedLinear):
     """y = x · ((q − 8)·s + zero)ᵀ + b with q 4-bit, s and zero per (output row, group of inputs)."""
 
     def __init__(self, linear: nn.Linear, group_size: int = 32):
@@ -100,9 +122,9 @@ class Int4Linear(nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.group_size = group_size
         weight = linear.weight.detach()
-        padded_rows = -self.out_features % 16  # the packing wants whole tiles of 16 output rows: pad with zeros
-        if padded_rows:
-            weight = torch.cat([weight, weight.new_zeros(padded_rows, self.in_features)])
+        self.padded_rows = -self.out_features % 16  # the packing wants whole tiles of 16 output rows: pad with zeros
+        if self.padded_rows:
+            weight = torch.cat([weight, weight.new_zeros(self.padded_rows, self.in_features)])
         q, scales, zeros = int4_groupwise(weight, group_size)
         self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
         # the kernel wants (n_groups, out, 2): each group's scale and zero side by side
@@ -110,12 +132,9 @@ class Int4Linear(nn.Module):
                              .contiguous().to(COMPUTE_DTYPE))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, self.group_size,
-                                                       self.scales_and_zeros.to(COMPUTE_DTYPE))
-        y = y[:, :self.out_features].to(x.dtype).reshape(*x.shape[:-1], self.out_features)
-        return y if self.bias is None else y + self.bias.to(x.dtype)
+    def kernel(self, flat: torch.Tensor) -> torch.Tensor:
+        y = torch._weight_int4pack_mm_for_cpu(flat, self.packed, self.group_size, self.scales_and_zeros)
+        return y[:, :self.out_features] if self.padded_rows else y
 
 
 def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:

@@ -19,8 +19,9 @@ through the 10 % of hidden tokens left unchanged, which it copies; only the `<|m
 plateau, so they alone are scored here (and the copying is reported). Ablations on the quick corpus
 (600 steps, scored at `<|mask|>` only) left it on the plateau too: pre-LN, RoPE, ALiBi, initialisation
 std 1/√d, 30–40 % masking, every chosen token masked, batch 64, window 16, a 300-token vocabulary. What
-did move it, in 1,500 steps: ALiBi + std 1/√d + 30 % masking (top-1 0.050 vs 0.023, 5.18 vs 5.38 nats),
-and the same pre-LN at lr 1e-2 (0.061, 5.01 nats): the small-product saddle of tiny std-0.02 matrices at
+did move it, in 1,500 steps of a plain AdamW loop: ALiBi + std 1/√d + 30 % masking, every chosen token
+masked (top-1 0.050 vs 0.023, 5.18 vs 5.38 nats), and ALiBi + std 1/√d + 30 % masking, pre-LN, lr 1e-2
+(0.061, 5.01 nats): the small-product saddle of tiny std-0.02 matrices at
 width 64 and a position signal the blank can find early are what the plateau is made of. Those are not yet
 options of `models/bert.py`. The chapter reports the plateau from its numbers rather than hiding it, and an encoder on that plateau is a broken baseline: while it is there, the two
 comparisons that rest on BERT's pre-training (filling blanks, classifying) are inconclusive, not ✓ or ✗.

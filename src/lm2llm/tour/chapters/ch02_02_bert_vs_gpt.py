@@ -254,7 +254,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"{kept['n']} of them).",
         f" 자기 검증 손실이 빈도 추측보다 낮은 것은 그 손실이 가리지 않고 그대로 둔 토큰도 세고, BERT가 그 토큰을 문맥 "
         f"없이 베끼기 때문이다(그런 토큰 {kept['n']}개에서 top-1 {kept['top1']:.2f}).",
-    ) if bert_run.evals[-1]["val_loss"] < blank["frequencies"]["nats"] else T("", "")
+    ) if bert_run.evals[-1]["val_loss"] < blank["frequencies"]["nats"] and kept["top1"] >= 0.5 else T("", "")
     plateau = T(
         f" BERT has not left masked LM's first plateau: at the blanks it scores like a guess from token frequencies. "
         f"A decoder has the previous token at every position for free; at a blank BERT holds only {MASK_TOKEN}, so it "

@@ -25,7 +25,7 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert matvec.available()
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 11, 16])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 11])
 @pytest.mark.parametrize("shape", [(96, 64), (37, 50), (130, 17)])  # widths with and without a 16-lane tail
 def test_products_equal_f_linear(rows, shape):
     generator = torch.Generator().manual_seed(rows)

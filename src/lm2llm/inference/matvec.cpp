@@ -52,20 +52,18 @@ torch::Tensor matvec(const torch::Tensor& weight, const torch::Tensor& x) {
   const int64_t rows = x.size(0), out_features = weight.size(0), in_features = weight.size(1);
   auto y = torch::empty({rows, out_features}, x.options());
   const float* w = weight.data_ptr<float>();
-  for (int64_t r = 0; r < rows;) {  // blocks of 8, 4, 2 and 1 rows: each block reads the weights once
+  for (int64_t r = 0; r < rows;) {  // blocks of 4, 2 and 1 rows: each block reads the weights once
     const float* xr = x.data_ptr<float>() + r * in_features;
     float* yr = y.data_ptr<float>() + r * out_features;
     const int64_t left = rows - r;
-    if (left >= 8) {
-      stream_block<8>(w, xr, yr, out_features, in_features);
-    } else if (left >= 4) {
+    if (left >= 4) {
       stream_block<4>(w, xr, yr, out_features, in_features);
     } else if (left >= 2) {
       stream_block<2>(w, xr, yr, out_features, in_features);
     } else {
       stream_block<1>(w, xr, yr, out_features, in_features);
     }
-    r += left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    r += left >= 4 ? 4 : left >= 2 ? 2 : 1;
   }
   return y;
 }

@@ -38,6 +38,7 @@ from lm2llm.gguf.registry import gguf_path, resolve_run  # noqa: E402
 from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
 from lm2llm.inference.layout import PackedLinear, for_cpu_inference, fuse_projections  # noqa: E402
+from lm2llm.inference.matvec import StreamingLinear  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -70,7 +71,7 @@ def linear_layers_rate(model: torch.nn.Module) -> float:
     one token in the dtype it is fed in the model): the ceiling the whole decoding step stays under."""
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     calls = [partial(layer, torch.randn(1, 1, layer.in_features, dtype=dtype)) for layer in model.modules()
-             if isinstance(layer, (torch.nn.Linear, PackedLinear, QuantizedLinear))]
+             if isinstance(layer, (torch.nn.Linear, PackedLinear, StreamingLinear, QuantizedLinear))]
     with torch.inference_mode():
         return 1 / best_of(lambda: [call() for call in calls], REPEATS * 3)
 

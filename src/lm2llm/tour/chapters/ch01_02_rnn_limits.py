@@ -286,7 +286,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
     d_max = max(distances)
     chance = 1 / N_KEYS
-    far = wilson_interval(accuracy["trigram"][d_max] * TEST_SAMPLES, TEST_SAMPLES)  # the trigram's, at d_max
+    trigram_far = wilson_interval(accuracy["trigram"][d_max] * TEST_SAMPLES, TEST_SAMPLES)  # the trigram's, at d_max
     claims = [
         Claim(T("Gradients vanish with distance in a recurrent network.",
                 "순환 신경망에서는 거리가 멀어질수록 기울기가 소실된다."),
@@ -320,10 +320,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("An n-gram model sees only a fixed window: it cannot recall a token beyond it.",
                 "n-gram 모델은 고정된 길이의 문맥만 본다: 그 밖의 토큰은 기억하지 못한다."),
               T(f"trigram accuracy: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
-                f"[{far[0]:.2f}, {far[1]:.2f}] (chance {chance:.2f}; {TEST_SAMPLES} questions at each distance)",
+                f"[{trigram_far[0]:.2f}, {trigram_far[1]:.2f}] (chance {chance:.2f}; {TEST_SAMPLES} questions at each distance)",
                 f"trigram 정확도: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
-                f"[{far[0]:.2f}, {far[1]:.2f}] (우연 수준 {chance:.2f}; 거리마다 질문 {TEST_SAMPLES}개)"),
-              accuracy["trigram"][1] > 0.9 and accuracy["trigram"][d_max] < chance + 0.1, chance=chance, interval=far),
+                f"[{trigram_far[0]:.2f}, {trigram_far[1]:.2f}] (우연 수준 {chance:.2f}; 거리마다 질문 {TEST_SAMPLES}개)"),
+              accuracy["trigram"][1] > 0.9 and accuracy["trigram"][d_max] < chance + 0.1, chance=chance, interval=trigram_far),
         Claim(T("Long-range dependencies are hard for recurrent models: an LSTM needs more training than a "
                 "Transformer to recall a distant token.",
                 "순환 모델은 장기 의존성 학습이 어렵다: 먼 토큰을 기억해 내기까지 LSTM은 Transformer보다 더 오래 학습해야 한다."),

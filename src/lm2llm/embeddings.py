@@ -72,21 +72,25 @@ class SentenceEncoder:
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+        """Unit vectors in the order of `texts`. Batches are cut from the texts sorted by length (as
+        sentence-transformers does), so a batch pads little: on python-docs' chunks padding was most of the work."""
         if isinstance(texts, str):
             texts = [texts]
-        out = []
-        for i in range(0, len(texts), batch_size):
-            rows = self.token_ids(texts[i:i + batch_size])
-            width = max(len(r) for r in rows)
-            ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, row in enumerate(rows):
-                ids[j, :len(row)], mask[j, :len(row)] = torch.tensor(row), 1
+        rows = self.token_ids(texts)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        out = torch.zeros(len(rows), self.dim)
+        for start in range(0, len(order), batch_size):
+            picked = order[start:start + batch_size]
+            width = max(len(rows[i]) for i in picked)
+            ids = torch.full((len(picked), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(picked), width), dtype=torch.long)
+            for j, i in enumerate(picked):
+                ids[j, :len(rows[i])], mask[j, :len(rows[i])] = torch.tensor(rows[i]), 1
             hidden = self.model.encode(ids, mask)
             weights = mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-            out.append(F.normalize(pooled, p=2, dim=1) if self.normalize else pooled)
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+            out[picked] = (F.normalize(pooled, p=2, dim=1) if self.normalize else pooled).float()
+        return out
 
 
 @lru_cache(maxsize=1)

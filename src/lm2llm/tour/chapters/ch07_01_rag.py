@@ -41,6 +41,7 @@ from lm2llm.tour.framework import (
     compare_intervals,
 )
 from lm2llm.tour.plots import plt
+from lm2llm.tour.real_llm import BULK_DTYPE
 
 
 def bm25_fidelity(index: RagIndex, questions: list[str]) -> float:
@@ -101,7 +102,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
     fidelity = bm25_fidelity(indexes["en"], [q.question for q in encyclopedia.questions("en")[:50]])
     fidelity = max(fidelity, bm25_fidelity(docs, stdlib_questions[:10]))
 
-    answers = evaluate_answers(load_generator(), indexes["en"], load_task("encyclopedia-en", n_answers), k=3,
+    answers = evaluate_answers(load_generator(dtype=BULK_DTYPE), indexes["en"], load_task("encyclopedia-en", n_answers), k=3,
                                mode="hybrid", max_new_tokens=40, examples=4)
     ctx.progress(4, 5)
     return report(ctx, retrieval, answers, fidelity, len(docs.chunks))

@@ -45,8 +45,11 @@ def test_recall_gradient_probe_leaves_the_model_unchanged_and_step_times_by_leng
     before = [p.clone() for p in lstm.parameters()]
     ratio = rnn_limits.recall_gradient_ratio(lstm, 6, batch=4)
     assert 0 < ratio < 1 and all(torch.equal(a, b) for a, b in zip(before, lstm.parameters(), strict=True))
-    seconds = rnn_limits.step_seconds_by_length(lstm, 32, [4, 16], steps=1)
-    assert set(seconds) == {4, 16} and all(s > 0 for s in seconds.values())
+    seconds = rnn_limits.interleaved_step_seconds({"LSTM": lstm}, 32, [4, 16], rounds=2)
+    assert set(seconds["LSTM"]) == {4, 16} and all(len(s) == 2 and min(s) > 0 for s in seconds["LSTM"].values())
+    # a verdict needs the rounds' whole range on one side of its threshold
+    assert [rnn_limits.ratio_verdict(r, 1.0) for r in ((1.1, 1.3), (0.5, 0.9), (0.9, 1.1))] == [True, False, None]
+    assert rnn_limits.range_coverage(rnn_limits.ROUNDS) > 0.95
 
 
 def test_attention_is_order_blind_and_rope_is_relative():

@@ -136,6 +136,22 @@ def test_chapters_run_on_the_chosen_threads_and_all_cores_on_request(tmp_path, m
     assert runner.chapter_threads(quick=False) is None  # full mode keeps torch's default
 
 
+def test_independent_jobs_run_in_one_thread_processes_in_full_mode(tmp_path):
+    """`ctx.in_parallel`: full mode runs each job in a process of its own on one torch thread, in order, and
+    the runner counts the jobs' CPU time; quick mode runs them here."""
+    import torch
+
+    from lm2llm.tour.framework import ChapterContext
+    from lm2llm.tour.runner import cpu_time
+
+    full, quick = ChapterContext(tmp_path, quick=False, lang="en"), ChapterContext(tmp_path, quick=True, lang="en")
+    before = cpu_time()
+    assert full.in_parallel(torch.get_num_threads, [(), ()]) == [1, 1]
+    assert cpu_time() - before > 0.1  # the workers' time (importing torch) is counted
+    assert quick.in_parallel(torch.get_num_threads, [(), ()]) == [torch.get_num_threads()] * 2
+    assert full.in_parallel(max, [(3, 4)]) == [4]  # one job runs here
+
+
 def test_threads_must_be_positive(cli, tmp_path):
     result = cli("tour", "--quick", "--only", "0", "--threads", "0", "--out", tmp_path)
     assert result.code == 2

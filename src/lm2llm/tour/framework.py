@@ -43,6 +43,24 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def parallel_jobs(function: Callable[..., Any], calls: list[tuple], workers: int | None = None) -> list[Any]:
+    """`[function(*args) for args in calls]` in fresh processes (spawned: no forked torch state), each on one
+    torch thread, `workers` at a time (default: one per core); results in the order of `calls`."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = workers or min(len(calls), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        futures = [pool.submit(function, *args) for args in calls]
+        return [future.result() for future in futures]
+
+
 @dataclass
 class Text:
     """A string in both report languages."""
@@ -212,6 +230,20 @@ class ChapterContext:
 
     def progress(self, done: float, total: float) -> None:
         self._progress(done, total)
+
+    def in_parallel(self, function: Callable[..., Any], calls: list[tuple]) -> list[Any]:
+        """`[function(*args) for args in calls]`: independent jobs, e.g. models trained on their own.
+
+        In full mode each job runs in its own process on one torch thread, as many at once as there are
+        cores (`parallel_jobs`): the tour's models are too small for a second thread to speed one up, but
+        two models training side by side use two cores fully. Quick mode runs them here, one after another
+        (starting a process costs more than its jobs save). `function` must be importable by name (a
+        module-level function) and its arguments and result picklable; the jobs' CPU time is counted in
+        the chapter's (`runner`: children's time).
+        """
+        if self.quick or len(calls) < 2:
+            return [function(*args) for args in calls]
+        return parallel_jobs(function, calls)
 
     def steps(self, full: int) -> int:
         """A step budget scaled by this run's `budget` (at least 1): what a re-checkable chapter trains for."""

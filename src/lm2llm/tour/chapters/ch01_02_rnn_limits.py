@@ -4,12 +4,16 @@
     in an Elman RNN, an LSTM and a Transformer (all freshly initialised, same width).
 (b) Parallelism: training tokens/s (forward, backward and optimiser step) of an LSTM (PyTorch's fused
     kernel) and a Transformer with the same parameter count on the same batches, on every core (the tour
-    otherwise runs quick chapters on one thread), fastest of a few steps; the load average is reported
-    with it, since other work on the machine distorts a parallel measurement most. Then the guide's own
-    point, parallelism over the sequence: the same number of tokens per step cut into ever longer
-    sequences (batch × length fixed). The Transformer handles a whole sequence in each layer at once, so
-    its step time barely depends on how the tokens are cut; the LSTM must take one step per position, one
-    after the other, so longer sequences mean more serial steps, each with less work to share out.
+    otherwise runs quick chapters on one thread); the load average is reported with it, since other work
+    on the machine distorts a parallel measurement most. Then the guide's own point, parallelism over the
+    sequence: the same number of tokens per step cut into ever longer sequences (batch × length fixed).
+    The Transformer handles a whole sequence in each layer at once, so its step time barely depends on how
+    the tokens are cut; the LSTM must take one step per position, one after the other, so longer sequences
+    mean more serial steps, each with less work to share out. Both timing claims are decided on ratios
+    taken within each of `ROUNDS` interleaved rounds (both models timed at the same moment of the machine):
+    a verdict needs the rounds' whole range on one side of its threshold, else it is inconclusive, so a
+    burst of other work widens the range instead of flipping the verdict (it flipped between runs when
+    each model was timed alone, fastest of a few steps).
 (c) Long-range recall: the answer is a key token seen d positions earlier; accuracy against d for a
     trigram count model, an LSTM and a Transformer trained with the same budget. The gradient probe of (a)
     is repeated on the recall LSTM before and after that training: (a) describes a freshly initialised
@@ -81,31 +85,56 @@ def gradient_by_distance(model: torch.nn.Module, seq_len: int, batch: int = 8) -
 
 # --- (b) training throughput -----------------------------------------------------------------------
 
-def training_tokens_per_second(model: torch.nn.Module, ids: torch.Tensor, steps: int) -> float:
-    """Tokens/s of the fastest of `steps` training steps: on a shared machine the fastest step is the one
-    least disturbed by other processes (timeit's rule), so it is the best estimate of the model's own speed."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+ROUNDS = 6  # interleaved timing rounds: the range of 6 values is a 1 − 2/2⁶ ≈ 97 % interval for their median
+QUICK_ROUNDS = 4  # quick mode's (an 88 % range): 20 steps with the warm-ups, where the fastest-of-2 it replaced took 12
 
-    def step() -> float:
+
+def median_interval(values: np.ndarray) -> tuple[float, float]:
+    """The range of `values`: a distribution-free interval for the median they are drawn around, of coverage
+    `range_coverage` (the median lies outside the range only if every value falls on one side of it)."""
+    return float(values.min()), float(values.max())
+
+
+def range_coverage(n: int) -> float:
+    return 1 - 2 ** (1 - n)
+
+
+def interleaved_step_seconds(models: dict[str, torch.nn.Module], tokens: int, lengths: list[int],
+                             rounds: int = ROUNDS) -> dict[str, dict[int, list[float]]]:
+    """Seconds of each training step (forward, backward, AdamW) of each model, with `tokens` tokens per step
+    cut into sequences of each length (the same token ids for every model), in `rounds` interleaved rounds.
+
+    Every round times each (length, model) pair once, one after another, so a burst of other work on a shared
+    machine falls on both models alike: it widens the spread across rounds instead of faking a difference
+    between the models (a fastest-of-k per model, timed one model after the other, flipped verdicts under load).
+    Each pair first takes one untimed step (first-call allocations).
+    """
+    batches = {n: torch.randint(0, VOCAB, (tokens // n, n + 1), generator=torch.Generator().manual_seed(n))
+               for n in lengths}
+    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-3) for name, model in models.items()}
+
+    def step(name: str, ids: torch.Tensor) -> float:
         start = time.perf_counter()
-        _, loss = model(ids[:, :-1], ids[:, 1:])
-        optimizer.zero_grad(set_to_none=True)
+        _, loss = models[name](ids[:, :-1], ids[:, 1:])
+        optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        optimizers[name].step()
         return time.perf_counter() - start
 
-    step()  # warm-up: first-call allocations
-    return ids[:, :-1].numel() / min(step() for _ in range(steps))
-
-
-def step_seconds_by_length(model: torch.nn.Module, tokens: int, lengths: list[int], steps: int) -> dict[int, float]:
-    """Seconds per training step with `tokens` tokens per step cut into sequences of each length (the same
-    token ids for every model: seeded by the length)."""
-    seconds = {}
-    for length in lengths:
-        ids = torch.randint(0, VOCAB, (tokens // length, length + 1), generator=torch.Generator().manual_seed(length))
-        seconds[length] = tokens / training_tokens_per_second(model, ids, steps)
+    for n in lengths:
+        for name in models:
+            step(name, batches[n])
+    seconds: dict[str, dict[int, list[float]]] = {name: {n: [] for n in lengths} for name in models}
+    for _ in range(rounds):
+        for n in lengths:
+            for name in models:
+                seconds[name][n].append(step(name, batches[n]))
     return seconds
+
+
+def ratio_verdict(interval: tuple[float, float], threshold: float) -> bool | None:
+    """True when the whole interval lies above `threshold`, False when wholly below, None when it straddles it."""
+    return True if interval[0] > threshold else False if interval[1] < threshold else None
 
 
 def lstm_matching(params: int, d_embed: int) -> torch.nn.Module:
@@ -232,15 +261,21 @@ def run(ctx: ChapterContext) -> ChapterResult:
     tf_model = build_model("gpt", vocab_size=VOCAB, d_model=128, n_head=4, n_layer=2, context_length=max(lengths))
     tf_params = tf_model.num_params() - sum(p.numel() for p in tf_model.pos_emb.parameters())  # no arithmetic there
     lstm_model = lstm_matching(tf_params, d_embed=128)
-    steps = 2 if quick else 8  # fastest of these, after a warm-up step (quick: 12 timed steps in all)
+    rounds = QUICK_ROUNDS if quick else ROUNDS
     with ctx.all_cores():  # a claim about parallelism is measured with every core, whatever the tour's policy
-        by_length = {"Transformer": step_seconds_by_length(tf_model, tokens_per_step, lengths, steps),
-                     "LSTM": step_seconds_by_length(lstm_model, tokens_per_step, lengths, steps)}
+        timed = interleaved_step_seconds({"Transformer": tf_model, "LSTM": lstm_model}, tokens_per_step, lengths, rounds)
         threads = torch.get_num_threads()
-    speed = {name: tokens_per_step / times[bench_len] for name, times in by_length.items()}  # 8 × bench_len
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")  # other work competing for the cores
-    speed_ratio = speed["Transformer"] / speed["LSTM"]
-    growth = {name: times[max(lengths)] / times[min(lengths)] for name, times in by_length.items()}
+    by_length = {name: {n: float(np.median(times[n])) for n in lengths} for name, times in timed.items()}
+    speed = {name: tokens_per_step / times[bench_len] for name, times in by_length.items()}  # 8 × bench_len
+    # per round, so both models' numbers come from the same moment of the machine
+    speed_ratios = np.array(timed["LSTM"][bench_len]) / np.array(timed["Transformer"][bench_len])
+    growths = {name: np.array(times[max(lengths)]) / np.array(times[min(lengths)]) for name, times in timed.items()}
+    growth_ratios = growths["LSTM"] / growths["Transformer"]
+    speed_ratio, speed_range = float(np.median(speed_ratios)), median_interval(speed_ratios)
+    growth = {name: float(np.median(g)) for name, g in growths.items()}
+    growth_ratio, growth_range = float(np.median(growth_ratios)), median_interval(growth_ratios)
+    coverage = range_coverage(rounds)
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for name, times in by_length.items():
         ax.plot(lengths, [times[n] * 1e6 / tokens_per_step for n in lengths], marker="o", label=name)
@@ -298,25 +333,32 @@ def run(ctx: ChapterContext) -> ChapterResult:
         Claim(T("Sequential processing limits parallelism: a Transformer trains faster than an RNN of the same size.",
                 "순차 처리는 병렬화를 제한한다: 같은 크기라면 Transformer가 RNN보다 빨리 학습한다."),
               T(f"training tokens/s at {tf_params:,} vs {lstm_model.num_params():,} parameters, 8 sequences of {bench_len}: "
-                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}×) "
-                f"on {threads} CPU thread(s), load average {load:.1f}",
+                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f}; Transformer's speed over the LSTM's "
+                f"{speed_ratio:.2f}× [{speed_range[0]:.2f}, {speed_range[1]:.2f}] (median and range of {rounds} "
+                f"interleaved rounds, a {coverage:.0%} interval; equal speed 1.0) on {threads} CPU thread(s), load "
+                f"average {load:.1f}",
                 f"매개변수 {tf_params:,}개 대 {lstm_model.num_params():,}개, 길이 {bench_len} 시퀀스 8개의 학습 토큰/초: "
-                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f} ({speed_ratio:.1f}배), "
-                f"CPU 스레드 {threads}개, 부하 평균 {load:.1f}"),
-              speed_ratio > 1.0),
+                f"Transformer {speed['Transformer']:,.0f}, LSTM {speed['LSTM']:,.0f}; LSTM 대비 Transformer의 속도 "
+                f"{speed_ratio:.2f}배 [{speed_range[0]:.2f}, {speed_range[1]:.2f}] (번갈아 잰 {rounds}회의 중앙값과 범위, "
+                f"{coverage:.0%} 구간; 같은 속도 1.0), CPU 스레드 {threads}개, 부하 평균 {load:.1f}"),
+              ratio_verdict(speed_range, 1.0), chance=1.0, interval=speed_range),
         Claim(T("Recurrence serialises over the sequence: at a fixed number of tokens per step, the LSTM's step "
                 "time grows as the tokens form longer sequences, the Transformer's stays about flat.",
                 "순환은 시퀀스를 따라 직렬화된다: 한 단계의 토큰 수가 같을 때 시퀀스가 길어질수록 LSTM의 단계 시간은 "
                 "늘고, Transformer의 단계 시간은 거의 그대로다."),
               T(f"step time at length {max(lengths)} over length {min(lengths)} ({tokens_per_step} tokens per step): "
-                f"LSTM {growth['LSTM']:.1f}×, Transformer {growth['Transformer']:.1f}×; serial steps per layer: LSTM "
-                f"{max(lengths)} vs {min(lengths)}, Transformer 1 (attention sees every position at once); holds when "
-                "the LSTM's growth is at least twice the Transformer's",
+                f"LSTM {growth['LSTM']:.2f}×, Transformer {growth['Transformer']:.2f}×; the LSTM's growth over the "
+                f"Transformer's {growth_ratio:.2f} [{growth_range[0]:.2f}, {growth_range[1]:.2f}] (median and range of "
+                f"{rounds} interleaved rounds, a {coverage:.0%} interval); serial steps per layer: LSTM {max(lengths)} vs "
+                f"{min(lengths)}, Transformer 1 (attention sees every position at once); holds when the whole interval "
+                f"is at least 2 (the LSTM's growth at least twice the Transformer's), fails when it is wholly below 2",
                 f"길이 {max(lengths)}와 {min(lengths)}의 단계 시간 비 (단계당 {tokens_per_step}토큰): LSTM "
-                f"{growth['LSTM']:.1f}배, Transformer {growth['Transformer']:.1f}배; 층당 직렬 단계: LSTM "
-                f"{max(lengths)} 대 {min(lengths)}, Transformer 1 (어텐션은 모든 위치를 한 번에 봄); LSTM의 증가가 "
-                "Transformer의 두 배 이상이어야 성립"),
-              growth["LSTM"] >= 2 * growth["Transformer"]),
+                f"{growth['LSTM']:.2f}배, Transformer {growth['Transformer']:.2f}배; Transformer 대비 LSTM의 증가 "
+                f"{growth_ratio:.2f} [{growth_range[0]:.2f}, {growth_range[1]:.2f}] (번갈아 잰 {rounds}회의 중앙값과 범위, "
+                f"{coverage:.0%} 구간); 층당 직렬 단계: LSTM {max(lengths)} 대 {min(lengths)}, Transformer 1 (어텐션은 모든 "
+                "위치를 한 번에 봄); 구간 전체가 2 이상(LSTM의 증가가 Transformer의 두 배 이상)이면 성립, 구간 전체가 2 "
+                "미만이면 불성립"),
+              ratio_verdict(growth_range, 2.0), chance=1.0, interval=growth_range),
         Claim(T("An n-gram model sees only a fixed window: it cannot recall a token beyond it.",
                 "n-gram 모델은 고정된 길이의 문맥만 본다: 그 밖의 토큰은 기억하지 못한다."),
               T(f"trigram accuracy: d=1 {accuracy['trigram'][1]:.2f}, d={d_max} {accuracy['trigram'][d_max]:.2f} "
@@ -376,7 +418,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
     summary = T(" ".join(t.en for t in (summary, WHY_LSTM_WINS, gradient_text)),
                 " ".join(t.ko for t in (summary, WHY_LSTM_WINS, gradient_text)))
     metrics = {"gradient_ratio_far_over_near": relative, "train_tokens_per_s": speed, "speed_ratio": speed_ratio, "threads": threads,
+               "speed_ratio_range": speed_range, "timing_rounds": rounds, "timing_range_coverage": coverage,
                "step_seconds_by_length": by_length, "step_time_growth": growth,
+               "growth_ratio": growth_ratio, "growth_ratio_range": growth_range,
+               "step_seconds_per_round": {name: {str(n): v for n, v in times.items()} for name, times in timed.items()},
                "recall_lstm_gradient_key_over_query": lstm_gradient,
                "load_average": load,
                "recall_accuracy": {k: {str(d): v for d, v in acc.items()} for k, acc in accuracy.items()},

@@ -39,6 +39,7 @@ from lm2llm.align.stages import (
 from lm2llm.errors import UserError
 from lm2llm.finetune.tasks import guess_chance, make_suite
 from lm2llm.models import load_model
+from lm2llm.runs import RunDir
 from lm2llm.stats import wilson_interval
 from lm2llm.tokenizer import load_tokenizer
 from lm2llm.tour.framework import (
@@ -95,13 +96,26 @@ def exact_match_fell(r: dict) -> tuple[bool, bool]:
             changed > 0 and compare_intervals(wilson_interval(r["exact_wins"], changed), HALF) is False)
 
 
+def align(method: str, sft: str, root: Path, pairs: PreferenceData, s: dict) -> tuple:
+    """One way to align the SFT model, written under `root`: "rlhf" trains the reward model and then runs PPO
+    against it, KL-penalised towards the SFT model ((reward model metrics, PPO history)); "dpo" trains DPO on
+    the same pairs (its metrics)."""
+    if method == "dpo":
+        return train_dpo(DPOStageConfig(sft, str(root / "dpo"), pairs, pair_trainer(s["dpo_steps"], 1e-4), beta=0.1))[0]
+    rm, _ = train_reward(RewardStageConfig(sft, str(root / "rm"), pairs, pair_trainer(s["rm_steps"], 1e-3),
+                                           reference_samples=32))
+    history, _ = run_ppo(PPOStageConfig(sft, str(root / "rm"), str(root / "ppo"), pairs, max_steps=s["ppo_steps"],
+                                        ppo=PPOConfig(batch_size=16, minibatch_size=8, lr=1e-4, max_new_tokens=12)))
+    return rm, history
+
+
 def run(ctx: ChapterContext) -> ChapterResult:
     s = ctx.steps_in(SETTINGS[ctx.quick])
     sft_dir, finetuning = sft_run(ctx)
     tasks, n_test = finetuning["tasks"], finetuning["settings"]["n_test"]
     root = ctx.out_dir / "runs"
     shutil.rmtree(root, ignore_errors=True)  # a forced rerun starts clean
-    total, done = 6, 0
+    total, done = 4, 0
 
     def step() -> None:
         nonlocal done
@@ -112,19 +126,11 @@ def run(ctx: ChapterContext) -> ChapterResult:
     tokenizer = load_tokenizer(sft_dir)
     sft = str(sft_dir)
 
-    # 1. Reward model on preference pairs whose held-out prompts are never trained on.
+    # 1. Reward model on preference pairs whose held-out prompts are never trained on, then 2. PPO against it;
+    # 3. DPO on the same pairs needs no reward model: in full mode the two chains run side by side, one per core.
     pairs = PreferenceData(synthetic_train=s["pairs"], synthetic_held_out=n_test, tasks=tasks, seed=0)
-    rm, _ = train_reward(RewardStageConfig(sft, str(root / "rm"), pairs, pair_trainer(s["rm_steps"], 1e-3),
-                                           reference_samples=32))
-    step()
-
-    # 2. PPO against the reward model, KL-penalised towards the SFT model; 3. DPO on the same pairs.
-    ppo_history, _ = run_ppo(PPOStageConfig(sft, str(root / "rm"), str(root / "ppo"), pairs,
-                                            max_steps=s["ppo_steps"], ppo=PPOConfig(batch_size=16, minibatch_size=8,
-                                                                                lr=1e-4, max_new_tokens=12)))
-    step()
-    dpo, dpo_run = train_dpo(DPOStageConfig(sft, str(root / "dpo"), pairs, pair_trainer(s["dpo_steps"], 1e-4),
-                                            beta=0.1))
+    (rm, ppo_history), dpo = ctx.in_parallel(align, [("rlhf", sft, root, pairs, s), ("dpo", sft, root, pairs, s)])
+    dpo_run = RunDir(root / "dpo")
     step()
 
     # 4. Both against SFT on the held-out prompts.

@@ -136,13 +136,17 @@ class BertLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor | None, bias: torch.Tensor | None = None) -> torch.Tensor:
         """`bias`: additive attention scores (ALiBi, padding included) used instead of `allowed`."""
-        attend = (lambda h: self.attn(h, allowed)) if bias is None else (lambda h: biased_attention(self.attn, h, bias))
-        mlp = lambda h: F.dropout(self.down(F.gelu(self.up(h))), self.dropout, self.training)  # noqa: E731
         if self.pre_norm:
-            x = x + attend(self.norm_attn(x))
-            return x + mlp(self.norm_mlp(x))
-        x = self.norm_attn(x + attend(x))
-        return self.norm_mlp(x + mlp(x))
+            x = x + self.attend(self.norm_attn(x), allowed, bias)
+            return x + self.mlp(self.norm_mlp(x))
+        x = self.norm_attn(x + self.attend(x, allowed, bias))
+        return self.norm_mlp(x + self.mlp(x))
+
+    def attend(self, x: torch.Tensor, allowed: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
+        return self.attn(x, allowed) if bias is None else biased_attention(self.attn, x, bias)
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(self.down(F.gelu(self.up(x))), self.dropout, self.training)
 
 
 class Bert(nn.Module):

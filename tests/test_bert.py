@@ -253,6 +253,13 @@ def test_bert_journey_from_the_command_line(tmp_path, cli, known_peak):
     assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["train"]["objective"] == "masked_lm"
     model = load_model(tmp_path / "run")
     assert isinstance(model, Bert) and model.config.d_model == 64
+    # the plateau recipe's options from the command line; transformers' BERT cannot hold ALiBi or pre-LN
+    recipe = cli("train", "--model", "bert", "--data", tmp_path / "data", "--out", tmp_path / "recipe", *tiny,
+                 "--set", "model.positional=alibi", "--set", "model.norm_placement=pre", "--set", "model.mask_rate=0.3")
+    assert recipe.code == 0, recipe.err
+    assert load_model(tmp_path / "recipe").config.mask_rate == 0.3
+    refused = cli("export-hf", tmp_path / "recipe", "--out", tmp_path / "hf-recipe")
+    assert refused.code == 2 and "alibi positions and pre-LN" in refused.err and not (tmp_path / "hf-recipe").exists()
 
     # a fresh process, as a user runs it: only the JSON on stdout, nothing from transformers on stderr
     exported = run_cli_subprocess("export-hf", tmp_path / "run", "--out", tmp_path / "hf", "--json")

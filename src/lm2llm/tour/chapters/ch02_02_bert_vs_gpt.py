@@ -312,18 +312,28 @@ def run(ctx: ChapterContext) -> ChapterResult:
         f"{BERT_LR:g}에서도 안정적이다), 가리는 토큰 비율 15 % 대신 {round(100 * bert.config.mask_rate)} %(Wettig et "
         "al. 2023, \"Should You Mask 15 % in Masked Language Modeling?\": 빈칸이 많을수록 스텝마다 학습 신호도 많다).",
     )
+    blank_verdict = None if bert_on_plateau else compare_intervals(blank_iv["bert"], blank_iv["gpt"])
+    signal = {"bert": bert.config.mask_rate * (block - 1), "gpt": block}  # targets per window and step
+    fewer_targets = T(  # why the side that sees more can still score no better after the same steps
+        f" Per window and step GPT learns from all {signal['gpt']} positions, BERT only from the "
+        f"{signal['bert']:.0f} it hid ({signal['bert'] / signal['gpt']:.0%}), so after the same steps it has had "
+        "far fewer training targets (the inefficiency ELECTRA, Clark et al. 2020, set out to remove).",
+        f" 창 하나, 스텝 하나마다 GPT는 {signal['gpt']}개 위치 모두에서 배우지만 BERT는 가린 {signal['bert']:.0f}개"
+        f"({signal['bert'] / signal['gpt']:.0%})에서만 배운다. 그래서 같은 스텝 뒤에도 학습 목표를 훨씬 적게 받았다"
+        "(ELECTRA, Clark et al. 2020이 없애려 한 비효율).",
+    ) if blank_verdict is not True and not bert_on_plateau else T("", "")
     claims = [
         Claim(T("Seeing both sides of a blank (BERT) fills it better than seeing only the left (GPT).",
                 "빈칸의 양쪽을 모두 보는 BERT가 왼쪽만 보는 GPT보다 빈칸을 더 잘 채운다."),
               T(f"top-1 on the same {n_blanks} blanks (95 % intervals): BERT {with_iv(bert_blank, blank_iv['bert'])}, "
                 f"GPT {with_iv(gpt_blank, blank_iv['gpt'])}, token frequencies "
                 f"{with_iv(frequency['top1'], blank_iv['frequencies'])}; cross-entropy BERT {nats['bert']:.2f}, GPT "
-                f"{nats['gpt']:.2f}, frequencies {nats['frequencies']:.2f} nats.{plateau.en}",
+                f"{nats['gpt']:.2f}, frequencies {nats['frequencies']:.2f} nats.{plateau.en}{fewer_targets.en}",
                 f"같은 빈칸 {n_blanks}개의 top-1 정확도 (95 % 구간): BERT {with_iv(bert_blank, blank_iv['bert'])}, GPT "
                 f"{with_iv(gpt_blank, blank_iv['gpt'])}, 토큰 빈도 {with_iv(frequency['top1'], blank_iv['frequencies'])}; "
                 f"교차 엔트로피 BERT {nats['bert']:.2f}, GPT {nats['gpt']:.2f}, 빈도 {nats['frequencies']:.2f} nats."
-                f"{plateau.ko}"),
-              None if bert_on_plateau else compare_intervals(blank_iv["bert"], blank_iv["gpt"]),
+                f"{plateau.ko}{fewer_targets.ko}"),
+              blank_verdict,
               chance=frequency["top1"], interval=blank_iv["bert"]),
         demonstration(T("A decoder generates text token by token; an encoder has no such interface.",
                 "디코더는 토큰을 하나씩 이어 생성하고, 인코더에는 그런 방법이 없다."),
@@ -372,7 +382,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
            if quick else ""),
     )
     metrics = {"blank_accuracy": {"bert": bert_blank, "gpt": gpt_blank}, "blanks": n_blanks, "blank_scores": blank,
-               "bert_on_plateau": bert_on_plateau, "pretrain_steps": pre_steps,
+               "blank_intervals": blank_iv, "bert_on_plateau": bert_on_plateau, "pretrain_steps": pre_steps,
                "classification": scores, "korean": korean, "params": {"bert": bert.num_params(), "gpt": gpt.num_params()},
                "labels": labelled.names, "cls_token": CLS_TOKEN}
     return ChapterResult(summary, claims=claims, tables=[table, confusion], figures=[figure], samples=samples,

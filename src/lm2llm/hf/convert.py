@@ -19,8 +19,17 @@ from lm2llm.models import Bert, BertConfig, TransformerConfig, config_for
 from lm2llm.models.hf_compat import decoder_weight_names, hf_config, rename_from_hf, rename_to_hf
 
 
+def require_transformers_bert(config: BertConfig) -> None:
+    """A clear error for a BERT built with options transformers' `BertModel` lacks (`positional`, `norm_placement`)."""
+    if not config.like_transformers:
+        raise UserError(f"this BERT has {config.positional} positions and {config.norm_placement}-LN blocks; "
+                        "transformers' BERT has learned positions and post-LN only", where="model_config.json",
+                        hint="only BERTs with the default positional and norm_placement can be exported")
+
+
 def bert_names(config: BertConfig, prefix: str = "bert.") -> list[tuple[str, str]]:
     """(our name, transformers' name) for every encoder weight; `prefix` is "" for a bare `BertModel`."""
+    require_transformers_bert(config)
     names = [("tok_emb.weight", "embeddings.word_embeddings.weight"),
              ("pos_emb.weight", "embeddings.position_embeddings.weight"),
              ("type_emb.weight", "embeddings.token_type_embeddings.weight"),
@@ -48,6 +57,8 @@ MLM_HEAD_NAMES = [("mlm_dense.weight", "cls.predictions.transform.dense.weight")
 
 def bert_hf_config(config: BertConfig, **extra: Any) -> Any:
     import transformers
+
+    require_transformers_bert(config)
 
     return transformers.BertConfig(
         vocab_size=config.vocab_size, hidden_size=config.d_model, num_hidden_layers=config.n_layer,

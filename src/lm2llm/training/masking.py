@@ -1,10 +1,11 @@
 """Masked-LM data (BERT): which tokens to hide and what to put in their place.
 
-Of the tokens that may be predicted (never a special token, never padding), 15 % are chosen. Each chosen
-token becomes a target; its input is replaced by the mask token 80 % of the time, by a random ordinary
-token 10 % of the time and left unchanged 10 % of the time, so the model cannot learn that only
-`<|mask|>` positions matter (the mask token never appears when the model is used). The objective is then
-plain cross-entropy at the chosen positions (`objectives.MaskedLM`).
+Of the tokens that may be predicted (never a special token, never padding), 15 % are chosen (`rate`, as
+in BERT; `BertConfig.mask_rate` may raise it). Each chosen token becomes a target; its input is replaced
+by the mask token 80 % of the time, by a random ordinary token 10 % of the time and left unchanged 10 %
+of the time, so the model cannot learn that only `<|mask|>` positions matter (the mask token never appears
+when the model is used). The objective is then plain cross-entropy at the chosen positions
+(`objectives.MaskedLM`).
 """
 
 from __future__ import annotations

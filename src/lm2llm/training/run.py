@@ -92,12 +92,13 @@ def prepare(cfg: RunConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]:
         raise UserError(f"model {cfg.model!r} does not train with objective {cfg.objective!r}", where="objective",
                         hint="bert pre-trains with --set objective=masked_lm; decoders with causal_lm")
     if cfg.objective == "masked_lm":
-        data = masked_lm_batches(data, tokenizer, cfg.seed)
+        data = masked_lm_batches(data, tokenizer, cfg.seed, rate=model.config.mask_rate)
     return model, data, tokenizer
 
 
-def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int) -> MaskedBatches:
-    """BERT's view of the same windows (each starting with <|cls|>, 15 % hidden); needs the encoder's tokens."""
+def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int, rate: float = 0.15) -> MaskedBatches:
+    """BERT's view of the same windows (each starting with <|cls|>, `rate` of the rest hidden; the model's
+    `BertConfig.mask_rate`); needs the encoder's tokens."""
     fast = getattr(tokenizer, "fast", None)
     missing = [token for token in ENCODER_TOKENS if fast is None or fast.token_to_id(token) is None]
     if missing:
@@ -106,7 +107,7 @@ def masked_lm_batches(data: ShardBatches, tokenizer: Tokenizer, seed: int) -> Ma
                         hint="train one with 'lm2llm tokenizer train --encoder-tokens ...' and prepare the data with it")
     special = [fast.token_to_id(token) for token in tokenizer.special_tokens]
     return MaskedBatches(data, mask_id=fast.token_to_id(MASK_TOKEN), vocab_size=tokenizer.vocab_size,
-                         special_ids=special, seed=seed, cls_id=fast.token_to_id(CLS_TOKEN))
+                         special_ids=special, seed=seed, rate=rate, cls_id=fast.token_to_id(CLS_TOKEN))
 
 
 def train(cfg: RunConfig, *, resume: bool = False, force: bool = False) -> tuple[TrainResult, RunDir]:

@@ -203,3 +203,34 @@ def test_tiny_emergence_scores_every_probe(tmp_path):
     assert all(m["reused"] for m in again["models"])
     with pytest.raises(Exception, match="other settings"):
         emergence(EmergenceSettings(widths=(16,), steps=3, docs=31, task_docs=5, test_examples=4), tmp_path / "em")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_label_scores_in_one_pass_equal_one_pass_per_label():
+    """The cached one-pass scoring of every label gives what scoring each label on its own gives."""
+    import random
+
+    import torch
+
+    from lm2llm.models import build_model
+    from lm2llm.scale.calibration import label_probs
+    from lm2llm.scale.probes import answer_logprobs, choice_accuracy, label_logprobs
+    from lm2llm.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.train([tasks.LETTERS, "0123456789+=>, kv/NA"])
+    model = build_model("gpt", None, vocab_size=tokenizer.vocab_size, n_layer=2, d_model=32, n_head=2,
+                        context_length=96).eval()
+    rng = random.Random(0)
+    examples = [tasks.kv_example(rng, shots) for shots in (0, 1, 8, 8, 4, 2, 8)]
+    prompts, answers = [e.prompt for e in examples], [e.answer for e in examples]
+    labels = [*tasks.VALUES, "a", "zips"]  # of 1, 3 and 4 tokens
+    one_by_one = np.stack([answer_logprobs(model, tokenizer, prompts, [label] * len(prompts)) * len(label)
+                           for label in labels], axis=1)
+    np.testing.assert_allclose(label_logprobs(model, tokenizer, prompts, labels, batch_size=3), one_by_one,
+                               atol=1e-4)
+    probs = label_probs(model, tokenizer, prompts, labels)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-6)
+    picked = one_by_one[:, :len(tasks.VALUES)].argmax(axis=1)
+    assert choice_accuracy(model, tokenizer, prompts, answers, tasks.VALUES).tolist() == [
+        float(tasks.VALUES[j] == a) for j, a in zip(picked, answers, strict=True)]

@@ -24,7 +24,8 @@ from lm2llm.tokenizer import Tokenizer
 @torch.no_grad()
 def greedy_completions(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], max_new: int,
                        stop: str = "\n", batch_size: int = 64) -> list[str]:
-    """Greedy continuations of prompts (grouped by token length, so no padding), cut at `stop`."""
+    """Greedy continuations of prompts (grouped by token length, so no padding; a KV cache, so each new
+    token costs one position), cut at `stop`."""
     model.eval()
     encoded = [tokenizer.encode(p) for p in prompts]
     out: list[str] = [""] * len(prompts)
@@ -32,15 +33,20 @@ def greedy_completions(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence
     for i, ids in enumerate(encoded):
         by_length.setdefault(len(ids), []).append(i)
     context = model.config.context_length
-    for indices in by_length.values():
+    for length, indices in by_length.items():
+        steps = min(max_new, context - length)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
+            state = model.new_state(len(chunk), length + steps)
+            new: list[torch.Tensor] = []
             ids = torch.tensor([encoded[i] for i in chunk])
-            for _ in range(min(max_new, context - ids.shape[1])):
-                logits, _ = model(ids)
-                ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+            for _ in range(steps):
+                logits, _ = model(ids, state=state, last_only=True)
+                ids = logits[:, -1].argmax(-1, keepdim=True)
+                new.append(ids)
+            tokens = torch.cat(new, dim=1).tolist() if new else [[] for _ in chunk]
             for row, i in enumerate(chunk):
-                out[i] = tokenizer.decode(ids[row, len(encoded[i]):].tolist()).split(stop)[0]
+                out[i] = tokenizer.decode(tokens[row]).split(stop)[0]
     return out
 
 

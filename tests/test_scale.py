@@ -181,6 +181,8 @@ def test_sweep_cli_refuses_bad_input(cli, tmp_path):
     assert result.code == 2 and "--budgets" in result.err
     result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,2e9")
     assert result.code == 2 and "hold out" in result.err
+    result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--tokens-per-param", "500,1")
+    assert result.code == 2 and "--tokens-per-param" in result.err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     result = cli("scale", "sweep", "--out", str(tmp_path / "other"))

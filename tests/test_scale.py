@@ -75,6 +75,40 @@ def test_isoflop_minimum_and_approach2_on_chinchilla_data():
     assert fit.params_law.exponent + fit.tokens_law.exponent == pytest.approx(1)
 
 
+def test_backtest_picks_the_approach_that_predicted_the_largest_fitted_budget_best():
+    from lm2llm.scale.analysis import backtest, predict_optimum
+
+    def runs_of(law: Parametric) -> list[dict]:
+        runs = []
+        for c in (1e19, 1e20, 1e21):
+            n_opt, _ = law.compute_optimal(c)
+            for f in np.geomspace(0.25, 4, 5):
+                n = n_opt * f
+                runs.append({"budget": c, "params": {"all": n}, "tokens": c / (6 * n), "val_loss": float(law.loss(n, c / (6 * n)))})
+        return runs
+
+    prediction = predict_optimum(runs_of(HOFFMANN_2022), 1e22)
+    exact = prediction["backtest"]  # runs that follow L(N, D) exactly: approach 3 predicts them
+    assert abs(exact["approach 3"]) < 1e-3 and abs(exact["approach 3"]) < abs(exact["approach 2"])
+    assert prediction["optimum_from"] == "approach 3"
+    assert prediction["approach3_params"] == pytest.approx(HOFFMANN_2022.compute_optimal(1e22)[0], rel=1e-2)
+    assert backtest(runs_of(HOFFMANN_2022)[:10]) == {}  # two budgets: nothing to back-test on
+
+
+def test_tour_verdicts_of_chapter_3_2_need_the_difference_beyond_its_interval():
+    from lm2llm.tour.chapters.ch03_02_emergence import CHANCE, _beats, _smooth_vs_sharp
+
+    assert _beats(0.40, 0.12, 100, CHANCE)[0] is True
+    assert _beats(0.12, 0.40, 100, CHANCE)[0] is False
+    assert _beats(0.20, 0.14, 100, CHANCE)[0] is None  # inside the interval
+    assert _beats(0.0, 0.0, 100, 0.0) == (None, (0.0, 0.0))  # both at the floor
+    def sizes(smooth, sharp):
+        return [{"kv": {"8": {"logprob": v, "logprob_se": 0.02, "exact": e, "n": 100}}} for v, e in zip(smooth, sharp, strict=True)]
+    assert _smooth_vs_sharp(sizes([-1.4, -1.1, -0.8], [0.05, 0.06, 0.30]), "8") == (True, 2, 1)
+    assert _smooth_vs_sharp(sizes([-1.4, -1.1, -1.3], [0.05, 0.06, 0.07]), "8")[0] is False  # falls at a step
+    assert _smooth_vs_sharp(sizes([-1.4, -1.39, -0.8], [0.05, 0.06, 0.07]), "8")[0] is None  # one step within
+
+
 def test_shapes_and_conventions():
     shape = shape_for_width(64)
     assert (shape.n_layer, shape.n_head, shape.name) == (2, 4, "w64l2")
@@ -147,6 +181,8 @@ def test_sweep_cli_refuses_bad_input(cli, tmp_path):
     assert result.code == 2 and "--budgets" in result.err
     result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--budgets", "1e9,2e9")
     assert result.code == 2 and "hold out" in result.err
+    result = cli("scale", "sweep", "--out", str(tmp_path / "s"), "--tokens-per-param", "500,1")
+    assert result.code == 2 and "--tokens-per-param" in result.err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     result = cli("scale", "sweep", "--out", str(tmp_path / "other"))
@@ -178,8 +214,15 @@ def test_tiny_sweep_fits_predicts_and_reuses_its_runs(cli, tmp_path):
     prediction = report["prediction"]
     assert prediction["budget"] == 4e8 and prediction["relative_error"] == pytest.approx(
         prediction["measured_loss"] / prediction["predicted_loss"] - 1)
+    assert set(prediction["predicted_by"]) == {"approach 2", "approach 3"}
     again = json.loads(cli(*args).out)
     assert all(r["reused"] for r in again["sweep"]["runs"]) and again["prediction"]["reused"]
+    from lm2llm.scale.sweep import SweepSettings, plan_sweep
+
+    settings = SweepSettings(data=str(data), context=32, batch_size=4)
+    plans = plan_sweep([1e8, 2e8], [16, 32, 48], settings, tmp_path / "plan", tokens_per_param=(1, 50))
+    assert plans and all(1 <= p.tokens / p.params["all"] <= 50 for p in plans)
+    assert len(plans) < len(plan_sweep([1e8, 2e8], [16, 32, 48], settings, tmp_path / "plan"))
     assert [r["val_loss"] for r in again["sweep"]["runs"]] == [r["val_loss"] for r in runs]
 
 
@@ -203,3 +246,41 @@ def test_tiny_emergence_scores_every_probe(tmp_path):
     assert all(m["reused"] for m in again["models"])
     with pytest.raises(Exception, match="other settings"):
         emergence(EmergenceSettings(widths=(16,), steps=3, docs=31, task_docs=5, test_examples=4), tmp_path / "em")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_label_scores_in_one_pass_equal_one_pass_per_label():
+    """The cached one-pass scoring of every label gives what scoring each label on its own gives."""
+    import random
+
+    import torch
+
+    from lm2llm.models import build_model
+    from lm2llm.scale.calibration import label_probs
+    from lm2llm.scale.probes import answer_logprobs, choice_accuracy, greedy_completions, label_logprobs
+    from lm2llm.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.train([tasks.LETTERS, "0123456789+=>, kv/NA"])
+    model = build_model("gpt", None, vocab_size=tokenizer.vocab_size, n_layer=2, d_model=32, n_head=2,
+                        context_length=96).eval()
+    rng = random.Random(0)
+    examples = [tasks.kv_example(rng, shots) for shots in (0, 1, 8, 8, 4, 2, 8)]
+    prompts, answers = [e.prompt for e in examples], [e.answer for e in examples]
+    labels = [*tasks.VALUES, "a", "zips"]  # of 1, 3 and 4 tokens
+    one_by_one = np.stack([answer_logprobs(model, tokenizer, prompts, [label] * len(prompts)) * len(label)
+                           for label in labels], axis=1)
+    np.testing.assert_allclose(label_logprobs(model, tokenizer, prompts, labels, batch_size=3), one_by_one,
+                               atol=1e-4)
+    probs = label_probs(model, tokenizer, prompts, labels)
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-6)
+    by_one = []  # greedy with the KV cache equals recomputing the whole sequence at every token
+    for prompt in prompts:
+        ids = torch.tensor([tokenizer.encode(prompt)])
+        for _ in range(5):
+            ids = torch.cat([ids, model(ids)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+        by_one.append(tokenizer.decode(ids[0, -5:].tolist()).split("\n")[0])
+    assert greedy_completions(model, tokenizer, prompts, max_new=5, batch_size=2) == by_one
+    picked = one_by_one[:, :len(tasks.VALUES)].argmax(axis=1)
+    assert choice_accuracy(model, tokenizer, prompts, answers, tasks.VALUES).tolist() == [
+        float(tasks.VALUES[j] == a) for j, a in zip(picked, answers, strict=True)]

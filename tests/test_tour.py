@@ -9,7 +9,6 @@ INTERVAL_IN_TEXT = re.compile(r"\[[-+]?\d")  # "[0.47, 0.63]": a text comparing 
 # Chapters whose accuracy claims still miss a chance level or an interval (#26 item 2), with the helper who owns
 # them this session; the test fails when another chapter joins them.
 ACCURACY_RULE_GAPS = {
-    "3.2": "h-scale: exact match of sums, the smooth-metric and the ordering claims state no chance level",
     "9.1": "the ranking claim compares the models' accuracy intervals without printing them",
 }
 

@@ -43,6 +43,8 @@ def sweep_command(
     context: int = typer.Option(64, "--context", help="Block size of every run."),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per step."),
     lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (cosine to lr/10 at each run's last step)."),
+    tokens_per_param: str = typer.Option("", "--tokens-per-param",
+                                         help="LOW,HIGH: train only the runs whose D/N lies within (default: all)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Train budgets × sizes (D = C/6N, each run decayed at its budget), fit L(N), L(D), iso-FLOP and L(N, D)."""
@@ -60,11 +62,15 @@ def sweep_command(
                         where="--budgets", hint="give three or more budgets, or --no-holdout")
     if parallel < 1 or bootstrap < 1:
         raise UserError("--parallel and --bootstrap must be at least 1", where="--parallel/--bootstrap")
+    window = _numbers(tokens_per_param, "--tokens-per-param") if tokens_per_param else None
+    if window is not None and (len(window) != 2 or not 0 < window[0] < window[1]):
+        raise UserError("give two positive numbers, the lower first", where="--tokens-per-param", hint="e.g. 1,500")
     _check_out(out, "sweep.json")
     shards = data or prose_shards(out / "data")
     settings = SweepSettings(data=str(shards), context=context, batch_size=batch_size, lr=lr, count=count)
     fitted = grid[:-1] if holdout else grid
-    record = sweep(fitted, widths, settings, out, parallel=parallel)
+    record = sweep(fitted, widths, settings, out, parallel=parallel,
+                   tokens_per_param=tuple(window) if window else None)
     fits = {c: analyse(record["runs"], c, samples=bootstrap) for c in CONVENTIONS}
     prediction = prediction_test(record["runs"], grid[-1], settings, out) if holdout else None
     atomic_write_json(out / "fits.json", {"fits": fits, "prediction": prediction})

@@ -116,15 +116,43 @@ def analyse(runs: Sequence[dict], convention: str, *, samples: int = BOOTSTRAP_S
     }
 
 
-def predict_optimum(runs: Sequence[dict], compute: float, convention: str = "all") -> dict[str, float]:
-    """Before training: the compute-optimal size at `compute` and its loss, from the parametric fit of `runs`."""
-    fit = parametric_fit(points_of(runs, convention))
-    a2 = approach2([(c, n_, loss) for c, n_, _, loss in points_of(runs, convention)])
-    n, d = _optimum(fit, compute)
-    source = "approach 3"
-    if not math.isfinite(n):  # the parametric fit has no optimum: take approach 2's
-        n, source = float(a2.params_law(compute)), "approach 2"
-        d = compute / (6 * n)
-    return {"params": n, "tokens": d, "loss": float(fit.loss(n, d)), "optimum_from": source,
-            "approach2_params": float(a2.params_law(compute)),
-            "approach2_loss": float(a2.loss_law(compute)), **{f"fit_{k}": v for k, v in fit.to_dict().items()}}
+def backtest(runs: Sequence[dict], convention: str = "all") -> dict[str, float]:
+    """Each approach's error (measured / predicted − 1) on the largest fitted budget's best run, predicted from
+    the smaller budgets alone: the prediction test picks its approach by this, before the held-out run exists.
+    Approach 2 predicts the frontier L*(C), approach 3 the run's own L(N, D); empty with fewer than 3 budgets."""
+    budgets = sorted({r["budget"] for r in runs})
+    if len(budgets) < 3:
+        return {}
+    inner = points_of([r for r in runs if r["budget"] < budgets[-1]], convention)
+    best = min((r for r in runs if r["budget"] == budgets[-1]), key=lambda r: r["val_loss"])
+    frontier = approach2([(c, n, loss) for c, n, _, loss in inner]).loss_law(budgets[-1])
+    errors = {"approach 2": best["val_loss"] / float(frontier) - 1}
+    try:
+        fit = parametric_fit(inner)
+    except ValueError:  # fewer than five runs
+        return errors
+    errors["approach 3"] = best["val_loss"] / float(fit.loss(best["params"][convention], best["tokens"])) - 1
+    return errors
+
+
+def predict_optimum(runs: Sequence[dict], compute: float, convention: str = "all") -> dict[str, Any]:
+    """Before training: the compute-optimal size at `compute` and its loss, by approach 2 (iso-FLOP minima and
+    the frontier L*(C)) and approach 3 (the parametric fit); `optimum_from` names the one whose `backtest` error
+    is smaller (approach 3 when there is no back-test, approach 2 when the parametric fit has no optimum)."""
+    points = points_of(runs, convention)
+    fit = parametric_fit(points)
+    a2 = approach2([(c, n_, loss) for c, n_, _, loss in points])
+    n3, d3 = _optimum(fit, compute)
+    errors = {k: v for k, v in backtest(runs, convention).items() if math.isfinite(v)}
+    if not math.isfinite(n3):
+        source = "approach 2"
+    elif errors:
+        source = min(errors, key=lambda approach: abs(errors[approach]))
+    else:
+        source = "approach 3"
+    n2 = float(a2.params_law(compute))
+    n = n2 if source == "approach 2" else n3
+    return {"params": n, "tokens": compute / (6 * n), "optimum_from": source, "backtest": errors,
+            "approach2_params": n2, "approach2_loss": float(a2.loss_law(compute)),
+            "approach3_params": n3, "approach3_loss": float(fit.loss(n3, d3)) if math.isfinite(n3) else math.nan,
+            **{f"fit_{k}": v for k, v in fit.to_dict().items()}}

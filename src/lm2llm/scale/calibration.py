@@ -22,7 +22,7 @@ import numpy as np
 from torch import nn
 
 from lm2llm.scale import tasks
-from lm2llm.scale.probes import answer_logprobs
+from lm2llm.scale.probes import label_logprobs
 from lm2llm.tokenizer import Tokenizer
 
 CONTENT_FREE = "N/A"
@@ -30,8 +30,7 @@ CONTENT_FREE = "N/A"
 
 def label_probs(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """(prompts, labels) probabilities of each label as the continuation, normalised over the labels."""
-    logp = np.stack([answer_logprobs(model, tokenizer, prompts, [label] * len(prompts))
-                     * len(tokenizer.encode(label)) for label in labels], axis=1)
+    logp = label_logprobs(model, tokenizer, prompts, labels)
     logp -= logp.max(axis=1, keepdims=True)
     p = np.exp(logp)
     return p / p.sum(axis=1, keepdims=True)

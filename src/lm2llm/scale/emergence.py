@@ -9,6 +9,7 @@ induction-head and in-context scores.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from lm2llm.scale.probes import (
     induction_scores,
 )
 from lm2llm.scale.shapes import param_counts, shape_for_width
-from lm2llm.scale.sweep import RunPlan, SweepSettings, run_plans
+from lm2llm.scale.sweep import RunOutcome, RunPlan, SweepSettings, run_plans
 from lm2llm.tokenizer import CharTokenizer
 
 CONTEXT = 128
@@ -73,6 +74,12 @@ def build_corpus(directory: Path, settings: EmergenceSettings) -> dict[str, int]
     return corpus
 
 
+def _mean_and_se(logprobs: np.ndarray) -> dict[str, float]:
+    """The smooth view's mean answer log-likelihood and its standard error over the examples."""
+    return {"logprob": float(logprobs.mean()), "logprob_se": float(logprobs.std(ddof=1) / np.sqrt(len(logprobs)))
+            if len(logprobs) > 1 else float("nan")}
+
+
 def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards, settings: EmergenceSettings,
              calibrate: bool = True) -> dict:
     """Every probe on one trained model (the calibration study only when `calibrate`)."""
@@ -90,7 +97,7 @@ def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards,
         seen = np.array([e.seen for e in examples])
         kv[str(shots)] = {"exact": exact.mean(), "choice": choice.mean(),
                           "choice_seen": choice[seen].mean() if seen.any() else float("nan"),
-                          "logprob": answer_logprobs(model, tokenizer, prompts, answers).mean(),
+                          **_mean_and_se(answer_logprobs(model, tokenizer, prompts, answers)),
                           "perfect_copier": tasks.perfect_copier(shots), "n": len(examples)}
     addition: dict[str, Any] = {}
     pairs = tasks.addition_test_pairs(settings.test_examples)
@@ -100,7 +107,7 @@ def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards,
         completions = greedy_completions(model, tokenizer, prompts, max_new=len(max(answers, key=len)) + 1)
         exact = [tasks.final_answer(c, form) == str(a + b) for c, (a, b) in zip(completions, pairs, strict=True)]
         addition[form] = {"exact": float(np.mean(exact)),
-                          "logprob": float(answer_logprobs(model, tokenizer, prompts, answers).mean()),
+                          **_mean_and_se(answer_logprobs(model, tokenizer, prompts, answers)),
                           "n": len(examples), "sample": prompts[0] + completions[0]}
     letters = [tokenizer.stoi[ch] for ch in tasks.LETTERS]
     ids, targets = val.random_batch("val", 32, CONTEXT, torch.Generator().manual_seed(settings.seed))
@@ -109,11 +116,18 @@ def evaluate(model: torch.nn.Module, tokenizer: CharTokenizer, val: TokenShards,
             "in_context_score": in_context_score(model, windows, early=(4, 16), late=(96, 127))}
 
 
+def _score(outcome: RunOutcome, data: str, settings: EmergenceSettings) -> dict:
+    """Every probe on one finished run (in the worker that trained it)."""
+    from lm2llm.models import load_model
+
+    model = load_model(outcome.run).float().eval()
+    calibrate = settings.calibration_widths is None or outcome.width in settings.calibration_widths
+    return evaluate(model, CharTokenizer.load(Path(data) / "tokenizer"), TokenShards(data), settings, calibrate)
+
+
 def emergence(settings: EmergenceSettings, out: str | Path, *, parallel: int = 1,
               progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Build the corpus (once), train every width (or reuse it), score each; writes `<out>/emergence.json`."""
-    from lm2llm.models import load_model
-
     out = Path(out)
     data = out / "data"
     corpus = TokenShards(data).meta.get("corpus") if (data / "meta.json").is_file() else None
@@ -132,13 +146,9 @@ def emergence(settings: EmergenceSettings, out: str | Path, *, parallel: int = 1
         params = param_counts(shape, tokenizer.vocab_size, CONTEXT)
         plans.append(RunPlan(6.0 * params["all"] * settings.steps * tokens_per_step, shape, params, settings.steps,
                              str(out / "runs" / shape.name), tokens_per_step))
-    outcomes = run_plans(plans, sweep_settings, parallel=parallel, progress=progress)
-    shards = TokenShards(data)
-    models = []
-    for outcome in outcomes:
-        model = load_model(outcome.run).float().eval()
-        calibrate = settings.calibration_widths is None or outcome.width in settings.calibration_widths
-        models.append({**asdict(outcome), **evaluate(model, tokenizer, shards, settings, calibrate)})
+    score = functools.partial(_score, data=str(data), settings=settings)
+    outcomes = run_plans(plans, sweep_settings, parallel=parallel, progress=progress, after=score)
+    models = [{**{k: v for k, v in asdict(o).items() if k != "extra"}, **o.extra} for o in outcomes]
     record = {"settings": asdict(settings), "corpus": corpus, "models": models}
     atomic_write_json(out / "emergence.json", record)
     return record

@@ -24,7 +24,8 @@ from lm2llm.tokenizer import Tokenizer
 @torch.no_grad()
 def greedy_completions(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], max_new: int,
                        stop: str = "\n", batch_size: int = 64) -> list[str]:
-    """Greedy continuations of prompts (grouped by token length, so no padding), cut at `stop`."""
+    """Greedy continuations of prompts (grouped by token length, so no padding; a KV cache, so each new
+    token costs one position), cut at `stop`."""
     model.eval()
     encoded = [tokenizer.encode(p) for p in prompts]
     out: list[str] = [""] * len(prompts)
@@ -32,15 +33,20 @@ def greedy_completions(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence
     for i, ids in enumerate(encoded):
         by_length.setdefault(len(ids), []).append(i)
     context = model.config.context_length
-    for indices in by_length.values():
+    for length, indices in by_length.items():
+        steps = min(max_new, context - length)
         for start in range(0, len(indices), batch_size):
             chunk = indices[start:start + batch_size]
+            state = model.new_state(len(chunk), length + steps)
+            new: list[torch.Tensor] = []
             ids = torch.tensor([encoded[i] for i in chunk])
-            for _ in range(min(max_new, context - ids.shape[1])):
-                logits, _ = model(ids)
-                ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+            for _ in range(steps):
+                logits, _ = model(ids, state=state, last_only=True)
+                ids = logits[:, -1].argmax(-1, keepdim=True)
+                new.append(ids)
+            tokens = torch.cat(new, dim=1).tolist() if new else [[] for _ in chunk]
             for row, i in enumerate(chunk):
-                out[i] = tokenizer.decode(ids[row, len(encoded[i]):].tolist()).split(stop)[0]
+                out[i] = tokenizer.decode(tokens[row]).split(stop)[0]
     return out
 
 
@@ -66,10 +72,50 @@ def answer_logprobs(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[st
     return scores
 
 
+@torch.no_grad()
+def label_logprobs(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], labels: Sequence[str],
+                   batch_size: int = 64) -> np.ndarray:
+    """(prompts, labels) log-probability of each whole label as the prompt's continuation, one pass per prompt.
+
+    The prompt runs once and fills a KV cache; its last position gives every label's first token, and the
+    cache, copied once per label, carries all the labels' remaining tokens in a single short pass (instead
+    of one full pass per label over prompt + label). Labels may differ in length: a shorter one is padded
+    at its end, which no earlier position sees."""
+    from lm2llm.models.transformer import DecoderState
+
+    model.eval()
+    label_ids = [tokenizer.encode(label) for label in labels]
+    if not all(label_ids):
+        raise ValueError("every label needs at least one token")
+    width = max(map(len, label_ids))
+    targets = torch.tensor([ids + [0] * (width - len(ids)) for ids in label_ids])  # (labels, width)
+    counted = torch.tensor([[j < len(ids) for j in range(width)] for ids in label_ids])
+    scores = np.zeros((len(prompts), len(labels)))
+    encoded = [tokenizer.encode(p) for p in prompts]
+    by_length: dict[int, list[int]] = {}
+    for i, ids in enumerate(encoded):
+        by_length.setdefault(len(ids), []).append(i)
+    for length, indices in by_length.items():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            state = model.new_state(len(chunk), length)
+            logits, _ = model(torch.tensor([encoded[i] for i in chunk]), state=state, last_only=True)
+            total = F.log_softmax(logits[:, -1].float(), dim=-1)[:, targets[:, 0]]  # (chunk, labels)
+            if width > 1:
+                copies = DecoderState.gather([(state, [row for row in range(len(chunk)) for _ in labels])],
+                                             room=width - 1)
+                rest, _ = model(targets[:, :-1].repeat(len(chunk), 1), state=copies)
+                taken = F.log_softmax(rest.float(), dim=-1).gather(-1, targets[:, 1:].repeat(len(chunk), 1)
+                                                                   .unsqueeze(-1)).squeeze(-1)
+                total += (taken * counted[:, 1:].repeat(len(chunk), 1)).sum(-1).view(len(chunk), len(labels))
+            scores[chunk] = total.numpy()
+    return scores
+
+
 def choice_accuracy(model: nn.Module, tokenizer: Tokenizer, prompts: Sequence[str], answers: Sequence[str],
                     choices: Sequence[str]) -> np.ndarray:
     """1 where the right answer is the most likely of `choices` (all of one token length), else 0."""
-    table = np.stack([answer_logprobs(model, tokenizer, prompts, [c] * len(prompts)) for c in choices], axis=1)
+    table = label_logprobs(model, tokenizer, prompts, choices)
     picked = [choices[j] for j in table.argmax(axis=1)]
     return np.array([p == a for p, a in zip(picked, answers, strict=True)], dtype=float)
 

@@ -6,7 +6,9 @@ beside the nominal budget. Each run has its own cosine schedule that reaches min
 every run is a finished run at its budget, not a snapshot of a longer one (Hoffmann et al.'s correction to
 Kaplan et al.). Runs live in `<out>/runs/<budget>_<shape>/`; a finished one is read back instead of
 retrained, an interrupted one resumes from its checkpoint. `parallel` runs independent runs side by side,
-one torch thread each.
+one torch thread each. An optional tokens-per-parameter window leaves out the runs far from any budget's
+optimum (a tiny model given thousands of tokens per parameter, the costliest run of a sweep because small
+models are overhead-bound; a large one given a few dozen steps, still in its first transient).
 """
 
 from __future__ import annotations
@@ -84,14 +86,21 @@ def plan_run(budget: float, shape: Shape, settings: SweepSettings, vocab_size: i
                    tokens_per_step)
 
 
-def plan_sweep(budgets: Sequence[float], widths: Sequence[int], settings: SweepSettings, out: Path) -> list[RunPlan]:
+def plan_sweep(budgets: Sequence[float], widths: Sequence[int], settings: SweepSettings, out: Path,
+               tokens_per_param: tuple[float, float] | None = None) -> list[RunPlan]:
+    """Every budget × width, less the runs whose D/N (N under the sweep's convention) lies outside
+    `tokens_per_param` when it is given."""
     if settings.count not in CONVENTIONS:
         raise UserError(f"unknown parameter convention {settings.count!r}", where="--count",
                         hint=f"choose from {', '.join(CONVENTIONS)}")
     if not budgets or any(b <= 0 for b in budgets):
         raise UserError("budgets must be positive FLOP counts", where="--budgets")
     vocab = TokenShards(settings.data).vocab_size
-    return [plan_run(b, shape_for_width(w), settings, vocab, out) for b in budgets for w in widths]
+    plans = [plan_run(b, shape_for_width(w), settings, vocab, out) for b in budgets for w in widths]
+    if tokens_per_param is None:
+        return plans
+    low, high = tokens_per_param
+    return [p for p in plans if low <= p.tokens / p.params[settings.count] <= high]
 
 
 def _config(plan: RunPlan, settings: SweepSettings, threads: int) -> Any:
@@ -140,20 +149,36 @@ def run_planned(plan: RunPlan, settings: SweepSettings, threads: int = 1) -> Run
     return outcome
 
 
+def _run_then(plan: RunPlan, settings: SweepSettings, threads: int,
+              after: Callable[[RunOutcome], dict[str, Any]] | None) -> RunOutcome:
+    """One run, then `after` on it in the same process (its result kept in `extra`)."""
+    outcome = run_planned(plan, settings, threads)
+    if after is not None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)  # a reused run never started the trainer, which sets them
+        outcome.extra = after(outcome)
+    return outcome
+
+
 def run_plans(plans: Sequence[RunPlan], settings: SweepSettings, *, parallel: int = 1,
-              progress: Callable[[int, int], None] | None = None) -> list[RunOutcome]:
-    """Every plan, the costliest first; `parallel` > 1 runs them in that many processes of one thread each."""
+              progress: Callable[[int, int], None] | None = None,
+              after: Callable[[RunOutcome], dict[str, Any]] | None = None) -> list[RunOutcome]:
+    """Every plan, the costliest first; `parallel` > 1 runs them in that many processes of one thread each.
+    `after` (picklable when parallel) runs on each finished run in its worker, e.g. to score the model there
+    while the other worker still trains."""
     order = sorted(plans, key=lambda p: -p.budget)
     done: list[RunOutcome] = []
     report = progress or (lambda done, total: None)
     if parallel <= 1:
         for plan in order:
-            done.append(run_planned(plan, settings, threads=0))
+            done.append(_run_then(plan, settings, 0, after))
             report(len(done), len(order))
     else:
         context = multiprocessing.get_context("spawn")  # torch and fork do not mix
         with concurrent.futures.ProcessPoolExecutor(parallel, mp_context=context) as pool:
-            futures = [pool.submit(run_planned, plan, settings, 1) for plan in order]
+            futures = [pool.submit(_run_then, plan, settings, 1, after) for plan in order]
             for future in concurrent.futures.as_completed(futures):
                 done.append(future.result())
                 report(len(done), len(order))
@@ -161,13 +186,14 @@ def run_plans(plans: Sequence[RunPlan], settings: SweepSettings, *, parallel: in
 
 
 def sweep(budgets: Sequence[float], widths: Sequence[int], settings: SweepSettings, out: str | Path, *,
-          parallel: int = 1, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """Run (or reuse) the whole grid and write `<out>/sweep.json`; returns what it wrote."""
+          parallel: int = 1, progress: Callable[[int, int], None] | None = None,
+          tokens_per_param: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Run (or reuse) the grid (within the `tokens_per_param` window) and write `<out>/sweep.json`."""
     out = Path(out)
-    plans = plan_sweep(budgets, widths, settings, out)
+    plans = plan_sweep(budgets, widths, settings, out, tokens_per_param)
     start = time.perf_counter()
     outcomes = run_plans(plans, settings, parallel=parallel, progress=progress)
     record = {"settings": asdict(settings), "budgets": list(budgets), "widths": list(widths), "parallel": parallel,
-              "seconds": round(time.perf_counter() - start, 2), "runs": [asdict(o) for o in outcomes]}
+              "tokens_per_param": tokens_per_param, "seconds": round(time.perf_counter() - start, 2), "runs": [asdict(o) for o in outcomes]}
     atomic_write_json(out / "sweep.json", record)
     return record

@@ -45,9 +45,17 @@ GUIDE_GPT4_ESTIMATE = 1.76e12
 SCALING_PRESETS = ["gpt-1", "gpt2-small", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-125m", "gpt3-350m",
                    "gpt3-760m", "gpt3-1.3b", "gpt3-2.7b", "gpt3-6.7b", "gpt3-13b", "gpt3-175b"]
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
-# The measured sweep: budgets fitted, the held-out budget, widths (see lm2llm.scale.shapes for the shape rule)
-SWEEP = {True: {"budgets": [1e10, 3e10, 1e11], "holdout": 2e11, "widths": [16, 32, 48, 64], "bootstrap": 30},
-         False: {"budgets": [1e11, 3e11, 1e12], "holdout": 3e12, "widths": [16, 32, 48, 64, 96], "bootstrap": 100}}
+# The measured sweep: budgets fitted, the held-out budget, widths (see lm2llm.scale.shapes for the shape rule) and
+# the tokens-per-parameter window of the runs kept (full mode). Full mode starts at 2e11: at 1e11 the best sizes
+# get a few hundred steps, still on the loss's early plateau, and the frontier bends there (its local exponent
+# from 1e11 to 3e11 was half that from 3e11 to 1e12), so a law through it under-predicts larger budgets. The
+# window drops the runs far from every optimum: tiny models given > 500 tokens per parameter (the costliest runs,
+# since small models are overhead-bound) and large ones given < 1, a few dozen steps. `lm2llm scale sweep` runs
+# the whole grid by default (1e11–1e12 × 5 sizes, 3e12 held out).
+SWEEP = {True: {"budgets": [1e10, 3e10, 1e11], "holdout": 2e11, "widths": [16, 32, 48, 64], "bootstrap": 30,
+                "window": None},
+         False: {"budgets": [2e11, 4e11, 8e11], "holdout": 1.6e12, "widths": [16, 32, 48, 64, 96], "bootstrap": 100,
+                 "window": (1, 500)}}
 CHINCHILLA_RATIO = 20
 RATIO_FACTOR = 4  # the measured tokens-per-parameter ratio counts as Chinchilla-like within this factor of 20
 PREDICTION_GOAL = 0.03
@@ -209,7 +217,7 @@ def measured(ctx: ChapterContext) -> ChapterResult:
     data = prose_shards(ctx.out_dir / "sweep" / "data", docs=1500 if ctx.quick else None)
     settings = SweepSettings(data=str(data))
     record = sweep(plan["budgets"], plan["widths"], settings, ctx.out_dir / "sweep", parallel=2,
-                   progress=lambda done, total: ctx.progress(done, total + 2))
+                   progress=lambda done, total: ctx.progress(done, total + 2), tokens_per_param=plan["window"])
     runs = record["runs"]
     reference = plan["budgets"][-1]
     fits = {c: analyse(runs, c, samples=plan["bootstrap"]) for c in CONVENTIONS}
@@ -228,6 +236,11 @@ def measured(ctx: ChapterContext) -> ChapterResult:
     frontier = fits["all"]["approach2_interval"].get("frontier_exponent", (math.nan, math.nan))
     spread = a2["blocks"]["tokens_per_param"] / a2["all"]["tokens_per_param"]
     error = prediction["relative_error"]
+    chosen = prediction["optimum"]["optimum_from"]
+    other = next(a for a in prediction["error_by"] if a != chosen)
+    chosen_ko = chosen.replace("approach", "방법")
+    backtest_text = ", ".join(f"{a} {e:+.1%}" for a, e in prediction["optimum"]["backtest"].items()) or "—"
+    backtest_ko = backtest_text.replace("approach", "방법")
     gpt3 = param_report("gpt3-175b")
     gpt3_ratio = gpt3.tokens / gpt3.total
     claims = [
@@ -268,9 +281,12 @@ def measured(ctx: ChapterContext) -> ChapterResult:
                 f"±{PREDICTION_GOAL:.0%}.",
                 f"작은 예산으로 맞춘 스케일링 법칙은 더 큰 예산의 최적 모델 손실을 ±{PREDICTION_GOAL:.0%} 안에서 예측한다."),
               T(f"{prediction['shape']} at {plan['holdout']:.0e} FLOPs: predicted {prediction['predicted_loss']:.4f} "
-                f"before training, measured {prediction['measured_loss']:.4f} ({error:+.2%})",
-                f"{plan['holdout']:.0e} FLOPs의 {prediction['shape']}: 학습 전 예측 {prediction['predicted_loss']:.4f}, "
-                f"측정 {prediction['measured_loss']:.4f} ({error:+.2%})"),
+                f"before training ({chosen}, chosen by its back-test error {backtest_text}), measured "
+                f"{prediction['measured_loss']:.4f} ({error:+.2%}; {other} would have been "
+                f"{prediction['error_by'][other]:+.2%})",
+                f"{plan['holdout']:.0e} FLOPs의 {prediction['shape']}: 학습 전 예측 {prediction['predicted_loss']:.4f} "
+                f"({chosen_ko}, 역검증 오차 {backtest_ko}로 고름), 측정 {prediction['measured_loss']:.4f} "
+                f"({error:+.2%}; 다른 방법이었다면 {prediction['error_by'][other]:+.2%})"),
               abs(error) <= PREDICTION_GOAL),
     ]
     summary = T(f"Measured here: {len(runs)} runs at {', '.join(f'{b:.0e}' for b in plan['budgets'])} FLOPs; "

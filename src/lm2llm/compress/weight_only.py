@@ -88,6 +88,7 @@ class QuantizedLinear(nn.Module):
     out_features: int
     bias: nn.Parameter | None
     streamed: bool  # stored for the streaming kernel (else for PyTorch's packed kernels)
+    max_streamed_rows = matvec.MAX_ROWS
 
     def stream_arguments(self) -> tuple:
         """What `matvec.kernel().matvec` takes after the input: the packed weight and its scales."""
@@ -97,19 +98,12 @@ class QuantizedLinear(nn.Module):
         """The product without the streaming kernel (prompts, gradients, other dtypes), in flat's dtype."""
         raise NotImplementedError
 
-    def streams(self, flat: torch.Tensor) -> bool:
-        return (self.streamed and flat.dtype in matvec.STREAMED and flat.shape[0] <= self.max_streamed_rows
-                and not (flat.requires_grad and torch.is_grad_enabled()))
-
-    max_streamed_rows = matvec.MAX_ROWS
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        if self.streams(flat):
-            y = matvec.kernel().matvec(flat.contiguous(), *self.stream_arguments())
+        if (self.streamed and x.dtype in matvec.STREAMED and x.numel() <= self.max_streamed_rows * self.in_features
+                and not (x.requires_grad and torch.is_grad_enabled())):
+            y = matvec.kernel().matvec(x, *self.arguments)  # (..., in) in, (..., out) out
         else:
-            y = self.fallback(flat)
-        y = y.view(*x.shape[:-1], self.out_features)
+            y = self.fallback(x.reshape(-1, self.in_features)).view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
     def _apply(self, fn, recurse: bool = True):
@@ -117,6 +111,7 @@ class QuantizedLinear(nn.Module):
         for name, buffer in self.named_buffers(recurse=False):
             if buffer.is_floating_point():
                 setattr(self, name, buffer.to(COMPUTE_DTYPE))
+        self.arguments = self.stream_arguments()
         return self
 
 
@@ -135,6 +130,7 @@ class Int8Linear(QuantizedLinear):
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
         self.bias = _bias(linear)
         self.streamed = matvec.available()
+        self.arguments = self.stream_arguments()  # looked up once: buffer lookups cost at every call
 
     def stream_arguments(self) -> tuple:
         return self.q, self.scales
@@ -154,24 +150,27 @@ class Int4Linear(QuantizedLinear):
         self.group_size = group_size
         self.bias = _bias(linear)
         self.streamed = matvec.available()
-        weight = linear.weight.detach()
         if self.streamed:
-            q, scales, zeros = int4_groupwise(weight, group_size)
+            q, scales, zeros = int4_groupwise(linear.weight, group_size)
             self.register_buffer("packed", matvec.pack_int4(q))
             self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
             self.register_buffer("zeros", zeros.to(COMPUTE_DTYPE))
-            return
+        else:
+            self.pack_for_torch(linear.weight.detach())
+        self.arguments = self.stream_arguments()
+
+    def pack_for_torch(self, weight: torch.Tensor) -> None:
         self.padded_rows = -self.out_features % 16  # the packing wants whole tiles of 16 output rows: pad with zeros
         if self.padded_rows:
             weight = torch.cat([weight, weight.new_zeros(self.padded_rows, self.in_features)])
-        q, scales, zeros = int4_groupwise(weight, group_size)
+        q, scales, zeros = int4_groupwise(weight, self.group_size)
         self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
         # the kernel wants (n_groups, out, 2): each group's scale and zero side by side
         self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1).transpose(0, 1)
                              .contiguous().to(COMPUTE_DTYPE))
 
     def stream_arguments(self) -> tuple:
-        return self.packed, self.scales, self.zeros, self.group_size
+        return (self.packed, self.scales, self.zeros, self.group_size) if self.streamed else ()
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
         if self.streamed:  # gradients or a dtype the kernel does not take: the expanded weight, in float

@@ -264,18 +264,22 @@ void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef 
 
 }  // namespace
 
-// x: (rows, in) contiguous fp32 or bf16 on the CPU; returns (rows, out) in x's dtype. The weight's dtype names
-// its format: float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16; uint8 (out, in / 2)
-// packed int4 with `scales` and `zeros` (out, in / group_size) bf16.
-torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
+// x: (..., in) fp32 or bf16 on the CPU; returns (..., out) in x's dtype. The weight's dtype names its format:
+// float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16; uint8 (out, in / 2) packed int4 with
+// `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one input row (a token of a sequence).
+torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
                      const c10::optional<torch::Tensor>& zeros, int64_t group_size) {
-  TORCH_CHECK(x.dim() == 2 && weight.dim() == 2, "matvec: x and the weight must be 2-D");
-  TORCH_CHECK(x.is_contiguous() && weight.is_contiguous() && x.device().is_cpu() && weight.device().is_cpu(),
-              "matvec: tensors must be contiguous and on the CPU");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16,
+  TORCH_CHECK(input.dim() >= 1 && weight.dim() == 2, "matvec: x needs a last dimension and the weight must be 2-D");
+  TORCH_CHECK(weight.is_contiguous() && input.device().is_cpu() && weight.device().is_cpu(),
+              "matvec: tensors must be on the CPU and the weight contiguous");
+  TORCH_CHECK(input.scalar_type() == torch::kFloat32 || input.scalar_type() == torch::kBFloat16,
               "matvec: x must be float32 or bfloat16");
-  const int64_t rows = x.size(0), in = x.size(1), out_features = weight.size(0);
-  auto y = torch::empty({rows, out_features}, x.options());
+  const torch::Tensor x = input.contiguous();
+  const int64_t in = x.size(-1), rows = in > 0 ? x.numel() / in : 0, out_features = weight.size(0);
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = out_features;
+  torch::Tensor result = torch::empty(shape, x.options());
+  torch::Tensor y = result.view({rows, out_features});
   switch (weight.scalar_type()) {
     case torch::kFloat32:
     case torch::kChar: {
@@ -321,7 +325,7 @@ torch::Tensor matvec(const torch::Tensor& x, const torch::Tensor& weight, const 
     default:
       TORCH_CHECK(false, "matvec: no format for ", c10::toString(weight.scalar_type()), " weights");
   }
-  return y;
+  return result;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

@@ -101,19 +101,18 @@ class StreamingLinear(nn.Module):
         self.out_features, self.in_features = weight.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        if not self.streams(rows, x):
-            return F.linear(x, self.weight, self.bias)
-        flat = x.reshape(rows, self.in_features).contiguous()
-        y = kernel().matvec(flat, self.weight.detach()).view(*x.shape[:-1], self.out_features)
+        weight = self.weight
+        if not self.streams(x.numel() // self.in_features, x, weight):
+            return F.linear(x, weight, self.bias)
+        y = kernel().matvec(x, weight)  # (..., in) in, (..., out) out: no reshaping around the call
         return y if self.bias is None else y + self.bias
 
-    def streams(self, rows: int, x: torch.Tensor) -> bool:
+    def streams(self, rows: int, x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
         """Few fp32 or bf16 rows on the CPU, no gradients (a cast or a move of the model may have changed them)."""
-        weight = self.weight
-        wants_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+        weight = self.weight if weight is None else weight
         return (rows <= MAX_ROWS and weight.dtype == x.dtype and weight.dtype in STREAMED and weight.device.type == "cpu"
-                and weight.is_contiguous() and not wants_grad)
+                and weight.is_contiguous()
+                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"

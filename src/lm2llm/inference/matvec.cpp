@@ -33,74 +33,75 @@ using bf16 = c10::BFloat16;
 
 // ---- weight formats: `dot<ROWS>(o, r0, sums)` = row o of W against input rows r0 .. r0 + ROWS - 1 ----
 
+// How one step of a weight row meets the inputs on this CPU: `width` weights loaded once (`load`), then
+// multiplied into one accumulator per input row (`madd`). width 0: no vector step, the plain loop does it all.
+template <class Weight>
+struct Lanes {
+  static constexpr int width = 0;
+};
+
 #if defined(__AVX512F__)
-inline __m512 load16(const float* w) { return _mm512_loadu_ps(w); }
-inline __m512 load16(const int8_t* w) {
-  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))));
-}
+template <>
+struct Lanes<float> {  // 16 fp32 weights, fused multiply-add with fp32 inputs
+  static constexpr int width = 16;
+  static __m512 load(const float* w) { return _mm512_loadu_ps(w); }
+  static __m512 madd(__m512 acc, __m512 w, const float* x) { return _mm512_fmadd_ps(w, _mm512_loadu_ps(x), acc); }
+};
+
+template <>
+struct Lanes<int8_t> {  // 16 int8 weights widened to fp32, then as float
+  static constexpr int width = 16;
+  static __m512 load(const int8_t* w) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))));
+  }
+  static __m512 madd(__m512 acc, __m512 w, const float* x) { return Lanes<float>::madd(acc, w, x); }
+};
 #endif
 
-// float32 and int8 weights: widened to fp32 16 at a time, fused multiply-add with fp32 inputs, times a row scale.
-template <class Weight>
-struct Widened {
-  using Input = float;
+#if defined(__AVX512BF16__)
+inline __m512bh load32(const bf16* x) { return (__m512bh)_mm512_loadu_si512(x); }
+
+template <>
+struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds each pair's products in fp32
+  static constexpr int width = 32;
+  static __m512bh load(const bf16* w) { return load32(w); }
+  static __m512 madd(__m512 acc, __m512bh w, const bf16* x) { return _mm512_dpbf16_ps(acc, w, load32(x)); }
+};
+#endif
+
+// float32, bfloat16 and int8 weights: (out, in) as stored, times an optional scale per output row (int8's).
+template <class Weight, class InputType>
+struct Dense {
+  using Input = InputType;
   const Weight* w;
-  const bf16* row_scales;  // int8: one per output row; float32: none
-  const float* x;
+  const bf16* row_scales;  // int8: one per output row; float32 and bfloat16: none
+  const Input* x;
   int64_t in;
 
   template <int ROWS>
   void dot(int64_t o, int64_t r0, float* sums) const {
     const Weight* row = w + o * in;
-    const float* xs = x + r0 * in;
+    const Input* xs = x + r0 * in;
     int64_t i = 0;
     for (int r = 0; r < ROWS; ++r) sums[r] = 0.f;
 #if defined(__AVX512F__)
-    __m512 acc[ROWS];
-    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
-    for (; i + 16 <= in; i += 16) {
-      const __m512 weights = load16(row + i);
-      for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_fmadd_ps(weights, _mm512_loadu_ps(xs + r * in + i), acc[r]);
+    if constexpr (Lanes<Weight>::width > 0) {
+      constexpr int width = Lanes<Weight>::width;
+      __m512 acc[ROWS];
+      for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
+      for (; i + width <= in; i += width) {
+        const auto weights = Lanes<Weight>::load(row + i);
+        for (int r = 0; r < ROWS; ++r) acc[r] = Lanes<Weight>::madd(acc[r], weights, xs + r * in + i);
+      }
+      for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
     }
-    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
 #endif
     for (; i < in; ++i) {
-      for (int r = 0; r < ROWS; ++r) sums[r] += static_cast<float>(row[i]) * xs[r * in + i];
+      for (int r = 0; r < ROWS; ++r) sums[r] += static_cast<float>(row[i]) * static_cast<float>(xs[r * in + i]);
     }
     if (row_scales != nullptr) {
       const float scale = static_cast<float>(row_scales[o]);
       for (int r = 0; r < ROWS; ++r) sums[r] *= scale;
-    }
-  }
-};
-
-#if defined(__AVX512BF16__)
-inline __m512bh load32(const bf16* x) { return (__m512bh)_mm512_loadu_si512(x); }
-#endif
-
-struct BFloat16 {
-  using Input = bf16;
-  const bf16* w;
-  const bf16* x;
-  int64_t in;
-
-  template <int ROWS>
-  void dot(int64_t o, int64_t r0, float* sums) const {
-    const bf16* row = w + o * in;
-    const bf16* xs = x + r0 * in;
-    int64_t i = 0;
-    for (int r = 0; r < ROWS; ++r) sums[r] = 0.f;
-#if defined(__AVX512BF16__)
-    __m512 acc[ROWS];
-    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
-    for (; i + 32 <= in; i += 32) {
-      const __m512bh weights = load32(row + i);
-      for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], weights, load32(xs + r * in + i));
-    }
-    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
-#endif
-    for (; i < in; ++i) {
-      for (int r = 0; r < ROWS; ++r) sums[r] += static_cast<float>(row[i]) * static_cast<float>(xs[r * in + i]);
     }
   }
 };
@@ -292,16 +293,16 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       Inputs<float> inputs(x);
       const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
       if (int8) {
-        stream(Widened<int8_t>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y);
+        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y);
       } else {
-        stream(Widened<float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y);
+        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y);
       }
       break;
     }
     case torch::kBFloat16: {
       TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
       Inputs<bf16> inputs(x);
-      stream(BFloat16{weight.data_ptr<bf16>(), inputs.data, in}, rows, y);
+      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y);
       break;
     }
     case torch::kByte: {

@@ -81,3 +81,15 @@ def test_chapter_8_claims_follow_the_measurements():
     assert [c.holds for c in good] == [True, True, True, True]
     bad = claims_of(fake_rows(0.03, 500))
     assert bad[0].holds is False and bad[2].holds is False
+
+
+def test_the_originals_own_row_comes_from_the_reference():
+    """`quality(None, reference)` (the original's row, not computed again) equals scoring the original itself."""
+    from lm2llm.compress.measure import Reference, quality
+
+    torch.manual_seed(0)
+    model = build_model("llama", "llama-tiny", vocab_size=64, d_ff=128).eval()
+    reference = Reference.of(model, torch.randint(0, 64, (2, 12)))
+    again, own = quality(model, reference), quality(None, reference)
+    assert own.perplexity == pytest.approx(again.perplexity, rel=1e-6)
+    assert own.kl_mean == 0 and own.top1_agreement == 1

@@ -147,3 +147,17 @@ def test_served_model_quantizes_and_refuses_a_float_prefill_copy(korean_run):
     assert type(served.scheduler.engine.model.blocks[0].attn.qkv_proj).__name__ == "Int4Linear"
     with pytest.raises(UserError, match="prefill-dtype"):
         ServedModel.from_run(korean_run, quantize="int8", prefill_dtype="bfloat16")
+
+
+def test_int4_inputs_wanting_gradients_take_the_expanded_weight_with_the_same_products():
+    """An input that needs gradients goes around the streaming kernel (it has no backward) to the expanded
+    weight: the same products within bf16 rounding, and the gradient reaches the input."""
+    torch.manual_seed(0)
+    quantized = Int4Linear(nn.Linear(64, 48), 32)
+    x = torch.randn(2, 64, requires_grad=True)
+    with torch.no_grad():
+        streamed = quantized(x)
+    through_torch = quantized(x)
+    through_torch.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(through_torch.detach(), streamed, rtol=1e-2, atol=2e-2)

@@ -1,5 +1,6 @@
-"""The streaming matrix-vector kernel (inference/matvec.py): the same products as `F.linear` for any
-row count, width and bias, torch's kernels for prompts and gradients, and a model decoding through it
+"""The streaming matrix-vector kernel (inference/matvec.py): for every weight format the products of its
+dequantized reference (fp32 exactly up to summation order, the others within their stated rounding) for
+any row count, width and bias, torch's kernels for prompts and gradients, and a model decoding through it
 generates what the plain model generates."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lm2llm.compress.weight_only import dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.layout import for_cpu_inference
@@ -25,13 +27,71 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert matvec.available()
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 7, 11])
-@pytest.mark.parametrize("shape", [(96, 64), (37, 50), (130, 17)])  # widths with and without a 16-lane tail
-def test_products_equal_f_linear(rows, shape):
-    generator = torch.Generator().manual_seed(rows)
-    weight = torch.randn(*shape, generator=generator)
-    x = torch.randn(rows, shape[1], generator=generator)
-    torch.testing.assert_close(matvec.kernel().matvec(weight, x), F.linear(x, weight), atol=1e-5, rtol=1e-5)
+ROWS = [1, 2, 3, 4, 7]
+SHAPES = [(96, 64), (37, 50), (130, 17), (20, 160)]  # widths with and without 16- and 32-lane tails
+
+
+def inputs(rows: int, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(rows * 1000 + shape[1])
+    return torch.randn(*shape, generator=generator), torch.randn(rows, shape[1], generator=generator)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fp32_and_int8_products_equal_their_float_reference(rows, shape):
+    """fp32 weights, and int8 ones widened to fp32 with the row scale applied to the sum, differ from F.linear
+    on the (dequantized) weight only by fp32 summation order."""
+    weight, x = inputs(rows, shape)
+    torch.testing.assert_close(matvec.kernel().matvec(x, weight), F.linear(x, weight), atol=1e-5, rtol=1e-5)
+    q, scales = int8_per_channel(weight)
+    got = matvec.kernel().matvec(x, q, scales.bfloat16())
+    torch.testing.assert_close(got, F.linear(x, dequantize_int8(q, scales)), atol=1e-5, rtol=1e-5)
+    got_bf16 = matvec.kernel().matvec(x.bfloat16(), q, scales.bfloat16())  # bf16 in, bf16 out
+    assert got_bf16.dtype == torch.bfloat16
+    within_bf16_rounding(got_bf16, F.linear(x.bfloat16().float(), dequantize_int8(q, scales)))
+
+
+def within_bf16_rounding(got: torch.Tensor, exact: torch.Tensor) -> None:
+    """Each output within one bf16 rounding (2⁻⁸ relative) of the exact fp32 product, plus fp32 summation slack."""
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), exact, rtol=2 ** -8, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bf16_products_equal_fp32_products_of_the_bf16_numbers(rows, shape):
+    """bf16 weights and inputs: the products of the same bf16 numbers summed in fp32, rounded once to bf16."""
+    weight, x = (t.bfloat16() for t in inputs(rows, shape))
+    within_bf16_rounding(matvec.kernel().matvec(x, weight), F.linear(x.float(), weight.float()))
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("shape, group", [((96, 64), 32), ((37, 96), 32), ((20, 160), 32), ((33, 192), 64),
+                                          ((8, 256), 128)])
+def test_int4_products_equal_the_dequantized_weight_times_bf16_inputs(rows, shape, group):
+    """int4: the dequantized weight times the inputs rounded to bf16 (what the kernel multiplies), within fp32
+    summation slack in fp32 and one bf16 rounding in bf16."""
+    weight, x = inputs(rows, shape)
+    q, scales, zeros = int4_groupwise(weight, group)
+    packed = matvec.pack_int4(q)
+    assert packed.shape == (shape[0], shape[1] // 2) and torch.equal(matvec.unpack_int4(packed, shape[1]), q)
+    exact = F.linear(x.bfloat16().float(), dequantize_int4(q, scales, zeros))
+    got = matvec.kernel().matvec(x, packed, scales.bfloat16(), zeros.bfloat16(), group)
+    torch.testing.assert_close(got, exact, atol=1e-4, rtol=1e-5)
+    within_bf16_rounding(matvec.kernel().matvec(x.bfloat16(), packed, scales.bfloat16(), zeros.bfloat16(), group),
+                         exact)
+
+
+def test_the_kernel_refuses_what_it_cannot_read():
+    x, weight = torch.randn(1, 64), torch.randn(8, 64)
+    with pytest.raises(RuntimeError, match="inputs"):
+        matvec.kernel().matvec(x, torch.randn(8, 32))
+    with pytest.raises(RuntimeError, match="scales"):
+        matvec.kernel().matvec(x, weight.to(torch.int8), torch.ones(7, dtype=torch.bfloat16))
+    with pytest.raises(RuntimeError, match="groups"):
+        matvec.kernel().matvec(x, torch.zeros(8, 32, dtype=torch.uint8), torch.ones(8, 1), torch.ones(8, 1), 48)
+    with pytest.raises(RuntimeError, match="float32 or bfloat16"):
+        matvec.kernel().matvec(x.half(), weight)
 
 
 def test_streaming_layer_matches_linear_and_falls_back_for_prompts_and_gradients():
@@ -60,3 +120,21 @@ def test_a_model_decoding_through_the_kernel_generates_the_same_text(family, pre
     greedy = SamplingConfig(temperature=0, max_new_tokens=12)
     assert [c.token_ids for c in generate_ids(streamed, prompts, greedy)] == [
         c.token_ids for c in generate_ids(plain, prompts, greedy)]
+
+
+def test_a_bf16_model_streams_its_decoding_and_keeps_its_logits():
+    """bf16 linears stream too (`stream_linears`); a decoding step's logits stay within bf16 rounding of torch's
+    bf16 `F.linear` (both sum bf16 products in fp32, in different orders) and prompts still go to torch."""
+    torch.manual_seed(0)
+    plain = build_model("llama", "llama-tiny", vocab_size=61).eval().to(torch.bfloat16)
+    streamed = matvec.stream_linears(copy.deepcopy(plain))
+    layers = [m for m in streamed.modules() if isinstance(m, matvec.StreamingLinear)]
+    assert layers and all(layer.weight.dtype == torch.bfloat16 for layer in layers)
+    ids = torch.randint(0, 61, (2, 9))
+    with torch.no_grad():
+        state_plain, state_streamed = plain.new_state(2, 16), streamed.new_state(2, 16)
+        torch.testing.assert_close(streamed(ids[:, :8], state=state_streamed)[0],  # 16 rows: torch's kernels
+                                   plain(ids[:, :8], state=state_plain)[0], rtol=0, atol=0)
+        step_plain = plain(ids[:, 8:], state=state_plain)[0].float()
+        step_streamed = streamed(ids[:, 8:], state=state_streamed)[0].float()  # 2 rows: the kernel
+    torch.testing.assert_close(step_streamed, step_plain, rtol=0.02, atol=0.02 * float(step_plain.abs().max()))

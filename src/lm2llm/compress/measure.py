@@ -64,11 +64,12 @@ class Quality:
 
 
 @torch.no_grad()
-def quality(model: nn.Module, reference: Reference) -> Quality:
-    """Perplexity of `model` on the reference's windows and its KL divergence / top-1 agreement with the original."""
+def quality(model: nn.Module | None, reference: Reference) -> Quality:
+    """Perplexity of `model` on the reference's windows and its KL divergence / top-1 agreement with the original.
+    `None` stands for the original itself: its log-probabilities are the reference's (KL 0, agreement 1)."""
     nll, kls, agree = [], [], []
     for window, original in zip(reference.windows, reference.log_probs, strict=True):
-        log_probs = F.log_softmax(model(window[None])[0][0].float(), -1)
+        log_probs = original if model is None else F.log_softmax(model(window[None])[0][0].float(), -1)
         nll.append(-log_probs[:-1].gather(1, window[1:, None]).squeeze(1))
         p = original
         kls.append((p.exp() * (p - log_probs)).sum(-1))

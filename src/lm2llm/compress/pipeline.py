@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,12 @@ def calibration_batches(tokenizer: Tokenizer, sequences: int, length: int = 128)
 
 
 def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module, Method]], tokenizer: Tokenizer,
-            windows: int, length: int, speed_tokens: int) -> list[dict[str, Any]]:
+            windows: int, length: int, speed_tokens: int, timed: Collection[str] | None = None) -> list[dict[str, Any]]:
     """One row per variant: weight bytes (and, when pruned, the bytes with the pruned matrices in CSR), batch-1 decode tokens/s
-    (float variants in the CPU layout `generate` uses: stacked projections, bf16 packed), and per held-out
-    corpus the perplexity, KL(original ‖ variant) mean and p99, and top-1 agreement. `variants` may be a
-    generator: each model is measured and let go before the next is built."""
+    (float variants in the CPU layout `generate` uses: stacked projections, bf16 packed; only the variants
+    named in `timed`, when given), and per held-out corpus the perplexity, KL(original ‖ variant) mean and
+    p99, and top-1 agreement (the original's own row from the reference, not computed again). `variants`
+    may be a generator: each model is measured and let go before the next is built."""
     references = {source: Reference.of(original, held_out_windows(tokenizer, source, windows, length))
                   for source in CORPORA}
     prompt = tokenizer.encode(SPEED_PROMPT)
@@ -62,12 +63,12 @@ def measure(original: Transformer, variants: Iterable[tuple[str, torch.nn.Module
         if method.sparsity is not None:  # the same model with its pruned matrices stored as CSR
             sizes = sparse_bytes(model, bits=32)
             row["csr_bytes_fp32"] = row["weight_bytes"] - sizes["dense"] + sizes["csr"]
-        if speed_tokens:  # timed in the layout `generate` gives a loaded model, on a copy (the rows score `model`)
+        if speed_tokens and (timed is None or name in timed):  # in the layout `generate` gives, on a copy
             row["decode_tokens_per_s"] = decode_speed(for_cpu_inference(copy.deepcopy(model)), prompt, speed_tokens)
         else:
             row["decode_tokens_per_s"] = None
         for source, reference in references.items():
-            scores = quality(model, reference)
+            scores = quality(None if model is original else model, reference)
             row[source] = {"perplexity": scores.perplexity, "kl_mean": scores.kl_mean, "kl_p99": scores.kl_p99,
                            "top1_agreement": scores.top1_agreement}
         rows.append(row)

@@ -4,7 +4,7 @@
 |-------------------|----------------------------------------------------------|---------------------|
 | bf16              | bfloat16 copies                                          | float kernels       |
 | q8_0, q4_0, q4_1  | GGUF blocks (every matrix; the embedding Q8_0), expanded | float kernels (llama.cpp runs the blocks) |
-| int8, int4        | weight-only packed integers (linear layers)              | torch's int kernels |
+| int8, int4        | weight-only packed integers (linear layers)              | the streaming kernel (`inference/matvec.py`), else torch's int kernels |
 | magnitude:S, wanda:S, sparsegpt:S | S = 0.5 (unstructured) or 2:4, in the blocks' linear layers | float kernels |
 
 A GGUF variant is its blocks dequantized: the float model computes exactly what llama.cpp's block

@@ -1,4 +1,4 @@
-"""Weight-only int8 and int4 linear layers on PyTorch's own packed CPU kernels.
+"""Weight-only int8 and int4 linear layers: the streaming kernel for decoding, PyTorch's packed kernels else.
 
 Decoding one sequence is a chain of matrix-vector products that read every weight once per token, so its
 speed is set by the bytes of weights streamed from memory. Storing them as 8 or 4 bits cuts those bytes
@@ -6,13 +6,17 @@ speed is set by the bytes of weights streamed from memory. Storing them as 8 or 
 rounding error is added.
 
 - int8, symmetric per output channel: s = max|w_row|/127, q = round(w/s) in −127..127, w ≈ q·s.
-  Computed by `torch._weight_int8pack_mm` (x · qᵀ · s, the int8 never expanded in memory).
 - int4, asymmetric per group of `group_size` inputs (the tinygemm layout gpt-fast and torchao use):
   s = (max − min)/15, zero = min + 8·s, q = round((w − min)/s) in 0..15, w ≈ (q − 8)·s + zero.
-  Packed by `_convert_weight_to_int4pack_for_cpu`, computed by `_weight_int4pack_mm_for_cpu`.
 
-Both kernels are fast only with bfloat16 activations on this CPU (the float32 int8 path measured ~15x
-slower than bf16 here), so a layer computes in bfloat16 and hands its output back in the input's dtype.
+Where the streaming kernel (`lm2llm.inference.matvec`) could be built, it computes these layers: int8 rows
+widened to fp32 against fp32 inputs, int4 nibbles against bf16 inputs (bf16 products, fp32 sums), the
+output in the input's dtype; int8 prompts (more than `MAX_ROWS` rows) go to `torch._weight_int8pack_mm`,
+int4 ones stay in the kernel, 4 rows per pass over the weights (its int4 layout is its own). Without the
+kernel both use PyTorch's packed kernels, which are fast only with bf16 activations on this CPU (the fp32
+int8 path measured ~15x slower), so such a layer computes in bf16 and hands back the input's dtype:
+`_weight_int8pack_mm` (x · qᵀ · s) and `_weight_int4pack_mm_for_cpu` on
+`_convert_weight_to_int4pack_for_cpu`'s packing.
 `round_trip_linears` gives the reference: the same model with each weight quantized and expanded back
 to float, which the tests compare the kernels' logits with.
 """
@@ -23,6 +27,7 @@ import torch
 from torch import nn
 
 from lm2llm.errors import UserError
+from lm2llm.inference import matvec
 
 COMPUTE_DTYPE = torch.bfloat16
 WEIGHT_ONLY = ("int8", "int4")
@@ -75,20 +80,30 @@ def round_trip(weight: torch.Tensor, kind: str, group_size: int = 32) -> torch.T
 
 
 class QuantizedLinear(nn.Module):
-    """What the int8 and int4 layers share: the call around the kernel, kept to the few tensor operations it
+    """What the int8 and int4 layers share: the call around the kernels, kept to the few tensor operations it
     needs (at SmolLM2's sizes each extra one costs a visible share of a decoding step), and scales that stay
     bfloat16, the dtype the kernels read, when the model is cast to another dtype."""
 
     in_features: int
     out_features: int
     bias: nn.Parameter | None
+    streamed: bool  # stored for the streaming kernel (else for PyTorch's packed kernels)
+    max_streamed_rows = matvec.MAX_ROWS
 
-    def kernel(self, flat: torch.Tensor) -> torch.Tensor:
+    def stream_arguments(self) -> tuple:
+        """What `matvec.kernel().matvec` takes after the input: the packed weight and its scales."""
+        raise NotImplementedError
+
+    def fallback(self, flat: torch.Tensor) -> torch.Tensor:
+        """The product without the streaming kernel (prompts, gradients, other dtypes), in flat's dtype."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.kernel(x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)).to(x.dtype)
-        y = y.view(*x.shape[:-1], self.out_features)
+        if (self.streamed and x.dtype in matvec.STREAMED and x.numel() <= self.max_streamed_rows * self.in_features
+                and not (x.requires_grad and torch.is_grad_enabled())):
+            y = matvec.kernel().matvec(x, *self.arguments)  # (..., in) in, (..., out) out
+        else:
+            y = self.fallback(x.reshape(-1, self.in_features)).view(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
     def _apply(self, fn, recurse: bool = True):
@@ -96,11 +111,16 @@ class QuantizedLinear(nn.Module):
         for name, buffer in self.named_buffers(recurse=False):
             if buffer.is_floating_point():
                 setattr(self, name, buffer.to(COMPUTE_DTYPE))
+        self.arguments = self.stream_arguments()
         return self
 
 
+def _bias(linear: nn.Linear) -> nn.Parameter | None:
+    return None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+
 class Int8Linear(QuantizedLinear):
-    """y = x · (q·s)ᵀ + b with q int8 (out, in) and one scale per output row."""
+    """y = x · (q·s)ᵀ + b with q int8 (out, in) and one scale per output row (one layout for both kernels)."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -108,33 +128,58 @@ class Int8Linear(QuantizedLinear):
         q, scales = int8_per_channel(linear.weight)
         self.register_buffer("q", q)
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.bias = _bias(linear)
+        self.streamed = matvec.available()
+        self.arguments = self.stream_arguments()  # looked up once: buffer lookups cost at every call
 
-    def kernel(self, flat: torch.Tensor) -> torch.Tensor:
-        return torch._weight_int8pack_mm(flat, self.q, self.scales)
+    def stream_arguments(self) -> tuple:
+        return self.q, self.scales
+
+    def fallback(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch._weight_int8pack_mm(flat.to(COMPUTE_DTYPE), self.q, self.scales).to(flat.dtype)
 
 
 class Int4Linear(QuantizedLinear):
     """y = x · ((q − 8)·s + zero)ᵀ + b with q 4-bit, s and zero per (output row, group of inputs)."""
 
+    max_streamed_rows = 1 << 62  # prompts too: the kernel's layout is the only copy of the weight
+
     def __init__(self, linear: nn.Linear, group_size: int = 32):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.group_size = group_size
-        weight = linear.weight.detach()
+        self.bias = _bias(linear)
+        self.streamed = matvec.available()
+        if self.streamed:
+            q, scales, zeros = int4_groupwise(linear.weight, group_size)
+            self.register_buffer("packed", matvec.pack_int4(q))
+            self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
+            self.register_buffer("zeros", zeros.to(COMPUTE_DTYPE))
+        else:
+            self.pack_for_torch(linear.weight.detach())
+        self.arguments = self.stream_arguments()
+
+    def pack_for_torch(self, weight: torch.Tensor) -> None:
         self.padded_rows = -self.out_features % 16  # the packing wants whole tiles of 16 output rows: pad with zeros
         if self.padded_rows:
             weight = torch.cat([weight, weight.new_zeros(self.padded_rows, self.in_features)])
-        q, scales, zeros = int4_groupwise(weight, group_size)
+        q, scales, zeros = int4_groupwise(weight, self.group_size)
         self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
         # the kernel wants (n_groups, out, 2): each group's scale and zero side by side
         self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1).transpose(0, 1)
                              .contiguous().to(COMPUTE_DTYPE))
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
-    def kernel(self, flat: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int4pack_mm_for_cpu(flat, self.packed, self.group_size, self.scales_and_zeros)
-        return y[:, :self.out_features] if self.padded_rows else y
+    def stream_arguments(self) -> tuple:
+        return (self.packed, self.scales, self.zeros, self.group_size) if self.streamed else ()
+
+    def fallback(self, flat: torch.Tensor) -> torch.Tensor:
+        if self.streamed:  # gradients or a dtype the kernel does not take: the expanded weight, in float
+            q = matvec.unpack_int4(self.packed, self.in_features)
+            weight = dequantize_int4(q, self.scales.float(), self.zeros.float())
+            return (flat.float() @ weight.t()).to(flat.dtype)
+        y = torch._weight_int4pack_mm_for_cpu(flat.to(COMPUTE_DTYPE), self.packed, self.group_size,
+                                              self.scales_and_zeros)
+        return (y[:, :self.out_features] if self.padded_rows else y).to(flat.dtype)
 
 
 def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lm2llm import env
-from lm2llm.compress.weight_only import quantize_linears
+from lm2llm.compress import weight_only  # a module, not its names: weight_only imports inference.matvec
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
 from lm2llm.inference.layout import for_cpu_inference, fuse_projections
@@ -52,7 +52,7 @@ def load_for_inference(run_dir: str | os.PathLike, device: str = "cpu", dtype: s
     if quantize is not None:
         if device != "cpu":
             raise UserError("--quantize int8/int4 runs on PyTorch's CPU kernels", where="--device", hint="use cpu")
-        model = quantize_linears(model, quantize)
+        model = weight_only.quantize_linears(model, quantize)
     elif device == "cpu":
         model = for_cpu_inference(model)  # decoding reads the weights faster (inference/layout.py)
     if tokenizer.vocab_size > model.config.vocab_size:

@@ -1,12 +1,27 @@
 // Decoding's matrix products, written to stream the weights: y[r, o] = sum_i W[o, i] * x[r, i] for a few
 // rows r (one token of each of a few sequences). Each weight row is read from memory once and used for
 // every r while it sits in the L1 cache, so the kernel's speed is how fast memory delivers the weights.
-// The output rows are split between torch's intra-op threads; the dot products accumulate in fp32,
-// 16 lanes at a time with AVX-512 where the CPU has it, else in a plain loop the compiler vectorises.
+// The output rows are split between torch's intra-op threads; the dot products accumulate in fp32.
+//
+// One loop (`stream`) serves every weight format; a format only says how one weight row meets the inputs:
+//   float32   W as stored, fp32 inputs, 16 fused multiply-adds at a time (AVX-512).
+//   bfloat16  W as stored, bf16 inputs: `vdpbf16ps` multiplies 32 bf16 pairs and adds them in fp32 (AVX512-BF16).
+//   int8      q (out, in) int8 and one bf16 scale per output row, W = q * s: q widened to fp32, fp32 inputs,
+//             the row's sum times s at the end.
+//   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
+//             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; every
+//             32 inputs' sum is scaled by its group's s, and z adds z * (the sum of the group's inputs), which is
+//             the same for every row and computed once per call. Layout of a row: blocks of 64 inputs in 32
+//             bytes, byte j holding input j in its low nibble and input j + 32 in its high one; a last block
+//             of 32 inputs in 16 bytes, byte j holding j and j + 16 (`pack_int4` in matvec.py writes it).
+// Without AVX-512 (or its BF16 part) each format falls back to a plain loop with the same arithmetic.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
 
 #include <cstdint>
+#include <algorithm>
+#include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -14,58 +29,308 @@
 
 namespace {
 
-// ROWS inputs at once: every 16 weights loaded are used ROWS times before the next 16 are read.
-template <int ROWS>
-void dot_rows(const float* weight_row, const float* x, float* y, int64_t in_features, int64_t out_stride) {
-  int64_t i = 0;
-  float sums[ROWS] = {};
+using bf16 = c10::BFloat16;
+
+// ---- weight formats: `dot<ROWS>(o, r0, sums)` = row o of W against input rows r0 .. r0 + ROWS - 1 ----
+
+// How one step of a weight row meets the inputs on this CPU: `width` weights loaded once (`load`), then
+// multiplied into one accumulator per input row (`madd`). width 0: no vector step, the plain loop does it all.
+template <class Weight>
+struct Lanes {
+  static constexpr int width = 0;
+};
+
 #if defined(__AVX512F__)
-  __m512 acc[ROWS];
-  for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
-  for (; i + 16 <= in_features; i += 16) {
-    const __m512 w = _mm512_loadu_ps(weight_row + i);
-    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + r * in_features + i), acc[r]);
+template <>
+struct Lanes<float> {  // 16 fp32 weights, fused multiply-add with fp32 inputs
+  static constexpr int width = 16;
+  static __m512 load(const float* w) { return _mm512_loadu_ps(w); }
+  static __m512 madd(__m512 acc, __m512 w, const float* x) { return _mm512_fmadd_ps(w, _mm512_loadu_ps(x), acc); }
+};
+
+template <>
+struct Lanes<int8_t> {  // 16 int8 weights widened to fp32, then as float
+  static constexpr int width = 16;
+  static __m512 load(const int8_t* w) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))));
   }
-  for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
+  static __m512 madd(__m512 acc, __m512 w, const float* x) { return Lanes<float>::madd(acc, w, x); }
+};
 #endif
-  for (; i < in_features; ++i) {
-    for (int r = 0; r < ROWS; ++r) sums[r] += weight_row[i] * x[r * in_features + i];
+
+#if defined(__AVX512BF16__)
+inline __m512bh load32(const bf16* x) { return (__m512bh)_mm512_loadu_si512(x); }
+
+template <>
+struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds each pair's products in fp32
+  static constexpr int width = 32;
+  static __m512bh load(const bf16* w) { return load32(w); }
+  static __m512 madd(__m512 acc, __m512bh w, const bf16* x) { return _mm512_dpbf16_ps(acc, w, load32(x)); }
+};
+#endif
+
+// float32, bfloat16 and int8 weights: (out, in) as stored, times an optional scale per output row (int8's).
+template <class Weight, class InputType>
+struct Dense {
+  using Input = InputType;
+  const Weight* w;
+  const bf16* row_scales;  // int8: one per output row; float32 and bfloat16: none
+  const Input* x;
+  int64_t in;
+
+  template <int ROWS>
+  void dot(int64_t o, int64_t r0, float* sums) const {
+    const Weight* row = w + o * in;
+    const Input* xs = x + r0 * in;
+    int64_t i = 0;
+    for (int r = 0; r < ROWS; ++r) sums[r] = 0.f;
+#if defined(__AVX512F__)
+    if constexpr (Lanes<Weight>::width > 0) {
+      constexpr int width = Lanes<Weight>::width;
+      __m512 acc[ROWS];
+      for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
+      for (; i + width <= in; i += width) {
+        const auto weights = Lanes<Weight>::load(row + i);
+        for (int r = 0; r < ROWS; ++r) acc[r] = Lanes<Weight>::madd(acc[r], weights, xs + r * in + i);
+      }
+      for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
+    }
+#endif
+    for (; i < in; ++i) {
+      for (int r = 0; r < ROWS; ++r) sums[r] += static_cast<float>(row[i]) * static_cast<float>(xs[r * in + i]);
+    }
+    if (row_scales != nullptr) {
+      const float scale = static_cast<float>(row_scales[o]);
+      for (int r = 0; r < ROWS; ++r) sums[r] *= scale;
+    }
   }
-  for (int r = 0; r < ROWS; ++r) y[r * out_stride] = sums[r];
+};
+
+// The nibble of input i (0 <= i < in) in a row laid out as described at the top.
+inline int nibble(const uint8_t* row, int64_t in, int64_t i) {
+  const int64_t block = i / 64 * 64, half = (in - block >= 64) ? 32 : 16, j = i - block;
+  const uint8_t byte = row[block / 2 + j % half];
+  return j < half ? byte & 0x0F : byte >> 4;
 }
 
-template <int ROWS>
-void stream_block(const float* w, const float* x, float* y, int64_t out_features, int64_t in_features) {
+// Lane k < 16: the bf16 bits of k - 8, the value an int4 nibble k stands for before its scale.
+alignas(64) const uint16_t kNibbleValues[32] = {0xC100, 0xC0E0, 0xC0C0, 0xC0A0, 0xC080, 0xC040, 0xC000, 0xBF80,
+                                                0x0000, 0x3F80, 0x4000, 0x4040, 0x4080, 0x40A0, 0x40C0, 0x40E0};
+
+#if defined(__AVX512F__)
+// 16 bf16 numbers (the first `count` of them, zeros after) widened to fp32: a bf16 is an fp32's upper half.
+inline __m512 widen16(const bf16* from, int64_t count) {
+  const __m256i bits = _mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << std::min<int64_t>(count, 16)) - 1), from);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
+}
+#endif
+
+// sum_g a[g] * b[g]: a row's zeros against the inputs' group sums.
+inline float dot_widened(const bf16* a, const float* b, int64_t n) {
+  int64_t g = 0;
+  float sum = 0.f;
+#if defined(__AVX512F__)
+  __m512 acc = _mm512_setzero_ps();
+  for (; g < n; g += 16) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << std::min<int64_t>(n - g, 16)) - 1);
+    acc = _mm512_fmadd_ps(widen16(a + g, n - g), _mm512_maskz_loadu_ps(mask, b + g), acc);
+  }
+  sum = _mm512_reduce_add_ps(acc);
+#endif
+  for (; g < n; ++g) sum += static_cast<float>(a[g]) * b[g];
+  return sum;
+}
+
+struct Int4 {
+  using Input = bf16;
+  const uint8_t* q;
+  const bf16* scales;       // (out, groups)
+  const bf16* zeros;        // (out, groups)
+  const bf16* x;
+  const float* group_sums;  // (rows, groups): the sum of each group's inputs
+  int64_t in, groups;
+  int group_shift;          // the group size is 1 << group_shift
+
+  template <int ROWS>
+  void dot(int64_t o, int64_t r0, float* sums) const {
+    const uint8_t* row = q + o * (in / 2);
+    const bf16* s = scales + o * groups;
+    const bf16* xs = x + r0 * in;
+    for (int r = 0; r < ROWS; ++r) sums[r] = dot_widened(zeros + o * groups, group_sums + (r0 + r) * groups, groups);
+#if defined(__AVX512BF16__)
+    const __m512i table = _mm512_loadu_si512(kNibbleValues);
+    const __m512i low = _mm512_set1_epi16(0x0F);
+    __m512 acc[2 * ROWS];  // two per input row, so that two chains of additions run side by side
+    for (int a = 0; a < 2 * ROWS; ++a) acc[a] = _mm512_setzero_ps();
+    auto add = [&](__m512i nibbles, int64_t i, int chain) {  // 32 inputs from i on, all in one group
+      const __m512bh weights = (__m512bh)_mm512_permutexvar_epi16(nibbles, table);
+      const __m512 scale = _mm512_set1_ps(static_cast<float>(s[i >> group_shift]));
+      for (int r = 0; r < ROWS; ++r) {
+        const __m512 part = _mm512_dpbf16_ps(_mm512_setzero_ps(), weights, load32(xs + r * in + i));
+        acc[2 * r + chain] = _mm512_fmadd_ps(part, scale, acc[2 * r + chain]);
+      }
+    };
+    int64_t i = 0;
+    for (; i + 64 <= in; i += 64) {
+      const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i / 2)));
+      add(_mm512_and_si512(bytes, low), i, 0);
+      add(_mm512_srli_epi16(bytes, 4), i + 32, 1);
+    }
+    if (i < in) {  // the last 32 inputs: low nibbles then high nibbles of 16 bytes
+      const __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i / 2)));
+      add(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(bytes, _mm256_set1_epi16(0x0F))),
+                             _mm256_srli_epi16(bytes, 4), 1), i, 0);
+    }
+    for (int r = 0; r < ROWS; ++r) sums[r] += _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * r], acc[2 * r + 1]));
+#else
+    for (int64_t g = 0; g < groups; ++g) {
+      const float scale = static_cast<float>(s[g]);
+      for (int r = 0; r < ROWS; ++r) {
+        float part = 0.f;
+        for (int64_t i = g << group_shift; i < (g + 1) << group_shift; ++i) {
+          part += static_cast<float>(nibble(row, in, i) - 8) * static_cast<float>(xs[r * in + i]);
+        }
+        sums[r] += part * scale;
+      }
+    }
+#endif
+  }
+};
+
+// ---- the one loop: blocks of 4, 2 and 1 input rows, each block reading the weights once ----
+
+template <int ROWS, class Format, class Out>
+void stream_block(const Format& format, int64_t r0, Out* y, int64_t out_features) {
   at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) dot_rows<ROWS>(w + o * in_features, x, y + o, in_features, out_features);
+    float sums[ROWS];
+    for (int64_t o = begin; o < end; ++o) {
+      format.template dot<ROWS>(o, r0, sums);
+      for (int r = 0; r < ROWS; ++r) y[(r0 + r) * out_features + o] = static_cast<Out>(sums[r]);
+    }
   });
+}
+
+template <class Format>
+void stream(const Format& format, int64_t rows, torch::Tensor& y) {
+  const int64_t out_features = y.size(1);
+  auto run = [&](auto* out) {
+    for (int64_t r = 0; r < rows;) {
+      const int64_t left = rows - r;
+      if (left >= 4) {
+        stream_block<4>(format, r, out, out_features);
+        r += 4;
+      } else if (left >= 2) {
+        stream_block<2>(format, r, out, out_features);
+        r += 2;
+      } else {
+        stream_block<1>(format, r, out, out_features);
+        r += 1;
+      }
+    }
+  };
+  if (y.scalar_type() == torch::kBFloat16) {
+    run(y.data_ptr<bf16>());
+  } else {
+    run(y.data_ptr<float>());
+  }
+}
+
+// The inputs as the type a format multiplies by: the caller's own memory when it already is, else a copy.
+template <class T>
+struct Inputs {
+  std::vector<T> copy;
+  const T* data;
+
+  explicit Inputs(const torch::Tensor& x) {
+    if (x.scalar_type() == c10::CppTypeToScalarType<T>::value) {
+      data = x.data_ptr<T>();
+      return;
+    }
+    copy.resize(x.numel());
+    if (x.scalar_type() == torch::kFloat32) {
+      const float* from = x.data_ptr<float>();
+      for (int64_t i = 0; i < x.numel(); ++i) copy[i] = static_cast<T>(from[i]);
+    } else {
+      const bf16* from = x.data_ptr<bf16>();
+      for (int64_t i = 0; i < x.numel(); ++i) copy[i] = static_cast<T>(from[i]);
+    }
+    data = copy.data();
+  }
+};
+
+void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef shape, const char* name) {
+  TORCH_CHECK(t.scalar_type() == type && t.sizes() == shape && t.is_contiguous(), "matvec: ", name,
+              " must be a contiguous ", c10::toString(type), " tensor of shape ", shape);
 }
 
 }  // namespace
 
-// weight: (out, in) contiguous fp32 on the CPU; x: (rows, in) contiguous fp32. Returns (rows, out).
-torch::Tensor matvec(const torch::Tensor& weight, const torch::Tensor& x) {
-  TORCH_CHECK(weight.dim() == 2 && x.dim() == 2 && weight.size(1) == x.size(1), "matvec: shapes do not match");
-  TORCH_CHECK(weight.is_contiguous() && x.is_contiguous(), "matvec: tensors must be contiguous");
-  TORCH_CHECK(weight.scalar_type() == torch::kFloat32 && x.scalar_type() == torch::kFloat32,
-              "matvec: tensors must be float32");
-  const int64_t rows = x.size(0), out_features = weight.size(0), in_features = weight.size(1);
-  auto y = torch::empty({rows, out_features}, x.options());
-  const float* w = weight.data_ptr<float>();
-  for (int64_t r = 0; r < rows;) {  // blocks of 4, 2 and 1 rows: each block reads the weights once
-    const float* xr = x.data_ptr<float>() + r * in_features;
-    float* yr = y.data_ptr<float>() + r * out_features;
-    const int64_t left = rows - r;
-    if (left >= 4) {
-      stream_block<4>(w, xr, yr, out_features, in_features);
-    } else if (left >= 2) {
-      stream_block<2>(w, xr, yr, out_features, in_features);
-    } else {
-      stream_block<1>(w, xr, yr, out_features, in_features);
+// x: (..., in) fp32 or bf16 on the CPU; returns (..., out) in x's dtype. The weight's dtype names its format:
+// float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16; uint8 (out, in / 2) packed int4 with
+// `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one input row (a token of a sequence).
+torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
+                     const c10::optional<torch::Tensor>& zeros, int64_t group_size) {
+  TORCH_CHECK(input.dim() >= 1 && weight.dim() == 2, "matvec: x needs a last dimension and the weight must be 2-D");
+  TORCH_CHECK(weight.is_contiguous() && input.device().is_cpu() && weight.device().is_cpu(),
+              "matvec: tensors must be on the CPU and the weight contiguous");
+  TORCH_CHECK(input.scalar_type() == torch::kFloat32 || input.scalar_type() == torch::kBFloat16,
+              "matvec: x must be float32 or bfloat16");
+  const torch::Tensor x = input.contiguous();
+  const int64_t in = x.size(-1), rows = in > 0 ? x.numel() / in : 0, out_features = weight.size(0);
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = out_features;
+  torch::Tensor result = torch::empty(shape, x.options());
+  torch::Tensor y = result.view({rows, out_features});
+  switch (weight.scalar_type()) {
+    case torch::kFloat32:
+    case torch::kChar: {
+      const bool int8 = weight.scalar_type() == torch::kChar;
+      TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
+      if (int8) {
+        TORCH_CHECK(scales.has_value(), "matvec: int8 weights need their scales");
+        check_side(*scales, torch::kBFloat16, {out_features}, "scales");
+      }
+      Inputs<float> inputs(x);
+      const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
+      if (int8) {
+        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y);
+      } else {
+        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y);
+      }
+      break;
     }
-    r += left >= 4 ? 4 : left >= 2 ? 2 : 1;
+    case torch::kBFloat16: {
+      TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
+      Inputs<bf16> inputs(x);
+      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y);
+      break;
+    }
+    case torch::kByte: {
+      TORCH_CHECK(group_size >= 32 && (group_size & (group_size - 1)) == 0 && in % group_size == 0 &&
+                      weight.size(1) * 2 == in,
+                  "matvec: packed int4 wants (out, in / 2) bytes and groups of 32, 64, 128, ... inputs dividing in");
+      TORCH_CHECK(scales.has_value() && zeros.has_value(), "matvec: int4 weights need scales and zeros");
+      const int64_t groups = in / group_size;
+      check_side(*scales, torch::kBFloat16, {out_features, groups}, "scales");
+      check_side(*zeros, torch::kBFloat16, {out_features, groups}, "zeros");
+      Inputs<bf16> inputs(x);
+      std::vector<float> group_sums(rows * groups, 0.f);
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t i = 0; i < in; ++i) group_sums[r * groups + i / group_size] += static_cast<float>(inputs.data[r * in + i]);
+      }
+      stream(Int4{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), inputs.data,
+                  group_sums.data(), in, groups, __builtin_ctzll(group_size)},
+             rows, y);
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "matvec: no format for ", c10::toString(weight.scalar_type()), " weights");
   }
-  return y;
+  return result;
 }
 
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) { m.def("matvec", &matvec, "few-row fp32 matrix product streaming the weights"); }
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("matvec", &matvec, "few-row matrix product streaming float32, bfloat16, int8 or packed int4 weights",
+        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("scales") = pybind11::none(),
+        pybind11::arg("zeros") = pybind11::none(), pybind11::arg("group_size") = 0);
+}

@@ -4,8 +4,10 @@ Decoding one token reads every weight of the model once, so a step can be no fas
 the weights (the bandwidth bound `benchmarks/bench_llm.py` measures). torch's CPU kernels for a matrix
 times one vector stream SmolLM2's weights at well under half of that bandwidth on this project's machine;
 `matvec.cpp` is the plain loop that reads each weight row once and uses it for every sequence of the batch,
-and it reaches most of the bandwidth (fp32; in bf16, oneDNN's packed kernels with `PackedLinear` serve). It is C++ because the lesson is the memory traffic, which Python
-cannot show: a compiled loop is the smallest thing that does.
+and it reaches most of the bandwidth. One loop serves four weight formats, told apart by the weight's dtype:
+float32 and bfloat16 as stored, int8 with a scale per output row, and 4-bit groups packed two to a byte
+(`pack_int4`; the quantized layers of `lm2llm.compress.weight_only` call it). It is C++ because the lesson
+is the memory traffic, which Python cannot show: a compiled loop is the smallest thing that does.
 
 The kernel is built the first time it is needed (`torch.utils.cpp_extension`, about half a minute), in a
 cache folder keyed by the source, the torch version and this CPU's instruction set; where no C++ compiler is
@@ -28,6 +30,7 @@ SOURCE = Path(__file__).with_name("matvec.cpp")
 # More rows than this (a prompt, a batch of 8) go to torch's matrix-matrix kernels: on SmolLM2 at batch 8,
 # MKL's product decoded 106 tokens/s against the kernel's 85, while at batch 4 the kernel led, 72 against 51.
 MAX_ROWS = 4
+STREAMED = (torch.float32, torch.bfloat16)  # the float weights `StreamingLinear` streams as they are
 
 
 def cpu_flags() -> str:
@@ -66,6 +69,27 @@ def available() -> bool:
     return kernel() is not None
 
 
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """4-bit values (out, in) in 0..15 as the kernel reads them, two to a byte: blocks of 64 inputs in 32 bytes,
+    byte j holding input j in its low nibble and input j + 32 in its high one; a last block of 32 inputs in
+    16 bytes, byte j holding j and j + 16. Each half-block then unpacks into 32 consecutive inputs."""
+    out_features, in_features = q.shape
+    if in_features % 32:
+        raise ValueError(f"int4 rows are packed in blocks of 32 inputs, not {in_features}")
+    q = q.to(torch.uint8)
+    whole = in_features // 64 * 64
+    parts = [q[:, :whole].reshape(out_features, -1, 2, 32), q[:, whole:].reshape(out_features, -1, 2, 16)]
+    return torch.cat([(part[:, :, 0] | part[:, :, 1] << 4).reshape(out_features, -1) for part in parts], dim=1)
+
+
+def unpack_int4(packed: torch.Tensor, in_features: int) -> torch.Tensor:
+    """`pack_int4`'s inverse: the (out, in) values 0..15 as uint8."""
+    out_features = packed.shape[0]
+    whole = in_features // 64 * 64
+    parts = [packed[:, :whole // 2].reshape(out_features, -1, 32), packed[:, whole // 2:].reshape(out_features, -1, 16)]
+    return torch.cat([torch.cat([part & 0x0F, part >> 4], dim=-1).reshape(out_features, -1) for part in parts], dim=1)
+
+
 class StreamingLinear(nn.Module):
     """An inference-only linear layer: few-row inputs (decoding) through the streaming kernel, larger ones
     (prompts) through `F.linear`. It holds the same weight tensor as the layer it replaces, so a tied output
@@ -77,30 +101,29 @@ class StreamingLinear(nn.Module):
         self.out_features, self.in_features = weight.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        if not self.streams(rows, x):
-            return F.linear(x, self.weight, self.bias)
-        flat = x.reshape(rows, self.in_features).contiguous()
-        y = kernel().matvec(self.weight.detach(), flat).view(*x.shape[:-1], self.out_features)
+        weight = self.weight
+        if not self.streams(x.numel() // self.in_features, x, weight):
+            return F.linear(x, weight, self.bias)
+        y = kernel().matvec(x, weight)  # (..., in) in, (..., out) out: no reshaping around the call
         return y if self.bias is None else y + self.bias
 
-    def streams(self, rows: int, x: torch.Tensor) -> bool:
-        """Few fp32 rows on the CPU, no gradients (a cast or a move of the model may have changed them)."""
-        weight = self.weight
-        wants_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-        return (rows <= MAX_ROWS and weight.dtype == x.dtype == torch.float32 and weight.device.type == "cpu"
-                and weight.is_contiguous() and not wants_grad)
+    def streams(self, rows: int, x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
+        """Few fp32 or bf16 rows on the CPU, no gradients (a cast or a move of the model may have changed them)."""
+        weight = self.weight if weight is None else weight
+        return (rows <= MAX_ROWS and weight.dtype == x.dtype and weight.dtype in STREAMED and weight.device.type == "cpu"
+                and weight.is_contiguous()
+                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"
 
 
 def stream_linears(model: nn.Module) -> nn.Module:
-    """Replace every fp32 CPU `nn.Linear` with contiguous (out, in) weights by a `StreamingLinear`."""
+    """Replace every fp32 or bf16 CPU `nn.Linear` with contiguous (out, in) weights by a `StreamingLinear`."""
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             weight = child.weight if type(child) is nn.Linear else None
-            if (weight is not None and weight.dtype == torch.float32 and weight.device.type == "cpu"
+            if (weight is not None and weight.dtype in STREAMED and weight.device.type == "cpu"
                     and weight.is_contiguous()):
                 setattr(parent, name, StreamingLinear(weight, child.bias))
     return model

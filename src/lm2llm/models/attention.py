@@ -193,7 +193,8 @@ class Attention(nn.Module):
         else:
             out = sdpa_fast(q, k, v, allowed, causal)
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
-        return F.dropout(self.out_proj(out), self.dropout, self.training)
+        out = self.out_proj(out)
+        return F.dropout(out, self.dropout) if self.training else out
 
     def project(self, x: torch.Tensor, rope: Rotary | tuple[torch.Tensor, torch.Tensor] | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -88,6 +88,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # normalised in fp32, scaled in x's dtype (as transformers' Llama does); `F.rms_norm` is the same
         # arithmetic in one call (bit for bit, tested), where the formula written out takes six
+        if x.dtype == self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype) * self.weight
 
 
@@ -117,7 +119,8 @@ class MLP(nn.Module):
             hidden = F.silu(self.gate(x)) * self.up(x)
         else:
             hidden = F.gelu(self.up(x), approximate="tanh" if self.kind == "gelu_tanh" else "none")
-        return F.dropout(self.down(hidden), self.dropout, self.training)
+        out = self.down(hidden)
+        return F.dropout(out, self.dropout) if self.training else out
 
 
 class Block(nn.Module):

@@ -76,6 +76,27 @@ def test_bf16_cpu_training_takes_the_written_out_path_with_the_same_gradients():
     assert torch.equal(grads[0], grads[1])  # both took the written-out path under bf16 autocast
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_decoding_step_forms_equal_the_written_out_formulas_bit_for_bit(dtype):
+    """RoPE with the sign folded into the sine table, and RMSNorm in one `F.rms_norm` call: the cheaper forms
+    a decoding step uses give exactly the values of the textbook formulas."""
+    from lm2llm.models.attention import Rotary, apply_rope
+    from lm2llm.models.positions import rope_cos_sin
+    from lm2llm.models.transformer import RMSNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 8).mul(3).to(dtype)  # (B, T, heads, head_dim)
+    cos, sin = rope_cos_sin(torch.randint(0, 500, (2, 5)), 8, 10000.0)
+    textbook = apply_rope(x.transpose(1, 2), cos, sin).transpose(1, 2)
+    assert torch.equal(Rotary.of(cos, sin, dtype).apply(x), textbook)
+    norm = RMSNorm(8, 1e-5).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(8))
+        x32 = x.float()
+        written = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5)).to(dtype) * norm.weight
+        assert torch.equal(norm(x), written)
+
+
 def test_padding_keys_get_no_attention_and_padding_queries_stay_finite():
     valid = torch.tensor([[False, False, True, True]])
     _, weights = sdpa_reference(torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8), torch.randn(1, 1, 4, 8),

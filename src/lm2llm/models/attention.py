@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,11 @@ class KVCache:
     keys: torch.Tensor
     values: torch.Tensor
 
+    def __post_init__(self) -> None:
+        # one (B, n_kv_head, max_len, head_dim) view per layer, made once: a decoding step then writes and
+        # reads its layer's slots with two cheap calls each instead of re-indexing four dimensions
+        self.layers = list(zip(self.keys.unbind(0), self.values.unbind(0), strict=True))
+
     @classmethod
     def allocate(cls, n_layer: int, batch_size: int, n_kv_head: int, max_len: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> KVCache:
@@ -138,11 +144,12 @@ class KVCache:
         return self.keys.size(3)
 
     def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, n_kv_head, T, D) at slots start..start+T; return all keys/values so far."""
+        """Store k, v (B, n_kv_head, T, D) at slots start..start+T in place; return all keys/values so far."""
+        keys, values = self.layers[layer]
         end = start + k.size(2)
-        self.keys[layer, :, :, start:end] = k
-        self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        keys.narrow(2, start, k.size(2)).copy_(k)
+        values.narrow(2, start, k.size(2)).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
 
 class Attention(nn.Module):
@@ -168,18 +175,14 @@ class Attention(nn.Module):
         x: torch.Tensor,
         allowed: torch.Tensor | None,
         causal: bool = False,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rope: Rotary | tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: KVCache | None = None,
         layer: int = 0,
         offset: int = 0,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q, k, v = self.project(x)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self.project(x, rope)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.write(layer, offset, k, v)
         if self.keep_weights or not self.use_fast or fused_backward_is_slow(q):
@@ -190,14 +193,54 @@ class Attention(nn.Module):
         else:
             out = sdpa_fast(q, k, v, allowed, causal)
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
-        return F.dropout(self.out_proj(out), self.dropout, self.training)
+        out = self.out_proj(out)
+        return F.dropout(out, self.dropout) if self.training else out
 
-    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values: one matrix product where the three weights were stacked for inference."""
+    def project(self, x: torch.Tensor, rope: Rotary | tuple[torch.Tensor, torch.Tensor] | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (B, T, heads, head_dim), queries and keys rotated by `rope` (a `Rotary`,
+        or the (cos, sin) of `rope_cos_sin`).
+
+        Where the three weights were stacked for inference this is one matrix product, and queries and keys,
+        side by side in its output, are rotated together by one call.
+        """
+        B, T, _ = x.shape
+        H, KV, D = self.n_head, self.n_kv_head, self.head_dim
+        if rope is not None and not isinstance(rope, Rotary):
+            rope = Rotary.of(*rope, x.dtype)
         if self.qkv_proj is None:
-            return self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        kv = self.n_kv_head * self.head_dim
-        return self.qkv_proj(x).split([self.n_head * self.head_dim, kv, kv], dim=-1)
+            q, k = self.q_proj(x).view(B, T, H, D), self.k_proj(x).view(B, T, KV, D)
+            if rope is not None:
+                q, k = rope.apply(q), rope.apply(k)
+            return q, k, self.v_proj(x).view(B, T, KV, D)
+        qkv = self.qkv_proj(x).view(B, T, H + 2 * KV, D)
+        qk = qkv[:, :, :H + KV] if rope is None else rope.apply(qkv[:, :, :H + KV])
+        return qk[:, :, :H], qk[:, :, H:], qkv[:, :, H + KV:]
+
+
+class Rotary(NamedTuple):
+    """Rotary position tables for tensors laid out (B, T, heads, head_dim), in the tensors' dtype.
+
+    RoPE turns each pair (x1[i], x2[i]) of the two halves of a head: x·cos + rotate_half(x)·sin, where
+    rotate_half(x) = (−x2, x1). Written that way it costs a split, a negation and a concatenation per call.
+    Here the sign is folded into the sine table once per forward pass (`signed_sin` = (−sin, sin) by half),
+    so the turn is x·cos + roll(x, half)·signed_sin: roll(x) = (x2, x1), and x2·(−s) equals (−x2)·s exactly,
+    so the values are bit for bit those of the textbook form (tested), at a third of the calls.
+    """
+
+    cos: torch.Tensor
+    signed_sin: torch.Tensor
+
+    @classmethod
+    def of(cls, cos: torch.Tensor, sin: torch.Tensor, dtype: torch.dtype) -> Rotary:
+        """From `rope_cos_sin`'s fp32 tables (B, T, head_dim): cast once (as transformers' Llama does, so a
+        bf16 model rotates in bf16) and shaped to broadcast over heads."""
+        cos, sin = cos.to(dtype).unsqueeze(2), sin.to(dtype).unsqueeze(2)
+        half = sin.size(-1) // 2
+        return cls(cos, torch.cat((-sin[..., :half], sin[..., half:]), dim=-1))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.cos + x.roll(x.size(-1) // 2, dims=-1) * self.signed_sin
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -207,7 +250,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate query/key pairs by position-dependent angles; cos/sin: (B, T, D) broadcast over heads.
+    """Rotate query/key pairs by position-dependent angles (the textbook form; models use `Rotary`).
+    x: (B, heads, T, D); cos/sin: (B, T, D) broadcast over heads.
 
     The angles are computed in fp32 and used in x's dtype (as transformers' Llama does), so a bf16 model
     keeps bf16 queries and keys instead of being promoted to fp32 here.

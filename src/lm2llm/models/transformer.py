@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lm2llm.errors import UserError
-from lm2llm.models.attention import Attention, KVCache, causal_padding_mask
+from lm2llm.models.attention import Attention, KVCache, Rotary, causal_padding_mask
 from lm2llm.models.positions import POSITIONAL_KINDS, AbsolutePositions, rope_cos_sin
 
 NORMS = ("layernorm", "rmsnorm")
@@ -86,8 +86,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(x.dtype) * self.weight
+        # normalised in fp32, scaled in x's dtype (as transformers' Llama does); `F.rms_norm` is the same
+        # arithmetic in one call (bit for bit, tested), where the formula written out takes six
+        if x.dtype == self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype) * self.weight
 
 
 def make_norm(config: TransformerConfig) -> nn.Module:
@@ -116,7 +119,8 @@ class MLP(nn.Module):
             hidden = F.silu(self.gate(x)) * self.up(x)
         else:
             hidden = F.gelu(self.up(x), approximate="tanh" if self.kind == "gelu_tanh" else "none")
-        return F.dropout(self.down(hidden), self.dropout, self.training)
+        out = self.down(hidden)
+        return F.dropout(out, self.dropout) if self.training else out
 
 
 class Block(nn.Module):
@@ -312,7 +316,8 @@ class Transformer(nn.Module):
         if self.pos_emb is not None:
             x = x + self.pos_emb(chunk.positions)
         x = F.dropout(x, self.config.dropout, self.training)
-        rope = rope_cos_sin(chunk.positions, self.config.head_dim, self.config.rope_theta) if self.config.positional == "rope" else None
+        rope = (Rotary.of(*rope_cos_sin(chunk.positions, self.config.head_dim, self.config.rope_theta), x.dtype)
+                if self.config.positional == "rope" else None)
         cache = None if state is None else state.cache
         for layer, block in enumerate(self.blocks):
             x = block(x, layer, allowed=chunk.allowed, causal=chunk.causal, rope=rope, cache=cache, offset=chunk.offset)

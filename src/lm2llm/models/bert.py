@@ -112,7 +112,7 @@ def biased_attention(attn: Attention, x: torch.Tensor, bias: torch.Tensor) -> to
     """`attn`'s heads with an additive score bias: torch's fused kernel, or the formula written out where that
     kernel's backward is slow (training in bf16 on a CPU, as `Attention` does)."""
     B, T, _ = x.shape
-    q, k, v = (t.view(B, T, -1, attn.head_dim).transpose(1, 2) for t in attn.project(x))
+    q, k, v = (t.view(B, T, -1, attn.head_dim).transpose(1, 2) for t in attn.project(x, None))
     if fused_backward_is_slow(q):
         scores = q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim) + bias
         out = scores.float().softmax(dim=-1).to(v.dtype) @ v

@@ -99,6 +99,26 @@ def test_masked_lm_trains_on_the_trainer(tmp_path, known_peak):
         assert batch["ids"][:, 0].eq(3).all() and batch["targets"][:, 0].eq(IGNORE_INDEX).all()  # [CLS] first, never hidden
 
 
+def blank_accuracy_after_training(model: Bert, batch_of, *, steps: int, lr: float,
+                                  generator: torch.Generator) -> float:
+    """Train `model` on masked batches of 32 rows from `batch_of(n)` (ids 0 and 1 special, 1 the mask), then
+    its top-1 accuracy at the blanks of 256 fresh rows (only where the input holds the mask token)."""
+    vocab = model.config.vocab_size
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(steps):
+        inputs, targets = mask_tokens(batch_of(32), mask_id=1, vocab_size=vocab, special_ids={0, 1},
+                                      generator=generator, rate=model.config.mask_rate)
+        loss = model(inputs, targets)[1]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    ids = batch_of(256)
+    inputs, targets = mask_tokens(ids, mask_id=1, vocab_size=vocab, special_ids={0, 1}, generator=generator)
+    blanks = (inputs == 1) & (targets != IGNORE_INDEX)
+    with torch.no_grad():
+        return (model(inputs)[0][blanks].argmax(-1) == ids[blanks]).float().mean().item()
+
+
 def test_bert_fills_blanks_from_its_neighbours():
     """Training sanity: where the neighbours name a hidden token, BERT leaves the frequency plateau quickly.
 
@@ -114,19 +134,7 @@ def test_bert_fills_blanks_from_its_neighbours():
         return torch.randint(2, vocab, (n, block // 4), generator=gen).repeat_interleave(4, dim=1)
 
     model = Bert(BertConfig(vocab_size=vocab, context_length=block, d_model=32, n_head=2))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(200):
-        inputs, targets = mask_tokens(runs_of_four(32), mask_id=1, vocab_size=vocab, special_ids={0, 1}, generator=gen)
-        loss = model(inputs, targets)[1]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    ids = runs_of_four(256)
-    inputs, targets = mask_tokens(ids, mask_id=1, vocab_size=vocab, special_ids={0, 1}, generator=gen)
-    blanks = (inputs == 1) & (targets != IGNORE_INDEX)  # scored only where the input holds the mask token
-    with torch.no_grad():
-        accuracy = (model(inputs)[0][blanks].argmax(-1) == ids[blanks]).float().mean()
-    assert accuracy > 0.8
+    assert blank_accuracy_after_training(model, runs_of_four, steps=200, lr=3e-3, generator=gen) > 0.8
 
 
 def test_plateau_recipe_leaves_the_plateau_where_the_default_stays():
@@ -151,19 +159,7 @@ def test_plateau_recipe_leaves_the_plateau_where_the_default_stays():
     for name, options in (("default", {}), ("recipe", plateau_recipe(d_model))):
         torch.manual_seed(0)
         model = Bert(BertConfig(vocab_size=vocab, context_length=block, d_model=d_model, n_head=2, **options))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        for _ in range(100):
-            inputs, targets = mask_tokens(chains(32), mask_id=1, vocab_size=vocab, special_ids={0, 1}, generator=gen,
-                                          rate=model.config.mask_rate)
-            loss = model(inputs, targets)[1]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        ids = chains(256)
-        inputs, targets = mask_tokens(ids, mask_id=1, vocab_size=vocab, special_ids={0, 1}, generator=gen)
-        blanks = (inputs == 1) & (targets != IGNORE_INDEX)
-        with torch.no_grad():
-            accuracy[name] = (model(inputs)[0][blanks].argmax(-1) == ids[blanks]).float().mean().item()
+        accuracy[name] = blank_accuracy_after_training(model, chains, steps=100, lr=1e-2, generator=gen)
     assert accuracy["default"] < 0.1 < 0.2 < accuracy["recipe"], accuracy
 
 

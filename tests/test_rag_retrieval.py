@@ -128,3 +128,6 @@ def test_dense_and_hybrid_find_a_paraphrase():
     assert index.search("How can I cut text into pieces?", 1, "dense")[0].chunk.origin == "a"
     assert index.search("How do I read a file?", 3, "bm25") == []  # no shared content word
     assert index.search("How do I read a file?", 1, "hybrid")[0].chunk.origin == "b"
+    faster = RagIndex.build(documents, bf16=True)  # the full tour's choice: bf16 autocast, the same directions
+    assert (faster.embeddings * index.embeddings).sum(1).min() > 0.999
+    assert faster.search("How can I cut text into pieces?", 1, "dense")[0].chunk.origin == "a"

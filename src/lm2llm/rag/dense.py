@@ -18,13 +18,18 @@ from lm2llm.rag.bm25 import top_k
 ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def embed(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-    """(len(texts), 384) float32 unit vectors."""
+def embed(texts: Sequence[str], batch_size: int = 32, *, bf16: bool = False) -> np.ndarray:
+    """(len(texts), 384) float32 unit vectors; `bf16` computes them in bfloat16 autocast (on this CPU, with
+    AVX512-BF16, 1.8x faster on one thread: 498 python-docs chunks in 5.5 CPU s against 10.0, every vector's
+    cosine to its float32 twin at least 0.99997)."""
+    import contextlib
+
     import torch
 
     from lm2llm.embeddings import default_encoder
 
-    with torch.inference_mode():
+    precision = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), precision:
         return default_encoder().encode(list(texts), batch_size=batch_size).numpy().astype(np.float32)
 
 

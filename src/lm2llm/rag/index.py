@@ -63,15 +63,16 @@ class RagIndex:
 
     @classmethod
     def build(cls, documents: Iterable[tuple[str, str]], *, dense: bool = True, max_chars: int = 800,
-              overlap_chars: int = 200, sources: Sequence[str] = ()) -> RagIndex:
-        """Index (origin, text) documents: chunk, count terms, and embed each chunk when `dense`."""
+              overlap_chars: int = 200, sources: Sequence[str] = (), bf16: bool = False) -> RagIndex:
+        """Index (origin, text) documents: chunk, count terms, and embed each chunk when `dense` (in bfloat16
+        autocast when `bf16`: `dense.embed`)."""
         chunks = [Chunk(span.text, origin, span.start, span.end)
                   for origin, text in documents for span in chunk_text(text, max_chars, overlap_chars)]
         if not chunks:
             raise UserError("the corpus is empty: no text to index", where=", ".join(sources) or None,
                             hint="give files or a registered source with text in them")
         bm25 = BM25.fit([content_terms(c.text) for c in chunks])
-        embeddings = embed([c.text for c in chunks]) if dense else None
+        embeddings = embed([c.text for c in chunks], bf16=bf16) if dense else None
         return cls(chunks, bm25, embeddings, {"max_chars": max_chars, "overlap_chars": overlap_chars},
                    list(sources))
 

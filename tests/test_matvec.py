@@ -27,7 +27,7 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert matvec.available()
 
 
-ROWS = [1, 2, 3, 4, 7]
+ROWS = [1, 2, 5, 8, 11]  # every block size of the kernel's passes (8 rows each), and 8 + 3
 SHAPES = [(96, 64), (37, 50), (130, 17), (20, 160)]  # widths with and without 16- and 32-lane tails
 
 
@@ -94,19 +94,41 @@ def test_the_kernel_refuses_what_it_cannot_read():
         matvec.kernel().matvec(x.half(), weight)
 
 
-def test_streaming_layer_matches_linear_and_falls_back_for_prompts_and_gradients():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_bias_is_added_before_the_outputs_one_rounding(dtype):
+    weight, x = (t.to(dtype) for t in inputs(3, (40, 64)))
+    bias = torch.randn(40).to(dtype)
+    exact = F.linear(x.float(), weight.float(), bias.float())
+    got = matvec.kernel().matvec(x, weight, bias=bias)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, exact, atol=1e-5, rtol=1e-5)
+    else:
+        within_bf16_rounding(got, exact)
+    with pytest.raises(RuntimeError, match="bias"):
+        matvec.kernel().matvec(x, weight, bias=torch.zeros(39, dtype=dtype))
+
+
+def torch_linear_calls(layer: torch.nn.Module, x: torch.Tensor) -> int:
+    """How many times torch's own `linear` ran in `layer(x)` (the kernel is no torch operation)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        layer(x)
+    return sum(event.key == "aten::linear" for event in profile.key_averages())
+
+
+def test_streaming_layer_streams_decoding_rows_and_gives_prompts_and_gradients_to_torch():
     plain = torch.nn.Linear(48, 80)
     layer = matvec.StreamingLinear(plain.weight, plain.bias)
-    for shape in [(1, 1, 48), (4, 1, 48), (2, 30, 48)]:  # decoding rows; a prompt goes to F.linear
+    for shape in [(1, 1, 48), (matvec.MAX_ROWS, 1, 48), (2, 30, 48)]:  # decoding rows; a prompt goes to torch
         x = torch.randn(shape)
         with torch.no_grad():
             torch.testing.assert_close(layer(x), plain(x), atol=1e-5, rtol=1e-5)
-    assert layer.streams(4, torch.randn(4, 48)) is False  # the weight wants gradients here
+            assert torch_linear_calls(layer, x) == (x.numel() > matvec.MAX_ROWS * 48)
+    assert torch_linear_calls(layer, torch.randn(1, 48)) == 1  # the weight wants gradients here
     x = torch.randn(1, 48, requires_grad=True)
     layer(x).sum().backward()  # gradients flow through torch's kernel
     assert x.grad is not None and layer.weight.grad is not None
-    with torch.no_grad():
-        assert layer.streams(4, torch.randn(4, 48)) and not layer.streams(matvec.MAX_ROWS + 1, torch.randn(1, 48))
+    with torch.no_grad(), pytest.raises(RuntimeError, match="dtype"):  # torch's own error for mixed dtypes
+        layer(torch.randn(1, 48).bfloat16())
 
 
 @pytest.mark.parametrize("family, preset", [("gpt", "gpt-tiny"), ("llama", "llama-tiny")])

@@ -1,7 +1,8 @@
-// Decoding's matrix products, written to stream the weights: y[r, o] = sum_i W[o, i] * x[r, i] for a few
-// rows r (one token of each of a few sequences). Each weight row is read from memory once and used for
-// every r while it sits in the L1 cache, so the kernel's speed is how fast memory delivers the weights.
-// The output rows are split between torch's intra-op threads; the dot products accumulate in fp32.
+// Decoding's matrix products, written to stream the weights: y[r, o] = sum_i W[o, i] * x[r, i] (+ b[o]) for a
+// few rows r (one token of each of a few sequences). Each weight row is read from memory once and used for
+// up to 8 rows r while it sits in the L1 cache, so the kernel's speed is how fast memory delivers the
+// weights: a decoding step of a batch of 8 reads them once, as a step of one sequence does. The output rows
+// are split between torch's intra-op threads; the dot products accumulate in fp32.
 //
 // One loop (`stream`) serves every weight format; a format only says how one weight row meets the inputs:
 //   float32   W as stored, fp32 inputs, 16 fused multiply-adds at a time (AVX-512).
@@ -197,41 +198,51 @@ struct Int4 {
   }
 };
 
-// ---- the one loop: blocks of 4, 2 and 1 input rows, each block reading the weights once ----
+// ---- the one loop: blocks of up to 8 input rows, each block reading the weights once ----
+
+constexpr int64_t kBlock = 8;  // input rows per pass over the weights: 8 accumulators (16 for int4) of 32 registers
 
 template <int ROWS, class Format, class Out>
-void stream_block(const Format& format, int64_t r0, Out* y, int64_t out_features) {
+void stream_block(const Format& format, int64_t r0, Out* y, const Out* bias, int64_t out_features) {
   at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
     float sums[ROWS];
     for (int64_t o = begin; o < end; ++o) {
       format.template dot<ROWS>(o, r0, sums);
-      for (int r = 0; r < ROWS; ++r) y[(r0 + r) * out_features + o] = static_cast<Out>(sums[r]);
+      const float b = bias == nullptr ? 0.f : static_cast<float>(bias[o]);
+      for (int r = 0; r < ROWS; ++r) y[(r0 + r) * out_features + o] = static_cast<Out>(sums[r] + b);
     }
   });
 }
 
-template <class Format>
-void stream(const Format& format, int64_t rows, torch::Tensor& y) {
-  const int64_t out_features = y.size(1);
-  auto run = [&](auto* out) {
-    for (int64_t r = 0; r < rows;) {
-      const int64_t left = rows - r;
-      if (left >= 4) {
-        stream_block<4>(format, r, out, out_features);
-        r += 4;
-      } else if (left >= 2) {
-        stream_block<2>(format, r, out, out_features);
-        r += 2;
-      } else {
-        stream_block<1>(format, r, out, out_features);
-        r += 1;
-      }
+// Every row count in one pass per block of 8: a batch of 7 (a sequence finished) reads the weights once too.
+template <class Format, class Out>
+void stream_rows(const Format& format, int64_t rows, Out* y, const Out* bias, int64_t out_features) {
+  for (int64_t r = 0; r < rows; r += kBlock) {
+    switch (std::min(rows - r, kBlock)) {
+      case 8: stream_block<8>(format, r, y, bias, out_features); break;
+      case 7: stream_block<7>(format, r, y, bias, out_features); break;
+      case 6: stream_block<6>(format, r, y, bias, out_features); break;
+      case 5: stream_block<5>(format, r, y, bias, out_features); break;
+      case 4: stream_block<4>(format, r, y, bias, out_features); break;
+      case 3: stream_block<3>(format, r, y, bias, out_features); break;
+      case 2: stream_block<2>(format, r, y, bias, out_features); break;
+      default: stream_block<1>(format, r, y, bias, out_features); break;
     }
-  };
+  }
+}
+
+// y (rows, out) in the inputs' dtype, plus `bias` (out,) of that dtype where given, added before the one rounding.
+template <class Format>
+void stream(const Format& format, int64_t rows, torch::Tensor& y, const c10::optional<torch::Tensor>& bias) {
+  const int64_t out_features = y.size(1);
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == y.scalar_type() && bias->numel() == out_features && bias->is_contiguous(),
+                "matvec: the bias must be a contiguous ", c10::toString(y.scalar_type()), " tensor of ", out_features);
+  }
   if (y.scalar_type() == torch::kBFloat16) {
-    run(y.data_ptr<bf16>());
+    stream_rows(format, rows, y.data_ptr<bf16>(), bias.has_value() ? bias->data_ptr<bf16>() : nullptr, out_features);
   } else {
-    run(y.data_ptr<float>());
+    stream_rows(format, rows, y.data_ptr<float>(), bias.has_value() ? bias->data_ptr<float>() : nullptr, out_features);
   }
 }
 
@@ -269,7 +280,8 @@ void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef 
 // float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16; uint8 (out, in / 2) packed int4 with
 // `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one input row (a token of a sequence).
 torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
-                     const c10::optional<torch::Tensor>& zeros, int64_t group_size) {
+                     const c10::optional<torch::Tensor>& zeros, int64_t group_size,
+                     const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(input.dim() >= 1 && weight.dim() == 2, "matvec: x needs a last dimension and the weight must be 2-D");
   TORCH_CHECK(weight.is_contiguous() && input.device().is_cpu() && weight.device().is_cpu(),
               "matvec: tensors must be on the CPU and the weight contiguous");
@@ -293,16 +305,16 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       Inputs<float> inputs(x);
       const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
       if (int8) {
-        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y);
+        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y, bias);
       } else {
-        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y);
+        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y, bias);
       }
       break;
     }
     case torch::kBFloat16: {
       TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
       Inputs<bf16> inputs(x);
-      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y);
+      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y, bias);
       break;
     }
     case torch::kByte: {
@@ -320,7 +332,7 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       }
       stream(Int4{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), inputs.data,
                   group_sums.data(), in, groups, __builtin_ctzll(group_size)},
-             rows, y);
+             rows, y, bias);
       break;
     }
     default:
@@ -329,8 +341,30 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
   return result;
 }
 
+// `StreamingLinear`'s whole call: x (..., in) times a float32 or bfloat16 weight (out, in), plus `bias`. At most
+// `max_rows` rows in the weight's dtype, on the CPU and wanting no gradient, stream; anything else (a prompt,
+// training, another dtype or device) is torch's own `linear`, so gradients and errors are torch's. Deciding
+// here costs nanoseconds where the same checks in Python cost microseconds at each of a step's 121 calls.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                     int64_t max_rows) {
+  const auto type = weight.scalar_type();
+  const int64_t in = x.dim() >= 1 ? x.size(-1) : 0;
+  const bool float_weight = type == torch::kFloat32 || type == torch::kBFloat16;
+  const bool wants_gradient = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                                               (bias.has_value() && bias->requires_grad()));
+  const bool streams = float_weight && in > 0 && x.numel() <= max_rows * in && x.scalar_type() == type &&
+                       weight.dim() == 2 && weight.size(1) == in && weight.is_contiguous() && x.device().is_cpu() &&
+                       weight.device().is_cpu() && !wants_gradient &&
+                       (!bias.has_value() || (bias->scalar_type() == type && bias->is_contiguous() && bias->device().is_cpu()));
+  if (!streams) return at::linear(x, weight, bias);
+  return matvec(x, weight, c10::nullopt, c10::nullopt, 0, bias);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("matvec", &matvec, "few-row matrix product streaming float32, bfloat16, int8 or packed int4 weights",
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("scales") = pybind11::none(),
-        pybind11::arg("zeros") = pybind11::none(), pybind11::arg("group_size") = 0);
+        pybind11::arg("zeros") = pybind11::none(), pybind11::arg("group_size") = 0,
+        pybind11::arg("bias") = pybind11::none());
+  m.def("linear", &linear, "x @ weight.T + bias: few rows streamed, anything else through torch's linear",
+        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("max_rows"));
 }

@@ -23,13 +23,12 @@ import platform
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 SOURCE = Path(__file__).with_name("matvec.cpp")
-# More rows than this (a prompt, a batch of 8) go to torch's matrix-matrix kernels: on SmolLM2 at batch 8,
-# MKL's product decoded 106 tokens/s against the kernel's 85, while at batch 4 the kernel led, 72 against 51.
-MAX_ROWS = 4
+# More rows than this (a prompt) go to torch's matrix-matrix kernels. The kernel takes up to 8 rows per pass
+# over the weights (`kBlock` in matvec.cpp), so a decoding step of a batch of 8 reads each weight once.
+MAX_ROWS = 8
 STREAMED = (torch.float32, torch.bfloat16)  # the float weights `StreamingLinear` streams as they are
 
 
@@ -91,28 +90,20 @@ def unpack_int4(packed: torch.Tensor, in_features: int) -> torch.Tensor:
 
 
 class StreamingLinear(nn.Module):
-    """An inference-only linear layer: few-row inputs (decoding) through the streaming kernel, larger ones
-    (prompts) through `F.linear`. It holds the same weight tensor as the layer it replaces, so a tied output
-    layer stays tied to its embedding and nothing is stored twice."""
+    """An inference-only linear layer: decoding's few rows (at most `MAX_ROWS`) through the streaming kernel,
+    prompts and anything wanting gradients through torch's `linear`. The choice is made inside the kernel's
+    `linear` entry, so a call costs one step into C++ (a decoding step of SmolLM2 makes 121 of them). It holds
+    the same weight tensor as the layer it replaces, so a tied output layer stays tied to its embedding and
+    nothing is stored twice."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.weight, self.bias = weight, bias
         self.out_features, self.in_features = weight.shape
+        self.linear = kernel().linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight
-        if not self.streams(x.numel() // self.in_features, x, weight):
-            return F.linear(x, weight, self.bias)
-        y = kernel().matvec(x, weight)  # (..., in) in, (..., out) out: no reshaping around the call
-        return y if self.bias is None else y + self.bias
-
-    def streams(self, rows: int, x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
-        """Few fp32 or bf16 rows on the CPU, no gradients (a cast or a move of the model may have changed them)."""
-        weight = self.weight if weight is None else weight
-        return (rows <= MAX_ROWS and weight.dtype == x.dtype and weight.dtype in STREAMED and weight.device.type == "cpu"
-                and weight.is_contiguous()
-                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+        return self.linear(x, self.weight, self.bias, MAX_ROWS)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from lm2llm.compress.weight_only import dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
-from lm2llm.inference.layout import for_cpu_inference
+from lm2llm.inference.layout import for_cpu_inference, fuse_decode_attention, fuse_projections
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 
@@ -160,3 +160,28 @@ def test_a_bf16_model_streams_its_decoding_and_keeps_its_logits():
         step_plain = plain(ids[:, 8:], state=state_plain)[0].float()
         step_streamed = streamed(ids[:, 8:], state=state_streamed)[0].float()  # 2 rows: the kernel
     torch.testing.assert_close(step_streamed, step_plain, rtol=0.02, atol=0.02 * float(step_plain.abs().max()))
+
+
+@pytest.mark.parametrize("family, preset", [("gpt", "gpt-tiny"), ("llama", "llama-tiny")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_one_call_decoding_attention_equals_the_written_out_step(family, preset, dtype):
+    """`decode_attention` (RoPE, cache write, GQA attention for one token per row, left padding masked) against
+    the written-out path on the same stacked projections: the cached keys and values of the first layer bit for
+    bit (its inputs are the same), every step's logits within summation order (fp32) or bf16 rounding."""
+    torch.manual_seed(0)
+    plain = fuse_projections(build_model(family, preset, vocab_size=61).eval().to(dtype))
+    fused = fuse_decode_attention(copy.deepcopy(plain))
+    assert all(block.attn.decode_step is not None for block in fused.blocks)
+    ids, mask = torch.randint(0, 61, (3, 12)), torch.ones(3, 8, dtype=torch.long)
+    mask[1, :3] = 0  # a left-padded row: its padding slots must stay unseen
+    tolerance = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 0.02, "rtol": 0.02}
+    with torch.inference_mode():
+        states = plain.new_state(3, 16), fused.new_state(3, 16)
+        for model, state in zip((plain, fused), states, strict=True):
+            model(ids[:, :8], state=state, attention_mask=mask)
+        for t in range(8, 12):
+            expected, got = (model(ids[:, t:t + 1], state=state)[0] for model, state in zip((plain, fused), states,
+                                                                                               strict=True))
+            torch.testing.assert_close(got.float(), expected.float(), **tolerance)
+    assert torch.equal(states[0].cache.keys[0], states[1].cache.keys[0])
+    assert torch.equal(states[0].cache.values[0], states[1].cache.values[0])

@@ -22,6 +22,9 @@
 
 #include <cstdint>
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -341,6 +344,140 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
   return result;
 }
 
+// ---- one decoding step's attention: the new token of each row against its layer's KV cache ----
+//
+// What `Attention.forward` does for one new token per row (T = 1), in one call instead of about twenty torch
+// operations: rotate the query and key heads (RoPE, as `Rotary.apply` computes it, each product and the sum
+// rounded to the cache's dtype, so the cached keys are bit for bit torch's), write key and value into the
+// cache slot `offset`, and attend over slots 0 .. offset: scores q . k / sqrt(D) in fp32, softmax in fp32, the
+// values' weighted sum in fp32, rounded once. Query head h reads key/value head h / (H / KV) (GQA).
+
+#if defined(__AVX512F__)
+inline __m512 widen(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 widen(const bf16* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+#endif
+
+template <class T>
+float dot_float(const float* a, const T* b, int64_t n) {
+  int64_t i = 0;
+  float sum = 0.f;
+#if defined(__AVX512F__)
+  __m512 acc = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), widen(b + i), acc);
+  sum = _mm512_reduce_add_ps(acc);
+#endif
+  for (; i < n; ++i) sum += a[i] * static_cast<float>(b[i]);
+  return sum;
+}
+
+// x * cos + roll(x, D / 2) * signed_sin, each operation rounded to T as torch's elementwise ops round it.
+template <class T>
+void rotate(const T* x, const T* cos, const T* signed_sin, T* out, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    const T turned = static_cast<T>(static_cast<float>(x[d]) * static_cast<float>(cos[d]));
+    const T rolled = static_cast<T>(static_cast<float>(x[(d + D / 2) % D]) * static_cast<float>(signed_sin[d]));
+    out[d] = static_cast<T>(static_cast<float>(turned) + static_cast<float>(rolled));
+  }
+}
+
+template <class T>
+void decode_attention_rows(const T* qkv, const T* cos, const T* signed_sin, T* keys, T* values, const bool* allowed,
+                           int64_t allowed_stride, T* out, int64_t B, int64_t H, int64_t KV, int64_t D,
+                           int64_t max_len, int64_t offset) {
+  const int64_t width = (H + 2 * KV) * D, slots = offset + 1, group = H / KV;
+  const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> query(D);
+    std::vector<float> q(D), acc(D), scores(slots);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / KV, g = task % KV;
+      const T* row = qkv + b * width;
+      T* k_cache = keys + (b * KV + g) * max_len * D;
+      T* v_cache = values + (b * KV + g) * max_len * D;
+      const T* c = cos == nullptr ? nullptr : cos + b * D;
+      const T* s = signed_sin == nullptr ? nullptr : signed_sin + b * D;
+      if (c != nullptr) {
+        rotate(row + (H + g) * D, c, s, k_cache + offset * D, D);
+      } else {
+        std::copy(row + (H + g) * D, row + (H + g + 1) * D, k_cache + offset * D);
+      }
+      std::copy(row + (H + KV + g) * D, row + (H + KV + g + 1) * D, v_cache + offset * D);
+      const bool* sees = allowed == nullptr ? nullptr : allowed + b * allowed_stride;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        if (c != nullptr) {
+          rotate(row + h * D, c, s, query.data(), D);
+        } else {
+          std::copy(row + h * D, row + (h + 1) * D, query.begin());
+        }
+        for (int64_t d = 0; d < D; ++d) q[d] = static_cast<float>(query[d]);
+        float top = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < slots; ++j) {
+          scores[j] = (sees == nullptr || sees[j]) ? dot_float(q.data(), k_cache + j * D, D) * scale
+                                                   : -std::numeric_limits<float>::infinity();
+          top = std::max(top, scores[j]);
+        }
+        std::fill(acc.begin(), acc.end(), 0.f);
+        float total = 0.f;
+        for (int64_t j = 0; j < slots; ++j) {
+          if (scores[j] == -std::numeric_limits<float>::infinity()) continue;
+          const float p = std::exp(scores[j] - top);
+          total += p;
+          const T* v = v_cache + j * D;
+          for (int64_t d = 0; d < D; ++d) acc[d] += p * static_cast<float>(v[d]);
+        }
+        T* o = out + b * H * D + h * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(total > 0.f ? acc[d] / total : 0.f);
+      }
+    }
+  });
+}
+
+// qkv (B, 1, (H + 2 KV) D): the stacked projection's output for one new token per row; cos and signed_sin
+// (B, 1, 1, D) `Rotary`'s tables, or None without RoPE; keys and values (B, KV, max_len, D) the layer's cache;
+// allowed (B or 1, 1, 1, offset + 1) bool, or None where every slot up to `offset` may be seen. Returns (B, 1, H D).
+torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<torch::Tensor>& cos,
+                               const c10::optional<torch::Tensor>& signed_sin, torch::Tensor keys, torch::Tensor values,
+                               int64_t offset, const c10::optional<torch::Tensor>& allowed, int64_t n_head) {
+  const auto type = keys.scalar_type();
+  TORCH_CHECK(keys.dim() == 4 && keys.sizes() == values.sizes() && keys.is_contiguous() && values.is_contiguous() &&
+                  values.scalar_type() == type && (type == torch::kFloat32 || type == torch::kBFloat16),
+              "decode_attention: keys and values must be contiguous (B, KV, max_len, D) float32 or bfloat16 tensors");
+  const int64_t B = keys.size(0), KV = keys.size(1), max_len = keys.size(2), D = keys.size(3), H = n_head;
+  TORCH_CHECK(H % KV == 0 && D % 2 == 0 && offset >= 0 && offset < max_len, "decode_attention: bad heads or offset");
+  TORCH_CHECK(qkv.scalar_type() == type && qkv.is_contiguous() && qkv.numel() == B * (H + 2 * KV) * D,
+              "decode_attention: qkv must be a contiguous (B, 1, (H + 2 KV) D) tensor of the cache's dtype");
+  TORCH_CHECK(cos.has_value() == signed_sin.has_value(), "decode_attention: cos and signed_sin come together");
+  if (cos.has_value()) {
+    for (const auto* table : {&*cos, &*signed_sin}) {
+      TORCH_CHECK(table->scalar_type() == type && table->is_contiguous() && table->numel() == B * D,
+                  "decode_attention: the rotary tables must be contiguous (B, 1, 1, D) tensors of the cache's dtype");
+    }
+  }
+  int64_t allowed_stride = 0;
+  if (allowed.has_value()) {
+    TORCH_CHECK(allowed->scalar_type() == torch::kBool && allowed->is_contiguous() && allowed->size(-1) == offset + 1 &&
+                    (allowed->numel() == offset + 1 || allowed->numel() == B * (offset + 1)),
+                "decode_attention: allowed must be a contiguous (B or 1, 1, 1, offset + 1) bool tensor");
+    allowed_stride = allowed->numel() == offset + 1 ? 0 : offset + 1;
+  }
+  torch::Tensor out = torch::empty({B, 1, H * D}, qkv.options());
+  const bool* sees = allowed.has_value() ? allowed->data_ptr<bool>() : nullptr;
+  auto run = [&](auto* zero) {
+    using T = std::remove_pointer_t<decltype(zero)>;
+    decode_attention_rows<T>(qkv.data_ptr<T>(), cos.has_value() ? cos->data_ptr<T>() : nullptr,
+                             signed_sin.has_value() ? signed_sin->data_ptr<T>() : nullptr, keys.data_ptr<T>(),
+                             values.data_ptr<T>(), sees, allowed_stride, out.data_ptr<T>(), B, H, KV, D, max_len, offset);
+  };
+  if (type == torch::kBFloat16) {
+    run(static_cast<bf16*>(nullptr));
+  } else {
+    run(static_cast<float*>(nullptr));
+  }
+  return out;
+}
+
 // `StreamingLinear`'s whole call: x (..., in) times a float32 or bfloat16 weight (out, in), plus `bias`. At most
 // `max_rows` rows in the weight's dtype, on the CPU and wanting no gradient, stream; anything else (a prompt,
 // training, another dtype or device) is torch's own `linear`, so gradients and errors are torch's. Deciding
@@ -367,4 +504,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("bias") = pybind11::none());
   m.def("linear", &linear, "x @ weight.T + bias: few rows streamed, anything else through torch's linear",
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("max_rows"));
+  m.def("decode_attention", &decode_attention, "one new token's attention per row: RoPE, KV-cache write, softmax",
+        pybind11::arg("qkv"), pybind11::arg("cos"), pybind11::arg("signed_sin"), pybind11::arg("keys"),
+        pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"), pybind11::arg("n_head"));
 }

@@ -67,14 +67,15 @@ def test_bf16_products_equal_fp32_products_of_the_bf16_numbers(rows, shape):
 
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("shape, group", [((96, 64), 32), ((37, 96), 32), ((20, 160), 32), ((33, 192), 64),
-                                          ((8, 256), 128)])
+                                          ((8, 256), 128), ((24, 576), 32), ((16, 1024), 64), ((9, 1600), 32)])
 def test_int4_products_equal_the_dequantized_weight_times_bf16_inputs(rows, shape, group):
     """int4: the dequantized weight times the inputs rounded to bf16 (what the kernel multiplies), within fp32
-    summation slack in fp32 and one bf16 rounding in bf16."""
+    summation slack in fp32 and one bf16 rounding in bf16; widths of 16 groups and more exercise the superblocks
+    (576 = one superblock of 32-input groups and a rest of 2 groups, as SmolLM2's layers)."""
     weight, x = inputs(rows, shape)
     q, scales, zeros = int4_groupwise(weight, group)
-    packed = matvec.pack_int4(q)
-    assert packed.shape == (shape[0], shape[1] // 2) and torch.equal(matvec.unpack_int4(packed, shape[1]), q)
+    packed = matvec.pack_int4(q, group)
+    assert packed.shape == (shape[0], shape[1] // 2) and torch.equal(matvec.unpack_int4(packed, shape[1], group), q)
     exact = F.linear(x.bfloat16().float(), dequantize_int4(q, scales, zeros))
     got = matvec.kernel().matvec(x, packed, scales.bfloat16(), zeros.bfloat16(), group)
     torch.testing.assert_close(got, exact, atol=1e-4, rtol=1e-5)

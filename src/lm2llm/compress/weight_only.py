@@ -153,7 +153,7 @@ class Int4Linear(QuantizedLinear):
         self.streamed = matvec.available()
         if self.streamed:
             q, scales, zeros = int4_groupwise(linear.weight, group_size)
-            self.register_buffer("packed", matvec.pack_int4(q))
+            self.register_buffer("packed", matvec.pack_int4(q, group_size))
             self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
             self.register_buffer("zeros", zeros.to(COMPUTE_DTYPE))
         else:
@@ -175,7 +175,7 @@ class Int4Linear(QuantizedLinear):
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
         if self.streamed:  # gradients or a dtype the kernel does not take: the expanded weight, in float
-            q = matvec.unpack_int4(self.packed, self.in_features)
+            q = matvec.unpack_int4(self.packed, self.in_features, self.group_size)
             weight = dequantize_int4(q, self.scales.float(), self.zeros.float())
             return (flat.float() @ weight.t()).to(flat.dtype)
         y = torch._weight_int4pack_mm_for_cpu(flat.to(COMPUTE_DTYPE), self.packed, self.group_size,

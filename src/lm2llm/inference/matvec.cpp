@@ -10,11 +10,16 @@
 //   int8      q (out, in) int8 and one bf16 scale per output row, W = q * s: q widened to fp32, fp32 inputs,
 //             the row's sum times s at the end.
 //   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
-//             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; every
-//             32 inputs' sum is scaled by its group's s, and z adds z * (the sum of the group's inputs), which is
-//             the same for every row and computed once per call. Layout of a row: blocks of 64 inputs in 32
-//             bytes, byte j holding input j in its low nibble and input j + 32 in its high one; a last block
-//             of 32 inputs in 16 bytes, byte j holding j and j + 16 (`pack_int4` in matvec.py writes it).
+//             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; z adds
+//             z * (the sum of the group's inputs), the same for every output row, computed once per call. A row
+//             is laid out in superblocks of 16 groups (16 * group inputs) and a rest. In a superblock each step
+//             of 32 inputs holds a pair from every group (lanes 2k, 2k + 1: group k's inputs 2t, 2t + 1 at step
+//             t), so the 16 fp32 lanes of the steps' sum are the 16 groups' sums and one multiply by the 16
+//             scales ends the superblock; two steps share 32 bytes, step 2u in the low nibbles and 2u + 1 in
+//             the high ones. The inputs are put in the same order once per call (`interleave`). The rest (fewer
+//             than 16 groups): blocks of 64 inputs in 32 bytes, byte j holding input j in its low nibble and
+//             j + 32 in its high one, a last block of 32 in 16 bytes (j and j + 16), each 32 inputs' sum times
+//             its group's scale. `pack_int4` in matvec.py writes this layout.
 // Without AVX-512 (or its BF16 part) each format falls back to a plain loop with the same arithmetic.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -110,9 +115,15 @@ struct Dense {
   }
 };
 
-// The nibble of input i (0 <= i < in) in a row laid out as described at the top.
-inline int nibble(const uint8_t* row, int64_t in, int64_t i) {
-  const int64_t block = i / 64 * 64, half = (in - block >= 64) ? 32 : 16, j = i - block;
+// The nibble of input i (0 <= i < in) in a row laid out as described at the top (groups of `group` inputs).
+inline int nibble(const uint8_t* row, int64_t in, int64_t group, int64_t i) {
+  const int64_t span = 16 * group, whole = in / span * span;
+  if (i < whole) {  // superblock: step t = pos / 2 holds group k's pair t in lanes 2k, 2k + 1
+    const int64_t block = i / span * span, k = (i - block) / group, pos = (i - block) % group, t = pos / 2;
+    const uint8_t byte = row[block / 2 + t / 2 * 32 + 2 * k + pos % 2];
+    return t % 2 == 0 ? byte & 0x0F : byte >> 4;
+  }
+  const int64_t block = whole + (i - whole) / 64 * 64, half = (in - block >= 64) ? 32 : 16, j = i - block;
   const uint8_t byte = row[block / 2 + j % half];
   return j < half ? byte & 0x0F : byte >> 4;
 }
@@ -151,8 +162,9 @@ struct Int4 {
   const bf16* scales;       // (out, groups)
   const bf16* zeros;        // (out, groups)
   const bf16* x;
+  const bf16* interleaved;  // (rows, whole): each row's superblock inputs in the weights' order (`interleave`)
   const float* group_sums;  // (rows, groups): the sum of each group's inputs
-  int64_t in, groups;
+  int64_t in, groups, whole;
   int group_shift;          // the group size is 1 << group_shift
 
   template <int ROWS>
@@ -164,8 +176,29 @@ struct Int4 {
 #if defined(__AVX512BF16__)
     const __m512i table = _mm512_loadu_si512(kNibbleValues);
     const __m512i low = _mm512_set1_epi16(0x0F);
+    const int64_t span = 16 << group_shift;
     __m512 acc[2 * ROWS];  // two per input row, so that two chains of additions run side by side
     for (int a = 0; a < 2 * ROWS; ++a) acc[a] = _mm512_setzero_ps();
+    // Superblocks: lane k of a step's sum belongs to group k, so one multiply by the 16 groups' scales ends it.
+    for (int64_t i = 0; i < whole; i += span) {
+      __m512 part[2 * ROWS];
+      for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_ps();
+      for (int64_t j = i; j < i + span; j += 64) {  // two steps of 32 inputs from 32 bytes
+        const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + j / 2)));
+        const __m512bh first = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(bytes, low), table);
+        const __m512bh second = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(bytes, 4), table);
+        for (int r = 0; r < ROWS; ++r) {
+          const bf16* xr = interleaved + (r0 + r) * whole + j;
+          part[2 * r] = _mm512_dpbf16_ps(part[2 * r], first, load32(xr));
+          part[2 * r + 1] = _mm512_dpbf16_ps(part[2 * r + 1], second, load32(xr + 32));
+        }
+      }
+      const __m512 group_scales = widen16(s + (i >> group_shift), 16);
+      for (int r = 0; r < ROWS; ++r) {
+        acc[2 * r] = _mm512_fmadd_ps(_mm512_add_ps(part[2 * r], part[2 * r + 1]), group_scales, acc[2 * r]);
+      }
+    }
+    // The rest, fewer than 16 groups: every 32 inputs' sum times its group's scale.
     auto add = [&](__m512i nibbles, int64_t i, int chain) {  // 32 inputs from i on, all in one group
       const __m512bh weights = (__m512bh)_mm512_permutexvar_epi16(nibbles, table);
       const __m512 scale = _mm512_set1_ps(static_cast<float>(s[i >> group_shift]));
@@ -174,7 +207,7 @@ struct Int4 {
         acc[2 * r + chain] = _mm512_fmadd_ps(part, scale, acc[2 * r + chain]);
       }
     };
-    int64_t i = 0;
+    int64_t i = whole;
     for (; i + 64 <= in; i += 64) {
       const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i / 2)));
       add(_mm512_and_si512(bytes, low), i, 0);
@@ -187,12 +220,13 @@ struct Int4 {
     }
     for (int r = 0; r < ROWS; ++r) sums[r] += _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * r], acc[2 * r + 1]));
 #else
+    const int64_t group = int64_t{1} << group_shift;
     for (int64_t g = 0; g < groups; ++g) {
       const float scale = static_cast<float>(s[g]);
       for (int r = 0; r < ROWS; ++r) {
         float part = 0.f;
-        for (int64_t i = g << group_shift; i < (g + 1) << group_shift; ++i) {
-          part += static_cast<float>(nibble(row, in, i) - 8) * static_cast<float>(xs[r * in + i]);
+        for (int64_t i = g * group; i < (g + 1) * group; ++i) {
+          part += static_cast<float>(nibble(row, in, group, i) - 8) * static_cast<float>(xs[r * in + i]);
         }
         sums[r] += part * scale;
       }
@@ -200,6 +234,20 @@ struct Int4 {
 #endif
   }
 };
+
+// Each row's superblock inputs (the first `whole` of them) in the order the packed weights hold them: step t of a
+// superblock at i is 32 inputs, lanes 2k and 2k + 1 holding inputs i + k * group + 2t and + 1.
+std::vector<bf16> interleave(const bf16* x, int64_t rows, int64_t in, int64_t whole, int64_t group) {
+  std::vector<bf16> out(rows * whole);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < whole; i += 16 * group) {
+      for (int64_t t = 0; t < group / 2; ++t) {
+        for (int64_t m = 0; m < 32; ++m) out[r * whole + i + t * 32 + m] = x[r * in + i + m / 2 * group + 2 * t + m % 2];
+      }
+    }
+  }
+  return out;
+}
 
 // ---- the one loop: blocks of up to 8 input rows, each block reading the weights once ----
 
@@ -333,8 +381,10 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t i = 0; i < in; ++i) group_sums[r * groups + i / group_size] += static_cast<float>(inputs.data[r * in + i]);
       }
+      const int64_t whole = in / (16 * group_size) * (16 * group_size);
+      const std::vector<bf16> interleaved = interleave(inputs.data, rows, in, whole, group_size);
       stream(Int4{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), inputs.data,
-                  group_sums.data(), in, groups, __builtin_ctzll(group_size)},
+                  interleaved.data(), group_sums.data(), in, groups, whole, __builtin_ctzll(group_size)},
              rows, y, bias);
       break;
     }

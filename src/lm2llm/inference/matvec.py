@@ -68,25 +68,35 @@ def available() -> bool:
     return kernel() is not None
 
 
-def pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """4-bit values (out, in) in 0..15 as the kernel reads them, two to a byte: blocks of 64 inputs in 32 bytes,
-    byte j holding input j in its low nibble and input j + 32 in its high one; a last block of 32 inputs in
-    16 bytes, byte j holding j and j + 16. Each half-block then unpacks into 32 consecutive inputs."""
+def pack_int4(q: torch.Tensor, group_size: int) -> torch.Tensor:
+    """4-bit values (out, in) in 0..15 as the kernel reads them, two to a byte (see matvec.cpp): superblocks of
+    16 groups, where step t (32 inputs) holds inputs 2t and 2t + 1 of each group side by side and two steps
+    share 32 bytes (low nibbles, then high); the rest in blocks of 64 inputs in 32 bytes, byte j holding input j
+    in its low nibble and j + 32 in its high one, a last block of 32 in 16 bytes (j and j + 16)."""
     out_features, in_features = q.shape
-    if in_features % 32:
-        raise ValueError(f"int4 rows are packed in blocks of 32 inputs, not {in_features}")
+    if in_features % 32 or in_features % group_size:
+        raise ValueError(f"int4 rows are packed in groups of {group_size} (and blocks of 32) inputs, not {in_features}")
     q = q.to(torch.uint8)
-    whole = in_features // 64 * 64
-    parts = [q[:, :whole].reshape(out_features, -1, 2, 32), q[:, whole:].reshape(out_features, -1, 2, 16)]
+    span = 16 * group_size
+    head = in_features // span * span
+    superblocks = q[:, :head].reshape(out_features, -1, 16, group_size // 2, 2).transpose(2, 3)
+    rest = in_features - head
+    parts = [superblocks.reshape(out_features, -1, 2, 32), q[:, head:head + rest // 64 * 64].reshape(out_features, -1, 2, 32),
+             q[:, head + rest // 64 * 64:].reshape(out_features, -1, 2, 16)]
     return torch.cat([(part[:, :, 0] | part[:, :, 1] << 4).reshape(out_features, -1) for part in parts], dim=1)
 
 
-def unpack_int4(packed: torch.Tensor, in_features: int) -> torch.Tensor:
+def unpack_int4(packed: torch.Tensor, in_features: int, group_size: int) -> torch.Tensor:
     """`pack_int4`'s inverse: the (out, in) values 0..15 as uint8."""
     out_features = packed.shape[0]
-    whole = in_features // 64 * 64
-    parts = [packed[:, :whole // 2].reshape(out_features, -1, 32), packed[:, whole // 2:].reshape(out_features, -1, 16)]
-    return torch.cat([torch.cat([part & 0x0F, part >> 4], dim=-1).reshape(out_features, -1) for part in parts], dim=1)
+    span = 16 * group_size
+    head = in_features // span * span
+    blocks = head + (in_features - head) // 64 * 64
+    nibbles = [torch.stack([part & 0x0F, part >> 4], dim=2) for part in (
+        packed[:, :blocks // 2].reshape(out_features, -1, 32), packed[:, blocks // 2:].reshape(out_features, -1, 16))]
+    superblocks = nibbles[0][:, :head // 64].reshape(out_features, -1, group_size // 2, 16, 2).transpose(2, 3)
+    return torch.cat([superblocks.reshape(out_features, -1), nibbles[0][:, head // 64:].reshape(out_features, -1),
+                      nibbles[1].reshape(out_features, -1)], dim=1)
 
 
 class StreamingLinear(nn.Module):

@@ -491,6 +491,8 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<tor
                                const c10::optional<torch::Tensor>& signed_sin, torch::Tensor keys, torch::Tensor values,
                                int64_t offset, const c10::optional<torch::Tensor>& allowed, int64_t n_head) {
   const auto type = keys.scalar_type();
+  TORCH_CHECK(qkv.device().is_cpu() && keys.device().is_cpu() && values.device().is_cpu(),
+              "decode_attention: tensors must be on the CPU");
   TORCH_CHECK(keys.dim() == 4 && keys.sizes() == values.sizes() && keys.is_contiguous() && values.is_contiguous() &&
                   values.scalar_type() == type && (type == torch::kFloat32 || type == torch::kBFloat16),
               "decode_attention: keys and values must be contiguous (B, KV, max_len, D) float32 or bfloat16 tensors");

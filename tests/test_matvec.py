@@ -18,6 +18,7 @@ from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.layout import for_cpu_inference, fuse_decode_attention, fuse_projections
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
+from lm2llm.models.transformer import RMSNorm
 
 pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                 reason="no C++ compiler: the kernel cannot be built, torch's kernels serve")
@@ -173,6 +174,9 @@ def test_the_one_call_decoding_attention_equals_the_written_out_step(family, pre
     plain = fuse_projections(build_model(family, preset, vocab_size=61).eval().to(dtype))
     fused = fuse_decode_attention(copy.deepcopy(plain))
     assert all(block.attn.decode_step is not None for block in fused.blocks)
+    for module in fused.modules():  # the norms' own kernel is tested below; here the layers' inputs stay torch's
+        if isinstance(module, RMSNorm):
+            module.inference_kernel = None
     ids, mask = torch.randint(0, 61, (3, 12)), torch.ones(3, 8, dtype=torch.long)
     mask[1, :3] = 0  # a left-padded row: its padding slots must stay unseen
     tolerance = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 0.02, "rtol": 0.02}
@@ -186,3 +190,23 @@ def test_the_one_call_decoding_attention_equals_the_written_out_step(family, pre
             torch.testing.assert_close(got.float(), expected.float(), **tolerance)
     assert torch.equal(states[0].cache.keys[0], states[1].cache.keys[0])
     assert torch.equal(states[0].cache.values[0], states[1].cache.values[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_one_call_rms_norm_equals_the_modules_own(dtype):
+    """The kernel's RMSNorm: normalised in fp32 and scaled in x's dtype like `RMSNorm.forward`; only the mean's
+    summation order differs (fp32 within 1e-6 relative; bf16 at most one rounding step apart)."""
+    torch.manual_seed(0)
+    norm = RMSNorm(576, 1e-5).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(576))
+        x = (torch.randn(3, 2, 576) * 4).to(dtype)
+        expected = norm(x)
+        norm.inference_kernel = matvec.kernel().rms_norm
+        got = norm(x)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    else:
+        torch.testing.assert_close(got.float(), expected.float(), rtol=2 ** -7, atol=1e-6)
+    x.requires_grad_(True)
+    assert norm(x).grad_fn is not None  # gradients wanted: torch's own path

@@ -35,6 +35,7 @@ from torch import nn
 
 from lm2llm.inference import matvec
 from lm2llm.models.attention import Attention
+from lm2llm.models.transformer import RMSNorm
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -153,12 +154,16 @@ def pack_linears(model: nn.Module) -> nn.Module:
 
 def fuse_decode_attention(model: nn.Module) -> nn.Module:
     """Give every attention with stacked projections the streaming kernel's one-call decoding step
-    (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), where
-    the kernel could be built. Prompts keep the written-out path."""
+    (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), and
+    every RMSNorm its one-call form, where the kernel could be built. Prompts keep the written-out attention.
+    Both replace many small torch operations per layer, the fixed cost of a decoding step outside the
+    matrix products."""
     if matvec.available():
         for module in model.modules():
             if isinstance(module, Attention) and module.qkv_proj is not None:
                 module.decode_step = matvec.kernel().decode_attention
+            elif isinstance(module, RMSNorm):
+                module.inference_kernel = matvec.kernel().rms_norm
     return model
 
 

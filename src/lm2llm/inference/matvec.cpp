@@ -530,6 +530,45 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<tor
   return out;
 }
 
+// ---- RMSNorm for inference: one call where torch's CPU `rms_norm` makes about eight ----
+//
+// x / sqrt(mean(x^2) + eps) * weight per row, normalised in fp32 and scaled in x's dtype, as `RMSNorm.forward`
+// (and transformers' Llama) does: a bf16 row is normalised in fp32, rounded to bf16, then multiplied by the bf16
+// weight (one more rounding); fp32 rows are rounded after each multiplication. Only the order of the mean's
+// sum differs from torch's.
+template <class T>
+void rms_norm_rows(const T* x, const T* weight, T* out, int64_t rows, int64_t n, float eps) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* row = x + r * n;
+      float squares = 0.f;
+      for (int64_t i = 0; i < n; ++i) squares += static_cast<float>(row[i]) * static_cast<float>(row[i]);
+      const float scale = 1.f / std::sqrt(squares / static_cast<float>(n) + eps);
+      for (int64_t i = 0; i < n; ++i) {
+        const T normalised = static_cast<T>(static_cast<float>(row[i]) * scale);
+        out[r * n + i] = static_cast<T>(static_cast<float>(normalised) * static_cast<float>(weight[i]));
+      }
+    }
+  });
+}
+
+torch::Tensor rms_norm(const torch::Tensor& input, const torch::Tensor& weight, double eps) {
+  const auto type = input.scalar_type();
+  TORCH_CHECK(input.device().is_cpu() && weight.device().is_cpu() && weight.scalar_type() == type &&
+                  (type == torch::kFloat32 || type == torch::kBFloat16) && weight.dim() == 1 && weight.is_contiguous() &&
+                  input.dim() >= 1 && input.size(-1) == weight.size(0),
+              "rms_norm: x (..., n) and weight (n,) must be CPU float32 or bfloat16 tensors of one dtype");
+  const torch::Tensor x = input.contiguous();
+  torch::Tensor out = torch::empty_like(x);
+  const int64_t n = weight.size(0), rows = n > 0 ? x.numel() / n : 0;
+  if (type == torch::kBFloat16) {
+    rms_norm_rows(x.data_ptr<bf16>(), weight.data_ptr<bf16>(), out.data_ptr<bf16>(), rows, n, static_cast<float>(eps));
+  } else {
+    rms_norm_rows(x.data_ptr<float>(), weight.data_ptr<float>(), out.data_ptr<float>(), rows, n, static_cast<float>(eps));
+  }
+  return out;
+}
+
 // `StreamingLinear`'s whole call: x (..., in) times a float32 or bfloat16 weight (out, in), plus `bias`. At most
 // `max_rows` rows in the weight's dtype, on the CPU and wanting no gradient, stream; anything else (a prompt,
 // training, another dtype or device) is torch's own `linear`, so gradients and errors are torch's. Deciding
@@ -556,6 +595,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("bias") = pybind11::none());
   m.def("linear", &linear, "x @ weight.T + bias: few rows streamed, anything else through torch's linear",
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("max_rows"));
+  m.def("rms_norm", &rms_norm, "RMSNorm of each row, normalised in fp32 and scaled in x's dtype",
+        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("eps"));
   m.def("decode_attention", &decode_attention, "one new token's attention per row: RoPE, KV-cache write, softmax",
         pybind11::arg("qkv"), pybind11::arg("cos"), pybind11::arg("signed_sin"), pybind11::arg("keys"),
         pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"), pybind11::arg("n_head"));

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from lm2llm.compress.weight_only import dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
-from lm2llm.inference.layout import for_cpu_inference, fuse_decode_attention, fuse_projections
+from lm2llm.inference.layout import for_cpu_inference, fuse_decode_step, fuse_projections
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.models.transformer import RMSNorm
@@ -172,7 +172,7 @@ def test_the_one_call_decoding_attention_equals_the_written_out_step(family, pre
     bit (its inputs are the same), every step's logits within summation order (fp32) or bf16 rounding."""
     torch.manual_seed(0)
     plain = fuse_projections(build_model(family, preset, vocab_size=61).eval().to(dtype))
-    fused = fuse_decode_attention(copy.deepcopy(plain))
+    fused = fuse_decode_step(copy.deepcopy(plain))
     assert all(block.attn.decode_step is not None for block in fused.blocks)
     for module in fused.modules():  # the norms' own kernel is tested below; here the layers' inputs stay torch's
         if isinstance(module, RMSNorm):

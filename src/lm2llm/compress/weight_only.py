@@ -28,7 +28,7 @@ from torch import nn
 
 from lm2llm.errors import UserError
 from lm2llm.inference import matvec
-from lm2llm.inference.layout import fuse_decode_attention
+from lm2llm.inference.layout import fuse_decode_step
 
 COMPUTE_DTYPE = torch.bfloat16
 WEIGHT_ONLY = ("int8", "int4")
@@ -210,7 +210,7 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
                         hint="use --device cpu")
     for parent, attribute, linear in _linears(model):
         setattr(parent, attribute, Int8Linear(linear) if kind == "int8" else Int4Linear(linear, group_size))
-    return fuse_decode_attention(model)
+    return fuse_decode_step(model)
 
 
 def round_trip_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:

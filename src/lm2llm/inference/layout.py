@@ -152,7 +152,7 @@ def pack_linears(model: nn.Module) -> nn.Module:
     return model
 
 
-def fuse_decode_attention(model: nn.Module) -> nn.Module:
+def fuse_decode_step(model: nn.Module) -> nn.Module:
     """Give every attention with stacked projections the streaming kernel's one-call decoding step
     (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), and
     every RMSNorm its one-call form, where the kernel could be built. Prompts keep the written-out attention.
@@ -173,7 +173,7 @@ def for_cpu_inference(model: nn.Module) -> nn.Module:
     input-major fp32 weights."""
     fuse_projections(model)
     if matvec.available():
-        return fuse_decode_attention(matvec.stream_linears(model))
+        return fuse_decode_step(matvec.stream_linears(model))
     if any(can_pack(m.weight) for m in model.modules() if type(m) is nn.Linear):
         return pack_linears(model)
     return input_major(model)

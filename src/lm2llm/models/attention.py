@@ -171,7 +171,7 @@ class Attention(nn.Module):
         self.last_weights: torch.Tensor | None = None  # filled only when `keep_weights` is set
         self.keep_weights = False
         # one new token's attention (RoPE, cache write, softmax) in one compiled call, installed for CPU decoding
-        # by `inference.layout.fuse_decode_attention`: (qkv, cos, signed_sin, keys, values, offset, allowed, n_head)
+        # by `inference.layout.fuse_decode_step`: (qkv, cos, signed_sin, keys, values, offset, allowed, n_head)
         self.decode_step: Callable | None = None
 
     def forward(

@@ -84,7 +84,7 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
-        # the same arithmetic in one compiled call, for CPU inference (`inference.layout.fuse_decode_attention`
+        # the same arithmetic in one compiled call, for CPU inference (`inference.layout.fuse_decode_step`
         # installs it): (x, weight, eps) -> normalised x. torch's CPU `rms_norm` takes about eight operations
         self.inference_kernel: Callable | None = None
 

@@ -1,8 +1,9 @@
 """A real LLM on this CPU: SmolLM2-135M-Instruct in our engine vs transformers `generate`, same weights.
 
 Our model is the registered `smollm2-135m-instruct` run (imported from the GGUF file by our reader, in the
-CPU layout `TextGenerator.from_run` gives it: q/k/v and gate/up stacked, fp32 decoding through the
-streaming kernel of `inference/matvec.py`, bf16 weights packed once for oneDNN); the peer is
+CPU layout `TextGenerator.from_run` gives it: q/k/v and gate/up stacked, fp32 and bf16 decoding through the
+streaming kernel of `inference/matvec.py`, up to 8 rows per pass over the weights, and its one-call attention
+step per layer; prompts through torch's kernels); the peer is
 `LlamaForCausalLM` holding exactly those
 weights (`hf_compat.to_hf`), whose greedy output is checked equal to ours before timing. For fp32 and
 bf16, at batch 1 and 8, both generate greedily from 64-token prompts:

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from lm2llm.compress.weight_only import dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
-from lm2llm.inference.layout import for_cpu_inference
+from lm2llm.inference.layout import for_cpu_inference, fuse_decode_step, fuse_projections
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
+from lm2llm.models.transformer import RMSNorm
 
 pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                                 reason="no C++ compiler: the kernel cannot be built, torch's kernels serve")
@@ -27,7 +28,7 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert matvec.available()
 
 
-ROWS = [1, 2, 3, 4, 7]
+ROWS = [1, 2, 5, 8, 11]  # every block size of the kernel's passes (8 rows each), and 8 + 3
 SHAPES = [(96, 64), (37, 50), (130, 17), (20, 160)]  # widths with and without 16- and 32-lane tails
 
 
@@ -67,14 +68,15 @@ def test_bf16_products_equal_fp32_products_of_the_bf16_numbers(rows, shape):
 
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("shape, group", [((96, 64), 32), ((37, 96), 32), ((20, 160), 32), ((33, 192), 64),
-                                          ((8, 256), 128)])
+                                          ((8, 256), 128), ((24, 576), 32), ((16, 1024), 64), ((9, 1600), 32)])
 def test_int4_products_equal_the_dequantized_weight_times_bf16_inputs(rows, shape, group):
     """int4: the dequantized weight times the inputs rounded to bf16 (what the kernel multiplies), within fp32
-    summation slack in fp32 and one bf16 rounding in bf16."""
+    summation slack in fp32 and one bf16 rounding in bf16; widths of 16 groups and more exercise the superblocks
+    (576 = one superblock of 32-input groups and a rest of 2 groups, as SmolLM2's layers)."""
     weight, x = inputs(rows, shape)
     q, scales, zeros = int4_groupwise(weight, group)
-    packed = matvec.pack_int4(q)
-    assert packed.shape == (shape[0], shape[1] // 2) and torch.equal(matvec.unpack_int4(packed, shape[1]), q)
+    packed = matvec.pack_int4(q, group)
+    assert packed.shape == (shape[0], shape[1] // 2) and torch.equal(matvec.unpack_int4(packed, shape[1], group), q)
     exact = F.linear(x.bfloat16().float(), dequantize_int4(q, scales, zeros))
     got = matvec.kernel().matvec(x, packed, scales.bfloat16(), zeros.bfloat16(), group)
     torch.testing.assert_close(got, exact, atol=1e-4, rtol=1e-5)
@@ -94,19 +96,41 @@ def test_the_kernel_refuses_what_it_cannot_read():
         matvec.kernel().matvec(x.half(), weight)
 
 
-def test_streaming_layer_matches_linear_and_falls_back_for_prompts_and_gradients():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_bias_is_added_before_the_outputs_one_rounding(dtype):
+    weight, x = (t.to(dtype) for t in inputs(3, (40, 64)))
+    bias = torch.randn(40).to(dtype)
+    exact = F.linear(x.float(), weight.float(), bias.float())
+    got = matvec.kernel().matvec(x, weight, bias=bias)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, exact, atol=1e-5, rtol=1e-5)
+    else:
+        within_bf16_rounding(got, exact)
+    with pytest.raises(RuntimeError, match="bias"):
+        matvec.kernel().matvec(x, weight, bias=torch.zeros(39, dtype=dtype))
+
+
+def torch_linear_calls(layer: torch.nn.Module, x: torch.Tensor) -> int:
+    """How many times torch's own `linear` ran in `layer(x)` (the kernel is no torch operation)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        layer(x)
+    return sum(event.key == "aten::linear" for event in profile.key_averages())
+
+
+def test_streaming_layer_streams_decoding_rows_and_gives_prompts_and_gradients_to_torch():
     plain = torch.nn.Linear(48, 80)
     layer = matvec.StreamingLinear(plain.weight, plain.bias)
-    for shape in [(1, 1, 48), (4, 1, 48), (2, 30, 48)]:  # decoding rows; a prompt goes to F.linear
+    for shape in [(1, 1, 48), (matvec.MAX_ROWS, 1, 48), (2, 30, 48)]:  # decoding rows; a prompt goes to torch
         x = torch.randn(shape)
         with torch.no_grad():
             torch.testing.assert_close(layer(x), plain(x), atol=1e-5, rtol=1e-5)
-    assert layer.streams(4, torch.randn(4, 48)) is False  # the weight wants gradients here
+            assert torch_linear_calls(layer, x) == (x.numel() > matvec.MAX_ROWS * 48)
+    assert torch_linear_calls(layer, torch.randn(1, 48)) == 1  # the weight wants gradients here
     x = torch.randn(1, 48, requires_grad=True)
     layer(x).sum().backward()  # gradients flow through torch's kernel
     assert x.grad is not None and layer.weight.grad is not None
-    with torch.no_grad():
-        assert layer.streams(4, torch.randn(4, 48)) and not layer.streams(matvec.MAX_ROWS + 1, torch.randn(1, 48))
+    with torch.no_grad(), pytest.raises(RuntimeError, match="dtype"):  # torch's own error for mixed dtypes
+        layer(torch.randn(1, 48).bfloat16())
 
 
 @pytest.mark.parametrize("family, preset", [("gpt", "gpt-tiny"), ("llama", "llama-tiny")])
@@ -138,3 +162,51 @@ def test_a_bf16_model_streams_its_decoding_and_keeps_its_logits():
         step_plain = plain(ids[:, 8:], state=state_plain)[0].float()
         step_streamed = streamed(ids[:, 8:], state=state_streamed)[0].float()  # 2 rows: the kernel
     torch.testing.assert_close(step_streamed, step_plain, rtol=0.02, atol=0.02 * float(step_plain.abs().max()))
+
+
+@pytest.mark.parametrize("family, preset", [("gpt", "gpt-tiny"), ("llama", "llama-tiny")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_one_call_decoding_attention_equals_the_written_out_step(family, preset, dtype):
+    """`decode_attention` (RoPE, cache write, GQA attention for one token per row, left padding masked) against
+    the written-out path on the same stacked projections: the cached keys and values of the first layer bit for
+    bit (its inputs are the same), every step's logits within summation order (fp32) or bf16 rounding."""
+    torch.manual_seed(0)
+    plain = fuse_projections(build_model(family, preset, vocab_size=61).eval().to(dtype))
+    fused = fuse_decode_step(copy.deepcopy(plain))
+    assert all(block.attn.decode_step is not None for block in fused.blocks)
+    for module in fused.modules():  # the norms' own kernel is tested below; here the layers' inputs stay torch's
+        if isinstance(module, RMSNorm):
+            module.inference_kernel = None
+    ids, mask = torch.randint(0, 61, (3, 12)), torch.ones(3, 8, dtype=torch.long)
+    mask[1, :3] = 0  # a left-padded row: its padding slots must stay unseen
+    tolerance = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 0.02, "rtol": 0.02}
+    with torch.inference_mode():
+        states = plain.new_state(3, 16), fused.new_state(3, 16)
+        for model, state in zip((plain, fused), states, strict=True):
+            model(ids[:, :8], state=state, attention_mask=mask)
+        for t in range(8, 12):
+            expected, got = (model(ids[:, t:t + 1], state=state)[0] for model, state in zip((plain, fused), states,
+                                                                                               strict=True))
+            torch.testing.assert_close(got.float(), expected.float(), **tolerance)
+    assert torch.equal(states[0].cache.keys[0], states[1].cache.keys[0])
+    assert torch.equal(states[0].cache.values[0], states[1].cache.values[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_one_call_rms_norm_equals_the_modules_own(dtype):
+    """The kernel's RMSNorm: normalised in fp32 and scaled in x's dtype like `RMSNorm.forward`; only the mean's
+    summation order differs (fp32 within 1e-6 relative; bf16 at most one rounding step apart)."""
+    torch.manual_seed(0)
+    norm = RMSNorm(576, 1e-5).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(576))
+        x = (torch.randn(3, 2, 576) * 4).to(dtype)
+        expected = norm(x)
+        norm.inference_kernel = matvec.kernel().rms_norm
+        got = norm(x)
+    if dtype == torch.float32:
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    else:
+        torch.testing.assert_close(got.float(), expected.float(), rtol=2 ** -7, atol=1e-6)
+    x.requires_grad_(True)
+    assert norm(x).grad_fn is not None  # gradients wanted: torch's own path

@@ -12,7 +12,7 @@ rounding error is added.
 Where the streaming kernel (`lm2llm.inference.matvec`) could be built, it computes these layers: int8 rows
 widened to fp32 against fp32 inputs, int4 nibbles against bf16 inputs (bf16 products, fp32 sums), the
 output in the input's dtype; int8 prompts (more than `MAX_ROWS` rows) go to `torch._weight_int8pack_mm`,
-int4 ones stay in the kernel, 4 rows per pass over the weights (its int4 layout is its own). Without the
+int4 ones stay in the kernel, 8 rows per pass over the weights (its int4 layout is its own). Without the
 kernel both use PyTorch's packed kernels, which are fast only with bf16 activations on this CPU (the fp32
 int8 path measured ~15x slower), so such a layer computes in bf16 and hands back the input's dtype:
 `_weight_int8pack_mm` (x · qᵀ · s) and `_weight_int4pack_mm_for_cpu` on
@@ -28,6 +28,7 @@ from torch import nn
 
 from lm2llm.errors import UserError
 from lm2llm.inference import matvec
+from lm2llm.inference.layout import fuse_decode_step
 
 COMPUTE_DTYPE = torch.bfloat16
 WEIGHT_ONLY = ("int8", "int4")
@@ -152,7 +153,7 @@ class Int4Linear(QuantizedLinear):
         self.streamed = matvec.available()
         if self.streamed:
             q, scales, zeros = int4_groupwise(linear.weight, group_size)
-            self.register_buffer("packed", matvec.pack_int4(q))
+            self.register_buffer("packed", matvec.pack_int4(q, group_size))
             self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
             self.register_buffer("zeros", zeros.to(COMPUTE_DTYPE))
         else:
@@ -174,7 +175,7 @@ class Int4Linear(QuantizedLinear):
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
         if self.streamed:  # gradients or a dtype the kernel does not take: the expanded weight, in float
-            q = matvec.unpack_int4(self.packed, self.in_features)
+            q = matvec.unpack_int4(self.packed, self.in_features, self.group_size)
             weight = dequantize_int4(q, self.scales.float(), self.zeros.float())
             return (flat.float() @ weight.t()).to(flat.dtype)
         y = torch._weight_int4pack_mm_for_cpu(flat.to(COMPUTE_DTYPE), self.packed, self.group_size,
@@ -201,6 +202,7 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
 
     An output layer tied to the embedding is quantized as a layer; the embedding keeps its float table
     (a lookup reads one row per token, not the whole matrix). CPU only: the packed kernels are CPU ones.
+    Attention with stacked projections decodes through the kernel's one-call step, as in `for_cpu_inference`.
     """
     _check_kind(kind)
     if any(p.device.type != "cpu" for p in model.parameters()):
@@ -208,7 +210,7 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
                         hint="use --device cpu")
     for parent, attribute, linear in _linears(model):
         setattr(parent, attribute, Int8Linear(linear) if kind == "int8" else Int4Linear(linear, group_size))
-    return model
+    return fuse_decode_step(model)
 
 
 def round_trip_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:

@@ -8,15 +8,15 @@ These help on a CPU:
   MLP's gate and up weights, so a layer makes 4 matrix products instead of 7. Each output is still one row's
   dot product with the input, so the values are the same (tested); at SmolLM2's sizes the per-call cost is a
   large share of each small product.
-- **fp32: the streaming kernel** (`inference/matvec.py`, when a C++ compiler could build it): decoding's
-  few-row products through a loop that reads each weight row once; torch's own kernels keep the prompts.
-  Where it cannot be built, the input-major layout serves instead.
+- **fp32 and bf16: the streaming kernel** (`inference/matvec.py`, when a C++ compiler could build it):
+  decoding's products of up to 8 rows (a batch of 8 sequences) through a loop that reads each weight row
+  once; torch's own kernels keep the prompts. Where it cannot be built, the two layouts below serve.
 - **fp32 without the kernel: input-major.** `nn.Linear` keeps its weight as (out, in) rows and computes x · Wᵀ. On this
   project's CPU torch's default BLAS streams an (in, out)-ordered weight about 1.8x faster at batch 1,
   while batches of 8 and 80-token prompts ran at the same speed either way (`benchmarks/bench_generate.py`
   times both). So each weight is stored transposed and the layer gets its transpose view: the same values
   and shape, the same results.
-- **bf16: packed once for oneDNN.** torch computes a bf16 `F.linear` on a CPU with oneDNN, which first
+- **bf16 without the kernel: packed once for oneDNN.** torch computes a bf16 `F.linear` on a CPU with oneDNN, which first
   copies the weight into its own blocked format, at every call. For a matrix-vector product that copy
   costs more than the product. `PackedLinear` makes the copy once, when the model is loaded, and calls the
   same oneDNN kernel on it (`torch.ops.mkldnn._linear_pointwise`, the op torch's own compiler uses for
@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lm2llm.inference import matvec
+from lm2llm.models.attention import Attention
+from lm2llm.models.transformer import RMSNorm
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -150,10 +152,28 @@ def pack_linears(model: nn.Module) -> nn.Module:
     return model
 
 
+def fuse_decode_step(model: nn.Module) -> nn.Module:
+    """Give every attention with stacked projections the streaming kernel's one-call decoding step
+    (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), and
+    every RMSNorm its one-call form, where the kernel could be built. Prompts keep the written-out attention.
+    Both replace many small torch operations per layer, the fixed cost of a decoding step outside the
+    matrix products."""
+    if matvec.available():
+        for module in model.modules():
+            if isinstance(module, Attention) and module.qkv_proj is not None:
+                module.decode_step = matvec.kernel().decode_attention
+            elif isinstance(module, RMSNorm):
+                module.inference_kernel = matvec.kernel().rms_norm
+    return model
+
+
 def for_cpu_inference(model: nn.Module) -> nn.Module:
     """The fastest CPU layout at hand: stacked projections, then the streaming matrix-vector kernel
-    (`inference/matvec.py`) where it could be built, else packed bf16 linears or input-major fp32 weights."""
+    (`inference/matvec.py`) for fp32 and bf16 where it could be built, else packed bf16 linears or
+    input-major fp32 weights."""
     fuse_projections(model)
+    if matvec.available():
+        return fuse_decode_step(matvec.stream_linears(model))
     if any(can_pack(m.weight) for m in model.modules() if type(m) is nn.Linear):
         return pack_linears(model)
-    return matvec.stream_linears(model) if matvec.available() else input_major(model)
+    return input_major(model)

@@ -1,7 +1,8 @@
-// Decoding's matrix products, written to stream the weights: y[r, o] = sum_i W[o, i] * x[r, i] for a few
-// rows r (one token of each of a few sequences). Each weight row is read from memory once and used for
-// every r while it sits in the L1 cache, so the kernel's speed is how fast memory delivers the weights.
-// The output rows are split between torch's intra-op threads; the dot products accumulate in fp32.
+// Decoding's matrix products, written to stream the weights: y[r, o] = sum_i W[o, i] * x[r, i] (+ b[o]) for a
+// few rows r (one token of each of a few sequences). Each weight row is read from memory once and used for
+// up to 8 rows r while it sits in the L1 cache, so the kernel's speed is how fast memory delivers the
+// weights: a decoding step of a batch of 8 reads them once, as a step of one sequence does. The output rows
+// are split between torch's intra-op threads; the dot products accumulate in fp32.
 //
 // One loop (`stream`) serves every weight format; a format only says how one weight row meets the inputs:
 //   float32   W as stored, fp32 inputs, 16 fused multiply-adds at a time (AVX-512).
@@ -9,11 +10,16 @@
 //   int8      q (out, in) int8 and one bf16 scale per output row, W = q * s: q widened to fp32, fp32 inputs,
 //             the row's sum times s at the end.
 //   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
-//             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; every
-//             32 inputs' sum is scaled by its group's s, and z adds z * (the sum of the group's inputs), which is
-//             the same for every row and computed once per call. Layout of a row: blocks of 64 inputs in 32
-//             bytes, byte j holding input j in its low nibble and input j + 32 in its high one; a last block
-//             of 32 inputs in 16 bytes, byte j holding j and j + 16 (`pack_int4` in matvec.py writes it).
+//             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; z adds
+//             z * (the sum of the group's inputs), the same for every output row, computed once per call. A row
+//             is laid out in superblocks of 16 groups (16 * group inputs) and a rest. In a superblock each step
+//             of 32 inputs holds a pair from every group (lanes 2k, 2k + 1: group k's inputs 2t, 2t + 1 at step
+//             t), so the 16 fp32 lanes of the steps' sum are the 16 groups' sums and one multiply by the 16
+//             scales ends the superblock; two steps share 32 bytes, step 2u in the low nibbles and 2u + 1 in
+//             the high ones. The inputs are put in the same order once per call (`interleave`). The rest (fewer
+//             than 16 groups): blocks of 64 inputs in 32 bytes, byte j holding input j in its low nibble and
+//             j + 32 in its high one, a last block of 32 in 16 bytes (j and j + 16), each 32 inputs' sum times
+//             its group's scale. `pack_int4` in matvec.py writes this layout.
 // Without AVX-512 (or its BF16 part) each format falls back to a plain loop with the same arithmetic.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -21,6 +27,9 @@
 
 #include <cstdint>
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -106,9 +115,15 @@ struct Dense {
   }
 };
 
-// The nibble of input i (0 <= i < in) in a row laid out as described at the top.
-inline int nibble(const uint8_t* row, int64_t in, int64_t i) {
-  const int64_t block = i / 64 * 64, half = (in - block >= 64) ? 32 : 16, j = i - block;
+// The nibble of input i (0 <= i < in) in a row laid out as described at the top (groups of `group` inputs).
+inline int nibble(const uint8_t* row, int64_t in, int64_t group, int64_t i) {
+  const int64_t span = 16 * group, whole = in / span * span;
+  if (i < whole) {  // superblock: step t = pos / 2 holds group k's pair t in lanes 2k, 2k + 1
+    const int64_t block = i / span * span, k = (i - block) / group, pos = (i - block) % group, t = pos / 2;
+    const uint8_t byte = row[block / 2 + t / 2 * 32 + 2 * k + pos % 2];
+    return t % 2 == 0 ? byte & 0x0F : byte >> 4;
+  }
+  const int64_t block = whole + (i - whole) / 64 * 64, half = (in - block >= 64) ? 32 : 16, j = i - block;
   const uint8_t byte = row[block / 2 + j % half];
   return j < half ? byte & 0x0F : byte >> 4;
 }
@@ -147,8 +162,9 @@ struct Int4 {
   const bf16* scales;       // (out, groups)
   const bf16* zeros;        // (out, groups)
   const bf16* x;
+  const bf16* interleaved;  // (rows, whole): each row's superblock inputs in the weights' order (`interleave`)
   const float* group_sums;  // (rows, groups): the sum of each group's inputs
-  int64_t in, groups;
+  int64_t in, groups, whole;
   int group_shift;          // the group size is 1 << group_shift
 
   template <int ROWS>
@@ -160,8 +176,29 @@ struct Int4 {
 #if defined(__AVX512BF16__)
     const __m512i table = _mm512_loadu_si512(kNibbleValues);
     const __m512i low = _mm512_set1_epi16(0x0F);
+    const int64_t span = 16 << group_shift;
     __m512 acc[2 * ROWS];  // two per input row, so that two chains of additions run side by side
     for (int a = 0; a < 2 * ROWS; ++a) acc[a] = _mm512_setzero_ps();
+    // Superblocks: lane k of a step's sum belongs to group k, so one multiply by the 16 groups' scales ends it.
+    for (int64_t i = 0; i < whole; i += span) {
+      __m512 part[2 * ROWS];
+      for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_ps();
+      for (int64_t j = i; j < i + span; j += 64) {  // two steps of 32 inputs from 32 bytes
+        const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + j / 2)));
+        const __m512bh first = (__m512bh)_mm512_permutexvar_epi16(_mm512_and_si512(bytes, low), table);
+        const __m512bh second = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(bytes, 4), table);
+        for (int r = 0; r < ROWS; ++r) {
+          const bf16* xr = interleaved + (r0 + r) * whole + j;
+          part[2 * r] = _mm512_dpbf16_ps(part[2 * r], first, load32(xr));
+          part[2 * r + 1] = _mm512_dpbf16_ps(part[2 * r + 1], second, load32(xr + 32));
+        }
+      }
+      const __m512 group_scales = widen16(s + (i >> group_shift), 16);
+      for (int r = 0; r < ROWS; ++r) {
+        acc[2 * r] = _mm512_fmadd_ps(_mm512_add_ps(part[2 * r], part[2 * r + 1]), group_scales, acc[2 * r]);
+      }
+    }
+    // The rest, fewer than 16 groups: every 32 inputs' sum times its group's scale.
     auto add = [&](__m512i nibbles, int64_t i, int chain) {  // 32 inputs from i on, all in one group
       const __m512bh weights = (__m512bh)_mm512_permutexvar_epi16(nibbles, table);
       const __m512 scale = _mm512_set1_ps(static_cast<float>(s[i >> group_shift]));
@@ -170,7 +207,7 @@ struct Int4 {
         acc[2 * r + chain] = _mm512_fmadd_ps(part, scale, acc[2 * r + chain]);
       }
     };
-    int64_t i = 0;
+    int64_t i = whole;
     for (; i + 64 <= in; i += 64) {
       const __m512i bytes = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i / 2)));
       add(_mm512_and_si512(bytes, low), i, 0);
@@ -183,12 +220,13 @@ struct Int4 {
     }
     for (int r = 0; r < ROWS; ++r) sums[r] += _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * r], acc[2 * r + 1]));
 #else
+    const int64_t group = int64_t{1} << group_shift;
     for (int64_t g = 0; g < groups; ++g) {
       const float scale = static_cast<float>(s[g]);
       for (int r = 0; r < ROWS; ++r) {
         float part = 0.f;
-        for (int64_t i = g << group_shift; i < (g + 1) << group_shift; ++i) {
-          part += static_cast<float>(nibble(row, in, i) - 8) * static_cast<float>(xs[r * in + i]);
+        for (int64_t i = g * group; i < (g + 1) * group; ++i) {
+          part += static_cast<float>(nibble(row, in, group, i) - 8) * static_cast<float>(xs[r * in + i]);
         }
         sums[r] += part * scale;
       }
@@ -197,41 +235,65 @@ struct Int4 {
   }
 };
 
-// ---- the one loop: blocks of 4, 2 and 1 input rows, each block reading the weights once ----
+// Each row's superblock inputs (the first `whole` of them) in the order the packed weights hold them: step t of a
+// superblock at i is 32 inputs, lanes 2k and 2k + 1 holding inputs i + k * group + 2t and + 1.
+std::vector<bf16> interleave(const bf16* x, int64_t rows, int64_t in, int64_t whole, int64_t group) {
+  std::vector<bf16> out(rows * whole);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < whole; i += 16 * group) {
+      for (int64_t t = 0; t < group / 2; ++t) {
+        for (int64_t m = 0; m < 32; ++m) out[r * whole + i + t * 32 + m] = x[r * in + i + m / 2 * group + 2 * t + m % 2];
+      }
+    }
+  }
+  return out;
+}
+
+// ---- the one loop: blocks of up to 8 input rows, each block reading the weights once ----
+
+constexpr int64_t kBlock = 8;  // input rows per pass over the weights: 8 accumulators (16 for int4) of 32 registers
 
 template <int ROWS, class Format, class Out>
-void stream_block(const Format& format, int64_t r0, Out* y, int64_t out_features) {
+void stream_block(const Format& format, int64_t r0, Out* y, const Out* bias, int64_t out_features) {
   at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
     float sums[ROWS];
     for (int64_t o = begin; o < end; ++o) {
       format.template dot<ROWS>(o, r0, sums);
-      for (int r = 0; r < ROWS; ++r) y[(r0 + r) * out_features + o] = static_cast<Out>(sums[r]);
+      const float b = bias == nullptr ? 0.f : static_cast<float>(bias[o]);
+      for (int r = 0; r < ROWS; ++r) y[(r0 + r) * out_features + o] = static_cast<Out>(sums[r] + b);
     }
   });
 }
 
-template <class Format>
-void stream(const Format& format, int64_t rows, torch::Tensor& y) {
-  const int64_t out_features = y.size(1);
-  auto run = [&](auto* out) {
-    for (int64_t r = 0; r < rows;) {
-      const int64_t left = rows - r;
-      if (left >= 4) {
-        stream_block<4>(format, r, out, out_features);
-        r += 4;
-      } else if (left >= 2) {
-        stream_block<2>(format, r, out, out_features);
-        r += 2;
-      } else {
-        stream_block<1>(format, r, out, out_features);
-        r += 1;
-      }
+// Every row count in one pass per block of 8: a batch of 7 (a sequence finished) reads the weights once too.
+template <class Format, class Out>
+void stream_rows(const Format& format, int64_t rows, Out* y, const Out* bias, int64_t out_features) {
+  for (int64_t r = 0; r < rows; r += kBlock) {
+    switch (std::min(rows - r, kBlock)) {
+      case 8: stream_block<8>(format, r, y, bias, out_features); break;
+      case 7: stream_block<7>(format, r, y, bias, out_features); break;
+      case 6: stream_block<6>(format, r, y, bias, out_features); break;
+      case 5: stream_block<5>(format, r, y, bias, out_features); break;
+      case 4: stream_block<4>(format, r, y, bias, out_features); break;
+      case 3: stream_block<3>(format, r, y, bias, out_features); break;
+      case 2: stream_block<2>(format, r, y, bias, out_features); break;
+      default: stream_block<1>(format, r, y, bias, out_features); break;
     }
-  };
+  }
+}
+
+// y (rows, out) in the inputs' dtype, plus `bias` (out,) of that dtype where given, added before the one rounding.
+template <class Format>
+void stream(const Format& format, int64_t rows, torch::Tensor& y, const c10::optional<torch::Tensor>& bias) {
+  const int64_t out_features = y.size(1);
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == y.scalar_type() && bias->numel() == out_features && bias->is_contiguous(),
+                "matvec: the bias must be a contiguous ", c10::toString(y.scalar_type()), " tensor of ", out_features);
+  }
   if (y.scalar_type() == torch::kBFloat16) {
-    run(y.data_ptr<bf16>());
+    stream_rows(format, rows, y.data_ptr<bf16>(), bias.has_value() ? bias->data_ptr<bf16>() : nullptr, out_features);
   } else {
-    run(y.data_ptr<float>());
+    stream_rows(format, rows, y.data_ptr<float>(), bias.has_value() ? bias->data_ptr<float>() : nullptr, out_features);
   }
 }
 
@@ -269,7 +331,8 @@ void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef 
 // float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16; uint8 (out, in / 2) packed int4 with
 // `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one input row (a token of a sequence).
 torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
-                     const c10::optional<torch::Tensor>& zeros, int64_t group_size) {
+                     const c10::optional<torch::Tensor>& zeros, int64_t group_size,
+                     const c10::optional<torch::Tensor>& bias) {
   TORCH_CHECK(input.dim() >= 1 && weight.dim() == 2, "matvec: x needs a last dimension and the weight must be 2-D");
   TORCH_CHECK(weight.is_contiguous() && input.device().is_cpu() && weight.device().is_cpu(),
               "matvec: tensors must be on the CPU and the weight contiguous");
@@ -293,16 +356,16 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       Inputs<float> inputs(x);
       const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
       if (int8) {
-        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y);
+        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y, bias);
       } else {
-        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y);
+        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y, bias);
       }
       break;
     }
     case torch::kBFloat16: {
       TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
       Inputs<bf16> inputs(x);
-      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y);
+      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y, bias);
       break;
     }
     case torch::kByte: {
@@ -318,9 +381,11 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       for (int64_t r = 0; r < rows; ++r) {
         for (int64_t i = 0; i < in; ++i) group_sums[r * groups + i / group_size] += static_cast<float>(inputs.data[r * in + i]);
       }
+      const int64_t whole = in / (16 * group_size) * (16 * group_size);
+      const std::vector<bf16> interleaved = interleave(inputs.data, rows, in, whole, group_size);
       stream(Int4{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), inputs.data,
-                  group_sums.data(), in, groups, __builtin_ctzll(group_size)},
-             rows, y);
+                  interleaved.data(), group_sums.data(), in, groups, whole, __builtin_ctzll(group_size)},
+             rows, y, bias);
       break;
     }
     default:
@@ -329,8 +394,210 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
   return result;
 }
 
+// ---- one decoding step's attention: the new token of each row against its layer's KV cache ----
+//
+// What `Attention.forward` does for one new token per row (T = 1), in one call instead of about twenty torch
+// operations: rotate the query and key heads (RoPE, as `Rotary.apply` computes it, each product and the sum
+// rounded to the cache's dtype, so the cached keys are bit for bit torch's), write key and value into the
+// cache slot `offset`, and attend over slots 0 .. offset: scores q . k / sqrt(D) in fp32, softmax in fp32, the
+// values' weighted sum in fp32, rounded once. Query head h reads key/value head h / (H / KV) (GQA).
+
+#if defined(__AVX512F__)
+inline __m512 widen(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 widen(const bf16* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+#endif
+
+template <class T>
+float dot_float(const float* a, const T* b, int64_t n) {
+  int64_t i = 0;
+  float sum = 0.f;
+#if defined(__AVX512F__)
+  __m512 acc = _mm512_setzero_ps();
+  for (; i + 16 <= n; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), widen(b + i), acc);
+  sum = _mm512_reduce_add_ps(acc);
+#endif
+  for (; i < n; ++i) sum += a[i] * static_cast<float>(b[i]);
+  return sum;
+}
+
+// x * cos + roll(x, D / 2) * signed_sin, each operation rounded to T as torch's elementwise ops round it.
+template <class T>
+void rotate(const T* x, const T* cos, const T* signed_sin, T* out, int64_t D) {
+  for (int64_t d = 0; d < D; ++d) {
+    const T turned = static_cast<T>(static_cast<float>(x[d]) * static_cast<float>(cos[d]));
+    const T rolled = static_cast<T>(static_cast<float>(x[(d + D / 2) % D]) * static_cast<float>(signed_sin[d]));
+    out[d] = static_cast<T>(static_cast<float>(turned) + static_cast<float>(rolled));
+  }
+}
+
+template <class T>
+void decode_attention_rows(const T* qkv, const T* cos, const T* signed_sin, T* keys, T* values, const bool* allowed,
+                           int64_t allowed_stride, T* out, int64_t B, int64_t H, int64_t KV, int64_t D,
+                           int64_t max_len, int64_t offset) {
+  const int64_t width = (H + 2 * KV) * D, slots = offset + 1, group = H / KV;
+  const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> query(D);
+    std::vector<float> q(D), acc(D), scores(slots);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / KV, g = task % KV;
+      const T* row = qkv + b * width;
+      T* k_cache = keys + (b * KV + g) * max_len * D;
+      T* v_cache = values + (b * KV + g) * max_len * D;
+      const T* c = cos == nullptr ? nullptr : cos + b * D;
+      const T* s = signed_sin == nullptr ? nullptr : signed_sin + b * D;
+      if (c != nullptr) {
+        rotate(row + (H + g) * D, c, s, k_cache + offset * D, D);
+      } else {
+        std::copy(row + (H + g) * D, row + (H + g + 1) * D, k_cache + offset * D);
+      }
+      std::copy(row + (H + KV + g) * D, row + (H + KV + g + 1) * D, v_cache + offset * D);
+      const bool* sees = allowed == nullptr ? nullptr : allowed + b * allowed_stride;
+      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+        if (c != nullptr) {
+          rotate(row + h * D, c, s, query.data(), D);
+        } else {
+          std::copy(row + h * D, row + (h + 1) * D, query.begin());
+        }
+        for (int64_t d = 0; d < D; ++d) q[d] = static_cast<float>(query[d]);
+        float top = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < slots; ++j) {
+          scores[j] = (sees == nullptr || sees[j]) ? dot_float(q.data(), k_cache + j * D, D) * scale
+                                                   : -std::numeric_limits<float>::infinity();
+          top = std::max(top, scores[j]);
+        }
+        std::fill(acc.begin(), acc.end(), 0.f);
+        float total = 0.f;
+        for (int64_t j = 0; j < slots; ++j) {
+          if (scores[j] == -std::numeric_limits<float>::infinity()) continue;
+          const float p = std::exp(scores[j] - top);
+          total += p;
+          const T* v = v_cache + j * D;
+          for (int64_t d = 0; d < D; ++d) acc[d] += p * static_cast<float>(v[d]);
+        }
+        T* o = out + b * H * D + h * D;
+        for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(total > 0.f ? acc[d] / total : 0.f);
+      }
+    }
+  });
+}
+
+// qkv (B, 1, (H + 2 KV) D): the stacked projection's output for one new token per row; cos and signed_sin
+// (B, 1, 1, D) `Rotary`'s tables, or None without RoPE; keys and values (B, KV, max_len, D) the layer's cache;
+// allowed (B or 1, 1, 1, offset + 1) bool, or None where every slot up to `offset` may be seen. Returns (B, 1, H D).
+torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<torch::Tensor>& cos,
+                               const c10::optional<torch::Tensor>& signed_sin, torch::Tensor keys, torch::Tensor values,
+                               int64_t offset, const c10::optional<torch::Tensor>& allowed, int64_t n_head) {
+  const auto type = keys.scalar_type();
+  TORCH_CHECK(qkv.device().is_cpu() && keys.device().is_cpu() && values.device().is_cpu(),
+              "decode_attention: tensors must be on the CPU");
+  TORCH_CHECK(keys.dim() == 4 && keys.sizes() == values.sizes() && keys.is_contiguous() && values.is_contiguous() &&
+                  values.scalar_type() == type && (type == torch::kFloat32 || type == torch::kBFloat16),
+              "decode_attention: keys and values must be contiguous (B, KV, max_len, D) float32 or bfloat16 tensors");
+  const int64_t B = keys.size(0), KV = keys.size(1), max_len = keys.size(2), D = keys.size(3), H = n_head;
+  TORCH_CHECK(H % KV == 0 && D % 2 == 0 && offset >= 0 && offset < max_len, "decode_attention: bad heads or offset");
+  TORCH_CHECK(qkv.scalar_type() == type && qkv.is_contiguous() && qkv.numel() == B * (H + 2 * KV) * D,
+              "decode_attention: qkv must be a contiguous (B, 1, (H + 2 KV) D) tensor of the cache's dtype");
+  TORCH_CHECK(cos.has_value() == signed_sin.has_value(), "decode_attention: cos and signed_sin come together");
+  if (cos.has_value()) {
+    for (const auto* table : {&*cos, &*signed_sin}) {
+      TORCH_CHECK(table->scalar_type() == type && table->is_contiguous() && table->numel() == B * D,
+                  "decode_attention: the rotary tables must be contiguous (B, 1, 1, D) tensors of the cache's dtype");
+    }
+  }
+  int64_t allowed_stride = 0;
+  if (allowed.has_value()) {
+    TORCH_CHECK(allowed->scalar_type() == torch::kBool && allowed->is_contiguous() && allowed->size(-1) == offset + 1 &&
+                    (allowed->numel() == offset + 1 || allowed->numel() == B * (offset + 1)),
+                "decode_attention: allowed must be a contiguous (B or 1, 1, 1, offset + 1) bool tensor");
+    allowed_stride = allowed->numel() == offset + 1 ? 0 : offset + 1;
+  }
+  torch::Tensor out = torch::empty({B, 1, H * D}, qkv.options());
+  const bool* sees = allowed.has_value() ? allowed->data_ptr<bool>() : nullptr;
+  auto run = [&](auto* zero) {
+    using T = std::remove_pointer_t<decltype(zero)>;
+    decode_attention_rows<T>(qkv.data_ptr<T>(), cos.has_value() ? cos->data_ptr<T>() : nullptr,
+                             signed_sin.has_value() ? signed_sin->data_ptr<T>() : nullptr, keys.data_ptr<T>(),
+                             values.data_ptr<T>(), sees, allowed_stride, out.data_ptr<T>(), B, H, KV, D, max_len, offset);
+  };
+  if (type == torch::kBFloat16) {
+    run(static_cast<bf16*>(nullptr));
+  } else {
+    run(static_cast<float*>(nullptr));
+  }
+  return out;
+}
+
+// ---- RMSNorm for inference: one call where torch's CPU `rms_norm` makes about eight ----
+//
+// x / sqrt(mean(x^2) + eps) * weight per row, normalised in fp32 and scaled in x's dtype, as `RMSNorm.forward`
+// (and transformers' Llama) does: a bf16 row is normalised in fp32, rounded to bf16, then multiplied by the bf16
+// weight (one more rounding); fp32 rows are rounded after each multiplication. Only the order of the mean's
+// sum differs from torch's.
+template <class T>
+void rms_norm_rows(const T* x, const T* weight, T* out, int64_t rows, int64_t n, float eps) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const T* row = x + r * n;
+      float squares = 0.f;
+      for (int64_t i = 0; i < n; ++i) squares += static_cast<float>(row[i]) * static_cast<float>(row[i]);
+      const float scale = 1.f / std::sqrt(squares / static_cast<float>(n) + eps);
+      for (int64_t i = 0; i < n; ++i) {
+        const T normalised = static_cast<T>(static_cast<float>(row[i]) * scale);
+        out[r * n + i] = static_cast<T>(static_cast<float>(normalised) * static_cast<float>(weight[i]));
+      }
+    }
+  });
+}
+
+torch::Tensor rms_norm(const torch::Tensor& input, const torch::Tensor& weight, double eps) {
+  const auto type = input.scalar_type();
+  TORCH_CHECK(input.device().is_cpu() && weight.device().is_cpu() && weight.scalar_type() == type &&
+                  (type == torch::kFloat32 || type == torch::kBFloat16) && weight.dim() == 1 && weight.is_contiguous() &&
+                  input.dim() >= 1 && input.size(-1) == weight.size(0),
+              "rms_norm: x (..., n) and weight (n,) must be CPU float32 or bfloat16 tensors of one dtype");
+  const torch::Tensor x = input.contiguous();
+  torch::Tensor out = torch::empty_like(x);
+  const int64_t n = weight.size(0), rows = n > 0 ? x.numel() / n : 0;
+  if (type == torch::kBFloat16) {
+    rms_norm_rows(x.data_ptr<bf16>(), weight.data_ptr<bf16>(), out.data_ptr<bf16>(), rows, n, static_cast<float>(eps));
+  } else {
+    rms_norm_rows(x.data_ptr<float>(), weight.data_ptr<float>(), out.data_ptr<float>(), rows, n, static_cast<float>(eps));
+  }
+  return out;
+}
+
+// `StreamingLinear`'s whole call: x (..., in) times a float32 or bfloat16 weight (out, in), plus `bias`. At most
+// `max_rows` rows in the weight's dtype, on the CPU and wanting no gradient, stream; anything else (a prompt,
+// training, another dtype or device) is torch's own `linear`, so gradients and errors are torch's. Deciding
+// here costs nanoseconds where the same checks in Python cost microseconds at each of a step's 121 calls.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const c10::optional<torch::Tensor>& bias,
+                     int64_t max_rows) {
+  const auto type = weight.scalar_type();
+  const int64_t in = x.dim() >= 1 ? x.size(-1) : 0;
+  const bool float_weight = type == torch::kFloat32 || type == torch::kBFloat16;
+  const bool wants_gradient = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                                               (bias.has_value() && bias->requires_grad()));
+  const bool streams = float_weight && in > 0 && x.numel() <= max_rows * in && x.scalar_type() == type &&
+                       weight.dim() == 2 && weight.size(1) == in && weight.is_contiguous() && x.device().is_cpu() &&
+                       weight.device().is_cpu() && !wants_gradient &&
+                       (!bias.has_value() || (bias->scalar_type() == type && bias->is_contiguous() && bias->device().is_cpu()));
+  if (!streams) return at::linear(x, weight, bias);
+  return matvec(x, weight, c10::nullopt, c10::nullopt, 0, bias);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("matvec", &matvec, "few-row matrix product streaming float32, bfloat16, int8 or packed int4 weights",
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("scales") = pybind11::none(),
-        pybind11::arg("zeros") = pybind11::none(), pybind11::arg("group_size") = 0);
+        pybind11::arg("zeros") = pybind11::none(), pybind11::arg("group_size") = 0,
+        pybind11::arg("bias") = pybind11::none());
+  m.def("linear", &linear, "x @ weight.T + bias: few rows streamed, anything else through torch's linear",
+        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("max_rows"));
+  m.def("rms_norm", &rms_norm, "RMSNorm of each row, normalised in fp32 and scaled in x's dtype",
+        pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("eps"));
+  m.def("decode_attention", &decode_attention, "one new token's attention per row: RoPE, KV-cache write, softmax",
+        pybind11::arg("qkv"), pybind11::arg("cos"), pybind11::arg("signed_sin"), pybind11::arg("keys"),
+        pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"), pybind11::arg("n_head"));
 }

@@ -3,11 +3,15 @@
 Decoding one token reads every weight of the model once, so a step can be no faster than memory delivers
 the weights (the bandwidth bound `benchmarks/bench_llm.py` measures). torch's CPU kernels for a matrix
 times one vector stream SmolLM2's weights at well under half of that bandwidth on this project's machine;
-`matvec.cpp` is the plain loop that reads each weight row once and uses it for every sequence of the batch,
-and it reaches most of the bandwidth. One loop serves four weight formats, told apart by the weight's dtype:
-float32 and bfloat16 as stored, int8 with a scale per output row, and 4-bit groups packed two to a byte
-(`pack_int4`; the quantized layers of `lm2llm.compress.weight_only` call it). It is C++ because the lesson
-is the memory traffic, which Python cannot show: a compiled loop is the smallest thing that does.
+`matvec.cpp` is the plain loop that reads each weight row once and uses it for up to 8 sequences of the
+batch, and it reaches most of the bandwidth. One loop serves four weight formats, told apart by the weight's
+dtype: float32 and bfloat16 as stored, int8 with a scale per output row, and 4-bit groups packed two to a
+byte (`pack_int4`; the quantized layers of `lm2llm.compress.weight_only` call it). It is C++ because the
+lesson is the memory traffic, which Python cannot show: a compiled loop is the smallest thing that does.
+
+The same extension carries the rest of a decoding step's fixed cost in a few calls: `linear` (the choice
+between the kernel and torch's `linear`, made in C++ at each of a step's calls), `decode_attention` (one new
+token's RoPE, KV-cache write and attention per layer) and `rms_norm`; `inference.layout` installs them.
 
 The kernel is built the first time it is needed (`torch.utils.cpp_extension`, about half a minute), in a
 cache folder keyed by the source, the torch version and this CPU's instruction set; where no C++ compiler is
@@ -23,13 +27,12 @@ import platform
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 SOURCE = Path(__file__).with_name("matvec.cpp")
-# More rows than this (a prompt, a batch of 8) go to torch's matrix-matrix kernels: on SmolLM2 at batch 8,
-# MKL's product decoded 106 tokens/s against the kernel's 85, while at batch 4 the kernel led, 72 against 51.
-MAX_ROWS = 4
+# More rows than this (a prompt) go to torch's matrix-matrix kernels. The kernel takes up to 8 rows per pass
+# over the weights (`kBlock` in matvec.cpp), so a decoding step of a batch of 8 reads each weight once.
+MAX_ROWS = 8
 STREAMED = (torch.float32, torch.bfloat16)  # the float weights `StreamingLinear` streams as they are
 
 
@@ -60,7 +63,7 @@ def kernel():
         from torch.utils.cpp_extension import load
 
         return load("lm2llm_matvec", [str(SOURCE)], build_directory=str(build_directory()),
-                    extra_cflags=["-O3", "-march=native"], verbose=False)
+                    extra_cflags=["-O3", "-march=native", "-ffp-contract=off"], verbose=False)
     except Exception:  # a missing compiler or ninja: torch's own kernels serve instead
         return None
 
@@ -69,50 +72,52 @@ def available() -> bool:
     return kernel() is not None
 
 
-def pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """4-bit values (out, in) in 0..15 as the kernel reads them, two to a byte: blocks of 64 inputs in 32 bytes,
-    byte j holding input j in its low nibble and input j + 32 in its high one; a last block of 32 inputs in
-    16 bytes, byte j holding j and j + 16. Each half-block then unpacks into 32 consecutive inputs."""
+def pack_int4(q: torch.Tensor, group_size: int) -> torch.Tensor:
+    """4-bit values (out, in) in 0..15 as the kernel reads them, two to a byte (see matvec.cpp): superblocks of
+    16 groups, where step t (32 inputs) holds inputs 2t and 2t + 1 of each group side by side and two steps
+    share 32 bytes (low nibbles, then high); the rest in blocks of 64 inputs in 32 bytes, byte j holding input j
+    in its low nibble and j + 32 in its high one, a last block of 32 in 16 bytes (j and j + 16)."""
     out_features, in_features = q.shape
-    if in_features % 32:
-        raise ValueError(f"int4 rows are packed in blocks of 32 inputs, not {in_features}")
+    if in_features % 32 or in_features % group_size:
+        raise ValueError(f"int4 rows are packed in groups of {group_size} (and blocks of 32) inputs, not {in_features}")
     q = q.to(torch.uint8)
-    whole = in_features // 64 * 64
-    parts = [q[:, :whole].reshape(out_features, -1, 2, 32), q[:, whole:].reshape(out_features, -1, 2, 16)]
+    span = 16 * group_size
+    head = in_features // span * span
+    superblocks = q[:, :head].reshape(out_features, -1, 16, group_size // 2, 2).transpose(2, 3)
+    rest = in_features - head
+    parts = [superblocks.reshape(out_features, -1, 2, 32), q[:, head:head + rest // 64 * 64].reshape(out_features, -1, 2, 32),
+             q[:, head + rest // 64 * 64:].reshape(out_features, -1, 2, 16)]
     return torch.cat([(part[:, :, 0] | part[:, :, 1] << 4).reshape(out_features, -1) for part in parts], dim=1)
 
 
-def unpack_int4(packed: torch.Tensor, in_features: int) -> torch.Tensor:
+def unpack_int4(packed: torch.Tensor, in_features: int, group_size: int) -> torch.Tensor:
     """`pack_int4`'s inverse: the (out, in) values 0..15 as uint8."""
     out_features = packed.shape[0]
-    whole = in_features // 64 * 64
-    parts = [packed[:, :whole // 2].reshape(out_features, -1, 32), packed[:, whole // 2:].reshape(out_features, -1, 16)]
-    return torch.cat([torch.cat([part & 0x0F, part >> 4], dim=-1).reshape(out_features, -1) for part in parts], dim=1)
+    span = 16 * group_size
+    head = in_features // span * span
+    blocks = head + (in_features - head) // 64 * 64
+    nibbles = [torch.stack([part & 0x0F, part >> 4], dim=2) for part in (
+        packed[:, :blocks // 2].reshape(out_features, -1, 32), packed[:, blocks // 2:].reshape(out_features, -1, 16))]
+    superblocks = nibbles[0][:, :head // 64].reshape(out_features, -1, group_size // 2, 16, 2).transpose(2, 3)
+    return torch.cat([superblocks.reshape(out_features, -1), nibbles[0][:, head // 64:].reshape(out_features, -1),
+                      nibbles[1].reshape(out_features, -1)], dim=1)
 
 
 class StreamingLinear(nn.Module):
-    """An inference-only linear layer: few-row inputs (decoding) through the streaming kernel, larger ones
-    (prompts) through `F.linear`. It holds the same weight tensor as the layer it replaces, so a tied output
-    layer stays tied to its embedding and nothing is stored twice."""
+    """An inference-only linear layer: decoding's few rows (at most `MAX_ROWS`) through the streaming kernel,
+    prompts and anything wanting gradients through torch's `linear`. The choice is made inside the kernel's
+    `linear` entry, so a call costs one step into C++ (a decoding step of SmolLM2 makes 121 of them). It holds
+    the same weight tensor as the layer it replaces, so a tied output layer stays tied to its embedding and
+    nothing is stored twice."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
         self.weight, self.bias = weight, bias
         self.out_features, self.in_features = weight.shape
+        self.linear = kernel().linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight
-        if not self.streams(x.numel() // self.in_features, x, weight):
-            return F.linear(x, weight, self.bias)
-        y = kernel().matvec(x, weight)  # (..., in) in, (..., out) out: no reshaping around the call
-        return y if self.bias is None else y + self.bias
-
-    def streams(self, rows: int, x: torch.Tensor, weight: torch.Tensor | None = None) -> bool:
-        """Few fp32 or bf16 rows on the CPU, no gradients (a cast or a move of the model may have changed them)."""
-        weight = self.weight if weight is None else weight
-        return (rows <= MAX_ROWS and weight.dtype == x.dtype and weight.dtype in STREAMED and weight.device.type == "cpu"
-                and weight.is_contiguous()
-                and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
+        return self.linear(x, self.weight, self.bias, MAX_ROWS)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, dtype={self.weight.dtype}"

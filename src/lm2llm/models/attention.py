@@ -15,6 +15,7 @@ Multi-head attention splits the model width into `n_head` heads; grouped-query a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -169,6 +170,9 @@ class Attention(nn.Module):
         self.use_fast = True  # F.scaled_dot_product_attention; False runs the written-out formula
         self.last_weights: torch.Tensor | None = None  # filled only when `keep_weights` is set
         self.keep_weights = False
+        # one new token's attention (RoPE, cache write, softmax) in one compiled call, installed for CPU decoding
+        # by `inference.layout.fuse_decode_step`: (qkv, cos, signed_sin, keys, values, offset, allowed, n_head)
+        self.decode_step: Callable | None = None
 
     def forward(
         self,
@@ -181,6 +185,9 @@ class Attention(nn.Module):
         offset: int = 0,
     ) -> torch.Tensor:
         B, T, _ = x.shape
+        if self.decode_step is not None and T == 1 and cache is not None and x.is_cpu and self.qkv_proj is not None \
+                and self.use_fast and not self.keep_weights and not self.training and not torch.is_grad_enabled():
+            return self.out_proj(self.decode_one(x, rope, cache, layer, offset, allowed))
         q, k, v = self.project(x, rope)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
@@ -195,6 +202,17 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
         out = self.out_proj(out)
         return F.dropout(out, self.dropout) if self.training else out
+
+    def decode_one(self, x: torch.Tensor, rope: Rotary | tuple[torch.Tensor, torch.Tensor] | None, cache: KVCache,
+                   layer: int, offset: int, allowed: torch.Tensor | None) -> torch.Tensor:
+        """`forward`'s projection, rotation, cache write and attention for one new token per row, through
+        `decode_step`: (B, 1, n_head·head_dim), what the written-out path computes within fp32 summation order
+        (tested; the cached keys and values are bit for bit the same)."""
+        if rope is not None and not isinstance(rope, Rotary):
+            rope = Rotary.of(*rope, x.dtype)
+        keys, values = cache.layers[layer]
+        return self.decode_step(self.qkv_proj(x), None if rope is None else rope.cos,
+                                None if rope is None else rope.signed_sin, keys, values, offset, allowed, self.n_head)
 
     def project(self, x: torch.Tensor, rope: Rotary | tuple[torch.Tensor, torch.Tensor] | None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -26,7 +26,16 @@ from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model, load_model, save_model
 from lm2llm.tokenizer.hf_bpe import BPETokenizer
-from lm2llm.tour.framework import Chapter, ChapterContext, ChapterResult, Claim, Sample, T, Table
+from lm2llm.tour.framework import (
+    Chapter,
+    ChapterContext,
+    ChapterResult,
+    Claim,
+    Sample,
+    T,
+    Table,
+    torch_threads,
+)
 from lm2llm.tour.real_llm import real_llm_section
 from lm2llm.training.config import fine_tuning
 from lm2llm.training.data import ShardBatches
@@ -64,7 +73,8 @@ def train_small_gpt(run: Path, quick: bool) -> BPETokenizer:
         model = build_model("gpt", vocab_size=tokenizer.vocab_size, context_length=64, n_layer=2, d_model=64, n_head=4)
         data = ShardBatches(TokenShards(tmp), block_size=64, batch_size=16, seed=0, eval_batches=2)
         cfg = fine_tuning(steps, 3e-3, min_lr=3e-4, batch_size=16, eval_every=steps, eval_batches=2)
-        Trainer(model, CausalLM(), data, cfg).fit()
+        with torch_threads(1):  # a two-layer, 64-wide model only waits on a second thread
+            Trainer(model, CausalLM(), data, cfg).fit()
     save_model(model.eval(), run)
     tokenizer.save(run)
     return tokenizer

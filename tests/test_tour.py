@@ -136,19 +136,27 @@ def test_chapters_run_on_the_chosen_threads_and_all_cores_on_request(tmp_path, m
 
 
 def test_independent_jobs_run_in_one_thread_processes_in_full_mode(tmp_path):
-    """`ctx.in_parallel`: full mode runs each job in a process of its own on one torch thread, in order, and
-    the runner counts the jobs' CPU time; quick mode runs them here."""
+    """`ctx.in_parallel` and `ctx.alongside`: full mode runs each job in a process of its own on one torch thread,
+    in order, and the runner counts the jobs' CPU time; quick mode runs them here."""
     import torch
 
     from lm2llm.tour.framework import ChapterContext
     from lm2llm.tour.runner import cpu_time
 
     full, quick = ChapterContext(tmp_path, quick=False, lang="en"), ChapterContext(tmp_path, quick=True, lang="en")
+    threads = torch.get_num_threads()
     before = cpu_time()
     assert full.in_parallel(torch.get_num_threads, [(), ()]) == [1, 1]
     assert cpu_time() - before > 0.1  # the workers' time (importing torch) is counted
     assert quick.in_parallel(torch.get_num_threads, [(), ()]) == [torch.get_num_threads()] * 2
     assert full.in_parallel(max, [(3, 4)]) == [4]  # one job runs here
+    # `ctx.alongside`: one job in a one-thread process while the chapter goes on; quick mode runs it at once, here
+    before = cpu_time()
+    with full.alongside(torch.get_num_threads) as pending:
+        assert torch.get_num_threads() == threads
+    assert pending.result() == 1 and cpu_time() - before > 0.1
+    with quick.alongside(max, 3, 4) as done:
+        assert done.done() and done.result() == 4
 
 
 def test_threads_must_be_positive(cli, tmp_path):

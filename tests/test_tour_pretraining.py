@@ -116,3 +116,20 @@ def test_held_out_prompts_never_reach_pre_training(quick_tour):
     assert "\nA: " in text  # the Q&A pages are there
     _, held_out = make_suite(0, n_test, seed=0, tasks=tasks)
     assert not [r.prompt for r in held_out if r.prompt in text]
+
+
+def test_chapter_4_3_says_why_the_trigram_holds_on_prose():
+    """Full mode decides the trigram claim on the Q&A pages and explains the prose when the network does not win
+    there (with the extrapolation while the network loses on all the text); nothing to explain once it wins."""
+    from lm2llm.tour.chapters.ch04_03_pretraining import why_the_trigram_holds
+
+    by_source = {"GPT": {"python-docs": 2.47, "Q&A": 0.58}, "trigram": {"python-docs": 2.00, "Q&A": 0.74}}
+    curve = [{"step": 300, "val_bpb": 2.0}, {"step": 600, "val_bpb": 1.71}]
+    losing = why_the_trigram_holds(False, True, False, False, "GPT", by_source, curve, 0.7, 1.46)
+    assert "2.47 vs 2.00" in losing.en and "0.58 vs 0.74" in losing.en and "extrapolation" in losing.en
+    assert "2.47 대 2.00" in losing.ko
+    level = why_the_trigram_holds(False, True, None, True, "GPT", by_source, curve, 1.4, 1.46)
+    assert "python-docs" in level.en and "extrapolation" not in level.en  # it already wins on all the text
+    assert why_the_trigram_holds(False, True, True, True, "GPT", by_source, curve, 1.4, 1.46).en == ""
+    assert why_the_trigram_holds(True, True, False, False, "GPT", by_source, curve, 0.5, 1.7).en == ""
+    assert "Quick mode" in why_the_trigram_holds(True, False, False, False, "GPT", by_source, curve, 0.5, 1.7).en

@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,6 +245,25 @@ class ChapterContext:
         if self.quick or len(calls) < 2:
             return [function(*args) for args in calls]
         return parallel_jobs(function, calls)
+
+    @contextmanager
+    def alongside(self, function: Callable[..., Any], *args: Any) -> Iterator[Future]:
+        """`function(*args)` while the chapter goes on with the block: in full mode in a one-thread process of
+        its own (started on entry, waited for on exit), so a long job such as one more training run keeps one
+        core busy while the chapter's own work takes the other; in quick mode here, at once (starting a process
+        costs more than it saves). The block gets its future; `function` must be importable by name, its
+        arguments and result picklable, and its CPU time counts in the chapter's (`runner`: children's time).
+        """
+        if self.quick:
+            done: Future = Future()
+            done.set_result(function(*args))
+            yield done
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+            yield pool.submit(function, *args)
 
     def steps(self, full: int) -> int:
         """A step budget scaled by this run's `budget` (at least 1): what a re-checkable chapter trains for."""

@@ -26,7 +26,7 @@ from lm2llm.scale.corpus import prose_shards
 from lm2llm.scale.isoflop import bottom_parabola
 from lm2llm.scale.prediction import prediction_test
 from lm2llm.scale.shapes import CONVENTIONS
-from lm2llm.scale.sweep import SweepSettings, sweep
+from lm2llm.scale.sweep import SweepSettings, budget_label, sweep
 from lm2llm.tour.framework import (
     Chapter,
     ChapterContext,
@@ -50,11 +50,13 @@ SECONDS_PER_YEAR = 365.25 * 24 * 3600
 # get a few hundred steps, still on the loss's early plateau, and the frontier bends there (its local exponent
 # from 1e11 to 3e11 was half that from 3e11 to 1e12), so a law through it under-predicts larger budgets. The
 # window drops the runs far from every optimum: tiny models given > 500 tokens per parameter (the costliest runs,
-# since small models are overhead-bound) and large ones given < 1, a few dozen steps. `lm2llm scale sweep` runs
-# the whole grid by default (1e11–1e12 × 5 sizes, 3e12 held out).
+# since small models are overhead-bound) and large ones given < 1, a few dozen steps. The held-out budget is 1.5×
+# the largest fitted one: at 2× (1.6e12) its run alone took 64 of the chapter's 193 s (idle, 5 December), over the
+# full tour's 180 s for this chapter; it trains in a process of its own while the bootstrap fits run here
+# (`ctx.alongside`). `lm2llm scale sweep` runs the whole grid by default (1e11–1e12 × 5 sizes, 3e12 held out).
 SWEEP = {True: {"budgets": [1e10, 3e10, 1e11], "holdout": 2e11, "widths": [16, 32, 48, 64], "bootstrap": 30,
                 "window": None},
-         False: {"budgets": [2e11, 4e11, 8e11], "holdout": 1.6e12, "widths": [16, 32, 48, 64, 96], "bootstrap": 100,
+         False: {"budgets": [2e11, 4e11, 8e11], "holdout": 1.2e12, "widths": [16, 32, 48, 64, 96], "bootstrap": 100,
                  "window": (1, 500)}}
 CHINCHILLA_RATIO = 20
 RATIO_FACTOR = 4  # the measured tokens-per-parameter ratio counts as Chinchilla-like within this factor of 20
@@ -153,7 +155,7 @@ def _plots(ctx: ChapterContext, runs: list[dict], fits: dict) -> list[Figure]:
         mine = sorted((r for r in runs if r["budget"] == budget), key=lambda r: r["params"]["all"])
         n = np.array([r["params"]["all"] for r in mine], dtype=float)
         loss = np.array([r["val_loss"] for r in mine])
-        ax.plot(n, loss, "o", color=color, label=f"C = {budget:.0e}")
+        ax.plot(n, loss, "o", color=color, label=f"C = {budget_label(budget)}")
         (c2, c1, c0), near = bottom_parabola(np.log(n), loss)  # the parabola approach 2 fitted
         grid = np.geomspace(n[near].min(), n[near].max(), 50)
         ax.plot(grid, c2 * np.log(grid) ** 2 + c1 * np.log(grid) + c0, "-", color=color, linewidth=1)
@@ -206,7 +208,7 @@ def _fit_tables(fits: dict, reference: float) -> list[Table]:
     published.append(["Kaplan et al. 2020 (non-embedding)", f"{KAPLAN_2020['alpha_N']}", f"{KAPLAN_2020['alpha_D']}",
                       "0.73", "0.27", "—", "—", "—", "—", "—", "—", "—"])
     columns = ["N counted as", "α_N (L(N))", "α_D (L(D))", "a: N*∝C^a", "b: D*∝C^b",
-               f"D*/N* at {reference:.0e} (approach 2)", "E", "A", "B", "α", "β", f"D/N at {reference:.0e} (approach 3)"]
+               f"D*/N* at {budget_label(reference)} (approach 2)", "E", "A", "B", "α", "β", f"D/N at {budget_label(reference)} (approach 3)"]
     return [Table(T("Fitted constants (90 % bootstrap intervals) beside the published ones",
                     "맞춘 상수(90 % 부트스트랩 구간)와 발표된 값"), columns, rows + published)]
 
@@ -220,14 +222,17 @@ def measured(ctx: ChapterContext) -> ChapterResult:
                    progress=lambda done, total: ctx.progress(done, total + 2), tokens_per_param=plan["window"])
     runs = record["runs"]
     reference = plan["budgets"][-1]
-    fits = {c: analyse(runs, c, samples=plan["bootstrap"]) for c in CONVENTIONS}
-    prediction = prediction_test(runs, plan["holdout"], settings, ctx.out_dir / "sweep", threads=1)
+    # the prediction test (its own point fit, written down, then the held-out run) needs nothing from the bootstrap
+    # fits: in full mode it trains in a process of its own while this one fits, one core each
+    with ctx.alongside(prediction_test, runs, plan["holdout"], settings, ctx.out_dir / "sweep", 1) as pending:
+        fits = {c: analyse(runs, c, samples=plan["bootstrap"]) for c in CONVENTIONS}
+    prediction = pending.result()
     figures = _plots(ctx, runs, fits)
     tables = _fit_tables(fits, reference)
     tables.append(Table(T("Every run of the sweep", "스윕의 모든 실행"),
                         ["budget C", "shape", "N all", "N non-embedding", "N blocks", "steps", "tokens D", "D/N",
                          "val loss", "wall s", "CPU s"],
-                        [[f"{r['budget']:.0e}", r["shape"], r["params"]["all"], r["params"]["non_embedding"],
+                        [[budget_label(r['budget']), r["shape"], r["params"]["all"], r["params"]["non_embedding"],
                           r["params"]["blocks"], r["steps"], r["tokens"], round(r["tokens"] / r["params"]["all"], 1),
                           round(r["val_loss"], 4), round(r["seconds"], 1), round(r.get("cpu_seconds", 0), 1)]
                          for r in runs]))
@@ -255,9 +260,9 @@ def measured(ctx: ChapterContext) -> ChapterResult:
                 f"a factor of {RATIO_FACTOR} at this scale.",
                 f"계산 최적 모델은 매개변수당 약 {CHINCHILLA_RATIO}토큰을 본다(Chinchilla). 이 규모에서 "
                 f"{RATIO_FACTOR}배 안."),
-              T(f"approach 2, all parameters, at {reference:.0e} FLOPs: D*/N* = {ratio:.1f} "
+              T(f"approach 2, all parameters, at {budget_label(reference)} FLOPs: D*/N* = {ratio:.1f} "
                 f"(90 % {_fmt_interval(ratio_int)})",
-                f"방법 2, 전체 매개변수, {reference:.0e} FLOPs에서 D*/N* = {ratio:.1f} (90 % {_fmt_interval(ratio_int)})"),
+                f"방법 2, 전체 매개변수, {budget_label(reference)} FLOPs에서 D*/N* = {ratio:.1f} (90 % {_fmt_interval(ratio_int)})"),
               CHINCHILLA_RATIO / RATIO_FACTOR <= ratio <= CHINCHILLA_RATIO * RATIO_FACTOR),
         Claim(T("GPT-3 saw fewer tokens per parameter than compute-optimal training asks for, by the ratio measured "
                 "on this machine.",
@@ -280,21 +285,21 @@ def measured(ctx: ChapterContext) -> ChapterResult:
         Claim(T(f"A scaling law fitted on small budgets predicts a larger budget's optimal model within "
                 f"±{PREDICTION_GOAL:.0%}.",
                 f"작은 예산으로 맞춘 스케일링 법칙은 더 큰 예산의 최적 모델 손실을 ±{PREDICTION_GOAL:.0%} 안에서 예측한다."),
-              T(f"{prediction['shape']} at {plan['holdout']:.0e} FLOPs: predicted {prediction['predicted_loss']:.4f} "
+              T(f"{prediction['shape']} at {budget_label(plan['holdout'])} FLOPs: predicted {prediction['predicted_loss']:.4f} "
                 f"before training ({chosen}, chosen by its back-test error {backtest_text}), measured "
                 f"{prediction['measured_loss']:.4f} ({error:+.2%}; {other} would have been "
                 f"{prediction['error_by'][other]:+.2%})",
-                f"{plan['holdout']:.0e} FLOPs의 {prediction['shape']}: 학습 전 예측 {prediction['predicted_loss']:.4f} "
+                f"{budget_label(plan['holdout'])} FLOPs의 {prediction['shape']}: 학습 전 예측 {prediction['predicted_loss']:.4f} "
                 f"({chosen_ko}, 역검증 오차 {backtest_ko}로 고름), 측정 {prediction['measured_loss']:.4f} "
                 f"({error:+.2%}; 다른 방법이었다면 {prediction['error_by'][other]:+.2%})"),
               abs(error) <= PREDICTION_GOAL),
     ]
-    summary = T(f"Measured here: {len(runs)} runs at {', '.join(f'{b:.0e}' for b in plan['budgets'])} FLOPs; "
+    summary = T(f"Measured here: {len(runs)} runs at {', '.join(budget_label(b) for b in plan['budgets'])} FLOPs; "
                 f"compute-optimal D/N = {ratio:.1f} tokens per parameter (all parameters), "
-                f"N* ∝ C^{a2['all']['a']:.2f}; the held-out {plan['holdout']:.0e} run was predicted within {error:+.1%}.",
-                f"이 컴퓨터에서 측정: {', '.join(f'{b:.0e}' for b in plan['budgets'])} FLOPs에서 {len(runs)}개 실행; "
+                f"N* ∝ C^{a2['all']['a']:.2f}; the held-out {budget_label(plan['holdout'])} run was predicted within {error:+.1%}.",
+                f"이 컴퓨터에서 측정: {', '.join(budget_label(b) for b in plan['budgets'])} FLOPs에서 {len(runs)}개 실행; "
                 f"계산 최적 D/N = 매개변수당 {ratio:.1f}토큰(전체 매개변수), N* ∝ C^{a2['all']['a']:.2f}; "
-                f"제외해 둔 {plan['holdout']:.0e} 실행은 {error:+.1%} 안에서 예측되었다.")
+                f"제외해 둔 {budget_label(plan['holdout'])} 실행은 {error:+.1%} 안에서 예측되었다.")
     metrics = {"sweep_seconds": record["seconds"], "sweep_cpu_seconds": sum(r.get("cpu_seconds", 0) for r in runs),
                "fits": fits, "prediction": prediction, "runs": runs}
     return ChapterResult(summary, claims=claims, tables=tables, figures=figures, metrics=metrics)

@@ -100,3 +100,22 @@ def test_the_cli_turns_rechecks_on_and_off(cli, tmp_path, only):
     budgets.clear()
     data = cli("tour", "--no-recheck", "--out", tmp_path / "off", "--json").out
     assert budgets == [1.0] and '"recheck_seconds": 0.0' in data
+
+
+def threads_and_budget(ctx):
+    """A module-level chapter (a spawned process must find it): its claim records its budget and torch threads."""
+    import torch
+
+    return ChapterResult(T("fake", "가짜"), claims=[
+        Claim(T("budget", "예산"), T(f"{ctx.budget} × {torch.get_num_threads()}", "-"), ctx.budget == 1.0)])
+
+
+def test_a_recheck_alongside_runs_beside_the_main_run_in_its_own_process(tmp_path, only):
+    import os
+
+    only(Chapter("0", T("Fake", "가짜"), threads_and_budget, rechecks=True, recheck_alongside=True))
+    outcome = runner.run_tour(tmp_path, show_progress=False)  # full mode
+    claim = outcome.chapters[0][1].claims[0]
+    assert claim.measurement.en == "1.0 × 1"  # the main run on one thread: the re-check has the other core
+    assert claim.rechecks == [{"budget": 0.5, "holds": False}] and claim.unstable
+    assert (tmp_path / "ch00_recheck_0.5x").is_dir() and os.listdir(tmp_path / "ch00")

@@ -305,6 +305,9 @@ class Chapter:
     needs: tuple[str, ...] = ()  # chapters whose results this one reads
     rechecks: bool = False  # its measured claims follow `ctx.steps`: a re-check re-runs it at half its budget
     recheck_double: bool = False  # ... and, in full mode, at twice its budget (where that is affordable)
+    # full mode runs the half-budget re-check beside the main run, one thread each (`runner`): for a chapter whose
+    # main run leaves a core idle and that times nothing the other run could disturb
+    recheck_alongside: bool = False
 
     def recheck_budgets(self, quick: bool) -> tuple[float, ...]:
         """The budgets a re-check runs this chapter at: none, half, or (full mode) half and double."""

@@ -7,13 +7,16 @@ one thread (measured in docs/architecture.md). So each chapter runs on `chapter_
 threads (1 in quick mode), and measurements *of* parallelism opt back in with `ctx.all_cores()`. In full
 mode a chapter that trains several models on their own uses every core another way:
 `ctx.in_parallel` runs them side by side in one-thread processes, whose CPU time counts in the chapter's
-(`cpu_time`).
+(`cpu_time`). A chapter that declares `recheck_alongside` (its main run leaves a core idle, and it times
+nothing) has its half-budget re-check run at the same time, in a process of its own; both then use one thread.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,20 @@ def chapter_threads(quick: bool, requested: int | None = None) -> int | None:
     if requested is not None:
         return requested
     return 1 if quick else None
+
+
+def measure_chapter(chapter: Chapter, folder: Path, quick: bool, lang: str, results: dict[str, ChapterResult],
+                    budget: float, threads: int | None, progress=None) -> ChapterResult:
+    """One run of `chapter` at `budget` in `folder`, with its wall and CPU seconds (in a spawned process too:
+    a chapter pickles by its module-level `run`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = ChapterContext(folder, quick, lang, progress, results, budget=budget)
+    start, cpu_start = time.perf_counter(), cpu_time()
+    with torch_threads(threads):
+        result = chapter.run(ctx)
+    result.seconds = round(time.perf_counter() - start, 2)
+    result.cpu_seconds = round(cpu_time() - cpu_start, 2)
+    return result
 
 
 def cpu_time() -> float:
@@ -105,35 +122,44 @@ def run_tour(
             title = f"{chapter.id} {chapter.title.get(lang)}"
             task = progress.add_task(title, total=1.0)
 
-            def measure(folder: Path, budget: float, task=task, chapter=chapter) -> ChapterResult:
-                def report_progress(finished: float, total: float) -> None:
-                    progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
+            def report_progress(finished: float, total: float, task=task) -> None:
+                progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
 
-                folder.mkdir(parents=True, exist_ok=True)
-                ctx = ChapterContext(folder, quick, lang, report_progress, results, budget=budget)
-                start, cpu_start = time.perf_counter(), cpu_time()
-                with torch_threads(chapter_threads(quick, threads)):
-                    result = chapter.run(ctx)
-                result.seconds = round(time.perf_counter() - start, 2)
-                result.cpu_seconds = round(cpu_time() - cpu_start, 2)
-                return result
+            def recheck_dir(budget: float, chapter=chapter) -> Path:
+                return out_dir / f"{chapter.slug}_recheck_{budget:g}x"
 
+            budgets = chapter.recheck_budgets(quick) if recheck else ()
+            pending: dict[float, ChapterResult] = {}  # re-checks already run beside the main run
             result = None if force else load_result(result_path, quick)
             reused = result is not None
             if reused:
                 log(f"{title}: reused")
-            else:
-                log(f"{title}: started")
-                result = measure(chapter_dir, 1.0)
+            elif chapter.recheck_alongside and not quick and budgets:
+                log(f"{title}: started, with its re-check at {budgets[0]:g}× its budget alongside (one thread each)")
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    beside = pool.submit(measure_chapter, chapter, recheck_dir(budgets[0]), quick, lang, results,
+                                         budgets[0], 1)
+                    result = measure_chapter(chapter, chapter_dir, quick, lang, results, 1.0, 1, report_progress)
+                    pending[budgets[0]] = beside.result()
                 save_result(result_path, result, quick)
                 log(f"{title}: finished in {result.seconds:.1f} s")
-            for budget in chapter.recheck_budgets(quick) if recheck else ():
+            else:
+                log(f"{title}: started")
+                result = measure_chapter(chapter, chapter_dir, quick, lang, results, 1.0,
+                                         chapter_threads(quick, threads), report_progress)
+                save_result(result_path, result, quick)
+                log(f"{title}: finished in {result.seconds:.1f} s")
+            for budget in budgets:
                 if not any(c.kind == MEASURED and budget not in {r["budget"] for r in c.rechecks}
                            for c in result.claims):
                     continue  # re-checked at this budget by an earlier run
-                progress.update(task, completed=0.0, description=f"{title} (re-check at {budget:g}× budget)")
-                log(f"{title}: re-check at {budget:g}× its budget started")
-                again = measure(out_dir / f"{chapter.slug}_recheck_{budget:g}x", budget)
+                if budget in pending:
+                    again = pending[budget]
+                else:
+                    progress.update(task, completed=0.0, description=f"{title} (re-check at {budget:g}× budget)")
+                    log(f"{title}: re-check at {budget:g}× its budget started")
+                    again = measure_chapter(chapter, recheck_dir(budget), quick, lang, results, budget,
+                                            chapter_threads(quick, threads), report_progress)
                 recheck_claims(result.claims, again.claims, budget)
                 result.recheck_seconds = round(result.recheck_seconds + again.seconds, 2)
                 result.recheck_cpu_seconds = round(result.recheck_cpu_seconds + again.cpu_seconds, 2)

@@ -17,7 +17,7 @@ from lm2llm.data import load_documents
 from lm2llm.interpret import run_with_cache
 from lm2llm.interpret.attention import plot_heads, token_labels
 from lm2llm.interpret.induction import head_scores, plot_head_scores, repeated_random_tokens
-from lm2llm.interpret.induction_training import InductionConfig, plot_induction_run, train_induction
+from lm2llm.interpret.induction_training import InductionConfig, InductionRun, plot_induction_run, train_induction
 from lm2llm.interpret.logit_lens import lens_logits, lens_report, plot_lens
 from lm2llm.interpret.patching import patch_residual_stream, plot_patching
 from lm2llm.interpret.probing import language_probe_data, probe_layers
@@ -48,11 +48,14 @@ def uniform_attention(attention: list[torch.Tensor]) -> list[torch.Tensor]:
 INDUCTION_GOAL = 0.9  # of a perfect head's score (≈ 0.5 by the detector's definition), within the budget
 
 
-def grown_induction_head(ctx: ChapterContext) -> tuple[list, list, list, dict]:
-    """Train the 2-layer attention-only model; its curves, score table and (full mode) claims."""
-    config = InductionConfig(steps=20, score_every=10, max_seconds=2) if ctx.quick else InductionConfig()
+def induction_run(config: InductionConfig) -> InductionRun:
+    """The 2-layer attention-only model's training record (the model itself stays in the worker)."""
     with torch_threads(1):  # a model this small only waits on a second thread
-        _, trained = train_induction(config)
+        return train_induction(config)[1]
+
+
+def grown_induction_head(ctx: ChapterContext, trained: InductionRun) -> tuple[list, list, list, dict]:
+    """The trained model's curves, score table and (full mode) claims."""
     figure = ctx.save_figure(plot_induction_run(trained), "induction_training",
                              T("A 2-layer attention-only model on repeated random tokens: loss of each half and the "
                                "best head's induction score", "반복된 무작위 토큰으로 학습한 2층 어텐션 전용 모델: 두 절반의 "
@@ -102,14 +105,22 @@ def grown_induction_head(ctx: ChapterContext) -> tuple[list, list, list, dict]:
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
-    grown_figures, grown_tables, grown_claims, grown_metrics = grown_induction_head(ctx)
-    loaded = load_real_llm(ctx)
-    if isinstance(loaded, ChapterResult):
-        return ChapterResult(loaded.summary, claims=grown_claims, tables=grown_tables, figures=grown_figures,
-                             samples=loaded.samples, metrics=grown_metrics)
-    model, tokenizer = loaded
+    config = InductionConfig(steps=20, score_every=10, max_seconds=2) if ctx.quick else InductionConfig()
+    # the grown model trains on one core (full mode: in its own process) while SmolLM2 is examined on the other
+    with ctx.alongside(induction_run, config) as training, torch_threads(1):
+        loaded = load_real_llm(ctx)
+        examined = loaded if isinstance(loaded, ChapterResult) else examine_real_llm(ctx, *loaded)
+    grown_figures, grown_tables, grown_claims, grown_metrics = grown_induction_head(ctx, training.result())
+    return ChapterResult(examined.summary, claims=[*grown_claims, *examined.claims],
+                         tables=[*examined.tables[:1], *grown_tables, *examined.tables[1:]],
+                         figures=[*grown_figures, *examined.figures], samples=examined.samples,
+                         metrics={**grown_metrics, **examined.metrics})
+
+
+def examine_real_llm(ctx: ChapterContext, model: torch.nn.Module, tokenizer) -> ChapterResult:
+    """Attention, the logit lens, patching, induction heads and probes on SmolLM2."""
     n_layer = model.config.n_layer
-    figures, tables, claims = list(grown_figures), list(grown_tables), list(grown_claims)
+    figures, tables, claims = [], [], []
 
     # attention over a Korean sentence
     ids = tokenizer.encode(KOREAN_PROMPT)
@@ -234,7 +245,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                 f"{ANSWERS[0]!r}는 {first_top}/{n_layer} 지점부터 로짓 렌즈 1위; 나라 정보는 {moved}층에서 마지막 토큰으로 "
                 f"옮겨 감; 최고 induction 헤드 {float(scores.max()):.2f} (균일 {baseline:.3f}).")
     return ChapterResult(summary, claims=claims, tables=[lens_table, *tables], figures=figures,
-                         metrics={**grown_metrics, "lens_rank": {m: r.answer_rank for m, r in reports.items()},
+                         metrics={"lens_rank": {m: r.answer_rank for m, r in reports.items()},
                                   "lens_last_gap": last_gap,
                                   "first_top_layer": first_top, "patching_effect": patching.effect,
                                   "patching_moved_layer": moved, "induction_scores": scores.tolist(),

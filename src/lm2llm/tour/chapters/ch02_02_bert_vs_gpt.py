@@ -89,7 +89,7 @@ def dtype(quick: bool) -> str:
     return "float32" if quick else "bfloat16"
 
 
-def pretrain(family: str, shard_dir: Path, tokenizer: BPETokenizer, block: int, steps: int, lr: float,
+def pretrain(family: str, shards: TokenShards, tokenizer: BPETokenizer, block: int, steps: int, lr: float,
              precision: str):
     """A model of `family` trained with its own objective on the shared shards; returns it and its result.
 
@@ -100,7 +100,7 @@ def pretrain(family: str, shard_dir: Path, tokenizer: BPETokenizer, block: int, 
     torch.manual_seed(0)
     options = plateau_recipe(config_for("bert", "bert-tiny").d_model) if family == "bert" else {}
     model = build_model(family, f"{family}-tiny", vocab_size=tokenizer.vocab_size, context_length=block, **options)
-    data = ShardBatches(TokenShards(shard_dir), block_size=block, batch_size=16, seed=0, eval_batches=4)
+    data = ShardBatches(shards, block_size=block, batch_size=16, seed=0, eval_batches=4)
     objective = CausalLM()
     if family == "bert":
         data = masked_lm_batches(data, tokenizer, seed=0, rate=model.config.mask_rate)
@@ -152,25 +152,18 @@ def fill_example(bert, gpt, tokenizer: BPETokenizer, ids: list[int], position: i
             f"\n  GPT (left only):   {words(gpt_top)}")
 
 
-def classify(backbone: torch.nn.Module, tokenizer: BPETokenizer, train, test, steps: int, block: int,
-             precision: str) -> dict:
-    """A classifier on a copy of `backbone`, fine-tuned on `train` and scored on `test`."""
-    model = SequenceClassifier(copy.deepcopy(backbone), train.names, dropout=0.1)
-    cfg = ClassifyConfig(block_size=block, seed=0, trainer=classify_trainer(steps, 1e-3, warmup_steps=steps // 10,
-                                                                             eval_every=steps, dtype=precision))
-    start = time.perf_counter()
-    # the trainer's own validation loss is not reported: a few texts, not the whole test set scored twice
-    fine_tune(model, tokenizer, train, test.subset(range(min(len(test), 64))), cfg)
-    seconds = time.perf_counter() - start
-    return {**evaluate_classifier(model, tokenizer, test, block), "train_seconds": seconds}
-
-
-def classify_both(ctx: ChapterContext, backbones: dict, tokenizer: BPETokenizer, train, test, steps: int, block: int,
-                  precision: str) -> dict:
-    """`classify` on each backbone, side by side in full mode (`ctx.in_parallel`)."""
-    scores = ctx.in_parallel(classify, [(backbone, tokenizer, train, test, steps, block, precision)
-                                        for backbone in backbones.values()])
-    return dict(zip(backbones, scores, strict=True))
+def classify_both(backbones: dict, tokenizer: BPETokenizer, train, test, steps: int, block: int, precision: str) -> dict:
+    out = {}
+    for family, backbone in backbones.items():
+        model = SequenceClassifier(copy.deepcopy(backbone), train.names, dropout=0.1)
+        cfg = ClassifyConfig(block_size=block, seed=0, trainer=classify_trainer(steps, 1e-3, warmup_steps=steps // 10,
+                                                                                 eval_every=steps, dtype=precision))
+        start = time.perf_counter()
+        # the trainer's own validation loss is not reported: a few texts, not the whole test set scored twice
+        fine_tune(model, tokenizer, train, test.subset(range(min(len(test), 64))), cfg)
+        seconds = time.perf_counter() - start
+        out[family] = {**evaluate_classifier(model, tokenizer, test, block), "train_seconds": seconds}
+    return out
 
 
 def run(ctx: ChapterContext) -> ChapterResult:
@@ -190,10 +183,10 @@ def run(ctx: ChapterContext) -> ChapterResult:
         writer.write("train", stream[:cut])
         writer.write("val", stream[cut:])
         writer.close()
-        # the two pre-trainings are independent: side by side, one core each, in full mode (`ctx.in_parallel`)
-        (bert, bert_run), (gpt, gpt_run) = ctx.in_parallel(pretrain, [
-            ("bert", Path(tmp), tokenizer, block, pre_steps, BERT_LR, precision),
-            ("gpt", Path(tmp), tokenizer, block, pre_steps, GPT_LR, precision)])
+        shards = TokenShards(tmp)
+        bert, bert_run = pretrain("bert", shards, tokenizer, block, pre_steps, BERT_LR, precision)
+        ctx.progress(2, 6)
+        gpt, gpt_run = pretrain("gpt", shards, tokenizer, block, pre_steps, GPT_LR, precision)
         ctx.progress(3, 6)
         val = torch.tensor(stream[cut:][: (len(stream) - cut) // block * block]).view(-1, block)[:64]
     frequencies = torch.bincount(torch.tensor(stream[:cut]), minlength=tokenizer.vocab_size).float()
@@ -222,12 +215,12 @@ def run(ctx: ChapterContext) -> ChapterResult:
     ctx.progress(4, 6)
 
     backbones = {"bert": bert, "gpt": gpt}
-    scores = classify_both(ctx, backbones, tokenizer, train, test, ft_steps, block, precision)
+    scores = classify_both(backbones, tokenizer, train, test, ft_steps, block, precision)
     ctx.progress(5, 6)
     korean = None
     if not quick and nsmc_files() is not None:
         ko_train, ko_test = nsmc(limit=3000)
-        korean = classify_both(ctx, backbones, tokenizer, ko_train, ko_test.subset(range(min(1000, len(ko_test)))),
+        korean = classify_both(backbones, tokenizer, ko_train, ko_test.subset(range(min(1000, len(ko_test)))),
                                ft_steps, block, precision)
 
     chance = 1 / len(labelled.names)

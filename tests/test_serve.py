@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -322,3 +323,17 @@ def test_deployment_chapter_measured_over_loopback(quick_tour):
     assert connections["count"] > 0 and connections["hosts"] == ["127.0.0.1"] == connections["bound"]
     on_premise = result.claims[-1]
     assert on_premise.holds and "127.0.0.1" in on_premise.measurement.en and on_premise.statement.ko
+
+
+def test_latency_ratio_interval_says_whether_latency_grew_beyond_the_noise():
+    from lm2llm.serve.loadgen import LoadResult, latency_ratio_interval
+
+    rng = np.random.default_rng(1)
+    base = LoadResult(1, 1.0, list(0.1 + 0.01 * rng.random(6)))
+    same = LoadResult(8, 1.0, list(0.1 + 0.01 * rng.random(48)))
+    slower = LoadResult(8, 1.0, list(0.3 + 0.03 * rng.random(48)))
+    low, high = latency_ratio_interval(base, same)
+    assert low < 1.0 < high
+    low, high = latency_ratio_interval(base, slower)
+    assert 2.5 < low <= high < 3.5
+    assert latency_ratio_interval(base, slower) == (low, high)  # seeded: the same interval every run

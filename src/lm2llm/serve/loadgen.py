@@ -51,6 +51,17 @@ class LoadResult:
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())}}
 
 
+def latency_ratio_interval(base: LoadResult, loaded: LoadResult, quantile: float = 0.5, resamples: int = 2000,
+                           seed: int = 0) -> tuple[float, float]:
+    """A 95 % bootstrap interval of `loaded`'s latency quantile over `base`'s (each load's requests resampled on
+    their own): whether latency grew beyond the run-to-run noise of a few timed requests."""
+    rng = np.random.default_rng(seed)
+    ratios = [np.quantile(rng.choice(loaded.latencies, len(loaded.latencies)), quantile)
+              / np.quantile(rng.choice(base.latencies, len(base.latencies)), quantile) for _ in range(resamples)]
+    low, high = np.quantile(ratios, [0.025, 0.975])
+    return float(low), float(high)
+
+
 def run_load(url: str, body: Callable[[int], dict], *, clients: int, requests: int,
              path: str = "/v1/completions", api_key: str | None = None, time_limit: float | None = None,
              timeout: float = 60.0) -> LoadResult:

@@ -8,7 +8,7 @@ threads (1 in quick mode), and measurements *of* parallelism opt back in with `c
 mode a chapter that trains several models on their own uses every core another way:
 `ctx.in_parallel` runs them side by side in one-thread processes, whose CPU time counts in the chapter's
 (`cpu_time`). A chapter that declares `recheck_alongside` (its main run leaves a core idle, and it times
-nothing) has its half-budget re-check run at the same time, in a process of its own; both then use one thread.
+nothing the other run could disturb) has its half-budget re-check run at the same time, in a process of its own; both then use one thread.
 """
 
 from __future__ import annotations

@@ -427,6 +427,6 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
 
 # its re-check is not run beside the main run (`recheck_alongside`): with four one-thread trainings sharing two
-# cores each costs more CPU (GPT 88 against 81 s at 1,000 steps), and at 1,200 steps main and re-check together
+# cores each costs more CPU (the GPT 88 CPU s at 1,000 steps, against about 81 scaled from 97 at 1,200 alone), and at 1,200 steps main and re-check together
 # took 180 s against 166 one after the other (idle full tours)
 CHAPTER = Chapter("4.3", T("Pre-training", "사전학습"), run, rechecks=True)

@@ -17,7 +17,12 @@ from lm2llm.data import load_documents
 from lm2llm.interpret import run_with_cache
 from lm2llm.interpret.attention import plot_heads, token_labels
 from lm2llm.interpret.induction import head_scores, plot_head_scores, repeated_random_tokens
-from lm2llm.interpret.induction_training import InductionConfig, InductionRun, plot_induction_run, train_induction
+from lm2llm.interpret.induction_training import (
+    InductionConfig,
+    InductionRun,
+    plot_induction_run,
+    train_induction,
+)
 from lm2llm.interpret.logit_lens import lens_logits, lens_report, plot_lens
 from lm2llm.interpret.patching import patch_residual_stream, plot_patching
 from lm2llm.interpret.probing import language_probe_data, probe_layers

@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from lm2llm import __version__
+from lm2llm.allocator import keep_freed_memory
 from lm2llm.errors import UserError
 from lm2llm.quiet import set_verbose
 
@@ -106,6 +107,7 @@ def _root(
     if debug:
         os.environ["LM2LLM_DEBUG"] = "1"
     set_verbose(verbose)
+    keep_freed_memory()
 
 
 # Every module in this package that defines `register(app)` is a stage; no central list to edit.

@@ -87,8 +87,10 @@ def run_tour(
     """Run the chapters; `threads` overrides the torch threads per chapter (see `chapter_threads`);
     `recheck` (default: in full mode only) re-runs the re-checkable ones at other budgets
     (`Chapter.recheck_budgets`) and marks the verdicts that change."""
+    from lm2llm.allocator import keep_freed_memory
     from lm2llm.errors import UserError
 
+    keep_freed_memory()  # the chapters allocate and free the same large activations again and again
     if lang not in LANGS:
         raise UserError(f"unknown language '{lang}'", where="--lang", hint="use en or ko")
     if threads is not None and threads < 1:

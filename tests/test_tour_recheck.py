@@ -8,8 +8,9 @@ from lm2llm.tour import runner
 from lm2llm.tour.framework import Chapter, ChapterResult, Claim, T, demonstration, headline, recheck_claims
 
 
-def fake_chapter(budgets: list[float], rechecks: bool = True, double: bool = False) -> Chapter:
-    """One claim that holds at any budget, one that needs more than 60 of its 100 steps, one demonstration."""
+def fake_chapter(budgets: list[float], rechecks: bool = True, double: bool = False, timed: bool = False) -> Chapter:
+    """One claim that holds at any budget, one that needs more than 60 of its 100 steps, one demonstration.
+    (In full mode, re-checks of a chapter that is not `timed` run in a spawned process, where `budgets` is not seen.)"""
 
     def run(ctx):
         budgets.append(ctx.budget)
@@ -19,7 +20,7 @@ def fake_chapter(budgets: list[float], rechecks: bool = True, double: bool = Fal
             Claim(T("needs 60 steps", "60단계 필요"), T(f"{steps} steps", f"{steps}단계"), steps > 60),
             demonstration(T("by construction", "구성상"), T("-", "-"), True)])
 
-    return Chapter("0", T("Fake", "가짜"), run, rechecks=rechecks, recheck_double=double)
+    return Chapter("0", T("Fake", "가짜"), run, rechecks=rechecks, recheck_double=double, timed=timed)
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_a_recheck_must_make_the_same_claims():
 
 def test_full_mode_rechecks_by_default_at_half_and_double_where_affordable(tmp_path, only):
     budgets: list[float] = []
-    only(fake_chapter(budgets, double=True))
+    only(fake_chapter(budgets, double=True, timed=True))
     outcome = runner.run_tour(tmp_path, show_progress=False)  # full mode
     assert budgets == [1.0, 0.5, 2.0]
     claims = outcome.chapters[0][1].claims
@@ -84,7 +85,7 @@ def test_full_mode_rechecks_by_default_at_half_and_double_where_affordable(tmp_p
     assert "same at 0.5×, 2× budget" in outcome.markdown.read_text(encoding="utf-8")
     # a chapter that cannot afford twice its budget is re-checked at half; --no-recheck turns it off
     budgets.clear()
-    only(fake_chapter(budgets))
+    only(fake_chapter(budgets, timed=True))
     runner.run_tour(tmp_path / "half", show_progress=False)
     assert budgets == [1.0, 0.5]
     budgets.clear()
@@ -119,3 +120,38 @@ def test_a_recheck_alongside_runs_beside_the_main_run_in_its_own_process(tmp_pat
     assert claim.measurement.en == "1.0 × 1"  # the main run on one thread: the re-check has the other core
     assert claim.rechecks == [{"budget": 0.5, "holds": False}] and claim.unstable
     assert (tmp_path / "ch00_recheck_0.5x").is_dir() and os.listdir(tmp_path / "ch00")
+
+
+def policy_and_budget(ctx):
+    """A module-level chapter: it writes down its budget, torch threads and CPU scheduling policy."""
+    import os
+
+    import torch
+
+    (ctx.out_dir / "ran.txt").write_text(f"{ctx.budget} {torch.get_num_threads()} {os.sched_getscheduler(0)}")
+    return ChapterResult(T("fake", "가짜"), claims=[Claim(T("budget", "예산"), T("-", "-"), ctx.budget == 1.0)])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_full_mode_rechecks_in_the_background_on_idle_cores_and_finishes_them_before_a_timed_chapter(tmp_path,
+                                                                                                      monkeypatch):
+    import json
+    import os
+
+    seen_before_timing = []
+
+    def timed(ctx):
+        saved = json.loads((ctx.chapter_dir("1") / "result.json").read_text(encoding="utf-8"))
+        seen_before_timing.append(saved["claims"][0]["rechecks"])
+        return ChapterResult(T("timed", "시간 잼"), claims=[Claim(T("t", "t"), T("-", "-"), True)])
+
+    chapters = [Chapter("1", T("Trains", "학습"), policy_and_budget, rechecks=True),
+                Chapter("2", T("Times", "시간"), timed, timed=True)]
+    monkeypatch.setattr(runner.registry, "select", lambda ids: chapters)
+    outcome = runner.run_tour(tmp_path, show_progress=False)  # full mode
+    # the re-check ran in the background at the lowest priority on one thread, and was recorded before chapter 2 ran
+    budget, threads, policy = (tmp_path / "ch01_recheck_0.5x" / "ran.txt").read_text().split()
+    assert (budget, threads, int(policy)) == ("0.5", "1", os.SCHED_IDLE)
+    assert seen_before_timing == [[{"budget": 0.5, "holds": False}]]
+    assert outcome.chapters[0][1].claims[0].unstable
+    assert (tmp_path / "ch01" / "ran.txt").read_text().split()[2] == str(os.sched_getscheduler(0))

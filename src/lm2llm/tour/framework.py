@@ -44,7 +44,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _one_thread() -> None:
+def one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -57,7 +57,7 @@ def parallel_jobs(function: Callable[..., Any], calls: list[tuple], workers: int
     from concurrent.futures import ProcessPoolExecutor
 
     workers = workers or min(len(calls), os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread) as pool:
         futures = [pool.submit(function, *args) for args in calls]
         return [future.result() for future in futures]
 
@@ -262,7 +262,7 @@ class ChapterContext:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread) as pool:
             yield pool.submit(function, *args)
 
     def steps(self, full: int) -> int:
@@ -308,6 +308,9 @@ class Chapter:
     # full mode runs the half-budget re-check beside the main run, one thread each (`runner`): for a chapter whose
     # main run leaves a core idle and that times nothing the other run could disturb
     recheck_alongside: bool = False
+    # its claims rest on wall-clock timings: the runner finishes the background re-checks before it starts, and runs
+    # its own re-checks in the foreground
+    timed: bool = False
 
     def recheck_budgets(self, quick: bool) -> tuple[float, ...]:
         """The budgets a re-check runs this chapter at: none, half, or (full mode) half and double."""

@@ -9,6 +9,13 @@ mode a chapter that trains several models on their own uses every core another w
 `ctx.in_parallel` runs them side by side in one-thread processes, whose CPU time counts in the chapter's
 (`cpu_time`). A chapter that declares `recheck_alongside` (its main run leaves a core idle, and it times
 nothing the other run could disturb) has its half-budget re-check run at the same time, in a process of its own; both then use one thread.
+
+The other re-checks of full mode run in the background: one worker process on one torch thread at the
+lowest CPU priority (`SCHED_IDLE`), so it computes only on cores the chapters leave idle (a chapter waiting
+on its slower model, a one-thread phase) and never slows them down for more than an instant. A re-check
+changes no later chapter (it only marks verdicts), so it can finish late: before a chapter that declares
+`timed` (its claims rest on wall-clock timings, which nothing else may disturb) and before the report, the
+runner waits for the re-checks still queued. A timed chapter's own re-checks run in the foreground.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +38,7 @@ from lm2llm.tour.framework import (
     ChapterContext,
     ChapterResult,
     load_result,
+    one_thread,
     recheck_claims,
     save_result,
     torch_threads,
@@ -57,6 +66,16 @@ def measure_chapter(chapter: Chapter, folder: Path, quick: bool, lang: str, resu
     result.seconds = round(time.perf_counter() - start, 2)
     result.cpu_seconds = round(cpu_time() - cpu_start, 2)
     return result
+
+
+def lowest_priority() -> None:
+    """A background worker's start: run only where a core is idle (`SCHED_IDLE`, else the largest nice), on
+    one torch thread (two threads of which one waits for an idle core would spin on each other)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
+    one_thread()
 
 
 def cpu_time() -> float:
@@ -117,61 +136,90 @@ def run_tour(
             if plain:
                 progress.console.print(f"[{time.perf_counter() - tour_start:7.1f} s] {text}", highlight=False)
 
-        for chapter in chapters:
-            chapter_dir = out_dir / chapter.slug
-            chapter_dir.mkdir(parents=True, exist_ok=True)
-            result_path = chapter_dir / "result.json"
-            title = f"{chapter.id} {chapter.title.get(lang)}"
-            task = progress.add_task(title, total=1.0)
+        background: ProcessPoolExecutor | None = None  # started at the first re-check it runs
+        # re-checks queued there: (chapter, its result, where it is saved, budget, the re-check's future)
+        queued: list[tuple[Chapter, ChapterResult, Path, float, Future]] = []
 
-            def report_progress(finished: float, total: float, task=task) -> None:
-                progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
+        def record_recheck(chapter: Chapter, result: ChapterResult, result_path: Path, budget: float,
+                           again: ChapterResult) -> None:
+            recheck_claims(result.claims, again.claims, budget)
+            result.recheck_seconds = round(result.recheck_seconds + again.seconds, 2)
+            result.recheck_cpu_seconds = round(result.recheck_cpu_seconds + again.cpu_seconds, 2)
+            save_result(result_path, result, quick)
+            flipped = sum(c.kind == MEASURED and any(r["budget"] == budget and r["holds"] != c.holds
+                                                     for r in c.rechecks) for c in result.claims)
+            log(f"{chapter.id} {chapter.title.get(lang)}: re-check at {budget:g}× finished in {again.seconds:.1f} s, "
+                f"{flipped} verdicts changed")
 
-            def recheck_dir(budget: float, chapter=chapter) -> Path:
-                return out_dir / f"{chapter.slug}_recheck_{budget:g}x"
+        def settle(wait: bool) -> None:
+            """Record the background re-checks that have finished (`wait`: all of them, waiting as needed)."""
+            if wait and any(not future.done() for *_, future in queued):
+                log(f"waiting for {sum(not future.done() for *_, future in queued)} background re-checks")
+            for item in [item for item in queued if wait or item[-1].done()]:
+                queued.remove(item)
+                record_recheck(*item[:4], item[4].result())
 
-            budgets = chapter.recheck_budgets(quick) if recheck else ()
-            pending: dict[float, ChapterResult] = {}  # re-checks already run beside the main run
-            result = None if force else load_result(result_path, quick)
-            reused = result is not None
-            if reused:
-                log(f"{title}: reused")
-            elif chapter.recheck_alongside and not quick and budgets:
-                log(f"{title}: started, with its re-check at {budgets[0]:g}× its budget alongside (one thread each)")
-                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    beside = pool.submit(measure_chapter, chapter, recheck_dir(budgets[0]), quick, lang, results,
-                                         budgets[0], 1)
-                    result = measure_chapter(chapter, chapter_dir, quick, lang, results, 1.0, 1, report_progress)
-                    pending[budgets[0]] = beside.result()
-                save_result(result_path, result, quick)
-                log(f"{title}: finished in {result.seconds:.1f} s")
-            else:
-                log(f"{title}: started")
-                result = measure_chapter(chapter, chapter_dir, quick, lang, results, 1.0,
-                                         chapter_threads(quick, threads), report_progress)
-                save_result(result_path, result, quick)
-                log(f"{title}: finished in {result.seconds:.1f} s")
-            for budget in budgets:
-                if not any(c.kind == MEASURED and budget not in {r["budget"] for r in c.rechecks}
-                           for c in result.claims):
-                    continue  # re-checked at this budget by an earlier run
-                if budget in pending:
-                    again = pending[budget]
+        with ExitStack() as stack:  # on an error too, the background worker is shut down
+            for chapter in chapters:
+                if chapter.timed:
+                    settle(wait=True)  # its timings get the machine to themselves
+                chapter_dir = out_dir / chapter.slug
+                chapter_dir.mkdir(parents=True, exist_ok=True)
+                result_path = chapter_dir / "result.json"
+                title = f"{chapter.id} {chapter.title.get(lang)}"
+                task = progress.add_task(title, total=1.0)
+
+                def report_progress(finished: float, total: float, task=task) -> None:
+                    progress.update(task, completed=min(finished / total, 1.0) if total else 0.0)
+
+                def recheck_dir(budget: float, chapter=chapter) -> Path:
+                    return out_dir / f"{chapter.slug}_recheck_{budget:g}x"
+
+                budgets = chapter.recheck_budgets(quick) if recheck else ()
+                pending: dict[float, ChapterResult] = {}  # re-checks already run beside the main run
+                result = None if force else load_result(result_path, quick)
+                reused = result is not None
+                if reused:
+                    log(f"{title}: reused")
+                elif chapter.recheck_alongside and not quick and budgets:
+                    log(f"{title}: started, with its re-check at {budgets[0]:g}× its budget alongside (one thread each)")
+                    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                        beside = pool.submit(measure_chapter, chapter, recheck_dir(budgets[0]), quick, lang, results,
+                                             budgets[0], 1)
+                        result = measure_chapter(chapter, chapter_dir, quick, lang, results, 1.0, 1, report_progress)
+                        pending[budgets[0]] = beside.result()
+                    save_result(result_path, result, quick)
+                    log(f"{title}: finished in {result.seconds:.1f} s")
                 else:
-                    progress.update(task, completed=0.0, description=f"{title} (re-check at {budget:g}× budget)")
-                    log(f"{title}: re-check at {budget:g}× its budget started")
-                    again = measure_chapter(chapter, recheck_dir(budget), quick, lang, results, budget,
-                                            chapter_threads(quick, threads), report_progress)
-                recheck_claims(result.claims, again.claims, budget)
-                result.recheck_seconds = round(result.recheck_seconds + again.seconds, 2)
-                result.recheck_cpu_seconds = round(result.recheck_cpu_seconds + again.cpu_seconds, 2)
-                save_result(result_path, result, quick)
-                flipped = sum(c.kind == MEASURED and any(r["budget"] == budget and r["holds"] != c.holds
-                                                         for r in c.rechecks) for c in result.claims)
-                log(f"{title}: re-check at {budget:g}× finished in {again.seconds:.1f} s, {flipped} verdicts changed")
-            results[chapter.id] = result
-            done.append((chapter, result, reused))
-            progress.update(task, completed=1.0, description=f"{title} (reused)" if reused else title)
+                    log(f"{title}: started")
+                    result = measure_chapter(chapter, chapter_dir, quick, lang, results, 1.0,
+                                             chapter_threads(quick, threads), report_progress)
+                    save_result(result_path, result, quick)
+                    log(f"{title}: finished in {result.seconds:.1f} s")
+                for budget in budgets:
+                    if not any(c.kind == MEASURED and budget not in {r["budget"] for r in c.rechecks}
+                               for c in result.claims):
+                        continue  # re-checked at this budget by an earlier run
+                    if budget in pending:
+                        record_recheck(chapter, result, result_path, budget, pending[budget])
+                    elif not quick and not chapter.timed:
+                        if background is None:
+                            background = stack.enter_context(ProcessPoolExecutor(
+                                1, mp_context=multiprocessing.get_context("spawn"), initializer=lowest_priority))
+                        queued.append((chapter, result, result_path, budget, background.submit(
+                            measure_chapter, chapter, recheck_dir(budget), quick, lang, results, budget, 1)))
+                        log(f"{title}: re-check at {budget:g}× its budget queued in the background (idle cores only)")
+                    else:
+                        progress.update(task, completed=0.0, description=f"{title} (re-check at {budget:g}× budget)")
+                        log(f"{title}: re-check at {budget:g}× its budget started")
+                        record_recheck(chapter, result, result_path, budget,
+                                       measure_chapter(chapter, recheck_dir(budget), quick, lang, results, budget,
+                                                       chapter_threads(quick, threads), report_progress))
+                settle(wait=False)
+                results[chapter.id] = result
+                done.append((chapter, result, reused))
+                progress.update(task, completed=1.0, description=f"{title} (reused)" if reused else title)
+            settle(wait=True)
         log(f"tour: {len(done)} chapters in {time.perf_counter() - tour_start:.1f} s")
     html, markdown = report.write(out_dir, done, lang=lang, quick=quick)
     return TourOutcome(out_dir, html, markdown, done)

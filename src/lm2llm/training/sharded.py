@@ -24,19 +24,14 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_state_dict,
-    set_state_dict,
-)
 
 from lm2llm.training import checkpoint as ckpt
 from lm2llm.training.distributed import World
 
 DCP_DIR = "dcp"
+# torch.distributed.checkpoint is imported where it is used: importing it costs 0.7 s, and every process that
+# trains (the tour's one-thread workers, each `lm2llm train`) imports this module, most never to shard
 
 
 def shard_model(model: nn.Module, world: World, device: torch.device) -> nn.Module:
@@ -72,6 +67,8 @@ def full_model(model: nn.Module, world: World) -> nn.Module | None:
     it, since it gathers the shards. Unsharded models are returned as they are."""
     if not world.distributed:
         return model
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
     from lm2llm.models.factory import model_from_config
 
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -86,6 +83,9 @@ def full_model(model: nn.Module, world: World) -> nn.Module | None:
 def save_checkpoint(run_path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer, world: World,
                     extra_tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
     """Every process writes its pieces into a new checkpoint directory, which process 0 then swaps in."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
     where: list[Any] = [str(ckpt.begin_checkpoint(run_path)) if world.is_main else None]
     if world.distributed:
         dist.broadcast_object_list(where, src=0)
@@ -118,6 +118,9 @@ def is_sharded_checkpoint(directory: Path) -> bool:
 
 def load_checkpoint(directory: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Model weights and optimizer state from a DCP checkpoint written by any number of processes."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
     model_state, optim_state = get_state_dict(model, optimizer)
     state = {"model": model_state, "optim": optim_state}
     with _one_process_is_meant():

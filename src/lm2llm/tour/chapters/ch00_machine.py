@@ -53,4 +53,4 @@ def run(ctx: ChapterContext) -> ChapterResult:
     return ChapterResult(summary, claims=claims, tables=[facts], figures=[figure], metrics=env.as_dict(report))
 
 
-CHAPTER = Chapter("0", T("Your machine", "내 컴퓨터"), run)
+CHAPTER = Chapter("0", T("Your machine", "내 컴퓨터"), run, timed=True)

@@ -432,4 +432,4 @@ def run(ctx: ChapterContext) -> ChapterResult:
 
 
 CHAPTER = Chapter("1.2", T("The limits of RNNs, measured", "RNN의 한계, 직접 재 보기"), run, rechecks=True,
-                  recheck_double=True)
+                  recheck_double=True, timed=True)

@@ -220,4 +220,4 @@ def run(ctx: ChapterContext) -> ChapterResult:
     return ChapterResult(summary, claims, [table, distill_table], [figure], [], metrics)
 
 
-CHAPTER = Chapter("8", T("Efficiency", "효율화"), run)
+CHAPTER = Chapter("8", T("Efficiency", "효율화"), run, timed=True)

@@ -119,4 +119,4 @@ def run(ctx: ChapterContext) -> ChapterResult:
                                   "protocols": protocols, "latency_budget_ms": budget})
 
 
-CHAPTER = Chapter("9.1", T("Evaluation and model selection", "평가와 모델 선택"), run, needs=("4.3",))
+CHAPTER = Chapter("9.1", T("Evaluation and model selection", "평가와 모델 선택"), run, needs=("4.3",), timed=True)

@@ -218,4 +218,4 @@ def sample_answer(served: ServedModel, prompt: str) -> str:
     return json.dumps(answer, ensure_ascii=False, indent=2)
 
 
-CHAPTER = Chapter("9.2", T("Deployment", "배포"), run)
+CHAPTER = Chapter("9.2", T("Deployment", "배포"), run, timed=True)

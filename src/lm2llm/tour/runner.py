@@ -10,9 +10,9 @@ mode a chapter that trains several models on their own uses every core another w
 (`cpu_time`). A chapter that declares `recheck_alongside` (its main run leaves a core idle, and it times
 nothing the other run could disturb) has its half-budget re-check run at the same time, in a process of its own; both then use one thread.
 
-The other re-checks of full mode run in the background: worker processes (one per core) on one torch thread
-each at the lowest CPU priority (`SCHED_IDLE`), so they compute only on cores the chapters leave idle (a
-chapter waiting on its slower model, a one-thread phase) and never slow them down for more than an instant. A re-check
+The other re-checks of full mode run in the background: one worker process on one torch thread at the
+lowest CPU priority (`SCHED_IDLE`), so it computes only on cores the chapters leave idle (a chapter waiting
+on its slower model, a one-thread phase) and never slows them down for more than an instant. A re-check
 changes no later chapter (it only marks verdicts), so it can finish late: before a chapter that declares
 `timed` (its claims rest on wall-clock timings, which nothing else may disturb) and before the report, the
 runner waits for the re-checks still queued. A timed chapter's own re-checks run in the foreground.
@@ -136,7 +136,7 @@ def run_tour(
             if plain:
                 progress.console.print(f"[{time.perf_counter() - tour_start:7.1f} s] {text}", highlight=False)
 
-        background: ProcessPoolExecutor | None = None  # started at the first re-check it runs (one worker per core)
+        background: ProcessPoolExecutor | None = None  # started at the first re-check it runs
         # re-checks queued there: (chapter, its result, where it is saved, budget, the re-check's future)
         queued: list[tuple[Chapter, ChapterResult, Path, float, Future]] = []
 
@@ -205,8 +205,7 @@ def run_tour(
                     elif not quick and not chapter.timed:
                         if background is None:
                             background = stack.enter_context(ProcessPoolExecutor(
-                                os.cpu_count() or 1, mp_context=multiprocessing.get_context("spawn"),
-                                initializer=lowest_priority))
+                                1, mp_context=multiprocessing.get_context("spawn"), initializer=lowest_priority))
                         queued.append((chapter, result, result_path, budget, background.submit(
                             measure_chapter, chapter, recheck_dir(budget), quick, lang, results, budget, 1)))
                         log(f"{title}: re-check at {budget:g}× its budget queued in the background (idle cores only)")

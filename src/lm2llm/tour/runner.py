@@ -155,9 +155,10 @@ def run_tour(
             """Record the background re-checks that have finished (`wait`: all of them, waiting as needed)."""
             if wait and any(not future.done() for *_, future in queued):
                 log(f"waiting for {sum(not future.done() for *_, future in queued)} background re-checks")
-            for item in [item for item in queued if wait or item[-1].done()]:
-                queued.remove(item)
-                record_recheck(*item[:4], item[4].result())
+            for entry in [entry for entry in queued if wait or entry[-1].done()]:
+                queued.remove(entry)
+                *where, future = entry
+                record_recheck(*where, future.result())
 
         with ExitStack() as stack:  # on an error too, the background worker is shut down
             for chapter in chapters:

@@ -426,7 +426,7 @@ def run(ctx: ChapterContext) -> ChapterResult:
                                   "data": "data", "runs": {name: f"runs/{name.lower()}" for name in settings}})
 
 
-# its re-check is not run beside the main run (`recheck_alongside`): with four one-thread trainings sharing two
-# cores each costs more CPU (the GPT 88 CPU s at 1,000 steps, against about 81 scaled from 97 at 1,200 alone), and at 1,200 steps main and re-check together
-# took 180 s against 166 one after the other (idle full tours)
+# its re-check runs in the runner's background (idle cores only), not beside the main run (`recheck_alongside`):
+# four one-thread trainings sharing two cores cost more CPU each, and main and re-check together took 180 s
+# against 166 one after the other (idle full tours, 1,200 steps)
 CHAPTER = Chapter("4.3", T("Pre-training", "사전학습"), run, rechecks=True)

@@ -57,8 +57,11 @@ def test_written_out_attention_equals_fused_kernel(n_kv_head):
     assert weights[0, 0, 0, 1:].abs().max() == 0  # the first token sees only itself
 
 
-def test_bf16_cpu_training_takes_the_written_out_path_with_the_same_gradients():
-    """The dispatch that avoids the slow fused bf16 backward on CPU changes speed, not the maths."""
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_bf16_cpu_training_takes_the_written_out_path_with_the_same_gradients(name):
+    """The dispatch that avoids the slow fused bf16 backward on CPU changes speed, not the maths. With RoPE
+    the rotation keeps queries and keys in autocast's bf16 (fp32 tables would promote them to fp32 and
+    send them down the fused kernel's slow fp32 backward)."""
     from lm2llm.models.attention import fused_backward_is_slow
 
     assert fused_backward_is_slow(torch.ones(1, dtype=torch.bfloat16, requires_grad=True))
@@ -66,7 +69,7 @@ def test_bf16_cpu_training_takes_the_written_out_path_with_the_same_gradients():
     assert not fused_backward_is_slow(torch.ones(1, dtype=torch.bfloat16))
     grads = []
     for use_fast in (True, False):
-        model = decoder("gpt2")
+        model = decoder(name)
         model.set_fast_attention(use_fast)
         ids = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(1))
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -247,6 +250,49 @@ def test_gpt2_init_scales_residual_projections():
     assert abs(model.blocks[0].attn.out_proj.weight.std().item() - 0.02 / 4) < 1e-3
     assert abs(model.blocks[0].attn.q_proj.weight.std().item() - 0.02) < 2e-3
     assert model.lm_head.weight is model.tok_emb.weight
+
+
+def test_attention_dropout_drops_weights_then_output_as_nanogpt_does():
+    """Training with dropout: the attention weights, then the projected output (GPT-2, nanoGPT); none in eval."""
+    import math
+
+    torch.manual_seed(0)
+    model = build_model("gpt", vocab_size=VOCAB, n_layer=1, d_model=32, n_head=4, dropout=0.3)
+    attn, x = model.blocks[0].attn, torch.randn(2, 6, 32)
+    attn.use_fast = False  # the written-out path draws its masks from the global generator, in this order
+    q, k, v = (t.transpose(1, 2) for t in attn.project(x, None))
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim)).masked_fill(
+        ~causal_padding_mask(6, 6, 0), torch.finfo(torch.float32).min)
+    torch.manual_seed(5)
+    heads = torch.nn.functional.dropout(scores.softmax(-1), 0.3) @ v
+    expected = torch.nn.functional.dropout(attn.out_proj(heads.transpose(1, 2).reshape(2, 6, 32)), 0.3)
+    torch.manual_seed(5)
+    assert torch.allclose(attn(x, None, causal=True), expected, atol=1e-6)
+    attn.use_fast = True
+    torch.manual_seed(5)
+    assert not torch.allclose(attn(x, None, causal=True), attn(x, None, causal=True))  # the fused kernel drops too
+    attn.eval()
+    assert torch.equal(attn(x, None, causal=True), attn(x, None, causal=True))
+
+
+def test_zero_init_residual_blocks_start_as_the_identity():
+    torch.manual_seed(0)
+    model = build_model("llama", vocab_size=VOCAB, n_layer=2, d_model=32, n_head=4, zero_init_residual=True)
+    ids = torch.randint(0, VOCAB, (2, 7))
+    logits, _ = model(ids)
+    assert all(b.attn.out_proj.weight.abs().max() == 0 and b.mlp.down.weight.abs().max() == 0 for b in model.blocks)
+    assert torch.equal(logits, model.lm_head(model.norm_f(model.tok_emb(ids))))  # a bigram model at step 0
+
+
+def test_relu_squared_mlp_is_the_formula_and_has_no_transformers_counterpart():
+    from lm2llm.models.hf_compat import hf_kind
+
+    torch.manual_seed(0)
+    model = build_model("gpt", vocab_size=VOCAB, n_layer=1, d_model=32, n_head=4, mlp="relu2")
+    mlp, x = model.blocks[0].mlp, torch.randn(2, 5, 32)
+    assert torch.equal(mlp(x), mlp.down(torch.relu(mlp.up(x)) ** 2))
+    with pytest.raises(UserError, match="no exact transformers counterpart"):
+        hf_kind(model.config)
 
 
 def test_loss_ignores_minus_100_and_matches_cross_entropy():

@@ -37,12 +37,13 @@ def attention_bias(allowed: torch.Tensor | None, dtype: torch.dtype) -> torch.Te
 
 
 def sdpa_reference(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None, causal: bool = False
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None, causal: bool = False,
+    dropout_p: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The formula itself. q: (B, H, T, D); k, v: (B, H, S, D); allowed: broadcastable to (B, H, T, S);
-    `causal` (with no `allowed`) hides future keys.
+    `causal` (with no `allowed`) hides future keys; `dropout_p` drops attention weights (training only).
 
-    Returns the output (B, H, T, D) and the attention weights (B, H, T, S), for visualisation.
+    Returns the output (B, H, T, D) and the attention weights (B, H, T, S, before dropout), for visualisation.
     """
     if causal and allowed is None:
         allowed = causal_padding_mask(q.size(2), k.size(2), k.size(2) - q.size(2), device=q.device)
@@ -51,22 +52,24 @@ def sdpa_reference(
     if bias is not None:
         scores = scores + bias
     weights = scores.softmax(dim=-1)
-    return weights @ v, weights
+    return (F.dropout(weights, dropout_p) if dropout_p else weights) @ v, weights
 
 
 def sdpa_fast(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor | None = None,
-              causal: bool = False) -> torch.Tensor:
+              causal: bool = False, dropout_p: float = 0.0) -> torch.Tensor:
     """The same computation through `F.scaled_dot_product_attention` (fused kernels; no weights returned).
 
     k, v may have fewer heads than q (GQA): the kernel shares them without copying (`enable_gqa`), where
     `repeat_kv` would copy the whole KV cache at every decoding step.
     """
     gqa = k.size(1) != q.size(1)
-    if allowed is None and grouped_products_are_faster(q, k):
+    if allowed is None and not dropout_p and grouped_products_are_faster(q, k):
         return one_query_attention(q, k, v)
     if allowed is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.size(2) > 1, enable_gqa=gqa)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(allowed, q.dtype), enable_gqa=gqa)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal and q.size(2) > 1, dropout_p=dropout_p,
+                                              enable_gqa=gqa)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attention_bias(allowed, q.dtype), dropout_p=dropout_p,
+                                          enable_gqa=gqa)
 
 
 def grouped_products_are_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
@@ -192,16 +195,17 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         if cache is not None:
             k, v = cache.write(layer, offset, k, v)
+        # dropout on the attention weights and on the output, as GPT-2 and nanoGPT place it
+        dropout = self.dropout if self.training else 0.0
         if self.keep_weights or not self.use_fast or fused_backward_is_slow(q):
             n_rep = self.n_head // self.n_kv_head
-            out, weights = sdpa_reference(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), allowed, causal)
+            out, weights = sdpa_reference(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), allowed, causal, dropout)
             if self.keep_weights:
                 self.last_weights = weights.detach()
         else:
-            out = sdpa_fast(q, k, v, allowed, causal)
+            out = sdpa_fast(q, k, v, allowed, causal, dropout)
         out = out.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
-        out = self.out_proj(out)
-        return F.dropout(out, self.dropout) if self.training else out
+        return F.dropout(self.out_proj(out), dropout) if dropout else self.out_proj(out)
 
     def decode_one(self, x: torch.Tensor, rope: Rotary | tuple[torch.Tensor, torch.Tensor] | None, cache: KVCache,
                    layer: int, offset: int, allowed: torch.Tensor | None) -> torch.Tensor:

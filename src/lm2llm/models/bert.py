@@ -113,12 +113,13 @@ def biased_attention(attn: Attention, x: torch.Tensor, bias: torch.Tensor) -> to
     kernel's backward is slow (training in bf16 on a CPU, as `Attention` does)."""
     B, T, _ = x.shape
     q, k, v = (t.view(B, T, -1, attn.head_dim).transpose(1, 2) for t in attn.project(x, None))
+    dropout = attn.dropout if attn.training else 0.0  # on the attention weights and the output, as BERT has it
     if fused_backward_is_slow(q):
         scores = q @ k.transpose(-2, -1) / math.sqrt(attn.head_dim) + bias
-        out = scores.float().softmax(dim=-1).to(v.dtype) @ v
+        out = F.dropout(scores.float().softmax(dim=-1).to(v.dtype), dropout) @ v
     else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-    return F.dropout(attn.out_proj(out.transpose(1, 2).reshape(B, T, -1)), attn.dropout, attn.training)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=dropout)
+    return F.dropout(attn.out_proj(out.transpose(1, 2).reshape(B, T, -1)), dropout)
 
 
 class BertLayer(nn.Module):

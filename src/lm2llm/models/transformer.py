@@ -34,7 +34,7 @@ from lm2llm.models.attention import Attention, KVCache, Rotary, causal_padding_m
 from lm2llm.models.positions import POSITIONAL_KINDS, AbsolutePositions, rope_cos_sin
 
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "gelu_tanh", "swiglu")
+MLPS = ("gelu", "gelu_tanh", "swiglu", "relu2")
 
 
 @dataclass
@@ -57,6 +57,7 @@ class TransformerConfig:
     parallel_block: bool = False
     dropout: float = 0.0
     init_std: float = 0.02
+    zero_init_residual: bool = False  # the projections into the residual stream start at 0 (modded-nanogpt)
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("norm", self.norm, NORMS), ("mlp", self.mlp, MLPS),
@@ -75,6 +76,15 @@ class TransformerConfig:
             self.d_ff = 4 * self.d_model if self.mlp != "swiglu" else 8 * math.ceil(8 * self.d_model / 3 / 8)
         if self.positional == "rope" and self.head_dim % 2:
             raise UserError(f"RoPE needs an even head_dim, got {self.head_dim}", where="config.head_dim")
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype the linear layers compute `x` in: autocast's where it is on (bf16 training keeps fp32
+    activations between layers), else x's own. RoPE tables in it keep rotated queries and keys in the
+    projections' dtype; fp32 tables would promote them, and a bf16 CPU step then took the fused attention's
+    slow fp32 backward (4.9 ms per layer against 0.7 for the bf16 matmuls, baby GPT, T = 64)."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
 
 
 class RMSNorm(nn.Module):
@@ -106,7 +116,10 @@ def make_norm(config: TransformerConfig) -> nn.Module:
 
 
 class MLP(nn.Module):
-    """GELU: down(gelu(up(x))). SwiGLU: down(silu(gate(x)) · up(x)), a gated unit with a third matrix."""
+    """GELU: down(gelu(up(x))). SwiGLU: down(silu(gate(x)) · up(x)), a gated unit with a third matrix.
+    ReLU²: down(relu(up(x))²) (So et al. 2021, Primer; the modded-nanogpt speedruns use it): sparse like ReLU,
+    smooth at 0 like GELU, and two cheap operations where the exact GELU's backward is the slowest elementwise
+    kernel of a small CPU training step."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -123,6 +136,8 @@ class MLP(nn.Module):
             hidden = F.silu(gate) * up
         elif self.gate is not None:
             hidden = F.silu(self.gate(x)) * self.up(x)
+        elif self.kind == "relu2":
+            hidden = F.relu(self.up(x)).square()
         else:
             hidden = F.gelu(self.up(x), approximate="tanh" if self.kind == "gelu_tanh" else "none")
         out = self.down(hidden)
@@ -281,11 +296,16 @@ class Transformer(nn.Module):
 
     def init_residual_projections(self) -> None:
         """GPT-2: projections that write into the residual stream get std 0.02/√(2·n_layer), because each
-        layer adds two such outputs to the stream and its variance would otherwise grow with depth."""
+        layer adds two such outputs to the stream and its variance would otherwise grow with depth.
+        `zero_init_residual` starts them at 0 instead: every block begins as the identity, and the first
+        steps train the embedding and head as a bigram model before the blocks add to it."""
         std = self.config.init_std / math.sqrt(2 * self.config.n_layer)
         for block in self.blocks:
-            nn.init.normal_(block.attn.out_proj.weight, mean=0.0, std=std)
-            nn.init.normal_(block.mlp.down.weight, mean=0.0, std=std)
+            for weight in (block.attn.out_proj.weight, block.mlp.down.weight):
+                if self.config.zero_init_residual:
+                    nn.init.zeros_(weight)
+                else:
+                    nn.init.normal_(weight, mean=0.0, std=std)
 
     def num_params(self) -> int:
         """Distinct parameters (a tied embedding counts once)."""
@@ -322,8 +342,8 @@ class Transformer(nn.Module):
         if self.pos_emb is not None:
             x = x + self.pos_emb(chunk.positions)
         x = F.dropout(x, self.config.dropout, self.training)
-        rope = (Rotary.of(*rope_cos_sin(chunk.positions, self.config.head_dim, self.config.rope_theta), x.dtype)
-                if self.config.positional == "rope" else None)
+        rope = (Rotary.of(*rope_cos_sin(chunk.positions, self.config.head_dim, self.config.rope_theta),
+                          compute_dtype(x)) if self.config.positional == "rope" else None)
         cache = None if state is None else state.cache
         for layer, block in enumerate(self.blocks):
             x = block(x, layer, allowed=chunk.allowed, causal=chunk.causal, rope=rope, cache=cache, offset=chunk.offset)

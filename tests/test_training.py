@@ -70,7 +70,8 @@ def make_trainer(shards, run_path=None, **overrides):
     torch.manual_seed(cfg.seed)
     model = TinyLM(data_shards.vocab_size)
     data = ShardBatches(data_shards, block_size=8, batch_size=cfg.trainer.batch_size, seed=cfg.seed,
-                        eval_batches=cfg.trainer.eval_batches, tokenizer=tok)
+                        eval_batches=cfg.trainer.eval_batches, eval_batch_size=cfg.trainer.eval_batch_size or None,
+                        tokenizer=tok)
     run = RunDir.create(run_path) if run_path else None
     return Trainer(model, CausalLM(), data, cfg.trainer, run=run)
 
@@ -137,6 +138,29 @@ def test_time_budget_counts_wall_or_cpu_time(shards, monkeypatch):
     assert make_trainer(shards, max_steps=4, max_seconds=3600.0).fit().steps == 4  # wall clock by default
     with pytest.raises(UserError, match="clock"):
         build_config({"clock": "gpu"})
+
+
+def test_target_loss_ends_the_run_at_the_first_evaluation_that_reaches_it(shards):
+    """Time to quality: `train_s` counts the training steps alone, so evaluation does not inflate it."""
+    full = make_trainer(shards, max_steps=20, eval_every=2).fit()
+    target = full.evals[3]["val_loss"]  # step 8's, or an earlier evaluation's if one was as low
+    first = next(e for e in full.evals if e["val_loss"] <= target)
+    stopped = make_trainer(shards, max_steps=20, eval_every=2, target_loss=target).fit()
+    assert stopped.steps == first["step"] and stopped.stopped_early
+    assert [e["val_loss"] for e in stopped.evals] == [e["val_loss"] for e in full.evals[:len(stopped.evals)]]
+    spent = [e["train_s"] for e in stopped.evals]
+    assert spent == sorted(spent) and 0 < spent[-1] <= stopped.evals[-1]["elapsed_s"]
+    assert make_trainer(shards, max_steps=6, eval_every=2).fit().steps == 6  # target_loss 0: never
+    with pytest.raises(UserError, match="target_loss"):
+        build_config({"target_loss": -1.0})
+
+
+def test_eval_batch_size_fixes_the_validation_windows_across_batch_sizes(shards):
+    def windows(batch_size):
+        trainer = make_trainer(shards, batch_size=batch_size, eval_batch_size=6)
+        return torch.cat([b["ids"] for b in trainer.data.eval_set()])
+
+    assert windows(8).shape == (12, 8) and torch.equal(windows(8), windows(4))
 
 
 def test_time_schedule_decays_by_the_clock_when_time_runs_out_first(shards, monkeypatch):

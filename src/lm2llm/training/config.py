@@ -68,6 +68,8 @@ class TrainerConfig:
     threads: int = 0  # torch threads per process; 0: cores / local processes
     eval_every: int = 250
     eval_batches: int = 20
+    eval_batch_size: int = 0  # sequences per validation batch; 0: batch_size (fix it to compare runs of other batches)
+    target_loss: float = 0.0  # stop at the first evaluation whose val loss is at or below this; 0: never
     log_every: int = 10
     checkpoint_every: int = 0  # 0: at every evaluation
     progress: bool = True
@@ -164,10 +166,10 @@ def check_ranges(cfg: TrainerConfig) -> None:
     for key in ("batch_size", "max_steps", "eval_batches", "log_every", "eval_every"):
         if getattr(cfg, key) < 1:
             raise bad(key, "must be at least 1")
-    for key in ("micro_batch_size", "warmup_steps", "threads", "checkpoint_every"):
+    for key in ("micro_batch_size", "warmup_steps", "threads", "checkpoint_every", "eval_batch_size"):
         if getattr(cfg, key) < 0:
             raise bad(key, "must not be negative")
-    for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps", "muon_lr"):
+    for key in ("lr", "min_lr", "weight_decay", "grad_clip", "max_seconds", "eps", "muon_lr", "target_loss"):
         value = getattr(cfg, key)
         if not value >= 0 or (key != "max_seconds" and not math.isfinite(value)):  # NaN fails every comparison
             raise bad(key, f"must be a finite number >= 0, got {value!r}")

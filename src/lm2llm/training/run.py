@@ -87,7 +87,8 @@ def prepare(cfg: RunConfig) -> tuple[torch.nn.Module, ShardBatches, Tokenizer]:
             raise UserError(f"the {split} split has {shards.num_tokens(split)} tokens, too few for block_size {block_size}",
                             where=str(cfg.data), hint="use more data or a shorter block_size")
     data = ShardBatches(shards, block_size=block_size, batch_size=cfg.trainer.batch_size, seed=cfg.seed,
-                        eval_batches=cfg.trainer.eval_batches, tokenizer=tokenizer)
+                        eval_batches=cfg.trainer.eval_batches, eval_batch_size=cfg.trainer.eval_batch_size or None,
+                        tokenizer=tokenizer)
     if (cfg.model == "bert") != (cfg.objective == "masked_lm"):
         raise UserError(f"model {cfg.model!r} does not train with objective {cfg.objective!r}", where="objective",
                         hint="bert pre-trains with --set objective=masked_lm; decoders with causal_lm")

@@ -261,7 +261,9 @@ class Trainer:
     def fit(self, stop_at: int | None = None) -> TrainResult:
         """Train until `max_steps` (or `stop_at`, or `max_seconds` on `clock`), evaluating and checkpointing on schedule.
 
-        Evaluation records `elapsed_s` in wall time and, with `clock="cpu"`, `cpu_s` in this process's CPU time.
+        Evaluation records `elapsed_s` in wall time, `train_s` (the time in training steps alone, the first
+        included: time-to-quality, as speedruns count it) and, with `clock="cpu"`, `cpu_s` in this process's
+        CPU time. With `target_loss`, the first evaluation at or below it ends the run.
         """
         cfg = self.cfg
         end = min(cfg.max_steps, stop_at or cfg.max_steps)
@@ -272,7 +274,7 @@ class Trainer:
         start = time.perf_counter()
         budget_clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
         budget_start = budget_clock()
-        train_seconds, steps_timed = 0.0, 0
+        train_seconds, steps_timed, step_seconds = 0.0, 0, 0.0
         self.time_fraction = 0.0
         first = self.step
         try:
@@ -287,6 +289,7 @@ class Trainer:
                 else:
                     loss_value = None
                 dt = time.perf_counter() - t0
+                step_seconds += dt
                 if self.step - first > 1 or self.step == end:  # the first step pays for warm-up (compile, allocation)
                     train_seconds += dt
                     steps_timed += 1
@@ -301,18 +304,20 @@ class Trainer:
                 if cfg.max_seconds > 0:  # one fraction that every process agrees on, so all stop at one step
                     self.time_fraction = self.world.all_sum(torch.tensor([spent / cfg.max_seconds])).item()
                     self.time_fraction /= self.world.size
-                out_of_time = self.time_fraction >= 1
-                if self.step % cfg.eval_every == 0 or self.step == end or out_of_time:
-                    metrics = {"step": self.step, **self.evaluate(), "elapsed_s": round(time.perf_counter() - start, 3)}
+                stop = self.time_fraction >= 1  # out of time (or, below, at the target loss)
+                if self.step % cfg.eval_every == 0 or self.step == end or stop:
+                    metrics = {"step": self.step, **self.evaluate(), "elapsed_s": round(time.perf_counter() - start, 3),
+                               "train_s": round(step_seconds, 3)}
                     if cfg.clock == "cpu":
                         metrics["cpu_s"] = round(spent, 3)
                     result.evals.append(metrics)
                     self._log(metrics)
                     progress.note(metrics)
+                    stop = stop or metrics["val_loss"] <= cfg.target_loss
                 progress.update(self.step, loss_value, tok_s, mfu)
-                if self.step % checkpoint_every == 0 or self.step == end or out_of_time:
+                if self.step % checkpoint_every == 0 or self.step == end or stop:
                     self.save_checkpoint()
-                if out_of_time:
+                if stop:
                     result.stopped_early = self.step < end
                     break
         finally:

@@ -54,6 +54,7 @@ def test_train_writes_a_complete_run_directory(cli, data_dir, tmp_path):
     assert result.code == 0, result.err
     summary = json.loads(result.out)
     assert summary["steps"] == 6 and summary["val_loss"] < 4.0 and summary["val_bpb"] > 0
+    assert 0 < summary["train_s"] <= summary["seconds"]  # the training steps alone, evaluations excluded
     config = RunDir(out).read_config()
     assert config["train"]["trainer"]["max_steps"] == 6 and config["model"]["config"]["d_model"] == 32
     model = load_model(out)

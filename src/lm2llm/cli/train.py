@@ -71,7 +71,7 @@ def train_command(
         "run": str(run.path), "steps": result.steps, "seconds": round(result.seconds, 2),
         "tokens_per_s": round(result.tokens_per_second, 1), "ms_per_step": round(result.ms_per_step, 2),
         "mfu": round(result.mfu, 4), "stopped_early": result.stopped_early,
-        **{k: v for k, v in final.items() if k.startswith("val_")},
+        **{k: v for k, v in final.items() if k.startswith("val_") or k == "train_s"},  # train_s: time to that loss
     }
     if json_out:
         print_json({**summary, "sample": result.sample})

@@ -18,31 +18,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from bench_train import NANOGPT_STYLE, make_shards  # noqa: E402
+from bench_train import NANOGPT_STYLE, make_shards, ours  # noqa: E402
 from harness import SHARED_DATA, skip, write_result  # noqa: E402
 from nanogpt_peer import GPU_SETTING, train_nanogpt  # noqa: E402
 
 from lm2llm.data.shards import TokenShards  # noqa: E402
-from lm2llm.training.config import build_config  # noqa: E402
 from lm2llm.training.data import ShardBatches  # noqa: E402
-from lm2llm.training.run import train  # noqa: E402
 
 EVAL_WINDOWS = {"eval_batches": 50, "eval_batch_size": 64}  # 3,200 windows of 256 characters, drawn once
 
 
-def ours(data: Path, out: Path, setting: dict, compile_model: bool) -> dict:
-    cfg = build_config({
-        "model": "gpt", "data": str(data), "out": str(out), **NANOGPT_STYLE,
-        "model.n_layer": setting["n_layer"], "model.n_head": setting["n_head"], "model.d_model": setting["n_embd"],
-        "model.context_length": setting["block_size"], "model.dropout": setting["dropout"],
-        "batch_size": setting["batch_size"], "lr": setting["learning_rate"], "min_lr": setting["min_lr"],
-        "max_steps": setting["max_iters"], "warmup_steps": setting["warmup_iters"], "beta2": setting["beta2"],
-        "weight_decay": setting["weight_decay"], "grad_clip": setting["grad_clip"], "dtype": setting["dtype"],
-        "device": setting["device"], "compile": compile_model, "eval_every": setting["max_iters"],
-        "log_every": 100, "progress": False, "sample_tokens": 0, **EVAL_WINDOWS})
-    result, _ = train(cfg)
-    return {"val_loss": result.evals[-1]["val_loss"], "ms_per_iter": result.ms_per_step, "mfu": result.mfu,
-            "train_s": result.evals[-1]["train_s"], "steps": result.steps, "compile": compile_model}
+def gpu_settings(setting: dict, compile_model: bool) -> dict:
+    """nanoGPT's GPU setting as our trainer's keys (on top of `bench_train.ours`'s baby defaults)."""
+    return {**NANOGPT_STYLE, "model.n_layer": setting["n_layer"], "model.n_head": setting["n_head"],
+            "model.d_model": setting["n_embd"], "model.context_length": setting["block_size"],
+            "model.dropout": setting["dropout"], "block_size": setting["block_size"], "batch_size": setting["batch_size"],
+            "lr": setting["learning_rate"], "min_lr": setting["min_lr"], "max_steps": setting["max_iters"],
+            "warmup_steps": setting["warmup_iters"], "beta2": setting["beta2"],
+            "weight_decay": setting["weight_decay"], "grad_clip": setting["grad_clip"], "dtype": setting["dtype"],
+            "device": setting["device"], "compile": compile_model, "eval_every": setting["max_iters"],
+            "log_every": 100, **EVAL_WINDOWS}
 
 
 def main() -> None:
@@ -68,8 +63,8 @@ def main() -> None:
                                seed=1337, **EVAL_WINDOWS).eval_set()
         peer = train_nanogpt(shards.arrays["train"], shards.vocab_size, [(w["ids"], w["targets"]) for w in windows],
                              **setting)
-        compiled = ours(data, Path(tmp) / "compiled", setting, setting["compile"])
-        eager = ours(data, Path(tmp) / "eager", setting, False)
+        compiled = ours(data, Path(tmp) / "compiled", **gpu_settings(setting, setting["compile"]))
+        eager = ours(data, Path(tmp) / "eager", **gpu_settings(setting, False))
     figures = {"ours_compiled": compiled, "ours_eager": eager, "setting": setting,
                "device_name": torch.cuda.get_device_name() if args.device == "cuda" else "cpu"}
     ratios = {"val_loss_ours_minus_nanogpt": compiled["val_loss"] - peer["val_loss"],

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks in one script, for a lent GPU machine (about 6 minutes on an H100): the measured and
+# The GPU checks in one script, for a lent GPU machine (not yet timed on one): the measured and
 # data-sheet peaks behind MFU for this device, then nanoGPT's GPU setting trained by its loop and by ours
 # (val loss at equal steps, ms per iteration, MFU). Results go to benchmarks/results/ with the device named.
 # PYTHON: an interpreter with torch (CUDA) and this project's dependencies; src/ is put on its path.

@@ -12,10 +12,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lm2llm.compress.weight_only import dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel
+from lm2llm.compress.weight_only import (dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel,
+                                         quantize_linears)
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
-from lm2llm.inference.layout import for_cpu_inference, fuse_decode_step, fuse_projections
+from lm2llm.inference.layout import BlockDecodeStep, for_cpu_inference, fuse_decode_step, fuse_projections
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.models.transformer import RMSNorm
@@ -28,7 +29,12 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert matvec.available()
 
 
-ROWS = [1, 2, 5, 8, 11]  # every block size of the kernel's passes (8 rows each), and 8 + 3
+def test_the_kernel_splits_its_work_between_torchs_threads():
+    """Built without OpenMP, `at::parallel_for` runs on one core: it did so unnoticed until December 2026, at about half speed."""
+    assert matvec.kernel().parallel
+
+
+ROWS = [1, 2, 5, 7, 8, 11]  # block sizes of the kernel's passes (8 rows each; fp32 blocks weight rows at 7 and 8), and 8 + 3
 SHAPES = [(96, 64), (37, 50), (130, 17), (20, 160)]  # widths with and without 16- and 32-lane tails
 
 
@@ -190,6 +196,41 @@ def test_the_one_call_decoding_attention_equals_the_written_out_step(family, pre
             torch.testing.assert_close(got.float(), expected.float(), **tolerance)
     assert torch.equal(states[0].cache.keys[0], states[1].cache.keys[0])
     assert torch.equal(states[0].cache.values[0], states[1].cache.values[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weights", ["float", "int8", "int4"])
+def test_the_whole_block_step_equals_the_modules_one_by_one(dtype, weights):
+    """`BlockDecodeStep` (one kernel call per block and token) against the same model with the step removed,
+    so that its modules run one by one: logits and caches bit for bit, with a left-padded row and with the int8
+    and int4 layers; a hook on a module of a block turns the step off."""
+    torch.manual_seed(0)
+    model = fuse_projections(build_model("llama", "llama-tiny", vocab_size=61, d_ff=192).eval().to(dtype))  # d_ff: whole int4 groups
+    model = for_cpu_inference(model) if weights == "float" else quantize_linears(model, weights)
+    assert type(model.blocks[0].mlp.down).__name__ == {"float": "StreamingLinear", "int8": "Int8Linear",
+                                                        "int4": "Int4Linear"}[weights]
+    one_by_one = copy.deepcopy(model)
+    assert all(isinstance(block.decode_step, BlockDecodeStep) for block in model.blocks)
+    for block in one_by_one.blocks:
+        block.decode_step = None
+    step, kernel_calls = model.blocks[0].decode_step, []
+    step.kernel = lambda *args, kernel=step.kernel: kernel_calls.append(1) or kernel(*args)
+    ids, mask = torch.randint(0, 61, (3, 12)), torch.ones(3, 8, dtype=torch.long)
+    mask[1, :3] = 0
+    calls = []
+    with torch.inference_mode():
+        states = model.new_state(3, 16), one_by_one.new_state(3, 16)
+        for m, state in zip((model, one_by_one), states, strict=True):
+            m(ids[:, :8], state=state, attention_mask=mask)
+        for t in range(8, 12):
+            if t == 11:  # a hooked module: the block's modules must run, so the hook sees its input
+                model.blocks[0].mlp.down.register_forward_hook(lambda *_: calls.append(1))
+            got, expected = (m(ids[:, t:t + 1], state=state)[0] for m, state in zip((model, one_by_one), states,
+                                                                                     strict=True))
+            assert torch.equal(got, expected)
+    assert calls == [1] and len(kernel_calls) == 3  # steps 8, 9 and 10 through the kernel, 11 hooked
+    assert torch.equal(states[0].cache.keys, states[1].cache.keys)
+    assert torch.equal(states[0].cache.values, states[1].cache.values)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

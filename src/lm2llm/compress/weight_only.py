@@ -92,12 +92,18 @@ class QuantizedLinear(nn.Module):
     max_streamed_rows = matvec.MAX_ROWS
 
     def stream_arguments(self) -> tuple:
-        """What `matvec.kernel().matvec` takes after the input: the packed weight and its scales."""
+        """What `matvec.kernel().matvec` takes after the input: (weight, scales, zeros, group_size)."""
         raise NotImplementedError
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
         """The product without the streaming kernel (prompts, gradients, other dtypes), in flat's dtype."""
         raise NotImplementedError
+
+    def decode_weight(self, dtype: torch.dtype) -> tuple | None:
+        """(weight, scales, zeros, group_size) for the kernel's whole-block step, as `StreamingLinear`'s."""
+        if not self.streamed or self.bias is not None or dtype not in matvec.STREAMED:
+            return None
+        return self.arguments
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.streamed and x.dtype in matvec.STREAMED and x.numel() <= self.max_streamed_rows * self.in_features
@@ -134,7 +140,7 @@ class Int8Linear(QuantizedLinear):
         self.arguments = self.stream_arguments()  # looked up once: buffer lookups cost at every call
 
     def stream_arguments(self) -> tuple:
-        return self.q, self.scales
+        return self.q, self.scales, None, 0
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
         return torch._weight_int8pack_mm(flat.to(COMPUTE_DTYPE), self.q, self.scales).to(flat.dtype)

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lm2llm.inference import matvec
-from lm2llm.models.attention import Attention
-from lm2llm.models.transformer import RMSNorm
+from lm2llm.models.attention import Attention, Rotary
+from lm2llm.models.transformer import Block, RMSNorm
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -152,18 +152,59 @@ def pack_linears(model: nn.Module) -> nn.Module:
     return model
 
 
+class BlockDecodeStep:
+    """A LLaMA block's decoding step in one call to the kernel (`decode_block` in matvec.cpp): both norms, the
+    four products, RoPE, the cache write, attention, SwiGLU and both residual additions, bit for bit what the
+    modules compute one by one (tested). It applies to one new token per row, at most `matvec.MAX_ROWS` rows,
+    in the norms' dtype, without gradients, and only while no hook watches a module of the block (the hooks
+    of `lm2llm.interpret` must see what they watch); elsewhere it returns None and the modules run."""
+
+    def __init__(self, block: Block):
+        self.modules = list(block.modules())
+        self.kernel = matvec.kernel().decode_block
+
+    def __call__(self, block: Block, x: torch.Tensor, layer: int, allowed: torch.Tensor | None = None,
+                 causal: bool = False, rope: Rotary | None = None, cache=None, offset: int = 0) -> torch.Tensor | None:
+        attn, mlp = block.attn, block.mlp
+        if (cache is None or not x.is_cpu or x.shape[0] > matvec.MAX_ROWS or x.dtype != block.norm_attn.weight.dtype
+                or block.training or not attn.use_fast or attn.keep_weights
+                or not (rope is None or isinstance(rope, Rotary)) or self.watched()):
+            return None
+        weights = [getattr(linear, "decode_weight", lambda _dtype: None)(x.dtype)
+                   for linear in (attn.qkv_proj, attn.out_proj, mlp.gate_up, mlp.down)]
+        if None in weights:
+            return None
+        keys, values = cache.layers[layer]
+        return self.kernel(x, block.norm_attn.weight, block.norm_mlp.weight, block.norm_attn.eps, *weights,
+                           None if rope is None else rope.cos, None if rope is None else rope.signed_sin,
+                           keys, values, offset, allowed, attn.n_head)
+
+    def watched(self) -> bool:
+        return bool(nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
+                    or any(m._forward_hooks or m._forward_pre_hooks for m in self.modules))
+
+    @staticmethod
+    def fits(block: nn.Module) -> bool:
+        """A sequential block of RMSNorms, stacked projections and a stacked SwiGLU MLP."""
+        return (isinstance(block, Block) and not block.parallel and isinstance(block.norm_attn, RMSNorm)
+                and isinstance(block.norm_mlp, RMSNorm) and block.attn.qkv_proj is not None
+                and block.mlp.gate_up is not None and block.mlp.kind == "swiglu")
+
+
 def fuse_decode_step(model: nn.Module) -> nn.Module:
     """Give every attention with stacked projections the streaming kernel's one-call decoding step
-    (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), and
-    every RMSNorm its one-call form, where the kernel could be built. Prompts keep the written-out attention.
-    Both replace many small torch operations per layer, the fixed cost of a decoding step outside the
-    matrix products."""
+    (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), every
+    RMSNorm its one-call form, and every LLaMA block the whole-block step (`BlockDecodeStep`), where the kernel
+    could be built. Prompts keep the written-out attention. All replace many small torch operations per layer,
+    the fixed cost of a decoding step outside the matrix products."""
     if matvec.available():
         for module in model.modules():
             if isinstance(module, Attention) and module.qkv_proj is not None:
                 module.decode_step = matvec.kernel().decode_attention
             elif isinstance(module, RMSNorm):
                 module.inference_kernel = matvec.kernel().rms_norm
+            elif BlockDecodeStep.fits(module):
+                module.decode_step = BlockDecodeStep(module)
     return model
 
 

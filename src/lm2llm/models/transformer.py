@@ -152,8 +152,16 @@ class Block(nn.Module):
         self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, config.head_dim, config.bias, config.dropout)
         self.norm_mlp = None if config.parallel_block else make_norm(config)
         self.mlp = MLP(config)
+        # one new token through the whole block in one compiled call, for CPU decoding
+        # (`inference.layout.fuse_decode_step` installs it): (block, x, layer, **attn_args) -> the block's
+        # output, or None where it does not apply (then the modules below run one by one)
+        self.decode_step: Callable | None = None
 
     def forward(self, x: torch.Tensor, layer: int, **attn_args) -> torch.Tensor:
+        if self.decode_step is not None and x.shape[1] == 1 and not torch.is_grad_enabled():
+            out = self.decode_step(self, x, layer, **attn_args)
+            if out is not None:
+                return out
         if self.parallel:
             h = self.norm_attn(x)
             return x + self.attn(h, layer=layer, **attn_args) + self.mlp(h)

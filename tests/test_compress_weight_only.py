@@ -20,7 +20,8 @@ from lm2llm.compress.weight_only import (
     round_trip_linears,
 )
 from lm2llm.errors import UserError
-from lm2llm.inference.layout import fuse_projections
+from lm2llm.inference.layout import for_cpu_inference, fuse_projections
+from lm2llm.inference.matvec import StreamingLinear
 from lm2llm.models import build_model
 
 
@@ -93,6 +94,20 @@ def test_stacked_projections_quantize_to_the_same_logits(kind):
     assert all(b.dtype == torch.bfloat16 for b in stacked.buffers() if b.is_floating_point())
     with torch.no_grad():
         torch.testing.assert_close(stacked(ids)[0], separate(ids)[0], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_a_model_laid_out_for_cpu_decoding_is_quantized_too(kind):
+    """`for_cpu_inference` turns float linears into `StreamingLinear`s; quantizing such a model afterwards must
+    still quantize every layer (it used to leave them float without a word), to the same logits."""
+    torch.manual_seed(0)
+    model = fuse_projections(build_model("llama", "llama-tiny", vocab_size=64, d_ff=192).eval())
+    ids = torch.randint(0, 64, (2, 9))
+    first = quantize_linears(copy.deepcopy(model), kind)
+    after = quantize_linears(for_cpu_inference(copy.deepcopy(model)), kind)
+    assert not any(isinstance(m, (nn.Linear, StreamingLinear)) for m in after.modules())
+    with torch.no_grad():
+        assert torch.equal(after(ids)[0], first(ids)[0])
 
 
 def test_quantized_model_decodes_with_the_kv_cache():

@@ -189,10 +189,12 @@ class Int4Linear(QuantizedLinear):
         return (y[:, :self.out_features] if self.padded_rows else y).to(flat.dtype)
 
 
-def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """Every float linear layer with its parent: `nn.Linear`, and the `StreamingLinear` that `for_cpu_inference`
+    puts in its place (a model already laid out for CPU decoding must not stay float unnoticed)."""
     found = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, matvec.StreamingLinear)):
             parent_name, _, attribute = name.rpartition(".")
             found.append((model.get_submodule(parent_name) if parent_name else model, attribute, module))
     return found
@@ -204,7 +206,7 @@ def _check_kind(kind: str) -> None:
 
 
 def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:
-    """Replace every `nn.Linear` of `model` (in place) by its int8 or int4 weight-only counterpart.
+    """Replace every float linear layer of `model` (in place) by its int8 or int4 weight-only counterpart.
 
     An output layer tied to the embedding is quantized as a layer; the embedding keeps its float table
     (a lookup reads one row per token, not the whole matrix). CPU only: the packed kernels are CPU ones.

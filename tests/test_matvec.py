@@ -12,8 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lm2llm.compress.weight_only import (dequantize_int4, dequantize_int8, int4_groupwise, int8_per_channel,
-                                         quantize_linears)
+from lm2llm.compress.weight_only import (
+    dequantize_int4,
+    dequantize_int8,
+    int4_groupwise,
+    int8_per_channel,
+    quantize_linears,
+)
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.layout import BlockDecodeStep, for_cpu_inference, fuse_decode_step, fuse_projections

@@ -35,11 +35,13 @@ def test_the_kernel_builds_where_a_compiler_exists():
 
 
 def test_the_kernel_splits_its_work_between_torchs_threads():
-    """Built without OpenMP, `at::parallel_for` runs on one core: it did so unnoticed until December 2026, at about half speed."""
+    """Built without OpenMP, `at::parallel_for` runs on one core: it did so unnoticed until December 2026, at
+    about half speed."""
     assert matvec.kernel().parallel
 
 
-ROWS = [1, 2, 5, 7, 8, 11]  # block sizes of the kernel's passes (8 rows each; fp32 blocks weight rows at 7 and 8), and 8 + 3
+# block sizes of the kernel's passes (8 rows each; fp32 meets 7 and 8 rows three weight rows at a time), and 8 + 3
+ROWS = [1, 2, 5, 7, 8, 11]
 SHAPES = [(96, 64), (37, 50), (130, 17), (20, 160)]  # widths with and without 16- and 32-lane tails
 
 
@@ -210,7 +212,8 @@ def test_the_whole_block_step_equals_the_modules_one_by_one(dtype, weights):
     so that its modules run one by one: logits and caches bit for bit, with a left-padded row and with the int8
     and int4 layers; a hook on a module of a block turns the step off."""
     torch.manual_seed(0)
-    model = fuse_projections(build_model("llama", "llama-tiny", vocab_size=61, d_ff=192).eval().to(dtype))  # d_ff: whole int4 groups
+    # d_ff 192: whole int4 groups of 32
+    model = fuse_projections(build_model("llama", "llama-tiny", vocab_size=61, d_ff=192).eval().to(dtype))
     model = for_cpu_inference(model) if weights == "float" else quantize_linears(model, weights)
     assert type(model.blocks[0].mlp.down).__name__ == {"float": "StreamingLinear", "int8": "Int8Linear",
                                                         "int4": "Int4Linear"}[weights]

@@ -14,7 +14,7 @@ bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
   the output layer), so tokens/s ≤ stream bandwidth ÷ bytes of weights, with the bandwidth measured in
   this run by summing a 1 GiB tensor (a read-only stream, the access pattern of a matrix-vector product),
   at the start and again beside each dtype's timings, the fastest sample kept: this VM's bandwidth drifts
-  (sums read 34 to 67 GB/s on one afternoon), and a bound is the most the machine delivered, not a mean;
+  (sums read 33 to 67 GB/s on one afternoon), and a bound is the most the machine delivered, not a mean;
 - the linear layers alone at batch 1 (each once, in the model's layout): the matrix-vector kernels' own
   ceiling, so that the gap to the bandwidth bound splits into the kernels' share and the rest of the step;
 - load time (the GGUF import, and loading the imported run) and peak resident memory, each in a fresh

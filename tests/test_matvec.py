@@ -21,7 +21,7 @@ from lm2llm.compress.weight_only import (
 )
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
-from lm2llm.inference.layout import BlockDecodeStep, for_cpu_inference, fuse_decode_step, fuse_projections
+from lm2llm.inference.layout import DecodeBlocks, for_cpu_inference, fuse_decode_step, fuse_projections
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.models.transformer import RMSNorm
@@ -207,10 +207,11 @@ def test_the_one_call_decoding_attention_equals_the_written_out_step(family, pre
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("weights", ["float", "int8", "int4"])
-def test_the_whole_block_step_equals_the_modules_one_by_one(dtype, weights):
-    """`BlockDecodeStep` (one kernel call per block and token) against the same model with the step removed,
-    so that its modules run one by one: logits and caches bit for bit, with a left-padded row and with the int8
-    and int4 layers; a hook on a module of a block turns the step off."""
+def test_the_whole_model_step_equals_the_modules_one_by_one(dtype, weights):
+    """`DecodeBlocks` (one kernel call per token through every block) against the same model with the step
+    removed, so that its modules run one by one: logits and caches bit for bit, with a left-padded row and with
+    the int8 and int4 layers; a hook on a module of a block turns the step off, and assigning a module makes a
+    new plan from the new weights."""
     torch.manual_seed(0)
     # d_ff 192: whole int4 groups of 32
     model = fuse_projections(build_model("llama", "llama-tiny", vocab_size=61, d_ff=192).eval().to(dtype))
@@ -218,25 +219,29 @@ def test_the_whole_block_step_equals_the_modules_one_by_one(dtype, weights):
     assert type(model.blocks[0].mlp.down).__name__ == {"float": "StreamingLinear", "int8": "Int8Linear",
                                                         "int4": "Int4Linear"}[weights]
     one_by_one = copy.deepcopy(model)
-    assert all(isinstance(block.decode_step, BlockDecodeStep) for block in model.blocks)
-    for block in one_by_one.blocks:
-        block.decode_step = None
-    step, kernel_calls = model.blocks[0].decode_step, []
-    step.kernel = lambda *args, kernel=step.kernel: kernel_calls.append(1) or kernel(*args)
-    ids, mask = torch.randint(0, 61, (3, 12)), torch.ones(3, 8, dtype=torch.long)
+    assert isinstance(model.decode_blocks, DecodeBlocks)
+    one_by_one.decode_blocks = None
+    plans = []
+    make_plan = model.decode_blocks.make_plan
+    model.decode_blocks.make_plan = lambda *args: plans.append(1) or make_plan(*args)
+    ids, mask = torch.randint(0, 61, (3, 13)), torch.ones(3, 8, dtype=torch.long)
     mask[1, :3] = 0
     calls = []
     with torch.inference_mode():
         states = model.new_state(3, 16), one_by_one.new_state(3, 16)
         for m, state in zip((model, one_by_one), states, strict=True):
             m(ids[:, :8], state=state, attention_mask=mask)
-        for t in range(8, 12):
-            if t == 11:  # a hooked module: the block's modules must run, so the hook sees its input
+        for t in range(8, 13):
+            if t == 10:  # a new layer (the same weights): the plan is made again from the model's modules
+                for m in (model, one_by_one):
+                    m.blocks[1].mlp.down = copy.deepcopy(m.blocks[1].mlp.down)
+            if t == 12:  # a hooked module: the blocks' modules must run, so the hook sees its input
                 model.blocks[0].mlp.down.register_forward_hook(lambda *_: calls.append(1))
             got, expected = (m(ids[:, t:t + 1], state=state)[0] for m, state in zip((model, one_by_one), states,
                                                                                      strict=True))
             assert torch.equal(got, expected)
-    assert calls == [1] and len(kernel_calls) == 3  # steps 8, 9 and 10 through the kernel, 11 hooked
+    assert calls == [1] and len(plans) == 2  # steps 8 and 9 on the first plan, 10 and 11 on the second, 12 hooked
+    assert model.decode_blocks.plan[2] is not None  # the plans were the kernel's, not a refusal
     assert torch.equal(states[0].cache.keys, states[1].cache.keys)
     assert torch.equal(states[0].cache.values, states[1].cache.values)
 

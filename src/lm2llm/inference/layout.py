@@ -152,36 +152,72 @@ def pack_linears(model: nn.Module) -> nn.Module:
     return model
 
 
-class BlockDecodeStep:
-    """A LLaMA block's decoding step in one call to the kernel (`decode_block` in matvec.cpp): both norms, the
-    four products, RoPE, the cache write, attention, SwiGLU and both residual additions, bit for bit what the
-    modules compute one by one (tested). It applies to one new token per row, at most `matvec.MAX_ROWS` rows,
-    in the norms' dtype, without gradients, and only while no hook watches a module of the block (the hooks
-    of `lm2llm.interpret` must see what they watch); elsewhere it returns None and the modules run."""
+_registrations = [0]  # modules, parameters and buffers assigned anywhere so far (see `DecodeBlocks`)
 
-    def __init__(self, block: Block):
-        self.modules = list(block.modules())
-        self.kernel = matvec.kernel().decode_block
 
-    def __call__(self, block: Block, x: torch.Tensor, layer: int, allowed: torch.Tensor | None = None,
-                 causal: bool = False, rope: Rotary | None = None, cache=None, offset: int = 0) -> torch.Tensor | None:
-        attn, mlp = block.attn, block.mlp
-        if (cache is None or not x.is_cpu or x.shape[0] > matvec.MAX_ROWS or x.dtype != block.norm_attn.weight.dtype
-                or block.training or not attn.use_fast or attn.keep_weights
-                or not (rope is None or isinstance(rope, Rotary)) or self.watched()):
+def _count_registration(*_) -> None:
+    _registrations[0] += 1
+
+
+for _register in (nn.modules.module.register_module_module_registration_hook,
+                  nn.modules.module.register_module_parameter_registration_hook,
+                  nn.modules.module.register_module_buffer_registration_hook):
+    _register(_count_registration)
+
+
+class DecodeBlocks:
+    """A LLaMA model's decoding step through all of its blocks in one call to the kernel (`DecodeLayers` in
+    matvec.cpp): per block, both norms, the four products, RoPE, the cache write, attention, SwiGLU and both
+    residual additions, bit for bit what the modules compute one by one (tested).
+
+    It applies to one new token per row, at most `matvec.MAX_ROWS` rows, in the norms' dtype, without
+    gradients, outside training, and only while no hook watches a module of the blocks (the hooks of
+    `lm2llm.interpret` must see what they watch); elsewhere it returns None and the blocks run one by one.
+
+    The layers' weights go to the kernel once, in a plan kept until a module, parameter or buffer is assigned
+    anywhere (torch's global registration hooks count them): a step then costs one check of that count where
+    gathering 30 layers' weights from their modules took about a twentieth of a SmolLM2 bf16 step. A cast
+    (`.to`) changes parameters in place, which the plan sees, and the quantized layers re-register their buffers.
+    """
+
+    def __init__(self):
+        self.plan = None  # (registrations, dtype, the kernel's DecodeLayers, the blocks' modules, their attentions)
+
+    def __deepcopy__(self, memo: dict) -> DecodeBlocks:
+        return DecodeBlocks()  # the copy's plan is made from the copy's own weights
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, chunk, rope: Rotary | None, cache) -> torch.Tensor | None:
+        if (not x.is_cpu or x.shape[0] > matvec.MAX_ROWS or model.training
+                or not (rope is None or isinstance(rope, Rotary))):
             return None
-        weights = [getattr(linear, "decode_weight", lambda _dtype: None)(x.dtype)
-                   for linear in (attn.qkv_proj, attn.out_proj, mlp.gate_up, mlp.down)]
-        if None in weights:
+        if self.plan is None or self.plan[0] != _registrations[0] or self.plan[1] != x.dtype:
+            self.plan = self.make_plan(model, x.dtype)
+        _, _, layers, modules, attentions = self.plan
+        if layers is None or self.watched(modules) or any(not a.use_fast or a.keep_weights for a in attentions):
             return None
-        keys, values = cache.layers[layer]
-        return self.kernel(x, block.norm_attn.weight, block.norm_mlp.weight, block.norm_attn.eps, *weights,
-                           None if rope is None else rope.cos, None if rope is None else rope.signed_sin,
-                           keys, values, offset, allowed, attn.n_head)
+        return layers(x, None if rope is None else rope.cos, None if rope is None else rope.signed_sin,
+                      cache.keys, cache.values, chunk.offset, chunk.allowed)
 
-    def watched(self) -> bool:
+    @staticmethod
+    def make_plan(model: nn.Module, dtype: torch.dtype) -> tuple:
+        """The kernel's plan for `dtype` inputs, or a plan of None where some block cannot take it (a norm of
+        another dtype, a layer without `decode_weight`, a bias)."""
+        blocks, layers = list(model.blocks), None
+        weights = [[getattr(linear, "decode_weight", lambda _dtype: None)(dtype)
+                    for linear in (block.attn.qkv_proj, block.attn.out_proj, block.mlp.gate_up, block.mlp.down)]
+                   for block in blocks]
+        if all(DecodeBlocks.fits(block) and block.norm_attn.weight.dtype == dtype and None not in row
+               for block, row in zip(blocks, weights, strict=True)):
+            layers = matvec.kernel().DecodeLayers(
+                [(block.norm_attn.weight, block.norm_mlp.weight, block.norm_attn.eps, *row)
+                 for block, row in zip(blocks, weights, strict=True)], blocks[0].attn.n_head)
+        return (_registrations[0], dtype, layers, [m for block in blocks for m in block.modules()],
+                [block.attn for block in blocks])
+
+    @staticmethod
+    def watched(modules: list[nn.Module]) -> bool:
         return bool(nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks
-                    or any(m._forward_hooks or m._forward_pre_hooks for m in self.modules))
+                    or any(m._forward_hooks or m._forward_pre_hooks for m in modules))
 
     @staticmethod
     def fits(block: nn.Module) -> bool:
@@ -194,17 +230,18 @@ class BlockDecodeStep:
 def fuse_decode_step(model: nn.Module) -> nn.Module:
     """Give every attention with stacked projections the streaming kernel's one-call decoding step
     (`decode_attention` in matvec.cpp: RoPE, KV-cache write and attention for one new token per row), every
-    RMSNorm its one-call form, and every LLaMA block the whole-block step (`BlockDecodeStep`), where the kernel
-    could be built. Prompts keep the written-out attention. All replace many small torch operations per layer,
-    the fixed cost of a decoding step outside the matrix products."""
+    RMSNorm its one-call form, and a model of LLaMA blocks the step through all of them in one call
+    (`DecodeBlocks`), where the kernel could be built. Prompts keep the written-out attention. All replace many
+    small torch operations per layer, the fixed cost of a decoding step outside the matrix products."""
     if matvec.available():
         for module in model.modules():
             if isinstance(module, Attention) and module.qkv_proj is not None:
                 module.decode_step = matvec.kernel().decode_attention
             elif isinstance(module, RMSNorm):
                 module.inference_kernel = matvec.kernel().rms_norm
-            elif BlockDecodeStep.fits(module):
-                module.decode_step = BlockDecodeStep(module)
+        blocks = getattr(model, "blocks", None)
+        if hasattr(model, "decode_blocks") and blocks and all(DecodeBlocks.fits(block) for block in blocks):
+            model.decode_blocks = DecodeBlocks()
     return model
 
 

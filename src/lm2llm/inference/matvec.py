@@ -11,8 +11,8 @@ lesson is the memory traffic, which Python cannot show: a compiled loop is the s
 
 The same extension carries the rest of a decoding step's fixed cost in a few calls: `linear` (the choice
 between the kernel and torch's `linear`, made in C++ at each of a step's calls), `decode_attention` (one new
-token's RoPE, KV-cache write and attention per layer), `rms_norm`, and `decode_block` (a whole LLaMA block
-for one new token, all of the above in one call); `inference.layout` installs them.
+token's RoPE, KV-cache write and attention per layer), `rms_norm`, and `DecodeLayers` (every block of a LLaMA
+model for one new token, all of the above in one call per step); `inference.layout` installs them.
 
 The kernel is built the first time it is needed (`torch.utils.cpp_extension`, about half a minute), in a
 cache folder keyed by the source, its compiler flags, the torch version and this CPU's instruction set; where
@@ -127,7 +127,7 @@ class StreamingLinear(nn.Module):
         return self.linear(x, self.weight, self.bias, MAX_ROWS)
 
     def decode_weight(self, dtype: torch.dtype) -> tuple | None:
-        """What the kernel's whole-block step (`decode_block`) takes for this layer with inputs of `dtype`:
+        """What the kernel's whole-model step (`DecodeLayers`) takes for this layer with inputs of `dtype`:
         (weight, scales, zeros, group_size); None where the layer must run on its own (a bias, another dtype)."""
         if self.bias is not None or self.weight.dtype != dtype or not self.weight.is_contiguous():
             return None

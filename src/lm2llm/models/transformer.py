@@ -152,16 +152,8 @@ class Block(nn.Module):
         self.attn = Attention(config.d_model, config.n_head, config.n_kv_head, config.head_dim, config.bias, config.dropout)
         self.norm_mlp = None if config.parallel_block else make_norm(config)
         self.mlp = MLP(config)
-        # one new token through the whole block in one compiled call, for CPU decoding
-        # (`inference.layout.fuse_decode_step` installs it): (block, x, layer, **attn_args) -> the block's
-        # output, or None where it does not apply (then the modules below run one by one)
-        self.decode_step: Callable | None = None
 
     def forward(self, x: torch.Tensor, layer: int, **attn_args) -> torch.Tensor:
-        if self.decode_step is not None and x.shape[1] == 1 and not torch.is_grad_enabled():
-            out = self.decode_step(self, x, layer, **attn_args)
-            if out is not None:
-                return out
         if self.parallel:
             h = self.norm_attn(x)
             return x + self.attn(h, layer=layer, **attn_args) + self.mlp(h)
@@ -292,6 +284,10 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
+        # one new token through every block in one compiled call, for CPU decoding
+        # (`inference.layout.fuse_decode_step` installs it): (model, x, chunk, rope, cache) -> the last block's
+        # output, or None where it does not apply (then the blocks below run one by one)
+        self.decode_blocks: Callable | None = None
         if not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
             self.init_residual_projections()
@@ -353,8 +349,14 @@ class Transformer(nn.Module):
         rope = (Rotary.of(*rope_cos_sin(chunk.positions, self.config.head_dim, self.config.rope_theta),
                           compute_dtype(x)) if self.config.positional == "rope" else None)
         cache = None if state is None else state.cache
-        for layer, block in enumerate(self.blocks):
-            x = block(x, layer, allowed=chunk.allowed, causal=chunk.causal, rope=rope, cache=cache, offset=chunk.offset)
+        fused = (self.decode_blocks(self, x, chunk, rope, cache) if self.decode_blocks is not None and cache is not None
+                 and ids.shape[1] == 1 and not torch.is_grad_enabled() else None)
+        if fused is not None:
+            x = fused
+        else:
+            for layer, block in enumerate(self.blocks):
+                x = block(x, layer, allowed=chunk.allowed, causal=chunk.causal, rope=rope, cache=cache,
+                          offset=chunk.offset)
         logits = self.lm_head(self.norm_f(x[:, -1:] if last_only else x))
         loss = None
         if targets is not None:

@@ -703,7 +703,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"), pybind11::arg("n_head"));
   pybind11::class_<DecodeLayers>(m, "DecodeLayers",
                                  "one new token through every block of a LLaMA model: per layer, its norms, "
-                                 "attention and SwiGLU MLP")
+                                 "attention and SwiGLU MLP",
+                                 pybind11::module_local())  // its own type in each build of the kernel
       .def(pybind11::init([](std::vector<BlockWeights> blocks, int64_t n_head) {
              return DecodeLayers{std::move(blocks), n_head};
            }),

@@ -15,6 +15,11 @@ bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
   this run by summing a 1 GiB tensor (a read-only stream, the access pattern of a matrix-vector product),
   at the start and again beside each dtype's timings, the fastest sample kept: this VM's bandwidth drifts
   (sums read 33 to 67 GB/s on one afternoon), and a bound is the most the machine delivered, not a mean;
+- the same share paired in time: `PAIRS` rounds of a bandwidth sample, one batch-1 decode timing, and another
+  sample, seconds apart; a round whose two samples differ by more than 10 % straddles a change of spell and is
+  dropped, the others' decode rates are set against their own samples' mean, and the median of those rounds
+  is kept: what the kernels make of the bandwidth they had, where the fastest sample above may come from a
+  faster spell than the decoding ran in (one run's bf16 rounds read 35 and 67 GB/s minutes apart);
 - the linear layers alone at batch 1 (each once, in the model's layout): the matrix-vector kernels' own
   ceiling, so that the gap to the bandwidth bound splits into the kernels' share and the rest of the step;
 - load time (the GGUF import, and loading the imported run) and peak resident memory, each in a fresh
@@ -28,6 +33,7 @@ bytes, so it is a different trade-off (the compression benchmark meets it with o
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -50,6 +56,7 @@ PROMPT, NEW = 64, 33
 BATCHES = (1, 8)
 DTYPES = ("float32", "bfloat16")
 REPEATS = 3
+PAIRS = 5  # paired (bandwidth, decode) rounds per dtype
 
 
 def stream_bandwidth(gib: float = 1.0) -> float:
@@ -58,6 +65,21 @@ def stream_bandwidth(gib: float = 1.0) -> float:
     x.sum()
     seconds = best_of(lambda: x.sum(), repeats=5)
     return x.numel() * 4 / seconds
+
+
+def paired_shares(generate, step_bytes: int) -> list[dict]:
+    """`PAIRS` rounds of a bandwidth sample, one batch-1 decode rate and another sample (see the docstring)."""
+    rounds = []
+    for _ in range(PAIRS):
+        before = stream_bandwidth()
+        one = best_of(lambda: generate(1), 1)
+        rate = (NEW - 1) / (best_of(lambda: generate(NEW), 1) - one)
+        after = stream_bandwidth()
+        bandwidth = (before + after) / 2
+        rounds.append({"stream_bandwidth_gb_per_s": [before / 1e9, after / 1e9], "decode_tokens_per_s": rate,
+                       "share_of_bound": rate * step_bytes / bandwidth,
+                       "one_spell": abs(before - after) <= 0.1 * max(before, after)})
+    return rounds
 
 
 def weight_bytes(model: torch.nn.Module) -> int:
@@ -182,6 +204,11 @@ def main() -> None:
             peers[dtype][f"batch_{b}"] = peer
             for key in mine:
                 ratios[f"{dtype}_batch{b}_{key.removesuffix('_tokens_per_s')}_vs_transformers"] = mine[key] / peer[key]
+        with torch.inference_mode():
+            rounds = paired_shares(lambda n, m=model: ours(m, prompts[1], n), step_bytes)
+        figures[dtype]["batch_1_paired_rounds"] = rounds
+        kept = [r["share_of_bound"] for r in rounds if r["one_spell"]]
+        figures[dtype]["batch_1_decode_share_of_paired_bound_median"] = statistics.median(kept) if kept else None
         linear_only = linear_layers_rate(model, torch_dtype)
         figures[dtype]["batch_1_linear_layers_only_steps_per_s"] = linear_only
         figures[dtype]["batch_1_linear_layers_bandwidth_gb_per_s"] = linear_only * step_bytes / 1e9

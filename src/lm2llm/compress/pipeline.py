@@ -22,7 +22,7 @@ import torch
 from lm2llm.compress.measure import CORPORA, Reference, decode_speed, held_out_windows, quality
 from lm2llm.compress.prune import sparse_bytes
 from lm2llm.compress.variants import Method, apply_method, weight_bytes
-from lm2llm.compress.weight_only import WEIGHT_ONLY
+from lm2llm.compress.weight_only import KINDS
 from lm2llm.data import load_documents
 from lm2llm.errors import UserError
 from lm2llm.gguf.registry import resolve_run
@@ -92,10 +92,10 @@ def compress_run(source: str | Path, method_text: str, out: str | Path, *, calib
     report = apply_method(model, method, calibration_batches(tokenizer, calibration) if method.needs_calibration else ())
     summary: dict[str, Any] = {"stage": "compress", "source": str(Path(run).resolve()), "method": method.label,
                                "seconds": time.perf_counter() - start, **report}
-    if method.kind in WEIGHT_ONLY:
+    if method.kind in KINDS:
         summary["quantize"] = method.kind  # applied when the run is loaded for generation
     with output_dir(out, "compress", inputs=[source]) as tmp:
-        save_model(original if method.kind in WEIGHT_ONLY else model, tmp)
+        save_model(original if method.kind in KINDS else model, tmp)
         tokenizer.save(tmp)
         if evaluate:
             variants = [("fp32", original, Method("fp32")), (method.label, model, method)]

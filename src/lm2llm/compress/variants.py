@@ -5,6 +5,7 @@
 | bf16              | bfloat16 copies                                          | float kernels       |
 | q8_0, q4_0, q4_1  | GGUF blocks (every matrix; the embedding Q8_0), expanded | float kernels (llama.cpp runs the blocks) |
 | int8, int4        | weight-only packed integers (linear layers)              | the streaming kernel (`inference/matvec.py`), else torch's int kernels |
+| w8a8              | int8's weights, met by int8 inputs (per block of 32)     | the streaming kernel's integer products (AVX512-VNNI), else float |
 | magnitude:S, wanda:S, sparsegpt:S | S = 0.5 (unstructured) or 2:4, in the blocks' linear layers | float kernels |
 
 A GGUF variant is its blocks dequantized: the float model computes exactly what llama.cpp's block
@@ -22,7 +23,7 @@ import torch
 from lm2llm.compress.prune import METHODS as PRUNING
 from lm2llm.compress.prune import Sparsity, prune_model
 from lm2llm.compress.quantize import QUANTIZERS, matrix_kind, quantize
-from lm2llm.compress.weight_only import WEIGHT_ONLY, quantize_linears
+from lm2llm.compress.weight_only import KINDS, quantize_linears
 from lm2llm.errors import UserError
 from lm2llm.gguf.quants import BLOCK, BY_NAME, dequantize
 from lm2llm.inference.layout import fuse_projections
@@ -40,7 +41,7 @@ class Method:
 
     @classmethod
     def parse(cls, text: str) -> Method:
-        if text in (*FLOAT, *QUANTIZERS, *WEIGHT_ONLY):
+        if text in (*FLOAT, *QUANTIZERS, *KINDS):
             return cls(text)
         if text == "2:4":
             return cls("wanda", Sparsity.parse("2:4"))
@@ -48,7 +49,7 @@ class Method:
         if kind in PRUNING and amount:
             return cls(kind, Sparsity.parse(amount))
         raise UserError(f"unknown compression method {text!r}", where="--method",
-                        hint="fp32, bf16, q8_0, q4_0, q4_1, int8, int4, magnitude:0.5, wanda:0.5, sparsegpt:0.5, "
+                        hint="fp32, bf16, q8_0, q4_0, q4_1, int8, int4, w8a8, magnitude:0.5, wanda:0.5, sparsegpt:0.5, "
                              "wanda:2:4 (or 2:4)")
 
     @property
@@ -82,7 +83,7 @@ def apply_method(model: Transformer, method: Method, calibration: Iterable[torch
         model.to(torch.bfloat16)
     elif method.kind in QUANTIZERS:
         block_round_trip(model, method.kind)
-    elif method.kind in WEIGHT_ONLY:  # q/k/v and gate/up stacked first: 4 kernel calls per layer instead of 7
+    elif method.kind in KINDS:  # q/k/v and gate/up stacked first: 4 kernel calls per layer instead of 7
         quantize_linears(fuse_projections(model), method.kind)
     elif method.sparsity is not None:
         return prune_model(model, method.kind, method.sparsity, calibration)

@@ -19,9 +19,16 @@ int8 path measured ~15x slower), so such a layer computes in bf16 and hands back
 `_convert_weight_to_int4pack_for_cpu`'s packing.
 `round_trip_linears` gives the reference: the same model with each weight quantized and expanded back
 to float, which the tests compare the kernels' logits with.
+
+- w8a8 (not weight-only): int8's weights met by inputs quantized to int8 per block of 32 at each call, as
+  llama.cpp multiplies a Q8_0 matrix (`W8A8Linear`). Widening int8 weights to fp32 costs more arithmetic
+  than the bytes saved on this CPU, so weight-only int8 decodes at most about 1.3x bf16 when memory is
+  fast; integer multiply-adds (AVX512-VNNI) remove that cost, at the price of rounding the inputs too.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
@@ -32,6 +39,8 @@ from lm2llm.inference.layout import fuse_decode_step
 
 COMPUTE_DTYPE = torch.bfloat16
 WEIGHT_ONLY = ("int8", "int4")
+KINDS = (*WEIGHT_ONLY, "w8a8")  # and int8 weights met by int8 inputs (`W8A8Linear`)
+ACTIVATION_BLOCK = 32  # inputs quantized per block of 32, Q8_0's block
 INT4_GROUPS = (32, 64, 128, 256)
 
 
@@ -74,8 +83,9 @@ def dequantize_int4(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) 
 
 
 def round_trip(weight: torch.Tensor, kind: str, group_size: int = 32) -> torch.Tensor:
-    """The float weight a quantized layer really multiplies by: quantized, then expanded back."""
-    if kind == "int8":
+    """The float weight a quantized layer really multiplies by: quantized, then expanded back (for w8a8 the
+    weights' part: its inputs are rounded too, at each call)."""
+    if kind in ("int8", "w8a8"):
         return dequantize_int8(*int8_per_channel(weight))
     return dequantize_int4(*int4_groupwise(weight, group_size))
 
@@ -146,6 +156,42 @@ class Int8Linear(QuantizedLinear):
         return torch._weight_int8pack_mm(flat.to(COMPUTE_DTYPE), self.q, self.scales).to(flat.dtype)
 
 
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (..., in) per block of 32 inputs as llama.cpp's x86 `quantize_row_q8_0` quantizes it: d = max|x|/127
+    kept as fp16, q = round(x · (127/max|x|)) in fp32, ties to even: q (..., in) int8 and d (..., in/32)."""
+    blocks = x.float().unflatten(-1, (-1, ACTIVATION_BLOCK))
+    top = blocks.abs().amax(dim=-1)
+    inverse = torch.where(top == 0, torch.zeros_like(top), 127 / top)
+    return torch.round(blocks * inverse[..., None]).to(torch.int8).flatten(-2), (top / 127).half().float()
+
+
+class W8A8Linear(Int8Linear):
+    """y = s · Σ_blocks d · (q · qx) + b: `Int8Linear`'s weights met by int8 inputs, each block of 32 inputs
+    quantized on the fly as Q8_0 quantizes (`quantize_activations`), the products summed as integers: what
+    llama.cpp computes for a Q8_0 matrix on a CPU, and torchao's dynamic int8 activations (there per token).
+
+    Weight-only int8 widens every weight to fp32 before multiplying, and on this project's CPU that arithmetic,
+    not memory, sets its speed; integer multiply-adds (AVX512-VNNI) do four times the work per instruction.
+    The price is the inputs' rounding, measured with the other variants (`lm2llm compress --method w8a8`).
+    Every row goes through the kernel, prompts too, so a prompt and its decoding compute alike."""
+
+    max_streamed_rows = 1 << 62
+
+    def __init__(self, linear: nn.Linear):
+        if linear.in_features % ACTIVATION_BLOCK:
+            raise UserError(f"w8a8 quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has {linear.in_features}",
+                            where="--quantize", hint="use int8 for this model")
+        super().__init__(linear)
+
+    def stream_arguments(self) -> tuple:
+        return self.q, self.scales, None, ACTIVATION_BLOCK
+
+    def fallback(self, flat: torch.Tensor) -> torch.Tensor:
+        q, d = quantize_activations(flat)
+        inputs = (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
+        return (inputs @ dequantize_int8(self.q, self.scales.float()).t()).to(flat.dtype)
+
+
 class Int4Linear(QuantizedLinear):
     """y = x · ((q − 8)·s + zero)ᵀ + b with q 4-bit, s and zero per (output row, group of inputs)."""
 
@@ -201,12 +247,13 @@ def _linears(model: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in WEIGHT_ONLY:
-        raise UserError(f"unknown weight-only quantization {kind!r}", where="--quantize", hint=", ".join(WEIGHT_ONLY))
+    if kind not in KINDS:
+        raise UserError(f"unknown quantization {kind!r}", where="--quantize", hint=", ".join(KINDS))
 
 
 def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:
-    """Replace every float linear layer of `model` (in place) by its int8 or int4 weight-only counterpart.
+    """Replace every float linear layer of `model` (in place) by its int8 or int4 weight-only counterpart, or by
+    int8 weights met by int8 inputs (w8a8).
 
     An output layer tied to the embedding is quantized as a layer; the embedding keeps its float table
     (a lookup reads one row per token, not the whole matrix). CPU only: the packed kernels are CPU ones.
@@ -214,10 +261,11 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
     """
     _check_kind(kind)
     if any(p.device.type != "cpu" for p in model.parameters()):
-        raise UserError("int8/int4 weight-only layers run on PyTorch's CPU kernels", where="--quantize",
+        raise UserError("int8/int4/w8a8 layers run on CPU kernels", where="--quantize",
                         hint="use --device cpu")
+    layers = {"int8": Int8Linear, "w8a8": W8A8Linear, "int4": partial(Int4Linear, group_size=group_size)}[kind]
     for parent, attribute, linear in _linears(model):
-        setattr(parent, attribute, Int8Linear(linear) if kind == "int8" else Int4Linear(linear, group_size))
+        setattr(parent, attribute, layers(linear))
     return fuse_decode_step(model)
 
 

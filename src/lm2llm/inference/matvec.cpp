@@ -8,7 +8,8 @@
 //   float32   W as stored, fp32 inputs, 16 fused multiply-adds at a time (AVX-512).
 //   bfloat16  W as stored, bf16 inputs: `vdpbf16ps` multiplies 32 bf16 pairs and adds them in fp32 (AVX512-BF16).
 //   int8      q (out, in) int8 and one bf16 scale per output row, W = q * s: q widened to fp32, fp32 inputs,
-//             the row's sum times s at the end.
+//             the row's sum times s at the end; or, asked for with group_size 32 (W8A8), the inputs quantized
+//             to int8 per block of 32 and met in integer multiply-adds (`Int8Dynamic`, AVX512-VNNI).
 //   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
 //             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; z adds
 //             z * (the sum of the group's inputs), the same for every output row, computed once per call. A row
@@ -24,6 +25,7 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
 
 #include <cstdint>
 #include <algorithm>
@@ -141,6 +143,90 @@ struct Dense {
         for (int r = 0; r < ROWS; ++r) sums[k][r] *= scale;
       }
     }
+  }
+};
+
+// int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): each input row is quantized per
+// block of 32 as llama.cpp's x86 `quantize_row_q8_0` does, d = max|x| / 127 kept as fp16, qx = x * (127 / max|x|)
+// rounded to the nearest integer (ties to even), and a weight row meets it in integer multiply-adds: `vpdpbusd` multiplies 64 unsigned bytes by 64 signed
+// ones and adds each four products into one of 16 int32 lanes, four times the multiply-adds per instruction
+// of the bf16 path, where widening int8 weights to fp32 costs more than reading them. Its unsigned operand is
+// the weight plus 128 (the sign bit flipped), so the sum holds 128 * (the block's sum of qx) too, taken off
+// once per input row (`offsets`). Lanes 8k .. 8k + 7 of a step hold block k of its 64 inputs, so each lane
+// is scaled by its block's d in fp32 (`lane_scales`), and the row's sum by the weight row's bf16 scale.
+struct QuantizedInputs {
+  std::vector<int8_t> q;           // (rows, in)
+  std::vector<float> lane_scales;  // (rows, in / 4): a block's d for each of its 8 lanes
+  std::vector<float> offsets;      // (rows,): 128 * sum over blocks of d * (the block's sum of qx)
+
+  QuantizedInputs(const float* x, int64_t rows, int64_t in) : q(rows * in), lane_scales(rows * in / 4), offsets(rows) {
+    for (int64_t r = 0; r < rows; ++r) {
+      float offset = 0.f;
+      for (int64_t b = 0; b < in; b += 32) {
+        const float* block = x + r * in + b;
+        float top = 0.f;
+        for (int i = 0; i < 32; ++i) top = std::max(top, std::fabs(block[i]));
+        const float d = static_cast<float>(c10::Half(top / 127.f)), inverse = top != 0.f ? 127.f / top : 0.f;
+        int32_t sum = 0;
+        for (int i = 0; i < 32; ++i) {
+          const int8_t value = static_cast<int8_t>(std::nearbyint(block[i] * inverse));
+          q[r * in + b + i] = value;
+          sum += value;
+        }
+        std::fill_n(lane_scales.begin() + (r * in + b) / 4, 8, d);
+        offset += d * static_cast<float>(sum);
+      }
+      offsets[r] = 128.f * offset;
+    }
+  }
+};
+
+struct Int8Dynamic {
+  using Input = int8_t;
+  const int8_t* w;
+  const bf16* row_scales;
+  const QuantizedInputs* inputs;
+  int64_t in;
+
+  template <int ROWS>
+  static constexpr int outputs = 1;
+
+  template <int ROWS, int OUTS>
+  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
+    static_assert(OUTS == 1, "W8A8 meets one weight row at a time");
+    float* sums = block[0];
+    const int8_t* row = w + o * in;
+    const int8_t* xs = inputs->q.data() + r0 * in;
+    const float* scales = inputs->lane_scales.data() + r0 * in / 4;
+#if defined(__AVX512VNNI__)
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512 acc[ROWS];
+    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < in; i += 64) {  // in is a multiple of 32: a last step of 32 is masked to its half
+      const __mmask64 bytes = in - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
+      const __mmask16 lanes = in - i >= 64 ? __mmask16{0xFFFF} : __mmask16{0x00FF};
+      const __m512i weights = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bytes, row + i), flip);
+      for (int r = 0; r < ROWS; ++r) {
+        const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights,
+                                                     _mm512_maskz_loadu_epi8(bytes, xs + r * in + i));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
+                                 _mm512_maskz_loadu_ps(lanes, scales + r * in / 4 + i / 4), acc[r]);
+      }
+    }
+    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
+#else
+    for (int r = 0; r < ROWS; ++r) {
+      float sum = 0.f;
+      for (int64_t b = 0; b < in; b += 32) {
+        int32_t block_sum = 0;
+        for (int64_t i = b; i < b + 32; ++i) block_sum += (row[i] + 128) * xs[r * in + i];
+        sum += static_cast<float>(block_sum) * scales[r * in / 4 + b / 4];
+      }
+      sums[r] = sum;
+    }
+#endif
+    const float scale = static_cast<float>(row_scales[o]);
+    for (int r = 0; r < ROWS; ++r) sums[r] = (sums[r] - inputs->offsets[r0 + r]) * scale;
   }
 };
 
@@ -370,8 +456,9 @@ void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef 
 }  // namespace
 
 // x: (..., in) fp32 or bf16 on the CPU; returns (..., out) in x's dtype. The weight's dtype names its format:
-// float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16; uint8 (out, in / 2) packed int4 with
-// `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one input row (a token of a sequence).
+// float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16, and group_size 32 for int8 inputs (W8A8);
+// uint8 (out, in / 2) packed int4 with `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one
+// input row (a token of a sequence).
 torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
                      const c10::optional<torch::Tensor>& zeros, int64_t group_size,
                      const c10::optional<torch::Tensor>& bias) {
@@ -394,10 +481,15 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       if (int8) {
         TORCH_CHECK(scales.has_value(), "matvec: int8 weights need their scales");
         check_side(*scales, torch::kBFloat16, {out_features}, "scales");
+        TORCH_CHECK(group_size == 0 || (group_size == 32 && in % 32 == 0),
+                    "matvec: int8 takes group_size 0 (float inputs) or 32 (inputs quantized per 32, in a multiple of 32)");
       }
       Inputs<float> inputs(x);
       const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
-      if (int8) {
+      if (int8 && group_size == 32) {
+        const QuantizedInputs quantized(inputs.data, rows, in);
+        stream(Int8Dynamic{weight.data_ptr<int8_t>(), row_scales, &quantized, in}, rows, y, bias);
+      } else if (int8) {
         stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y, bias);
       } else {
         stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y, bias);

@@ -264,3 +264,20 @@ def test_the_one_call_rms_norm_equals_the_modules_own(dtype):
         torch.testing.assert_close(got.float(), expected.float(), rtol=2 ** -7, atol=1e-6)
     x.requires_grad_(True)
     assert norm(x).grad_fn is not None  # gradients wanted: torch's own path
+
+
+def test_a_float16_model_laid_out_for_the_cpu_decodes_through_its_modules():
+    """The kernels take fp32 and bf16 only: a float16 LLaMA laid out for CPU decoding (as `--dtype float16`
+    loads it, or cast afterwards) must decode through torch's own operations, not stop at the kernel's checks
+    (the one-call RMSNorm and attention used to), to the logits of its whole-sequence pass."""
+    torch.manual_seed(0)
+    ids = torch.randint(0, 61, (2, 7))
+    for model in (for_cpu_inference(build_model("llama", "llama-tiny", vocab_size=61).eval().half()),
+                  for_cpu_inference(build_model("llama", "llama-tiny", vocab_size=61).eval()).half()):
+        with torch.inference_mode():
+            whole = model(ids)[0][:, -1]
+            state = model.new_state(2, 8)
+            model(ids[:, :6], state=state)
+            step = model(ids[:, 6:], state=state)[0][:, -1]
+        assert model.decode_blocks.plan[2] is None
+        torch.testing.assert_close(step.float(), whole.float(), rtol=0.01, atol=0.01)

@@ -21,9 +21,10 @@ int8 path measured ~15x slower), so such a layer computes in bf16 and hands back
 to float, which the tests compare the kernels' logits with.
 
 - w8a8 (not weight-only): int8's weights met by inputs quantized to int8 per block of 32 at each call, as
-  llama.cpp multiplies a Q8_0 matrix (`W8A8Linear`). Widening int8 weights to fp32 costs more arithmetic
-  than the bytes saved on this CPU, so weight-only int8 decodes at most about 1.3x bf16 when memory is
-  fast; integer multiply-adds (AVX512-VNNI) remove that cost, at the price of rounding the inputs too.
+  llama.cpp multiplies a Q8_0 matrix (`W8A8Linear`). Widening int8 weights to fp32 is arithmetic that
+  this machine's faster memory spells outrun: there weight-only int8 decoded SmolLM2 at 1.04-1.28x bf16
+  (1.81x in a slow spell); integer multiply-adds (AVX512-VNNI) remove that cost (w8a8 at 1.39-1.61x), at the
+  price of rounding the inputs too.
 """
 
 from __future__ import annotations
@@ -167,11 +168,13 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class W8A8Linear(Int8Linear):
     """y = s · Σ_blocks d · (q · qx) + b: `Int8Linear`'s weights met by int8 inputs, each block of 32 inputs
-    quantized on the fly as Q8_0 quantizes (`quantize_activations`), the products summed as integers: what
-    llama.cpp computes for a Q8_0 matrix on a CPU, and torchao's dynamic int8 activations (there per token).
+    quantized on the fly as llama.cpp quantizes inputs for its Q8_0 products (`quantize_activations`), the
+    products summed as integers: what llama.cpp computes for a Q8_0 matrix on a CPU, and torchao's dynamic
+    int8 activations (there one scale per token).
 
-    Weight-only int8 widens every weight to fp32 before multiplying, and on this project's CPU that arithmetic,
-    not memory, sets its speed; integer multiply-adds (AVX512-VNNI) do four times the work per instruction.
+    Weight-only int8 widens every weight to fp32 before multiplying, and when this machine's memory is fast
+    that arithmetic, not memory, sets its speed; integer multiply-adds (AVX512-VNNI) do four times the work
+    per instruction.
     The price is the inputs' rounding, measured with the other variants (`lm2llm compress --method w8a8`).
     Every row goes through the kernel, prompts too, so a prompt and its decoding compute alike."""
 

@@ -200,14 +200,14 @@ class DecodeBlocks:
 
     @staticmethod
     def make_plan(model: nn.Module, dtype: torch.dtype) -> tuple:
-        """The kernel's plan for `dtype` inputs, or a plan of None where some block cannot take it (a norm of
-        another dtype, a layer without `decode_weight`, a bias)."""
+        """The kernel's plan for `dtype` inputs, or a plan of None where the kernel or some block cannot take it
+        (a dtype other than fp32 and bf16, a norm of another dtype, a layer without `decode_weight`, a bias)."""
         blocks, layers = list(model.blocks), None
         weights = [[getattr(linear, "decode_weight", lambda _dtype: None)(dtype)
                     for linear in (block.attn.qkv_proj, block.attn.out_proj, block.mlp.gate_up, block.mlp.down)]
                    for block in blocks]
-        if all(DecodeBlocks.fits(block) and block.norm_attn.weight.dtype == dtype and None not in row
-               for block, row in zip(blocks, weights, strict=True)):
+        if dtype in matvec.STREAMED and all(DecodeBlocks.fits(block) and block.norm_attn.weight.dtype == dtype
+                                            and None not in row for block, row in zip(blocks, weights, strict=True)):
             layers = matvec.kernel().DecodeLayers(
                 [(block.norm_attn.weight, block.norm_mlp.weight, block.norm_attn.eps, *row)
                  for block, row in zip(blocks, weights, strict=True)], blocks[0].attn.n_head)

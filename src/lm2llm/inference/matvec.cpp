@@ -148,9 +148,10 @@ struct Dense {
 
 // int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): each input row is quantized per
 // block of 32 as llama.cpp's x86 `quantize_row_q8_0` does, d = max|x| / 127 kept as fp16, qx = x * (127 / max|x|)
-// rounded to the nearest integer (ties to even), and a weight row meets it in integer multiply-adds: `vpdpbusd` multiplies 64 unsigned bytes by 64 signed
-// ones and adds each four products into one of 16 int32 lanes, four times the multiply-adds per instruction
-// of the bf16 path, where widening int8 weights to fp32 costs more than reading them. Its unsigned operand is
+// rounded to the nearest integer (ties to even), and a weight row meets it in integer multiply-adds:
+// `vpdpbusd` multiplies 64 unsigned bytes by 64 signed ones and adds each four products into one of 16 int32
+// lanes, four times the multiply-adds per instruction of the bf16 path, where widening int8 weights to fp32
+// can cost more than reading them (when memory is fast). Its unsigned operand is
 // the weight plus 128 (the sign bit flipped), so the sum holds 128 * (the block's sum of qx) too, taken off
 // once per input row (`offsets`). Lanes 8k .. 8k + 7 of a step hold block k of its 64 inputs, so each lane
 // is scaled by its block's d in fp32 (`lane_scales`), and the row's sum by the weight row's bf16 scale.

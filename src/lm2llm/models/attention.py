@@ -189,7 +189,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         B, T, _ = x.shape
         if self.decode_step is not None and T == 1 and cache is not None and x.is_cpu and self.qkv_proj is not None \
-                and self.use_fast and not self.keep_weights and not self.training and not torch.is_grad_enabled():
+                and x.dtype in (torch.float32, torch.bfloat16) and self.use_fast and not self.keep_weights \
+                and not self.training and not torch.is_grad_enabled():
             return self.out_proj(self.decode_one(x, rope, cache, layer, offset, allowed))
         q, k, v = self.project(x, rope)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)

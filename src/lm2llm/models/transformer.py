@@ -94,13 +94,14 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
-        # the same arithmetic in one compiled call, for CPU inference (`inference.layout.fuse_decode_step`
-        # installs it): (x, weight, eps) -> normalised x. torch's CPU `rms_norm` takes about eight operations
+        # the same arithmetic in one compiled call, for CPU inference in fp32 or bf16 (`inference.layout.
+        # fuse_decode_step` installs it): (x, weight, eps) -> normalised x. torch's CPU `rms_norm` takes about
+        # eight operations
         self.inference_kernel: Callable | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.inference_kernel is not None and x.is_cpu and x.dtype == self.weight.dtype
-                and not torch.is_grad_enabled()):
+                and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()):
             return self.inference_kernel(x, self.weight, self.eps)
         # normalised in fp32, scaled in x's dtype (as transformers' Llama does); `F.rms_norm` is the same
         # arithmetic in one call (bit for bit, tested), where the formula written out takes six

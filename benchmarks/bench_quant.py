@@ -1,4 +1,4 @@
-"""Quantization on a real LLM: SmolLM2-135M-Instruct decoding at batch 1 in fp32, bf16, int8, int4 and w8a8.
+"""Quantization on a real LLM: SmolLM2-135M-Instruct decoding at batch 1 in fp32, bf16, int8, int4, w8a8 and w4a8.
 
 Batch-1 decoding reads every weight once per token, so its speed follows the bytes of weights: int8
 weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one run, on the same prompt:
@@ -7,7 +7,8 @@ weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one r
   through the streaming kernel and its one-call attention step), bf16 packed once for oneDNN (`bf16_packed`:
   the layout where the kernel cannot be built), int8 and int4 (group 32) weight-only on the same stacked
   projections (`lm2llm.compress.weight_only`: the streaming kernel where it builds, torch's packed CPU kernels
-  else), and w8a8 (int8's weights met by inputs quantized to int8 per block of 32, as llama.cpp runs Q8_0);
+  else), and w8a8 and w4a8 (int8's and int4's weights met by inputs quantized to int8 per block of 32, as
+  llama.cpp runs Q8_0 and Q4_0);
 - transformers' `LlamaForCausalLM` in fp32 holding the same weights (`hf_compat.to_hf`);
 - llama.cpp itself (`gguf/llama_cpp.py`, its prebuilt library) on our Q8_0 and Q4_0 exports (`export-gguf`)
   and on the shipped Q4_1 file, where `make setup` could unpack it.
@@ -135,6 +136,7 @@ def main() -> None:
     models["int8"] = quantize_linears(fuse_projections(load_model(run).eval()), "int8")
     models["int4"] = quantize_linears(fuse_projections(load_model(run).eval()), "int4")
     models["w8a8"] = quantize_linears(fuse_projections(load_model(run).eval()), "w8a8")
+    models["w4a8"] = quantize_linears(fuse_projections(load_model(run).eval()), "w4a8")
     rates = interleaved_decode_rates({name: ours(model, prompt) for name, model in models.items()})
     linear_only = {name: linear_layers_rate(model) for name, model in models.items()}
     figures = {"threads": torch.get_num_threads(), "prompt_tokens": PROMPT, "new_tokens": NEW,
@@ -149,6 +151,7 @@ def main() -> None:
     bf16 = max(rate for name, rate in rates.items() if name.startswith("bf16"))
     ratios = {"int8_vs_our_bf16": rates["int8"] / bf16, "int4_vs_our_bf16": rates["int4"] / bf16,
               "w8a8_vs_our_bf16": rates["w8a8"] / bf16, "w8a8_vs_int8": rates["w8a8"] / rates["int8"],
+              "w4a8_vs_our_bf16": rates["w4a8"] / bf16, "w4a8_vs_int4": rates["w4a8"] / rates["int4"],
               "int8_vs_our_fp32": rates["int8"] / rates["fp32"], "int4_vs_our_fp32": rates["int4"] / rates["fp32"],
               "our_fp32_vs_transformers_fp32": rates["fp32"] / peers["transformers_fp32_decode_tokens_per_s"]}
     if "bf16_packed" in rates:

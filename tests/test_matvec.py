@@ -206,7 +206,7 @@ def test_the_one_call_decoding_attention_equals_the_written_out_step(family, pre
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("weights", ["float", "int8", "int4", "w8a8"])
+@pytest.mark.parametrize("weights", ["float", "int8", "int4", "w8a8", "w4a8"])
 def test_the_whole_model_step_equals_the_modules_one_by_one(dtype, weights):
     """`DecodeBlocks` (one kernel call per token through every block) against the same model with the step
     removed, so that its modules run one by one: logits and caches bit for bit, with a left-padded row and with
@@ -217,7 +217,8 @@ def test_the_whole_model_step_equals_the_modules_one_by_one(dtype, weights):
     model = fuse_projections(build_model("llama", "llama-tiny", vocab_size=61, d_ff=192).eval().to(dtype))
     model = for_cpu_inference(model) if weights == "float" else quantize_linears(model, weights)
     assert type(model.blocks[0].mlp.down).__name__ == {"float": "StreamingLinear", "int8": "Int8Linear",
-                                                        "int4": "Int4Linear", "w8a8": "W8A8Linear"}[weights]
+                                                        "int4": "Int4Linear", "w8a8": "W8A8Linear",
+                                                        "w4a8": "W4A8Linear"}[weights]
     one_by_one = copy.deepcopy(model)
     assert isinstance(model.decode_blocks, DecodeBlocks)
     one_by_one.decode_blocks = None

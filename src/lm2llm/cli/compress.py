@@ -30,7 +30,7 @@ def export_gguf_command(
 
 def compress_command(
     model: str = typer.Argument(..., help="A run directory or a registered model name (smollm2-135m-instruct)."),
-    method: str = typer.Option(..., "--method", help="bf16, q8_0, q4_0, q4_1, int8, int4, w8a8, magnitude:0.5, "
+    method: str = typer.Option(..., "--method", help="bf16, q8_0, q4_0, q4_1, int8, int4, w8a8, w4a8, magnitude:0.5, "
                                "wanda:0.5, sparsegpt:0.5, wanda:2:4 (or 2:4)."),
     out: Path = typer.Option(..., "--out", help="The run directory to create."),
     calibration: int = typer.Option(64, "--calibration", help="Wanda/SparseGPT: python-docs sequences of "

@@ -29,8 +29,8 @@ STOP = typer.Option([], "--stop", help="End before this string (repeatable).")
 SEED = typer.Option(None, "--seed", help="Fix the random choices: same seed, same text.")
 DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, or auto (a GPU when there is one).")
 QUANTIZE = typer.Option(None, "--quantize", help="int8 or int4: weight-only quantized linear layers (CPU; "
-                        "a quarter or an eighth of the bytes read per token); w8a8: int8 weights met by int8 "
-                        "inputs, as llama.cpp runs Q8_0.")
+                        "a quarter or an eighth of the bytes read per token); w8a8 or w4a8: int8 or int4 weights "
+                        "met by int8 inputs, as llama.cpp runs Q8_0 and Q4_0.")
 DTYPE = typer.Option("float32", "--dtype", help="float32, bfloat16 (faster batches on CPUs with native bf16) or float16.")
 SHOW_SPECIAL = typer.Option(False, "--show-special", help="Print special tokens such as <|end|> or <|im_end|> in "
                             "the text (left out by default; generation stops at end-of-text and end-of-turn).")

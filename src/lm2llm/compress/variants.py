@@ -5,7 +5,7 @@
 | bf16              | bfloat16 copies                                          | float kernels       |
 | q8_0, q4_0, q4_1  | GGUF blocks (every matrix; the embedding Q8_0), expanded | float kernels (llama.cpp runs the blocks) |
 | int8, int4        | weight-only packed integers (linear layers)              | the streaming kernel (`inference/matvec.py`), else torch's int kernels |
-| w8a8              | int8's weights, met by int8 inputs (per block of 32)     | the streaming kernel's integer products (AVX512-VNNI), else float |
+| w8a8, w4a8        | int8's / int4's weights, met by int8 inputs (per 32)     | the streaming kernel's integer products (AVX512-VNNI), else float |
 | magnitude:S, wanda:S, sparsegpt:S | S = 0.5 (unstructured) or 2:4, in the blocks' linear layers | float kernels |
 
 A GGUF variant is its blocks dequantized: the float model computes exactly what llama.cpp's block
@@ -49,7 +49,7 @@ class Method:
         if kind in PRUNING and amount:
             return cls(kind, Sparsity.parse(amount))
         raise UserError(f"unknown compression method {text!r}", where="--method",
-                        hint="fp32, bf16, q8_0, q4_0, q4_1, int8, int4, w8a8, magnitude:0.5, wanda:0.5, sparsegpt:0.5, "
+                        hint="fp32, bf16, q8_0, q4_0, q4_1, int8, int4, w8a8, w4a8, magnitude:0.5, wanda:0.5, sparsegpt:0.5, "
                              "wanda:2:4 (or 2:4)")
 
     @property

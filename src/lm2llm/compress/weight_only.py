@@ -25,6 +25,8 @@ to float, which the tests compare the kernels' logits with.
   this machine's faster memory spells outrun: there weight-only int8 decoded SmolLM2 at 1.04-1.28x bf16
   (1.81x in a slow spell); integer multiply-adds (AVX512-VNNI) remove that cost (w8a8 at 1.39-1.61x), at the
   price of rounding the inputs too.
+- w4a8: int4's weights in groups of 32 met by the same int8 inputs, as llama.cpp multiplies a Q4_0 matrix
+  (`W4A8Linear`), in its own packing.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from lm2llm.inference.layout import fuse_decode_step
 
 COMPUTE_DTYPE = torch.bfloat16
 WEIGHT_ONLY = ("int8", "int4")
-KINDS = (*WEIGHT_ONLY, "w8a8")  # and int8 weights met by int8 inputs (`W8A8Linear`)
+KINDS = (*WEIGHT_ONLY, "w8a8", "w4a8")  # and int8/int4 weights met by int8 inputs (`W8A8Linear`, `W4A8Linear`)
 ACTIVATION_BLOCK = 32  # inputs quantized per block of 32, Q8_0's block
 INT4_GROUPS = (32, 64, 128, 256)
 
@@ -84,11 +86,11 @@ def dequantize_int4(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) 
 
 
 def round_trip(weight: torch.Tensor, kind: str, group_size: int = 32) -> torch.Tensor:
-    """The float weight a quantized layer really multiplies by: quantized, then expanded back (for w8a8 the
-    weights' part: its inputs are rounded too, at each call)."""
+    """The float weight a quantized layer really multiplies by: quantized, then expanded back (for w8a8 and w4a8
+    the weights' part: their inputs are rounded too, at each call)."""
     if kind in ("int8", "w8a8"):
         return dequantize_int8(*int8_per_channel(weight))
-    return dequantize_int4(*int4_groupwise(weight, group_size))
+    return dequantize_int4(*int4_groupwise(weight, ACTIVATION_BLOCK if kind == "w4a8" else group_size))
 
 
 class QuantizedLinear(nn.Module):
@@ -187,12 +189,46 @@ class W8A8Linear(Int8Linear):
         super().__init__(linear)
 
     def stream_arguments(self) -> tuple:
-        return self.q, self.scales, None, ACTIVATION_BLOCK
+        return self.q, self.scales, None, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
         q, d = quantize_activations(flat)
         inputs = (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
         return (inputs @ dequantize_int8(self.q, self.scales.float()).t()).to(flat.dtype)
+
+
+class W4A8Linear(QuantizedLinear):
+    """y = Σ_blocks d · (s · (q · qx) + (zero − 8·s) · Σqx) + b: int4's weights in groups of 32 met by inputs
+    quantized per block of 32 as `W8A8Linear`'s, the products summed as integers (the nibbles are the unsigned
+    operand of AVX512-VNNI's `vpdpbusd`): what llama.cpp computes for a Q4_0 matrix on a CPU, with int4's
+    asymmetric groups. Weight-only int4 looks each nibble up as a bf16 number and is bound by that arithmetic;
+    here it is one mask or shift per 64 weights. Its own packing (`matvec.pack_w4a8`); every row goes through
+    the kernel, prompts too."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        if linear.in_features % ACTIVATION_BLOCK:
+            raise UserError(f"w4a8 quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has {linear.in_features}",
+                            where="--quantize", hint="use int4 for this model")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.bias = _bias(linear)
+        self.streamed = matvec.available()
+        self.max_streamed_rows = 1 << 62
+        q, scales, zeros = int4_groupwise(linear.weight, ACTIVATION_BLOCK)
+        self.register_buffer("packed", matvec.pack_w4a8(q))
+        self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
+        self.register_buffer("zeros", zeros.to(COMPUTE_DTYPE))
+        self.arguments = self.stream_arguments()
+
+    def stream_arguments(self) -> tuple:
+        return self.packed, self.scales, self.zeros, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
+
+    def fallback(self, flat: torch.Tensor) -> torch.Tensor:
+        q, d = quantize_activations(flat)
+        inputs = (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
+        weight = dequantize_int4(matvec.unpack_w4a8(self.packed, self.in_features), self.scales.float(),
+                                 self.zeros.float())
+        return (inputs @ weight.t()).to(flat.dtype)
 
 
 class Int4Linear(QuantizedLinear):
@@ -256,7 +292,7 @@ def _check_kind(kind: str) -> None:
 
 def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:
     """Replace every float linear layer of `model` (in place) by its int8 or int4 weight-only counterpart, or by
-    int8 weights met by int8 inputs (w8a8).
+    int8 or int4 (groups of 32) weights met by int8 inputs (w8a8, w4a8).
 
     An output layer tied to the embedding is quantized as a layer; the embedding keeps its float table
     (a lookup reads one row per token, not the whole matrix). CPU only: the packed kernels are CPU ones.
@@ -264,9 +300,10 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
     """
     _check_kind(kind)
     if any(p.device.type != "cpu" for p in model.parameters()):
-        raise UserError("int8/int4/w8a8 layers run on CPU kernels", where="--quantize",
+        raise UserError("int8/int4/w8a8/w4a8 layers run on CPU kernels", where="--quantize",
                         hint="use --device cpu")
-    layers = {"int8": Int8Linear, "w8a8": W8A8Linear, "int4": partial(Int4Linear, group_size=group_size)}[kind]
+    layers = {"int8": Int8Linear, "w8a8": W8A8Linear, "w4a8": W4A8Linear,
+              "int4": partial(Int4Linear, group_size=group_size)}[kind]
     for parent, attribute, linear in _linears(model):
         setattr(parent, attribute, layers(linear))
     return fuse_decode_step(model)

@@ -31,8 +31,8 @@ def load_for_inference(run_dir: str | os.PathLike, device: str = "cpu", dtype: s
     `benchmarks/bench_serve.py`). The KV cache follows the weights' dtype; sampling works in fp32.
     `quantize` ("int8" or "int4", CPU only) swaps every linear layer for its weight-only quantized
     counterpart (`lm2llm.compress.weight_only`): a quarter or an eighth of float32's bytes per token; "w8a8"
-    for int8 weights met by int8 inputs. A run that `lm2llm compress --method int8|int4|w8a8` wrote records
-    its kind and gets it by default.
+    and "w4a8" for int8 and int4 weights met by int8 inputs. A run that `lm2llm compress --method
+    int8|int4|w8a8|w4a8` wrote records its kind and gets it by default.
     """
     if dtype not in env.DTYPES:
         raise UserError(f"unknown dtype {dtype!r}", where="--dtype", hint=", ".join(env.DTYPES))
@@ -52,7 +52,7 @@ def load_for_inference(run_dir: str | os.PathLike, device: str = "cpu", dtype: s
         quantize = saved.get("quantize") if isinstance(saved, dict) else None
     if quantize is not None:
         if device != "cpu":
-            raise UserError("--quantize int8/int4/w8a8 runs on CPU kernels", where="--device", hint="use cpu")
+            raise UserError("--quantize int8/int4/w8a8/w4a8 runs on CPU kernels", where="--device", hint="use cpu")
         model = weight_only.quantize_linears(model, quantize)
     elif device == "cpu":
         model = for_cpu_inference(model)  # decoding reads the weights faster (inference/layout.py)

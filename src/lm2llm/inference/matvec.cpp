@@ -8,8 +8,10 @@
 //   float32   W as stored, fp32 inputs, 16 fused multiply-adds at a time (AVX-512).
 //   bfloat16  W as stored, bf16 inputs: `vdpbf16ps` multiplies 32 bf16 pairs and adds them in fp32 (AVX512-BF16).
 //   int8      q (out, in) int8 and one bf16 scale per output row, W = q * s: q widened to fp32, fp32 inputs,
-//             the row's sum times s at the end; or, asked for with group_size 32 (W8A8), the inputs quantized
+//             the row's sum times s at the end; or, asked for with group_size -32 (W8A8), the inputs quantized
 //             to int8 per block of 32 and met in integer multiply-adds (`Int8Dynamic`, AVX512-VNNI).
+//   int4 W4A8 (group_size -32) q 4-bit in groups of 32 as above, met by inputs quantized to int8 per block of 32
+//             in integer multiply-adds (`Int4Dynamic`), in its own layout (superblocks of 16 blocks).
 //   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
 //             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; z adds
 //             z * (the sum of the group's inputs), the same for every output row, computed once per call. A row
@@ -143,91 +145,6 @@ struct Dense {
         for (int r = 0; r < ROWS; ++r) sums[k][r] *= scale;
       }
     }
-  }
-};
-
-// int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): each input row is quantized per
-// block of 32 as llama.cpp's x86 `quantize_row_q8_0` does, d = max|x| / 127 kept as fp16, qx = x * (127 / max|x|)
-// rounded to the nearest integer (ties to even), and a weight row meets it in integer multiply-adds:
-// `vpdpbusd` multiplies 64 unsigned bytes by 64 signed ones and adds each four products into one of 16 int32
-// lanes, four times the multiply-adds per instruction of the bf16 path, where widening int8 weights to fp32
-// can cost more than reading them (when memory is fast). Its unsigned operand is
-// the weight plus 128 (the sign bit flipped), so the sum holds 128 * (the block's sum of qx) too, taken off
-// once per input row (`offsets`). Lanes 8k .. 8k + 7 of a step hold block k of its 64 inputs, so each lane
-// is scaled by its block's d in fp32 (`lane_scales`), and the row's sum by the weight row's bf16 scale.
-struct QuantizedInputs {
-  std::vector<int8_t> q;           // (rows, in)
-  std::vector<float> lane_scales;  // (rows, in / 4): a block's d for each of its 8 lanes
-  std::vector<float> offsets;      // (rows,): 128 * sum over blocks of d * (the block's sum of qx)
-
-  QuantizedInputs(const float* x, int64_t rows, int64_t in) : q(rows * in), lane_scales(rows * in / 4), offsets(rows) {
-    for (int64_t r = 0; r < rows; ++r) {
-      float offset = 0.f;
-      for (int64_t b = 0; b < in; b += 32) {
-        const float* block = x + r * in + b;
-        float top = 0.f;
-        for (int i = 0; i < 32; ++i) top = std::max(top, std::fabs(block[i]));
-        const float d = static_cast<float>(c10::Half(top / 127.f)), inverse = top != 0.f ? 127.f / top : 0.f;
-        int32_t sum = 0;
-        for (int i = 0; i < 32; ++i) {
-          const int8_t value = static_cast<int8_t>(std::nearbyint(block[i] * inverse));
-          q[r * in + b + i] = value;
-          sum += value;
-        }
-        std::fill_n(lane_scales.begin() + (r * in + b) / 4, 8, d);
-        offset += d * static_cast<float>(sum);
-      }
-      offsets[r] = 128.f * offset;
-    }
-  }
-};
-
-struct Int8Dynamic {
-  using Input = int8_t;
-  const int8_t* w;
-  const bf16* row_scales;
-  const QuantizedInputs* inputs;
-  int64_t in;
-
-  template <int ROWS>
-  static constexpr int outputs = 1;
-
-  template <int ROWS, int OUTS>
-  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
-    static_assert(OUTS == 1, "W8A8 meets one weight row at a time");
-    float* sums = block[0];
-    const int8_t* row = w + o * in;
-    const int8_t* xs = inputs->q.data() + r0 * in;
-    const float* scales = inputs->lane_scales.data() + r0 * in / 4;
-#if defined(__AVX512VNNI__)
-    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-    __m512 acc[ROWS];
-    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < in; i += 64) {  // in is a multiple of 32: a last step of 32 is masked to its half
-      const __mmask64 bytes = in - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
-      const __mmask16 lanes = in - i >= 64 ? __mmask16{0xFFFF} : __mmask16{0x00FF};
-      const __m512i weights = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bytes, row + i), flip);
-      for (int r = 0; r < ROWS; ++r) {
-        const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights,
-                                                     _mm512_maskz_loadu_epi8(bytes, xs + r * in + i));
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
-                                 _mm512_maskz_loadu_ps(lanes, scales + r * in / 4 + i / 4), acc[r]);
-      }
-    }
-    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
-#else
-    for (int r = 0; r < ROWS; ++r) {
-      float sum = 0.f;
-      for (int64_t b = 0; b < in; b += 32) {
-        int32_t block_sum = 0;
-        for (int64_t i = b; i < b + 32; ++i) block_sum += (row[i] + 128) * xs[r * in + i];
-        sum += static_cast<float>(block_sum) * scales[r * in / 4 + b / 4];
-      }
-      sums[r] = sum;
-    }
-#endif
-    const float scale = static_cast<float>(row_scales[o]);
-    for (int r = 0; r < ROWS; ++r) sums[r] = (sums[r] - inputs->offsets[r0 + r]) * scale;
   }
 };
 
@@ -370,6 +287,222 @@ std::vector<bf16> interleave(const bf16* x, int64_t rows, int64_t in, int64_t wh
   return out;
 }
 
+// int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): each input row is quantized per
+// block of 32 as llama.cpp's x86 `quantize_row_q8_0` does, d = max|x| / 127 kept as fp16, qx = x * (127 / max|x|)
+// rounded to the nearest integer (ties to even), and a weight row meets it in integer multiply-adds:
+// `vpdpbusd` multiplies 64 unsigned bytes by 64 signed ones and adds each four products into one of 16 int32
+// lanes, four times the multiply-adds per instruction of the bf16 path, where widening int8 weights to fp32
+// can cost more than reading them (when memory is fast). Its unsigned operand is
+// the weight plus 128 (the sign bit flipped), so the sum holds 128 * (the block's sum of qx) too, taken off
+// once per input row (`offsets`). Lanes 8k .. 8k + 7 of a step hold block k of its 64 inputs, so each lane
+// is scaled by its block's d in fp32 (`lane_scales`), and the row's sum by the weight row's bf16 scale.
+struct QuantizedInputs {
+  std::vector<int8_t> q;           // (rows, in)
+  std::vector<float> lane_scales;  // (rows, in / 4): a block's d for each of its 8 lanes
+  std::vector<float> offsets;      // (rows,): 128 * sum over blocks of d * (the block's sum of qx)
+  std::vector<float> block_scales;  // (rows, in / 32): each block's d
+  std::vector<float> block_sums;    // (rows, in / 32): each block's d * (its sum of qx)
+
+  QuantizedInputs(const float* x, int64_t rows, int64_t in)
+      : q(rows * in), lane_scales(rows * in / 4), offsets(rows), block_scales(rows * in / 32), block_sums(rows * in / 32) {
+    for (int64_t r = 0; r < rows; ++r) {
+      float offset = 0.f;
+      for (int64_t b = 0; b < in; b += 32) {
+        const float* block = x + r * in + b;
+        float top = 0.f;
+        for (int i = 0; i < 32; ++i) top = std::max(top, std::fabs(block[i]));
+        const float d = static_cast<float>(c10::Half(top / 127.f)), inverse = top != 0.f ? 127.f / top : 0.f;
+        int32_t sum = 0;
+        for (int i = 0; i < 32; ++i) {
+          const int8_t value = static_cast<int8_t>(std::nearbyint(block[i] * inverse));
+          q[r * in + b + i] = value;
+          sum += value;
+        }
+        std::fill_n(lane_scales.begin() + (r * in + b) / 4, 8, d);
+        block_scales[(r * in + b) / 32] = d;
+        block_sums[(r * in + b) / 32] = d * static_cast<float>(sum);
+        offset += d * static_cast<float>(sum);
+      }
+      offsets[r] = 128.f * offset;
+    }
+  }
+};
+
+struct Int8Dynamic {
+  using Input = int8_t;
+  const int8_t* w;
+  const bf16* row_scales;
+  const QuantizedInputs* inputs;
+  int64_t in;
+
+  template <int ROWS>
+  static constexpr int outputs = 1;
+
+  template <int ROWS, int OUTS>
+  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
+    static_assert(OUTS == 1, "W8A8 meets one weight row at a time");
+    float* sums = block[0];
+    const int8_t* row = w + o * in;
+    const int8_t* xs = inputs->q.data() + r0 * in;
+    const float* scales = inputs->lane_scales.data() + r0 * in / 4;
+#if defined(__AVX512VNNI__)
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512 acc[ROWS];
+    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < in; i += 64) {  // in is a multiple of 32: a last step of 32 is masked to its half
+      const __mmask64 bytes = in - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
+      const __mmask16 lanes = in - i >= 64 ? __mmask16{0xFFFF} : __mmask16{0x00FF};
+      const __m512i weights = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bytes, row + i), flip);
+      for (int r = 0; r < ROWS; ++r) {
+        const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights,
+                                                     _mm512_maskz_loadu_epi8(bytes, xs + r * in + i));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
+                                 _mm512_maskz_loadu_ps(lanes, scales + r * in / 4 + i / 4), acc[r]);
+      }
+    }
+    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
+#else
+    for (int r = 0; r < ROWS; ++r) {
+      float sum = 0.f;
+      for (int64_t b = 0; b < in; b += 32) {
+        int32_t block_sum = 0;
+        for (int64_t i = b; i < b + 32; ++i) block_sum += (row[i] + 128) * xs[r * in + i];
+        sum += static_cast<float>(block_sum) * scales[r * in / 4 + b / 4];
+      }
+      sums[r] = sum;
+    }
+#endif
+    const float scale = static_cast<float>(row_scales[o]);
+    for (int r = 0; r < ROWS; ++r) sums[r] = (sums[r] - inputs->offsets[r0 + r]) * scale;
+  }
+};
+
+// int4 weights (groups of 32, W = (q - 8) * s + z) against int8 inputs (W4A8, as llama.cpp meets Q4_0 with Q8_0
+// inputs): per block b of 32, sum_i W_i x_i = d_b * (s_b * sum_i q_i qx_i + (z_b - 8 s_b) * sum_i qx_i). The first
+// sums are integer multiply-adds, the nibbles q (0..15) the unsigned operand of `vpdpbusd`; the second term is
+// two short dot products per row over the blocks (`block_sums` holds d_b * sum qx). A row is laid out in
+// superblocks of 16 blocks (512 inputs): step t (0..7) holds inputs 4t .. 4t + 3 of block k in bytes 4k .. 4k + 3,
+// so lane k of the int32 sums collects block k whole, and one multiply by the 16 blocks' d * s ends the
+// superblock; steps 2u and 2u + 1 share 64 bytes (low nibbles, then high). The rest (fewer than 16 blocks): 16
+// bytes per block, byte j holding input j in its low nibble and j + 16 in its high one. `pack_w4a8` in
+// matvec.py writes this layout; the inputs are put in the superblocks' order once per call (`interleave_blocks`).
+// sum_b (z_b - 8 s_b) * t_b: a W4A8 row's zero points against the inputs' block sums, in one pass over both.
+inline float zero_points(const bf16* z, const bf16* s, const float* t, int64_t n) {
+  int64_t b = 0;
+  float sum = 0.f;
+#if defined(__AVX512F__)
+  __m512 acc = _mm512_setzero_ps();
+  const __m512 eight = _mm512_set1_ps(8.f);
+  for (; b < n; b += 16) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << std::min<int64_t>(n - b, 16)) - 1);
+    const __m512 offsets = _mm512_fnmadd_ps(eight, widen16(s + b, n - b), widen16(z + b, n - b));
+    acc = _mm512_fmadd_ps(offsets, _mm512_maskz_loadu_ps(mask, t + b), acc);
+  }
+  sum = _mm512_reduce_add_ps(acc);
+#endif
+  for (; b < n; ++b) sum += (static_cast<float>(z[b]) - 8.f * static_cast<float>(s[b])) * t[b];
+  return sum;
+}
+
+struct Int4Dynamic {
+  using Input = int8_t;
+  const uint8_t* q;
+  const bf16* scales;       // (out, blocks)
+  const bf16* zeros;        // (out, blocks)
+  const QuantizedInputs* inputs;
+  const int8_t* interleaved;  // (rows, whole)
+  int64_t in, blocks, whole;
+
+  template <int ROWS>
+  static constexpr int outputs = 1;
+
+  template <int ROWS, int OUTS>
+  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
+    static_assert(OUTS == 1, "W4A8 meets one weight row at a time");
+    float* sums = block[0];
+    const uint8_t* row = q + o * (in / 2);
+    const bf16* s = scales + o * blocks;
+    const bf16* z = zeros + o * blocks;
+    for (int r = 0; r < ROWS; ++r) sums[r] = zero_points(z, s, inputs->block_sums.data() + (r0 + r) * blocks, blocks);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    const __m512i low = _mm512_set1_epi8(0x0F);
+    __m512 acc[ROWS];
+    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < whole; i += 512) {
+      __m512i part[2 * ROWS];  // two chains of additions per row: steps 2j and 2j + 1
+      for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_si512();
+      for (int64_t j = 0; j < 4; ++j) {  // steps 2j and 2j + 1 from 64 bytes
+        const __m512i bytes = _mm512_loadu_si512(row + i / 2 + j * 64);
+        const __m512i first = _mm512_and_si512(bytes, low), second = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+        for (int r = 0; r < ROWS; ++r) {
+          const int8_t* xr = interleaved + (r0 + r) * whole + i + j * 128;
+          part[2 * r] = _mm512_dpbusd_epi32(part[2 * r], first, _mm512_loadu_si512(xr));
+          part[2 * r + 1] = _mm512_dpbusd_epi32(part[2 * r + 1], second, _mm512_loadu_si512(xr + 64));
+        }
+      }
+      const __m512 weight_scales = widen16(s + i / 32, 16);
+      for (int r = 0; r < ROWS; ++r) {
+        const __m512 input_scales = _mm512_loadu_ps(inputs->block_scales.data() + (r0 + r) * blocks + i / 32);
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(part[2 * r], part[2 * r + 1])),
+                                 _mm512_mul_ps(weight_scales, input_scales), acc[r]);
+      }
+    }
+    const __m128i low16 = _mm_set1_epi8(0x0F);
+    __m256 rest[ROWS];  // the rest, a block at a time: its 8 lanes scaled, summed once at the end
+    for (int r = 0; r < ROWS; ++r) rest[r] = _mm256_setzero_ps();
+    for (int64_t i = whole; i < in; i += 32) {
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i / 2));
+      const __m256i nibbles = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low16), _mm_and_si128(bytes, low16));
+      const float scale = static_cast<float>(s[i / 32]);
+      for (int r = 0; r < ROWS; ++r) {
+        const __m256i products = _mm256_dpbusd_epi32(
+            _mm256_setzero_si256(), nibbles, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(inputs->q.data() + (r0 + r) * in + i)));
+        rest[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products),
+                                  _mm256_set1_ps(scale * inputs->block_scales[(r0 + r) * blocks + i / 32]), rest[r]);
+      }
+    }
+    for (int r = 0; r < ROWS; ++r) {
+      sums[r] += _mm512_reduce_add_ps(_mm512_add_ps(acc[r], _mm512_zextps256_ps512(rest[r])));
+    }
+#else
+    for (int r = 0; r < ROWS; ++r) {
+      const int8_t* xs = inputs->q.data() + (r0 + r) * in;
+      for (int64_t b = 0; b < blocks; ++b) {
+        int32_t total = 0;
+        for (int64_t i = b * 32; i < b * 32 + 32; ++i) total += block_nibble(row, in, whole, i) * xs[i];
+        sums[r] += static_cast<float>(total) * (static_cast<float>(s[b]) * inputs->block_scales[(r0 + r) * blocks + b]);
+      }
+    }
+#endif
+  }
+
+  // The nibble of input i in the layout above.
+  static int block_nibble(const uint8_t* row, int64_t in, int64_t whole, int64_t i) {
+    if (i < whole) {
+      const int64_t superblock = i / 512 * 512, k = (i - superblock) / 32, t = (i - superblock) % 32 / 4, j = i % 4;
+      const uint8_t byte = row[superblock / 2 + t / 2 * 64 + 4 * k + j];
+      return t % 2 == 0 ? byte & 0x0F : byte >> 4;
+    }
+    const int64_t b = i / 32 * 32, j = i - b;
+    const uint8_t byte = row[b / 2 + j % 16];
+    return j < 16 ? byte & 0x0F : byte >> 4;
+  }
+};
+
+// Each row's quantized inputs of its superblocks (the first `whole`) in the W4A8 weights' order: step t of the
+// superblock at i is 64 inputs, bytes 4k .. 4k + 3 holding inputs i + 32k + 4t .. + 3.
+std::vector<int8_t> interleave_blocks(const int8_t* q, int64_t rows, int64_t in, int64_t whole) {
+  std::vector<int8_t> out(rows * whole);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < whole; i += 512) {
+      for (int64_t t = 0; t < 8; ++t) {
+        for (int64_t m = 0; m < 64; ++m) out[r * whole + i + t * 64 + m] = q[r * in + i + m / 4 * 32 + 4 * t + m % 4];
+      }
+    }
+  }
+  return out;
+}
+
 // ---- the one loop: blocks of up to 8 input rows, each block reading the weights once ----
 
 constexpr int64_t kBlock = 8;  // input rows per pass over the weights: 8 accumulators (16 for int4) of 32 registers
@@ -457,9 +590,9 @@ void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef 
 }  // namespace
 
 // x: (..., in) fp32 or bf16 on the CPU; returns (..., out) in x's dtype. The weight's dtype names its format:
-// float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16, and group_size 32 for int8 inputs (W8A8);
-// uint8 (out, in / 2) packed int4 with `scales` and `zeros` (out, in / group_size) bf16. Every row of x is one
-// input row (a token of a sequence).
+// float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16, and group_size -32 for int8 inputs (W8A8);
+// uint8 (out, in / 2) packed int4 with `scales` and `zeros` (out, in / group_size) bf16, or group_size -32 for
+// W4A8 (groups of 32, int8 inputs, `pack_w4a8`'s layout). Every row of x is one input row (a token of a sequence).
 torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
                      const c10::optional<torch::Tensor>& zeros, int64_t group_size,
                      const c10::optional<torch::Tensor>& bias) {
@@ -482,12 +615,12 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       if (int8) {
         TORCH_CHECK(scales.has_value(), "matvec: int8 weights need their scales");
         check_side(*scales, torch::kBFloat16, {out_features}, "scales");
-        TORCH_CHECK(group_size == 0 || (group_size == 32 && in % 32 == 0),
-                    "matvec: int8 takes group_size 0 (float inputs) or 32 (inputs quantized per 32, in a multiple of 32)");
+        TORCH_CHECK(group_size == 0 || (group_size == -32 && in % 32 == 0),
+                    "matvec: int8 takes group_size 0 (float inputs) or -32 (inputs quantized per 32, in a multiple of 32)");
       }
       Inputs<float> inputs(x);
       const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
-      if (int8 && group_size == 32) {
+      if (int8 && group_size == -32) {
         const QuantizedInputs quantized(inputs.data, rows, in);
         stream(Int8Dynamic{weight.data_ptr<int8_t>(), row_scales, &quantized, in}, rows, y, bias);
       } else if (int8) {
@@ -504,6 +637,20 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
       break;
     }
     case torch::kByte: {
+      if (group_size == -32) {  // W4A8: groups of 32, inputs quantized per block of 32
+        TORCH_CHECK(in % 32 == 0 && weight.size(1) * 2 == in, "matvec: W4A8 wants (out, in / 2) bytes, in a multiple of 32");
+        TORCH_CHECK(scales.has_value() && zeros.has_value(), "matvec: int4 weights need scales and zeros");
+        check_side(*scales, torch::kBFloat16, {out_features, in / 32}, "scales");
+        check_side(*zeros, torch::kBFloat16, {out_features, in / 32}, "zeros");
+        Inputs<float> inputs(x);
+        const QuantizedInputs quantized(inputs.data, rows, in);
+        const int64_t whole = in / 512 * 512;
+        const std::vector<int8_t> interleaved = interleave_blocks(quantized.q.data(), rows, in, whole);
+        stream(Int4Dynamic{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), &quantized,
+                           interleaved.data(), in, in / 32, whole},
+               rows, y, bias);
+        break;
+      }
       TORCH_CHECK(group_size >= 32 && (group_size & (group_size - 1)) == 0 && in % group_size == 0 &&
                       weight.size(1) * 2 == in,
                   "matvec: packed int4 wants (out, in / 2) bytes and groups of 32, 64, 128, ... inputs dividing in");

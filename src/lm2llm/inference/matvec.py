@@ -110,6 +110,31 @@ def unpack_int4(packed: torch.Tensor, in_features: int, group_size: int) -> torc
                       nibbles[1].reshape(out_features, -1)], dim=1)
 
 
+def pack_w4a8(q: torch.Tensor) -> torch.Tensor:
+    """4-bit values (out, in) in 0..15 in the W4A8 kernel's layout (see matvec.cpp), two to a byte: superblocks of
+    16 blocks of 32 inputs, where step t (64 bytes of nibbles) holds inputs 4t .. 4t + 3 of block k in bytes
+    4k .. 4k + 3 and steps 2u, 2u + 1 share 64 bytes (low nibbles, then high); the rest per block of 32 in 16
+    bytes, byte j holding input j in its low nibble and j + 16 in its high one."""
+    out_features, in_features = q.shape
+    if in_features % 32:
+        raise ValueError(f"W4A8 rows are packed in blocks of 32 inputs, not {in_features}")
+    q = q.to(torch.uint8)
+    whole = in_features // 512 * 512
+    steps = q[:, :whole].reshape(out_features, -1, 16, 8, 4).transpose(2, 3).reshape(out_features, -1, 4, 2, 64)
+    rest = q[:, whole:].reshape(out_features, -1, 2, 16)
+    return torch.cat([(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in (steps, rest)], dim=1)
+
+
+def unpack_w4a8(packed: torch.Tensor, in_features: int) -> torch.Tensor:
+    """`pack_w4a8`'s inverse: the (out, in) values 0..15 as uint8."""
+    out_features = packed.shape[0]
+    whole = in_features // 512 * 512
+    nibbles = [torch.stack([part & 0x0F, part >> 4], dim=-2) for part in (
+        packed[:, :whole // 2].reshape(out_features, -1, 4, 64), packed[:, whole // 2:].reshape(out_features, -1, 16))]
+    steps = nibbles[0].reshape(out_features, -1, 8, 16, 4).transpose(2, 3)
+    return torch.cat([steps.reshape(out_features, -1), nibbles[1].reshape(out_features, -1)], dim=1)
+
+
 class StreamingLinear(nn.Module):
     """An inference-only linear layer: decoding's few rows (at most `MAX_ROWS`) through the streaming kernel,
     prompts and anything wanting gradients through torch's `linear`. The choice is made inside the kernel's

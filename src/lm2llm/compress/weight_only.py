@@ -23,7 +23,7 @@ to float, which the tests compare the kernels' logits with.
 - w8a8 (not weight-only): int8's weights met by inputs quantized to int8 per block of 32 at each call, as
   llama.cpp multiplies a Q8_0 matrix (`W8A8Linear`). Widening int8 weights to fp32 is arithmetic that
   this machine's faster memory spells outrun: there weight-only int8 decoded SmolLM2 at 1.04-1.28x bf16
-  (1.81x in a slow spell); integer multiply-adds (AVX512-VNNI) remove that cost (w8a8 at 1.39-1.61x), at the
+  (1.81x in a slow spell); integer multiply-adds (AVX512-VNNI) remove that cost (w8a8 at 1.39-1.76x), at the
   price of rounding the inputs too.
 - w4a8: int4's weights in groups of 32 met by the same int8 inputs, as llama.cpp multiplies a Q4_0 matrix
   (`W4A8Linear`), in its own packing.

@@ -129,6 +129,17 @@ def test_w8a8_inputs_are_quantized_as_llama_cpp_quantizes_them():
     assert torch.equal(d, (x.unflatten(-1, (3, 32)).abs().amax(-1) / 127).half().float())
 
 
+def assert_is_the_arithmetic(layer: nn.Module, x: torch.Tensor, exact: torch.Tensor) -> None:
+    """The layer (its kernel) and its float fallback against `exact` (float64): fp32 within 1e-6 of the largest
+    output, bf16 within one rounding, in x's dtype."""
+    with torch.inference_mode():
+        got, fallback = layer(x), layer.fallback(x)
+    tolerance = 1e-6 if x.dtype == torch.float32 else 2 ** -7
+    for result in (got, fallback):
+        assert result.dtype == x.dtype
+        assert float((result.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 3, 8, 11])
 def test_w8a8_kernel_is_the_integer_arithmetic(dtype, rows):
@@ -141,12 +152,7 @@ def test_w8a8_kernel_is_the_integer_arithmetic(dtype, rows):
     q, d = quantize_activations(x)
     blocks = (q.long().unflatten(-1, (3, 32))[:, None] * layer.q.long().unflatten(-1, (3, 32))[None]).sum(-1)
     exact = (blocks.double() * d.double()[:, None]).sum(-1) * layer.scales.double()[None]
-    with torch.inference_mode():
-        got, fallback = layer(x), layer.fallback(x)
-    tolerance = 1e-6 if dtype == torch.float32 else 2 ** -7
-    for result in (got, fallback):
-        assert result.dtype == dtype
-        assert float((result.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
+    assert_is_the_arithmetic(layer, x, exact)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -165,12 +171,7 @@ def test_w4a8_kernel_is_the_integer_arithmetic(dtype, rows):
     products = (qx.long().unflatten(-1, (17, 32))[:, None] * q.unflatten(-1, (17, 32))[None]).sum(-1).double()
     input_sums = qx.long().unflatten(-1, (17, 32)).sum(-1).double()[:, None]
     exact = (d.double()[:, None] * (scales * products + (zeros - 8 * scales) * input_sums)).sum(-1)
-    with torch.inference_mode():
-        got, fallback = layer(x), layer.fallback(x)
-    tolerance = 1e-6 if dtype == torch.float32 else 2 ** -7
-    for result in (got, fallback):
-        assert result.dtype == dtype
-        assert float((result.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
+    assert_is_the_arithmetic(layer, x, exact)
     weight = dequantize_int4(q, layer.scales.float(), layer.zeros.float())  # the weights are int4's, groups of 32
     assert torch.equal(weight, round_trip(linear.weight, "int4", 32))
 

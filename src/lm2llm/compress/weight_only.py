@@ -168,6 +168,12 @@ def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(blocks * inverse[..., None]).to(torch.int8).flatten(-2), (top / 127).half().float()
 
 
+def rounded_inputs(x: torch.Tensor) -> torch.Tensor:
+    """x as `quantize_activations` rounds it, back in fp32: what the integer-input layers multiply by."""
+    q, d = quantize_activations(x)
+    return (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
+
+
 class W8A8Linear(Int8Linear):
     """y = s · Σ_blocks d · (q · qx) + b: `Int8Linear`'s weights met by int8 inputs, each block of 32 inputs
     quantized on the fly as llama.cpp quantizes inputs for its Q8_0 products (`quantize_activations`), the
@@ -192,9 +198,7 @@ class W8A8Linear(Int8Linear):
         return self.q, self.scales, None, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
-        q, d = quantize_activations(flat)
-        inputs = (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
-        return (inputs @ dequantize_int8(self.q, self.scales.float()).t()).to(flat.dtype)
+        return (rounded_inputs(flat) @ dequantize_int8(self.q, self.scales.float()).t()).to(flat.dtype)
 
 
 class W4A8Linear(QuantizedLinear):
@@ -224,11 +228,9 @@ class W4A8Linear(QuantizedLinear):
         return self.packed, self.scales, self.zeros, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
-        q, d = quantize_activations(flat)
-        inputs = (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
         weight = dequantize_int4(matvec.unpack_w4a8(self.packed, self.in_features), self.scales.float(),
                                  self.zeros.float())
-        return (inputs @ weight.t()).to(flat.dtype)
+        return (rounded_inputs(flat) @ weight.t()).to(flat.dtype)
 
 
 class Int4Linear(QuantizedLinear):

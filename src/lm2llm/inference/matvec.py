@@ -4,9 +4,11 @@ Decoding one token reads every weight of the model once, so a step can be no fas
 the weights (the bandwidth bound `benchmarks/bench_llm.py` measures). torch's CPU kernels for a matrix
 times one vector stream SmolLM2's weights at well under half of that bandwidth on this project's machine;
 `matvec.cpp` is the plain loop that reads each weight row once and uses it for up to 8 sequences of the
-batch (SmolLM2's linear layers alone read 44-49 GB/s through it in one run where a 1 GiB sum read 67). One loop serves four weight formats, told apart by the weight's
-dtype: float32 and bfloat16 as stored, int8 with a scale per output row, and 4-bit groups packed two to a
-byte (`pack_int4`; the quantized layers of `lm2llm.compress.weight_only` call it). It is C++ because the
+batch (SmolLM2's linear layers alone read 44-49 GB/s through it in one run where a 1 GiB sum read 67). One
+loop serves four weight formats, told apart by the weight's dtype: float32 and bfloat16 as stored, int8 with
+a scale per output row, and 4-bit groups packed two to a byte (`pack_int4`; the quantized layers of
+`lm2llm.compress.weight_only` call it); int8 and 4-bit weights also meet inputs quantized to int8 per block of
+32 in integer products (group size -32: W8A8, and W4A8 in `pack_w4a8`'s layout). It is C++ because the
 lesson is the memory traffic, which Python cannot show: a compiled loop is the smallest thing that does.
 
 The same extension carries the rest of a decoding step's fixed cost in a few calls: `linear` (the choice

@@ -377,15 +377,6 @@ struct Int8Dynamic {
   }
 };
 
-// int4 weights (groups of 32, W = (q - 8) * s + z) against int8 inputs (W4A8, as llama.cpp meets Q4_0 with Q8_0
-// inputs): per block b of 32, sum_i W_i x_i = d_b * (s_b * sum_i q_i qx_i + (z_b - 8 s_b) * sum_i qx_i). The first
-// sums are integer multiply-adds, the nibbles q (0..15) the unsigned operand of `vpdpbusd`; the second term is
-// two short dot products per row over the blocks (`block_sums` holds d_b * sum qx). A row is laid out in
-// superblocks of 16 blocks (512 inputs): step t (0..7) holds inputs 4t .. 4t + 3 of block k in bytes 4k .. 4k + 3,
-// so lane k of the int32 sums collects block k whole, and one multiply by the 16 blocks' d * s ends the
-// superblock; steps 2u and 2u + 1 share 64 bytes (low nibbles, then high). The rest (fewer than 16 blocks): 16
-// bytes per block, byte j holding input j in its low nibble and j + 16 in its high one. `pack_w4a8` in
-// matvec.py writes this layout; the inputs are put in the superblocks' order once per call (`interleave_blocks`).
 // sum_b (z_b - 8 s_b) * t_b: a W4A8 row's zero points against the inputs' block sums, in one pass over both.
 inline float zero_points(const bf16* z, const bf16* s, const float* t, int64_t n) {
   int64_t b = 0;
@@ -404,6 +395,15 @@ inline float zero_points(const bf16* z, const bf16* s, const float* t, int64_t n
   return sum;
 }
 
+// int4 weights (groups of 32, W = (q - 8) * s + z) against int8 inputs (W4A8, as llama.cpp meets Q4_0 with Q8_0
+// inputs): per block b of 32, sum_i W_i x_i = d_b * (s_b * sum_i q_i qx_i + (z_b - 8 s_b) * sum_i qx_i). The first
+// sums are integer multiply-adds, the nibbles q (0..15) the unsigned operand of `vpdpbusd`; the second term is
+// one short pass per row over the blocks (`zero_points`; `block_sums` holds d_b * sum qx). A row is laid out in
+// superblocks of 16 blocks (512 inputs): step t (0..7) holds inputs 4t .. 4t + 3 of block k in bytes 4k .. 4k + 3,
+// so lane k of the int32 sums collects block k whole, and one multiply by the 16 blocks' d * s ends the
+// superblock; steps 2u and 2u + 1 share 64 bytes (low nibbles, then high). The rest (fewer than 16 blocks): 16
+// bytes per block, byte j holding input j in its low nibble and j + 16 in its high one. `pack_w4a8` in
+// matvec.py writes this layout; the inputs are put in the superblocks' order once per call (`interleave_blocks`).
 struct Int4Dynamic {
   using Input = int8_t;
   const uint8_t* q;

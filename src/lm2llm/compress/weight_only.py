@@ -45,6 +45,7 @@ WEIGHT_ONLY = ("int8", "int4")
 KINDS = (*WEIGHT_ONLY, "w8a8", "w4a8")  # and int8/int4 weights met by int8 inputs (`W8A8Linear`, `W4A8Linear`)
 ACTIVATION_BLOCK = 32  # inputs quantized per block of 32, Q8_0's block
 INT4_GROUPS = (32, 64, 128, 256)
+EVERY_ROW = 1 << 62  # `max_streamed_rows` of a layer whose every row, prompts too, goes through the kernel
 
 
 def int8_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +187,7 @@ class W8A8Linear(Int8Linear):
     The price is the inputs' rounding, measured with the other variants (`lm2llm compress --method w8a8`).
     Every row goes through the kernel, prompts too, so a prompt and its decoding compute alike."""
 
-    max_streamed_rows = 1 << 62
+    max_streamed_rows = EVERY_ROW
 
     def __init__(self, linear: nn.Linear):
         if linear.in_features % ACTIVATION_BLOCK:
@@ -209,6 +210,8 @@ class W4A8Linear(QuantizedLinear):
     here it is one mask or shift per 64 weights. Its own packing (`matvec.pack_w4a8`); every row goes through
     the kernel, prompts too."""
 
+    max_streamed_rows = EVERY_ROW
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
         if linear.in_features % ACTIVATION_BLOCK:
@@ -217,7 +220,6 @@ class W4A8Linear(QuantizedLinear):
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.bias = _bias(linear)
         self.streamed = matvec.available()
-        self.max_streamed_rows = 1 << 62
         q, scales, zeros = int4_groupwise(linear.weight, ACTIVATION_BLOCK)
         self.register_buffer("packed", matvec.pack_w4a8(q))
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
@@ -236,7 +238,7 @@ class W4A8Linear(QuantizedLinear):
 class Int4Linear(QuantizedLinear):
     """y = x · ((q − 8)·s + zero)ᵀ + b with q 4-bit, s and zero per (output row, group of inputs)."""
 
-    max_streamed_rows = 1 << 62  # prompts too: the kernel's layout is the only copy of the weight
+    max_streamed_rows = EVERY_ROW  # the kernel's layout is the only copy of the weight
 
     def __init__(self, linear: nn.Linear, group_size: int = 32):
         super().__init__()

@@ -26,7 +26,7 @@ from lm2llm.compress.weight_only import (
 )
 from lm2llm.errors import UserError
 from lm2llm.inference.layout import for_cpu_inference, fuse_projections
-from lm2llm.inference.matvec import StreamingLinear, pack_w4a8, unpack_w4a8
+from lm2llm.inference.matvec import StreamingLinear, pack_w4a8, pack_w8a8, unpack_w4a8, unpack_w8a8
 from lm2llm.models import build_model
 
 
@@ -140,19 +140,42 @@ def assert_is_the_arithmetic(layer: nn.Module, x: torch.Tensor, exact: torch.Ten
         assert float((result.double() - exact).abs().max()) <= tolerance * float(exact.abs().max())
 
 
+def w8a8_exact(layer: W8A8Linear, x: torch.Tensor) -> torch.Tensor:
+    """W8A8's arithmetic done exactly: each block's integer dot product of q with the quantized inputs, times the
+    block's d and the row's scale, summed in float64."""
+    q = unpack_w8a8(layer.packed)
+    assert torch.equal(pack_w8a8(q), layer.packed)
+    qx, d = quantize_activations(x)
+    blocks = (qx.long().unflatten(-1, (-1, 32))[:, None] * q.long().unflatten(-1, (-1, 32))[None]).sum(-1)
+    return (blocks.double() * d.double()[:, None]).sum(-1) * layer.scales.double()[None]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 3, 8, 11])
-def test_w8a8_kernel_is_the_integer_arithmetic(dtype, rows):
-    """The kernel's W8A8 product against the same arithmetic done exactly: each block's integer dot product
-    of q with the quantized inputs, times the block's d and the row's scale, summed in float64. fp32 within
-    summation order; bf16 within one rounding. 96 inputs: a step of 64 and a masked last half step."""
+@pytest.mark.parametrize("in_features", [96, 544, 576])
+def test_w8a8_kernel_is_the_integer_arithmetic(dtype, rows, in_features):
+    """The kernel's W8A8 product against its arithmetic done exactly: fp32 within summation order, bf16 within one
+    rounding. 96 inputs: a step of 64 and a masked last half step; 544 and 576: a superblock of 16 blocks, then a
+    masked half step or a whole one."""
     torch.manual_seed(0)
-    layer = W8A8Linear(nn.Linear(96, 40, bias=False))
-    x = torch.randn(rows, 96).to(dtype)
-    q, d = quantize_activations(x)
-    blocks = (q.long().unflatten(-1, (3, 32))[:, None] * layer.q.long().unflatten(-1, (3, 32))[None]).sum(-1)
-    exact = (blocks.double() * d.double()[:, None]).sum(-1) * layer.scales.double()[None]
-    assert_is_the_arithmetic(layer, x, exact)
+    linear = nn.Linear(in_features, 40, bias=False)
+    layer = W8A8Linear(linear)
+    assert torch.equal(unpack_w8a8(layer.packed), int8_per_channel(linear.weight)[0])
+    x = torch.randn(rows, in_features).to(dtype)
+    assert_is_the_arithmetic(layer, x, w8a8_exact(layer, x))
+
+
+def test_the_kernel_quantizes_inputs_as_quantize_activations_does_ties_included():
+    """Inputs whose x·127/max|x| fall exactly halfway (63.5, −0.5, 2.5 in a block whose max is 127) must round to
+    even in the kernel as in `quantize_activations`: one value off by one would move an output by about 1/127
+    of itself, far beyond the tolerance. One-hot weight rows read each quantized input back."""
+    block = torch.tensor([127.0, 63.5, -0.5, 2.5, -3.5, 0.25] + [1.0] * 26)
+    x = torch.cat([block] * 18 + [-block] * 2)[None]  # 640 inputs: a superblock, then two blocks
+    linear = nn.Linear(640, 640, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(640))
+    layer = W8A8Linear(linear)
+    assert_is_the_arithmetic(layer, x, w8a8_exact(layer, x))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -175,31 +175,44 @@ def rounded_inputs(x: torch.Tensor) -> torch.Tensor:
     return (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
 
 
-class W8A8Linear(Int8Linear):
-    """y = s · Σ_blocks d · (q · qx) + b: `Int8Linear`'s weights met by int8 inputs, each block of 32 inputs
-    quantized on the fly as llama.cpp quantizes inputs for its Q8_0 products (`quantize_activations`), the
+def _whole_blocks(linear: nn.Linear, kind: str, instead: str) -> None:
+    if linear.in_features % ACTIVATION_BLOCK:
+        raise UserError(f"{kind} quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has {linear.in_features}",
+                        where="--quantize", hint=f"use {instead} for this model")
+
+
+class W8A8Linear(QuantizedLinear):
+    """y = s · Σ_blocks d · (q · qx) + b: int8's weights (`int8_per_channel`) met by int8 inputs, each block of 32
+    inputs quantized on the fly as llama.cpp quantizes inputs for its Q8_0 products (`quantize_activations`), the
     products summed as integers: what llama.cpp computes for a Q8_0 matrix on a CPU, and torchao's dynamic
     int8 activations (there one scale per token).
 
     Weight-only int8 widens every weight to fp32 before multiplying, and when this machine's memory is fast
     that arithmetic, not memory, sets its speed; integer multiply-adds (AVX512-VNNI) do four times the work
-    per instruction.
+    per instruction, on weights laid out in superblocks (`matvec.pack_w8a8`) so that a block's products
+    are summed as integers before its one scaling.
     The price is the inputs' rounding, measured with the other variants (`lm2llm compress --method w8a8`).
     Every row goes through the kernel, prompts too, so a prompt and its decoding compute alike."""
 
     max_streamed_rows = EVERY_ROW
 
     def __init__(self, linear: nn.Linear):
-        if linear.in_features % ACTIVATION_BLOCK:
-            raise UserError(f"w8a8 quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has {linear.in_features}",
-                            where="--quantize", hint="use int8 for this model")
-        super().__init__(linear)
+        super().__init__()
+        _whole_blocks(linear, "w8a8", "int8")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.bias = _bias(linear)
+        self.streamed = matvec.available()
+        q, scales = int8_per_channel(linear.weight)
+        self.register_buffer("packed", matvec.pack_w8a8(q))
+        self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
+        self.arguments = self.stream_arguments()
 
     def stream_arguments(self) -> tuple:
-        return self.q, self.scales, None, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
+        return self.packed, self.scales, None, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
-        return (rounded_inputs(flat) @ dequantize_int8(self.q, self.scales.float()).t()).to(flat.dtype)
+        weight = dequantize_int8(matvec.unpack_w8a8(self.packed), self.scales.float())
+        return (rounded_inputs(flat) @ weight.t()).to(flat.dtype)
 
 
 class W4A8Linear(QuantizedLinear):
@@ -214,9 +227,7 @@ class W4A8Linear(QuantizedLinear):
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        if linear.in_features % ACTIVATION_BLOCK:
-            raise UserError(f"w4a8 quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has {linear.in_features}",
-                            where="--quantize", hint="use int4 for this model")
+        _whole_blocks(linear, "w4a8", "int4")
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self.bias = _bias(linear)
         self.streamed = matvec.available()

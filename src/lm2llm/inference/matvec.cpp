@@ -8,8 +8,9 @@
 //   float32   W as stored, fp32 inputs, 16 fused multiply-adds at a time (AVX-512).
 //   bfloat16  W as stored, bf16 inputs: `vdpbf16ps` multiplies 32 bf16 pairs and adds them in fp32 (AVX512-BF16).
 //   int8      q (out, in) int8 and one bf16 scale per output row, W = q * s: q widened to fp32, fp32 inputs,
-//             the row's sum times s at the end; or, asked for with group_size -32 (W8A8), the inputs quantized
-//             to int8 per block of 32 and met in integer multiply-adds (`Int8Dynamic`, AVX512-VNNI).
+//             the row's sum times s at the end; or, asked for with group_size -32 (W8A8), in its own layout
+//             (superblocks of 16 blocks of 32), met by the inputs quantized to int8 per block of 32 in integer
+//             multiply-adds (`Int8Dynamic`, AVX512-VNNI).
 //   int4 W4A8 (group_size -32) q 4-bit in groups of 32 as above, met by inputs quantized to int8 per block of 32
 //             in integer multiply-adds (`Int4Dynamic`), in its own layout (superblocks of 16 blocks).
 //   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
@@ -301,24 +302,33 @@ std::vector<bf16> interleave(const bf16* x, int64_t rows, int64_t in, int64_t wh
   return out;
 }
 
-// int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): each input row is quantized per
-// block of 32 as llama.cpp's x86 `quantize_row_q8_0` does, d = max|x| / 127 kept as fp16, qx = x * (127 / max|x|)
-// rounded to the nearest integer (ties to even), and a weight row meets it in integer multiply-adds:
-// `vpdpbusd` multiplies 64 unsigned bytes by 64 signed ones and adds each four products into one of 16 int32
-// lanes, four times the multiply-adds per instruction of the bf16 path, where widening int8 weights to fp32
-// can cost more than reading them (when memory is fast). Its unsigned operand is
-// the weight plus 128 (the sign bit flipped), so the sum holds 128 * (the block's sum of qx) too, taken off
-// once per input row (`offsets`). Lanes 8k .. 8k + 7 of a step hold block k of its 64 inputs, so each lane
-// is scaled by its block's d in fp32 (`lane_scales`), and the row's sum by the weight row's bf16 scale.
+// Where input i of a row (i < the row's whole superblocks) lies in the integer formats' superblocks of 16 blocks
+// of 32 (512 inputs): step t (0..7) of a superblock holds inputs 4t .. 4t + 3 of block k in bytes 4k .. 4k + 3,
+// so that lane k of a `vpdpbusd` sum collects block k whole.
+struct SuperblockPlace {
+  int64_t superblock, step, byte;
+};
+
+inline SuperblockPlace superblock_place(int64_t i) {
+  const int64_t superblock = i / 512 * 512;
+  return {superblock, (i - superblock) % 32 / 4, 4 * ((i - superblock) / 32) + i % 4};
+}
+
+// Inputs quantized to int8 per block of 32, for the integer-input formats (W8A8, W4A8), as llama.cpp's x86
+// `quantize_row_q8_0` quantizes them: d = max|x| / 127 kept as fp16, qx = x * (127 / max|x|) rounded to the
+// nearest integer (ties to even).
 struct QuantizedInputs {
   std::vector<int8_t> q;           // (rows, in)
   std::vector<float> lane_scales;  // (rows, in / 4): a block's d for each of its 8 lanes
   std::vector<float> offsets;      // (rows,): 128 * sum over blocks of d * (the block's sum of qx)
   std::vector<float> block_scales;  // (rows, in / 32): each block's d
   std::vector<float> block_sums;    // (rows, in / 32): each block's d * (its sum of qx)
+  int64_t whole;                    // the inputs in whole superblocks of 512 (`superblock_place`)
+  std::vector<int8_t> interleaved;  // (rows, whole): q of those in the superblocks' order
 
   QuantizedInputs(const float* x, int64_t rows, int64_t in)
-      : q(rows * in), lane_scales(rows * in / 4), offsets(rows), block_scales(rows * in / 32), block_sums(rows * in / 32) {
+      : q(rows * in), lane_scales(rows * in / 4), offsets(rows), block_scales(rows * in / 32), block_sums(rows * in / 32),
+        whole(in / 512 * 512), interleaved(rows * whole) {
     for (int64_t r = 0; r < rows; ++r) {
       float offset = 0.f;
       for (int64_t b = 0; b < in; b += 32) {
@@ -331,6 +341,11 @@ struct QuantizedInputs {
         offset += d * static_cast<float>(sum);
       }
       offsets[r] = 128.f * offset;
+      for (int64_t i = 0; i < whole; i += 512) {  // a transpose of 4-byte words: 16 blocks of 8 into 8 steps of 16
+        for (int64_t t = 0; t < 8; ++t) {
+          for (int64_t k = 0; k < 16; ++k) std::memcpy(&interleaved[r * whole + i + 64 * t + 4 * k], &q[r * in + i + 32 * k + 4 * t], 4);
+        }
+      }
     }
   }
 
@@ -354,6 +369,15 @@ struct QuantizedInputs {
   }
 };
 
+// int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): a weight row meets the quantized
+// inputs in integer multiply-adds, `vpdpbusd` multiplying 64 unsigned bytes by 64 signed ones and adding each
+// four products into one of 16 int32 lanes (four times the multiply-adds per instruction of the bf16 path,
+// where widening int8 weights to fp32 can cost more than reading them when memory is fast). Its unsigned
+// operand is the weight plus 128 (the sign bit flipped), so the sum holds 128 * (the block's sum of qx) too,
+// taken off once per input row (`offsets`). The weights are laid out in superblocks (`superblock_place`;
+// `pack_w8a8` in matvec.py), so the int32 lanes collect whole blocks over 8 steps and one multiply by the 16
+// blocks' d ends a superblock; the rest (fewer than 16 blocks) as stored, 64 inputs a step, lanes 8k .. 8k + 7
+// holding block k, each lane scaled by its block's d (`lane_scales`). The row's sum is scaled by its bf16 scale.
 struct Int8Dynamic {
   using Input = int8_t;
   const int8_t* w;
@@ -369,31 +393,46 @@ struct Int8Dynamic {
     static_assert(OUTS == 1, "W8A8 meets one weight row at a time");
     float* sums = block[0];
     const int8_t* row = w + o * in;
-    const int8_t* xs = inputs->q.data() + r0 * in;
-    const float* scales = inputs->lane_scales.data() + r0 * in / 4;
+    const int64_t blocks = in / 32, whole = inputs->whole;
 #if defined(__AVX512VNNI__)
     const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < in; i += 64) {  // in is a multiple of 32: a last step of 32 is masked to its half
+    for (int64_t i = 0; i < whole; i += 512) {
+      __m512i part[2 * ROWS];  // two chains of additions per row: even and odd steps
+      for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_si512();
+      for (int64_t t = 0; t < 8; ++t) {
+        const __m512i weights = _mm512_xor_si512(_mm512_loadu_si512(row + i + 64 * t), flip);
+        for (int r = 0; r < ROWS; ++r) {
+          part[2 * r + t % 2] = _mm512_dpbusd_epi32(part[2 * r + t % 2], weights,
+                                                     _mm512_loadu_si512(inputs->interleaved.data() + (r0 + r) * whole + i + 64 * t));
+        }
+      }
+      for (int r = 0; r < ROWS; ++r) {
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(part[2 * r], part[2 * r + 1])),
+                                 _mm512_loadu_ps(inputs->block_scales.data() + (r0 + r) * blocks + i / 32), acc[r]);
+      }
+    }
+    for (int64_t i = whole; i < in; i += 64) {  // in is a multiple of 32: a last step of 32 is masked to its half
       const __mmask64 bytes = in - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
       const __mmask16 lanes = in - i >= 64 ? __mmask16{0xFFFF} : __mmask16{0x00FF};
       const __m512i weights = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bytes, row + i), flip);
       for (int r = 0; r < ROWS; ++r) {
         const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights,
-                                                     _mm512_maskz_loadu_epi8(bytes, xs + r * in + i));
+                                                     _mm512_maskz_loadu_epi8(bytes, inputs->q.data() + (r0 + r) * in + i));
         acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
-                                 _mm512_maskz_loadu_ps(lanes, scales + r * in / 4 + i / 4), acc[r]);
+                                 _mm512_maskz_loadu_ps(lanes, inputs->lane_scales.data() + ((r0 + r) * in + i) / 4), acc[r]);
       }
     }
     for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
 #else
     for (int r = 0; r < ROWS; ++r) {
+      const int8_t* xs = inputs->q.data() + (r0 + r) * in;
       float sum = 0.f;
-      for (int64_t b = 0; b < in; b += 32) {
+      for (int64_t b = 0; b < blocks; ++b) {
         int32_t block_sum = 0;
-        for (int64_t i = b; i < b + 32; ++i) block_sum += (row[i] + 128) * xs[r * in + i];
-        sum += static_cast<float>(block_sum) * scales[r * in / 4 + b / 4];
+        for (int64_t i = b * 32; i < b * 32 + 32; ++i) block_sum += (weight(row, whole, i) + 128) * xs[i];
+        sum += static_cast<float>(block_sum) * inputs->block_scales[(r0 + r) * blocks + b];
       }
       sums[r] = sum;
     }
@@ -401,27 +440,32 @@ struct Int8Dynamic {
     const float scale = static_cast<float>(row_scales[o]);
     for (int r = 0; r < ROWS; ++r) sums[r] = (sums[r] - inputs->offsets[r0 + r]) * scale;
   }
+
+  // The weight of input i in the layout above.
+  static int weight(const int8_t* row, int64_t whole, int64_t i) {
+    if (i >= whole) return row[i];
+    const SuperblockPlace place = superblock_place(i);
+    return row[place.superblock + 64 * place.step + place.byte];
+  }
 };
 
 // int4 weights (groups of 32, W = (q - 8) * s + z) against int8 inputs (W4A8, as llama.cpp meets Q4_0 with Q8_0
 // inputs): per block b of 32, sum_i W_i x_i = d_b * (s_b * sum_i q_i qx_i + (z_b - 8 s_b) * sum_i qx_i). The first
 // sums are integer multiply-adds, the nibbles q (0..15) the unsigned operand of `vpdpbusd`; the second term meets
-// `block_sums` (d_b * sum qx) in the same pass. A row is laid out in superblocks of 16 blocks (512 inputs): step
-// t (0..7) holds inputs 4t .. 4t + 3 of block k in bytes 4k .. 4k + 3, so lane k of the int32 sums collects block
-// k whole, and one multiply by the 16 blocks' d * s (and one by their z - 8 s) ends the superblock; steps 2u and
-// 2u + 1 share 64 bytes (low nibbles, then high). A high nibble is used where it lies, as 16 q (a mask, no
+// `block_sums` (d_b * sum qx) in the same pass. A row is laid out in superblocks (`superblock_place`), so one
+// multiply by the 16 blocks' d * s (and one by their z - 8 s) ends a superblock; steps 2u and 2u + 1 share 64
+// bytes (low nibbles, then high). A high nibble is used where it lies, as 16 q (a mask, no
 // shift), and its chain's sum divided by 16 (exactly: every product is a multiple of 16). The rest (fewer than
 // 16 blocks): 16 bytes per block, byte j holding input j in its low nibble and j + 16 in its high one.
-// `pack_w4a8` in matvec.py writes this layout; the inputs are put in the superblocks' order once per call
-// (`interleave_blocks`).
+// `pack_w4a8` in matvec.py writes this layout; `QuantizedInputs` puts the inputs in the superblocks' order once
+// per call.
 struct Int4Dynamic {
   using Input = int8_t;
   const uint8_t* q;
   const bf16* scales;       // (out, blocks)
   const bf16* zeros;        // (out, blocks)
   const QuantizedInputs* inputs;
-  const int8_t* interleaved;  // (rows, whole)
-  int64_t in, blocks, whole;
+  int64_t in, blocks;
 
   template <int ROWS>
   static constexpr int outputs = 1;
@@ -433,6 +477,7 @@ struct Int4Dynamic {
     const uint8_t* row = q + o * (in / 2);
     const bf16* s = scales + o * blocks;
     const bf16* z = zeros + o * blocks;
+    const int64_t whole = inputs->whole;
     prefetch(row, kAhead, in / 2);
     prefetch(s, kAhead / 8, blocks * 2);  // a row's scales (and zeros) are an eighth of its nibbles' bytes
     prefetch(z, kAhead / 8, blocks * 2);
@@ -448,7 +493,7 @@ struct Int4Dynamic {
         const __m512i bytes = _mm512_loadu_si512(row + i / 2 + j * 64);
         const __m512i first = _mm512_and_si512(bytes, low), second = _mm512_and_si512(bytes, high);
         for (int r = 0; r < ROWS; ++r) {
-          const int8_t* xr = interleaved + (r0 + r) * whole + i + j * 128;
+          const int8_t* xr = inputs->interleaved.data() + (r0 + r) * whole + i + j * 128;
           part[2 * r] = _mm512_dpbusd_epi32(part[2 * r], first, _mm512_loadu_si512(xr));
           part[2 * r + 1] = _mm512_dpbusd_epi32(part[2 * r + 1], second, _mm512_loadu_si512(xr + 64));
         }
@@ -494,7 +539,7 @@ struct Int4Dynamic {
       sums[r] = 0.f;
       for (int64_t b = 0; b < blocks; ++b) {
         int32_t total = 0;
-        for (int64_t i = b * 32; i < b * 32 + 32; ++i) total += block_nibble(row, in, whole, i) * xs[i];
+        for (int64_t i = b * 32; i < b * 32 + 32; ++i) total += block_nibble(row, whole, i) * xs[i];
         const float scale = static_cast<float>(s[b]);
         const int64_t at = (r0 + r) * blocks + b;
         sums[r] += static_cast<float>(total) * (scale * inputs->block_scales[at]) +
@@ -505,31 +550,17 @@ struct Int4Dynamic {
   }
 
   // The nibble of input i in the layout above.
-  static int block_nibble(const uint8_t* row, int64_t in, int64_t whole, int64_t i) {
+  static int block_nibble(const uint8_t* row, int64_t whole, int64_t i) {
     if (i < whole) {
-      const int64_t superblock = i / 512 * 512, k = (i - superblock) / 32, t = (i - superblock) % 32 / 4, j = i % 4;
-      const uint8_t byte = row[superblock / 2 + t / 2 * 64 + 4 * k + j];
-      return t % 2 == 0 ? byte & 0x0F : byte >> 4;
+      const SuperblockPlace place = superblock_place(i);
+      const uint8_t byte = row[place.superblock / 2 + place.step / 2 * 64 + place.byte];
+      return place.step % 2 == 0 ? byte & 0x0F : byte >> 4;
     }
     const int64_t b = i / 32 * 32, j = i - b;
     const uint8_t byte = row[b / 2 + j % 16];
     return j < 16 ? byte & 0x0F : byte >> 4;
   }
 };
-
-// Each row's quantized inputs of its superblocks (the first `whole`) in the W4A8 weights' order: step t of the
-// superblock at i is 64 inputs, bytes 4k .. 4k + 3 holding inputs i + 32k + 4t .. + 3.
-std::vector<int8_t> interleave_blocks(const int8_t* q, int64_t rows, int64_t in, int64_t whole) {
-  std::vector<int8_t> out(rows * whole);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t i = 0; i < whole; i += 512) {  // a transpose of 4-byte words: 16 blocks of 8 into 8 steps of 16
-      for (int64_t t = 0; t < 8; ++t) {
-        for (int64_t k = 0; k < 16; ++k) std::memcpy(&out[r * whole + i + t * 64 + 4 * k], &q[r * in + i + 32 * k + 4 * t], 4);
-      }
-    }
-  }
-  return out;
-}
 
 // ---- the one loop: blocks of up to 8 input rows, each block reading the weights once ----
 
@@ -672,10 +703,8 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
         check_side(*zeros, torch::kBFloat16, {out_features, in / 32}, "zeros");
         Inputs<float> inputs(x);
         const QuantizedInputs quantized(inputs.data, rows, in);
-        const int64_t whole = in / 512 * 512;
-        const std::vector<int8_t> interleaved = interleave_blocks(quantized.q.data(), rows, in, whole);
         stream(Int4Dynamic{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), &quantized,
-                           interleaved.data(), in, in / 32, whole},
+                           in, in / 32},
                rows, y, bias);
         break;
       }

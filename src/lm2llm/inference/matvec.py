@@ -8,7 +8,7 @@ batch (SmolLM2's linear layers alone read 44-49 GB/s through it in one run where
 loop serves four weight formats, told apart by the weight's dtype: float32 and bfloat16 as stored, int8 with
 a scale per output row, and 4-bit groups packed two to a byte (`pack_int4`; the quantized layers of
 `lm2llm.compress.weight_only` call it); int8 and 4-bit weights also meet inputs quantized to int8 per block of
-32 in integer products (group size -32: W8A8, and W4A8 in `pack_w4a8`'s layout). It is C++ because the
+32 in integer products (group size -32: W8A8 in `pack_w8a8`'s layout, W4A8 in `pack_w4a8`'s). It is C++ because the
 lesson is the memory traffic, which Python cannot show: a compiled loop is the smallest thing that does.
 
 The same extension carries the rest of a decoding step's fixed cost in a few calls: `linear` (the choice
@@ -112,29 +112,57 @@ def unpack_int4(packed: torch.Tensor, in_features: int, group_size: int) -> torc
                       nibbles[1].reshape(out_features, -1)], dim=1)
 
 
-def pack_w4a8(q: torch.Tensor) -> torch.Tensor:
-    """4-bit values (out, in) in 0..15 in the W4A8 kernel's layout (see matvec.cpp), two to a byte: superblocks of
-    16 blocks of 32 inputs, where step t (64 bytes of nibbles) holds inputs 4t .. 4t + 3 of block k in bytes
-    4k .. 4k + 3 and steps 2u, 2u + 1 share 64 bytes (low nibbles, then high); the rest per block of 32 in 16
-    bytes, byte j holding input j in its low nibble and j + 16 in its high one."""
+SUPERBLOCK = 512  # the integer formats' superblocks: 16 blocks of 32 inputs
+
+
+def superblock_order(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A row's values (out, in) in the integer formats' superblock order (see matvec.cpp): (out, superblocks, 8,
+    64) steps, step t holding inputs 4t .. 4t + 3 of block k at 4k .. 4k + 3, and the rest (out, in % 512) as is."""
     out_features, in_features = q.shape
     if in_features % 32:
-        raise ValueError(f"W4A8 rows are packed in blocks of 32 inputs, not {in_features}")
-    q = q.to(torch.uint8)
-    whole = in_features // 512 * 512
-    steps = q[:, :whole].reshape(out_features, -1, 16, 8, 4).transpose(2, 3).reshape(out_features, -1, 4, 2, 64)
-    rest = q[:, whole:].reshape(out_features, -1, 2, 16)
-    return torch.cat([(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in (steps, rest)], dim=1)
+        raise ValueError(f"W8A8 and W4A8 rows are packed in blocks of 32 inputs, not {in_features}")
+    whole = in_features // SUPERBLOCK * SUPERBLOCK
+    steps = q[:, :whole].reshape(out_features, -1, 16, 8, 4).transpose(2, 3).reshape(out_features, -1, 8, 64)
+    return steps, q[:, whole:]
+
+
+def natural_order(steps: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """`superblock_order`'s inverse: the (out, in) values."""
+    out_features = steps.shape[0]
+    return torch.cat([steps.reshape(out_features, -1, 8, 16, 4).transpose(2, 3).reshape(out_features, -1), rest], dim=1)
+
+
+def pack_w8a8(q: torch.Tensor) -> torch.Tensor:
+    """int8 values (out, in) in the W8A8 kernel's layout: superblocks of 16 blocks of 32 inputs in
+    `superblock_order`, the rest (fewer than 16 blocks) as stored."""
+    steps, rest = superblock_order(q.to(torch.int8))
+    return torch.cat([steps.reshape(q.shape[0], -1), rest], dim=1)
+
+
+def unpack_w8a8(packed: torch.Tensor) -> torch.Tensor:
+    """`pack_w8a8`'s inverse: the (out, in) int8 values."""
+    whole = packed.shape[1] // SUPERBLOCK * SUPERBLOCK
+    return natural_order(packed[:, :whole].reshape(packed.shape[0], -1, 8, 64), packed[:, whole:])
+
+
+def pack_w4a8(q: torch.Tensor) -> torch.Tensor:
+    """4-bit values (out, in) in 0..15 in the W4A8 kernel's layout (see matvec.cpp), two to a byte: superblocks of
+    16 blocks of 32 inputs in `superblock_order`, steps 2u and 2u + 1 sharing 64 bytes (low nibbles, then high);
+    the rest per block of 32 in 16 bytes, byte j holding input j in its low nibble and j + 16 in its high one."""
+    out_features = q.shape[0]
+    steps, rest = superblock_order(q.to(torch.uint8))
+    pairs = steps.reshape(out_features, -1, 4, 2, 64)
+    rest = rest.reshape(out_features, -1, 2, 16)
+    return torch.cat([(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in (pairs, rest)], dim=1)
 
 
 def unpack_w4a8(packed: torch.Tensor, in_features: int) -> torch.Tensor:
     """`pack_w4a8`'s inverse: the (out, in) values 0..15 as uint8."""
     out_features = packed.shape[0]
-    whole = in_features // 512 * 512
+    whole = in_features // SUPERBLOCK * SUPERBLOCK
     nibbles = [torch.stack([part & 0x0F, part >> 4], dim=-2) for part in (
         packed[:, :whole // 2].reshape(out_features, -1, 4, 64), packed[:, whole // 2:].reshape(out_features, -1, 16))]
-    steps = nibbles[0].reshape(out_features, -1, 8, 16, 4).transpose(2, 3)
-    return torch.cat([steps.reshape(out_features, -1), nibbles[1].reshape(out_features, -1)], dim=1)
+    return natural_order(nibbles[0].reshape(out_features, -1, 8, 64), nibbles[1].reshape(out_features, -1))
 
 
 class StreamingLinear(nn.Module):

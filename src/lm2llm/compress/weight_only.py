@@ -39,6 +39,7 @@ from torch import nn
 from lm2llm.errors import UserError
 from lm2llm.inference import matvec
 from lm2llm.inference.layout import fuse_decode_step
+from lm2llm.inference.pages import in_huge_pages
 
 COMPUTE_DTYPE = torch.bfloat16
 WEIGHT_ONLY = ("int8", "int4")
@@ -311,7 +312,8 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
 
     An output layer tied to the embedding is quantized as a layer; the embedding keeps its float table
     (a lookup reads one row per token, not the whole matrix). CPU only: the packed kernels are CPU ones.
-    Attention with stacked projections decodes through the kernel's one-call step, as in `for_cpu_inference`.
+    Attention with stacked projections decodes through the kernel's one-call step, as in `for_cpu_inference`,
+    and the weights move into 2 MB pages (`pages.in_huge_pages`).
     """
     _check_kind(kind)
     if any(p.device.type != "cpu" for p in model.parameters()):
@@ -321,7 +323,7 @@ def quantize_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Mo
               "int4": partial(Int4Linear, group_size=group_size)}[kind]
     for parent, attribute, linear in _linears(model):
         setattr(parent, attribute, layers(linear))
-    return fuse_decode_step(model)
+    return in_huge_pages(fuse_decode_step(model))
 
 
 def round_trip_linears(model: nn.Module, kind: str, group_size: int = 32) -> nn.Module:

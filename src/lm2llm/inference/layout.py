@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lm2llm.inference import matvec
+from lm2llm.inference.pages import in_huge_pages
 from lm2llm.models.attention import Attention, Rotary
 from lm2llm.models.transformer import Block, RMSNorm
 
@@ -248,10 +249,12 @@ def fuse_decode_step(model: nn.Module) -> nn.Module:
 def for_cpu_inference(model: nn.Module) -> nn.Module:
     """The fastest CPU layout at hand: stacked projections, then the streaming matrix-vector kernel
     (`inference/matvec.py`) for fp32 and bf16 where it could be built, else packed bf16 linears or
-    input-major fp32 weights."""
+    input-major fp32 weights; the weights in 2 MB pages where the system has them (`pages.in_huge_pages`)."""
     fuse_projections(model)
     if matvec.available():
-        return fuse_decode_step(matvec.stream_linears(model))
-    if any(can_pack(m.weight) for m in model.modules() if type(m) is nn.Linear):
-        return pack_linears(model)
-    return input_major(model)
+        model = fuse_decode_step(matvec.stream_linears(model))
+    elif any(can_pack(m.weight) for m in model.modules() if type(m) is nn.Linear):
+        model = pack_linears(model)
+    else:
+        model = input_major(model)
+    return in_huge_pages(model)

@@ -50,7 +50,7 @@ from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
 from lm2llm.inference.layout import PackedLinear, for_cpu_inference  # noqa: E402
 from lm2llm.inference.matvec import StreamingLinear  # noqa: E402
-from lm2llm.inference.pages import huge_page_buffer, huge_pages_available  # noqa: E402
+from lm2llm.inference.pages import bytes_in_huge_pages, huge_page_buffer, huge_pages_available  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -205,7 +205,9 @@ def main() -> None:
         model = for_cpu_inference(load_model(run).eval().to(torch_dtype))
         hf = to_hf(base).to(torch_dtype) if dtype != "float32" else hf_fp32
         step_bytes = weight_bytes(model)
-        figures[dtype] = {"weight_bytes_per_step": step_bytes}
+        granted = bytes_in_huge_pages(model)
+        figures[dtype] = {"weight_bytes_per_step": step_bytes,
+                          "weights_in_2mb_pages_mb": None if granted is None else granted / 2**20}
         peers[dtype] = {}
         for b in BATCHES:
             if b == 1:
@@ -230,7 +232,7 @@ def main() -> None:
     bandwidth = max(bandwidths)
     figures["stream_bandwidth_gb_per_s"] = bandwidth / 1e9
     figures["stream_bandwidth_samples_gb_per_s"] = [b / 1e9 for b in bandwidths]
-    figures["stream_and_weights_in_2mb_pages"] = huge_pages_available()
+    figures["stream_in_2mb_pages"] = huge_pages_available()
     for dtype in DTYPES:
         bound = bandwidth / figures[dtype]["weight_bytes_per_step"]
         figures[dtype]["bandwidth_bound_tokens_per_s"] = bound

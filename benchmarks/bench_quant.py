@@ -4,7 +4,8 @@ Batch-1 decoding reads every weight once per token, so its speed follows the byt
 weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one run, on the same prompt:
 
 - ours: fp32 and bf16 in the layout `TextGenerator.from_run` gives them (q/k/v and gate/up stacked, decoding
-  through the streaming kernel and its one-call attention step), bf16 packed once for oneDNN (`bf16_packed`:
+  through the streaming kernel and its one-call attention step, the weights in 2 MB pages where the system
+  grants them: `weights_in_2mb_pages_mb` says how much it did), bf16 packed once for oneDNN (`bf16_packed`:
   the layout where the kernel cannot be built), int8 and int4 (group 32) weight-only on the same stacked
   projections (`lm2llm.compress.weight_only`: the streaming kernel where it builds, torch's packed CPU kernels
   else), and w8a8 and w4a8 (int8's and int4's weights met by inputs quantized to int8 per block of 32, as
@@ -43,6 +44,7 @@ from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
 from lm2llm.inference.layout import PackedLinear, for_cpu_inference, fuse_projections, pack_linears  # noqa: E402
 from lm2llm.inference.matvec import StreamingLinear, available  # noqa: E402
+from lm2llm.inference.pages import bytes_in_huge_pages  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -139,7 +141,9 @@ def main() -> None:
     models["w4a8"] = quantize_linears(fuse_projections(load_model(run).eval()), "w4a8")
     rates = interleaved_decode_rates({name: ours(model, prompt) for name, model in models.items()})
     linear_only = {name: linear_layers_rate(model) for name, model in models.items()}
+    granted = {name: bytes_in_huge_pages(model) for name, model in models.items()}
     figures = {"threads": torch.get_num_threads(), "prompt_tokens": PROMPT, "new_tokens": NEW,
+               "weights_in_2mb_pages_mb": {name: None if b is None else b / 2**20 for name, b in granted.items()},
                "decode_tokens_per_s": rates, "linear_layers_only_steps_per_s": linear_only,
                "decode_share_of_linear_layers_only": {name: rates[name] / linear_only[name] for name in rates}}
     with quiet_transformers():

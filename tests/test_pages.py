@@ -11,7 +11,13 @@ from lm2llm.compress.weight_only import quantize_linears
 from lm2llm.inference import pages
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.layout import fuse_projections
-from lm2llm.inference.pages import HUGE_PAGE, huge_page_buffer, huge_pages_available, in_huge_pages
+from lm2llm.inference.pages import (
+    HUGE_PAGE,
+    bytes_in_huge_pages,
+    huge_page_buffer,
+    huge_pages_available,
+    in_huge_pages,
+)
 from lm2llm.inference.sampling import SamplingConfig
 from lm2llm.models import build_model
 
@@ -70,3 +76,11 @@ def test_without_huge_pages_the_model_is_left_as_it_is(monkeypatch, tmp_path):
     model = build_model("llama", "llama-tiny", vocab_size=61).eval()
     before = storages(model)
     assert in_huge_pages(model) is model and storages(model) == before
+
+
+@needs_huge_pages
+def test_the_bytes_in_huge_pages_are_read_from_the_mappings_that_hold_the_model():
+    model = in_huge_pages(build_model("llama", "llama-tiny", vocab_size=8192).eval())  # 4.5 MB of weights
+    granted = bytes_in_huge_pages(model)
+    assert granted is not None and granted % HUGE_PAGE == 0
+    assert 0 <= granted <= sum(t.numel() * t.element_size() for t in model.parameters()) + HUGE_PAGE

@@ -72,6 +72,10 @@ class SamplingConfig:
                 self.frequency_penalty, self.presence_penalty)
 
     @property
+    def penalized(self) -> bool:
+        return self.repetition_penalty != 1.0 or bool(self.frequency_penalty or self.presence_penalty)
+
+    @property
     def greedy(self) -> bool:
         return self.temperature < GREEDY_TEMPERATURE or self.top_k == 1
 
@@ -228,8 +232,9 @@ def choose(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | No
     gets INVALID instead of an arbitrary token, so the caller can fail that row alone.
     """
     if config.greedy:
-        # one pass: a row's maximum is NaN when it holds a NaN, and −inf when every token is −inf
-        best, tokens = apply_penalties(logits, config, seen, counts).max(dim=-1)
+        # one pass: a row's maximum is NaN when it holds a NaN, and −inf when every token is −inf; without penalties
+        # the logits as they come (bf16 widens to fp32 exactly, so the same token wins, without a 49k-entry copy)
+        best, tokens = (apply_penalties(logits, config, seen, counts) if config.penalized else logits).max(dim=-1)
         return tokens.masked_fill(best.isnan() | (best == float("-inf")), INVALID)
     probs, candidates = distribution(logits, config, seen, counts)
     broken = ~(probs.isfinite().all(dim=-1) & (probs.sum(dim=-1) > 0))

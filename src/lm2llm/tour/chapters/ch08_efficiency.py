@@ -6,7 +6,7 @@ every method of `lm2llm.compress` and measured against its full-precision self o
 file: perplexity, mean and 99th-percentile KL divergence from the original's next-token distribution, and
 how often both rank the same token first. Beside that: the bytes the weights take stored the method's
 way, and (full mode) batch-1 decoding speed of the variants whose speed is their own here: fp32, bf16,
-int8, int4 and a pruned model (a GGUF variant runs as expanded floats, at fp32's speed; llama.cpp's speed
+int8, int4, w8a8 and w4a8 (int8's and int4's weights met by int8 inputs) and a pruned model (a GGUF variant runs as expanded floats, at fp32's speed; llama.cpp's speed
 on the files is `benchmarks/bench_quant.py`'s). Calibration text for Wanda is python-docs documents the
 evaluation never sees.
 
@@ -53,12 +53,12 @@ from lm2llm.tour.framework import (
 from lm2llm.tour.plots import plt
 
 NAME = "smollm2-135m-instruct"
-METHODS = {"quick": ["fp32", "q8_0", "q4_1", "q4_0", "int8", "int4", "magnitude:0.5", "wanda:0.5"],
-           "full": ["fp32", "bf16", "q8_0", "q4_1", "q4_0", "int8", "int4", "magnitude:0.5", "wanda:0.5",
-                    "magnitude:2:4", "wanda:2:4"]}
+METHODS = {"quick": ["fp32", "q8_0", "q4_1", "q4_0", "int8", "int4", "w8a8", "w4a8", "magnitude:0.5", "wanda:0.5"],
+           "full": ["fp32", "bf16", "q8_0", "q4_1", "q4_0", "int8", "int4", "w8a8", "w4a8", "magnitude:0.5",
+                    "wanda:0.5", "magnitude:2:4", "wanda:2:4"]}
 SETTINGS = {"quick": {"windows": 1, "length": 192, "speed_tokens": 0, "calibration": 16},
             "full": {"windows": 1, "length": 256, "speed_tokens": 16, "calibration": 16}}
-TIMED = ("fp32", "bf16", "int8", "int4", "wanda:0.5")  # the variants whose decoding speed is their own here
+TIMED = ("fp32", "bf16", "int8", "int4", "w8a8", "w4a8", "wanda:0.5")  # the variants whose decoding speed is their own here
 DISTILL = {"quick": DistillSettings(),
            "full": DistillSettings(windows=40, steps=30, batch_size=8, eval_windows=32, cloze_limit=100)}
 

@@ -35,14 +35,13 @@ bytes, so it is a different trade-off (the compression benchmark meets it with o
 
 from __future__ import annotations
 
-import functools
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from harness import best_of, measure_in_subprocess, skip, write_result  # noqa: E402
+from harness import best_of, measure_in_subprocess, skip, stream_bandwidth, write_result  # noqa: E402
 
 from lm2llm.gguf.llama_cpp import NPM_PACKAGE, LlamaCpp, library_dir  # noqa: E402
 from lm2llm.gguf.registry import gguf_path, resolve_run  # noqa: E402
@@ -50,7 +49,7 @@ from lm2llm.hf.quiet import quiet_transformers  # noqa: E402
 from lm2llm.inference.engine import generate_ids  # noqa: E402
 from lm2llm.inference.layout import PackedLinear, for_cpu_inference  # noqa: E402
 from lm2llm.inference.matvec import StreamingLinear  # noqa: E402
-from lm2llm.inference.pages import bytes_in_huge_pages, huge_page_buffer, huge_pages_available  # noqa: E402
+from lm2llm.inference.pages import bytes_in_huge_pages, huge_pages_available  # noqa: E402
 from lm2llm.inference.sampling import SamplingConfig  # noqa: E402
 from lm2llm.models import load_model  # noqa: E402
 from lm2llm.models.hf_compat import to_hf  # noqa: E402
@@ -61,23 +60,6 @@ BATCHES = (1, 8)
 DTYPES = ("float32", "bfloat16")
 REPEATS = 3
 PAIRS = 5  # paired (bandwidth, decode) rounds per dtype
-
-
-@functools.cache
-def stream_tensor(gib: float = 1.0) -> torch.Tensor:
-    """A float32 tensor of `gib` GiB of ones, in 2 MB pages where the system has them, as our CPU layouts keep
-    the weights (`inference.pages`): a 1 GiB sum there read 70.7 GB/s where a tensor torch allocated read 51.8,
-    and the bound is the most the machine delivers."""
-    nbytes = int(gib * 2**30)
-    buffer = huge_page_buffer(nbytes)
-    return torch.ones(nbytes // 4) if buffer is None else buffer.view(torch.float32).fill_(1.0)
-
-
-def stream_bandwidth() -> float:
-    """Bytes per second read when summing `stream_tensor()` (best of five)."""
-    x = stream_tensor()
-    seconds = best_of(lambda: x.sum(), repeats=5)
-    return x.numel() * 4 / seconds
 
 
 def paired_shares(generate, step_bytes: int) -> list[dict]:

@@ -15,7 +15,9 @@ weights are a quarter of fp32's, int4 an eighth (plus scales). Measured in one r
   and on the shipped Q4_1 file, where `make setup` could unpack it.
 
 decode tokens/s = (N − 1) / (time for N tokens − time for 1 token), each the fastest of --repeats (3) rounds;
-our variants take turns within each round, so a busy spell of the machine falls on all of them.
+our variants take turns within each round, so a busy spell of the machine falls on all of them. The stream
+bandwidth is sampled just before and after the rounds (`harness.stream_bandwidth`): the ratios to bf16 depend on
+the memory spell, bf16 following the bandwidth and the integer formats, bound more by arithmetic, less so.
 Beside each: the steps per second of its linear layers alone (every layer once on one token, through the
 same modules), so the share of a decoding step spent outside the matrix products is visible.
 The goals the issue set: int8 ≥ 1.6× our bf16, int4 ≥ 2.5× our bf16; the ratios are reported as measured,
@@ -34,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from harness import best_of, skip, write_result  # noqa: E402
+from harness import best_of, skip, stream_bandwidth, write_result  # noqa: E402
 
 from lm2llm.compress.gguf_export import export_gguf  # noqa: E402
 from lm2llm.compress.weight_only import QuantizedLinear, quantize_linears  # noqa: E402
@@ -139,11 +141,14 @@ def main() -> None:
     models["int4"] = quantize_linears(fuse_projections(load_model(run).eval()), "int4")
     models["w8a8"] = quantize_linears(fuse_projections(load_model(run).eval()), "w8a8")
     models["w4a8"] = quantize_linears(fuse_projections(load_model(run).eval()), "w4a8")
+    spell = [stream_bandwidth() / 1e9]
     rates = interleaved_decode_rates({name: ours(model, prompt) for name, model in models.items()})
+    spell.append(stream_bandwidth() / 1e9)
     linear_only = {name: linear_layers_rate(model) for name, model in models.items()}
     granted = {name: bytes_in_huge_pages(model) for name, model in models.items()}
     figures = {"threads": torch.get_num_threads(), "prompt_tokens": PROMPT, "new_tokens": NEW,
                "weights_in_2mb_pages_mb": {name: None if b is None else b / 2**20 for name, b in granted.items()},
+               "stream_bandwidth_gb_per_s_before_and_after": spell,
                "decode_tokens_per_s": rates, "linear_layers_only_steps_per_s": linear_only,
                "decode_share_of_linear_layers_only": {name: rates[name] / linear_only[name] for name in rates}}
     with quiet_transformers():

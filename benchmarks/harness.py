@@ -7,6 +7,7 @@ their ratios. Benchmarks are not tests: nothing here asserts a speed.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import resource
@@ -92,3 +93,25 @@ def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+@functools.cache
+def stream_tensor(gib: float = 1.0) -> Any:
+    """A float32 tensor of `gib` GiB of ones, in 2 MB pages where the system has them, as our CPU layouts keep
+    the weights (`inference.pages`): a 1 GiB sum there read 70.7 GB/s where a tensor torch allocated read 51.8,
+    and a bandwidth bound is the most the machine delivers."""
+    import torch
+
+    from lm2llm.inference.pages import huge_page_buffer
+
+    nbytes = int(gib * 2**30)
+    buffer = huge_page_buffer(nbytes)
+    return torch.ones(nbytes // 4) if buffer is None else buffer.view(torch.float32).fill_(1.0)
+
+
+def stream_bandwidth() -> float:
+    """Bytes per second read when summing `stream_tensor()` (best of five): this VM's memory switches between
+    spells of about 35 and about 70 GB/s within minutes, and decoding speeds follow it."""
+    x = stream_tensor()
+    seconds = best_of(lambda: x.sum(), repeats=5)
+    return x.numel() * 4 / seconds

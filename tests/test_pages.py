@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -84,3 +85,15 @@ def test_the_bytes_in_huge_pages_are_read_from_the_mappings_that_hold_the_model(
     granted = bytes_in_huge_pages(model)
     assert granted is not None and granted % HUGE_PAGE == 0
     assert 0 <= granted <= sum(t.numel() * t.element_size() for t in model.parameters()) + HUGE_PAGE
+
+
+@needs_huge_pages
+def test_tensors_that_cannot_be_viewed_from_bytes_stay_where_they_are():
+    """A quantized tensor (qint8) has no plain-bytes view: it keeps its own memory; the rest moves."""
+    model = build_model("llama", "llama-tiny", vocab_size=61).eval()
+    with warnings.catch_warnings():  # torch deprecates its quantized tensors, which a loaded model may still hold
+        warnings.simplefilter("ignore")
+        quantized = torch.quantize_per_tensor(torch.randn(8), 0.1, 0, torch.qint8)
+    model.register_buffer("kept", quantized)
+    in_huge_pages(model)
+    assert model.kept is quantized and len(storages(model)) == 2

@@ -65,7 +65,7 @@ def huge_page_buffer(nbytes: int) -> torch.Tensor | None:
 
 def _movable(tensor: torch.Tensor | None) -> bool:
     return (tensor is not None and tensor.device.type == "cpu" and tensor.layout == torch.strided
-            and not tensor.is_mkldnn and tensor.is_contiguous() and tensor.numel() > 0)
+            and not tensor.is_mkldnn and not tensor.is_quantized and tensor.is_contiguous() and tensor.numel() > 0)
 
 
 def in_huge_pages(model: nn.Module) -> nn.Module:

@@ -292,3 +292,10 @@ def test_int4_inputs_wanting_gradients_take_the_expanded_weight_with_the_same_pr
     through_torch.sum().backward()
     assert x.grad is not None
     torch.testing.assert_close(through_torch.detach(), streamed, rtol=1e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("layer, instead", [(W8A8Linear, "int8"), (W4A8Linear, "int4")])
+def test_integer_inputs_want_whole_blocks_of_32_and_say_what_to_use_instead(layer, instead):
+    with pytest.raises(UserError, match="blocks of 32; a layer has 40") as caught:
+        layer(nn.Linear(40, 8))
+    assert caught.value.where == "--quantize" and instead in caught.value.hint

@@ -106,6 +106,15 @@ class QuantizedLinear(nn.Module):
     streamed: bool  # stored for the streaming kernel (else for PyTorch's packed kernels)
     max_streamed_rows = matvec.MAX_ROWS
 
+    def __init__(self, linear: nn.Linear):
+        """The shape, bias and kernel choice every quantized layer takes from the float one; each subclass then
+        registers its buffers and looks its kernel arguments up once (`self.arguments = self.stream_arguments()`:
+        buffer lookups cost at every call)."""
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.bias = _bias(linear)
+        self.streamed = matvec.available()
+
     def stream_arguments(self) -> tuple:
         """What `matvec.kernel().matvec` takes after the input: (weight, scales, zeros, group_size)."""
         raise NotImplementedError
@@ -145,14 +154,11 @@ class Int8Linear(QuantizedLinear):
     """y = x · (q·s)ᵀ + b with q int8 (out, in) and one scale per output row (one layout for both kernels)."""
 
     def __init__(self, linear: nn.Linear):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        super().__init__(linear)
         q, scales = int8_per_channel(linear.weight)
         self.register_buffer("q", q)
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
-        self.bias = _bias(linear)
-        self.streamed = matvec.available()
-        self.arguments = self.stream_arguments()  # looked up once: buffer lookups cost at every call
+        self.arguments = self.stream_arguments()
 
     def stream_arguments(self) -> tuple:
         return self.q, self.scales, None, 0
@@ -176,13 +182,22 @@ def rounded_inputs(x: torch.Tensor) -> torch.Tensor:
     return (q.float().unflatten(-1, (-1, ACTIVATION_BLOCK)) * d[..., None]).flatten(-2)
 
 
-def _whole_blocks(linear: nn.Linear, kind: str, instead: str) -> None:
-    if linear.in_features % ACTIVATION_BLOCK:
-        raise UserError(f"{kind} quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has {linear.in_features}",
-                        where="--quantize", hint=f"use {instead} for this model")
+class IntegerInputLinear(QuantizedLinear):
+    """What W8A8 and W4A8 share: inputs quantized per block of 32 (so a layer's inputs must come in whole blocks),
+    and every row through the kernel, prompts too, so a prompt and its decoding compute alike."""
+
+    max_streamed_rows = EVERY_ROW
+    kind: str
+    weight_only: str  # the weight-only kind to use instead where the inputs do not come in whole blocks
+
+    def __init__(self, linear: nn.Linear):
+        if linear.in_features % ACTIVATION_BLOCK:
+            raise UserError(f"{self.kind} quantizes inputs in blocks of {ACTIVATION_BLOCK}; a layer has "
+                            f"{linear.in_features}", where="--quantize", hint=f"use {self.weight_only} for this model")
+        super().__init__(linear)
 
 
-class W8A8Linear(QuantizedLinear):
+class W8A8Linear(IntegerInputLinear):
     """y = s · Σ_blocks d · (q · qx) + b: int8's weights (`int8_per_channel`) met by int8 inputs, each block of 32
     inputs quantized on the fly as llama.cpp quantizes inputs for its Q8_0 products (`quantize_activations`), the
     products summed as integers: what llama.cpp computes for a Q8_0 matrix on a CPU, and torchao's dynamic
@@ -192,17 +207,12 @@ class W8A8Linear(QuantizedLinear):
     that arithmetic, not memory, sets its speed; integer multiply-adds (AVX512-VNNI) do four times the work
     per instruction, on weights laid out in superblocks (`matvec.pack_w8a8`) so that a block's products
     are summed as integers before its one scaling.
-    The price is the inputs' rounding, measured with the other variants (`lm2llm compress --method w8a8`).
-    Every row goes through the kernel, prompts too, so a prompt and its decoding compute alike."""
+    The price is the inputs' rounding, measured with the other variants (`lm2llm compress --method w8a8`)."""
 
-    max_streamed_rows = EVERY_ROW
+    kind, weight_only = "w8a8", "int8"
 
     def __init__(self, linear: nn.Linear):
-        super().__init__()
-        _whole_blocks(linear, "w8a8", "int8")
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.bias = _bias(linear)
-        self.streamed = matvec.available()
+        super().__init__(linear)
         q, scales = int8_per_channel(linear.weight)
         self.register_buffer("packed", matvec.pack_w8a8(q))
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
@@ -216,22 +226,17 @@ class W8A8Linear(QuantizedLinear):
         return (rounded_inputs(flat) @ weight.t()).to(flat.dtype)
 
 
-class W4A8Linear(QuantizedLinear):
+class W4A8Linear(IntegerInputLinear):
     """y = Σ_blocks d · (s · (q · qx) + (zero − 8·s) · Σqx) + b: int4's weights in groups of 32 met by inputs
     quantized per block of 32 as `W8A8Linear`'s, the products summed as integers (the nibbles are the unsigned
     operand of AVX512-VNNI's `vpdpbusd`): what llama.cpp computes for a Q4_0 matrix on a CPU, with int4's
     asymmetric groups. Weight-only int4 looks each nibble up as a bf16 number and is bound by that arithmetic;
-    here it is one mask or shift per 64 weights. Its own packing (`matvec.pack_w4a8`); every row goes through
-    the kernel, prompts too."""
+    here it is one mask per 64 weights. Its own packing (`matvec.pack_w4a8`)."""
 
-    max_streamed_rows = EVERY_ROW
+    kind, weight_only = "w4a8", "int4"
 
     def __init__(self, linear: nn.Linear):
-        super().__init__()
-        _whole_blocks(linear, "w4a8", "int4")
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.bias = _bias(linear)
-        self.streamed = matvec.available()
+        super().__init__(linear)
         q, scales, zeros = int4_groupwise(linear.weight, ACTIVATION_BLOCK)
         self.register_buffer("packed", matvec.pack_w4a8(q))
         self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
@@ -253,11 +258,8 @@ class Int4Linear(QuantizedLinear):
     max_streamed_rows = EVERY_ROW  # the kernel's layout is the only copy of the weight
 
     def __init__(self, linear: nn.Linear, group_size: int = 32):
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        super().__init__(linear)
         self.group_size = group_size
-        self.bias = _bias(linear)
-        self.streamed = matvec.available()
         if self.streamed:
             q, scales, zeros = int4_groupwise(linear.weight, group_size)
             self.register_buffer("packed", matvec.pack_int4(q, group_size))

@@ -35,11 +35,18 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <tuple>
 #include <type_traits>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(_OPENMP)
+#include <omp.h>
 #endif
 
 namespace {
@@ -565,86 +572,198 @@ struct Int4Dynamic {
 
 // ---- the one loop: blocks of up to 8 input rows, each block reading the weights once ----
 
-constexpr int64_t kBlock = 8;  // input rows per pass over the weights: 8 accumulators (16 for int4) of 32 registers
+constexpr int64_t kBlock = 8;   // input rows per pass over the weights: 8 accumulators (16 for int4) of 32 registers
+constexpr int64_t kGrain = 16;  // the fewest weight rows worth a thread of their own
+
+// Where a product's sums go: y[r, o] = sum + bias[o], rounded to Out once, as torch's `linear` rounds it; with a
+// `residual` (rows, out_features) y[r, o] = residual[r, o] + that, rounded again, as a block's `x + product`
+// rounds it, made while the product is stored (y may be the residual itself).
+template <class Out>
+struct Target {
+  Out* y;
+  const Out* bias;      // (out_features,), or nullptr
+  const Out* residual;  // (rows, out_features), or nullptr
+  int64_t out_features;
+
+  void store(int64_t r, int64_t o, float sum) const {
+    const Out product = static_cast<Out>(bias == nullptr ? sum : sum + static_cast<float>(bias[o]));
+    const int64_t at = r * out_features + o;
+    y[at] = residual == nullptr ? product
+                                : static_cast<Out>(static_cast<float>(residual[at]) + static_cast<float>(product));
+  }
+};
 
 template <int ROWS, int OUTS, class Format, class Out>
-void stream_outputs(const Format& format, int64_t o, int64_t r0, Out* y, const Out* bias, int64_t out_features) {
+void stream_outputs(const Format& format, int64_t o, int64_t r0, const Target<Out>& target) {
   float sums[OUTS][ROWS];
   format.template dot<ROWS, OUTS>(o, r0, sums);
   for (int k = 0; k < OUTS; ++k) {
-    const float b = bias == nullptr ? 0.f : static_cast<float>(bias[o + k]);
-    for (int r = 0; r < ROWS; ++r) y[(r0 + r) * out_features + o + k] = static_cast<Out>(sums[k][r] + b);
+    for (int r = 0; r < ROWS; ++r) target.store(r0 + r, o + k, sums[k][r]);
   }
 }
 
+// Weight rows begin .. end - 1 against input rows r0 .. r0 + ROWS - 1.
 template <int ROWS, class Format, class Out>
-void stream_block(const Format& format, int64_t r0, Out* y, const Out* bias, int64_t out_features) {
+void stream_block(const Format& format, int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) {
   constexpr int outs = Format::template outputs<ROWS>;
-  at::parallel_for(0, out_features, 16, [&](int64_t begin, int64_t end) {
-    int64_t o = begin;
-    for (; o + outs <= end; o += outs) stream_outputs<ROWS, outs>(format, o, r0, y, bias, out_features);
-    for (; o < end; ++o) stream_outputs<ROWS, 1>(format, o, r0, y, bias, out_features);
-  });
+  int64_t o = begin;
+  for (; o + outs <= end; o += outs) stream_outputs<ROWS, outs>(format, o, r0, target);
+  for (; o < end; ++o) stream_outputs<ROWS, 1>(format, o, r0, target);
 }
 
-// Every row count in one pass per block of 8: a batch of 7 (a sequence finished) reads the weights once too.
+// Weight rows begin .. end - 1 against every input row, one pass per block of 8: a batch of 7 (a sequence
+// finished) reads them once too.
 template <class Format, class Out>
-void stream_rows(const Format& format, int64_t rows, Out* y, const Out* bias, int64_t out_features) {
+void stream_range(const Format& format, int64_t rows, int64_t begin, int64_t end, const Target<Out>& target) {
   for (int64_t r = 0; r < rows; r += kBlock) {
     switch (std::min(rows - r, kBlock)) {
-      case 8: stream_block<8>(format, r, y, bias, out_features); break;
-      case 7: stream_block<7>(format, r, y, bias, out_features); break;
-      case 6: stream_block<6>(format, r, y, bias, out_features); break;
-      case 5: stream_block<5>(format, r, y, bias, out_features); break;
-      case 4: stream_block<4>(format, r, y, bias, out_features); break;
-      case 3: stream_block<3>(format, r, y, bias, out_features); break;
-      case 2: stream_block<2>(format, r, y, bias, out_features); break;
-      default: stream_block<1>(format, r, y, bias, out_features); break;
+      case 8: stream_block<8>(format, r, begin, end, target); break;
+      case 7: stream_block<7>(format, r, begin, end, target); break;
+      case 6: stream_block<6>(format, r, begin, end, target); break;
+      case 5: stream_block<5>(format, r, begin, end, target); break;
+      case 4: stream_block<4>(format, r, begin, end, target); break;
+      case 3: stream_block<3>(format, r, begin, end, target); break;
+      case 2: stream_block<2>(format, r, begin, end, target); break;
+      default: stream_block<1>(format, r, begin, end, target); break;
     }
   }
 }
 
-// y (rows, out) in the inputs' dtype, plus `bias` (out,) of that dtype where given, added before the one rounding.
-template <class Format>
-void stream(const Format& format, int64_t rows, torch::Tensor& y, const c10::optional<torch::Tensor>& bias) {
-  const int64_t out_features = y.size(1);
-  if (bias.has_value()) {
-    TORCH_CHECK(bias->scalar_type() == y.scalar_type() && bias->numel() == out_features && bias->is_contiguous(),
-                "matvec: the bias must be a contiguous ", c10::toString(y.scalar_type()), " tensor of ", out_features);
-  }
-  if (y.scalar_type() == torch::kBFloat16) {
-    stream_rows(format, rows, y.data_ptr<bf16>(), bias.has_value() ? bias->data_ptr<bf16>() : nullptr, out_features);
+// Inside a parallel region that every thread runs: this thread's share [begin, end) of `count` items, split as
+// `at::parallel_for` splits them (one consecutive chunk per thread, threads idle rather than under `grain` each).
+inline std::pair<int64_t, int64_t> share(int64_t count, int64_t grain) {
+#if defined(_OPENMP)
+  const int64_t threads = std::min<int64_t>(omp_get_num_threads(), std::max<int64_t>(1, (count + grain - 1) / grain));
+  const int64_t chunk = (count + threads - 1) / threads, t = omp_get_thread_num();
+  return {std::min(count, t * chunk), std::min(count, (t + 1) * chunk)};
+#else
+  return {0, count};
+#endif
+}
+
+// x (n values) as the type a format multiplies by: x itself where it already is, else a copy held in `copy`.
+template <class To, class From>
+const To* as_inputs(const From* x, int64_t n, std::vector<To>& copy) {
+  if constexpr (std::is_same_v<To, From>) {
+    return x;
   } else {
-    stream_rows(format, rows, y.data_ptr<float>(), bias.has_value() ? bias->data_ptr<float>() : nullptr, out_features);
+    copy.resize(n);
+    for (int64_t i = 0; i < n; ++i) copy[i] = static_cast<To>(x[i]);
+    return copy.data();
   }
 }
 
-// The inputs as the type a format multiplies by: the caller's own memory when it already is, else a copy.
-template <class T>
-struct Inputs {
-  std::vector<T> copy;
-  const T* data;
-
-  explicit Inputs(const torch::Tensor& x) {
-    if (x.scalar_type() == c10::CppTypeToScalarType<T>::value) {
-      data = x.data_ptr<T>();
-      return;
-    }
-    copy.resize(x.numel());
-    if (x.scalar_type() == torch::kFloat32) {
-      const float* from = x.data_ptr<float>();
-      for (int64_t i = 0; i < x.numel(); ++i) copy[i] = static_cast<T>(from[i]);
-    } else {
-      const bf16* from = x.data_ptr<bf16>();
-      for (int64_t i = 0; i < x.numel(); ++i) copy[i] = static_cast<T>(from[i]);
-    }
-    data = copy.data();
-  }
-};
+// A weight as `matvec` takes it after the input: (weight, scales, zeros, group_size), the last three for int8 and
+// int4 only.
+using Streamed = std::tuple<torch::Tensor, c10::optional<torch::Tensor>, c10::optional<torch::Tensor>, int64_t>;
 
 void check_side(const torch::Tensor& t, torch::ScalarType type, at::IntArrayRef shape, const char* name) {
   TORCH_CHECK(t.scalar_type() == type && t.sizes() == shape && t.is_contiguous(), "matvec: ", name,
               " must be a contiguous ", c10::toString(type), " tensor of shape ", shape);
+}
+
+// What `matvec` checks of a weight meeting `in` inputs (the whole-model step checks its weights once, when planned).
+void check_weight(const Streamed& streamed, int64_t in) {
+  const auto& [weight, scales, zeros, group_size] = streamed;
+  TORCH_CHECK(weight.dim() == 2 && weight.is_contiguous() && weight.device().is_cpu(),
+              "matvec: the weight must be a contiguous 2-D CPU tensor");
+  const int64_t out_features = weight.size(0);
+  switch (weight.scalar_type()) {
+    case torch::kFloat32:
+    case torch::kBFloat16:
+    case torch::kChar:
+      TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
+      if (weight.scalar_type() == torch::kChar) {
+        TORCH_CHECK(scales.has_value(), "matvec: int8 weights need their scales");
+        check_side(*scales, torch::kBFloat16, {out_features}, "scales");
+        TORCH_CHECK(group_size == 0 || (group_size == -32 && in % 32 == 0),
+                    "matvec: int8 takes group_size 0 (float inputs) or -32 (inputs quantized per 32, in a multiple of 32)");
+      }
+      break;
+    case torch::kByte: {
+      if (group_size == -32) {  // W4A8: groups of 32, inputs quantized per block of 32
+        TORCH_CHECK(in % 32 == 0 && weight.size(1) * 2 == in, "matvec: W4A8 wants (out, in / 2) bytes, in a multiple of 32");
+      } else {
+        TORCH_CHECK(group_size >= 32 && (group_size & (group_size - 1)) == 0 && in % group_size == 0 &&
+                        weight.size(1) * 2 == in,
+                    "matvec: packed int4 wants (out, in / 2) bytes and groups of 32, 64, 128, ... inputs dividing in");
+      }
+      TORCH_CHECK(scales.has_value() && zeros.has_value(), "matvec: int4 weights need scales and zeros");
+      const int64_t groups = in / std::abs(group_size);
+      check_side(*scales, torch::kBFloat16, {out_features, groups}, "scales");
+      check_side(*zeros, torch::kBFloat16, {out_features, groups}, "zeros");
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "matvec: no format for ", c10::toString(weight.scalar_type()), " weights");
+  }
+}
+
+// One product's inputs made ready for its weight's format (converted, quantized or reordered once), then read by
+// every thread that computes a share of its outputs. Its format points into its own storage, so it is made in
+// place and never copied. The weight was checked (`check_weight`).
+template <class T>
+class Product {
+ public:
+  Product(const Streamed& streamed, const T* x, int64_t rows, int64_t in) : rows_(rows) {
+    const auto& [weight, scales, zeros, group_size] = streamed;
+    const int64_t n = rows * in;
+    switch (weight.scalar_type()) {
+      case torch::kFloat32:
+        format_ = Dense<float, float>{weight.data_ptr<float>(), nullptr, as_inputs(x, n, floats_), in};
+        break;
+      case torch::kBFloat16:
+        format_ = Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, as_inputs(x, n, bf16s_), in};
+        break;
+      case torch::kChar:
+        if (group_size == -32) {
+          quantized_.emplace(as_inputs(x, n, floats_), rows, in);
+          format_ = Int8Dynamic{weight.data_ptr<int8_t>(), scales->data_ptr<bf16>(), &*quantized_, in};
+        } else {
+          format_ = Dense<int8_t, float>{weight.data_ptr<int8_t>(), scales->data_ptr<bf16>(), as_inputs(x, n, floats_), in};
+        }
+        break;
+      default:  // packed int4
+        if (group_size == -32) {
+          quantized_.emplace(as_inputs(x, n, floats_), rows, in);
+          format_ = Int4Dynamic{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(),
+                                &*quantized_, in, in / 32};
+        } else {
+          const bf16* inputs = as_inputs(x, n, bf16s_);
+          const int64_t groups = in / group_size, whole = in / (16 * group_size) * (16 * group_size);
+          group_sums_.assign(rows * groups, 0.f);
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t i = 0; i < in; ++i) group_sums_[r * groups + i / group_size] += static_cast<float>(inputs[r * in + i]);
+          }
+          interleaved_ = interleave(inputs, rows, in, whole, group_size);
+          format_ = Int4{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), inputs,
+                         interleaved_.data(), group_sums_.data(), in, groups, whole, __builtin_ctzll(group_size)};
+        }
+    }
+  }
+  Product(const Product&) = delete;
+  Product& operator=(const Product&) = delete;
+
+  // Weight rows begin .. end - 1 against every input row, into `target`.
+  template <class Out>
+  void run(int64_t begin, int64_t end, const Target<Out>& target) const {
+    std::visit([&](const auto& format) { stream_range(format, rows_, begin, end, target); }, format_);
+  }
+
+ private:
+  int64_t rows_;
+  std::vector<float> floats_;
+  std::vector<bf16> bf16s_;
+  std::optional<QuantizedInputs> quantized_;
+  std::vector<float> group_sums_;
+  std::vector<bf16> interleaved_;
+  std::variant<Dense<float, float>, Dense<bf16, bf16>, Dense<int8_t, float>, Int4, Int8Dynamic, Int4Dynamic> format_;
+};
+
+// Runs `body(zero)` with zero a null T* for the tensor's dtype, float32 or bfloat16 (checked by the caller).
+template <class Body>
+auto with_dtype(torch::ScalarType type, Body&& body) {
+  return type == torch::kBFloat16 ? body(static_cast<bf16*>(nullptr)) : body(static_cast<float*>(nullptr));
 }
 
 }  // namespace
@@ -663,74 +782,21 @@ torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, co
               "matvec: x must be float32 or bfloat16");
   const torch::Tensor x = input.contiguous();
   const int64_t in = x.size(-1), rows = in > 0 ? x.numel() / in : 0, out_features = weight.size(0);
+  const Streamed streamed{weight, scales, zeros, group_size};
+  check_weight(streamed, in);
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->scalar_type() == x.scalar_type() && bias->numel() == out_features && bias->is_contiguous(),
+                "matvec: the bias must be a contiguous ", c10::toString(x.scalar_type()), " tensor of ", out_features);
+  }
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape.back() = out_features;
   torch::Tensor result = torch::empty(shape, x.options());
-  torch::Tensor y = result.view({rows, out_features});
-  switch (weight.scalar_type()) {
-    case torch::kFloat32:
-    case torch::kChar: {
-      const bool int8 = weight.scalar_type() == torch::kChar;
-      TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
-      if (int8) {
-        TORCH_CHECK(scales.has_value(), "matvec: int8 weights need their scales");
-        check_side(*scales, torch::kBFloat16, {out_features}, "scales");
-        TORCH_CHECK(group_size == 0 || (group_size == -32 && in % 32 == 0),
-                    "matvec: int8 takes group_size 0 (float inputs) or -32 (inputs quantized per 32, in a multiple of 32)");
-      }
-      Inputs<float> inputs(x);
-      const bf16* row_scales = int8 ? scales->data_ptr<bf16>() : nullptr;
-      if (int8 && group_size == -32) {
-        const QuantizedInputs quantized(inputs.data, rows, in);
-        stream(Int8Dynamic{weight.data_ptr<int8_t>(), row_scales, &quantized, in}, rows, y, bias);
-      } else if (int8) {
-        stream(Dense<int8_t, float>{weight.data_ptr<int8_t>(), row_scales, inputs.data, in}, rows, y, bias);
-      } else {
-        stream(Dense<float, float>{weight.data_ptr<float>(), nullptr, inputs.data, in}, rows, y, bias);
-      }
-      break;
-    }
-    case torch::kBFloat16: {
-      TORCH_CHECK(weight.size(1) == in, "matvec: the weight has ", weight.size(1), " inputs, x ", in);
-      Inputs<bf16> inputs(x);
-      stream(Dense<bf16, bf16>{weight.data_ptr<bf16>(), nullptr, inputs.data, in}, rows, y, bias);
-      break;
-    }
-    case torch::kByte: {
-      if (group_size == -32) {  // W4A8: groups of 32, inputs quantized per block of 32
-        TORCH_CHECK(in % 32 == 0 && weight.size(1) * 2 == in, "matvec: W4A8 wants (out, in / 2) bytes, in a multiple of 32");
-        TORCH_CHECK(scales.has_value() && zeros.has_value(), "matvec: int4 weights need scales and zeros");
-        check_side(*scales, torch::kBFloat16, {out_features, in / 32}, "scales");
-        check_side(*zeros, torch::kBFloat16, {out_features, in / 32}, "zeros");
-        Inputs<float> inputs(x);
-        const QuantizedInputs quantized(inputs.data, rows, in);
-        stream(Int4Dynamic{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), &quantized,
-                           in, in / 32},
-               rows, y, bias);
-        break;
-      }
-      TORCH_CHECK(group_size >= 32 && (group_size & (group_size - 1)) == 0 && in % group_size == 0 &&
-                      weight.size(1) * 2 == in,
-                  "matvec: packed int4 wants (out, in / 2) bytes and groups of 32, 64, 128, ... inputs dividing in");
-      TORCH_CHECK(scales.has_value() && zeros.has_value(), "matvec: int4 weights need scales and zeros");
-      const int64_t groups = in / group_size;
-      check_side(*scales, torch::kBFloat16, {out_features, groups}, "scales");
-      check_side(*zeros, torch::kBFloat16, {out_features, groups}, "zeros");
-      Inputs<bf16> inputs(x);
-      std::vector<float> group_sums(rows * groups, 0.f);
-      for (int64_t r = 0; r < rows; ++r) {
-        for (int64_t i = 0; i < in; ++i) group_sums[r * groups + i / group_size] += static_cast<float>(inputs.data[r * in + i]);
-      }
-      const int64_t whole = in / (16 * group_size) * (16 * group_size);
-      const std::vector<bf16> interleaved = interleave(inputs.data, rows, in, whole, group_size);
-      stream(Int4{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(), inputs.data,
-                  interleaved.data(), group_sums.data(), in, groups, whole, __builtin_ctzll(group_size)},
-             rows, y, bias);
-      break;
-    }
-    default:
-      TORCH_CHECK(false, "matvec: no format for ", c10::toString(weight.scalar_type()), " weights");
-  }
+  with_dtype(x.scalar_type(), [&](auto* zero) {
+    using T = std::remove_pointer_t<decltype(zero)>;
+    const Product<T> product(streamed, x.data_ptr<T>(), rows, in);
+    const Target<T> target{result.data_ptr<T>(), bias.has_value() ? bias->data_ptr<T>() : nullptr, nullptr, out_features};
+    at::parallel_for(0, out_features, kGrain, [&](int64_t begin, int64_t end) { product.run(begin, end, target); });
+  });
   return result;
 }
 
@@ -772,56 +838,110 @@ void rotate(const T* x, const T* cos, const T* signed_sin, T* out, int64_t D) {
   }
 }
 
+// One thread's working memory for `StepAttention::attend`.
 template <class T>
-void decode_attention_rows(const T* qkv, const T* cos, const T* signed_sin, T* keys, T* values, const bool* allowed,
-                           int64_t allowed_stride, T* out, int64_t B, int64_t H, int64_t KV, int64_t D,
-                           int64_t max_len, int64_t offset) {
-  const int64_t width = (H + 2 * KV) * D, slots = offset + 1, group = H / KV;
-  const float scale = 1.f / std::sqrt(static_cast<float>(D));
-  at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> query(D);
-    std::vector<float> q(D), acc(D), scores(slots);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / KV, g = task % KV;
-      const T* row = qkv + b * width;
-      T* k_cache = keys + (b * KV + g) * max_len * D;
-      T* v_cache = values + (b * KV + g) * max_len * D;
-      const T* c = cos == nullptr ? nullptr : cos + b * D;
-      const T* s = signed_sin == nullptr ? nullptr : signed_sin + b * D;
-      if (c != nullptr) {
-        rotate(row + (H + g) * D, c, s, k_cache + offset * D, D);
-      } else {
-        std::copy(row + (H + g) * D, row + (H + g + 1) * D, k_cache + offset * D);
-      }
-      std::copy(row + (H + KV + g) * D, row + (H + KV + g + 1) * D, v_cache + offset * D);
-      const bool* sees = allowed == nullptr ? nullptr : allowed + b * allowed_stride;
-      for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-        if (c != nullptr) {
-          rotate(row + h * D, c, s, query.data(), D);
-        } else {
-          std::copy(row + h * D, row + (h + 1) * D, query.begin());
-        }
-        for (int64_t d = 0; d < D; ++d) q[d] = static_cast<float>(query[d]);
-        float top = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < slots; ++j) {
-          scores[j] = (sees == nullptr || sees[j]) ? dot_float(q.data(), k_cache + j * D, D) * scale
-                                                   : -std::numeric_limits<float>::infinity();
-          top = std::max(top, scores[j]);
-        }
-        std::fill(acc.begin(), acc.end(), 0.f);
-        float total = 0.f;
-        for (int64_t j = 0; j < slots; ++j) {
-          if (scores[j] == -std::numeric_limits<float>::infinity()) continue;
-          const float p = std::exp(scores[j] - top);
-          total += p;
-          const T* v = v_cache + j * D;
-          for (int64_t d = 0; d < D; ++d) acc[d] += p * static_cast<float>(v[d]);
-        }
-        T* o = out + b * H * D + h * D;
-        for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(total > 0.f ? acc[d] / total : 0.f);
-      }
+struct AttentionScratch {
+  std::vector<T> query;
+  std::vector<float> q, acc, scores;
+  AttentionScratch(int64_t D, int64_t slots) : query(D), q(D), acc(D), scores(slots) {}
+};
+
+// One layer's attention for one new token per row: `write` puts a row's new key (rotated) and value of one KV head
+// into the cache, `attend` one query head of a row over the slots 0 .. offset of its KV head, which must all be
+// written first.
+template <class T>
+struct StepAttention {
+  const T* qkv;  // (B, (H + 2 KV) D)
+  const T* cos;  // (B, D) and signed_sin (B, D), or nullptr without RoPE
+  const T* signed_sin;
+  T* keys;       // (B, KV, max_len, D), and values
+  T* values;
+  const bool* allowed;  // (B or 1, offset + 1), or nullptr where every slot may be seen
+  int64_t allowed_stride;
+  T* out;  // (B, H D)
+  int64_t B, H, KV, D, max_len, offset;
+
+  void write(int64_t b, int64_t g) const {
+    const T* row = qkv + b * (H + 2 * KV) * D;
+    T* key = keys + ((b * KV + g) * max_len + offset) * D;
+    if (cos != nullptr) {
+      rotate(row + (H + g) * D, cos + b * D, signed_sin + b * D, key, D);
+    } else {
+      std::copy(row + (H + g) * D, row + (H + g + 1) * D, key);
     }
-  });
+    std::copy(row + (H + KV + g) * D, row + (H + KV + g + 1) * D, values + ((b * KV + g) * max_len + offset) * D);
+  }
+
+  void attend(int64_t b, int64_t h, AttentionScratch<T>& scratch) const {
+    const T* row = qkv + b * (H + 2 * KV) * D;
+    const int64_t g = h / (H / KV), slots = offset + 1;
+    const T* k_cache = keys + (b * KV + g) * max_len * D;
+    const T* v_cache = values + (b * KV + g) * max_len * D;
+    const bool* sees = allowed == nullptr ? nullptr : allowed + b * allowed_stride;
+    const float scale = 1.f / std::sqrt(static_cast<float>(D));
+    if (cos != nullptr) {
+      rotate(row + h * D, cos + b * D, signed_sin + b * D, scratch.query.data(), D);
+    } else {
+      std::copy(row + h * D, row + (h + 1) * D, scratch.query.begin());
+    }
+    float* q = scratch.q.data();
+    float* acc = scratch.acc.data();
+    float* scores = scratch.scores.data();
+    for (int64_t d = 0; d < D; ++d) q[d] = static_cast<float>(scratch.query[d]);
+    float top = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < slots; ++j) {
+      scores[j] = (sees == nullptr || sees[j]) ? dot_float(q, k_cache + j * D, D) * scale
+                                               : -std::numeric_limits<float>::infinity();
+      top = std::max(top, scores[j]);
+    }
+    std::fill(acc, acc + D, 0.f);
+    float total = 0.f;
+    for (int64_t j = 0; j < slots; ++j) {
+      if (scores[j] == -std::numeric_limits<float>::infinity()) continue;
+      const float p = std::exp(scores[j] - top);
+      total += p;
+      const T* v = v_cache + j * D;
+      for (int64_t d = 0; d < D; ++d) acc[d] += p * static_cast<float>(v[d]);
+    }
+    T* o = out + b * H * D + h * D;
+    for (int64_t d = 0; d < D; ++d) o[d] = static_cast<T>(total > 0.f ? acc[d] / total : 0.f);
+  }
+};
+
+// The checks `decode_attention` makes: keys and values (B, KV, max_len, D) of dtype `type`, a (B, 1, (H + 2 KV) D)
+// qkv of that dtype, the rotary tables and the allowed slots; returns allowed's stride per row (0: one for all).
+int64_t check_attention(torch::ScalarType type, const torch::Tensor& keys, const torch::Tensor& values,
+                        const c10::optional<torch::Tensor>& cos, const c10::optional<torch::Tensor>& signed_sin,
+                        int64_t offset, const c10::optional<torch::Tensor>& allowed, int64_t n_head) {
+  TORCH_CHECK(keys.device().is_cpu() && values.device().is_cpu(), "decode_attention: tensors must be on the CPU");
+  TORCH_CHECK(keys.dim() == 4 && keys.sizes() == values.sizes() && keys.is_contiguous() && values.is_contiguous() &&
+                  keys.scalar_type() == type && values.scalar_type() == type &&
+                  (type == torch::kFloat32 || type == torch::kBFloat16),
+              "decode_attention: keys and values must be contiguous (B, KV, max_len, D) float32 or bfloat16 tensors");
+  const int64_t B = keys.size(0), KV = keys.size(1), max_len = keys.size(2), D = keys.size(3), H = n_head;
+  TORCH_CHECK(KV > 0 && H % KV == 0 && D % 2 == 0 && offset >= 0 && offset < max_len, "decode_attention: bad heads or offset");
+  TORCH_CHECK(cos.has_value() == signed_sin.has_value(), "decode_attention: cos and signed_sin come together");
+  if (cos.has_value()) {
+    for (const auto* table : {&*cos, &*signed_sin}) {
+      TORCH_CHECK(table->scalar_type() == type && table->is_contiguous() && table->numel() == B * D,
+                  "decode_attention: the rotary tables must be contiguous (B, 1, 1, D) tensors of the cache's dtype");
+    }
+  }
+  if (!allowed.has_value()) return 0;
+  TORCH_CHECK(allowed->scalar_type() == torch::kBool && allowed->is_contiguous() && allowed->size(-1) == offset + 1 &&
+                  (allowed->numel() == offset + 1 || allowed->numel() == B * (offset + 1)),
+              "decode_attention: allowed must be a contiguous (B or 1, 1, 1, offset + 1) bool tensor");
+  return allowed->numel() == offset + 1 ? 0 : offset + 1;
+}
+
+template <class T>
+StepAttention<T> step_attention(const T* qkv, const c10::optional<torch::Tensor>& cos,
+                                const c10::optional<torch::Tensor>& signed_sin, const torch::Tensor& keys,
+                                const torch::Tensor& values, int64_t offset, const c10::optional<torch::Tensor>& allowed,
+                                int64_t allowed_stride, int64_t n_head, T* out) {
+  return {qkv, cos.has_value() ? cos->data_ptr<T>() : nullptr, signed_sin.has_value() ? signed_sin->data_ptr<T>() : nullptr,
+          keys.data_ptr<T>(), values.data_ptr<T>(), allowed.has_value() ? allowed->data_ptr<bool>() : nullptr,
+          allowed_stride, out, keys.size(0), n_head, keys.size(1), keys.size(3), keys.size(2), offset};
 }
 
 // qkv (B, 1, (H + 2 KV) D): the stacked projection's output for one new token per row; cos and signed_sin
@@ -831,42 +951,25 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<tor
                                const c10::optional<torch::Tensor>& signed_sin, torch::Tensor keys, torch::Tensor values,
                                int64_t offset, const c10::optional<torch::Tensor>& allowed, int64_t n_head) {
   const auto type = keys.scalar_type();
-  TORCH_CHECK(qkv.device().is_cpu() && keys.device().is_cpu() && values.device().is_cpu(),
-              "decode_attention: tensors must be on the CPU");
-  TORCH_CHECK(keys.dim() == 4 && keys.sizes() == values.sizes() && keys.is_contiguous() && values.is_contiguous() &&
-                  values.scalar_type() == type && (type == torch::kFloat32 || type == torch::kBFloat16),
-              "decode_attention: keys and values must be contiguous (B, KV, max_len, D) float32 or bfloat16 tensors");
-  const int64_t B = keys.size(0), KV = keys.size(1), max_len = keys.size(2), D = keys.size(3), H = n_head;
-  TORCH_CHECK(H % KV == 0 && D % 2 == 0 && offset >= 0 && offset < max_len, "decode_attention: bad heads or offset");
+  TORCH_CHECK(qkv.device().is_cpu(), "decode_attention: tensors must be on the CPU");
+  const int64_t allowed_stride = check_attention(type, keys, values, cos, signed_sin, offset, allowed, n_head);
+  const int64_t B = keys.size(0), KV = keys.size(1), D = keys.size(3), H = n_head;
   TORCH_CHECK(qkv.scalar_type() == type && qkv.is_contiguous() && qkv.numel() == B * (H + 2 * KV) * D,
               "decode_attention: qkv must be a contiguous (B, 1, (H + 2 KV) D) tensor of the cache's dtype");
-  TORCH_CHECK(cos.has_value() == signed_sin.has_value(), "decode_attention: cos and signed_sin come together");
-  if (cos.has_value()) {
-    for (const auto* table : {&*cos, &*signed_sin}) {
-      TORCH_CHECK(table->scalar_type() == type && table->is_contiguous() && table->numel() == B * D,
-                  "decode_attention: the rotary tables must be contiguous (B, 1, 1, D) tensors of the cache's dtype");
-    }
-  }
-  int64_t allowed_stride = 0;
-  if (allowed.has_value()) {
-    TORCH_CHECK(allowed->scalar_type() == torch::kBool && allowed->is_contiguous() && allowed->size(-1) == offset + 1 &&
-                    (allowed->numel() == offset + 1 || allowed->numel() == B * (offset + 1)),
-                "decode_attention: allowed must be a contiguous (B or 1, 1, 1, offset + 1) bool tensor");
-    allowed_stride = allowed->numel() == offset + 1 ? 0 : offset + 1;
-  }
   torch::Tensor out = torch::empty({B, 1, H * D}, qkv.options());
-  const bool* sees = allowed.has_value() ? allowed->data_ptr<bool>() : nullptr;
-  auto run = [&](auto* zero) {
+  with_dtype(type, [&](auto* zero) {
     using T = std::remove_pointer_t<decltype(zero)>;
-    decode_attention_rows<T>(qkv.data_ptr<T>(), cos.has_value() ? cos->data_ptr<T>() : nullptr,
-                             signed_sin.has_value() ? signed_sin->data_ptr<T>() : nullptr, keys.data_ptr<T>(),
-                             values.data_ptr<T>(), sees, allowed_stride, out.data_ptr<T>(), B, H, KV, D, max_len, offset);
-  };
-  if (type == torch::kBFloat16) {
-    run(static_cast<bf16*>(nullptr));
-  } else {
-    run(static_cast<float*>(nullptr));
-  }
+    const StepAttention<T> attention = step_attention<T>(qkv.data_ptr<T>(), cos, signed_sin, keys, values, offset,
+                                                         allowed, allowed_stride, n_head, out.data_ptr<T>());
+    at::parallel_for(0, B * KV, 1, [&](int64_t begin, int64_t end) {  // a KV head, then its query heads
+      AttentionScratch<T> scratch(D, offset + 1);
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / KV, g = task % KV;
+        attention.write(b, g);
+        for (int64_t h = g * (H / KV); h < (g + 1) * (H / KV); ++h) attention.attend(b, h, scratch);
+      }
+    });
+  });
   return out;
 }
 
@@ -877,19 +980,14 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<tor
 // weight (one more rounding); fp32 rows are rounded after each multiplication. Only the order of the mean's
 // sum differs from torch's.
 template <class T>
-void rms_norm_rows(const T* x, const T* weight, T* out, int64_t rows, int64_t n, float eps) {
-  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T* row = x + r * n;
-      float squares = 0.f;
-      for (int64_t i = 0; i < n; ++i) squares += static_cast<float>(row[i]) * static_cast<float>(row[i]);
-      const float scale = 1.f / std::sqrt(squares / static_cast<float>(n) + eps);
-      for (int64_t i = 0; i < n; ++i) {
-        const T normalised = static_cast<T>(static_cast<float>(row[i]) * scale);
-        out[r * n + i] = static_cast<T>(static_cast<float>(normalised) * static_cast<float>(weight[i]));
-      }
-    }
-  });
+void rms_norm_row(const T* row, const T* weight, T* out, int64_t n, float eps) {
+  float squares = 0.f;
+  for (int64_t i = 0; i < n; ++i) squares += static_cast<float>(row[i]) * static_cast<float>(row[i]);
+  const float scale = 1.f / std::sqrt(squares / static_cast<float>(n) + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const T normalised = static_cast<T>(static_cast<float>(row[i]) * scale);
+    out[i] = static_cast<T>(static_cast<float>(normalised) * static_cast<float>(weight[i]));
+  }
 }
 
 torch::Tensor rms_norm(const torch::Tensor& input, const torch::Tensor& weight, double eps) {
@@ -901,11 +999,14 @@ torch::Tensor rms_norm(const torch::Tensor& input, const torch::Tensor& weight, 
   const torch::Tensor x = input.contiguous();
   torch::Tensor out = torch::empty_like(x);
   const int64_t n = weight.size(0), rows = n > 0 ? x.numel() / n : 0;
-  if (type == torch::kBFloat16) {
-    rms_norm_rows(x.data_ptr<bf16>(), weight.data_ptr<bf16>(), out.data_ptr<bf16>(), rows, n, static_cast<float>(eps));
-  } else {
-    rms_norm_rows(x.data_ptr<float>(), weight.data_ptr<float>(), out.data_ptr<float>(), rows, n, static_cast<float>(eps));
-  }
+  with_dtype(type, [&](auto* zero) {
+    using T = std::remove_pointer_t<decltype(zero)>;
+    const T *from = x.data_ptr<T>(), *scale = weight.data_ptr<T>();
+    T* to = out.data_ptr<T>();
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) rms_norm_row(from + r * n, scale, to + r * n, n, static_cast<float>(eps));
+    });
+  });
   return out;
 }
 
@@ -928,57 +1029,163 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
   return matvec(x, weight, c10::nullopt, c10::nullopt, 0, bias);
 }
 
-// ---- one decoding step of a whole LLaMA block, in one call ----
-//
-// What `Block.forward` computes for one new token per row, with its RMSNorms, stacked projections and SwiGLU
-// MLP: x + attention(norm(x)), then that plus down(silu(gate) * up) of its norm. The products go through
-// `matvec`, the attention through `decode_attention`, the norms through `rms_norm`, and the elementwise steps
-// through torch's own operations, so the result is bit for bit what the module-by-module step gives (tested);
-// what it saves is the Python between them, about twenty calls per layer. A weight is passed as `matvec` takes
-// it after the input: (weight, scales, zeros, group_size), the last three for int8 and int4 only.
-using Streamed = std::tuple<torch::Tensor, c10::optional<torch::Tensor>, c10::optional<torch::Tensor>, int64_t>;
-
-torch::Tensor product(const torch::Tensor& x, const Streamed& w) {
-  return matvec(x, std::get<0>(w), std::get<1>(w), std::get<2>(w), std::get<3>(w), c10::nullopt);
-}
-
-torch::Tensor decode_block(const torch::Tensor& x, const torch::Tensor& norm_attn, const torch::Tensor& norm_mlp,
-                           double eps, const Streamed& qkv, const Streamed& out, const Streamed& gate_up,
-                           const Streamed& down, const c10::optional<torch::Tensor>& cos,
-                           const c10::optional<torch::Tensor>& signed_sin, torch::Tensor keys, torch::Tensor values,
-                           int64_t offset, const c10::optional<torch::Tensor>& allowed, int64_t n_head) {
-  const torch::Tensor attended =
-      decode_attention(product(rms_norm(x, norm_attn, eps), qkv), cos, signed_sin, keys, values, offset, allowed, n_head);
-  const torch::Tensor mid = x + product(attended, out);
-  const torch::Tensor gate_and_up = product(rms_norm(mid, norm_mlp, eps), gate_up);
-  const int64_t hidden = gate_and_up.size(-1) / 2;
-  return mid + product(at::silu(gate_and_up.narrow(-1, 0, hidden)) * gate_and_up.narrow(-1, hidden, hidden), down);
-}
-
 // ---- one decoding step through every block of a LLaMA model, in one call ----
 //
-// `decode_block` for each layer in turn, its KV cache the layer's slice of the model's (n_layer, B, KV, max_len,
-// D) keys and values. The layers' weights are handed over once, when the plan is made, so a step converts a
-// handful of Python objects instead of 30 layers' worth (SmolLM2: the Python around 30 per-layer calls was
-// about a tenth of a step).
+// What `Block.forward` computes for one new token per row, layer after layer, with its RMSNorms, stacked
+// projections and SwiGLU MLP: x + attention(norm(x)), then that plus down(silu(gate) * up) of its norm; the KV
+// cache is the model's (n_layer, B, KV, max_len, D). Bit for bit what the module-by-module step gives (tested):
+// the same products, attention and norms as above, the residual additions rounded as torch rounds them (made as
+// each product is stored), silu by torch itself. What it saves is everything between the products: the step is
+// one parallel region, its threads meeting at a barrier where the next part needs the last one whole, where a
+// call per operation started the threads about 150 times a step (a few microseconds each) and allocated the
+// result of each (SmolLM2 W4A8: 1.4 of a 4 ms step went to what lay between its products). The weights are
+// handed over and checked once, when the plan is made, so a step converts a handful of Python objects.
 using BlockWeights = std::tuple<torch::Tensor, torch::Tensor, double, Streamed, Streamed, Streamed, Streamed>;
+
+// A weight's inputs: its columns, two to a byte for packed int4.
+int64_t in_features(const Streamed& streamed) {
+  const torch::Tensor& weight = std::get<0>(streamed);
+  return weight.size(1) * (weight.scalar_type() == torch::kByte ? 2 : 1);
+}
 
 struct DecodeLayers {
   std::vector<BlockWeights> blocks;  // per layer: norm_attn, norm_mlp, eps, qkv, out, gate_up, down
-  int64_t n_head;
+  int64_t n_head, d_model, qkv_width, attention_width, hidden;
 
-  torch::Tensor step(torch::Tensor x, const c10::optional<torch::Tensor>& cos,
+  DecodeLayers(std::vector<BlockWeights> layers, int64_t heads) : blocks(std::move(layers)), n_head(heads) {
+    TORCH_CHECK(!blocks.empty() && n_head > 0, "decode_layers: no blocks, or no heads");
+    const auto& first = blocks[0];
+    const torch::Tensor& norm = std::get<0>(first);
+    TORCH_CHECK(norm.scalar_type() == torch::kFloat32 || norm.scalar_type() == torch::kBFloat16,
+                "decode_layers: the norms must be float32 or bfloat16");
+    for (const auto* streamed : {&std::get<3>(first), &std::get<4>(first), &std::get<5>(first), &std::get<6>(first)}) {
+      TORCH_CHECK(std::get<0>(*streamed).dim() == 2, "decode_layers: every weight must be 2-D");
+    }
+    d_model = norm.numel();
+    qkv_width = std::get<0>(std::get<3>(first)).size(0);
+    attention_width = in_features(std::get<4>(first));
+    hidden = std::get<0>(std::get<5>(first)).size(0) / 2;
+    for (const auto& [norm_attn, norm_mlp, eps, qkv, out, gate_up, down] : blocks) {
+      for (const torch::Tensor* weight : {&norm_attn, &norm_mlp}) {
+        TORCH_CHECK(weight->dim() == 1 && weight->numel() == d_model && weight->is_contiguous() &&
+                        weight->device().is_cpu() && weight->scalar_type() == norm.scalar_type(),
+                    "decode_layers: every norm must be a contiguous (d_model,) CPU tensor of one dtype");
+      }
+      check_weight(qkv, d_model);
+      check_weight(out, attention_width);
+      check_weight(gate_up, d_model);
+      check_weight(down, hidden);
+      TORCH_CHECK(std::get<0>(qkv).size(0) == qkv_width && std::get<0>(out).size(0) == d_model &&
+                      std::get<0>(gate_up).size(0) == 2 * hidden && std::get<0>(down).size(0) == d_model,
+                  "decode_layers: every block's products must have the first block's shapes");
+    }
+  }
+
+  // x (B, 1, d_model) in the norms' dtype: the last block's output for it, the cache written at slot `offset`
+  // (cos, signed_sin and allowed as `decode_attention` takes them).
+  torch::Tensor step(const torch::Tensor& x, const c10::optional<torch::Tensor>& cos,
                      const c10::optional<torch::Tensor>& signed_sin, const torch::Tensor& keys,
                      const torch::Tensor& values, int64_t offset, const c10::optional<torch::Tensor>& allowed) const {
     const int64_t layers = static_cast<int64_t>(blocks.size());
+    const auto type = std::get<0>(blocks[0]).scalar_type();
     TORCH_CHECK(keys.dim() == 5 && keys.size(0) == layers && values.sizes() == keys.sizes(),
                 "decode_layers: keys and values must be (n_layer, B, KV, max_len, D) with n_layer = ", layers);
-    for (int64_t layer = 0; layer < layers; ++layer) {
-      const auto& [norm_attn, norm_mlp, eps, qkv, out, gate_up, down] = blocks[layer];
-      x = decode_block(x, norm_attn, norm_mlp, eps, qkv, out, gate_up, down, cos, signed_sin, keys.select(0, layer),
-                       values.select(0, layer), offset, allowed, n_head);
+    const int64_t allowed_stride =
+        check_attention(type, keys.select(0, 0), values.select(0, 0), cos, signed_sin, offset, allowed, n_head);
+    TORCH_CHECK(x.scalar_type() == type && x.device().is_cpu() && x.numel() == keys.size(1) * d_model,
+                "decode_layers: x must be a (B, 1, d_model) CPU tensor of the norms' dtype");
+    TORCH_CHECK(qkv_width == (n_head + 2 * keys.size(2)) * keys.size(4) && attention_width == n_head * keys.size(4),
+                "decode_layers: the projections' shapes do not match the cache's heads");
+    torch::Tensor h = x.contiguous().clone();  // the residual stream: each block's output written over its input
+    with_dtype(type, [&](auto* zero) {
+      using T = std::remove_pointer_t<decltype(zero)>;
+      run<T>(h, cos, signed_sin, keys, values, offset, allowed, allowed_stride);
+    });
+    return h;
+  }
+
+ private:
+  template <class T>
+  void run(torch::Tensor& h, const c10::optional<torch::Tensor>& cos, const c10::optional<torch::Tensor>& signed_sin,
+           const torch::Tensor& keys, const torch::Tensor& values, int64_t offset,
+           const c10::optional<torch::Tensor>& allowed, int64_t allowed_stride) const {
+    const int64_t B = keys.size(1), KV = keys.size(2), D = keys.size(4), d = d_model;
+    const auto options = h.options();
+    const torch::Tensor normed = torch::empty({B, d}, options), qkv = torch::empty({B, qkv_width}, options),
+                        attended = torch::empty({B, attention_width}, options), mid = torch::empty({B, d}, options),
+                        gate_up = torch::empty({B, 2 * hidden}, options);
+    torch::Tensor act = torch::empty({B, hidden}, options);
+    T *stream = h.data_ptr<T>(), *normed_p = normed.data_ptr<T>(), *qkv_p = qkv.data_ptr<T>(),
+      *attended_p = attended.data_ptr<T>(), *mid_p = mid.data_ptr<T>(), *gate_up_p = gate_up.data_ptr<T>(),
+      *act_p = act.data_ptr<T>();
+    const torch::Tensor gates = gate_up.narrow(1, 0, hidden);
+    const StepAttention<T> first_layer =
+        step_attention<T>(qkv_p, cos, signed_sin, keys.select(0, 0), values.select(0, 0), offset, allowed,
+                          allowed_stride, n_head, attended_p);
+    const int64_t layer_size = B * KV * keys.size(3) * D;  // one layer's slice of the cache
+    std::optional<Product<T>> product;  // the product being computed, made ready by the calling thread
+    auto norm_rows = [&](const T* from, const torch::Tensor& weight, double eps) {
+      for (int64_t r = 0; r < B; ++r) {
+        rms_norm_row(from + r * d, weight.data_ptr<T>(), normed_p + r * d, d, static_cast<float>(eps));
+      }
+    };
+    auto compute = [&](T* y, int64_t out_features, const T* residual) {  // this thread's share of the product
+      const auto [begin, end] = share(out_features, kGrain);
+      product->run(begin, end, Target<T>{y, nullptr, residual, out_features});
+    };
+    // The serial parts (norms, the inputs' preparation, silu) run on the calling thread (`master`): torch's silu
+    // needs its thread-local state (inference mode). A barrier follows each part that the next one reads whole.
+#pragma omp parallel
+    {
+      AttentionScratch<T> scratch(D, offset + 1);
+      for (size_t layer = 0; layer < blocks.size(); ++layer) {
+        const auto& [norm_attn, norm_mlp, eps, w_qkv, w_out, w_gate_up, w_down] = blocks[layer];
+#pragma omp master
+        {
+          norm_rows(stream, norm_attn, eps);
+          product.emplace(w_qkv, normed_p, B, d);
+        }
+#pragma omp barrier
+        compute(qkv_p, qkv_width, nullptr);
+#pragma omp barrier
+        StepAttention<T> attention = first_layer;
+        attention.keys += static_cast<int64_t>(layer) * layer_size;
+        attention.values += static_cast<int64_t>(layer) * layer_size;
+        for (auto [task, end] = share(B * KV, 1); task < end; ++task) attention.write(task / KV, task % KV);
+#pragma omp barrier
+        for (auto [task, end] = share(B * n_head, 1); task < end; ++task) {
+          attention.attend(task / n_head, task % n_head, scratch);
+        }
+#pragma omp barrier
+#pragma omp master
+        product.emplace(w_out, attended_p, B, attention_width);
+#pragma omp barrier
+        compute(mid_p, d, stream);  // mid = x + out(attention)
+#pragma omp barrier
+#pragma omp master
+        {
+          norm_rows(mid_p, norm_mlp, eps);
+          product.emplace(w_gate_up, normed_p, B, d);
+        }
+#pragma omp barrier
+        compute(gate_up_p, 2 * hidden, nullptr);
+#pragma omp barrier
+#pragma omp master
+        {
+          at::silu_out(act, gates);
+          for (int64_t r = 0; r < B; ++r) {
+            for (int64_t i = 0; i < hidden; ++i) {
+              act_p[r * hidden + i] = static_cast<T>(static_cast<float>(act_p[r * hidden + i]) *
+                                                     static_cast<float>(gate_up_p[r * 2 * hidden + hidden + i]));
+            }
+          }
+          product.emplace(w_down, act_p, B, hidden);
+        }
+#pragma omp barrier
+        compute(stream, d, mid_p);  // x = mid + down(silu(gate) * up)
+#pragma omp barrier
+      }
     }
-    return x;
   }
 };
 

@@ -67,6 +67,10 @@ inline void prefetch(const void* from, int64_t ahead, int64_t bytes) {
 #endif
 }
 
+// A format's `dot` is inlined into the loop over weight rows: called once per row instead, it cost W4A8 a third
+// of its speed once its body grew past the compiler's own limit.
+#define kInline __attribute__((always_inline)) inline
+
 // ---- weight formats: `dot<ROWS, OUTS>(o, r0, sums)` = rows o .. o + OUTS - 1 of W against input rows
 // r0 .. r0 + ROWS - 1, sums[k][r] for weight row o + k and input row r0 + r. `outputs<ROWS>` is the OUTS a
 // format wants for ROWS input rows (1: one weight row at a time).
@@ -128,7 +132,7 @@ struct Dense {
   static constexpr int outputs = std::is_same_v<Weight, float> && ROWS >= 7 ? 3 : 1;
 
   template <int ROWS, int OUTS>
-  void dot(int64_t o, int64_t r0, float (*sums)[ROWS]) const {
+  kInline void dot(int64_t o, int64_t r0, float (*sums)[ROWS]) const {
     const Weight* rows = w + o * in;
     const Input* xs = x + r0 * in;
     int64_t i = 0;
@@ -227,7 +231,7 @@ struct Int4 {
   static constexpr int outputs = 1;
 
   template <int ROWS, int OUTS>
-  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
+  kInline void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
     static_assert(OUTS == 1, "int4 meets one weight row at a time");
     float* sums = block[0];
     const uint8_t* row = q + o * (in / 2);
@@ -397,7 +401,7 @@ struct Int8Dynamic {
   static constexpr int outputs = 1;
 
   template <int ROWS, int OUTS>
-  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
+  kInline void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
     static_assert(OUTS == 1, "W8A8 meets one weight row at a time");
     float* sums = block[0];
     const int8_t* row = w + o * in;
@@ -464,7 +468,8 @@ struct Int8Dynamic {
 // multiply by the 16 blocks' d * s (and one by their z - 8 s) ends a superblock; steps 2u and 2u + 1 share 64
 // bytes (low nibbles, then high). A high nibble is used where it lies, as 16 q (a mask, no
 // shift), and its chain's sum divided by 16 (exactly: every product is a multiple of 16). The rest (fewer than
-// 16 blocks): 16 bytes per block, byte j holding input j in its low nibble and j + 16 in its high one.
+// 16 blocks): pairs of blocks in 32 bytes, byte j holding input j of the pair in its low nibble and j + 32 in its
+// high one, then a last single block in 16 bytes (j and j + 16).
 // `pack_w4a8` in matvec.py writes this layout; `QuantizedInputs` puts the inputs in the superblocks' order once
 // per call.
 struct Int4Dynamic {
@@ -479,7 +484,7 @@ struct Int4Dynamic {
   static constexpr int outputs = 1;
 
   template <int ROWS, int OUTS>
-  void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
+  kInline void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
     static_assert(OUTS == 1, "W4A8 meets one weight row at a time");
     float* sums = block[0];
     const uint8_t* row = q + o * (in / 2);
@@ -526,18 +531,36 @@ struct Int4Dynamic {
                                  acc[r]);
       }
     }
-    const __m128i low16 = _mm_set1_epi8(0x0F);
-    __m256 rest[ROWS];  // the rest's products: its 8 lanes scaled, summed once at the end
+    // Pairs of blocks from 32 bytes: the low nibbles are the first block, the high ones the second, so that with
+    // the inputs as stored lanes 0-7 of one `vpdpbusd` sum the first block and 8-15 the second, scaled per lane.
+    const int64_t pairs = whole + (in - whole) / 64 * 64;
+    const __m256i low32 = _mm256_set1_epi8(0x0F);
+    const __m512i pair_lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t i = whole; i < pairs; i += 64) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i / 2));
+      const __m512i nibbles = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(bytes, low32)),
+                                                 _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low32), 1);
+      const __m512 weight_scales = _mm512_permutexvar_ps(pair_lanes, widen16(s + i / 32, 2));
+      for (int r = 0; r < ROWS; ++r) {
+        const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles,
+                                                     _mm512_loadu_si512(inputs->q.data() + (r0 + r) * in + i));
+        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
+                                 _mm512_mul_ps(weight_scales, _mm512_loadu_ps(inputs->lane_scales.data() + ((r0 + r) * in + i) / 4)),
+                                 acc[r]);
+      }
+    }
+    __m256 rest[ROWS];  // a last single block from 16 bytes: its 8 lanes scaled, summed once at the end
     for (int r = 0; r < ROWS; ++r) rest[r] = _mm256_setzero_ps();
-    for (int64_t i = whole; i < in; i += 32) {
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i / 2));
+    if (pairs < in) {
+      const __m128i low16 = _mm_set1_epi8(0x0F);
+      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + pairs / 2));
       const __m256i nibbles = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low16), _mm_and_si128(bytes, low16));
-      const float scale = static_cast<float>(s[i / 32]);
+      const float scale = static_cast<float>(s[pairs / 32]);
       for (int r = 0; r < ROWS; ++r) {
         const __m256i products = _mm256_dpbusd_epi32(
-            _mm256_setzero_si256(), nibbles, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(inputs->q.data() + (r0 + r) * in + i)));
+            _mm256_setzero_si256(), nibbles, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(inputs->q.data() + (r0 + r) * in + pairs)));
         rest[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products),
-                                  _mm256_set1_ps(scale * inputs->block_scales[(r0 + r) * blocks + i / 32]), rest[r]);
+                                  _mm256_set1_ps(scale * inputs->block_scales[(r0 + r) * blocks + pairs / 32]), rest[r]);
       }
     }
     for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], _mm512_zextps256_ps512(rest[r])));
@@ -547,7 +570,7 @@ struct Int4Dynamic {
       sums[r] = 0.f;
       for (int64_t b = 0; b < blocks; ++b) {
         int32_t total = 0;
-        for (int64_t i = b * 32; i < b * 32 + 32; ++i) total += block_nibble(row, whole, i) * xs[i];
+        for (int64_t i = b * 32; i < b * 32 + 32; ++i) total += block_nibble(row, in, whole, i) * xs[i];
         const float scale = static_cast<float>(s[b]);
         const int64_t at = (r0 + r) * blocks + b;
         sums[r] += static_cast<float>(total) * (scale * inputs->block_scales[at]) +
@@ -557,16 +580,17 @@ struct Int4Dynamic {
 #endif
   }
 
-  // The nibble of input i in the layout above.
-  static int block_nibble(const uint8_t* row, int64_t whole, int64_t i) {
+  // The nibble of input i in the layout above (a row of `in` inputs).
+  static int block_nibble(const uint8_t* row, int64_t in, int64_t whole, int64_t i) {
     if (i < whole) {
       const SuperblockPlace place = superblock_place(i);
       const uint8_t byte = row[place.superblock / 2 + place.step / 2 * 64 + place.byte];
       return place.step % 2 == 0 ? byte & 0x0F : byte >> 4;
     }
-    const int64_t b = i / 32 * 32, j = i - b;
-    const uint8_t byte = row[b / 2 + j % 16];
-    return j < 16 ? byte & 0x0F : byte >> 4;
+    const int64_t start = whole + (i - whole) / 64 * 64;  // the pair of blocks holding i, or the last single block
+    const int64_t half = in - start >= 64 ? 32 : 16, j = i - start;
+    const uint8_t byte = row[start / 2 + j % half];
+    return j < half ? byte & 0x0F : byte >> 4;
   }
 };
 

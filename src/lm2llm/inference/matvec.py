@@ -148,21 +148,26 @@ def unpack_w8a8(packed: torch.Tensor) -> torch.Tensor:
 def pack_w4a8(q: torch.Tensor) -> torch.Tensor:
     """4-bit values (out, in) in 0..15 in the W4A8 kernel's layout (see matvec.cpp), two to a byte: superblocks of
     16 blocks of 32 inputs in `superblock_order`, steps 2u and 2u + 1 sharing 64 bytes (low nibbles, then high);
-    the rest per block of 32 in 16 bytes, byte j holding input j in its low nibble and j + 16 in its high one."""
+    the rest in pairs of blocks of 32 bytes, byte j holding input j of the pair in its low nibble and j + 32 in its
+    high one, and a last single block in 16 bytes (j and j + 16)."""
     out_features = q.shape[0]
     steps, rest = superblock_order(q.to(torch.uint8))
-    pairs = steps.reshape(out_features, -1, 4, 2, 64)
-    rest = rest.reshape(out_features, -1, 2, 16)
-    return torch.cat([(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in (pairs, rest)], dim=1)
+    paired = rest.shape[1] // 64 * 64
+    parts = [steps.reshape(out_features, -1, 4, 2, 64), rest[:, :paired].reshape(out_features, -1, 2, 32),
+             rest[:, paired:].reshape(out_features, -1, 2, 16)]
+    return torch.cat([(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in parts], dim=1)
 
 
 def unpack_w4a8(packed: torch.Tensor, in_features: int) -> torch.Tensor:
     """`pack_w4a8`'s inverse: the (out, in) values 0..15 as uint8."""
     out_features = packed.shape[0]
     whole = in_features // SUPERBLOCK * SUPERBLOCK
-    nibbles = [torch.stack([part & 0x0F, part >> 4], dim=-2) for part in (
-        packed[:, :whole // 2].reshape(out_features, -1, 4, 64), packed[:, whole // 2:].reshape(out_features, -1, 16))]
-    return natural_order(nibbles[0].reshape(out_features, -1, 8, 64), nibbles[1].reshape(out_features, -1))
+    paired = whole + (in_features - whole) // 64 * 64
+    parts = (packed[:, :whole // 2].reshape(out_features, -1, 4, 64),
+             packed[:, whole // 2:paired // 2].reshape(out_features, -1, 32), packed[:, paired // 2:].reshape(out_features, -1, 16))
+    steps, pairs, single = (torch.stack([part & 0x0F, part >> 4], dim=-2) for part in parts)
+    return natural_order(steps.reshape(out_features, -1, 8, 64),
+                         torch.cat([pairs.reshape(out_features, -1), single.reshape(out_features, -1)], dim=1))
 
 
 class StreamingLinear(nn.Module):

@@ -837,6 +837,26 @@ inline __m512 widen(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 widen(const bf16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
+
+// 16 fp32 values rounded to bfloat16 as c10's conversion rounds them (to nearest, ties to even; NaN to 0x7FC0),
+// each in the low half of its 32-bit lane.
+inline __m512i bf16_bits(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i bias = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1)),
+                                        _mm512_set1_epi32(0x7FFF));
+  return _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_srli_epi32(_mm512_add_epi32(bits, bias), 16),
+                                 _mm512_set1_epi32(0x7FC0));
+}
+
+// x as a T holds it: rounded to bfloat16 and widened back, or as it is for float32.
+inline __m512 as_stored(const float*, __m512 x) { return x; }
+inline __m512 as_stored(const bf16*, __m512 x) { return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(x), 16)); }
+
+// 16 values stored as T, each rounded as `static_cast<T>` rounds it.
+inline void store16(float* p, __m512 x) { _mm512_storeu_ps(p, x); }
+inline void store16(bf16* p, __m512 x) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(bf16_bits(x)));
+}
 #endif
 
 template <class T>
@@ -1005,6 +1025,17 @@ torch::Tensor decode_attention(const torch::Tensor& qkv, const c10::optional<tor
 // sum differs from torch's.
 template <class T>
 void rms_norm_row(const T* row, const T* weight, T* out, int64_t n, float eps) {
+#if defined(__AVX512F__)
+  if (n % 16 == 0) {  // 16 lanes at a time: the same roundings, the mean's sum in another order
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) acc = _mm512_fmadd_ps(widen(row + i), widen(row + i), acc);
+    const __m512 scale = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(n) + eps));
+    for (int64_t i = 0; i < n; i += 16) {
+      store16(out + i, _mm512_mul_ps(as_stored(row, _mm512_mul_ps(widen(row + i), scale)), widen(weight + i)));
+    }
+    return;
+  }
+#endif
   float squares = 0.f;
   for (int64_t i = 0; i < n; ++i) squares += static_cast<float>(row[i]) * static_cast<float>(row[i]);
   const float scale = 1.f / std::sqrt(squares / static_cast<float>(n) + eps);
@@ -1034,6 +1065,48 @@ torch::Tensor rms_norm(const torch::Tensor& input, const torch::Tensor& weight, 
   return out;
 }
 
+// ---- SwiGLU's elementwise step for inference: silu(gate) * up ----
+//
+// As torch computes `F.silu(gate) * up` on this CPU, bit for bit (tested): silu in fp32 as x / (1 + exp(-x)) with
+// torch's own vectorised exp (SLEEF's, which libtorch exports), rounded to T, then the product rounded to T.
+// Without AVX-512 the step calls torch's silu instead (`DecodeLayers`).
+#if defined(__AVX512F__)
+extern "C" __m512 Sleef_expf16_u10(__m512);
+
+template <class T>
+void swiglu_row(const T* gate, const T* up, T* out, int64_t n) {
+  const __m512 one = _mm512_set1_ps(1.f), sign = _mm512_set1_ps(-0.f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 g = widen(gate + i);
+    const __m512 silu = as_stored(gate, _mm512_div_ps(g, _mm512_add_ps(one, Sleef_expf16_u10(_mm512_xor_ps(sign, g)))));
+    store16(out + i, _mm512_mul_ps(silu, widen(up + i)));
+  }
+  for (; i < n; ++i) {  // torch's scalar tail
+    const float g = static_cast<float>(gate[i]);
+    out[i] = static_cast<T>(static_cast<float>(static_cast<T>(g / (1.f + std::exp(-g)))) * static_cast<float>(up[i]));
+  }
+}
+
+// silu(gate) * up for (rows, n) float32 or bfloat16 tensors of one dtype, through `swiglu_row`: the whole-model
+// step's SwiGLU, exposed for its test against torch's.
+torch::Tensor silu_mul(const torch::Tensor& gate, const torch::Tensor& up) {
+  TORCH_CHECK(gate.dim() == 2 && gate.sizes() == up.sizes() && gate.is_contiguous() && up.is_contiguous() &&
+                  gate.scalar_type() == up.scalar_type() &&
+                  (gate.scalar_type() == torch::kFloat32 || gate.scalar_type() == torch::kBFloat16),
+              "silu_mul: gate and up must be contiguous (rows, n) float32 or bfloat16 tensors of one dtype");
+  torch::Tensor out = torch::empty_like(gate);
+  with_dtype(gate.scalar_type(), [&](auto* zero) {
+    using T = std::remove_pointer_t<decltype(zero)>;
+    for (int64_t r = 0; r < gate.size(0); ++r) {
+      const int64_t at = r * gate.size(1);
+      swiglu_row(gate.data_ptr<T>() + at, up.data_ptr<T>() + at, out.data_ptr<T>() + at, gate.size(1));
+    }
+  });
+  return out;
+}
+#endif
+
 // `StreamingLinear`'s whole call: x (..., in) times a float32 or bfloat16 weight (out, in), plus `bias`. At most
 // `max_rows` rows in the weight's dtype, on the CPU and wanting no gradient, stream; anything else (a prompt,
 // training, another dtype or device) is torch's own `linear`, so gradients and errors are torch's. Deciding
@@ -1059,7 +1132,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 // projections and SwiGLU MLP: x + attention(norm(x)), then that plus down(silu(gate) * up) of its norm; the KV
 // cache is the model's (n_layer, B, KV, max_len, D). Bit for bit what the module-by-module step gives (tested):
 // the same products, attention and norms as above, the residual additions rounded as torch rounds them (made as
-// each product is stored), silu by torch itself. What it saves is everything between the products: the step is
+// each product is stored), silu as torch computes it (`swiglu_row`). What it saves is everything between the products: the step is
 // one parallel region, its threads meeting at a barrier where the next part needs the last one whole, where a
 // call per operation started the threads about 150 times a step (a few microseconds each) and allocated the
 // result of each (SmolLM2 W4A8: 1.4 of a 4 ms step went to what lay between its products). The weights are
@@ -1142,7 +1215,6 @@ struct DecodeLayers {
     T *stream = h.data_ptr<T>(), *normed_p = normed.data_ptr<T>(), *qkv_p = qkv.data_ptr<T>(),
       *attended_p = attended.data_ptr<T>(), *mid_p = mid.data_ptr<T>(), *gate_up_p = gate_up.data_ptr<T>(),
       *act_p = act.data_ptr<T>();
-    const torch::Tensor gates = gate_up.narrow(1, 0, hidden);
     const StepAttention<T> first_layer =
         step_attention<T>(qkv_p, cos, signed_sin, keys.select(0, 0), values.select(0, 0), offset, allowed,
                           allowed_stride, n_head, attended_p);
@@ -1157,8 +1229,9 @@ struct DecodeLayers {
       const auto [begin, end] = share(out_features, kGrain);
       product->run(begin, end, Target<T>{y, nullptr, residual, out_features});
     };
-    // The serial parts (norms, the inputs' preparation, silu) run on the calling thread (`master`): torch's silu
-    // needs its thread-local state (inference mode). A barrier follows each part that the next one reads whole.
+    // The serial parts (norms, the inputs' preparation, SwiGLU) run on the calling thread (`master`), whose
+    // thread-local state (inference mode) torch's silu needs where it is called. A barrier follows each part that
+    // the next one reads whole.
 #pragma omp parallel
     {
       AttentionScratch<T> scratch(D, offset + 1);
@@ -1196,13 +1269,13 @@ struct DecodeLayers {
 #pragma omp barrier
 #pragma omp master
         {
-          at::silu_out(act, gates);
+#if defined(__AVX512F__)
           for (int64_t r = 0; r < B; ++r) {
-            for (int64_t i = 0; i < hidden; ++i) {
-              act_p[r * hidden + i] = static_cast<T>(static_cast<float>(act_p[r * hidden + i]) *
-                                                     static_cast<float>(gate_up_p[r * 2 * hidden + hidden + i]));
-            }
+            swiglu_row(gate_up_p + r * 2 * hidden, gate_up_p + r * 2 * hidden + hidden, act_p + r * hidden, hidden);
           }
+#else
+          at::mul_out(act, at::silu(gate_up.narrow(1, 0, hidden)), gate_up.narrow(1, hidden, hidden));
+#endif
           product.emplace(w_down, act_p, B, hidden);
         }
 #pragma omp barrier
@@ -1227,6 +1300,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("max_rows"));
   m.def("rms_norm", &rms_norm, "RMSNorm of each row, normalised in fp32 and scaled in x's dtype",
         pybind11::arg("x"), pybind11::arg("weight"), pybind11::arg("eps"));
+#if defined(__AVX512F__)
+  m.def("silu_mul", &silu_mul, "silu(gate) * up, as the whole-model step computes SwiGLU", pybind11::arg("gate"),
+        pybind11::arg("up"));
+#endif
   m.def("decode_attention", &decode_attention, "one new token's attention per row: RoPE, KV-cache write, softmax",
         pybind11::arg("qkv"), pybind11::arg("cos"), pybind11::arg("signed_sin"), pybind11::arg("keys"),
         pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"), pybind11::arg("n_head"));

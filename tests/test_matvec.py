@@ -22,7 +22,7 @@ from lm2llm.compress.weight_only import (
 from lm2llm.inference import matvec
 from lm2llm.inference.engine import generate_ids
 from lm2llm.inference.layout import DecodeBlocks, for_cpu_inference, fuse_decode_step, fuse_projections
-from lm2llm.inference.sampling import SamplingConfig
+from lm2llm.inference.sampling import INVALID, SamplingConfig
 from lm2llm.models import build_model
 from lm2llm.models.transformer import RMSNorm
 
@@ -259,6 +259,25 @@ def test_the_steps_swiglu_is_torchs_bit_for_bit(dtype):
                                  float("-inf"), 1e-40, -1e-40, 20.0, -20.0])
     gate, up = gate.to(dtype), torch.randn(3, 4096).to(dtype)
     torch.testing.assert_close(matvec.kernel().silu_mul(gate, up), F.silu(gate) * up, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("vocab", [7, 61, 49152])
+def test_the_greedy_choice_is_torchs_first_maximum(dtype, vocab):
+    """The kernel's greedy choice against `max(dim=-1)`: the first of tied maxima (within a lane, across lanes and in
+    the tail), and INVALID for a row with a NaN or with nothing above -inf."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, vocab).to(dtype)
+    logits[1, vocab // 3] = logits[1, vocab - 1] = logits[1, vocab // 2] = 50.0  # ties: the first one wins
+    logits[2] = 3.0  # every entry tied
+    logits[3, vocab // 2] = float("nan")
+    logits[4] = float("-inf")
+    logits[5, :vocab - 1] = float("-inf")  # only the last entry counts
+    best, expected = logits.max(dim=-1)
+    expected[best.isnan() | (best == float("-inf"))] = INVALID
+    assert matvec.kernel().greedy(logits, INVALID).tolist() == expected.tolist()
+    assert matvec.kernel().greedy(logits[:, :-1], INVALID).tolist() == logits[:, :-1].max(dim=-1)[1].masked_fill(
+        ~logits[:, :-1].max(dim=-1)[0].isfinite(), INVALID).tolist()  # a strided view is read as its values
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

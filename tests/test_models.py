@@ -80,6 +80,31 @@ def test_bf16_cpu_training_takes_the_written_out_path_with_the_same_gradients(na
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_tables_looked_up_equal_the_ones_computed_for_each_position(dtype):
+    """`Transformer.rotary` reads a table of every position below the context length (SmolLM2's: head_dim 64,
+    theta 1e5, 8192 positions): each row bit for bit what `Rotary.of(rope_cos_sin(...))` computes for that position
+    alone, and for a batch of positions; a chunk reaching past the context is computed directly."""
+    from lm2llm.models.attention import Rotary
+    from lm2llm.models.positions import rope_cos_sin
+    from lm2llm.models.transformer import Chunk
+
+    model = build_model("llama", "llama-tiny", vocab_size=61, context_length=8192, n_head=2, d_model=128,
+                        rope_theta=100000.0)
+    head_dim = model.config.head_dim
+    positions = torch.arange(8192)
+    alone = [Rotary.of(*rope_cos_sin(p.view(1, 1), head_dim, 100000.0), dtype) for p in positions.split(1)]
+    looked_up = model.rotary(Chunk(positions.view(1, -1)), 8192, dtype)
+    assert torch.equal(looked_up.cos[0], torch.cat([r.cos[0] for r in alone]))
+    assert torch.equal(looked_up.signed_sin[0], torch.cat([r.signed_sin[0] for r in alone]))
+    batch = torch.randint(0, 8192, (3, 5))
+    direct = Rotary.of(*rope_cos_sin(batch, head_dim, 100000.0), dtype)
+    table = model.rotary(Chunk(batch, offset=8000), 5, dtype)
+    assert torch.equal(table.cos, direct.cos) and torch.equal(table.signed_sin, direct.signed_sin)
+    past = model.rotary(Chunk(torch.tensor([[8192]]), offset=8192), 1, dtype)  # past the table: computed
+    assert torch.equal(past.cos, Rotary.of(*rope_cos_sin(torch.tensor([[8192]]), head_dim, 100000.0), dtype).cos)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_decoding_step_forms_equal_the_written_out_formulas_bit_for_bit(dtype):
     """RoPE with the sign folded into the sine table, and RMSNorm in one `F.rms_norm` call: the cheaper forms
     a decoding step uses give exactly the values of the textbook formulas."""

@@ -1107,6 +1107,69 @@ torch::Tensor silu_mul(const torch::Tensor& gate, const torch::Tensor& up) {
 }
 #endif
 
+// ---- greedy decoding's choice: each row's largest logit ----
+//
+// The index of each row's largest value, the first of equal ones (as torch's `max(dim=-1)` gives it), or `invalid`
+// where the row holds a NaN or nothing above -inf: what `sampling.choose` asks of greedy rows, in one pass of 16
+// lanes. torch's `max` took about 45 us for SmolLM2's 49,152 logits, plus the checks around it.
+template <class T>
+int64_t best_index(const T* row, int64_t n, int64_t invalid) {
+  float top = -std::numeric_limits<float>::infinity();
+  int64_t best = -1, i = 0;
+  bool nan = false;
+#if defined(__AVX512F__)
+  if (n >= 16) {
+    __m512 tops = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    __m512i where = _mm512_set1_epi32(-1), at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    __mmask16 nans = 0;
+    for (; i + 16 <= n; i += 16) {
+      const __m512 x = widen(row + i);
+      nans |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+      const __mmask16 above = _mm512_cmp_ps_mask(x, tops, _CMP_GT_OQ);  // strictly: a lane keeps its first maximum
+      tops = _mm512_mask_blend_ps(above, tops, x);
+      where = _mm512_mask_blend_epi32(above, where, at);
+      at = _mm512_add_epi32(at, step);
+    }
+    nan = nans != 0;
+    alignas(64) float lane_tops[16];
+    alignas(64) int32_t lane_where[16];
+    _mm512_store_ps(lane_tops, tops);
+    _mm512_store_si512(lane_where, where);
+    for (int k = 0; k < 16; ++k) {
+      if (lane_where[k] >= 0 && (lane_tops[k] > top || (lane_tops[k] == top && lane_where[k] < best))) {
+        top = lane_tops[k];
+        best = lane_where[k];
+      }
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const float x = static_cast<float>(row[i]);
+    nan = nan || std::isnan(x);
+    if (x > top) {
+      top = x;
+      best = i;
+    }
+  }
+  return nan || best < 0 ? invalid : best;
+}
+
+torch::Tensor greedy(const torch::Tensor& logits, int64_t invalid) {
+  TORCH_CHECK(logits.dim() == 2 && logits.device().is_cpu() &&
+                  (logits.scalar_type() == torch::kFloat32 || logits.scalar_type() == torch::kBFloat16),
+              "greedy: logits must be a (rows, vocab) CPU float32 or bfloat16 tensor");
+  const torch::Tensor x = logits.contiguous();
+  torch::Tensor tokens = torch::empty({x.size(0)}, x.options().dtype(torch::kLong));
+  with_dtype(x.scalar_type(), [&](auto* zero) {
+    using T = std::remove_pointer_t<decltype(zero)>;
+    for (int64_t r = 0; r < x.size(0); ++r) {
+      tokens.data_ptr<int64_t>()[r] = best_index(x.data_ptr<T>() + r * x.size(1), x.size(1), invalid);
+    }
+  });
+  return tokens;
+}
+
 // `StreamingLinear`'s whole call: x (..., in) times a float32 or bfloat16 weight (out, in), plus `bias`. At most
 // `max_rows` rows in the weight's dtype, on the CPU and wanting no gradient, stream; anything else (a prompt,
 // training, another dtype or device) is torch's own `linear`, so gradients and errors are torch's. Deciding
@@ -1304,6 +1367,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("silu_mul", &silu_mul, "silu(gate) * up, as the whole-model step computes SwiGLU", pybind11::arg("gate"),
         pybind11::arg("up"));
 #endif
+  m.def("greedy", &greedy, "each row's first largest logit, or `invalid` for a row with a NaN or nothing above -inf",
+        pybind11::arg("logits"), pybind11::arg("invalid"));
   m.def("decode_attention", &decode_attention, "one new token's attention per row: RoPE, KV-cache write, softmax",
         pybind11::arg("qkv"), pybind11::arg("cos"), pybind11::arg("signed_sin"), pybind11::arg("keys"),
         pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"), pybind11::arg("n_head"));

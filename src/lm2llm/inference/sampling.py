@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lm2llm.errors import UserError
+from lm2llm.inference import matvec
 
 # Temperatures below this are greedy decoding (as vLLM's 1e-5): dividing logits by a tinier one overflows them
 # to inf (a subnormal 1e-40 turns every logit into ±inf and the softmax into NaN), and the distribution it
@@ -234,7 +235,10 @@ def choose(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | No
     if config.greedy:
         # one pass: a row's maximum is NaN when it holds a NaN, and −inf when every token is −inf; without penalties
         # the logits as they come (bf16 widens to fp32 exactly, so the same token wins, without a 49k-entry copy)
-        best, tokens = (apply_penalties(logits, config, seen, counts) if config.penalized else logits).max(dim=-1)
+        scores = apply_penalties(logits, config, seen, counts) if config.penalized else logits
+        if scores.is_cpu and scores.dtype in matvec.STREAMED and matvec.available():
+            return matvec.kernel().greedy(scores, INVALID)  # the same choice in one call (tested)
+        best, tokens = scores.max(dim=-1)
         return tokens.masked_fill(best.isnan() | (best == float("-inf")), INVALID)
     probs, candidates = distribution(logits, config, seen, counts)
     broken = ~(probs.isfinite().all(dim=-1) & (probs.sum(dim=-1) > 0))

@@ -243,8 +243,34 @@ def test_the_whole_model_step_equals_the_modules_one_by_one(dtype, weights):
             assert torch.equal(got, expected)
     assert calls == [1] and len(plans) == 2  # steps 8 and 9 on the first plan, 10 and 11 on the second, 12 hooked
     assert model.decode_blocks.plan[2] is not None  # the plans were the kernel's, not a refusal
+    assert model.decode_blocks.plan[3]  # with the embedding, final norm and output layer: logits from one call
     assert torch.equal(states[0].cache.keys, states[1].cache.keys)
     assert torch.equal(states[0].cache.values, states[1].cache.values)
+
+
+def test_the_one_call_logits_leave_a_watched_end_to_the_modules_and_refuse_an_unknown_token():
+    """The whole forward pass of a step in one call (`DecodeBlocks.logits`): a hook on the output layer or the
+    final norm sees its input, since the modules then run; a token id outside the vocabulary is an error naming
+    it, as the embedding's own lookup refuses it."""
+    torch.manual_seed(0)
+    model = for_cpu_inference(build_model("llama", "llama-tiny", vocab_size=61).eval())
+    reference = copy.deepcopy(model)
+    reference.decode_blocks = None
+    seen = []
+    with torch.inference_mode():
+        states = model.new_state(2, 8), reference.new_state(2, 8)
+        ids = torch.randint(0, 61, (2, 5))
+        for m, state in zip((model, reference), states, strict=True):
+            m(ids[:, :3], state=state)
+        for t, module in ((3, model.lm_head), (4, model.norm_f)):
+            hook = module.register_forward_hook(lambda *_: seen.append(1))
+            got, expected = (m(ids[:, t:t + 1], state=state)[0] for m, state in zip((model, reference), states,
+                                                                                     strict=True))
+            hook.remove()
+            assert torch.equal(got, expected)
+        assert seen == [1, 1] and model.decode_blocks.plan[3]
+        with pytest.raises(RuntimeError, match="token id 61 is outside the vocabulary of 61"):
+            model(torch.tensor([[5], [61]]), state=states[0])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -166,6 +166,12 @@ for _register in (nn.modules.module.register_module_module_registration_hook,
     _register(_count_registration)
 
 
+def decode_weight(linear: nn.Module | None, dtype: torch.dtype) -> tuple | None:
+    """What the kernel's whole-model step takes for a linear layer with inputs of `dtype` (its `decode_weight`),
+    or None for a layer without one."""
+    return getattr(linear, "decode_weight", lambda _dtype: None)(dtype)
+
+
 class DecodeBlocks:
     """A LLaMA model's decoding step through all of its blocks in one call to the kernel (`DecodeLayers` in
     matvec.cpp): per block, both norms, the four products, RoPE, the cache write, attention, SwiGLU and both
@@ -188,33 +194,67 @@ class DecodeBlocks:
         return DecodeBlocks()  # the copy's plan is made from the copy's own weights
 
     def __call__(self, model: nn.Module, x: torch.Tensor, chunk, rope: Rotary | None, cache) -> torch.Tensor | None:
-        if (not x.is_cpu or x.shape[0] > matvec.MAX_ROWS or model.training
-                or not (rope is None or isinstance(rope, Rotary))):
-            return None
-        if self.plan is None or self.plan[0] != _registrations[0] or self.plan[1] != x.dtype:
-            self.plan = self.make_plan(model, x.dtype)
-        _, _, layers, hook_tables, attentions = self.plan
-        if layers is None or self.watched(hook_tables) or any(not a.use_fast or a.keep_weights for a in attentions):
+        """The blocks' output for x (B, 1, d_model), or None where the blocks must run one by one."""
+        layers = self.layers(model, x.dtype, x.shape[0], rope) if x.is_cpu else None
+        if layers is None:
             return None
         return layers(x, None if rope is None else rope.cos, None if rope is None else rope.signed_sin,
                       cache.keys, cache.values, chunk.offset, chunk.allowed)
 
+    def logits(self, model: nn.Module, ids: torch.Tensor, chunk, cache) -> torch.Tensor | None:
+        """The whole forward pass for one new token per row, ids (B, 1) to logits (B, 1, vocab): the embedding,
+        the blocks, the final norm and the output layer in one call (the model's ends outside the kernel cost
+        about 0.2 ms of a SmolLM2 step: each small operation runs cold after the weights have streamed through
+        the caches). None where the model's ends or blocks cannot go through the kernel."""
+        dtype = model.tok_emb.weight.dtype
+        if not ids.is_cpu or torch.is_autocast_enabled("cpu"):
+            return None
+        rope = model.rotary(chunk, 1, dtype) if model.config.positional == "rope" else None
+        layers = self.layers(model, dtype, ids.shape[0], rope, ends=True)
+        if layers is None:
+            return None
+        return layers.logits(ids, None if rope is None else rope.cos, None if rope is None else rope.signed_sin,
+                             cache.keys, cache.values, chunk.offset, chunk.allowed)
+
+    def layers(self, model: nn.Module, dtype: torch.dtype, rows: int, rope: Rotary | None, ends: bool = False):
+        """The kernel's `DecodeLayers` for a step of `rows` rows in `dtype`, or None where the modules must run
+        (too many rows, training, a hook watching, attention set to run its own way, no plan; with `ends`, a
+        plan without the model's embedding, final norm and output layer)."""
+        if rows > matvec.MAX_ROWS or model.training or not (rope is None or isinstance(rope, Rotary)):
+            return None
+        if self.plan is None or self.plan[0] != _registrations[0] or self.plan[1] != dtype:
+            self.plan = self.make_plan(model, dtype)
+        _, _, layers, with_ends, hook_tables, attentions = self.plan
+        if (layers is None or (ends and not with_ends) or self.watched(hook_tables)
+                or any(not a.use_fast or a.keep_weights for a in attentions)):
+            return None
+        return layers
+
     @staticmethod
     def make_plan(model: nn.Module, dtype: torch.dtype) -> tuple:
         """The kernel's plan for `dtype` inputs, or a plan of None where the kernel or some block cannot take it
-        (a dtype other than fp32 and bf16, a norm of another dtype, a layer without `decode_weight`, a bias)."""
+        (a dtype other than fp32 and bf16, a norm of another dtype, a layer without `decode_weight`, a bias). The
+        model's ends join it where they can: a plain token embedding (no learned positions) and final RMSNorm in
+        `dtype`, and an output layer with `decode_weight`."""
         blocks, layers = list(model.blocks), None
-        weights = [[getattr(linear, "decode_weight", lambda _dtype: None)(dtype)
+        weights = [[decode_weight(linear, dtype)
                     for linear in (block.attn.qkv_proj, block.attn.out_proj, block.mlp.gate_up, block.mlp.down)]
                    for block in blocks]
+        embedding, norm, head = (getattr(model, name, None) for name in ("tok_emb", "norm_f", "lm_head"))
+        head_weight = decode_weight(head, dtype)
+        ends = ((embedding.weight, norm.weight, norm.eps, head_weight)
+                if type(embedding) is nn.Embedding and embedding.max_norm is None and embedding.weight.dtype == dtype
+                and getattr(model, "pos_emb", None) is None and isinstance(norm, RMSNorm) and norm.weight.dtype == dtype
+                and head_weight is not None else None)
         if dtype in matvec.STREAMED and all(DecodeBlocks.fits(block) and block.norm_attn.weight.dtype == dtype
                                             and None not in row for block, row in zip(blocks, weights, strict=True)):
             layers = matvec.kernel().DecodeLayers(
                 [(block.norm_attn.weight, block.norm_mlp.weight, block.norm_attn.eps, *row)
-                 for block, row in zip(blocks, weights, strict=True)], blocks[0].attn.n_head)
-        hook_tables = [table for block in blocks for m in block.modules() for table in (m._forward_hooks,
-                                                                                          m._forward_pre_hooks)]
-        return _registrations[0], dtype, layers, hook_tables, [block.attn for block in blocks]
+                 for block, row in zip(blocks, weights, strict=True)], blocks[0].attn.n_head, ends)
+        watched = [*blocks, *(m for m in (embedding, norm, head) if m is not None)]
+        hook_tables = [table for module in watched for m in module.modules() for table in (m._forward_hooks,
+                                                                                            m._forward_pre_hooks)]
+        return _registrations[0], dtype, layers, ends is not None, hook_tables, [block.attn for block in blocks]
 
     @staticmethod
     def watched(hook_tables: list[dict]) -> bool:

@@ -335,18 +335,24 @@ struct QuantizedInputs {
   std::vector<float> offsets;      // (rows,): 128 * sum over blocks of d * (the block's sum of qx)
   std::vector<float> block_scales;  // (rows, in / 32): each block's d
   std::vector<float> block_sums;    // (rows, in / 32): each block's d * (its sum of qx)
-  int64_t whole;                    // the inputs in whole superblocks of 512 (`superblock_place`)
+  int64_t whole = 0;                // the inputs in whole superblocks of 512 (`superblock_place`)
   std::vector<int8_t> interleaved;  // (rows, whole): q of those in the superblocks' order
 
-  QuantizedInputs(const float* x, int64_t rows, int64_t in)
-      : q(rows * in), lane_scales(rows * in / 4), offsets(rows), block_scales(rows * in / 32), block_sums(rows * in / 32),
-        whole(in / 512 * 512), interleaved(rows * whole) {
+  // x (rows, in) quantized into the buffers, which keep their storage from one call to the next (a decoding step
+  // quantizes the inputs of every product, 121 of them for SmolLM2).
+  void assign(const float* x, int64_t rows, int64_t in) {
+    whole = in / 512 * 512;
+    q.resize(rows * in);
+    lane_scales.resize(rows * in / 4);
+    offsets.resize(rows);
+    block_scales.resize(rows * in / 32);
+    block_sums.resize(rows * in / 32);
+    interleaved.resize(rows * whole);
     for (int64_t r = 0; r < rows; ++r) {
       float offset = 0.f;
       for (int64_t b = 0; b < in; b += 32) {
-        const float d = quantize_block(x + r * in + b, q.data() + r * in + b);
         int32_t sum = 0;
-        for (int i = 0; i < 32; ++i) sum += q[r * in + b + i];
+        const float d = quantize_block(x + r * in + b, q.data() + r * in + b, sum);
         std::fill_n(lane_scales.begin() + (r * in + b) / 4, 8, d);
         block_scales[(r * in + b) / 32] = d;
         block_sums[(r * in + b) / 32] = d * static_cast<float>(sum);
@@ -363,19 +369,25 @@ struct QuantizedInputs {
 
   // One block of 32: its int8 values into `out`, its d returned. The vector path rounds as `nearbyint` does
   // (the default rounding mode, ties to even), so both paths give the same bytes.
-  static float quantize_block(const float* block, int8_t* out) {
+  static float quantize_block(const float* block, int8_t* out, int32_t& sum) {
 #if defined(__AVX512F__)
     const __m512 first = _mm512_loadu_ps(block), second = _mm512_loadu_ps(block + 16);
     const float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(first), _mm512_abs_ps(second)));
     const __m512 inverse = _mm512_set1_ps(top != 0.f ? 127.f / top : 0.f);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(first, inverse))));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16),
-                     _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(second, inverse))));
+    const __m512i low = _mm512_cvtps_epi32(_mm512_mul_ps(first, inverse));
+    const __m512i high = _mm512_cvtps_epi32(_mm512_mul_ps(second, inverse));  // within -127 .. 127: no saturation
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtsepi32_epi8(low));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 16), _mm512_cvtsepi32_epi8(high));
+    sum = _mm512_reduce_add_epi32(_mm512_add_epi32(low, high));
 #else
     float top = 0.f;
     for (int i = 0; i < 32; ++i) top = std::max(top, std::fabs(block[i]));
     const float inverse = top != 0.f ? 127.f / top : 0.f;
-    for (int i = 0; i < 32; ++i) out[i] = static_cast<int8_t>(std::nearbyint(block[i] * inverse));
+    sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      out[i] = static_cast<int8_t>(std::nearbyint(block[i] * inverse));
+      sum += out[i];
+    }
 #endif
     return static_cast<float>(c10::Half(top / 127.f));
   }
@@ -729,7 +741,14 @@ void check_weight(const Streamed& streamed, int64_t in) {
 template <class T>
 class Product {
  public:
-  Product(const Streamed& streamed, const T* x, int64_t rows, int64_t in) : rows_(rows) {
+  Product() = default;
+  Product(const Streamed& streamed, const T* x, int64_t rows, int64_t in) { prepare(streamed, x, rows, in); }
+  Product(const Product&) = delete;
+  Product& operator=(const Product&) = delete;
+
+  // Made ready for `streamed` and x (rows, in), in the storage of the last product made ready.
+  void prepare(const Streamed& streamed, const T* x, int64_t rows, int64_t in) {
+    rows_ = rows;
     const auto& [weight, scales, zeros, group_size] = streamed;
     const int64_t n = rows * in;
     switch (weight.scalar_type()) {
@@ -741,17 +760,17 @@ class Product {
         break;
       case torch::kChar:
         if (group_size == -32) {
-          quantized_.emplace(as_inputs(x, n, floats_), rows, in);
-          format_ = Int8Dynamic{weight.data_ptr<int8_t>(), scales->data_ptr<bf16>(), &*quantized_, in};
+          quantized_.assign(as_inputs(x, n, floats_), rows, in);
+          format_ = Int8Dynamic{weight.data_ptr<int8_t>(), scales->data_ptr<bf16>(), &quantized_, in};
         } else {
           format_ = Dense<int8_t, float>{weight.data_ptr<int8_t>(), scales->data_ptr<bf16>(), as_inputs(x, n, floats_), in};
         }
         break;
       default:  // packed int4
         if (group_size == -32) {
-          quantized_.emplace(as_inputs(x, n, floats_), rows, in);
+          quantized_.assign(as_inputs(x, n, floats_), rows, in);
           format_ = Int4Dynamic{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(),
-                                &*quantized_, in, in / 32};
+                                &quantized_, in, in / 32};
         } else {
           const bf16* inputs = as_inputs(x, n, bf16s_);
           const int64_t groups = in / group_size, whole = in / (16 * group_size) * (16 * group_size);
@@ -765,8 +784,6 @@ class Product {
         }
     }
   }
-  Product(const Product&) = delete;
-  Product& operator=(const Product&) = delete;
 
   // Weight rows begin .. end - 1 against every input row, into `target`.
   template <class Out>
@@ -775,10 +792,10 @@ class Product {
   }
 
  private:
-  int64_t rows_;
+  int64_t rows_ = 0;
   std::vector<float> floats_;
   std::vector<bf16> bf16s_;
-  std::optional<QuantizedInputs> quantized_;
+  QuantizedInputs quantized_;
   std::vector<float> group_sums_;
   std::vector<bf16> interleaved_;
   std::variant<Dense<float, float>, Dense<bf16, bf16>, Dense<int8_t, float>, Int4, Int8Dynamic, Int4Dynamic> format_;
@@ -1217,6 +1234,9 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const 
 // result of each (SmolLM2 W4A8: 1.4 of a 4 ms step went to what lay between its products). The weights are
 // handed over and checked once, when the plan is made, so a step converts a handful of Python objects.
 using BlockWeights = std::tuple<torch::Tensor, torch::Tensor, double, Streamed, Streamed, Streamed, Streamed>;
+// The model's two ends around its blocks: the token embedding (vocab, d_model), the final norm's weight and eps, and
+// the output layer.
+using EndWeights = std::tuple<torch::Tensor, torch::Tensor, double, Streamed>;
 
 // A weight's inputs: its columns, two to a byte for packed int4.
 int64_t in_features(const Streamed& streamed) {
@@ -1226,9 +1246,11 @@ int64_t in_features(const Streamed& streamed) {
 
 struct DecodeLayers {
   std::vector<BlockWeights> blocks;  // per layer: norm_attn, norm_mlp, eps, qkv, out, gate_up, down
+  std::optional<EndWeights> ends;    // for `logits`: the step from token ids to the output layer
   int64_t n_head, d_model, qkv_width, attention_width, hidden;
 
-  DecodeLayers(std::vector<BlockWeights> layers, int64_t heads) : blocks(std::move(layers)), n_head(heads) {
+  DecodeLayers(std::vector<BlockWeights> layers, int64_t heads, std::optional<EndWeights> model_ends)
+      : blocks(std::move(layers)), ends(std::move(model_ends)), n_head(heads) {
     TORCH_CHECK(!blocks.empty() && n_head > 0, "decode_layers: no blocks, or no heads");
     const auto& first = blocks[0];
     const torch::Tensor& norm = std::get<0>(first);
@@ -1255,6 +1277,16 @@ struct DecodeLayers {
                       std::get<0>(gate_up).size(0) == 2 * hidden && std::get<0>(down).size(0) == d_model,
                   "decode_layers: every block's products must have the first block's shapes");
     }
+    if (ends.has_value()) {
+      const auto& [embedding, final_norm, final_eps, head] = *ends;
+      TORCH_CHECK(embedding.dim() == 2 && embedding.size(1) == d_model && embedding.size(0) > 0 &&
+                      embedding.is_contiguous() && embedding.device().is_cpu() && embedding.scalar_type() == norm.scalar_type(),
+                  "decode_layers: the embedding must be a contiguous (vocab, d_model) CPU tensor of the norms' dtype");
+      TORCH_CHECK(final_norm.dim() == 1 && final_norm.numel() == d_model && final_norm.is_contiguous() &&
+                      final_norm.device().is_cpu() && final_norm.scalar_type() == norm.scalar_type(),
+                  "decode_layers: the final norm must be a contiguous (d_model,) CPU tensor of the norms' dtype");
+      check_weight(head, d_model);
+    }
   }
 
   // x (B, 1, d_model) in the norms' dtype: the last block's output for it, the cache written at slot `offset`
@@ -1262,6 +1294,50 @@ struct DecodeLayers {
   torch::Tensor step(const torch::Tensor& x, const c10::optional<torch::Tensor>& cos,
                      const c10::optional<torch::Tensor>& signed_sin, const torch::Tensor& keys,
                      const torch::Tensor& values, int64_t offset, const c10::optional<torch::Tensor>& allowed) const {
+    const int64_t allowed_stride = check_step(x, cos, signed_sin, keys, values, offset, allowed);
+    torch::Tensor h = x.contiguous().clone();  // the residual stream: each block's output written over its input
+    with_dtype(std::get<0>(blocks[0]).scalar_type(), [&](auto* zero) {
+      using T = std::remove_pointer_t<decltype(zero)>;
+      run<T>(h, cos, signed_sin, keys, values, offset, allowed, allowed_stride, nullptr);
+    });
+    return h;
+  }
+
+  // ids (B, 1) token ids: the output layer's (B, 1, vocab) logits for them, from their embeddings through every
+  // block and the final norm (`step`'s other arguments), what the model's forward gives for one new token per row.
+  torch::Tensor logits(const torch::Tensor& ids, const c10::optional<torch::Tensor>& cos,
+                       const c10::optional<torch::Tensor>& signed_sin, const torch::Tensor& keys,
+                       const torch::Tensor& values, int64_t offset, const c10::optional<torch::Tensor>& allowed) const {
+    TORCH_CHECK(ends.has_value(), "decode_layers: planned without the embedding, final norm and output layer");
+    const auto& [embedding, final_norm, final_eps, head] = *ends;
+    const auto type = embedding.scalar_type();
+    const int64_t B = keys.dim() == 5 ? keys.size(1) : -1, vocab = embedding.size(0);
+    TORCH_CHECK(ids.scalar_type() == torch::kLong && ids.device().is_cpu() && ids.numel() == B,
+                "decode_layers: ids must be a (B, 1) CPU long tensor, one token per row of the cache");
+    const torch::Tensor tokens = ids.contiguous();
+    torch::Tensor h = torch::empty({B, 1, d_model}, embedding.options());
+    for (int64_t r = 0; r < B; ++r) {  // the embedding's rows, as `nn.Embedding` looks them up
+      const int64_t id = tokens.data_ptr<int64_t>()[r];
+      TORCH_CHECK(id >= 0 && id < vocab, "decode_layers: token id ", id, " is outside the vocabulary of ", vocab);
+      std::memcpy(static_cast<char*>(h.data_ptr()) + r * d_model * embedding.element_size(),
+                  static_cast<const char*>(embedding.data_ptr()) + id * d_model * embedding.element_size(),
+                  d_model * embedding.element_size());
+    }
+    const int64_t allowed_stride = check_step(h, cos, signed_sin, keys, values, offset, allowed);
+    torch::Tensor out = torch::empty({B, 1, std::get<0>(head).size(0)}, embedding.options());
+    with_dtype(type, [&](auto* zero) {
+      using T = std::remove_pointer_t<decltype(zero)>;
+      run<T>(h, cos, signed_sin, keys, values, offset, allowed, allowed_stride, out.data_ptr<T>());
+    });
+    return out;
+  }
+
+ private:
+  // What a step checks of its input x (B, 1, d_model) and the cache, as `step` documents them; returns allowed's
+  // stride per row.
+  int64_t check_step(const torch::Tensor& x, const c10::optional<torch::Tensor>& cos,
+                     const c10::optional<torch::Tensor>& signed_sin, const torch::Tensor& keys, const torch::Tensor& values,
+                     int64_t offset, const c10::optional<torch::Tensor>& allowed) const {
     const int64_t layers = static_cast<int64_t>(blocks.size());
     const auto type = std::get<0>(blocks[0]).scalar_type();
     TORCH_CHECK(keys.dim() == 5 && keys.size(0) == layers && values.sizes() == keys.sizes(),
@@ -1272,19 +1348,14 @@ struct DecodeLayers {
                 "decode_layers: x must be a (B, 1, d_model) CPU tensor of the norms' dtype");
     TORCH_CHECK(qkv_width == (n_head + 2 * keys.size(2)) * keys.size(4) && attention_width == n_head * keys.size(4),
                 "decode_layers: the projections' shapes do not match the cache's heads");
-    torch::Tensor h = x.contiguous().clone();  // the residual stream: each block's output written over its input
-    with_dtype(type, [&](auto* zero) {
-      using T = std::remove_pointer_t<decltype(zero)>;
-      run<T>(h, cos, signed_sin, keys, values, offset, allowed, allowed_stride);
-    });
-    return h;
+    return allowed_stride;
   }
 
- private:
+  // Every block over the residual stream h, then, given `logits` (B, vocab), the final norm and output layer into it.
   template <class T>
   void run(torch::Tensor& h, const c10::optional<torch::Tensor>& cos, const c10::optional<torch::Tensor>& signed_sin,
            const torch::Tensor& keys, const torch::Tensor& values, int64_t offset,
-           const c10::optional<torch::Tensor>& allowed, int64_t allowed_stride) const {
+           const c10::optional<torch::Tensor>& allowed, int64_t allowed_stride, T* logits) const {
     const int64_t B = keys.size(1), KV = keys.size(2), D = keys.size(4), d = d_model;
     const auto options = h.options();
     const torch::Tensor normed = torch::empty({B, d}, options), qkv = torch::empty({B, qkv_width}, options),
@@ -1298,7 +1369,7 @@ struct DecodeLayers {
         step_attention<T>(qkv_p, cos, signed_sin, keys.select(0, 0), values.select(0, 0), offset, allowed,
                           allowed_stride, n_head, attended_p);
     const int64_t layer_size = B * KV * keys.size(3) * D;  // one layer's slice of the cache
-    std::optional<Product<T>> product;  // the product being computed, made ready by the calling thread
+    Product<T> product;  // the product being computed, made ready by the calling thread
     auto norm_rows = [&](const T* from, const torch::Tensor& weight, double eps) {
       for (int64_t r = 0; r < B; ++r) {
         rms_norm_row(from + r * d, weight.data_ptr<T>(), normed_p + r * d, d, static_cast<float>(eps));
@@ -1306,7 +1377,7 @@ struct DecodeLayers {
     };
     auto compute = [&](T* y, int64_t out_features, const T* residual) {  // this thread's share of the product
       const auto [begin, end] = share(out_features, kGrain);
-      product->run(begin, end, Target<T>{y, nullptr, residual, out_features});
+      product.run(begin, end, Target<T>{y, nullptr, residual, out_features});
     };
     // The serial parts (norms, the inputs' preparation, SwiGLU) run on the calling thread (`master`), whose
     // thread-local state (inference mode) torch's silu needs where it is called. A barrier follows each part that
@@ -1319,7 +1390,7 @@ struct DecodeLayers {
 #pragma omp master
         {
           norm_rows(stream, norm_attn, eps);
-          product.emplace(w_qkv, normed_p, B, d);
+          product.prepare(w_qkv, normed_p, B, d);
         }
 #pragma omp barrier
         compute(qkv_p, qkv_width, nullptr);
@@ -1334,14 +1405,14 @@ struct DecodeLayers {
         }
 #pragma omp barrier
 #pragma omp master
-        product.emplace(w_out, attended_p, B, attention_width);
+        product.prepare(w_out, attended_p, B, attention_width);
 #pragma omp barrier
         compute(mid_p, d, stream);  // mid = x + out(attention)
 #pragma omp barrier
 #pragma omp master
         {
           norm_rows(mid_p, norm_mlp, eps);
-          product.emplace(w_gate_up, normed_p, B, d);
+          product.prepare(w_gate_up, normed_p, B, d);
         }
 #pragma omp barrier
         compute(gate_up_p, 2 * hidden, nullptr);
@@ -1355,11 +1426,21 @@ struct DecodeLayers {
 #else
           at::mul_out(act, at::silu(gate_up.narrow(1, 0, hidden)), gate_up.narrow(1, hidden, hidden));
 #endif
-          product.emplace(w_down, act_p, B, hidden);
+          product.prepare(w_down, act_p, B, hidden);
         }
 #pragma omp barrier
         compute(stream, d, mid_p);  // x = mid + down(silu(gate) * up)
 #pragma omp barrier
+      }
+      if (logits != nullptr) {
+        const auto& [embedding, final_norm, final_eps, head] = *ends;
+#pragma omp master
+        {
+          norm_rows(stream, final_norm, final_eps);
+          product.prepare(head, normed_p, B, d);
+        }
+#pragma omp barrier
+        compute(logits, std::get<0>(head).size(0), nullptr);
       }
     }
   }
@@ -1392,10 +1473,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
                                  "one new token through every block of a LLaMA model: per layer, its norms, "
                                  "attention and SwiGLU MLP",
                                  pybind11::module_local())  // its own type in each build of the kernel
-      .def(pybind11::init([](std::vector<BlockWeights> blocks, int64_t n_head) {
-             return DecodeLayers{std::move(blocks), n_head};
+      .def(pybind11::init([](std::vector<BlockWeights> blocks, int64_t n_head, std::optional<EndWeights> ends) {
+             return DecodeLayers{std::move(blocks), n_head, std::move(ends)};
            }),
-           pybind11::arg("blocks"), pybind11::arg("n_head"))
+           pybind11::arg("blocks"), pybind11::arg("n_head"), pybind11::arg("ends") = pybind11::none())
       .def("__call__", &DecodeLayers::step, pybind11::arg("x"), pybind11::arg("cos"), pybind11::arg("signed_sin"),
+           pybind11::arg("keys"), pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"))
+      .def("logits", &DecodeLayers::logits, pybind11::arg("ids"), pybind11::arg("cos"), pybind11::arg("signed_sin"),
            pybind11::arg("keys"), pybind11::arg("values"), pybind11::arg("offset"), pybind11::arg("allowed"));
 }

@@ -289,7 +289,8 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.tok_emb.weight
         # one new token through every block in one compiled call, for CPU decoding
         # (`inference.layout.fuse_decode_step` installs it): (model, x, chunk, rope, cache) -> the last block's
-        # output, or None where it does not apply (then the blocks below run one by one)
+        # output, and `.logits(model, ids, chunk, cache)` -> the logits from the embedding on, or None where it
+        # does not apply (then the modules run one by one)
         self.decode_blocks: Callable | None = None
         self.rotary_tables: dict[tuple, Rotary] = {}  # (dtype, device) -> every position's tables (`rotary`)
         if not any(p.is_meta for p in self.parameters()):
@@ -346,14 +347,19 @@ class Transformer(nn.Module):
         valid = None if attention_mask is None else attention_mask.to(torch.bool)
         chunk = whole_sequence(ids, valid) if state is None else state.advance(ids, valid)
         self.check_positions(chunk, ids.shape[1])
+        cache = None if state is None else state.cache
+        one_step = (self.decode_blocks is not None and cache is not None and ids.shape[1] == 1
+                    and not torch.is_grad_enabled())
+        if one_step and targets is None:
+            logits = self.decode_blocks.logits(self, ids, chunk, cache)
+            if logits is not None:
+                return logits, None
         x = self.tok_emb(ids)
         if self.pos_emb is not None:
             x = x + self.pos_emb(chunk.positions)
         x = F.dropout(x, self.config.dropout, self.training)
         rope = self.rotary(chunk, ids.shape[1], compute_dtype(x)) if self.config.positional == "rope" else None
-        cache = None if state is None else state.cache
-        fused = (self.decode_blocks(self, x, chunk, rope, cache) if self.decode_blocks is not None and cache is not None
-                 and ids.shape[1] == 1 and not torch.is_grad_enabled() else None)
+        fused = self.decode_blocks(self, x, chunk, rope, cache) if one_step else None
         if fused is not None:
             x = fused
         else:

@@ -14,7 +14,8 @@ lesson is the memory traffic, which Python cannot show: a compiled loop is the s
 The same extension carries the rest of a decoding step's fixed cost in a few calls: `linear` (the choice
 between the kernel and torch's `linear`, made in C++ at each of a step's calls), `decode_attention` (one new
 token's RoPE, KV-cache write and attention per layer), `rms_norm`, `DecodeLayers` (every block of a LLaMA
-model for one new token, all of the above in one parallel region per step), which `inference.layout`
+model for one new token, all of the above in one parallel region per step, from the token embedding to the
+output layer's logits where the model's ends fit), which `inference.layout`
 installs, and `greedy` (each row's largest logit, which `sampling.choose` asks for).
 
 The kernel is built the first time it is needed (`torch.utils.cpp_extension`, about half a minute), in a

@@ -180,19 +180,23 @@ def test_the_kernel_quantizes_inputs_as_quantize_activations_does_ties_included(
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 3, 8, 11])
-def test_w4a8_kernel_is_the_integer_arithmetic(dtype, rows):
+@pytest.mark.parametrize("in_features", [96, 192, 544, 576, 1536])
+def test_w4a8_kernel_is_the_integer_arithmetic(dtype, rows, in_features):
     """W4A8 against its arithmetic done exactly: per block, d · (s · (q · qx) + (zero − 8·s) · Σqx), the integer
-    dot products in int64 and the sums in float64. 544 inputs: one superblock of 16 blocks and one block left."""
+    dot products in int64 and the sums in float64. 96 inputs: a pair of blocks and a single one; 192: three pairs;
+    544: a superblock of 16 blocks and a single one; 576: a superblock and a pair; 1536: three superblocks. One
+    input row of 192, 576 or 1536 is met with its inputs held in registers (`stream_held`), more rows as loaded."""
     torch.manual_seed(0)
-    linear = nn.Linear(544, 40, bias=False)
+    linear = nn.Linear(in_features, 40, bias=False)
     layer = W4A8Linear(linear)
-    q = unpack_w4a8(layer.packed, 544).long()
+    q = unpack_w4a8(layer.packed, in_features).long()
     assert torch.equal(pack_w4a8(q), layer.packed)
-    x = torch.randn(rows, 544).to(dtype)
+    x = torch.randn(rows, in_features).to(dtype)
     qx, d = quantize_activations(x)
     scales, zeros = layer.scales.double(), layer.zeros.double()
-    products = (qx.long().unflatten(-1, (17, 32))[:, None] * q.unflatten(-1, (17, 32))[None]).sum(-1).double()
-    input_sums = qx.long().unflatten(-1, (17, 32)).sum(-1).double()[:, None]
+    blocks = in_features // 32
+    products = (qx.long().unflatten(-1, (blocks, 32))[:, None] * q.unflatten(-1, (blocks, 32))[None]).sum(-1).double()
+    input_sums = qx.long().unflatten(-1, (blocks, 32)).sum(-1).double()[:, None]
     exact = (d.double()[:, None] * (scales * products + (zeros - 8 * scales) * input_sums)).sum(-1)
     assert_is_the_arithmetic(layer, x, exact)
     weight = dequantize_int4(q, layer.scales.float(), layer.zeros.float())  # the weights are int4's, groups of 32

@@ -68,9 +68,28 @@ inline void prefetch(const void* from, int64_t ahead, int64_t bytes) {
 #endif
 }
 
-// A format's `dot` is inlined into the loop over weight rows: called once per row instead, it cost W4A8 a third
-// of its speed once its body grew past the compiler's own limit.
+// A format's `dot` (and `stream_outputs`, which calls it) is inlined into the loop over weight rows: called once
+// per row instead, it cost W4A8 a third of its speed once its body grew past the compiler's own limit, and a tenth
+// when `stream_outputs` did.
 #define kInline __attribute__((always_inline)) inline
+
+// Where a product's sums go: y[r, o] = sum + bias[o], rounded to Out once, as torch's `linear` rounds it; with a
+// `residual` (rows, out_features) y[r, o] = residual[r, o] + that, rounded again, as a block's `x + product`
+// rounds it, made while the product is stored (y may be the residual itself).
+template <class Out>
+struct Target {
+  Out* y;
+  const Out* bias;      // (out_features,), or nullptr
+  const Out* residual;  // (rows, out_features), or nullptr
+  int64_t out_features;
+
+  void store(int64_t r, int64_t o, float sum) const {
+    const Out product = static_cast<Out>(bias == nullptr ? sum : sum + static_cast<float>(bias[o]));
+    const int64_t at = r * out_features + o;
+    y[at] = residual == nullptr ? product
+                                : static_cast<Out>(static_cast<float>(residual[at]) + static_cast<float>(product));
+  }
+};
 
 // ---- weight formats: `dot<ROWS, OUTS>(o, r0, sums)` = rows o .. o + OUTS - 1 of W against input rows
 // r0 .. r0 + ROWS - 1, sums[k][r] for weight row o + k and input row r0 + r. `outputs<ROWS>` is the OUTS a
@@ -496,6 +515,128 @@ struct Int4Dynamic {
   template <int ROWS>
   static constexpr int outputs = 1;
 
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  // The pieces of a row, each against ROWS input rows r whose inputs come from the callables it is given (loaded from
+  // `inputs`, or held in registers by `stream_held`), adding into acc[r].
+
+  // One superblock: `bytes` its 256 bytes, s and z its 16 blocks' scales and zeros; x(r, t) step t's 64 inputs,
+  // block_scales(r) and block_sums(r) the 16 blocks' d and d * (sum of qx).
+  template <int ROWS, class X, class Scales, class Sums>
+  static kInline void superblock(const uint8_t* bytes, const bf16* s, const bf16* z, X x, Scales block_scales,
+                                 Sums block_sums, __m512* acc) {
+    const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8(static_cast<char>(0xF0));
+    __m512i part[2 * ROWS];  // per row: the low nibbles' chain, then the high ones' (16 q)
+    for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {  // steps 2j and 2j + 1 from 64 bytes
+      const __m512i both = _mm512_loadu_si512(bytes + j * 64);
+      const __m512i first = _mm512_and_si512(both, low), second = _mm512_and_si512(both, high);
+      for (int r = 0; r < ROWS; ++r) {
+        part[2 * r] = _mm512_dpbusd_epi32(part[2 * r], first, x(r, 2 * j));
+        part[2 * r + 1] = _mm512_dpbusd_epi32(part[2 * r + 1], second, x(r, 2 * j + 1));
+      }
+    }
+    const __m512 weight_scales = widen16(s, 16);
+    const __m512 offsets = _mm512_fnmadd_ps(_mm512_set1_ps(8.f), weight_scales, widen16(z, 16));  // z - 8 s
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512i products = _mm512_add_epi32(part[2 * r], _mm512_srai_epi32(part[2 * r + 1], 4));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products), _mm512_mul_ps(weight_scales, block_scales(r)), acc[r]);
+      acc[r] = _mm512_fmadd_ps(offsets, block_sums(r), acc[r]);
+    }
+  }
+
+  // The zero points of the `count` (< 16) blocks after the superblocks at once: sums(r) their d * (sum of qx).
+  template <int ROWS, class Sums>
+  static kInline void rest_zero_points(const bf16* s, const bf16* z, int64_t count, Sums sums, __m512* acc) {
+    const __m512 offsets = _mm512_fnmadd_ps(_mm512_set1_ps(8.f), widen16(s, count), widen16(z, count));
+    for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_fmadd_ps(offsets, sums(r), acc[r]);
+  }
+
+  // A pair of blocks from 32 bytes: the low nibbles are the first block, the high ones the second, so that with the
+  // inputs as stored (x(r): the pair's 64) lanes 0-7 of one `vpdpbusd` sum the first block and 8-15 the second,
+  // each lane scaled by its block's s times lane_scales(r) (the inputs' d for each lane).
+  template <int ROWS, class X, class LaneScales>
+  static kInline void pair(const uint8_t* bytes, const bf16* s, X x, LaneScales lane_scales, __m512* acc) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i both = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bytes));
+    const __m512i nibbles = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(both, low)),
+                                               _mm256_and_si256(_mm256_srli_epi16(both, 4), low), 1);
+    const __m512i pair_lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512 weight_scales = _mm512_permutexvar_ps(pair_lanes, widen16(s, 2));
+    for (int r = 0; r < ROWS; ++r) {
+      const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles, x(r));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products), _mm512_mul_ps(weight_scales, lane_scales(r)), acc[r]);
+    }
+  }
+#endif
+
+  // A row's bytes, scales and zeros (`in` inputs) asked for `kAhead` bytes ahead (see `prefetch`).
+  static kInline void prefetch_row(const uint8_t* row, const bf16* s, const bf16* z, int64_t in) {
+    prefetch(row, kAhead, in / 2);
+    prefetch(s, kAhead / 8, in / 16);  // a row's scales (and zeros) are an eighth of its nibbles' bytes
+    prefetch(z, kAhead / 8, in / 16);
+  }
+
+  // Weight rows begin .. end - 1 against one input row r0, its inputs loaded once and held in registers across the
+  // rows, where they are up to three superblocks and up to three pairs after them (SmolLM2's 576 inputs: one
+  // superblock and a pair; its 1536: three superblocks): a weight row then loads only its own bytes, where `dot`
+  // loads every step of inputs and their scales again for each (one core, weights in cache, ns a row: 9.9 against
+  // 14.3 at 576 inputs, 18 against 23 at 1536, where the compiler keeps part of them on the stack). The same pieces
+  // in the same order as `dot`, so the same sums. False, having done nothing, for other rows.
+  template <class Out>
+  bool stream_held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    const int64_t supers = in / 512, pairs = in % 512 / 64;
+    if (in % 64 != 0 || supers > 3 || pairs > 3) return false;
+    return [&]<int... K>(std::integer_sequence<int, K...>) {  // K = 4 * superblocks + pairs, from 1 (64 inputs) on
+      return ((4 * supers + pairs == K + 1 && (held<(K + 1) / 4, (K + 1) % 4>(r0, begin, end, target), true)) || ...);
+    }(std::make_integer_sequence<int, 15>{});
+#else
+    return false;
+#endif
+  }
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  template <int SUPERS, int PAIRS, class Out>
+  void held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
+    constexpr int64_t whole = 512 * SUPERS, held_in = whole + 64 * PAIRS, held_blocks = held_in / 32;
+    const float* input_scales = inputs->block_scales.data() + r0 * held_blocks;
+    const float* input_sums = inputs->block_sums.data() + r0 * held_blocks;
+    __m512i x[SUPERS + 1][8];  // + 1: no empty arrays
+    __m512 block_scales[SUPERS + 1], block_sums[SUPERS + 1];
+    for (int u = 0; u < SUPERS; ++u) {
+      for (int t = 0; t < 8; ++t) x[u][t] = _mm512_loadu_si512(inputs->interleaved.data() + r0 * whole + 512 * u + 64 * t);
+      block_scales[u] = _mm512_loadu_ps(input_scales + 16 * u);
+      block_sums[u] = _mm512_loadu_ps(input_sums + 16 * u);
+    }
+    const __m512 rest_sums = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (2 * PAIRS)) - 1), input_sums + 16 * SUPERS);
+    __m512i pair_x[PAIRS + 1];
+    __m512 lane_scales[PAIRS + 1];
+    for (int p = 0; p < PAIRS; ++p) {
+      pair_x[p] = _mm512_loadu_si512(inputs->q.data() + r0 * held_in + whole + 64 * p);
+      lane_scales[p] = _mm512_loadu_ps(inputs->lane_scales.data() + (r0 * held_in + whole + 64 * p) / 4);
+    }
+    for (int64_t o = begin; o < end; ++o) {
+      const uint8_t* row = q + o * (held_in / 2);
+      const bf16* s = scales + o * held_blocks;
+      const bf16* z = zeros + o * held_blocks;
+      prefetch_row(row, s, z, held_in);
+      __m512 acc[1] = {_mm512_setzero_ps()};
+      for (int u = 0; u < SUPERS; ++u) {
+        superblock<1>(row + 256 * u, s + 16 * u, z + 16 * u, [&](int, int t) { return x[u][t]; },
+                      [&](int) { return block_scales[u]; }, [&](int) { return block_sums[u]; }, acc);
+      }
+      if constexpr (PAIRS > 0) {
+        rest_zero_points<1>(s + 16 * SUPERS, z + 16 * SUPERS, 2 * PAIRS, [&](int) { return rest_sums; }, acc);
+        for (int p = 0; p < PAIRS; ++p) {
+          pair<1>(row + whole / 2 + 32 * p, s + 16 * SUPERS + 2 * p, [&](int) { return pair_x[p]; },
+                  [&](int) { return lane_scales[p]; }, acc);
+        }
+      }
+      target.store(r0, o, _mm512_reduce_add_ps(acc[0]));
+    }
+  }
+#endif
+
   template <int ROWS, int OUTS>
   kInline void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
     static_assert(OUTS == 1, "W4A8 meets one weight row at a time");
@@ -504,67 +645,33 @@ struct Int4Dynamic {
     const bf16* s = scales + o * blocks;
     const bf16* z = zeros + o * blocks;
     const int64_t whole = inputs->whole;
-    prefetch(row, kAhead, in / 2);
-    prefetch(s, kAhead / 8, blocks * 2);  // a row's scales (and zeros) are an eighth of its nibbles' bytes
-    prefetch(z, kAhead / 8, blocks * 2);
+    prefetch_row(row, s, z, in);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    const __m512i low = _mm512_set1_epi8(0x0F), high = _mm512_set1_epi8(static_cast<char>(0xF0));
-    const __m512 eight = _mm512_set1_ps(8.f);
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < whole; i += 512) {
-      __m512i part[2 * ROWS];  // per row: the low nibbles' chain, then the high ones' (16 q)
-      for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_si512();
-      for (int64_t j = 0; j < 4; ++j) {  // steps 2j and 2j + 1 from 64 bytes
-        const __m512i bytes = _mm512_loadu_si512(row + i / 2 + j * 64);
-        const __m512i first = _mm512_and_si512(bytes, low), second = _mm512_and_si512(bytes, high);
-        for (int r = 0; r < ROWS; ++r) {
-          const int8_t* xr = inputs->interleaved.data() + (r0 + r) * whole + i + j * 128;
-          part[2 * r] = _mm512_dpbusd_epi32(part[2 * r], first, _mm512_loadu_si512(xr));
-          part[2 * r + 1] = _mm512_dpbusd_epi32(part[2 * r + 1], second, _mm512_loadu_si512(xr + 64));
-        }
-      }
-      const int64_t b = i / 32;
-      const __m512 weight_scales = widen16(s + b, 16);
-      const __m512 offsets = _mm512_fnmadd_ps(eight, weight_scales, widen16(z + b, 16));  // z - 8 s
-      for (int r = 0; r < ROWS; ++r) {
-        const int64_t at = (r0 + r) * blocks + b;
-        const __m512i products = _mm512_add_epi32(part[2 * r], _mm512_srai_epi32(part[2 * r + 1], 4));
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
-                                 _mm512_mul_ps(weight_scales, _mm512_loadu_ps(inputs->block_scales.data() + at)), acc[r]);
-        acc[r] = _mm512_fmadd_ps(offsets, _mm512_loadu_ps(inputs->block_sums.data() + at), acc[r]);
-      }
+      const int8_t* xs = inputs->interleaved.data() + r0 * whole + i;
+      const int64_t b = r0 * blocks + i / 32;
+      superblock<ROWS>(
+          row + i / 2, s + i / 32, z + i / 32,
+          [&](int r, int t) { return _mm512_loadu_si512(xs + r * whole + 64 * t); },
+          [&](int r) { return _mm512_loadu_ps(inputs->block_scales.data() + b + r * blocks); },
+          [&](int r) { return _mm512_loadu_ps(inputs->block_sums.data() + b + r * blocks); }, acc);
     }
     if (whole < in) {  // the rest, fewer than 16 blocks: their zero points at once, then a block at a time
       const int64_t b = whole / 32, count = blocks - b;
       const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-      const __m512 offsets = _mm512_fnmadd_ps(eight, widen16(s + b, count), widen16(z + b, count));
-      for (int r = 0; r < ROWS; ++r) {
-        acc[r] = _mm512_fmadd_ps(offsets, _mm512_maskz_loadu_ps(mask, inputs->block_sums.data() + (r0 + r) * blocks + b),
-                                 acc[r]);
-      }
+      rest_zero_points<ROWS>(s + b, z + b, count, [&](int r) {
+        return _mm512_maskz_loadu_ps(mask, inputs->block_sums.data() + (r0 + r) * blocks + b);
+      }, acc);
     }
-    // Pairs of blocks from 32 bytes: the low nibbles are the first block, the high ones the second, so that with
-    // the inputs as stored lanes 0-7 of one `vpdpbusd` sum the first block and 8-15 the second, scaled per lane.
     const int64_t pairs = whole + (in - whole) / 64 * 64;
-    const __m256i low32 = _mm256_set1_epi8(0x0F);
-    const __m512i pair_lanes = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int64_t i = whole; i < pairs; i += 64) {
-      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i / 2));
-      const __m512i nibbles = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_and_si256(bytes, low32)),
-                                                 _mm256_and_si256(_mm256_srli_epi16(bytes, 4), low32), 1);
-      const __m512 weight_scales = _mm512_permutexvar_ps(pair_lanes, widen16(s + i / 32, 2));
-      for (int r = 0; r < ROWS; ++r) {
-        const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles,
-                                                     _mm512_loadu_si512(inputs->q.data() + (r0 + r) * in + i));
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
-                                 _mm512_mul_ps(weight_scales, _mm512_loadu_ps(inputs->lane_scales.data() + ((r0 + r) * in + i) / 4)),
-                                 acc[r]);
-      }
+      pair<ROWS>(row + i / 2, s + i / 32,
+                 [&](int r) { return _mm512_loadu_si512(inputs->q.data() + (r0 + r) * in + i); },
+                 [&](int r) { return _mm512_loadu_ps(inputs->lane_scales.data() + ((r0 + r) * in + i) / 4); }, acc);
     }
-    __m256 rest[ROWS];  // a last single block from 16 bytes: its 8 lanes scaled, summed once at the end
-    for (int r = 0; r < ROWS; ++r) rest[r] = _mm256_setzero_ps();
-    if (pairs < in) {
+    if (pairs < in) {  // a last single block from 16 bytes: its 8 lanes scaled, added to the row's sum at the end
       const __m128i low16 = _mm_set1_epi8(0x0F);
       const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + pairs / 2));
       const __m256i nibbles = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), low16), _mm_and_si128(bytes, low16));
@@ -572,11 +679,12 @@ struct Int4Dynamic {
       for (int r = 0; r < ROWS; ++r) {
         const __m256i products = _mm256_dpbusd_epi32(
             _mm256_setzero_si256(), nibbles, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(inputs->q.data() + (r0 + r) * in + pairs)));
-        rest[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products),
-                                  _mm256_set1_ps(scale * inputs->block_scales[(r0 + r) * blocks + pairs / 32]), rest[r]);
+        const __m256 rest = _mm256_mul_ps(_mm256_cvtepi32_ps(products),
+                                          _mm256_set1_ps(scale * inputs->block_scales[(r0 + r) * blocks + pairs / 32]));
+        acc[r] = _mm512_add_ps(acc[r], _mm512_zextps256_ps512(rest));
       }
     }
-    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r], _mm512_zextps256_ps512(rest[r])));
+    for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
 #else
     for (int r = 0; r < ROWS; ++r) {
       const int8_t* xs = inputs->q.data() + (r0 + r) * in;
@@ -612,26 +720,8 @@ struct Int4Dynamic {
 constexpr int64_t kBlock = 8;   // input rows per pass over the weights: 8 accumulators (16 for int4) of 32 registers
 constexpr int64_t kGrain = 16;  // the fewest weight rows worth a thread of their own
 
-// Where a product's sums go: y[r, o] = sum + bias[o], rounded to Out once, as torch's `linear` rounds it; with a
-// `residual` (rows, out_features) y[r, o] = residual[r, o] + that, rounded again, as a block's `x + product`
-// rounds it, made while the product is stored (y may be the residual itself).
-template <class Out>
-struct Target {
-  Out* y;
-  const Out* bias;      // (out_features,), or nullptr
-  const Out* residual;  // (rows, out_features), or nullptr
-  int64_t out_features;
-
-  void store(int64_t r, int64_t o, float sum) const {
-    const Out product = static_cast<Out>(bias == nullptr ? sum : sum + static_cast<float>(bias[o]));
-    const int64_t at = r * out_features + o;
-    y[at] = residual == nullptr ? product
-                                : static_cast<Out>(static_cast<float>(residual[at]) + static_cast<float>(product));
-  }
-};
-
 template <int ROWS, int OUTS, class Format, class Out>
-void stream_outputs(const Format& format, int64_t o, int64_t r0, const Target<Out>& target) {
+kInline void stream_outputs(const Format& format, int64_t o, int64_t r0, const Target<Out>& target) {
   float sums[OUTS][ROWS];
   format.template dot<ROWS, OUTS>(o, r0, sums);
   for (int k = 0; k < OUTS; ++k) {
@@ -643,6 +733,9 @@ void stream_outputs(const Format& format, int64_t o, int64_t r0, const Target<Ou
 template <int ROWS, class Format, class Out>
 void stream_block(const Format& format, int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) {
   constexpr int outs = Format::template outputs<ROWS>;
+  if constexpr (ROWS == 1 && std::is_same_v<Format, Int4Dynamic>) {
+    if (format.stream_held(r0, begin, end, target)) return;
+  }
   int64_t o = begin;
   for (; o + outs <= end; o += outs) stream_outputs<ROWS, outs>(format, o, r0, target);
   for (; o < end; ++o) stream_outputs<ROWS, 1>(format, o, r0, target);

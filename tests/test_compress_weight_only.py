@@ -189,11 +189,12 @@ def test_w4a8_kernel_is_the_integer_arithmetic(dtype, rows, in_features):
     torch.manual_seed(0)
     linear = nn.Linear(in_features, 40, bias=False)
     layer = W4A8Linear(linear)
-    q = unpack_w4a8(layer.packed, in_features).long()
-    assert torch.equal(pack_w4a8(q), layer.packed)
+    q, scales, zeros = unpack_w4a8(layer.packed, in_features)
+    assert torch.equal(pack_w4a8(q, scales, zeros), layer.packed)
+    assert torch.equal(scales, layer.scales) and torch.equal(zeros, layer.zeros)
+    q, scales, zeros = q.long(), scales.double(), zeros.double()
     x = torch.randn(rows, in_features).to(dtype)
     qx, d = quantize_activations(x)
-    scales, zeros = layer.scales.double(), layer.zeros.double()
     blocks = in_features // 32
     products = (qx.long().unflatten(-1, (blocks, 32))[:, None] * q.unflatten(-1, (blocks, 32))[None]).sum(-1).double()
     input_sums = qx.long().unflatten(-1, (blocks, 32)).sum(-1).double()[:, None]

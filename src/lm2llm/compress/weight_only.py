@@ -231,24 +231,32 @@ class W4A8Linear(IntegerInputLinear):
     quantized per block of 32 as `W8A8Linear`'s, the products summed as integers (the nibbles are the unsigned
     operand of AVX512-VNNI's `vpdpbusd`): what llama.cpp computes for a Q4_0 matrix on a CPU, with int4's
     asymmetric groups. Weight-only int4 looks each nibble up as a bf16 number and is bound by that arithmetic;
-    here it is one mask per 64 weights. Its own packing (`matvec.pack_w4a8`)."""
+    here it is one mask per 64 weights. Its own packing (`matvec.pack_w4a8`), each row's scales and zeros after its
+    nibbles."""
 
     kind, weight_only = "w4a8", "int4"
 
     def __init__(self, linear: nn.Linear):
         super().__init__(linear)
         q, scales, zeros = int4_groupwise(linear.weight, ACTIVATION_BLOCK)
-        self.register_buffer("packed", matvec.pack_w4a8(q))
-        self.register_buffer("scales", scales.to(COMPUTE_DTYPE))
-        self.register_buffer("zeros", zeros.to(COMPUTE_DTYPE))
+        self.register_buffer("packed", matvec.pack_w4a8(q, scales.to(COMPUTE_DTYPE), zeros.to(COMPUTE_DTYPE)))
         self.arguments = self.stream_arguments()
 
+    @property
+    def scales(self) -> torch.Tensor:
+        """The bf16 scales (out, in / 32), a view of the packed rows that hold them."""
+        return matvec.w4a8_sides(self.packed, self.in_features)[0]
+
+    @property
+    def zeros(self) -> torch.Tensor:
+        return matvec.w4a8_sides(self.packed, self.in_features)[1]
+
     def stream_arguments(self) -> tuple:
-        return self.packed, self.scales, self.zeros, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
+        return self.packed, None, None, -ACTIVATION_BLOCK  # negative: the inputs are quantized per block
 
     def fallback(self, flat: torch.Tensor) -> torch.Tensor:
-        weight = dequantize_int4(matvec.unpack_w4a8(self.packed, self.in_features), self.scales.float(),
-                                 self.zeros.float())
+        q, scales, zeros = matvec.unpack_w4a8(self.packed, self.in_features)
+        weight = dequantize_int4(q, scales.float(), zeros.float())
         return (rounded_inputs(flat) @ weight.t()).to(flat.dtype)
 
 

@@ -11,8 +11,9 @@
 //             the row's sum times s at the end; or, asked for with group_size -32 (W8A8), in its own layout
 //             (superblocks of 16 blocks of 32), met by the inputs quantized to int8 per block of 32 in integer
 //             multiply-adds (`Int8Dynamic`, AVX512-VNNI).
-//   int4 W4A8 (group_size -32) q 4-bit in groups of 32 as above, met by inputs quantized to int8 per block of 32
-//             in integer multiply-adds (`Int4Dynamic`), in its own layout (superblocks of 16 blocks).
+//   int4 W4A8 (group_size -32) q 4-bit in groups of 32 as below, met by inputs quantized to int8 per block of 32
+//             in integer multiply-adds (`Int4Dynamic`), in its own layout (superblocks of 16 blocks), each row's
+//             scales and zeros after its nibbles.
 //   int4      q 4-bit, a bf16 scale s and zero z per (output row, group of `group` inputs), W = (q - 8) * s + z.
 //             Each nibble is looked up as the bf16 number q - 8 and met with bf16 inputs by `vdpbf16ps`; z adds
 //             z * (the sum of the group's inputs), the same for every output row, computed once per call. A row
@@ -501,16 +502,30 @@ struct Int8Dynamic {
 // bytes (low nibbles, then high). A high nibble is used where it lies, as 16 q (a mask, no
 // shift), and its chain's sum divided by 16 (exactly: every product is a multiple of 16). The rest (fewer than
 // 16 blocks): pairs of blocks in 32 bytes, byte j holding input j of the pair in its low nibble and j + 32 in its
-// high one, then a last single block in 16 bytes (j and j + 16).
+// high one, then a last single block in 16 bytes (j and j + 16). After its nibbles a row holds its blocks' bf16
+// scales s, then their zeros z, so that the weights are one stream of bytes: with the scales and zeros in arrays
+// of their own (three streams a thread), SmolLM2's decoding step read its W4A8 products at 37-41 GB/s in a spell
+// where bf16's read 57 (phase timers; 58 GB/s for the nibbles alone, the scales' reads left out).
 // `pack_w4a8` in matvec.py writes this layout; `QuantizedInputs` puts the inputs in the superblocks' order once
 // per call.
 struct Int4Dynamic {
   using Input = int8_t;
-  const uint8_t* q;
-  const bf16* scales;       // (out, blocks)
-  const bf16* zeros;        // (out, blocks)
+  const uint8_t* q;  // (out, in / 2 + in / 8): each row's nibbles, scales and zeros
   const QuantizedInputs* inputs;
   int64_t in, blocks;
+
+  // Weight row o of `q`, a layer's of `in` inputs: its nibbles, its blocks' scales s and their zeros z.
+  struct Row {
+    const uint8_t* nibbles;
+    const bf16* s;
+    const bf16* z;
+  };
+  static kInline Row row_of(const uint8_t* q, int64_t o, int64_t in) {
+    const uint8_t* nibbles = q + o * (in / 2 + in / 8);
+    const bf16* s = reinterpret_cast<const bf16*>(nibbles + in / 2);
+    prefetch(nibbles, kAhead, in / 2 + in / 8);
+    return {nibbles, s, s + in / 32};
+  }
 
   template <int ROWS>
   static constexpr int outputs = 1;
@@ -569,13 +584,6 @@ struct Int4Dynamic {
   }
 #endif
 
-  // A row's bytes, scales and zeros (`in` inputs) asked for `kAhead` bytes ahead (see `prefetch`).
-  static kInline void prefetch_row(const uint8_t* row, const bf16* s, const bf16* z, int64_t in) {
-    prefetch(row, kAhead, in / 2);
-    prefetch(s, kAhead / 8, in / 16);  // a row's scales (and zeros) are an eighth of its nibbles' bytes
-    prefetch(z, kAhead / 8, in / 16);
-  }
-
   // Weight rows begin .. end - 1 against one input row r0, its inputs loaded once and held in registers across the
   // rows, where they are up to three superblocks and up to three pairs after them (SmolLM2's 576 inputs: one
   // superblock and a pair; its 1536: three superblocks): a weight row then loads only its own bytes, where `dot`
@@ -616,10 +624,7 @@ struct Int4Dynamic {
       lane_scales[p] = _mm512_loadu_ps(inputs->lane_scales.data() + (r0 * held_in + whole + 64 * p) / 4);
     }
     for (int64_t o = begin; o < end; ++o) {
-      const uint8_t* row = q + o * (held_in / 2);
-      const bf16* s = scales + o * held_blocks;
-      const bf16* z = zeros + o * held_blocks;
-      prefetch_row(row, s, z, held_in);
+      const auto [row, s, z] = row_of(q, o, held_in);
       __m512 acc[1] = {_mm512_setzero_ps()};
       for (int u = 0; u < SUPERS; ++u) {
         superblock<1>(row + 256 * u, s + 16 * u, z + 16 * u, [&](int, int t) { return x[u][t]; },
@@ -641,11 +646,8 @@ struct Int4Dynamic {
   kInline void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
     static_assert(OUTS == 1, "W4A8 meets one weight row at a time");
     float* sums = block[0];
-    const uint8_t* row = q + o * (in / 2);
-    const bf16* s = scales + o * blocks;
-    const bf16* z = zeros + o * blocks;
+    const auto [row, s, z] = row_of(q, o, in);
     const int64_t whole = inputs->whole;
-    prefetch_row(row, s, z, in);
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
@@ -876,17 +878,17 @@ void check_weight(const Streamed& streamed, int64_t in) {
       }
       break;
     case torch::kByte: {
-      if (group_size == -32) {  // W4A8: groups of 32, inputs quantized per block of 32
-        TORCH_CHECK(in % 32 == 0 && weight.size(1) * 2 == in, "matvec: W4A8 wants (out, in / 2) bytes, in a multiple of 32");
-      } else {
-        TORCH_CHECK(group_size >= 32 && (group_size & (group_size - 1)) == 0 && in % group_size == 0 &&
-                        weight.size(1) * 2 == in,
-                    "matvec: packed int4 wants (out, in / 2) bytes and groups of 32, 64, 128, ... inputs dividing in");
+      if (group_size == -32) {  // W4A8: groups of 32, inputs quantized per block of 32, scales and zeros in the rows
+        TORCH_CHECK(in % 32 == 0 && weight.size(1) == in / 2 + in / 8,
+                    "matvec: W4A8 wants (out, in / 2 + in / 8) bytes (each row's nibbles, scales and zeros), in a multiple of 32");
+        break;
       }
+      TORCH_CHECK(group_size >= 32 && (group_size & (group_size - 1)) == 0 && in % group_size == 0 &&
+                      weight.size(1) * 2 == in,
+                  "matvec: packed int4 wants (out, in / 2) bytes and groups of 32, 64, 128, ... inputs dividing in");
       TORCH_CHECK(scales.has_value() && zeros.has_value(), "matvec: int4 weights need scales and zeros");
-      const int64_t groups = in / std::abs(group_size);
-      check_side(*scales, torch::kBFloat16, {out_features, groups}, "scales");
-      check_side(*zeros, torch::kBFloat16, {out_features, groups}, "zeros");
+      check_side(*scales, torch::kBFloat16, {out_features, in / group_size}, "scales");
+      check_side(*zeros, torch::kBFloat16, {out_features, in / group_size}, "zeros");
       break;
     }
     default:
@@ -928,8 +930,7 @@ class Product {
       default:  // packed int4
         if (group_size == -32) {
           quantized_.assign(as_inputs(x, n, floats_), rows, in);
-          format_ = Int4Dynamic{weight.data_ptr<uint8_t>(), scales->data_ptr<bf16>(), zeros->data_ptr<bf16>(),
-                                &quantized_, in, in / 32};
+          format_ = Int4Dynamic{weight.data_ptr<uint8_t>(), &quantized_, in, in / 32};
         } else {
           const bf16* inputs = as_inputs(x, n, bf16s_);
           const int64_t groups = in / group_size, whole = in / (16 * group_size) * (16 * group_size);
@@ -970,8 +971,9 @@ auto with_dtype(torch::ScalarType type, Body&& body) {
 
 // x: (..., in) fp32 or bf16 on the CPU; returns (..., out) in x's dtype. The weight's dtype names its format:
 // float32 or bfloat16 (out, in); int8 (out, in) with `scales` (out,) bf16, and group_size -32 for int8 inputs (W8A8);
-// uint8 (out, in / 2) packed int4 with `scales` and `zeros` (out, in / group_size) bf16, or group_size -32 for
-// W4A8 (groups of 32, int8 inputs, `pack_w4a8`'s layout). Every row of x is one input row (a token of a sequence).
+// uint8 (out, in / 2) packed int4 with `scales` and `zeros` (out, in / group_size) bf16, or, with group_size -32,
+// W4A8: uint8 (out, in / 2 + in / 8), groups of 32 met by int8 inputs, each row its nibbles, scales and zeros
+// (`pack_w4a8`'s layout). Every row of x is one input row (a token of a sequence).
 torch::Tensor matvec(const torch::Tensor& input, const torch::Tensor& weight, const c10::optional<torch::Tensor>& scales,
                      const c10::optional<torch::Tensor>& zeros, int64_t group_size,
                      const c10::optional<torch::Tensor>& bias) {
@@ -1397,10 +1399,12 @@ using BlockWeights = std::tuple<torch::Tensor, torch::Tensor, double, Streamed, 
 // the output layer.
 using EndWeights = std::tuple<torch::Tensor, torch::Tensor, double, Streamed>;
 
-// A weight's inputs: its columns, two to a byte for packed int4.
+// A weight's inputs: its columns, two to a byte for packed int4, whose W4A8 rows hold 5 bytes per 8 inputs (nibbles,
+// then scales and zeros).
 int64_t in_features(const Streamed& streamed) {
   const torch::Tensor& weight = std::get<0>(streamed);
-  return weight.size(1) * (weight.scalar_type() == torch::kByte ? 2 : 1);
+  if (weight.scalar_type() != torch::kByte) return weight.size(1);
+  return std::get<3>(streamed) == -32 ? weight.size(1) / 5 * 8 : weight.size(1) * 2;
 }
 
 struct DecodeLayers {

@@ -147,29 +147,42 @@ def unpack_w8a8(packed: torch.Tensor) -> torch.Tensor:
     return natural_order(packed[:, :whole].reshape(packed.shape[0], -1, 8, 64), packed[:, whole:])
 
 
-def pack_w4a8(q: torch.Tensor) -> torch.Tensor:
-    """4-bit values (out, in) in 0..15 in the W4A8 kernel's layout (see matvec.cpp), two to a byte: superblocks of
+def pack_w4a8(q: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+    """int4 weights (values q (out, in) in 0..15, bf16 `scales` and `zeros` (out, in / 32), W = (q − 8)·s + zero)
+    as the W4A8 kernel reads them (see matvec.cpp), one row after another: its nibbles two to a byte, superblocks of
     16 blocks of 32 inputs in `superblock_order`, steps 2u and 2u + 1 sharing 64 bytes (low nibbles, then high);
     the rest in pairs of blocks of 32 bytes, byte j holding input j of the pair in its low nibble and j + 32 in its
-    high one, and a last single block in 16 bytes (j and j + 16)."""
+    high one, and a last single block in 16 bytes (j and j + 16); then the row's scales, then its zeros (so that
+    decoding reads the weights as one stream)."""
     out_features = q.shape[0]
     steps, rest = superblock_order(q.to(torch.uint8))
     paired = rest.shape[1] // 64 * 64
     parts = [steps.reshape(out_features, -1, 4, 2, 64), rest[:, :paired].reshape(out_features, -1, 2, 32),
              rest[:, paired:].reshape(out_features, -1, 2, 16)]
-    return torch.cat([(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in parts], dim=1)
+    nibbles = [(part[..., 0, :] | part[..., 1, :] << 4).reshape(out_features, -1) for part in parts]
+    sides = [side.to(torch.bfloat16).contiguous().view(torch.uint8) for side in (scales, zeros)]
+    return torch.cat([*nibbles, *sides], dim=1)
 
 
-def unpack_w4a8(packed: torch.Tensor, in_features: int) -> torch.Tensor:
-    """`pack_w4a8`'s inverse: the (out, in) values 0..15 as uint8."""
+def unpack_w4a8(packed: torch.Tensor, in_features: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`pack_w4a8`'s inverse: the (out, in) values 0..15 as uint8, and the rows' scales and zeros (`w4a8_sides`)."""
     out_features = packed.shape[0]
     whole = in_features // SUPERBLOCK * SUPERBLOCK
     paired = whole + (in_features - whole) // 64 * 64
     parts = (packed[:, :whole // 2].reshape(out_features, -1, 4, 64),
-             packed[:, whole // 2:paired // 2].reshape(out_features, -1, 32), packed[:, paired // 2:].reshape(out_features, -1, 16))
+             packed[:, whole // 2:paired // 2].reshape(out_features, -1, 32),
+             packed[:, paired // 2:in_features // 2].reshape(out_features, -1, 16))
     steps, pairs, single = (torch.stack([part & 0x0F, part >> 4], dim=-2) for part in parts)
-    return natural_order(steps.reshape(out_features, -1, 8, 64),
-                         torch.cat([pairs.reshape(out_features, -1), single.reshape(out_features, -1)], dim=1))
+    q = natural_order(steps.reshape(out_features, -1, 8, 64),
+                      torch.cat([pairs.reshape(out_features, -1), single.reshape(out_features, -1)], dim=1))
+    return (q, *w4a8_sides(packed, in_features))
+
+
+def w4a8_sides(packed: torch.Tensor, in_features: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Views of `pack_w4a8`'s rows' bf16 scales and zeros, each (out, in / 32)."""
+    side, start = in_features // 16, in_features // 2  # a row's scales (and its zeros) take 2 bytes per block of 32
+    return (packed[:, start:start + side].view(torch.bfloat16),
+            packed[:, start + side:start + 2 * side].view(torch.bfloat16))
 
 
 class StreamingLinear(nn.Module):

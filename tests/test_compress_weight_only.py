@@ -152,11 +152,12 @@ def w8a8_exact(layer: W8A8Linear, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("rows", [1, 3, 8, 11])
-@pytest.mark.parametrize("in_features", [96, 544, 576])
+@pytest.mark.parametrize("in_features", [96, 192, 544, 576, 1536])
 def test_w8a8_kernel_is_the_integer_arithmetic(dtype, rows, in_features):
     """The kernel's W8A8 product against its arithmetic done exactly: fp32 within summation order, bf16 within one
-    rounding. 96 inputs: a step of 64 and a masked last half step; 544 and 576: a superblock of 16 blocks, then a
-    masked half step or a whole one."""
+    rounding. 96 inputs: a step of 64 and a masked last half step; 192: three steps; 544 and 576: a superblock of
+    16 blocks, then a masked half step or a whole one; 1536: three superblocks. One input row of 192, 576 or 1536
+    is met with its inputs held in registers (`stream_held`), more rows as loaded."""
     torch.manual_seed(0)
     linear = nn.Linear(in_features, 40, bias=False)
     layer = W8A8Linear(linear)

@@ -433,6 +433,91 @@ struct Int8Dynamic {
   template <int ROWS>
   static constexpr int outputs = 1;
 
+#if defined(__AVX512VNNI__)
+  // The pieces of a row, each against ROWS input rows r whose inputs come from the callables it is given (loaded from
+  // `inputs`, or held in registers by `stream_held`), adding into acc[r].
+
+  // One superblock: `bytes` its 512 weights, x(r, t) step t's 64 inputs, block_scales(r) the 16 blocks' d.
+  template <int ROWS, class X, class Scales>
+  static kInline void superblock(const int8_t* bytes, X x, Scales block_scales, __m512* acc) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+    __m512i part[2 * ROWS];  // two chains of additions per row: even and odd steps
+    for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_si512();
+    for (int t = 0; t < 8; ++t) {
+      const __m512i weights = _mm512_xor_si512(_mm512_loadu_si512(bytes + 64 * t), flip);
+      for (int r = 0; r < ROWS; ++r) part[2 * r + t % 2] = _mm512_dpbusd_epi32(part[2 * r + t % 2], weights, x(r, t));
+    }
+    for (int r = 0; r < ROWS; ++r) {
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(part[2 * r], part[2 * r + 1])), block_scales(r), acc[r]);
+    }
+  }
+
+  // A step of the rest as stored: `count` (64, or 32 for a last half step) weights from `bytes`, x(r) their inputs,
+  // lane_scales(r) each lane's block d (lanes 8k .. 8k + 7 hold block k).
+  template <int ROWS, class X, class LaneScales>
+  static kInline void rest_step(const int8_t* bytes, int64_t count, X x, LaneScales lane_scales, __m512* acc) {
+    const __mmask64 within = count >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
+    const __m512i weights = _mm512_xor_si512(_mm512_maskz_loadu_epi8(within, bytes), _mm512_set1_epi8(static_cast<char>(0x80)));
+    for (int r = 0; r < ROWS; ++r) {
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_setzero_si512(), weights, x(r))), lane_scales(r),
+                               acc[r]);
+    }
+  }
+#endif
+
+  // A row's sum of products into what it stands for: less the inputs' offset (the weights' +128), times the row's
+  // scale.
+  kInline float finish(float sum, int64_t o, int64_t r) const {
+    return (sum - inputs->offsets[r]) * static_cast<float>(row_scales[o]);
+  }
+
+  // Weight rows begin .. end - 1 against one input row r0, its inputs loaded once and held in registers across the
+  // rows, where they are up to three superblocks and up to three whole steps of 64 after them (SmolLM2's 576 and
+  // 1536 inputs), as `Int4Dynamic::stream_held` does. The same pieces in the same order as `dot`, so the same sums.
+  // False, having done nothing, for other rows.
+  template <class Out>
+  bool stream_held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
+#if defined(__AVX512VNNI__)
+    const int64_t supers = in / 512, steps = in % 512 / 64;
+    if (in % 64 != 0 || supers > 3 || steps > 3) return false;
+    return [&]<int... K>(std::integer_sequence<int, K...>) {  // K = 4 * superblocks + steps, from 1 (64 inputs) on
+      return ((4 * supers + steps == K + 1 && (held<(K + 1) / 4, (K + 1) % 4>(r0, begin, end, target), true)) || ...);
+    }(std::make_integer_sequence<int, 15>{});
+#else
+    return false;
+#endif
+  }
+
+#if defined(__AVX512VNNI__)
+  template <int SUPERS, int STEPS, class Out>
+  void held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
+    constexpr int64_t whole = 512 * SUPERS, held_in = whole + 64 * STEPS;
+    __m512i x[SUPERS + 1][8];  // + 1: no empty arrays
+    __m512 block_scales[SUPERS + 1];
+    for (int u = 0; u < SUPERS; ++u) {
+      for (int t = 0; t < 8; ++t) x[u][t] = _mm512_loadu_si512(inputs->interleaved.data() + r0 * whole + 512 * u + 64 * t);
+      block_scales[u] = _mm512_loadu_ps(inputs->block_scales.data() + r0 * (held_in / 32) + 16 * u);
+    }
+    __m512i rest_x[STEPS + 1];
+    __m512 lane_scales[STEPS + 1];
+    for (int p = 0; p < STEPS; ++p) {
+      rest_x[p] = _mm512_loadu_si512(inputs->q.data() + r0 * held_in + whole + 64 * p);
+      lane_scales[p] = _mm512_loadu_ps(inputs->lane_scales.data() + (r0 * held_in + whole + 64 * p) / 4);
+    }
+    for (int64_t o = begin; o < end; ++o) {
+      const int8_t* row = w + o * held_in;
+      __m512 acc[1] = {_mm512_setzero_ps()};
+      for (int u = 0; u < SUPERS; ++u) {
+        superblock<1>(row + 512 * u, [&](int, int t) { return x[u][t]; }, [&](int) { return block_scales[u]; }, acc);
+      }
+      for (int p = 0; p < STEPS; ++p) {
+        rest_step<1>(row + whole + 64 * p, 64, [&](int) { return rest_x[p]; }, [&](int) { return lane_scales[p]; }, acc);
+      }
+      target.store(r0, o, finish(_mm512_reduce_add_ps(acc[0]), o, r0));
+    }
+  }
+#endif
+
   template <int ROWS, int OUTS>
   kInline void dot(int64_t o, int64_t r0, float (*block)[ROWS]) const {
     static_assert(OUTS == 1, "W8A8 meets one weight row at a time");
@@ -440,34 +525,19 @@ struct Int8Dynamic {
     const int8_t* row = w + o * in;
     const int64_t blocks = in / 32, whole = inputs->whole;
 #if defined(__AVX512VNNI__)
-    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
     for (int64_t i = 0; i < whole; i += 512) {
-      __m512i part[2 * ROWS];  // two chains of additions per row: even and odd steps
-      for (int a = 0; a < 2 * ROWS; ++a) part[a] = _mm512_setzero_si512();
-      for (int64_t t = 0; t < 8; ++t) {
-        const __m512i weights = _mm512_xor_si512(_mm512_loadu_si512(row + i + 64 * t), flip);
-        for (int r = 0; r < ROWS; ++r) {
-          part[2 * r + t % 2] = _mm512_dpbusd_epi32(part[2 * r + t % 2], weights,
-                                                     _mm512_loadu_si512(inputs->interleaved.data() + (r0 + r) * whole + i + 64 * t));
-        }
-      }
-      for (int r = 0; r < ROWS; ++r) {
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(part[2 * r], part[2 * r + 1])),
-                                 _mm512_loadu_ps(inputs->block_scales.data() + (r0 + r) * blocks + i / 32), acc[r]);
-      }
+      const int8_t* xs = inputs->interleaved.data() + r0 * whole + i;
+      superblock<ROWS>(row + i, [&](int r, int t) { return _mm512_loadu_si512(xs + r * whole + 64 * t); },
+                       [&](int r) { return _mm512_loadu_ps(inputs->block_scales.data() + (r0 + r) * blocks + i / 32); }, acc);
     }
     for (int64_t i = whole; i < in; i += 64) {  // in is a multiple of 32: a last step of 32 is masked to its half
-      const __mmask64 bytes = in - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
+      const __mmask64 within = in - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << 32) - 1;
       const __mmask16 lanes = in - i >= 64 ? __mmask16{0xFFFF} : __mmask16{0x00FF};
-      const __m512i weights = _mm512_xor_si512(_mm512_maskz_loadu_epi8(bytes, row + i), flip);
-      for (int r = 0; r < ROWS; ++r) {
-        const __m512i products = _mm512_dpbusd_epi32(_mm512_setzero_si512(), weights,
-                                                     _mm512_maskz_loadu_epi8(bytes, inputs->q.data() + (r0 + r) * in + i));
-        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(products),
-                                 _mm512_maskz_loadu_ps(lanes, inputs->lane_scales.data() + ((r0 + r) * in + i) / 4), acc[r]);
-      }
+      rest_step<ROWS>(row + i, in - i, [&](int r) { return _mm512_maskz_loadu_epi8(within, inputs->q.data() + (r0 + r) * in + i); },
+                      [&](int r) { return _mm512_maskz_loadu_ps(lanes, inputs->lane_scales.data() + ((r0 + r) * in + i) / 4); },
+                      acc);
     }
     for (int r = 0; r < ROWS; ++r) sums[r] = _mm512_reduce_add_ps(acc[r]);
 #else
@@ -482,8 +552,7 @@ struct Int8Dynamic {
       sums[r] = sum;
     }
 #endif
-    const float scale = static_cast<float>(row_scales[o]);
-    for (int r = 0; r < ROWS; ++r) sums[r] = (sums[r] - inputs->offsets[r0 + r]) * scale;
+    for (int r = 0; r < ROWS; ++r) sums[r] = finish(sums[r], o, r0 + r);
   }
 
   // The weight of input i in the layout above.
@@ -735,7 +804,7 @@ kInline void stream_outputs(const Format& format, int64_t o, int64_t r0, const T
 template <int ROWS, class Format, class Out>
 void stream_block(const Format& format, int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) {
   constexpr int outs = Format::template outputs<ROWS>;
-  if constexpr (ROWS == 1 && std::is_same_v<Format, Int4Dynamic>) {
+  if constexpr (ROWS == 1 && (std::is_same_v<Format, Int4Dynamic> || std::is_same_v<Format, Int8Dynamic>)) {
     if (format.stream_held(r0, begin, end, target)) return;
   }
   int64_t o = begin;

@@ -414,6 +414,46 @@ struct QuantizedInputs {
   }
 };
 
+#if defined(__AVX512F__)
+// One input row's quantized inputs as `stream_held` holds them in registers: each of SUPERS superblocks' 8 steps and
+// its 16 blocks' d and d * (sum of qx), then each of REST steps of 64 inputs after them as stored, its lanes' d
+// (`lane_scales`), and those blocks' d * (sum of qx) together (`rest_sums`).
+template <int SUPERS, int REST>
+struct HeldInputs {
+  __m512i steps[SUPERS + 1][8];  // + 1: no empty arrays
+  __m512 block_scales[SUPERS + 1], block_sums[SUPERS + 1];
+  __m512i rest[REST + 1];
+  __m512 lane_scales[REST + 1];
+  __m512 rest_sums;
+
+  kInline HeldInputs(const QuantizedInputs& inputs, int64_t r) {
+    constexpr int64_t whole = 512 * SUPERS, in = whole + 64 * REST, blocks = in / 32;
+    for (int u = 0; u < SUPERS; ++u) {
+      for (int t = 0; t < 8; ++t) steps[u][t] = _mm512_loadu_si512(inputs.interleaved.data() + r * whole + 512 * u + 64 * t);
+      block_scales[u] = _mm512_loadu_ps(inputs.block_scales.data() + r * blocks + 16 * u);
+      block_sums[u] = _mm512_loadu_ps(inputs.block_sums.data() + r * blocks + 16 * u);
+    }
+    for (int p = 0; p < REST; ++p) {
+      rest[p] = _mm512_loadu_si512(inputs.q.data() + r * in + whole + 64 * p);
+      lane_scales[p] = _mm512_loadu_ps(inputs.lane_scales.data() + (r * in + whole + 64 * p) / 4);
+    }
+    rest_sums = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (2 * REST)) - 1), inputs.block_sums.data() + r * blocks + 16 * SUPERS);
+  }
+};
+#endif
+
+// The integer formats' rows whose inputs a thread can hold in registers (`stream_held`): up to three superblocks and
+// up to three steps of 64 inputs after them. Calls held.template operator()<SUPERS, REST>() with `in`'s superblocks
+// and steps of 64 after them, and says whether `in` was such a row.
+template <class Held>
+bool with_held_shape(int64_t in, Held&& held) {
+  const int64_t supers = in / 512, rest = in % 512 / 64;
+  if (in % 64 != 0 || supers > 3 || rest > 3) return false;
+  return [&]<int... K>(std::integer_sequence<int, K...>) {  // K + 1 = 4 * superblocks + steps, from 1 (64 inputs) on
+    return ((4 * supers + rest == K + 1 && (held.template operator()<(K + 1) / 4, (K + 1) % 4>(), true)) || ...);
+  }(std::make_integer_sequence<int, 15>{});
+}
+
 // int8 weights against int8 inputs (W8A8, llama.cpp's way with Q8_0 weights): a weight row meets the quantized
 // inputs in integer multiply-adds, `vpdpbusd` multiplying 64 unsigned bytes by 64 signed ones and adding each
 // four products into one of 16 int32 lanes (four times the multiply-adds per instruction of the bf16 path,
@@ -478,11 +518,7 @@ struct Int8Dynamic {
   template <class Out>
   bool stream_held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
 #if defined(__AVX512VNNI__)
-    const int64_t supers = in / 512, steps = in % 512 / 64;
-    if (in % 64 != 0 || supers > 3 || steps > 3) return false;
-    return [&]<int... K>(std::integer_sequence<int, K...>) {  // K = 4 * superblocks + steps, from 1 (64 inputs) on
-      return ((4 * supers + steps == K + 1 && (held<(K + 1) / 4, (K + 1) % 4>(r0, begin, end, target), true)) || ...);
-    }(std::make_integer_sequence<int, 15>{});
+    return with_held_shape(in, [&]<int SUPERS, int STEPS>() { held<SUPERS, STEPS>(r0, begin, end, target); });
 #else
     return false;
 #endif
@@ -492,26 +528,15 @@ struct Int8Dynamic {
   template <int SUPERS, int STEPS, class Out>
   void held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
     constexpr int64_t whole = 512 * SUPERS, held_in = whole + 64 * STEPS;
-    __m512i x[SUPERS + 1][8];  // + 1: no empty arrays
-    __m512 block_scales[SUPERS + 1];
-    for (int u = 0; u < SUPERS; ++u) {
-      for (int t = 0; t < 8; ++t) x[u][t] = _mm512_loadu_si512(inputs->interleaved.data() + r0 * whole + 512 * u + 64 * t);
-      block_scales[u] = _mm512_loadu_ps(inputs->block_scales.data() + r0 * (held_in / 32) + 16 * u);
-    }
-    __m512i rest_x[STEPS + 1];
-    __m512 lane_scales[STEPS + 1];
-    for (int p = 0; p < STEPS; ++p) {
-      rest_x[p] = _mm512_loadu_si512(inputs->q.data() + r0 * held_in + whole + 64 * p);
-      lane_scales[p] = _mm512_loadu_ps(inputs->lane_scales.data() + (r0 * held_in + whole + 64 * p) / 4);
-    }
+    const HeldInputs<SUPERS, STEPS> x(*inputs, r0);
     for (int64_t o = begin; o < end; ++o) {
       const int8_t* row = w + o * held_in;
       __m512 acc[1] = {_mm512_setzero_ps()};
       for (int u = 0; u < SUPERS; ++u) {
-        superblock<1>(row + 512 * u, [&](int, int t) { return x[u][t]; }, [&](int) { return block_scales[u]; }, acc);
+        superblock<1>(row + 512 * u, [&](int, int t) { return x.steps[u][t]; }, [&](int) { return x.block_scales[u]; }, acc);
       }
       for (int p = 0; p < STEPS; ++p) {
-        rest_step<1>(row + whole + 64 * p, 64, [&](int) { return rest_x[p]; }, [&](int) { return lane_scales[p]; }, acc);
+        rest_step<1>(row + whole + 64 * p, 64, [&](int) { return x.rest[p]; }, [&](int) { return x.lane_scales[p]; }, acc);
       }
       target.store(r0, o, finish(_mm512_reduce_add_ps(acc[0]), o, r0));
     }
@@ -662,11 +687,7 @@ struct Int4Dynamic {
   template <class Out>
   bool stream_held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    const int64_t supers = in / 512, pairs = in % 512 / 64;
-    if (in % 64 != 0 || supers > 3 || pairs > 3) return false;
-    return [&]<int... K>(std::integer_sequence<int, K...>) {  // K = 4 * superblocks + pairs, from 1 (64 inputs) on
-      return ((4 * supers + pairs == K + 1 && (held<(K + 1) / 4, (K + 1) % 4>(r0, begin, end, target), true)) || ...);
-    }(std::make_integer_sequence<int, 15>{});
+    return with_held_shape(in, [&]<int SUPERS, int PAIRS>() { held<SUPERS, PAIRS>(r0, begin, end, target); });
 #else
     return false;
 #endif
@@ -675,35 +696,20 @@ struct Int4Dynamic {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   template <int SUPERS, int PAIRS, class Out>
   void held(int64_t r0, int64_t begin, int64_t end, const Target<Out>& target) const {
-    constexpr int64_t whole = 512 * SUPERS, held_in = whole + 64 * PAIRS, held_blocks = held_in / 32;
-    const float* input_scales = inputs->block_scales.data() + r0 * held_blocks;
-    const float* input_sums = inputs->block_sums.data() + r0 * held_blocks;
-    __m512i x[SUPERS + 1][8];  // + 1: no empty arrays
-    __m512 block_scales[SUPERS + 1], block_sums[SUPERS + 1];
-    for (int u = 0; u < SUPERS; ++u) {
-      for (int t = 0; t < 8; ++t) x[u][t] = _mm512_loadu_si512(inputs->interleaved.data() + r0 * whole + 512 * u + 64 * t);
-      block_scales[u] = _mm512_loadu_ps(input_scales + 16 * u);
-      block_sums[u] = _mm512_loadu_ps(input_sums + 16 * u);
-    }
-    const __m512 rest_sums = _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << (2 * PAIRS)) - 1), input_sums + 16 * SUPERS);
-    __m512i pair_x[PAIRS + 1];
-    __m512 lane_scales[PAIRS + 1];
-    for (int p = 0; p < PAIRS; ++p) {
-      pair_x[p] = _mm512_loadu_si512(inputs->q.data() + r0 * held_in + whole + 64 * p);
-      lane_scales[p] = _mm512_loadu_ps(inputs->lane_scales.data() + (r0 * held_in + whole + 64 * p) / 4);
-    }
+    constexpr int64_t whole = 512 * SUPERS, held_in = whole + 64 * PAIRS;
+    const HeldInputs<SUPERS, PAIRS> x(*inputs, r0);
     for (int64_t o = begin; o < end; ++o) {
       const auto [row, s, z] = row_of(q, o, held_in);
       __m512 acc[1] = {_mm512_setzero_ps()};
       for (int u = 0; u < SUPERS; ++u) {
-        superblock<1>(row + 256 * u, s + 16 * u, z + 16 * u, [&](int, int t) { return x[u][t]; },
-                      [&](int) { return block_scales[u]; }, [&](int) { return block_sums[u]; }, acc);
+        superblock<1>(row + 256 * u, s + 16 * u, z + 16 * u, [&](int, int t) { return x.steps[u][t]; },
+                      [&](int) { return x.block_scales[u]; }, [&](int) { return x.block_sums[u]; }, acc);
       }
       if constexpr (PAIRS > 0) {
-        rest_zero_points<1>(s + 16 * SUPERS, z + 16 * SUPERS, 2 * PAIRS, [&](int) { return rest_sums; }, acc);
+        rest_zero_points<1>(s + 16 * SUPERS, z + 16 * SUPERS, 2 * PAIRS, [&](int) { return x.rest_sums; }, acc);
         for (int p = 0; p < PAIRS; ++p) {
-          pair<1>(row + whole / 2 + 32 * p, s + 16 * SUPERS + 2 * p, [&](int) { return pair_x[p]; },
-                  [&](int) { return lane_scales[p]; }, acc);
+          pair<1>(row + whole / 2 + 32 * p, s + 16 * SUPERS + 2 * p, [&](int) { return x.rest[p]; },
+                  [&](int) { return x.lane_scales[p]; }, acc);
         }
       }
       target.store(r0, o, _mm512_reduce_add_ps(acc[0]));

@@ -205,6 +205,20 @@ def test_w4a8_kernel_is_the_integer_arithmetic(dtype, rows, in_features):
     assert torch.equal(weight, round_trip(linear.weight, "int4", 32))
 
 
+@pytest.mark.parametrize("layer_type", [W8A8Linear, W4A8Linear])
+@pytest.mark.parametrize("in_features", [192, 576, 1536])
+def test_one_input_row_with_its_inputs_held_gives_the_bits_of_a_batch_row(layer_type, in_features):
+    """One input row of these shapes is met with its inputs held in registers (`stream_held`), a batch of rows with
+    them loaded for each weight row (`dot`): the same pieces in the same order, so the same bits, not only close."""
+    torch.manual_seed(0)
+    layer = layer_type(nn.Linear(in_features, 40, bias=False))
+    x = torch.randn(3, in_features)
+    with torch.no_grad():
+        together = layer(x)
+        for r in range(3):
+            assert torch.equal(layer(x[r:r + 1]), together[r:r + 1])
+
+
 @pytest.mark.parametrize("kind, weight_only", [("w8a8", "int8"), ("w4a8", "int4")])
 def test_integer_input_models_stay_near_the_full_precision_one(kind, weight_only):
     """Rounding the inputs too costs more than the weights alone, but not much more: KL from the full-precision

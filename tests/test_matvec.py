@@ -34,6 +34,19 @@ def test_the_kernel_builds_where_a_compiler_exists():
     assert matvec.available()
 
 
+def test_a_build_marker_left_by_a_killed_process_does_not_hold_the_next_load(tmp_path, monkeypatch):
+    """torch waits while its build marker exists; one left by a process killed mid-build made every later load
+    wait forever (found when a killed test run left one). Under the OS lock no live process is building, so the
+    marker goes and the load proceeds."""
+    import torch.utils.cpp_extension
+
+    (tmp_path / matvec.BUILDING).touch()
+    loads = []
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda *args, **kwargs: loads.append(kwargs) or "built")
+    assert matvec.load_built(tmp_path) == "built"
+    assert not (tmp_path / matvec.BUILDING).exists() and loads[0]["build_directory"] == str(tmp_path)
+
+
 def test_the_kernel_splits_its_work_between_torchs_threads():
     """Built without OpenMP, `at::parallel_for` runs on one core: it did so unnoticed until December 2026, at
     about half speed."""

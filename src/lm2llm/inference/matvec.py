@@ -31,6 +31,11 @@ import os
 import platform
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: torch's own marker alone keeps builds apart
+    fcntl = None
+
 import torch
 from torch import nn
 
@@ -64,17 +69,33 @@ def build_directory() -> Path:
     return cache
 
 
+BUILDING = "lock"  # the file torch's extension loader keeps in the build folder while it builds
+
+
+def load_built(directory: Path):
+    """torch's `load` of the kernel, built in `directory` if it is not there yet, by one process at a time.
+
+    torch marks a build in progress with a file (`BUILDING`) and waits as long as it exists, so a process killed
+    mid-build (Ctrl-C during the first `lm2llm generate`) left every later one waiting forever. An OS lock on a
+    file beside it is released when its holder dies: whoever holds it knows no live process is building, and
+    removes a marker left behind."""
+    from torch.utils.cpp_extension import load
+
+    with open(directory / "build.flock", "w") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            (directory / BUILDING).unlink(missing_ok=True)
+        return load("lm2llm_matvec", [str(SOURCE)], build_directory=str(directory), extra_cflags=CFLAGS,
+                    extra_ldflags=["-fopenmp"], verbose=False)
+
+
 @functools.cache
 def kernel():
     """The compiled extension, or None where it cannot be built (no compiler, switched off, not Linux/x86)."""
     if os.environ.get("LM2LLM_MATVEC", "1") == "0" or platform.machine() not in ("x86_64", "AMD64"):
         return None
     try:
-        from torch.utils.cpp_extension import load
-
-        return load("lm2llm_matvec", [str(SOURCE)], build_directory=str(build_directory()),
-                    extra_cflags=CFLAGS,
-                    extra_ldflags=["-fopenmp"], verbose=False)
+        return load_built(build_directory())
     except Exception:  # a missing compiler or ninja: torch's own kernels serve instead
         return None
 

@@ -40,11 +40,11 @@ def test_a_build_marker_left_by_a_killed_process_does_not_hold_the_next_load(tmp
     marker goes and the load proceeds."""
     import torch.utils.cpp_extension
 
-    (tmp_path / matvec.BUILDING).touch()
+    (tmp_path / matvec.TORCH_BUILD_MARKER).touch()
     loads = []
     monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda *args, **kwargs: loads.append(kwargs) or "built")
     assert matvec.load_built(tmp_path) == "built"
-    assert not (tmp_path / matvec.BUILDING).exists() and loads[0]["build_directory"] == str(tmp_path)
+    assert not (tmp_path / matvec.TORCH_BUILD_MARKER).exists() and loads[0]["build_directory"] == str(tmp_path)
 
 
 def test_the_kernel_splits_its_work_between_torchs_threads():

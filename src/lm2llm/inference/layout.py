@@ -209,10 +209,10 @@ class DecodeBlocks:
         dtype = model.tok_emb.weight.dtype
         if not ids.is_cpu or torch.is_autocast_enabled("cpu"):
             return None
-        rope = model.rotary(chunk, 1, dtype) if model.config.positional == "rope" else None
-        layers = self.layers(model, dtype, ids.shape[0], rope, ends=True)
-        if layers is None:
+        layers = self.layers(model, dtype, ids.shape[0], None, ends=True)
+        if layers is None:  # asked before the RoPE rows, which the modules' pass then makes itself
             return None
+        rope = model.rotary(chunk, 1, dtype) if model.config.positional == "rope" else None
         return layers.logits(ids, None if rope is None else rope.cos, None if rope is None else rope.signed_sin,
                              cache.keys, cache.values, chunk.offset, chunk.allowed)
 

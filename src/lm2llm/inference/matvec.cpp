@@ -608,7 +608,8 @@ struct Int4Dynamic {
   const QuantizedInputs* inputs;
   int64_t in, blocks;
 
-  // Weight row o of `q`, a layer's of `in` inputs: its nibbles, its blocks' scales s and their zeros z.
+  // Weight row o of `q`, a layer's of `in` inputs: its nibbles, its blocks' scales s and their zeros z (the rows
+  // `kAhead` bytes on asked for, see `prefetch`).
   struct Row {
     const uint8_t* nibbles;
     const bf16* s;
@@ -836,8 +837,7 @@ void stream_range(const Format& format, int64_t rows, int64_t begin, int64_t end
   }
 }
 
-// Inside a parallel region that every thread runs: this thread's share [begin, end) of `count` items, split as
-// `at::parallel_for` splits them (one consecutive chunk per thread, threads idle rather than under `grain` each).
+// Inside a parallel region: the calling thread's number, and the region's thread count.
 inline int64_t thread_index() {
 #if defined(_OPENMP)
   return omp_get_thread_num();
@@ -854,6 +854,8 @@ inline int64_t thread_count() {
 #endif
 }
 
+// Inside a parallel region that every thread runs: this thread's share [begin, end) of `count` items, split as
+// `at::parallel_for` splits them (one consecutive chunk per thread, threads idle rather than under `grain` each).
 inline std::pair<int64_t, int64_t> share(int64_t count, int64_t grain) {
   const int64_t threads = std::min<int64_t>(thread_count(), std::max<int64_t>(1, (count + grain - 1) / grain));
   const int64_t chunk = (count + threads - 1) / threads, t = thread_index();

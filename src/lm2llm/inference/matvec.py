@@ -69,22 +69,22 @@ def build_directory() -> Path:
     return cache
 
 
-BUILDING = "lock"  # the file torch's extension loader keeps in the build folder while it builds
+TORCH_BUILD_MARKER = "lock"  # the file torch's extension loader keeps in our build folder while it builds
 
 
 def load_built(directory: Path):
     """torch's `load` of the kernel, built in `directory` if it is not there yet, by one process at a time.
 
-    torch marks a build in progress with a file (`BUILDING`) and waits as long as it exists, so a process killed
-    mid-build (Ctrl-C during the first `lm2llm generate`) left every later one waiting forever. An OS lock on a
-    file beside it is released when its holder dies: whoever holds it knows no live process is building, and
-    removes a marker left behind."""
+    torch marks a build in progress with a file (`TORCH_BUILD_MARKER`) and waits as long as it exists, so a
+    process killed while torch held it (Ctrl-C during the first `lm2llm generate`) left every later one waiting
+    forever. An OS lock on a file beside it is released when its holder dies: whoever holds it knows no live
+    process is building, and removes a marker left behind (only that file, in the kernel's own cache folder)."""
     from torch.utils.cpp_extension import load
 
     with open(directory / "build.flock", "w") as handle:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
-            (directory / BUILDING).unlink(missing_ok=True)
+            (directory / TORCH_BUILD_MARKER).unlink(missing_ok=True)
         return load("lm2llm_matvec", [str(SOURCE)], build_directory=str(directory), extra_cflags=CFLAGS,
                     extra_ldflags=["-fopenmp"], verbose=False)
 

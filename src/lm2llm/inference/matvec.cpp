@@ -55,17 +55,40 @@ namespace {
 
 using bf16 = c10::BFloat16;
 
-// Asks memory for `bytes` from `ahead` bytes past `from` on: W4A8 rows ask for the weights `kAhead` bytes past
-// the row being computed. Its arithmetic per byte is high enough that, left to the hardware's prefetcher, memory
-// idled between its loads (SmolLM2's W4A8 decoding: 5-12 % more tokens/s with it in 7 interleaved runs, 2 to 8 KB
-// ahead alike; +4.5 % once the weights sat in 2 MB pages). In the float formats and W8A8 it cost 5-18 % with the
-// weights in 2 MB pages, so they leave it to the hardware.
-constexpr int64_t kAhead = 4096;
-inline void prefetch(const void* from, int64_t ahead, int64_t bytes) {
+// Asking memory for the weight rows ahead of the one being computed (software prefetch), as measured per machine:
+// - on the AMD EPYC of the earlier runs the hardware's own prefetcher kept the float formats and W8A8 streaming, and
+//   asking cost them 5-18 % with the weights in 2 MB pages. W4A8, whose arithmetic per byte is high enough that
+//   memory idled between its loads, gained from asking 4 KB ahead into L1 (5-12 % more tokens/s in 7 interleaved
+//   runs, 2 to 8 KB ahead alike; +4.5 % once the weights sat in 2 MB pages): it asks so on every machine.
+// - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) left to the hardware one core read about 11 GB/s, and
+//   asking 16 KB ahead into L2 made SmolLM2's decoding 1.3-1.5x as fast in bf16, 1.08-1.13x in fp32 and 1.03-1.04x
+//   in W8A8 (interleaved runs, 6-8 rounds each); W4A8 measured the same either way. So on Intel CPUs the float, int8
+//   and W8A8 rows ask that far ahead too.
+constexpr int64_t kNearAhead = 4096, kFarAhead = 16384;
+
+template <int HINT>
+inline void ask_ahead(const void* from, int64_t ahead, int64_t bytes) {
 #if defined(__AVX512F__)
   const char* p = static_cast<const char*>(from) + ahead;
-  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, _MM_HINT_T0);
-  _mm_prefetch(p + bytes - 1, _MM_HINT_T0);
+  for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch(p + b, static_cast<_mm_hint>(HINT));
+  _mm_prefetch(p + bytes - 1, static_cast<_mm_hint>(HINT));
+#endif
+}
+
+#if defined(__AVX512F__)
+const bool kFarAsking = [] {  // whether this CPU is one whose float, int8 and W8A8 rows ask ahead (above)
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel") != 0;
+}();
+#endif
+
+// A W4A8 row asks for the `bytes` 4 KB past it into L1.
+inline void ask_near(const void* row, int64_t bytes) { ask_ahead<_MM_HINT_T0>(row, kNearAhead, bytes); }
+
+// A float, int8 or W8A8 row asks for the `bytes` 16 KB past it into L2, on the CPUs where that was measured to help.
+inline void ask_far(const void* row, int64_t bytes) {
+#if defined(__AVX512F__)
+  if (kFarAsking) ask_ahead<_MM_HINT_T1>(row, kFarAhead, bytes);
 #endif
 }
 
@@ -141,6 +164,14 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 // is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
 // loads, not memory, set the pace (SmolLM2's linear layers at batch 8: 33 against 38 ms a step). bf16 and
 // int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one.
+// Chains of additions per (weight row, input row) in `Dense`, for `ACCUMULATORS` = weight rows times input rows met at
+// once: each multiply-add waits for the last one into its accumulator (4 to 6 cycles), so with fewer than four
+// accumulators a row waited on its own additions. On the Intel Xeon above, with the weights in L2, one bf16 row took
+// 27 instead of 33 ns at 576 inputs and 98 instead of 137 at 1536; SmolLM2's decoding, asking ahead, 1.05x (bf16)
+// and 1.04x (fp32) as fast. The chains are added together in a fixed order, so every path gives the same bits.
+template <int ACCUMULATORS>
+constexpr int kChains = ACCUMULATORS >= 4 ? 1 : ACCUMULATORS >= 2 ? 2 : 4;
+
 template <class Weight, class InputType>
 struct Dense {
   using Input = InputType;
@@ -156,6 +187,7 @@ struct Dense {
   kInline void dot(int64_t o, int64_t r0, float (*sums)[ROWS]) const {
     const Weight* rows = w + o * in;
     const Input* xs = x + r0 * in;
+    ask_far(rows, OUTS * in * static_cast<int64_t>(sizeof(Weight)));
     int64_t i = 0;
     for (int k = 0; k < OUTS; ++k) {
       for (int r = 0; r < ROWS; ++r) sums[k][r] = 0.f;
@@ -163,20 +195,31 @@ struct Dense {
 #if defined(__AVX512F__)
     if constexpr (Lanes<Weight>::width > 0) {
       constexpr int width = Lanes<Weight>::width;
-      __m512 acc[OUTS][ROWS];
-      for (int k = 0; k < OUTS; ++k) {
-        for (int r = 0; r < ROWS; ++r) acc[k][r] = _mm512_setzero_ps();
-      }
-      for (; i + width <= in; i += width) {
-        decltype(Lanes<Weight>::load(rows)) weights[OUTS];
-        for (int k = 0; k < OUTS; ++k) weights[k] = Lanes<Weight>::load(rows + k * in + i);
-        for (int r = 0; r < ROWS; ++r) {
-          const auto inputs = Lanes<Weight>::input(xs + r * in + i);
-          for (int k = 0; k < OUTS; ++k) acc[k][r] = Lanes<Weight>::madd(acc[k][r], weights[k], inputs);
+      constexpr int C = kChains<ROWS * OUTS>;
+      __m512 acc[C][OUTS][ROWS];
+      for (int c = 0; c < C; ++c) {
+        for (int k = 0; k < OUTS; ++k) {
+          for (int r = 0; r < ROWS; ++r) acc[c][k][r] = _mm512_setzero_ps();
         }
       }
+      auto step = [&](int c, int64_t at) {
+        decltype(Lanes<Weight>::load(rows)) weights[OUTS];
+        for (int k = 0; k < OUTS; ++k) weights[k] = Lanes<Weight>::load(rows + k * in + at);
+        for (int r = 0; r < ROWS; ++r) {
+          const auto inputs = Lanes<Weight>::input(xs + r * in + at);
+          for (int k = 0; k < OUTS; ++k) acc[c][k][r] = Lanes<Weight>::madd(acc[c][k][r], weights[k], inputs);
+        }
+      };
+      for (; i + C * width <= in; i += C * width) {
+        for (int c = 0; c < C; ++c) step(c, i + c * width);
+      }
+      for (int c = 0; i + width <= in; i += width, ++c) step(c, i);
       for (int k = 0; k < OUTS; ++k) {
-        for (int r = 0; r < ROWS; ++r) sums[k][r] = _mm512_reduce_add_ps(acc[k][r]);
+        for (int r = 0; r < ROWS; ++r) {
+          __m512 total = acc[0][k][r];
+          for (int c = 1; c < C; ++c) total = _mm512_add_ps(total, acc[c][k][r]);
+          sums[k][r] = _mm512_reduce_add_ps(total);
+        }
       }
     }
 #endif
@@ -531,6 +574,7 @@ struct Int8Dynamic {
     const HeldInputs<SUPERS, STEPS> x(*inputs, r0);
     for (int64_t o = begin; o < end; ++o) {
       const int8_t* row = w + o * held_in;
+      ask_far(row, held_in);
       __m512 acc[1] = {_mm512_setzero_ps()};
       for (int u = 0; u < SUPERS; ++u) {
         superblock<1>(row + 512 * u, [&](int, int t) { return x.steps[u][t]; }, [&](int) { return x.block_scales[u]; }, acc);
@@ -549,6 +593,7 @@ struct Int8Dynamic {
     float* sums = block[0];
     const int8_t* row = w + o * in;
     const int64_t blocks = in / 32, whole = inputs->whole;
+    ask_far(row, in);
 #if defined(__AVX512VNNI__)
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();
@@ -609,7 +654,7 @@ struct Int4Dynamic {
   int64_t in, blocks;
 
   // Weight row o of `q`, a layer's of `in` inputs: its nibbles, its blocks' scales s and their zeros z (the rows
-  // `kAhead` bytes on asked for, see `prefetch`).
+  // `kNearAhead` bytes on asked for, see `ask_ahead`).
   struct Row {
     const uint8_t* nibbles;
     const bf16* s;
@@ -618,7 +663,7 @@ struct Int4Dynamic {
   static kInline Row row_of(const uint8_t* q, int64_t o, int64_t in) {
     const uint8_t* nibbles = q + o * (in / 2 + in / 8);
     const bf16* s = reinterpret_cast<const bf16*>(nibbles + in / 2);
-    prefetch(nibbles, kAhead, in / 2 + in / 8);
+    ask_near(nibbles, in / 2 + in / 8);
     return {nibbles, s, s + in / 32};
   }
 

@@ -75,20 +75,24 @@ inline void ask_ahead(const void* from, int64_t ahead, int64_t bytes) {
 #endif
 }
 
-#if defined(__AVX512F__)
-const bool kFarAsking = [] {  // whether this CPU is one whose float, int8 and W8A8 rows ask ahead (above)
+// Whether this CPU is an Intel one, where two choices measured otherwise than on the AMD EPYC of the earlier runs:
+// asking ahead (above) and meeting 7 or 8 input rows one fp32 weight row at a time (`Dense`).
+const bool kIntel = [] {
+#if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   return __builtin_cpu_is("intel") != 0;
-}();
+#else
+  return false;
 #endif
+}();
 
 // A W4A8 row asks for the `bytes` 4 KB past it into L1.
 inline void ask_near(const void* row, int64_t bytes) { ask_ahead<_MM_HINT_T0>(row, kNearAhead, bytes); }
 
-// A float, int8 or W8A8 row asks for the `bytes` 16 KB past it into L2, on the CPUs where that was measured to help.
+// A float, int8 or W8A8 row asks for the `bytes` 16 KB past it into L2, on Intel CPUs only (above).
 inline void ask_far(const void* row, int64_t bytes) {
 #if defined(__AVX512F__)
-  if (kFarAsking) ask_ahead<_MM_HINT_T1>(row, kFarAhead, bytes);
+  if (kIntel) ask_ahead<_MM_HINT_T1>(row, kFarAhead, bytes);
 #endif
 }
 
@@ -160,10 +164,13 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 #endif
 
 // float32, bfloat16 and int8 weights: (out, in) as stored, times an optional scale per output row (int8's).
-// fp32 weights meet 7 or 8 input rows three weight rows at a time (`outputs`), so that each step of inputs
-// is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
+// fp32 weights meet 7 or 8 input rows three weight rows at a time (`outputs`) on the AMD EPYC, so that each step of
+// inputs is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
 // loads, not memory, set the pace (SmolLM2's linear layers at batch 8: 33 against 38 ms a step). bf16 and
-// int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one.
+// int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one. On the
+// Intel Xeon one row at a time measured faster at 8 rows (one core streaming fp32 weights from memory: 364 against
+// 437 ns a row of 576 inputs; SmolLM2's batch-8 fp32 step 1.11x as fast, 6 interleaved rounds), so there
+// `stream_block` meets them one at a time too (`kIntel`). Either way each output is the same sum.
 // Chains of additions per (weight row, input row) in `Dense`, for `ACCUMULATORS` = weight rows times input rows met at
 // once: each multiply-add waits for the last one into its accumulator (4 to 6 cycles), so with fewer than four
 // accumulators a row waited on its own additions. On the Intel Xeon above, with the weights in L2, one bf16 row took
@@ -860,7 +867,9 @@ void stream_block(const Format& format, int64_t r0, int64_t begin, int64_t end, 
     if (format.stream_held(r0, begin, end, target)) return;
   }
   int64_t o = begin;
-  for (; o + outs <= end; o += outs) stream_outputs<ROWS, outs>(format, o, r0, target);
+  if (outs == 1 || !kIntel) {
+    for (; o + outs <= end; o += outs) stream_outputs<ROWS, outs>(format, o, r0, target);
+  }
   for (; o < end; ++o) stream_outputs<ROWS, 1>(format, o, r0, target);
 }
 

@@ -60,10 +60,10 @@ using bf16 = c10::BFloat16;
 //   asking cost them 5-18 % with the weights in 2 MB pages. W4A8, whose arithmetic per byte is high enough that
 //   memory idled between its loads, gained from asking 4 KB ahead into L1 (5-12 % more tokens/s in 7 interleaved
 //   runs, 2 to 8 KB ahead alike; +4.5 % once the weights sat in 2 MB pages): it asks so on every machine.
-// - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) left to the hardware one core read about 11 GB/s, and
-//   asking 16 KB ahead into L2 made SmolLM2's decoding 1.3-1.5x as fast in bf16, 1.08-1.13x in fp32 and 1.03-1.04x
-//   in W8A8 (interleaved runs, 6-8 rounds each); W4A8 measured the same either way. So on Intel CPUs the float, int8
-//   and W8A8 rows ask that far ahead too.
+// - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) asking 16 KB ahead into L2 made SmolLM2's decoding
+//   1.02-1.5x as fast in bf16 (medians of 6-10 interleaved rounds in 8 runs over an hour: 1.3-1.5x in the first
+//   two, 1.02-1.07x later) and 1.03-1.13x in fp32; 2, 8 and 32 KB ahead, and into L1, were no better. W8A8 measured
+//   0.99-1.04x and W4A8 the same either way. So on Intel CPUs the dense rows (`Dense`: fp32, bf16, int8) ask too.
 constexpr int64_t kNearAhead = 4096, kFarAhead = 16384;
 
 template <int HINT>
@@ -89,7 +89,7 @@ const bool kIntel = [] {
 // A W4A8 row asks for the `bytes` 4 KB past it into L1.
 inline void ask_near(const void* row, int64_t bytes) { ask_ahead<_MM_HINT_T0>(row, kNearAhead, bytes); }
 
-// A float, int8 or W8A8 row asks for the `bytes` 16 KB past it into L2, on Intel CPUs only (above).
+// A dense row (fp32, bf16 or int8 weights) asks for the `bytes` 16 KB past it into L2, on Intel CPUs only (above).
 inline void ask_far(const void* row, int64_t bytes) {
 #if defined(__AVX512F__)
   if (kIntel) ask_ahead<_MM_HINT_T1>(row, kFarAhead, bytes);
@@ -174,8 +174,9 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 // Chains of additions per (weight row, input row) in `Dense`, for `ACCUMULATORS` = weight rows times input rows met at
 // once: each multiply-add waits for the last one into its accumulator (4 to 6 cycles), so with fewer than four
 // accumulators a row waited on its own additions. On the Intel Xeon above, with the weights in L2, one bf16 row took
-// 27 instead of 33 ns at 576 inputs and 98 instead of 137 at 1536; SmolLM2's decoding, asking ahead, 1.05x (bf16)
-// and 1.04x (fp32) as fast. The chains are added together in a fixed order, so every path gives the same bits.
+// 27 instead of 33 ns at 576 inputs and 98 instead of 137 at 1536; SmolLM2's decoding, asking ahead, was 1.05x (bf16)
+// and 1.04x (fp32) as fast (8 interleaved rounds). The chains are added together in a fixed order, so every path
+// gives the same bits.
 template <int ACCUMULATORS>
 constexpr int kChains = ACCUMULATORS >= 4 ? 1 : ACCUMULATORS >= 2 ? 2 : 4;
 
@@ -581,7 +582,6 @@ struct Int8Dynamic {
     const HeldInputs<SUPERS, STEPS> x(*inputs, r0);
     for (int64_t o = begin; o < end; ++o) {
       const int8_t* row = w + o * held_in;
-      ask_far(row, held_in);
       __m512 acc[1] = {_mm512_setzero_ps()};
       for (int u = 0; u < SUPERS; ++u) {
         superblock<1>(row + 512 * u, [&](int, int t) { return x.steps[u][t]; }, [&](int) { return x.block_scales[u]; }, acc);
@@ -600,7 +600,6 @@ struct Int8Dynamic {
     float* sums = block[0];
     const int8_t* row = w + o * in;
     const int64_t blocks = in / 32, whole = inputs->whole;
-    ask_far(row, in);
 #if defined(__AVX512VNNI__)
     __m512 acc[ROWS];
     for (int r = 0; r < ROWS; ++r) acc[r] = _mm512_setzero_ps();

@@ -93,6 +93,24 @@ def test_bf16_products_equal_fp32_products_of_the_bf16_numbers(rows, shape):
 
 
 @pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_choices_made_per_cpu_give_the_same_bits(rows, dtype):
+    """Asking ahead and meeting 7 or 8 input rows one fp32 weight row at a time (made on Intel CPUs) change the speed,
+    not a bit of the product: both settings, on whatever CPU the test runs."""
+    kernel = matvec.kernel()
+    weight, x = (t.to(dtype) for t in inputs(rows, (70, 576)))
+    was = kernel.intel_choices()
+    products = []
+    try:
+        for setting in (True, False):
+            kernel.intel_choices(setting)
+            products.append(kernel.matvec(x, weight))
+    finally:
+        kernel.intel_choices(was)
+    assert torch.equal(products[0], products[1])
+
+
+@pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("shape, group", [((96, 64), 32), ((37, 96), 32), ((20, 160), 32), ((33, 192), 64),
                                           ((8, 256), 128), ((24, 576), 32), ((16, 1024), 64), ((9, 1600), 32)])
 def test_int4_products_equal_the_dequantized_weight_times_bf16_inputs(rows, shape, group):

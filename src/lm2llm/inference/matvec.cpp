@@ -76,8 +76,9 @@ inline void ask_ahead(const void* from, int64_t ahead, int64_t bytes) {
 }
 
 // Whether this CPU is an Intel one, where two choices measured otherwise than on the AMD EPYC of the earlier runs:
-// asking ahead (above) and meeting 7 or 8 input rows one fp32 weight row at a time (`Dense`).
-const bool kIntel = [] {
+// asking ahead (above) and meeting 7 or 8 input rows one fp32 weight row at a time (`Dense`). `intel_choices` switches
+// them, so that the tests meet both on any machine (neither changes a result).
+bool intel_choices = [] {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
   return __builtin_cpu_is("intel") != 0;
@@ -92,7 +93,7 @@ inline void ask_near(const void* row, int64_t bytes) { ask_ahead<_MM_HINT_T0>(ro
 // A dense row (fp32, bf16 or int8 weights) asks for the `bytes` 16 KB past it into L2, on Intel CPUs only (above).
 inline void ask_far(const void* row, int64_t bytes) {
 #if defined(__AVX512F__)
-  if (kIntel) ask_ahead<_MM_HINT_T1>(row, kFarAhead, bytes);
+  if (intel_choices) ask_ahead<_MM_HINT_T1>(row, kFarAhead, bytes);
 #endif
 }
 
@@ -170,7 +171,7 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 // int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one. On the
 // Intel Xeon one row at a time measured faster at 8 rows (one core streaming fp32 weights from memory: 364 against
 // 437 ns a row of 576 inputs; SmolLM2's batch-8 fp32 step 1.11x as fast, 6 interleaved rounds), so there
-// `stream_block` meets them one at a time too (`kIntel`). Either way each output is the same sum.
+// `stream_block` meets them one at a time too (`intel_choices`). Either way each output is the same sum.
 // Chains of additions per (weight row, input row) in `Dense`, for `ACCUMULATORS` = weight rows times input rows met at
 // once: each multiply-add waits for the last one into its accumulator (4 to 6 cycles), so with fewer than four
 // accumulators a row waited on its own additions. On the Intel Xeon above, with the weights in L2, one bf16 row took
@@ -866,7 +867,7 @@ void stream_block(const Format& format, int64_t r0, int64_t begin, int64_t end, 
     if (format.stream_held(r0, begin, end, target)) return;
   }
   int64_t o = begin;
-  if (outs == 1 || !kIntel) {
+  if (outs == 1 || !intel_choices) {
     for (; o + outs <= end; o += outs) stream_outputs<ROWS, outs>(format, o, r0, target);
   }
   for (; o < end; ++o) stream_outputs<ROWS, 1>(format, o, r0, target);
@@ -1771,6 +1772,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("silu_mul", &silu_mul, "silu(gate) * up, as the whole-model step computes SwiGLU", pybind11::arg("gate"),
         pybind11::arg("up"));
 #endif
+  m.def(
+      "intel_choices",
+      [](std::optional<bool> on) {
+        const bool was = intel_choices;
+        if (on.has_value()) intel_choices = *on;
+        return was;
+      },
+      "whether the choices measured on Intel CPUs are made (switched to `on` where given); returns the setting before",
+      pybind11::arg("on") = pybind11::none());
   m.def("greedy", &greedy, "each row's first largest logit, or `invalid` for a row with a NaN or nothing above -inf",
         pybind11::arg("logits"), pybind11::arg("invalid"));
   m.def("decode_attention", &decode_attention, "one new token's attention per row: RoPE, KV-cache write, softmax",

@@ -63,7 +63,8 @@ using bf16 = c10::BFloat16;
 // - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) asking 16 KB ahead into L2 made SmolLM2's decoding
 //   1.02-1.5x as fast in bf16 (medians of 6-10 interleaved rounds in 8 runs over an hour: 1.3-1.5x in the first
 //   two, 1.02-1.07x later) and 1.03-1.13x in fp32; 2, 8 and 32 KB ahead, and into L1, were no better. W8A8 measured
-//   0.99-1.04x and W4A8 the same either way. So on Intel CPUs the dense rows (`Dense`: fp32, bf16, int8) ask too.
+//   0.99-1.04x, int8 1.01x and W4A8 the same either way. So on Intel CPUs the dense rows (`Dense`: fp32, bf16, int8) ask
+//   too.
 constexpr int64_t kNearAhead = 4096, kFarAhead = 16384;
 
 template <int HINT>
@@ -164,14 +165,6 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 };
 #endif
 
-// float32, bfloat16 and int8 weights: (out, in) as stored, times an optional scale per output row (int8's).
-// fp32 weights meet 7 or 8 input rows three weight rows at a time (`outputs`) on the AMD EPYC, so that each step of
-// inputs is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
-// loads, not memory, set the pace (SmolLM2's linear layers at batch 8: 33 against 38 ms a step). bf16 and
-// int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one. On the
-// Intel Xeon one row at a time measured faster at 8 rows (one core streaming fp32 weights from memory: 364 against
-// 437 ns a row of 576 inputs; SmolLM2's batch-8 fp32 step 1.11x as fast, 6 interleaved rounds), so there
-// `stream_block` meets them one at a time too (`intel_choices`). Either way each output is the same sum.
 // Chains of additions per (weight row, input row) in `Dense`, for `ACCUMULATORS` = weight rows times input rows met at
 // once: each multiply-add waits for the last one into its accumulator (4 to 6 cycles), so with fewer than four
 // accumulators a row waited on its own additions. On the Intel Xeon above, with the weights in L2, one bf16 row took
@@ -181,6 +174,14 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 template <int ACCUMULATORS>
 constexpr int kChains = ACCUMULATORS >= 4 ? 1 : ACCUMULATORS >= 2 ? 2 : 4;
 
+// float32, bfloat16 and int8 weights: (out, in) as stored, times an optional scale per output row (int8's).
+// fp32 weights meet 7 or 8 input rows three weight rows at a time (`outputs`) on the AMD EPYC, so that each step of
+// inputs is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
+// loads, not memory, set the pace (SmolLM2's linear layers at batch 8: 33 against 38 ms a step). bf16 and
+// int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one. On the
+// Intel Xeon one row at a time measured faster at 8 rows (one core streaming fp32 weights from memory: 364 against
+// 437 ns a row of 576 inputs; SmolLM2's batch-8 fp32 step 1.11x as fast, 6 interleaved rounds), so there
+// `stream_block` meets them one at a time too (`intel_choices`). Either way each output is the same sum.
 template <class Weight, class InputType>
 struct Dense {
   using Input = InputType;

@@ -26,7 +26,7 @@ from lm2llm.compress.weight_only import (
 )
 from lm2llm.errors import UserError
 from lm2llm.inference.layout import for_cpu_inference, fuse_projections
-from lm2llm.inference.matvec import StreamingLinear, pack_w4a8, pack_w8a8, unpack_w4a8, unpack_w8a8
+from lm2llm.inference.matvec import MAX_ROWS, StreamingLinear, pack_w4a8, pack_w8a8, unpack_w4a8, unpack_w8a8
 from lm2llm.models import build_model
 
 
@@ -205,18 +205,28 @@ def test_w4a8_kernel_is_the_integer_arithmetic(dtype, rows, in_features):
     assert torch.equal(weight, round_trip(linear.weight, "int4", 32))
 
 
-@pytest.mark.parametrize("layer_type", [W8A8Linear, W4A8Linear])
+def streamed(dtype: torch.dtype):
+    """A float layer as decoding streams it, its weight in `dtype`."""
+    return lambda linear: StreamingLinear(linear.weight.detach().to(dtype), None)
+
+
+@pytest.mark.parametrize("make, dtype", [(streamed(torch.float32), torch.float32), (streamed(torch.bfloat16), torch.bfloat16),
+                                         (Int8Linear, torch.float32), (Int4Linear, torch.float32),
+                                         (W8A8Linear, torch.float32), (W4A8Linear, torch.float32)])
 @pytest.mark.parametrize("in_features", [192, 576, 1536])
-def test_one_input_row_with_its_inputs_held_gives_the_bits_of_a_batch_row(layer_type, in_features):
-    """One input row of these shapes is met with its inputs held in registers (`stream_held`), a batch of rows with
-    them loaded for each weight row (`dot`): the same pieces in the same order, so the same bits, not only close."""
+def test_a_rows_product_has_the_same_bits_whatever_rows_share_the_call(make, dtype, in_features):
+    """A decoding row's product does not depend on the rows beside it (the other sequences of a batch): each weight
+    row meets each input row in the same order of additions for every count of rows, and one input row of these
+    shapes, met with its inputs held in registers (`stream_held`, W8A8 and W4A8), in the same pieces as a batch's
+    rows. The same bits, not only close, for 1, 2, 3, 4 and 7 of a call's 8 rows (the most that decoding streams)."""
     torch.manual_seed(0)
-    layer = layer_type(nn.Linear(in_features, 40, bias=False))
-    x = torch.randn(3, in_features)
+    layer = make(nn.Linear(in_features, 40, bias=False))
+    x = torch.randn(MAX_ROWS, in_features).to(dtype)
     with torch.no_grad():
         together = layer(x)
-        for r in range(3):
-            assert torch.equal(layer(x[r:r + 1]), together[r:r + 1])
+        for count in (1, 2, 3, 4, 7):
+            for start in range(0, MAX_ROWS - count + 1, count):
+                assert torch.equal(layer(x[start:start + count]), together[start:start + count]), (count, start)
 
 
 @pytest.mark.parametrize("kind, weight_only", [("w8a8", "int8"), ("w4a8", "int4")])

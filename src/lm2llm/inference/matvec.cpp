@@ -165,15 +165,6 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 };
 #endif
 
-// Chains of additions per (weight row, input row) in `Dense`, for `ACCUMULATORS` = weight rows times input rows met at
-// once: each multiply-add waits for the last one into its accumulator (4 to 6 cycles), so with fewer than four
-// accumulators a row waited on its own additions. On the Intel Xeon above, with the weights in L2, one bf16 row took
-// 27 instead of 33 ns at 576 inputs and 98 instead of 137 at 1536; SmolLM2's decoding, asking ahead, was 1.05x (bf16)
-// and 1.04x (fp32) as fast (8 interleaved rounds). The chains are added together in a fixed order, so every path
-// gives the same bits.
-template <int ACCUMULATORS>
-constexpr int kChains = ACCUMULATORS >= 4 ? 1 : ACCUMULATORS >= 2 ? 2 : 4;
-
 // float32, bfloat16 and int8 weights: (out, in) as stored, times an optional scale per output row (int8's).
 // fp32 weights meet 7 or 8 input rows three weight rows at a time (`outputs`) on the AMD EPYC, so that each step of
 // inputs is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
@@ -181,7 +172,10 @@ constexpr int kChains = ACCUMULATORS >= 4 ? 1 : ACCUMULATORS >= 2 ? 2 : 4;
 // int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one. On the
 // Intel Xeon one row at a time measured faster at 8 rows (one core streaming fp32 weights from memory: 364 against
 // 437 ns a row of 576 inputs; SmolLM2's batch-8 fp32 step 1.11x as fast, 6 interleaved rounds), so there
-// `stream_block` meets them one at a time too (`intel_choices`). Either way each output is the same sum.
+// `stream_block` meets them one at a time too (`intel_choices`). Either way each output is the same sum. Each
+// (weight row, input row) pair adds its products in one chain, in the same order for every count of rows, so a row's
+// product does not depend on the rows beside it (tested). Two or four chains for a single row measured 1.04-1.05x on
+// the Xeon's decoding, but would give a sequence other bits alone than in a batch, so they were not kept.
 template <class Weight, class InputType>
 struct Dense {
   using Input = InputType;
@@ -205,31 +199,20 @@ struct Dense {
 #if defined(__AVX512F__)
     if constexpr (Lanes<Weight>::width > 0) {
       constexpr int width = Lanes<Weight>::width;
-      constexpr int C = kChains<ROWS * OUTS>;
-      __m512 acc[C][OUTS][ROWS];
-      for (int c = 0; c < C; ++c) {
-        for (int k = 0; k < OUTS; ++k) {
-          for (int r = 0; r < ROWS; ++r) acc[c][k][r] = _mm512_setzero_ps();
-        }
-      }
-      auto step = [&](int c, int64_t at) {
-        decltype(Lanes<Weight>::load(rows)) weights[OUTS];
-        for (int k = 0; k < OUTS; ++k) weights[k] = Lanes<Weight>::load(rows + k * in + at);
-        for (int r = 0; r < ROWS; ++r) {
-          const auto inputs = Lanes<Weight>::input(xs + r * in + at);
-          for (int k = 0; k < OUTS; ++k) acc[c][k][r] = Lanes<Weight>::madd(acc[c][k][r], weights[k], inputs);
-        }
-      };
-      for (; i + C * width <= in; i += C * width) {
-        for (int c = 0; c < C; ++c) step(c, i + c * width);
-      }
-      for (int c = 0; i + width <= in; i += width, ++c) step(c, i);
+      __m512 acc[OUTS][ROWS];
       for (int k = 0; k < OUTS; ++k) {
+        for (int r = 0; r < ROWS; ++r) acc[k][r] = _mm512_setzero_ps();
+      }
+      for (; i + width <= in; i += width) {
+        decltype(Lanes<Weight>::load(rows)) weights[OUTS];
+        for (int k = 0; k < OUTS; ++k) weights[k] = Lanes<Weight>::load(rows + k * in + i);
         for (int r = 0; r < ROWS; ++r) {
-          __m512 total = acc[0][k][r];
-          for (int c = 1; c < C; ++c) total = _mm512_add_ps(total, acc[c][k][r]);
-          sums[k][r] = _mm512_reduce_add_ps(total);
+          const auto inputs = Lanes<Weight>::input(xs + r * in + i);
+          for (int k = 0; k < OUTS; ++k) acc[k][r] = Lanes<Weight>::madd(acc[k][r], weights[k], inputs);
         }
+      }
+      for (int k = 0; k < OUTS; ++k) {
+        for (int r = 0; r < ROWS; ++r) sums[k][r] = _mm512_reduce_add_ps(acc[k][r]);
       }
     }
 #endif

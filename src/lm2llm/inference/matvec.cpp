@@ -61,8 +61,8 @@ using bf16 = c10::BFloat16;
 //   memory idled between its loads, gained from asking 4 KB ahead into L1 (5-12 % more tokens/s in 7 interleaved
 //   runs, 2 to 8 KB ahead alike; +4.5 % once the weights sat in 2 MB pages): it asks so on every machine.
 // - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) asking 16 KB ahead into L2 made SmolLM2's decoding
-//   1.02-1.5x as fast in bf16 (medians of 6-10 interleaved rounds in 8 runs over an hour: 1.3-1.5x in the first
-//   two, 1.02-1.07x later) and 1.03-1.13x in fp32; 2, 8 and 32 KB ahead, and into L1, were no better. W8A8 measured
+//   0.97-1.5x as fast in bf16 (medians of 6-10 interleaved rounds in 7 runs over an hour: 1.3-1.5x in the first
+//   two, 0.97-1.07x later) and 1.03-1.13x in fp32; 2, 8 and 32 KB ahead, and into L1, were no better. W8A8 measured
 //   0.99-1.04x, int8 1.01x and W4A8 the same either way. So on Intel CPUs the dense rows (`Dense`: fp32, bf16, int8) ask
 //   too.
 constexpr int64_t kNearAhead = 4096, kFarAhead = 16384;

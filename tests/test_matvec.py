@@ -111,6 +111,33 @@ def test_the_choices_made_per_cpu_give_the_same_bits(rows, dtype):
 
 
 @pytest.mark.parametrize("rows", ROWS)
+def test_bf16_in_amx_tiles_is_as_exact_as_in_dot_products_and_the_same_for_any_threads(rows):
+    """On a CPU with AMX, bf16 weights meet their inputs in tile products of 16 weight rows (`Tiles`): other
+    additions than `vdpbf16ps`'s, so other bits, but as near the exact product. A row's bits do not depend on how
+    the rows are split between threads, although a share's last tile ends at its last row and so reads some rows
+    of the share before it (70 rows: tiles at 0, 16, 32 and 54 on one thread; 54 on each of two)."""
+    kernel = matvec.kernel()
+    if not kernel.amx_tiles():
+        pytest.skip("this CPU has no AMX tiles (or Linux did not grant them)")
+    weight, x = (t.bfloat16() for t in inputs(rows, (70, 576)))
+    threads = torch.get_num_threads()
+    try:
+        tiled = []
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            tiled.append(kernel.matvec(x, weight))
+        kernel.amx_tiles(False)
+        dot_products = kernel.matvec(x, weight)
+    finally:
+        kernel.amx_tiles(True)
+        torch.set_num_threads(threads)
+    assert all(torch.equal(t, tiled[0]) for t in tiled[1:])
+    exact = F.linear(x.float(), weight.float())
+    within_bf16_rounding(tiled[0], exact)
+    within_bf16_rounding(dot_products, exact)
+
+
+@pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("shape, group", [((96, 64), 32), ((37, 96), 32), ((20, 160), 32), ((33, 192), 64),
                                           ((8, 256), 128), ((24, 576), 32), ((16, 1024), 64), ((9, 1600), 32)])
 def test_int4_products_equal_the_dequantized_weight_times_bf16_inputs(rows, shape, group):

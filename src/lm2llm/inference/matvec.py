@@ -8,7 +8,9 @@ batch (SmolLM2's linear layers alone read 44-49 GB/s through it in one run where
 loop serves four weight formats, told apart by the weight's dtype: float32 and bfloat16 as stored, int8 with
 a scale per output row, and 4-bit groups packed two to a byte (`pack_int4`; the quantized layers of
 `lm2llm.compress.weight_only` call it); int8 and 4-bit weights also meet inputs quantized to int8 per block of
-32 in integer products (group size -32: W8A8 in `pack_w8a8`'s layout, W4A8 in `pack_w4a8`'s). It is C++ because the
+32 in integer products (group size -32: W8A8 in `pack_w8a8`'s layout, W4A8 in `pack_w4a8`'s). On a CPU with
+AMX, bfloat16 weights meet their inputs in its tile products, 16 weight rows at a time (`amx_tiles()` says whether
+they do). It is C++ because the
 lesson is the memory traffic, which Python cannot show: a compiled loop is the smallest thing that does.
 
 The same extension carries the rest of a decoding step's fixed cost in a few calls: `linear` (the choice

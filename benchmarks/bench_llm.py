@@ -22,6 +22,11 @@ bf16, at batch 1 and 8, both generate greedily from 64-token prompts:
   dropped, the others' decode rates are set against their own samples' mean, and the median of those rounds
   is kept: what the kernels make of the bandwidth they had, where the fastest sample above may come from a
   faster spell than the decoding ran in (one run's bf16 rounds read 35 and 67 GB/s minutes apart);
+- the same decode rates (the paired rounds' median) against summing a tensor of exactly the step's bytes, again
+  and again (best of five): where a large share of the weights stays in the last-level cache from one step to
+  the next (an Intel Xeon with a 300 MB L3 read SmolLM2's bf16 weights faster than a 1 GiB sum streams), the
+  1 GiB bound understates what the machine delivers to decoding and shares above 1 follow; reading the same
+  bytes in a loop meets the same cache;
 - the linear layers alone at batch 1 (each once, in the model's layout): the matrix-vector kernels' own
   ceiling, so that the gap to the bandwidth bound splits into the kernels' share and the rest of the step;
 - load time (the GGUF import, and loading the imported run) and peak resident memory, each in a fresh
@@ -206,6 +211,10 @@ def main() -> None:
         figures[dtype]["batch_1_paired_rounds"] = rounds
         kept = [r["share_of_bound"] for r in rounds if r["one_spell"]]
         figures[dtype]["batch_1_decode_share_of_paired_bound_median"] = statistics.median(kept) if kept else None
+        same_size = stream_bandwidth(gib=step_bytes / 2**30)
+        figures[dtype]["same_size_read_gb_per_s"] = same_size / 1e9
+        figures[dtype]["batch_1_decode_share_of_same_size_read"] = (
+            statistics.median(r["decode_tokens_per_s"] for r in rounds) * step_bytes / same_size)
         linear_only = linear_layers_rate(model, torch_dtype)
         figures[dtype]["batch_1_linear_layers_only_steps_per_s"] = linear_only
         figures[dtype]["batch_1_linear_layers_bandwidth_gb_per_s"] = linear_only * step_bytes / 1e9

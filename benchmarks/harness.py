@@ -109,9 +109,9 @@ def stream_tensor(gib: float = 1.0) -> Any:
     return torch.ones(nbytes // 4) if buffer is None else buffer.view(torch.float32).fill_(1.0)
 
 
-def stream_bandwidth() -> float:
-    """Bytes per second read when summing `stream_tensor()` (best of five): this VM's memory switches between
+def stream_bandwidth(gib: float = 1.0) -> float:
+    """Bytes per second read when summing `stream_tensor(gib)` (best of five): this VM's memory switches between
     spells of about 35 and about 70 GB/s within minutes, and decoding speeds follow it."""
-    x = stream_tensor()
+    x = stream_tensor(gib)
     seconds = best_of(lambda: x.sum(), repeats=5)
     return x.numel() * 4 / seconds

@@ -66,11 +66,14 @@ using bf16 = c10::BFloat16;
 //   asking cost them 5-18 % with the weights in 2 MB pages. W4A8, whose arithmetic per byte is high enough that
 //   memory idled between its loads, gained from asking 4 KB ahead into L1 (5-12 % more tokens/s in 7 interleaved
 //   runs, 2 to 8 KB ahead alike; +4.5 % once the weights sat in 2 MB pages): it asks so on every machine.
-// - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) asking 16 KB ahead into L2 made SmolLM2's decoding
-//   0.97-1.5x as fast in bf16 (medians of 6-10 interleaved rounds in 7 runs over an hour: 1.3-1.5x in the first
-//   two, 0.97-1.07x later) and 1.03-1.13x in fp32; 2, 8 and 32 KB ahead, and into L1, were no better. W8A8 measured
-//   0.99-1.04x, int8 1.01x and W4A8 the same either way. So on Intel CPUs the dense rows (`Dense`: fp32, bf16, int8) ask
-//   too.
+// - on an Intel Xeon (family 6, model 207; 2 MB of L2 a core) asking 16 KB ahead into L2 makes SmolLM2's fp32
+//   decoding 1.14x as fast at batch 1 and 1.57x at batch 8 (interleaved, medians of 6 rounds): there one core
+//   streaming 8 input rows' fp32 products from memory took 269 ns a row of 576 inputs left to the hardware, 175
+//   asked (a standalone loop), where in the cache it takes about 100. 8 and 32 KB ahead measured the same, into L1
+//   0.89x at batch 8. int8 measured 1.01x, W4A8 1.02x. So on Intel CPUs the dense rows (`Dense`: fp32, int8, and bf16
+//   where there are no AMX tiles) ask too. (Its first form, with `_mm_prefetch`, was dropped by the compiler (see
+//   `ask_ahead`): the first A/B runs that day, 1.3-1.5x for bf16, had met trial builds that did ask, and the later
+//   ones, 0.97-1.07x, two kernels of which neither asked.)
 constexpr int64_t kNearAhead = 4096, kFarAhead = 16384;
 
 // LOCALITY is __builtin_prefetch's: 3 into L1 (prefetcht0), 2 into L2 (prefetcht1). The compiler's own builtin, not
@@ -175,8 +178,8 @@ struct Lanes<bf16> {  // 32 bf16 weights against 32 bf16 inputs: vdpbf16ps adds 
 // inputs is loaded once for all three: one row at a time costs 8 input loads per 8 multiply-adds, and there the
 // loads, not memory, set the pace (SmolLM2's linear layers at batch 8: 33 against 38 ms a step). bf16 and
 // int8 weights, and fewer input rows, measured slower so (bf16 at 2 rows: 14 against 9 ms), so they keep one. On the
-// Intel Xeon one row at a time measured faster at 8 rows (one core streaming fp32 weights from memory: 364 against
-// 437 ns a row of 576 inputs; SmolLM2's batch-8 fp32 step 1.11x as fast, 6 interleaved rounds), so there
+// Intel Xeon one row at a time measured faster at 8 rows (SmolLM2's batch-8 fp32 step 1.08-1.11x as fast before its
+// rows asked ahead, 1.29x with the asking: three at a time measured 0.78x, 6 interleaved rounds each), so there
 // `stream_block` meets them one at a time too (`intel_choices`). Either way each output is the same sum. Each
 // (weight row, input row) pair adds its products in one chain, in the same order for every count of rows, so a row's
 // product does not depend on the rows beside it (tested). Two or four chains for a single row measured 1.04-1.05x on

@@ -128,7 +128,8 @@ def test_bf16_in_amx_tiles_is_as_exact_as_in_dot_products_and_the_same_for_any_t
     """On a CPU with AMX, bf16 weights meet their inputs in tile products of 16 weight rows (`Tiles`): other
     additions than `vdpbf16ps`'s, so other bits, but as near the exact product. A row's bits do not depend on how
     the rows are split between threads, although a share's last tile ends at its last row and so reads some rows
-    of the share before it (70 rows: tiles at 0, 16, 32 and 54 on one thread; 54 on each of two)."""
+    of the share before it (70 rows: on one thread tiles at 0, 16, 32, 48 and 54; on two, rows 0-34 and 35-69,
+    tiles at 0, 16, 32 and at 35, 51, 54)."""
     kernel = matvec.kernel()
     if not kernel.amx_tiles():
         pytest.skip("this CPU has no AMX tiles (or Linux did not grant them)")

@@ -101,7 +101,8 @@ bool intel_choices = [] {
 // A W4A8 row asks for the `bytes` 4 KB past it into L1.
 inline void ask_near(const void* row, int64_t bytes) { ask_ahead<3>(row, kNearAhead, bytes); }
 
-// A dense row (fp32, bf16 or int8 weights) asks for the `bytes` 16 KB past it into L2, on Intel CPUs only (above).
+// A dense row (fp32, int8, or bf16 without AMX tiles) asks for the `bytes` 16 KB past it into L2, on Intel CPUs only
+// (above).
 inline void ask_far(const void* row, int64_t bytes) {
   if (intel_choices) ask_ahead<2>(row, kFarAhead, bytes);
 }

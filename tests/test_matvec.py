@@ -109,17 +109,22 @@ def test_the_built_kernel_asks_memory_ahead():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_the_choices_made_per_cpu_give_the_same_bits(rows, dtype):
     """Asking ahead and meeting 7 or 8 input rows one fp32 weight row at a time (made on Intel CPUs) change the speed,
-    not a bit of the product: both settings, on whatever CPU the test runs."""
+    not a bit of the product: both settings, on whatever CPU the test runs (bf16 through `vdpbf16ps`, the rows
+    that ask, also where AMX tiles would take it)."""
     kernel = matvec.kernel()
     weight, x = (t.to(dtype) for t in inputs(rows, (70, 576)))
-    was = kernel.intel_choices()
+    was, tiles = kernel.intel_choices(), kernel.amx_tiles()
     products = []
     try:
+        if tiles:
+            kernel.amx_tiles(False)
         for setting in (True, False):
             kernel.intel_choices(setting)
             products.append(kernel.matvec(x, weight))
     finally:
         kernel.intel_choices(was)
+        if tiles:
+            kernel.amx_tiles(True)
     assert torch.equal(products[0], products[1])
 
 

@@ -275,7 +275,6 @@ struct alignas(64) TileShapes {
 // a share's last tile simply ends at its last row, reading rows before it again, and every row of a weight with at
 // least 16 takes the same path whatever the batch or the threads.
 struct Tiles {
-  using Input = bf16;
   const bf16* w;
   const bf16* pairs;  // the inputs as `pair_inputs` lays them out
   int64_t in, out_features;
@@ -1846,6 +1845,13 @@ struct DecodeLayers {
   }
 };
 
+// A setting's value before, switched to `on` where given (the tests meet each per-CPU choice both ways).
+static bool switched(bool& setting, std::optional<bool> on) {
+  const bool was = setting;
+  if (on.has_value()) setting = *on;
+  return was;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #if defined(_OPENMP)
   m.attr("parallel") = true;  // at::parallel_for splits work between torch's threads (built with -fopenmp)
@@ -1865,21 +1871,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("up"));
 #endif
   m.def(
-      "intel_choices",
-      [](std::optional<bool> on) {
-        const bool was = intel_choices;
-        if (on.has_value()) intel_choices = *on;
-        return was;
-      },
+      "intel_choices", [](std::optional<bool> on) { return switched(intel_choices, on); },
       "whether the choices measured on Intel CPUs are made (switched to `on` where given); returns the setting before",
       pybind11::arg("on") = pybind11::none());
   m.def(
       "amx_tiles",
       [](std::optional<bool> on) {
 #if defined(LM2LLM_TILES)
-        const bool was = amx_tiles;
-        if (on.has_value()) amx_tiles = *on;
-        return was;
+        return switched(amx_tiles, on);
 #else
         TORCH_CHECK(!on.value_or(false), "matvec: this CPU has no AMX tiles");
         return false;
